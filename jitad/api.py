@@ -1,0 +1,347 @@
+"""The user-facing transforms: grad, value_and_grad, vjp, jvp, and their call machinery.
+
+A transform call flattens its arguments (optree), looks up a compiled entry by input
+signature, and runs it. On a miss it traces the user's function into a Graph, applies
+the AD transform (itself a trace), runs the passes and compiles the result. Called on
+traced values (inside another transform) it inlines the transformed graph instead,
+which is how transforms compose.
+"""
+import functools
+
+import numpy as np
+import optree
+
+from . import ad, backend, ir
+from .errors import InputDtypeError, LeafTypeError, NonScalarOutputError, ShapeError
+from .interpreter import replay
+from .passes import optimize
+from .trace import Tracer, trace
+
+_FLOAT_TYPES = (float, np.floating)
+
+
+def _normalize_argnums(argnums, nargs):
+    single = isinstance(argnums, (int, np.integer))
+    nums = (int(argnums),) if single else tuple(int(a) for a in argnums)
+    for a in nums:
+        if not -nargs <= a < nargs:
+            raise TypeError(f"argnums={argnums} but the function was called with {nargs} positional arguments")
+    return tuple(a % nargs for a in nums), single
+
+
+def _classify(leaf, position, differentiated):
+    """('traced', shape, dtype) for values jitad traces, or ('static', value)."""
+    if isinstance(leaf, Tracer):
+        kind = ("traced", leaf.shape, leaf.dtype)
+    elif isinstance(leaf, np.ndarray):
+        if leaf.dtype.kind not in "fiub":
+            if differentiated:
+                raise InputDtypeError(position, leaf.dtype)
+            raise LeafTypeError(position, leaf)
+        kind = ("traced", leaf.shape, leaf.dtype)
+    elif isinstance(leaf, _FLOAT_TYPES):
+        kind = ("traced", (), np.dtype(type(leaf)) if isinstance(leaf, np.floating) else np.dtype(np.float64))
+    elif isinstance(leaf, (bool, int, np.integer, np.bool_)):
+        if differentiated:
+            raise InputDtypeError(position, np.asarray(leaf).dtype)
+        kind = ("static", leaf)
+    elif isinstance(leaf, complex):
+        raise InputDtypeError(position, np.dtype(complex))
+    else:
+        if differentiated:
+            raise LeafTypeError(position, leaf)
+        kind = ("static", leaf)
+    if differentiated and kind[0] == "traced" and kind[2].kind != "f":
+        raise InputDtypeError(position, kind[2])
+    return kind
+
+
+class _Signature:
+    """The flattened arguments of one call, split into traced and static leaves."""
+
+    def __init__(self, args, diff_argnums):
+        self.trees, self.leaves, self.kinds, self.owner = [], [], [], []
+        for position, arg in enumerate(args):
+            leaves, tree = optree.tree_flatten(arg)
+            self.trees.append(tree)
+            for leaf in leaves:
+                self.kinds.append(_classify(leaf, position, position in diff_argnums))
+                self.leaves.append(leaf)
+                self.owner.append(position)
+        self.traced = [i for i, k in enumerate(self.kinds) if k[0] == "traced"]
+
+    def key(self):
+        parts = []
+        for kind in self.kinds:
+            if kind[0] == "traced":
+                parts.append((kind[1], kind[2].str))
+            else:
+                value = kind[1]
+                try:
+                    hash(value)
+                except TypeError:
+                    value = ("id", id(value))
+                parts.append(("static", type(value), value))
+        return tuple(self.trees), tuple(parts)
+
+    def avals(self):
+        return [(self.kinds[i][1], self.kinds[i][2]) for i in self.traced]
+
+    def rebuild(self, traced_values):
+        """The user's positional arguments with traced leaves replaced by `traced_values`."""
+        leaves = list(self.leaves)
+        for i, v in zip(self.traced, traced_values):
+            leaves[i] = v
+        args, start = [], 0
+        for tree in self.trees:
+            n = tree.num_leaves
+            args.append(optree.tree_unflatten(tree, leaves[start:start + n]))
+            start += n
+        return args
+
+    def traced_positions_of(self, argnums):
+        """Indices into the traced-leaf list of the leaves that belong to `argnums`."""
+        return [k for k, i in enumerate(self.traced) if self.owner[i] in argnums]
+
+
+def trace_user(fun, sig, kwargs):
+    """Trace the user's function; returns (graph, captured, out_tree)."""
+    box = {}
+
+    def flat(*traced):
+        out = fun(*sig.rebuild(traced), **kwargs)
+        leaves, box["tree"] = optree.tree_flatten(out)
+        for leaf in leaves:
+            if not isinstance(leaf, (Tracer, np.ndarray, float, int, np.number, bool, np.bool_)):
+                raise LeafTypeError("(output)", leaf)
+        return leaves
+
+    graph, captured = trace(flat, sig.avals())
+    return graph, captured, box["tree"]
+
+
+def _to_python(value):
+    """0-d arrays come out as NumPy scalars (a float64 is a Python float)."""
+    return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
+
+
+class Staged:
+    """A transform of a user function, compiled and cached per input signature.
+
+    `build(graph, sig, out_tree) -> (body, extra_avals, meta)`: `body` takes the traced
+    graph's inputs followed by extra inputs (e.g. output cotangents) of the given
+    (shape, dtype); its trace is the transformed graph. `meta` helps unpack outputs.
+    """
+
+    def __init__(self, fun, build, diff_argnums=()):
+        self.fun = fun
+        self.build = build
+        self.diff_argnums = diff_argnums
+        self.entries = {}
+
+    def run(self, args, kwargs, extra=()):
+        """Returns (flat outputs, meta, signature)."""
+        sig = _Signature(args, self.diff_argnums)
+        nested = bool(ir._stack) or any(isinstance(v, Tracer) for v in extra) or \
+            any(isinstance(sig.leaves[i], Tracer) for i in sig.traced)
+        key = None
+        if not nested and not kwargs:
+            key = (sig.key(), tuple((np.shape(e), np.asarray(e).dtype.str) for e in extra))
+            entry = self.entries.get(key)
+            if entry is not None:
+                compiled, meta = entry
+                return compiled([sig.leaves[i] for i in sig.traced] + list(extra)), meta, sig
+        graph, captured, out_tree = trace_user(self.fun, sig, kwargs)
+        body, extra_avals, meta = self.build(graph, sig, out_tree)
+        for e, (shape, _) in zip(extra, extra_avals):
+            if np.shape(e) != tuple(shape):
+                raise ShapeError(f"expected an array of shape {tuple(shape)}, got shape {np.shape(e)}")
+        inputs = [(n.shape, n.dtype) for n in graph.inputs] + list(extra_avals)
+        transformed, _ = trace(body, inputs)
+        values = [sig.leaves[i] for i in sig.traced] + list(captured) + list(extra)
+        if nested or captured:
+            env = replay(transformed, values)
+            return [env[o.id] for o in transformed.outputs], meta, sig
+        compiled = backend.compile(optimize(transformed))
+        if key is not None:
+            self.entries[key] = (compiled, meta)
+        return compiled(values), meta, sig
+
+
+def _unflatten_grads(sig, argnums, single, grads):
+    """Split flat gradients back into one pytree per differentiated argument."""
+    per_arg, it = [], iter(grads)
+    for a in argnums:
+        leaves = []
+        for i, owner in enumerate(sig.owner):
+            if owner == a:
+                leaf = next(it)
+                original = sig.leaves[i]
+                if isinstance(original, float) and not isinstance(original, np.floating):
+                    leaf = _to_python(leaf)
+                leaves.append(leaf)
+        per_arg.append(optree.tree_unflatten(sig.trees[a], leaves))
+    return per_arg[0] if single else tuple(per_arg)
+
+
+def _scalar_output(graph, out_tree, has_aux):
+    if has_aux:
+        if out_tree.num_children != 2 or out_tree.kind not in (optree.PyTreeKind.TUPLE, optree.PyTreeKind.LIST):
+            raise TypeError("has_aux=True requires the function to return a pair (value, aux)")
+        value_tree = out_tree.children()[0]
+        if value_tree.num_leaves != 1:
+            raise NonScalarOutputError(("pytree",))
+    elif out_tree.num_leaves != 1:
+        raise NonScalarOutputError(("pytree with %d leaves" % out_tree.num_leaves,))
+    out = graph.outputs[0]
+    if out.shape != ():
+        raise NonScalarOutputError(out.shape)
+    if out.dtype.kind != "f":
+        raise InputDtypeError("(output)", out.dtype)
+    return out
+
+
+def value_and_grad(fun, argnums=0, has_aux=False):
+    """Return a function computing `(fun(*args), gradient)`.
+
+    >>> import numpy as np, jitad
+    >>> v, g = jitad.value_and_grad(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
+    >>> float(v), g.tolist()
+    (5.0, [2.0, 4.0])
+    """
+    @functools.wraps(fun)
+    def value_and_grad_fun(*args, **kwargs):
+        nums, single = _normalize_argnums(argnums, len(args))
+        staged = _staged_for(value_and_grad_fun, fun, nums, _build_value_and_grad(nums, has_aux))
+        outs, out_tree, sig = staged.run(args, kwargs)
+        grads = _unflatten_grads(sig, nums, single, outs[out_tree.num_leaves:])
+        result = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs[:out_tree.num_leaves]])
+        return result, grads
+    value_and_grad_fun._jitad_staged = {}
+    return value_and_grad_fun
+
+
+def _staged_for(holder, fun, nums, build):
+    staged = holder._jitad_staged.get(nums)
+    if staged is None:
+        staged = holder._jitad_staged[nums] = Staged(fun, build, nums)
+    return staged
+
+
+def _build_value_and_grad(nums, has_aux):
+    def build(graph, sig, out_tree):
+        out = _scalar_output(graph, out_tree, has_aux)
+        wrt = sig.traced_positions_of(nums)
+
+        def body(*inputs):
+            seeds = [np.ones((), out.dtype)] + [None] * (len(graph.outputs) - 1)
+            outs, (grads,) = ad.vjp_values(graph, inputs, [seeds], wrt)
+            return outs + grads
+        return body, (), out_tree
+    return build
+
+
+def grad(fun, argnums=0, has_aux=False):
+    """Return a function computing the gradient of scalar-valued `fun`.
+
+    >>> import numpy as np, jitad
+    >>> jitad.grad(lambda x1, x2: x1 * x2 + np.sin(x1), argnums=(0, 1))(2.0, 5.0)
+    (4.583853163452858, 2.0)
+    """
+    vg = value_and_grad(fun, argnums, has_aux)
+
+    @functools.wraps(fun)
+    def grad_fun(*args, **kwargs):
+        value, g = vg(*args, **kwargs)
+        return (g, value[1]) if has_aux else g
+    return grad_fun
+
+
+def vjp(fun, *primals, has_aux=False):
+    """Return `(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` is a tuple, one entry per primal.
+
+    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux).
+    """
+    nums = tuple(range(len(primals)))
+
+    def build_forward(graph, sig, out_tree):
+        return (lambda *inputs: ad.replay_outputs(graph, inputs)), (), out_tree
+
+    outs, out_tree, sig = Staged(fun, build_forward, nums).run(primals, {})
+    out = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs])
+    value_tree = out_tree.children()[0] if has_aux else out_tree
+    n_value = value_tree.num_leaves
+
+    def build_backward(graph, sig_, out_tree_):
+        wrt = sig_.traced_positions_of(nums)
+        value_outputs = graph.outputs[:n_value]
+        k = len(graph.inputs)
+
+        def body(*inputs):
+            cts = list(inputs[k:]) + [None] * (len(graph.outputs) - n_value)
+            _, (grads,) = ad.vjp_values(graph, inputs[:k], [cts], wrt)
+            return grads
+        return body, [(o.shape, _cotangent_dtype(o)) for o in value_outputs], None
+
+    backward = Staged(fun, build_backward, nums)
+
+    def vjp_fn(cotangent):
+        ct_leaves, ct_tree = optree.tree_flatten(cotangent)
+        if ct_tree != value_tree:
+            raise TypeError(f"the cotangent's structure {ct_tree} does not match the output's {value_tree}")
+        grads, _, _ = backward.run(primals, {}, extra=ct_leaves)
+        return _unflatten_grads(sig, nums, False, grads)
+
+    if has_aux:
+        return out[0], vjp_fn, out[1]
+    return out, vjp_fn
+
+
+def _cotangent_dtype(node):
+    return node.dtype if node.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def jvp(fun, primals, tangents, has_aux=False):
+    """Forward mode: `(fun(*primals), directional derivative along tangents)`.
+
+    >>> import numpy as np, jitad
+    >>> jitad.jvp(np.sin, (0.0,), (2.0,))
+    (0.0, 2.0)
+    """
+    primals, tangents = tuple(primals), tuple(tangents)
+    if len(primals) != len(tangents):
+        raise TypeError("jvp: primals and tangents must have the same number of entries")
+    nums = tuple(range(len(primals)))
+    tangent_leaves = []
+    for p, t in zip(primals, tangents):
+        p_leaves, p_tree = optree.tree_flatten(p)
+        t_leaves, t_tree = optree.tree_flatten(t)
+        if p_tree != t_tree:
+            raise TypeError(f"jvp: tangent structure {t_tree} does not match primal structure {p_tree}")
+        for pl, tl in zip(p_leaves, t_leaves):
+            if np.shape(pl) != np.shape(tl):
+                raise ShapeError(f"jvp: tangent shape {np.shape(tl)} does not match primal shape {np.shape(pl)}")
+        tangent_leaves.extend(tl if isinstance(tl, Tracer) else np.asarray(tl, dtype=_leaf_dtype(pl))
+                              for pl, tl in zip(p_leaves, t_leaves))
+
+    def build(graph, sig, out_tree):
+        wrt = sig.traced_positions_of(nums)
+        k = len(graph.inputs)
+
+        def body(*inputs):
+            outs, (touts,) = ad.jvp_values(graph, inputs[:k], [list(inputs[k:])], wrt)
+            return outs + touts
+        return body, [(graph.inputs[i].shape, graph.inputs[i].dtype) for i in wrt], out_tree
+
+    outs, out_tree, sig = Staged(fun, build, nums).run(primals, {}, extra=tangent_leaves)
+    n = out_tree.num_leaves
+    out = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs[:n]])
+    tout = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs[n:]])
+    if has_aux:
+        return out[0], tout[0], out[1]
+    return out, tout
+
+
+def _leaf_dtype(leaf):
+    dtype = getattr(leaf, "dtype", None)
+    return dtype if dtype is not None and np.dtype(dtype).kind == "f" else np.float64

@@ -1,0 +1,106 @@
+"""Exception classes. Each names the cause and the way out, and points at the user's line."""
+import os
+import sys
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__))
+
+
+def user_frame():
+    """Return 'file:line' of the innermost stack frame outside jitad, or ''."""
+    frame = sys._getframe(1)
+    while frame is not None:
+        filename = frame.f_code.co_filename
+        if not os.path.abspath(filename).startswith(_PKG_DIR) and "numpy" not in filename:
+            return f"{filename}:{frame.f_lineno}"
+        frame = frame.f_back
+    return ""
+
+
+def _where():
+    location = user_frame()
+    return f" (at {location})" if location else ""
+
+
+class JitadError(Exception):
+    """Base class of every error jitad raises on purpose."""
+
+
+class UnsupportedOperationError(JitadError, TypeError):
+    """A NumPy function or ufunc that jitad has no derivative rule for."""
+
+    def __init__(self, name, detail=""):
+        super().__init__(
+            f"jitad does not support `{name}` on traced values{_where()}. {detail}"
+            "Wrap the code that calls it in a function decorated with @jitad.custom_vjp "
+            "(or @jitad.custom_jvp) and give its derivative rule; the rule runs on real "
+            "arrays and may call any NumPy or SciPy function.")
+        self.name = name
+
+
+class ConcretizationError(JitadError, TypeError):
+    """Python control flow or a conversion that needs the concrete value of a traced array."""
+
+    def __init__(self, what):
+        super().__init__(
+            f"{what} needs the concrete value of a traced array{_where()}, but jitad traces "
+            "your function once per input signature, so values are not known while tracing. "
+            "Use np.where(cond, a, b) (or np.maximum/np.minimum/np.clip) instead of a Python "
+            "`if`/`while` on a traced value; build arrays with np.array([...]), np.stack or "
+            "np.concatenate instead of assigning into a NumPy array; for a value you need "
+            "outside, return it from the function (or use has_aux=True).")
+
+
+class InPlaceUpdateError(JitadError, TypeError):
+    """An in-place write into a traced array (or of a traced value into a NumPy array)."""
+
+    def __init__(self, what="item assignment"):
+        super().__init__(
+            f"in-place {what} on a traced array is not supported{_where()}: jitad's graph is "
+            "functional. Build the new array instead, e.g. np.where(mask, new, x), "
+            "np.concatenate([x[:i], new, x[i+1:]]) or np.stack([...]).")
+
+
+class NonScalarOutputError(JitadError, TypeError):
+    """`grad` of a function whose output is not a scalar."""
+
+    def __init__(self, shape):
+        super().__init__(
+            f"grad requires a scalar output, but the function returned shape {tuple(shape)}"
+            f"{_where()}. Reduce it to a scalar (e.g. with .sum() or np.mean), or use "
+            "jitad.jacobian / jacrev / jacfwd for the full Jacobian, or jitad.vjp for a "
+            "vector-Jacobian product.")
+
+
+class InputDtypeError(JitadError, TypeError):
+    """Differentiating with respect to an integer, boolean or complex input."""
+
+    def __init__(self, position, dtype):
+        super().__init__(
+            f"cannot differentiate with respect to argument {position} of dtype {dtype}: "
+            "jitad differentiates float32 and float64 inputs only. Convert it with "
+            "x.astype(float) (or pass a float literal like 2.0 instead of 2), or leave the "
+            "argument out of argnums.")
+
+
+class LeafTypeError(JitadError, TypeError):
+    """A pytree leaf that is neither an array nor a number."""
+
+    def __init__(self, position, leaf):
+        super().__init__(
+            f"argument {position} contains a leaf of type {type(leaf).__name__}, which jitad "
+            "cannot differentiate. Leaves must be NumPy arrays or Python/NumPy scalars; "
+            "containers may be dict, list, tuple or None.")
+
+
+class ShapeError(JitadError, ValueError):
+    """Shapes that do not fit together, or a shape that only a run-time value decides."""
+
+    def __init__(self, message):
+        super().__init__(f"{message}{_where()}")
+
+
+class NonDifferentiableError(JitadError):
+    """A derivative jitad cannot compute; raised instead of returning a wrong value."""
+
+    def __init__(self, message):
+        super().__init__(f"{message}{_where()}")

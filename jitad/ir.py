@@ -1,0 +1,234 @@
+"""The typed IR: immutable nodes with static shape and dtype, graphs, and the builder.
+
+A `Node` is one value: a primitive applied to input nodes with static parameters.
+A `Builder` records nodes while a function is traced; it hash-conses them, so a node
+built twice from the same inputs and parameters is the same node (CSE for free).
+`bind` is the single entry point every primitive goes through.
+"""
+import itertools
+
+import numpy as np
+
+from .errors import JitadError
+
+_ids = itertools.count()
+
+
+class Node:
+    """One value in a graph: `prim(*inputs, **params)` with a static shape and dtype."""
+
+    __slots__ = ("prim", "inputs", "params", "shape", "dtype", "value", "id")
+
+    def __init__(self, prim, inputs, params, shape, dtype, value=None):
+        self.prim = prim
+        self.inputs = tuple(inputs)
+        self.params = params
+        self.shape = tuple(shape)
+        self.dtype = np.dtype(dtype)
+        self.value = value  # the array of a constant node
+        self.id = next(_ids)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    @property
+    def size(self):
+        return int(np.prod(self.shape, dtype=np.int64))
+
+    def __repr__(self):
+        args = ", ".join(f"%{n.id}" for n in self.inputs)
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        sep = ", " if args and params else ""
+        return f"%{self.id}:{self.dtype.name}{list(self.shape)} = {self.prim.name}({args}{sep}{params})"
+
+
+def freeze(value):
+    """A hashable stand-in for a parameter value."""
+    if isinstance(value, (list, tuple)):
+        return tuple(freeze(v) for v in value)
+    if isinstance(value, dict):
+        return tuple(sorted((k, freeze(v)) for k, v in value.items()))
+    if isinstance(value, np.ndarray):
+        return ("array", id(value))
+    if isinstance(value, np.dtype):
+        return value.str
+    return value
+
+
+class Graph:
+    """A function as IR: input nodes, output nodes, and everything between them."""
+
+    def __init__(self, inputs, outputs):
+        self.inputs = tuple(inputs)
+        self.outputs = tuple(outputs)
+        self._nodes = None
+
+    @property
+    def nodes(self):
+        """Nodes reachable from the outputs, in topological order (dead code excluded)."""
+        if self._nodes is None:
+            order, seen = [], set()
+            for out in self.outputs:
+                stack = [(out, False)]
+                while stack:
+                    node, expanded = stack.pop()
+                    if expanded:
+                        order.append(node)
+                        continue
+                    if node.id in seen:
+                        continue
+                    seen.add(node.id)
+                    stack.append((node, True))
+                    stack.extend((i, False) for i in reversed(node.inputs) if i.id not in seen)
+            self._nodes = order
+        return self._nodes
+
+    def consumers(self):
+        """Map node id -> list of nodes using it."""
+        users = {n.id: [] for n in self.nodes}
+        for node in self.nodes:
+            for i in node.inputs:
+                users[i.id].append(node)
+        return users
+
+    def __repr__(self):
+        lines = [f"graph({', '.join(f'%{n.id}:{n.dtype.name}{list(n.shape)}' for n in self.inputs)}):"]
+        input_ids = {n.id for n in self.inputs}
+        for node in self.nodes:
+            if node.id in input_ids:
+                continue
+            if node.prim.name == "const":
+                value = node.value
+                text = repr(value.item()) if value.size == 1 else f"<array {value.dtype.name}{list(value.shape)}>"
+                lines.append(f"  %{node.id}:{node.dtype.name}{list(node.shape)} = const {text}")
+            else:
+                lines.append(f"  {node!r}")
+        lines.append(f"  return {', '.join(f'%{n.id}' for n in self.outputs)}")
+        return "\n".join(lines)
+
+
+class Builder:
+    """Records the nodes of one trace. Values of outer traces become captured inputs."""
+
+    tracer_type = None  # set by jitad.trace: the array-like type user code sees
+
+    def __init__(self):
+        self.interned = {}
+        self.inputs = []
+        self.captured = {}  # id(outer tracer's node) -> (outer tracer, input node here)
+
+    def new_input(self, shape, dtype):
+        node = Node(input_p, (), {}, shape, dtype)
+        self.inputs.append(node)
+        return self.wrap(node)
+
+    def wrap(self, node):
+        return Builder.tracer_type(node, self)
+
+    def add(self, prim, inputs, params, shape, dtype):
+        key = (prim, tuple(n.id for n in inputs), freeze(params))
+        node = self.interned.get(key)
+        if node is None:
+            node = Node(prim, inputs, params, shape, dtype)
+            self.interned[key] = node
+        return node
+
+    def const(self, value):
+        array = np.asarray(value)
+        if array.size == 1:  # intern small constants by value so CSE sees them as equal
+            key = ("const", array.dtype.str, array.shape, array.item())
+        else:
+            key = ("const", id(value))
+        node = self.interned.get(key)
+        if node is None:
+            node = Node(const_p, (), {}, array.shape, array.dtype, value=array)
+            self.interned[key] = node
+        return node
+
+    def capture(self, tracer):
+        entry = self.captured.get(tracer.node.id)
+        if entry is None:
+            node = Node(input_p, (), {}, tracer.node.shape, tracer.node.dtype)
+            entry = (tracer, node)
+            self.captured[tracer.node.id] = entry
+        return entry[1]
+
+
+_stack = []
+
+
+def current_builder():
+    return _stack[-1] if _stack else None
+
+
+class building:
+    """Context manager that makes `builder` the one new nodes go into."""
+
+    def __init__(self, builder):
+        self.builder = builder
+
+    def __enter__(self):
+        _stack.append(self.builder)
+        return self.builder
+
+    def __exit__(self, *exc):
+        _stack.pop()
+
+
+class LeakedTracerError(JitadError):
+    def __init__(self):
+        super().__init__(
+            "a traced value escaped the function that created it (stored in a global or an "
+            "outer variable during tracing) and was used after tracing ended. Return it "
+            "from the function instead.")
+
+
+def is_tracer(x):
+    return isinstance(x, Builder.tracer_type)
+
+
+def bind(prim, args, params):
+    """Apply a primitive: record a node if any argument is traced, else compute with NumPy."""
+    builder = _stack[-1] if _stack else None
+    traced = False
+    for a in args:
+        if isinstance(a, Builder.tracer_type):
+            traced = True
+            break
+    if not traced and (prim.foldable or builder is None):
+        return prim.evaluate(args, params)
+    weak_dtype = None  # Python scalars take the dtype of a traced float operand (NumPy 2)
+    for a in args:
+        if isinstance(a, Builder.tracer_type) and a.node.dtype.kind == "f":
+            weak_dtype = a.node.dtype
+            break
+    nodes = []
+    for a in args:
+        if isinstance(a, Builder.tracer_type):
+            if a.builder is builder:
+                nodes.append(a.node)
+            elif a.builder in _stack:
+                nodes.append(builder.capture(a))
+            else:
+                raise LeakedTracerError()
+        elif weak_dtype is not None and type(a) in (float, int):
+            nodes.append(builder.const(np.asarray(a, weak_dtype)))
+        else:
+            nodes.append(builder.const(a))
+    shape, dtype = prim.shape_rule(*nodes, **params)
+    return builder.wrap(builder.add(prim, nodes, params, shape, dtype))
+
+
+# Two primitives every graph needs; the rest live in jitad.primitives.
+class _Leaf:
+    def __init__(self, name):
+        self.name = name
+        self.kind = "leaf"
+
+    def __repr__(self):
+        return self.name
+
+
+input_p = _Leaf("input")
+const_p = _Leaf("const")

@@ -1,0 +1,744 @@
+"""The NumPy API on traced values, built from primitives.
+
+`UFUNCS` maps NumPy ufuncs and `FUNCTIONS` maps NumPy functions to builders; the
+tracer's `__array_ufunc__` / `__array_function__` look them up. Builders that are
+compositions (mean, var, einsum, norm, ...) are differentiated through their parts.
+"""
+import builtins
+import operator
+
+import numpy as np
+
+from . import primitives as P
+from .errors import ShapeError, UnsupportedOperationError
+from .ir import is_tracer
+
+
+def shape_of(x):
+    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+
+
+def ndim_of(x):
+    return len(shape_of(x))
+
+
+def _axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    out = []
+    for a in axis:
+        a = operator.index(a)
+        if not -ndim <= a < ndim:
+            raise ShapeError(f"axis {a} is out of bounds for an array of dimension {ndim}")
+        out.append(a % ndim)
+    if len(set(out)) != len(out):
+        raise ShapeError(f"repeated axis in {axis}")
+    return tuple(sorted(out))
+
+
+# --- shape builders ------------------------------------------------------------------------
+def reshape(x, *shape, order="C"):
+    if order != "C":
+        raise UnsupportedOperationError(f"reshape(order={order!r})", "Only C order is supported. ")
+    if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
+        shape = shape[0]
+    shape = tuple(int(s) for s in shape)
+    size = int(np.prod(shape_of(x), dtype=np.int64))
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        shape = tuple(size // known if known else 0 if s == -1 else s for s in shape)
+    if int(np.prod(shape, dtype=np.int64)) != size:
+        raise ShapeError(f"cannot reshape array of shape {shape_of(x)} into shape {shape}")
+    if shape == shape_of(x):
+        return x
+    return P.reshape_p(x, shape=shape)
+
+
+def transpose(x, axes=None):
+    nd = ndim_of(x)
+    perm = tuple(reversed(range(nd))) if axes is None else tuple(a % nd for a in axes)
+    if perm == tuple(range(nd)):
+        return x
+    return P.transpose_p(x, perm=perm)
+
+
+def swapaxes(x, a, b):
+    perm = list(range(ndim_of(x)))
+    a, b = a % len(perm), b % len(perm)
+    perm[a], perm[b] = perm[b], perm[a]
+    return transpose(x, perm)
+
+
+def moveaxis(x, source, destination):
+    nd = ndim_of(x)
+    source = [s % nd for s in np.atleast_1d(source)]
+    destination = [d % nd for d in np.atleast_1d(destination)]
+    order = [n for n in range(nd) if n not in source]
+    for dest, src in sorted(zip(destination, source)):
+        order.insert(dest, src)
+    return transpose(x, order)
+
+
+def broadcast_to(x, shape):
+    shape = (int(shape),) if np.isscalar(shape) else tuple(int(s) for s in shape)
+    if shape_of(x) == shape:
+        return x
+    return P.broadcast_to_p(x, shape=shape)
+
+
+def ravel(x, order="C"):
+    return reshape(x, (-1,), order=order)
+
+
+def squeeze(x, axis=None):
+    shape = shape_of(x)
+    if axis is None:
+        axes = tuple(i for i, n in enumerate(shape) if n == 1)
+    else:
+        axes = _axes(axis, len(shape))
+        if any(shape[a] != 1 for a in axes):
+            raise ShapeError("cannot select an axis to squeeze out which has size not equal to one")
+    return reshape(x, tuple(n for i, n in enumerate(shape) if i not in axes))
+
+
+def expand_dims(x, axis):
+    shape = list(shape_of(x))
+    axes = _axes(axis, len(shape) + (1 if np.isscalar(axis) else len(axis)))
+    for a in axes:
+        shape.insert(a, 1)
+    return reshape(x, tuple(shape))
+
+
+def atleast_1d(x):
+    return reshape(x, (1,)) if ndim_of(x) == 0 else x
+
+
+def atleast_2d(x):
+    nd = ndim_of(x)
+    return reshape(x, (1,) * (2 - nd) + shape_of(x)) if nd < 2 else x
+
+
+def concatenate(arrays, axis=0, out=None, dtype=None):
+    if out is not None:
+        from .errors import InPlaceUpdateError
+        raise InPlaceUpdateError("concatenate(out=...)")
+    arrays = [asarray(a) for a in arrays]
+    if axis is None:
+        arrays, axis = [ravel(a) for a in arrays], 0
+    nd = ndim_of(arrays[0])
+    if nd == 0:
+        raise ShapeError("zero-dimensional arrays cannot be concatenated")
+    axis %= nd
+    if len(arrays) == 1:
+        return arrays[0]
+    result = P.concatenate_p(*arrays, axis=axis)
+    return result if dtype is None else astype(result, dtype)
+
+
+def stack(arrays, axis=0, out=None):
+    arrays = [asarray(a) for a in arrays]
+    shapes = {shape_of(a) for a in arrays}
+    if len(shapes) != 1:
+        raise ShapeError("all input arrays must have the same shape")
+    nd = ndim_of(arrays[0]) + 1
+    axis %= nd
+    return concatenate([expand_dims(a, axis) for a in arrays], axis=axis, out=out)
+
+
+def hstack(arrays):
+    arrays = [atleast_1d(asarray(a)) for a in arrays]
+    return concatenate(arrays, axis=0 if ndim_of(arrays[0]) == 1 else 1)
+
+
+def vstack(arrays):
+    return concatenate([atleast_2d(asarray(a)) for a in arrays], axis=0)
+
+
+def column_stack(arrays):
+    arrays = [asarray(a) for a in arrays]
+    return concatenate([reshape(a, (-1, 1)) if ndim_of(a) < 2 else a for a in arrays], axis=1)
+
+
+def flip(x, axis=None):
+    shape = shape_of(x)
+    axes = _axes(axis, len(shape))
+    starts = tuple(n - 1 if i in axes else 0 for i, n in enumerate(shape))
+    steps = tuple(-1 if i in axes else 1 for i in range(len(shape)))
+    return P.slice_p(x, starts=starts, steps=steps, shape=shape)
+
+
+def astype(x, dtype, copy=True, **_):
+    dtype = np.dtype(dtype)
+    if dtype == x.dtype:
+        return x
+    if dtype.kind == "c":
+        raise UnsupportedOperationError("astype(complex)", "Complex values are not supported. ")
+    return P.convert_p(x, dtype=dtype)
+
+
+# --- indexing --------------------------------------------------------------------------------
+def getitem(x, key):
+    """NumPy indexing: basic slices, ints, None, ..., integer arrays and concrete boolean masks."""
+    if not isinstance(key, tuple):
+        key = (key,)
+    shape = shape_of(x)
+    items = []
+    for k in key:
+        if is_tracer(k):
+            if k.dtype == bool:
+                raise ShapeError("indexing with a traced boolean mask gives a shape that depends on "
+                                 "the values; use np.where(mask, x, 0) (or compute the mask from "
+                                 "concrete data) instead")
+            items.append(("array", k, 1))
+        elif isinstance(k, (list, np.ndarray)):
+            arr = np.asarray(k)
+            if arr.dtype == bool:
+                if arr.ndim == 0:
+                    raise IndexError("a 0-d boolean index is not supported")
+                # a concrete mask has a static result shape: its nonzero() positions
+                items.extend(("array", a, 1) for a in arr.nonzero())
+            elif arr.dtype.kind in "iu" or arr.size == 0:
+                items.append(("array", arr.astype(np.intp), 1))
+            else:
+                raise IndexError("arrays used as indices must be of integer (or boolean) type")
+        elif k is None:
+            items.append(("new", None, 0))
+        elif k is Ellipsis:
+            items.append(("ellipsis", None, 0))
+        elif isinstance(k, slice):
+            items.append(("slice", k, 1))
+        elif isinstance(k, (int, np.integer)):
+            items.append(("int", int(k), 1))
+        else:
+            raise IndexError(f"unsupported index {k!r} of type {type(k).__name__}")
+    used = builtins.sum(n for _, _, n in items)
+    if used > len(shape):
+        raise IndexError(f"too many indices for array: array is {len(shape)}-dimensional, "
+                         f"but {used} were indexed")
+    if not any(kind == "ellipsis" for kind, _, _ in items):
+        items.append(("ellipsis", None, 0))
+    expanded = []
+    for kind, k, n in items:
+        if kind == "ellipsis":
+            if any(e[0] == "ellipsis" for e in expanded):
+                raise IndexError("an index can only have a single ellipsis ('...')")
+            expanded.extend(("slice", slice(None), 1) for _ in range(len(shape) - used))
+            expanded.append(("ellipsis", None, 0))
+        else:
+            expanded.append((kind, k, n))
+    starts, steps, counts, layout, advanced = [], [], [], [], []
+    axis = 0
+    for kind, k, _ in expanded:
+        if kind == "new":
+            layout.append(1)
+        elif kind == "slice":
+            start, stop, step = k.indices(shape[axis])
+            count = len(range(start, stop, step))
+            starts.append(start if count else 0), steps.append(step), counts.append(count)
+            layout.append(count)
+            axis += 1
+        elif kind == "int":
+            n = shape[axis]
+            if not -n <= k < n:
+                raise IndexError(f"index {k} is out of bounds for axis {axis} with size {n}")
+            starts.append(k % n), steps.append(1), counts.append(1)
+            axis += 1
+        elif kind == "array":
+            n = shape[axis]
+            if not is_tracer(k):
+                if k.size and (k.max() >= n or k.min() < -n):
+                    raise IndexError(f"index out of bounds for axis {axis} with size {n}")
+                k = np.where(k < 0, k + n, k)
+            starts.append(0), steps.append(1), counts.append(n)
+            advanced.append((len(layout), k))
+            layout.append(n)
+            axis += 1
+    if tuple(counts) != shape or any(s != 1 for s in steps):
+        x = P.slice_p(x, starts=tuple(starts), steps=tuple(steps), shape=tuple(counts))
+    x = reshape(x, tuple(layout))
+    if not advanced:
+        return x
+    if len(advanced) == 1:
+        position, idx = advanced[0]
+        return P.take_p(x, idx, axis=position)
+    return _take_many(x, advanced)
+
+
+def _take_many(x, advanced):
+    """Several index arrays: merge their axes and take on the flat index (NumPy placement)."""
+    if any(is_tracer(idx) for _, idx in advanced):
+        raise UnsupportedOperationError("indexing with several traced index arrays",
+                                        "Use one index array per indexing step. ")
+    positions = [p for p, _ in advanced]
+    arrays = np.broadcast_arrays(*[idx for _, idx in advanced])
+    shape = shape_of(x)
+    adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
+    target = positions[0] if adjacent else 0
+    rest = [a for a in range(len(shape)) if a not in positions]
+    order = rest[:target] + positions + rest[target:]
+    x = transpose(x, order)
+    merged = shape_of(x)[:target] + (int(np.prod([shape[p] for p in positions])),) + \
+        shape_of(x)[target + len(positions):]
+    x = reshape(x, merged)
+    flat = np.ravel_multi_index(tuple(arrays), tuple(shape[p] for p in positions))
+    return P.take_p(x, flat.astype(np.intp), axis=target)
+
+
+# --- reductions --------------------------------------------------------------------------------
+def _reduce(prim, x, axis, keepdims):
+    x = asarray(x)
+    shape = shape_of(x)
+    axes = _axes(axis, len(shape))
+    out = prim(x, axes=axes) if axes else x
+    if keepdims:
+        out = reshape(out, tuple(1 if i in axes else n for i, n in enumerate(shape)))
+    return out
+
+
+def _check_reduce_kwargs(name, out=None, where=None, initial=None, **_):
+    if out is not None:
+        from .errors import InPlaceUpdateError
+        raise InPlaceUpdateError(f"{name}(out=...)")
+    if where is not None and where is not True:
+        raise UnsupportedOperationError(f"{name}(where=...)", "Mask the input with np.where first. ")
+    if initial is not None:
+        raise UnsupportedOperationError(f"{name}(initial=...)", "")
+
+
+def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _check_reduce_kwargs("sum", out, where, initial)
+    x = asarray(x)
+    if x.dtype == bool:
+        x = astype(x, np.int64)
+    result = _reduce(P.reduce_sum_p, x, axis, keepdims)
+    return result if dtype is None else astype(result, dtype)
+
+
+def prod(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
+    _check_reduce_kwargs("prod", out, where, initial)
+    return _reduce(P.reduce_prod_p, x, axis, keepdims)
+
+
+def amax(x, axis=None, out=None, keepdims=False, initial=None, where=None):
+    _check_reduce_kwargs("max", out, where, initial)
+    return _reduce(P.reduce_max_p, x, axis, keepdims)
+
+
+def amin(x, axis=None, out=None, keepdims=False, initial=None, where=None):
+    _check_reduce_kwargs("min", out, where, initial)
+    return _reduce(P.reduce_min_p, x, axis, keepdims)
+
+
+def _count(x, axis):
+    shape = shape_of(x)
+    return int(np.prod([shape[a] for a in _axes(axis, len(shape))], dtype=np.int64))
+
+
+def mean(x, axis=None, dtype=None, out=None, keepdims=False, where=None):
+    _check_reduce_kwargs("mean", out, where)
+    x = asarray(x)
+    if x.dtype.kind != "f":
+        x = astype(x, np.float64)
+    return sum(x, axis=axis, keepdims=keepdims) * (1.0 / _count(x, axis))
+
+
+def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
+    _check_reduce_kwargs("var", out, where)
+    x = asarray(x)
+    if correction is not None:
+        ddof = correction
+    centred = x - globals()["mean"](x, axis=axis, keepdims=True)
+    return sum(centred * centred, axis=axis, keepdims=keepdims) * (1.0 / max(_count(x, axis) - ddof, 0))
+
+
+def std(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
+    # safe_sqrt: the std of identical entries (one element, say) has derivative 0.
+    return P.safe_sqrt_p(var(x, axis=axis, out=out, ddof=ddof, keepdims=keepdims, where=where,
+                             correction=correction))
+
+
+def average(x, axis=None, weights=None, returned=False, keepdims=False):
+    if weights is None:
+        result, total = mean(x, axis=axis, keepdims=keepdims), _count(x, axis)
+    else:
+        weights = broadcast_to(asarray(weights), shape_of(x)) if ndim_of(weights) == ndim_of(x) or axis is None \
+            else reshape(weights, tuple(-1 if i == axis % ndim_of(x) else 1 for i in range(ndim_of(x))))
+        total = sum(broadcast_to(weights, shape_of(x)), axis=axis, keepdims=keepdims)
+        result = sum(x * weights, axis=axis, keepdims=keepdims) / total
+    return (result, total) if returned else result
+
+
+def cumsum(x, axis=None, dtype=None, out=None):
+    if out is not None:
+        from .errors import InPlaceUpdateError
+        raise InPlaceUpdateError("cumsum(out=...)")
+    if axis is None:
+        x, axis = ravel(x), 0
+    return P.cumsum_p(x, axis=axis % ndim_of(x))
+
+
+# --- products -----------------------------------------------------------------------------------
+def matmul(a, b, out=None, **_):
+    a, b = asarray(a), asarray(b)
+    if ndim_of(a) == 0 or ndim_of(b) == 0:
+        raise ShapeError("matmul: input operand does not have enough dimensions (use * for scalars)")
+    a2 = reshape(a, (1,) + shape_of(a)) if ndim_of(a) == 1 else a
+    b2 = reshape(b, shape_of(b) + (1,)) if ndim_of(b) == 1 else b
+    result = P.matmul_p(a2, b2)
+    shape = shape_of(result)
+    if ndim_of(b) == 1:
+        shape = shape[:-1]
+    if ndim_of(a) == 1:
+        shape = shape[:-2] + shape[-1:] if ndim_of(b) != 1 else shape[:-1]
+    return reshape(result, shape)
+
+
+def dot(a, b, out=None):
+    if ndim_of(a) == 0 or ndim_of(b) == 0:
+        return multiply(a, b)
+    if ndim_of(a) <= 2 and ndim_of(b) <= 2:
+        return matmul(a, b)
+    return tensordot(a, b, axes=([-1], [max(ndim_of(b) - 2, 0)]))
+
+
+def vdot(a, b):
+    return sum(ravel(a) * ravel(b))
+
+
+def inner(a, b):
+    if ndim_of(a) == 0 or ndim_of(b) == 0:
+        return multiply(a, b)
+    return tensordot(a, b, axes=([-1], [-1]))
+
+
+def outer(a, b, out=None):
+    return reshape(ravel(a), (-1, 1)) * reshape(ravel(b), (1, -1))
+
+
+def tensordot(a, b, axes=2):
+    a, b = asarray(a), asarray(b)
+    na, nb = ndim_of(a), ndim_of(b)
+    if isinstance(axes, (int, np.integer)):
+        axes_a, axes_b = list(range(na - axes, na)), list(range(axes))
+    else:
+        axes_a, axes_b = axes
+        axes_a = [axes_a] if isinstance(axes_a, (int, np.integer)) else list(axes_a)
+        axes_b = [axes_b] if isinstance(axes_b, (int, np.integer)) else list(axes_b)
+    axes_a, axes_b = [x % na for x in axes_a], [x % nb for x in axes_b]
+    sa, sb = shape_of(a), shape_of(b)
+    for i, j in zip(axes_a, axes_b):
+        if sa[i] != sb[j]:
+            raise ShapeError(f"tensordot: shape mismatch for sum ({sa[i]} != {sb[j]})")
+    free_a = [i for i in range(na) if i not in axes_a]
+    free_b = [j for j in range(nb) if j not in axes_b]
+    k = int(np.prod([sa[i] for i in axes_a], dtype=np.int64))
+    a2 = reshape(transpose(a, free_a + axes_a), (-1, k))
+    b2 = reshape(transpose(b, axes_b + free_b), (k, -1))
+    return reshape(P.matmul_p(a2, b2), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
+
+
+def einsum(subscripts, *operands, optimize=False, out=None):
+    """einsum by diagonals, sums, transposes and (batched) matmuls, so it differentiates and compiles."""
+    if not isinstance(subscripts, str):
+        raise UnsupportedOperationError("einsum in sublist form", "Use the string form. ")
+    subscripts = subscripts.replace(" ", "")
+    if "." in subscripts:
+        raise UnsupportedOperationError("einsum with '...'", "Write the indices out explicitly. ")
+    if "->" in subscripts:
+        inputs, output = subscripts.split("->")
+    else:
+        inputs = subscripts
+        letters = inputs.replace(",", "")
+        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    specs = inputs.split(",")
+    if len(specs) != len(operands):
+        raise ShapeError(f"einsum: {len(specs)} subscripts but {len(operands)} operands")
+    terms = [(_einsum_prepare(asarray(x), spec, output + "".join(s for j, s in enumerate(specs) if j != i)))
+             for i, (x, spec) in enumerate(zip(operands, specs))]
+    x, spec = terms[0]
+    for i, (y, yspec) in enumerate(terms[1:], start=1):
+        later = output + "".join(s for _, s in terms[i + 1:])
+        x, spec = _einsum_pair(x, spec, y, yspec, later)
+    x, spec = _einsum_prepare(x, spec, output)
+    return transpose(x, [spec.index(c) for c in output])
+
+
+def _einsum_prepare(x, spec, keep):
+    """Take diagonals for repeated letters; sum letters that appear nowhere in `keep`."""
+    while len(set(spec)) < len(spec):
+        c = next(c for c in spec if spec.count(c) > 1)
+        i = spec.index(c)
+        j = spec.index(c, i + 1)
+        x = P.diagonal_p(x, offset=0, axis1=i, axis2=j)
+        spec = spec[:i] + spec[i + 1:j] + spec[j + 1:] + c
+    drop = tuple(i for i, c in enumerate(spec) if c not in keep)
+    if drop:
+        x = P.reduce_sum_p(x, axes=drop)
+        spec = "".join(c for c in spec if c not in keep)
+    return x, spec
+
+
+def _einsum_pair(a, sa, b, sb, later):
+    batch = [c for c in sa if c in sb and c in later]
+    contract = [c for c in sa if c in sb and c not in later]
+    free_a = [c for c in sa if c not in sb]
+    free_b = [c for c in sb if c not in sa]
+    size = dict(zip(sa, shape_of(a)))
+    size.update(zip(sb, shape_of(b)))
+
+    def prod(letters):
+        return int(np.prod([size[c] for c in letters], dtype=np.int64))
+
+    a3 = reshape(transpose(a, [sa.index(c) for c in batch + free_a + contract]),
+                 (prod(batch), prod(free_a), prod(contract)))
+    b3 = reshape(transpose(b, [sb.index(c) for c in batch + contract + free_b]),
+                 (prod(batch), prod(contract), prod(free_b)))
+    c3 = P.matmul_p(a3, b3)
+    letters = batch + free_a + free_b
+    return reshape(c3, tuple(size[c] for c in letters)), "".join(letters)
+
+
+def trace(x, offset=0, axis1=0, axis2=1, dtype=None, out=None):
+    return sum(diagonal(x, offset, axis1, axis2), axis=-1)
+
+
+def diagonal(x, offset=0, axis1=0, axis2=1):
+    nd = ndim_of(x)
+    return P.diagonal_p(x, offset=int(offset), axis1=axis1 % nd, axis2=axis2 % nd)
+
+
+def diag(v, k=0):
+    if ndim_of(v) == 1:
+        n = shape_of(v)[0] + abs(k)
+        return P.diag_embed_p(v, shape=(n, n), offset=int(k), axis1=0, axis2=1)
+    if ndim_of(v) == 2:
+        return diagonal(v, k)
+    raise ShapeError("diag: input must be 1-d or 2-d")
+
+
+def _tri_mask(x, k, lower):
+    n, m = shape_of(x)[-2:]
+    mask = np.tril(np.ones((n, m), bool), k) if lower else np.triu(np.ones((n, m), bool), k)
+    return where(mask, x, 0.0)
+
+
+def triu(x, k=0):
+    return _tri_mask(x, k, lower=False)
+
+
+def tril(x, k=0):
+    return _tri_mask(x, k, lower=True)
+
+
+def norm(x, ord=None, axis=None, keepdims=False):
+    x = asarray(x)
+    if x.dtype.kind != "f":
+        x = astype(x, np.float64)
+    nd = ndim_of(x)
+    if axis is None and (ord is None or nd == 1 or (ord == "fro" and nd == 2)):
+        result = P.safe_sqrt_p(sum(x * x))
+        return reshape(result, (1,) * nd) if keepdims else result
+    if axis is None:
+        axis = tuple(range(nd))
+    axes = _axes(axis, nd)
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes[0], keepdims)
+    if len(axes) == 2:
+        return _matrix_norm(x, ord, axes, keepdims)
+    raise ShapeError("improper number of dimensions to norm")
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    if ord is None or ord == 2:
+        return P.safe_sqrt_p(sum(x * x, axis=axis, keepdims=keepdims))
+    if ord == np.inf:
+        return amax(absolute(x), axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return amin(absolute(x), axis=axis, keepdims=keepdims)
+    if ord == 1:
+        return sum(absolute(x), axis=axis, keepdims=keepdims)
+    if ord == 0:
+        return sum(astype(not_equal(x, 0.0), x.dtype), axis=axis, keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ShapeError(f"invalid norm order {ord!r} for vectors")
+    return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims), 1.0 / ord)
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    row, col = axes
+    if ord in (None, "fro"):
+        return P.safe_sqrt_p(sum(x * x, axis=axes, keepdims=keepdims))
+    if ord in (1, -1):
+        col_sums = sum(absolute(x), axis=row, keepdims=True)
+        pick = amax if ord == 1 else amin
+        result = pick(col_sums, axis=col, keepdims=True)
+    elif ord in (np.inf, -np.inf):
+        row_sums = sum(absolute(x), axis=col, keepdims=True)
+        pick = amax if ord == np.inf else amin
+        result = pick(row_sums, axis=row, keepdims=True)
+    else:
+        from . import linalg_ops
+        return linalg_ops.matrix_norm(x, ord, axes, keepdims)
+    return result if keepdims else squeeze(result, axis=axes)
+
+
+def multi_dot(arrays, out=None):
+    result = arrays[0]
+    for a in arrays[1:]:
+        result = matmul(result, a)
+    return result
+
+
+# --- elementwise conveniences ------------------------------------------------------------------------
+def where(cond, x=None, y=None):
+    if x is None and y is None:
+        raise ShapeError("np.where(cond) with one argument gives a shape that depends on the values; "
+                         "use the three-argument form np.where(cond, x, y)")
+    return P.where_p(cond, x, y)
+
+
+def clip(x, a_min=None, a_max=None, out=None, **kwargs):
+    if out is not None:
+        from .errors import InPlaceUpdateError
+        raise InPlaceUpdateError("clip(out=...)")
+    a_min = kwargs.get("min", a_min)
+    a_max = kwargs.get("max", a_max)
+    if a_min is not None:
+        x = P.maximum_p(x, a_min)
+    if a_max is not None:
+        x = P.minimum_p(x, a_max)
+    return x
+
+
+def power(x, y):
+    if not is_tracer(y) and np.ndim(y) == 0:
+        exponent = y.item() if isinstance(y, np.ndarray) else y
+        exponent = int(exponent) if float(exponent).is_integer() and abs(exponent) < 2 ** 31 else float(exponent)
+        if exponent == 1:
+            return x
+        return P.power_scalar_p(x, exponent=exponent)
+    return P.power_p(x, y)
+
+
+def asarray(x, dtype=None, order=None, **_):
+    if is_tracer(x):
+        return x if dtype is None else astype(x, dtype)
+    if isinstance(x, (list, tuple)) and _contains_tracer(x):
+        result = stack([asarray(v) for v in x])
+        return result if dtype is None else astype(result, dtype)
+    return np.asarray(x, dtype=dtype)
+
+
+def _contains_tracer(x):
+    if is_tracer(x):
+        return True
+    if isinstance(x, (list, tuple)):
+        return any(_contains_tracer(v) for v in x)
+    return False
+
+
+def copy(x, *args, **kwargs):
+    return x
+
+
+def full(shape, fill_value, dtype):
+    """A constant array as a broadcast node, so no full-size constant enters the graph."""
+    shape = tuple(shape)
+    value = np.asarray(fill_value, dtype)
+    return P.broadcast_to_p(value, shape=shape) if shape else value
+
+
+def zeros_like(x, dtype=None, *args, **kwargs):
+    return full(shape_of(x), 0, dtype or x.dtype)
+
+
+def ones_like(x, dtype=None, *args, **kwargs):
+    return full(shape_of(x), 1, dtype or x.dtype)
+
+
+def full_like(x, fill_value, dtype=None, *args, **kwargs):
+    return full(shape_of(x), fill_value, dtype or x.dtype)
+
+
+def _round(x, decimals=0, out=None):
+    if decimals:
+        scale = 10.0 ** decimals
+        return P.rint_p(x * scale) * (1.0 / scale)
+    return P.rint_p(x)
+
+
+def mod(x, y):
+    return x - P.floor_p(x / y) * y
+
+
+def floor_divide(x, y):
+    return P.floor_p(x / y)
+
+
+def _pos(x):
+    return x
+
+
+def _deg2rad(x):
+    return x * (np.pi / 180.0)
+
+
+def _rad2deg(x):
+    return x * (180.0 / np.pi)
+
+
+def _logaddexp2(x, y):
+    return P.logaddexp_p(x * np.log(2.0), y * np.log(2.0)) * (1.0 / np.log(2.0))
+
+
+def _fabs(x):
+    return P.abs_p(x)
+
+
+def _float_power(x, y):
+    return power(astype(asarray(x), np.float64) if is_tracer(x) else np.asarray(x, float), y)
+
+
+add, subtract, multiply, divide = P.add_p, P.subtract_p, P.multiply_p, P.divide_p
+absolute, not_equal = P.abs_p, P.not_equal_p
+
+UFUNCS = {
+    np.add: P.add_p, np.subtract: P.subtract_p, np.multiply: P.multiply_p, np.true_divide: P.divide_p,
+    np.negative: P.negative_p, np.positive: _pos, np.power: power, np.float_power: _float_power,
+    np.square: P.square_p, np.sqrt: P.sqrt_p, np.cbrt: P.cbrt_p, np.reciprocal: P.reciprocal_p,
+    np.exp: P.exp_p, np.exp2: P.exp2_p, np.expm1: P.expm1_p, np.log: P.log_p, np.log1p: P.log1p_p,
+    np.log2: P.log2_p, np.log10: P.log10_p, np.sin: P.sin_p, np.cos: P.cos_p, np.tan: P.tan_p,
+    np.arcsin: P.arcsin_p, np.arccos: P.arccos_p, np.arctan: P.arctan_p, np.arctan2: P.arctan2_p,
+    np.sinh: P.sinh_p, np.cosh: P.cosh_p, np.tanh: P.tanh_p, np.arcsinh: P.arcsinh_p,
+    np.arccosh: P.arccosh_p, np.arctanh: P.arctanh_p, np.absolute: P.abs_p, np.fabs: _fabs,
+    np.sign: P.sign_p, np.floor: P.floor_p, np.ceil: P.ceil_p, np.rint: P.rint_p, np.trunc: P.trunc_p,
+    np.maximum: P.maximum_p, np.minimum: P.minimum_p, np.fmax: P.fmax_p, np.fmin: P.fmin_p,
+    np.hypot: P.hypot_p, np.logaddexp: P.logaddexp_p, np.logaddexp2: _logaddexp2,
+    np.greater: P.greater_p, np.greater_equal: P.greater_equal_p, np.less: P.less_p,
+    np.less_equal: P.less_equal_p, np.equal: P.equal_p, np.not_equal: P.not_equal_p,
+    np.logical_and: P.logical_and_p, np.logical_or: P.logical_or_p, np.logical_xor: P.logical_xor_p,
+    np.logical_not: P.logical_not_p, np.isnan: P.isnan_p, np.isfinite: P.isfinite_p, np.isinf: P.isinf_p,
+    np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide,
+    np.deg2rad: _deg2rad, np.radians: _deg2rad, np.rad2deg: _rad2deg, np.degrees: _rad2deg,
+}
+
+UFUNC_REDUCE = {np.add: sum, np.multiply: prod, np.maximum: amax, np.minimum: amin}
+
+FUNCTIONS = {
+    np.sum: sum, np.prod: prod, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin,
+    np.mean: mean, np.var: var, np.std: std, np.average: average, np.cumsum: cumsum,
+    np.dot: dot, np.vdot: vdot, np.inner: inner, np.outer: outer, np.tensordot: tensordot,
+    np.einsum: einsum, np.matmul: matmul, np.trace: trace, np.diag: diag, np.diagonal: diagonal,
+    np.triu: triu, np.tril: tril, np.linalg.norm: norm, np.linalg.multi_dot: multi_dot,
+    np.reshape: reshape, np.transpose: transpose, np.ravel: ravel, np.squeeze: squeeze,
+    np.expand_dims: expand_dims, np.broadcast_to: broadcast_to, np.concatenate: concatenate,
+    np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.column_stack: column_stack,
+    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.flip: flip, np.atleast_1d: atleast_1d,
+    np.atleast_2d: atleast_2d, np.where: where, np.clip: clip, np.copy: copy, np.asarray: asarray,
+    np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like,
+    np.empty_like: zeros_like, np.round: _round, np.around: _round,
+    np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
+    else shape_of(x)[axis],
+}

@@ -1,0 +1,4 @@
+"""All primitives. Each one is declared once, with all its rules, in one of these modules."""
+from .core import REGISTRY, Primitive, unbroadcast  # noqa: F401
+from .elementwise import *  # noqa: F401,F403
+from .structural import *  # noqa: F401,F403

@@ -2,8 +2,10 @@
 
 Index primitives (reshape, transpose, broadcast_to, slice, pad, diagonal, ...) are pure
 index mappings: the fused backend reads through them instead of copying. Each
-declares `index_map(node, out_index, size) -> (input_index, condition)` where indices
-are lists of code strings and `size(node, axis)` gives the code for a dimension.
+declares `index_map(node, out_index, ctx) -> (input_index, condition)` where indices
+are lists of code strings; `ctx.size(node, axis)` is the code for a dimension and
+`ctx.start(node, axis)` the code for a slice/pad start (both read at run time, so a
+kernel does not embed the sizes it was traced at).
 """
 import numpy as np
 
@@ -89,7 +91,7 @@ def _row_major(index, sizes):
     return flat
 
 
-def _reshape_map(node, out_index, size):
+def _reshape_map(node, out_index, ctx):
     (x,) = node.inputs
     squeezed_in = [i for i, n in enumerate(x.shape) if n != 1]
     squeezed_out = [i for i, n in enumerate(node.shape) if n != 1]
@@ -99,11 +101,11 @@ def _reshape_map(node, out_index, size):
         for i, o in zip(squeezed_in, squeezed_out):
             index[i] = out_index[o]
         return index, None
-    flat = _row_major(out_index, [size(node, a) for a in range(node.ndim)])
+    flat = _row_major(out_index, [ctx.size(node, a) for a in range(node.ndim)])
     index, stride = [], "1"
     for axis in reversed(range(x.ndim)):
-        index.append(f"(({flat}) // ({stride})) % {size(x, axis)}")
-        stride = f"{stride} * {size(x, axis)}"
+        index.append(f"(({flat}) // ({stride})) % {ctx.size(x, axis)}")
+        stride = f"{stride} * {ctx.size(x, axis)}"
     return index[::-1], None
 
 
@@ -122,10 +124,10 @@ transpose_p = _index(
     lambda x, perm: (tuple(x.shape[p] for p in perm), x.dtype),
     _linear_jvp(lambda t, perm: np.transpose(t, perm)),
     lambda g, out, x, perm: (np.transpose(g, _inverse(perm)),),
-    lambda node, out_index, size: ([out_index[p] for p in _inverse(node.params["perm"])], None))
+    lambda node, out_index, ctx: ([out_index[p] for p in _inverse(node.params["perm"])], None))
 
 
-def _broadcast_map(node, out_index, size):
+def _broadcast_map(node, out_index, ctx):
     (x,) = node.inputs
     lead = node.ndim - x.ndim
     return [("0" if n == 1 and node.shape[lead + i] != 1 else out_index[lead + i])
@@ -152,20 +154,17 @@ def _slice_impl(x, starts, steps, shape):
     return x[index]
 
 
-def _slice_map(node, out_index, size):
-    p = node.params
-    return [_affine(s, st, i) for s, st, i in zip(p["starts"], p["steps"], out_index)], None
+def _slice_map(node, out_index, ctx):
+    steps = node.params["steps"]
+    return [_affine(ctx.start(node, axis), step, i)
+            for axis, (step, i) in enumerate(zip(steps, out_index))], None
 
 
 def _affine(start, step, i):
+    """Code for start + step * i; `start` is code too (a size the kernel reads, or a literal)."""
     if step == 1:
-        return i if start == 0 else f"{_dim(start)} + {i}"
-    return f"{_dim(start)} + {step} * {i}"
-
-
-def _dim(value):
-    """Starts are sizes the trace knew; codegen turns SizeExpr into kernel-argument reads."""
-    return str(value)
+        return i if start == "0" else f"{start} + {i}"
+    return f"{start} + {step} * {i}"
 
 
 slice_p = _index(
@@ -182,7 +181,7 @@ def _pad_impl(g, starts, steps, shape):
     return out
 
 
-def _pad_map(node, out_index, size):
+def _pad_map(node, out_index, ctx):
     """pad is slice's transpose: out[start + step*i] = g[i], zero elsewhere."""
     (g,) = node.inputs
     p = node.params
@@ -191,13 +190,14 @@ def _pad_map(node, out_index, size):
         if st == 1 and s == 0 and g.shape[axis] == node.shape[axis]:
             index.append(i)
             continue
-        offset = i if s == 0 else f"({i} - {_dim(s)})"
+        start = ctx.start(node, axis)
+        offset = i if start == "0" else f"({i} - ({start}))"
         if st == 1:
             j = offset
-            conds.append(f"0 <= {j} < {size(g, axis)}")
+            conds.append(f"0 <= {j} < {ctx.size(g, axis)}")
         else:
             j = f"({offset}) // {st}"
-            conds.append(f"({offset}) % {st} == 0 and 0 <= {j} < {size(g, axis)}")
+            conds.append(f"({offset}) % {st} == 0 and 0 <= {j} < {ctx.size(g, axis)}")
         index.append(j)
     return index, (" and ".join(conds) or None)
 
@@ -217,7 +217,7 @@ def _diagonal_shape(x, offset, axis1, axis2):
     return rest + (length,), x.dtype
 
 
-def _diagonal_map(node, out_index, size):
+def _diagonal_map(node, out_index, ctx):
     (x,) = node.inputs
     p = node.params
     k = out_index[-1]
@@ -249,14 +249,14 @@ def _diag_embed_impl(g, shape, offset, axis1, axis2):
     return out
 
 
-def _diag_embed_map(node, out_index, size):
+def _diag_embed_map(node, out_index, ctx):
     p = node.params
     i, j = out_index[p["axis1"]], out_index[p["axis2"]]
     rest = [ix for a, ix in enumerate(out_index) if a not in (p["axis1"], p["axis2"])]
     k = f"{i} - {max(-p['offset'], 0)}" if p["offset"] < 0 else i
     cond = f"{j} - {i} == {p['offset']}"
     (g,) = node.inputs
-    return rest + [k], f"{cond} and 0 <= {k} < {size(g, g.ndim - 1)}"
+    return rest + [k], f"{cond} and 0 <= {k} < {ctx.size(g, g.ndim - 1)}"
 
 
 diag_embed_p = _index(

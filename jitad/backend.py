@@ -13,5 +13,5 @@ config = Config()
 def compile(graph):
     if config.backend == "reference":
         return lambda args: evaluate(graph, args)
-    from .codegen import compile_graph
+    from .cache import compile_graph
     return compile_graph(graph)

@@ -13,6 +13,9 @@ from .trace import trace
 
 
 def _const_scalar(node):
+    """The value of a node that is one constant broadcast or reshaped, else None."""
+    while node.prim.name in ("broadcast_to", "reshape"):
+        node = node.inputs[0]
     if node.prim is const_p and node.value.size == 1:
         return node.value.item()
     return None

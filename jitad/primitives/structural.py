@@ -32,7 +32,10 @@ def _reduce_shape(x, axes):
 def _expand(g, shape, axes):
     """Put reduced axes back as size-1 axes and broadcast to `shape`."""
     kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
-    return np.broadcast_to(np.reshape(g, kept), shape)
+    g = np.reshape(g, kept)
+    # broadcast_to_p, not np.broadcast_to: a concrete seed must stay a broadcast node,
+    # never a full-size constant array in the graph
+    return g if np.shape(g) == tuple(shape) else broadcast_to_p(g, shape=tuple(shape))
 
 
 def _sum_vjp(g, out, x, axes):

@@ -1,0 +1,364 @@
+"""Codegen: a fusion plan becomes the readable source of one @numba.njit kernel.
+
+Every statement carries a `# %id = prim(...)` comment naming its node; loops are
+explicit; fused loops hold no NumPy temporaries; outputs are allocated once. Sizes come
+from the input arrays (or the `dims` argument), never from literals, and non-trivial
+constants are arguments, so the source -- the kernel cache key -- is shared by every
+size and every closure with the same structure.
+"""
+import re
+
+import numpy as np
+
+from .fusion import LibraryCall, LoopNest, plan as make_plan
+from .ir import const_p, input_p
+
+_LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
+_INDEX_VAR = re.compile(r"\bi(\d+)\b")
+
+
+class Source:
+    """An indent-aware source builder."""
+
+    def __init__(self):
+        self.lines, self.depth = [], 0
+
+    def line(self, text="", comment=None):
+        pad = "    " * self.depth
+        self.lines.append(f"{pad}{text}  # {comment}" if comment else f"{pad}{text}")
+
+    def indent(self):
+        self.depth += 1
+
+    def dedent(self):
+        self.depth -= 1
+
+    def text(self):
+        return "\n".join(self.lines) + "\n"
+
+
+def describe(node):
+    args = ", ".join(f"%{i.id}" for i in node.inputs)
+    return f"%{node.id} = {node.prim.name}({args})"
+
+
+def _dtype_code(dtype):
+    return f"np.{np.dtype(dtype).name}" if np.dtype(dtype).name != "bool" else "np.bool_"
+
+
+def _literal(value):
+    if isinstance(value, (bool, np.bool_)):
+        return repr(bool(value))
+    if isinstance(value, (int, np.integer)):
+        return repr(int(value))
+    value = float(value)
+    if value == np.inf:
+        return "np.inf"
+    if value == -np.inf:
+        return "-np.inf"
+    return repr(value)
+
+
+class KernelWriter:
+    """Writes the kernel for one plan. Names: x* inputs, c* constants, v* values, o* outputs."""
+
+    def __init__(self, graph):
+        self.graph = graph
+        self.names = {}
+        self.args = []          # argument names in order
+        self.const_args = []    # constant values passed as arguments
+        for k, node in enumerate(graph.inputs):
+            self.names[node.id] = f"x{k}"
+        for node in graph.nodes:
+            if node.prim is const_p and node.id not in self.names and not self._is_literal(node):
+                self.names[node.id] = f"c{len(self.const_args)}"
+                value = node.value
+                self.const_args.append(np.ascontiguousarray(value) if value.ndim else value[()])
+        self.arg_names = {nid: n for nid, n in self.names.items()}
+        self.plan = make_plan(graph, {nid: n for nid, n in self.names.items()
+                                      if self._node(nid).ndim > 0})
+        self.dims = self.plan.dims
+        self.src = Source()
+        self.counter = 0
+        self.ready = set(self.names)  # nodes whose whole value is stored and can be read
+
+    def _node(self, node_id):
+        for node in self.graph.nodes:
+            if node.id == node_id:
+                return node
+        return next(n for n in self.graph.inputs if n.id == node_id)
+
+    @staticmethod
+    def _is_literal(node):
+        return node.ndim == 0 and (node.value.dtype.kind in "biu" or float(node.value) in _LITERALS or
+                                   not np.isfinite(node.value))
+
+    # --- sizes ----------------------------------------------------------------------------
+    def size(self, node, axis):
+        dim = self.plan.shapes[node.id][axis]
+        return self.dims.source(dim)
+
+    def start(self, node, axis):
+        start = self.plan.starts.get((node.id, axis), node.params["starts"][axis])
+        return self.dims.source(start)
+
+    def shape_code(self, node):
+        sizes = [self.size(node, a) for a in range(node.ndim)]
+        return "(" + ", ".join(sizes) + ("," if len(sizes) == 1 else "") + ")"
+
+    # --- the kernel -----------------------------------------------------------------------
+    def write(self):
+        params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in range(len(self.const_args))]
+        if self.plan.fresh:
+            params.append("dims")
+        src = self.src
+        src.line("import numpy as np")
+        src.line("import numba")
+        src.line("from jitad import kernels as K")
+        if any(getattr(s, "node", None) is not None and s.node.prim.name not in _STRUCTURAL_LIBRARY
+               for s in self.plan.steps if isinstance(s, LibraryCall)):
+            src.line("from jitad import kernels_linalg as KL")
+        src.line()
+        src.line()
+        src.line('@numba.njit(cache=True, error_model="numpy")')
+        src.line(f"def kernel({', '.join(params)}):")
+        src.indent()
+        for step in self.plan.steps:
+            if isinstance(step, LibraryCall):
+                self.library_call(step.node)
+            else:
+                self.loop_nest(step)
+        outs = [self.read_whole(o) for o in self.graph.outputs]
+        src.line(f"return ({', '.join(outs)},)")
+        return src.text()
+
+    def read_whole(self, node):
+        if node.prim is const_p and node.id not in self.names:
+            return _literal(node.value[()])
+        return self.names[node.id]
+
+    def library_call(self, node):
+        out = self.names[node.id] = f"v{node.id}"
+        ins = [self.read_whole(i) for i in node.inputs]
+        self.ready.add(node.id)
+        lower = getattr(node.prim, "lower", None) or _STRUCTURAL_LIBRARY.get(node.prim.name)
+        if lower is None:
+            raise NotImplementedError(f"no compiled lowering for `{node.prim.name}`")
+        try:
+            code = lower(node, out, ins, self)
+        except TypeError:
+            code = lower(node, out, ins)
+        lines = code.strip("\n").split("\n")
+        for k, text in enumerate(lines):
+            self.src.line(text, describe(node) if k == len(lines) - 1 else None)
+
+    # --- loop nests ----------------------------------------------------------------------
+    def loop_nest(self, step):
+        src = self.src
+        rank = len(step.domain)
+        bounds = [self.dims.source(d) for d in step.domain]
+        index = tuple(f"i{a}" for a in range(rank))
+        src.line(f"# loop nest over {list(step.shape)}: " + ", ".join(f"%{r.id}" for r in step.roots))
+        self.levels = [[] for _ in range(rank + 1)]  # statements placed inside loop a-1
+        self.after = [[] for _ in range(rank + 1)]   # statements after loop a-1 closes
+        self.before = []
+        self.cache = {}
+        self.block = None
+        body = []
+        for root in step.roots:
+            name = f"o{root.id}" if root.ndim or root.prim.kind != "reduction" else f"s{root.id}"
+            if root.prim.kind == "reduction":
+                self.reduction_root(root, name, index, body)
+            else:
+                if root.ndim:
+                    self.before.append((f"{name} = np.empty({self.shape_code(root)}, {_dtype_code(root.dtype)})",
+                                        describe(root)))
+                value = self.value(root, index)
+                target = f"{name}[{', '.join(index)}]" if root.ndim else name
+                body.append((f"{target} = {value}", describe(root)))
+        self.levels[rank].extend(body)
+        for root in step.roots:
+            self.names[root.id] = f"o{root.id}" if root.ndim or root.prim.kind != "reduction" else f"s{root.id}"
+            self.ready.add(root.id)
+        for text, comment in self.before:
+            src.line(text, comment)
+        self._emit_level(0, rank, bounds)
+
+    def _emit_level(self, level, rank, bounds):
+        for text, comment in self.levels[level]:
+            self.src.line(text, comment)
+        if level < rank:
+            self.src.line(f"for i{level} in range({bounds[level]}):")
+            self.src.indent()
+            self._emit_level(level + 1, rank, bounds)
+            self.src.dedent()
+            for text, comment in self.after[level + 1]:
+                self.src.line(text, comment)
+
+    def reduction_root(self, root, name, index, body):
+        axes = root.params["axes"]
+        x = root.inputs[0]
+        rank = x.ndim
+        init, combine = root.prim.accumulate
+        kept = [index[a] for a in range(rank) if a not in axes]
+        suffix = tuple(range(rank - len(axes), rank)) == tuple(axes)
+        value = self.value(x, index)
+        dtype = _dtype_code(root.dtype)
+        if suffix:
+            level = rank - len(axes)
+            acc = f"a{root.id}"
+            if root.ndim:
+                self.before.append((f"{name} = np.empty({self.shape_code(root)}, {dtype})", describe(root)))
+            self.levels[level].append((f"{acc} = {init}", None))
+            body.append((f"{acc} = {combine.format(acc=acc, x=value)}", describe(root)))
+            store = f"{name}[{', '.join(kept)}] = {acc}" if root.ndim else f"{name} = {acc}"
+            self.after[level + 1].append((store, None))
+        else:
+            self.before.append((f"{name} = np.full({self.shape_code(root)}, {init}, {dtype})", describe(root)))
+            target = f"{name}[{', '.join(kept)}]"
+            body.append((f"{target} = {combine.format(acc=target, x=value)}", describe(root)))
+
+    # --- one element of a node --------------------------------------------------------------
+    def emit(self, text, comment, level):
+        if self.block is not None:
+            self.block.append((text, comment))
+        else:
+            self.levels[level].append((text, comment))
+
+    def value(self, node, index):
+        """Code for node's element at `index` (a tuple of index code), emitting what it needs."""
+        key = (node.id, index)
+        found = self.cache.get(key)
+        if found is not None:
+            return found[0]
+        result, level = self._value(node, index)
+        self.cache[key] = (result, level)
+        return result
+
+    def _value(self, node, index):
+        if node.prim is const_p and node.id not in self.names:
+            return _literal(node.value[()]), 0
+        if node.id in self.ready:
+            name = self.names[node.id]
+            if node.ndim == 0:
+                return name, 0
+            read = f"{name}[{', '.join(index)}]"
+            level = max((int(m) + 1 for i in index for m in _INDEX_VAR.findall(i)), default=0)
+            var = f"r{node.id}_{self._fresh()}"
+            self.emit(f"{var} = {read}", None, level)
+            return var, level
+        if node.prim.kind == "elementwise":
+            args, level = [], 0
+            for i in node.inputs:
+                sub = self._broadcast_index(i, node, index)
+                code = self.value(i, sub)
+                args.append(code)
+                level = max(level, self.cache[(i.id, sub)][1])
+            template = node.prim.scalar
+            if callable(template):
+                template = template(**node.params)
+            expr = template.format(*args, **node.params)
+            var = f"v{node.id}_{self._fresh()}"
+            self.emit(f"{var} = {expr}", describe(node), level)
+            return var, level
+        if node.prim.kind == "index":
+            sub, cond = node.prim.index_map(node, list(index), self)
+            sub = tuple(sub)
+            (x,) = node.inputs
+            if cond is None:
+                code = self.value(x, sub)
+                return code, self.cache[(x.id, sub)][1]
+            var = f"v{node.id}_{self._fresh()}"
+            zero = "False" if node.dtype == bool else "0.0"
+            outer_block = self.block
+            block = []
+            self.block = block
+            saved = self.cache
+            self.cache = dict(saved)
+            inner = self.value(x, sub)
+            self.cache = saved
+            self.block = outer_block
+            rank = len(self.levels) - 1
+            self.emit(f"{var} = {zero}", None, rank)
+            self.emit(f"if {cond}:", describe(node), rank)
+            for text, comment in block:
+                self.emit("    " + text, comment, rank)
+            self.emit(f"    {var} = {inner}", None, rank)
+            return var, rank
+        raise NotImplementedError(f"cannot fuse `{node.prim.name}`")
+
+    def _fresh(self):
+        self.counter += 1
+        return self.counter
+
+    @staticmethod
+    def _broadcast_index(inp, node, index):
+        lead = node.ndim - inp.ndim
+        return tuple("0" if n == 1 and node.shape[lead + a] != 1 else index[lead + a]
+                     for a, n in enumerate(inp.shape))
+
+
+# --- lowerings of the structural library primitives -------------------------------------------
+def _three(ctx, node, axis, extent_of):
+    """Code for the (before, axis, after) sizes of `node` around `axis`."""
+    before = " * ".join(ctx.size(node, a) for a in range(axis)) or "1"
+    after = " * ".join(ctx.size(node, a) for a in range(axis + 1, node.ndim)) or "1"
+    return before, extent_of, after
+
+
+def _lower_matmul(node, out, ins, ctx):
+    a, b = node.inputs
+    if a.ndim == 2 and b.ndim == 2:
+        return f"{out} = np.dot(np.ascontiguousarray({ins[0]}), np.ascontiguousarray({ins[1]}))"
+    batch = [ctx.size(node, k) for k in range(node.ndim - 2)]
+    bsize = " * ".join(batch)
+    m, kk, n = ctx.size(a, a.ndim - 2), ctx.size(a, a.ndim - 1), ctx.size(b, b.ndim - 1)
+    bshape = ", ".join(batch)
+    return "\n".join([
+        f"a3_{node.id} = np.ascontiguousarray(np.broadcast_to({ins[0]}, ({bshape}, {m}, {kk}))).reshape(({bsize}, {m}, {kk}))",
+        f"b3_{node.id} = np.ascontiguousarray(np.broadcast_to({ins[1]}, ({bshape}, {kk}, {n}))).reshape(({bsize}, {kk}, {n}))",
+        f"{out} = K.bmm(a3_{node.id}, b3_{node.id}).reshape({ctx.shape_code(node)})",
+    ])
+
+
+def _lower_take(node, out, ins, ctx):
+    x, idx = node.inputs
+    axis = node.params["axis"]
+    before, extent, after = _three(ctx, x, axis, ctx.size(x, axis))
+    idx_code = f"np.ascontiguousarray({ins[1]}).ravel()" if idx.ndim else f"np.array([{ins[1]}])"
+    return (f"{out} = K.take3(np.ascontiguousarray({ins[0]}).reshape(({before}, {extent}, {after})), "
+            f"{idx_code}).reshape({ctx.shape_code(node)})")
+
+
+def _lower_scatter_add(node, out, ins, ctx):
+    g, idx = node.inputs
+    axis = node.params["axis"]
+    before = " * ".join(ctx.size(g, a) for a in range(axis)) or "1"
+    after = " * ".join(ctx.size(g, a) for a in range(axis + idx.ndim, g.ndim)) or "1"
+    extent = " * ".join(ctx.size(idx, a) for a in range(idx.ndim)) or "1"
+    idx_code = f"np.ascontiguousarray({ins[1]}).ravel()" if idx.ndim else f"np.array([{ins[1]}])"
+    return (f"{out} = K.scatter_add3(np.ascontiguousarray({ins[0]}).reshape(({before}, {extent}, {after})), "
+            f"{idx_code}, {ctx.size(node, axis)}).reshape({ctx.shape_code(node)})")
+
+
+def _lower_concatenate(node, out, ins, ctx):
+    parts = ", ".join(f"np.ascontiguousarray({i})" for i in ins)
+    return f"{out} = np.concatenate(({parts},), axis={node.params['axis']})"
+
+
+def _lower_cumsum(node, out, ins, ctx):
+    (x,) = node.inputs
+    axis = node.params["axis"]
+    before, extent, after = _three(ctx, x, axis, ctx.size(x, axis))
+    return (f"{out} = K.cumsum3(np.ascontiguousarray({ins[0]}).reshape(({before}, {extent}, {after})))"
+            f".reshape({ctx.shape_code(node)})")
+
+
+_STRUCTURAL_LIBRARY = {"matmul": _lower_matmul, "take": _lower_take, "scatter_add": _lower_scatter_add,
+                       "concatenate": _lower_concatenate, "cumsum": _lower_cumsum}
+
+
+def generate(graph):
+    """Returns (source, constant arguments, fresh sizes, plan)."""
+    writer = KernelWriter(graph)
+    return writer.write(), writer.const_args, writer.plan.fresh, writer.plan

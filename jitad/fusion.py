@@ -1,0 +1,353 @@
+"""Fusion: plan a graph as a sequence of loop nests and library calls.
+
+Elementwise and index nodes are computed inline, element by element, inside the loop
+nest of whatever consumes them (so cheap forward values needed by the adjoint are
+recomputed there instead of stored). A node is *materialized* (stored in an array or
+a scalar) only when it must be: a graph output, a reduction, a library call or its
+operand, a value read under broadcasting that is not trivially cheap, or an
+expensive value that several loop nests would otherwise recompute. Materialized
+fusible nodes with the same iteration domain share one loop nest when their
+dependencies allow.
+
+Sizes are symbolic: every dimension is a `Dim` — a size the kernel reads from an
+input array at run time, or a fresh size passed in, plus a constant offset — so a
+kernel does not embed the sizes it was traced at and is reused for new sizes.
+"""
+from dataclasses import dataclass, field
+
+from .ir import const_p, input_p
+
+# relative cost of recomputing one element of a node inline
+_EXPENSIVE = {"exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sin", "cos", "tan", "arcsin",
+              "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
+              "power", "sqrt", "cbrt", "hypot", "logaddexp", "safe_sqrt", "divide", "reciprocal"}
+RECOMPUTE_LIMIT = 12  # materialize a value several nests need once recomputing it costs more
+
+
+class Dims:
+    """Symbolic sizes: a weighted union-find over size symbols (value = root + offset)."""
+
+    def __init__(self):
+        self.parent, self.offset, self.code, self.value = [], [], [], []
+
+    def new(self, code, value):
+        self.parent.append(len(self.parent))
+        self.offset.append(0)
+        self.code.append(code)
+        self.value.append(value)
+        return (len(self.parent) - 1, 0)
+
+    def find(self, sym):
+        total = 0
+        while self.parent[sym] != sym:
+            total += self.offset[sym]
+            sym = self.parent[sym]
+        return sym, total
+
+    def canon(self, dim):
+        if isinstance(dim, int):
+            return dim
+        root, off = self.find(dim[0])
+        return (root, off + dim[1])
+
+    def unify(self, a, b):
+        a, b = self.canon(a), self.canon(b)
+        if isinstance(a, int) or isinstance(b, int) or a[0] == b[0]:
+            return
+        (ra, oa), (rb, ob) = a, b
+        # value(ra) + oa == value(rb) + ob; keep the root whose code reads an input
+        if self.code[rb] is not None and self.code[rb].startswith("dims[") and not self.code[ra].startswith("dims["):
+            self.parent[rb], self.offset[rb] = ra, oa - ob
+        else:
+            self.parent[ra], self.offset[ra] = rb, ob - oa
+
+    def source(self, dim):
+        dim = self.canon(dim)
+        if isinstance(dim, int):
+            return str(dim)
+        root, off = dim
+        code = self.code[root]
+        return code if off == 0 else f"({code} {'+' if off > 0 else '-'} {abs(off)})"
+
+    def equal(self, a, b):
+        return self.canon(a) == self.canon(b)
+
+
+@dataclass
+class LoopNest:
+    domain: tuple               # symbolic dims of the iteration space
+    shape: tuple                # its concrete shape (for explain)
+    roots: list = field(default_factory=list)
+
+
+@dataclass
+class LibraryCall:
+    node: object
+
+
+@dataclass
+class Plan:
+    graph: object
+    dims: Dims
+    shapes: dict                # node id -> tuple of Dim
+    materialized: set
+    steps: list
+    fresh: list                 # concrete values of the dims[k] sizes, in order
+    starts: dict                # (node id, axis) -> Dim or int: slice / pad starts
+
+
+def is_fusible(node):
+    return node.prim.kind in ("elementwise", "index", "reduction")
+
+
+def is_pointwise(node):
+    return node.prim.kind in ("elementwise", "index")
+
+
+class _ShapeInference:
+    """Assign a symbolic Dim to every axis of every node."""
+
+    def __init__(self, graph, arg_names):
+        self.dims = Dims()
+        self.shapes = {}
+        self.starts = {}
+        self.fresh = []
+        for node in graph.nodes:
+            if node.id in arg_names:
+                name = arg_names[node.id]
+                self.shapes[node.id] = tuple(
+                    1 if n == 1 else self.dims.new(f"{name}.shape[{a}]", n) for a, n in enumerate(node.shape))
+            elif node.prim is const_p:
+                self.shapes[node.id] = tuple(node.shape)  # inline literal scalars
+            else:
+                self.shapes[node.id] = self.infer(node)
+
+    def fresh_dim(self, value):
+        if value == 1:
+            return 1
+        code = f"dims[{len(self.fresh)}]"
+        self.fresh.append(value)
+        return self.dims.new(code, value)
+
+    def near(self, base, value):
+        """`value` as base + small offset when it is close to a symbolic size, else a fresh size."""
+        if value == 1:
+            return 1
+        if not isinstance(base, int):
+            base_value = self.dims.value[self.dims.canon(base)[0]] + self.dims.canon(base)[1]
+            if abs(value - base_value) <= 4:
+                return (base[0], base[1] + value - base_value)
+        return self.fresh_dim(value)
+
+    def matching(self, value, candidates):
+        for dim in candidates:
+            if not isinstance(dim, int) and self.value_of(dim) == value:
+                return dim
+        return self.fresh_dim(value)
+
+    def value_of(self, dim):
+        if isinstance(dim, int):
+            return dim
+        root, off = self.dims.canon(dim)
+        return self.dims.value[root] + off
+
+    def infer(self, node):
+        kind, name = node.prim.kind, node.prim.name
+        ins = [self.shapes[i.id] for i in node.inputs]
+        if kind == "elementwise":
+            out = []
+            for axis in range(node.ndim):
+                chosen = 1
+                for i, shape in zip(node.inputs, ins):
+                    k = axis - (node.ndim - i.ndim)
+                    if k >= 0 and i.shape[k] != 1:
+                        if chosen == 1:
+                            chosen = shape[k]
+                        else:
+                            self.dims.unify(chosen, shape[k])
+                out.append(chosen)
+            return tuple(out)
+        if kind == "reduction":
+            axes = node.params["axes"]
+            return tuple(d for a, d in enumerate(ins[0]) if a not in axes)
+        x = node.inputs[0] if node.inputs else None
+        if name == "transpose":
+            return tuple(ins[0][p] for p in node.params["perm"])
+        if name == "broadcast_to":
+            lead = node.ndim - x.ndim
+            return tuple(self.fresh_dim(n) if a < lead or x.shape[a - lead] != n else ins[0][a - lead]
+                         for a, n in enumerate(node.shape))
+        if name == "reshape":
+            kept_in = [d for d, n in zip(ins[0], x.shape) if n != 1]
+            kept_out = [a for a, n in enumerate(node.shape) if n != 1]
+            if [n for n in x.shape if n != 1] == [node.shape[a] for a in kept_out]:
+                out = [1] * node.ndim
+                for a, d in zip(kept_out, kept_in):
+                    out[a] = d
+                return tuple(out)
+            return tuple(self.matching(n, ins[0]) if n != 1 else 1 for n in node.shape)
+        if name == "slice":
+            starts, steps = node.params["starts"], node.params["steps"]
+            out = []
+            for axis, (n, start, step) in enumerate(zip(node.shape, starts, steps)):
+                base = ins[0][axis]
+                self.starts[(node.id, axis)] = self._start(base, x.shape[axis], start)
+                out.append(self.near(base, n) if step == 1 else self.fresh_dim(n))
+            return tuple(out)
+        if name == "pad":
+            out = []
+            for axis, (n, start) in enumerate(zip(node.shape, node.params["starts"])):
+                base = ins[0][axis]
+                dim = self.near(base, n) if node.params["steps"][axis] == 1 else self.fresh_dim(n)
+                out.append(dim)
+                self.starts[(node.id, axis)] = self._start(dim, n, start)
+            return tuple(out)
+        if name == "matmul":
+            a, b = node.inputs
+            self.dims.unify(ins[0][-1], ins[1][-2])
+            batch = []
+            for axis in range(node.ndim - 2):
+                chosen = 1
+                for i, shape in zip((a, b), ins):
+                    k = axis - (node.ndim - i.ndim)
+                    if k >= 0 and i.shape[k] != 1:
+                        chosen = shape[k] if chosen == 1 else chosen
+                batch.append(chosen)
+            return tuple(batch) + (ins[0][-2], ins[1][-1])
+        if name in ("cumsum",):
+            return ins[0]
+        if name == "take":
+            axis = node.params["axis"]
+            return ins[0][:axis] + ins[1] + ins[0][axis + 1:]
+        candidates = [d for shape in ins for d in shape]
+        return tuple(self.matching(n, candidates) if n != 1 else 1 for n in node.shape)
+
+    def _start(self, size_dim, size, start):
+        """A slice start as code-able Dim: literal when small, size - c when near the end."""
+        if start <= 4 or isinstance(size_dim, int):
+            return start
+        if size - start <= 4:
+            return (size_dim[0], size_dim[1] - (size - start)) if not isinstance(size_dim, int) else start
+        return start
+
+
+def inline_cost(node, materialized, memo):
+    """Cost of recomputing one element of `node` inline (up to materialized values)."""
+    if node.id in memo:
+        return memo[node.id]
+    if node.id in materialized or node.prim.kind == "leaf":
+        cost = 0
+    else:
+        own = 4 if node.prim.name in _EXPENSIVE else (0 if node.prim.kind == "index" else 1)
+        cost = own + sum(inline_cost(i, materialized, memo) for i in node.inputs)
+    memo[node.id] = cost
+    return cost
+
+
+def _expands(node, consumer):
+    """Whether `consumer` reads `node` at more points than `node` has (broadcast/index reuse)."""
+    if consumer.prim.kind == "reduction" or consumer.prim.name in ("pad", "diag_embed", "reshape", "transpose"):
+        return False
+    return node.size < consumer.size and node.size > 1
+
+
+def plan(graph, arg_names):
+    """Plan `graph`: symbolic shapes, which nodes to store, and the ordered steps."""
+    shapes = _ShapeInference(graph, arg_names)
+    users = graph.consumers()
+    materialized = {o.id for o in graph.outputs if o.prim.kind not in ("leaf",)}
+    for node in graph.nodes:
+        if node.prim.kind == "leaf":
+            continue
+        if not is_fusible(node) or node.prim.kind == "reduction":
+            materialized.add(node.id)
+            for i in node.inputs:
+                if not is_fusible(node) and i.prim.kind != "leaf":
+                    materialized.add(i.id)
+    memo = {}
+    for node in graph.nodes:
+        if is_pointwise(node) and node.id not in materialized:
+            if any(_expands(node, u) for u in users[node.id]) and inline_cost(node, materialized, memo) > 1:
+                materialized.add(node.id)
+                memo.clear()
+    while True:
+        steps, owner = _schedule(graph, shapes, materialized)
+        extra = _shared_expensive(graph, materialized, steps, owner)
+        if not extra:
+            break
+        materialized |= extra
+    return Plan(graph, shapes.dims, shapes.shapes, materialized, steps, shapes.fresh, shapes.starts)
+
+
+def _domain(node, shapes):
+    if node.prim.kind == "reduction":
+        return shapes.shapes[node.inputs[0].id], node.inputs[0].shape
+    return shapes.shapes[node.id], node.shape
+
+
+def _reads(node, materialized, seen=None):
+    """Materialized nodes (and leaves) read when computing `node` inline."""
+    out = set()
+    stack = list(node.inputs)
+    seen = set() if seen is None else seen
+    while stack:
+        n = stack.pop()
+        if n.id in seen:
+            continue
+        seen.add(n.id)
+        if n.id in materialized or n.prim.kind == "leaf":
+            out.add(n.id)
+        else:
+            stack.extend(n.inputs)
+    return out
+
+
+def _schedule(graph, shapes, materialized):
+    steps, owner = [], {}  # owner: materialized node id -> step index
+    for node in graph.nodes:
+        if node.id not in materialized:
+            continue
+        deps = _reads(node, materialized)
+        earliest = max((owner[d] + 1 for d in deps if d in owner), default=0)
+        if not is_fusible(node):
+            owner[node.id] = len(steps)
+            steps.append(LibraryCall(node))
+            continue
+        domain, concrete = _domain(node, shapes)
+        for index in range(earliest, len(steps)):
+            step = steps[index]
+            if isinstance(step, LoopNest) and len(step.domain) == len(domain) and \
+                    all(shapes.dims.equal(a, b) for a, b in zip(step.domain, domain)):
+                step.roots.append(node)
+                owner[node.id] = index
+                break
+        else:
+            owner[node.id] = len(steps)
+            steps.append(LoopNest(domain, concrete, [node]))
+    return steps, owner
+
+
+def _shared_expensive(graph, materialized, steps, owner):
+    """Pointwise values that several loop nests would each recompute at a high cost."""
+    used_in = {}
+    for index, step in enumerate(steps):
+        roots = step.roots if isinstance(step, LoopNest) else [step.node]
+        seen = set()
+        for root in roots:
+            stack = list(root.inputs) if isinstance(step, LoopNest) else []
+            while stack:
+                n = stack.pop()
+                if n.id in seen or n.id in materialized or n.prim.kind == "leaf":
+                    continue
+                seen.add(n.id)
+                used_in.setdefault(n.id, set()).add(index)
+                stack.extend(n.inputs)
+    memo, extra = {}, set()
+    by_id = {n.id: n for n in graph.nodes}
+    for node_id, where in used_in.items():
+        if len(where) > 1 and inline_cost(by_id[node_id], materialized, memo) >= RECOMPUTE_LIMIT:
+            extra.add(node_id)
+    return extra
+
+
+__all__ = ["plan", "Plan", "LoopNest", "LibraryCall", "Dims", "input_p"]

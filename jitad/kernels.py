@@ -1,0 +1,57 @@
+"""Numba helpers that generated kernels call for non-fused (library) primitives.
+
+Axis-generic operations are written once on a canonical 3-D view (before, axis, after),
+which the generated code makes with a reshape.
+"""
+import numba
+import numpy as np
+
+
+@numba.njit(cache=True)
+def bmm(a, b):
+    """Batched matrix product of (B, M, K) and (B, K, N) arrays."""
+    out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
+    for k in range(a.shape[0]):
+        out[k] = np.dot(np.ascontiguousarray(a[k]), np.ascontiguousarray(b[k]))
+    return out
+
+
+@numba.njit(cache=True)
+def take3(x, idx):
+    """out[p, j, q] = x[p, idx[j], q] (negative indices wrap like NumPy)."""
+    n = x.shape[1]
+    out = np.empty((x.shape[0], idx.shape[0], x.shape[2]), x.dtype)
+    for p in range(x.shape[0]):
+        for j in range(idx.shape[0]):
+            k = idx[j]
+            if k < 0:
+                k += n
+            for q in range(x.shape[2]):
+                out[p, j, q] = x[p, k, q]
+    return out
+
+
+@numba.njit(cache=True)
+def scatter_add3(g, idx, size):
+    """The transpose of take3: out[p, idx[j], q] += g[p, j, q]."""
+    out = np.zeros((g.shape[0], size, g.shape[2]), g.dtype)
+    for p in range(g.shape[0]):
+        for j in range(idx.shape[0]):
+            k = idx[j]
+            if k < 0:
+                k += size
+            for q in range(g.shape[2]):
+                out[p, k, q] += g[p, j, q]
+    return out
+
+
+@numba.njit(cache=True)
+def cumsum3(x):
+    out = np.empty_like(x)
+    for p in range(x.shape[0]):
+        for q in range(x.shape[2]):
+            acc = 0.0
+            for j in range(x.shape[1]):
+                acc += x[p, j, q]
+                out[p, j, q] = acc
+    return out

@@ -5,6 +5,7 @@ tracer's `__array_ufunc__` / `__array_function__` look them up. Builders that ar
 compositions (mean, var, einsum, norm, ...) are differentiated through their parts.
 """
 import builtins
+import math
 import operator
 
 import numpy as np
@@ -48,7 +49,7 @@ def reshape(x, *shape, order="C"):
     size = int(np.prod(shape_of(x), dtype=np.int64))
     if -1 in shape:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
-        shape = tuple(size // known if known else 0 if s == -1 else s for s in shape)
+        shape = tuple((size // known if known else 0) if s == -1 else s for s in shape)
     if int(np.prod(shape, dtype=np.int64)) != size:
         raise ShapeError(f"cannot reshape array of shape {shape_of(x)} into shape {shape}")
     if shape == shape_of(x):
@@ -476,7 +477,7 @@ def _einsum_prepare(x, spec, keep):
     drop = tuple(i for i, c in enumerate(spec) if c not in keep)
     if drop:
         x = P.reduce_sum_p(x, axes=drop)
-        spec = "".join(c for c in spec if c not in keep)
+        spec = "".join(c for c in spec if c in keep)
     return x, spec
 
 
@@ -537,7 +538,7 @@ def norm(x, ord=None, axis=None, keepdims=False):
     if x.dtype.kind != "f":
         x = astype(x, np.float64)
     nd = ndim_of(x)
-    if axis is None and (ord is None or nd == 1 or (ord == "fro" and nd == 2)):
+    if axis is None and (ord is None or (ord == 2 and nd == 1) or (ord == "fro" and nd == 2)):
         result = P.safe_sqrt_p(sum(x * x))
         return reshape(result, (1,) * nd) if keepdims else result
     if axis is None:
@@ -614,6 +615,9 @@ def clip(x, a_min=None, a_max=None, out=None, **kwargs):
 
 def power(x, y):
     if not is_tracer(y) and np.ndim(y) == 0:
+        if type(y) not in (int, float, bool):  # a NumPy scalar or 0-d array is not weakly typed
+            dtype = np.result_type(x.dtype, np.asarray(y).dtype)
+            x = astype(x, dtype) if dtype.kind == "f" else x
         exponent = y.item() if isinstance(y, np.ndarray) else y
         exponent = int(exponent) if float(exponent).is_integer() and abs(exponent) < 2 ** 31 else float(exponent)
         if exponent == 1:
@@ -690,7 +694,8 @@ def _rad2deg(x):
 
 
 def _logaddexp2(x, y):
-    return P.logaddexp_p(x * np.log(2.0), y * np.log(2.0)) * (1.0 / np.log(2.0))
+    ln2 = math.log(2.0)  # a Python float, so float32 operands stay float32
+    return P.logaddexp_p(x * ln2, y * ln2) * (1.0 / ln2)
 
 
 def _fabs(x):

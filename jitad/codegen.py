@@ -109,8 +109,6 @@ class KernelWriter:
     # --- the kernel -----------------------------------------------------------------------
     def write(self):
         params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in range(len(self.const_args))]
-        if self.plan.fresh:
-            params.append("dims")
         src = self.src
         src.line("import numpy as np")
         src.line("import numba")
@@ -122,6 +120,7 @@ class KernelWriter:
         src.line()
         src.line('@numba.njit(cache=True, error_model="numpy")')
         src.line(f"def kernel({', '.join(params)}):")
+        signature_line = len(src.lines) - 1
         src.indent()
         for step in self.plan.steps:
             if isinstance(step, LibraryCall):
@@ -130,6 +129,8 @@ class KernelWriter:
                 self.loop_nest(step)
         outs = [self.read_whole(o) for o in self.graph.outputs]
         src.line(f"return ({', '.join(outs)},)")
+        if any("dims[" in line for line in src.lines):
+            src.lines[signature_line] = f"def kernel({', '.join(params + ['dims'])}):"
         return src.text()
 
     def read_whole(self, node):

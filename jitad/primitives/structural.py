@@ -107,7 +107,7 @@ def _reshape_map(node, out_index, ctx):
     flat = _row_major(out_index, [ctx.size(node, a) for a in range(node.ndim)])
     index, stride = [], "1"
     for axis in reversed(range(x.ndim)):
-        index.append(f"(({flat}) // ({stride})) % {ctx.size(x, axis)}")
+        index.append(f"((({flat}) // ({stride})) % {ctx.size(x, axis)})")
         stride = f"{stride} * {ctx.size(x, axis)}"
     return index[::-1], None
 
@@ -165,6 +165,8 @@ def _slice_map(node, out_index, ctx):
 
 def _affine(start, step, i):
     """Code for start + step * i; `start` is code too (a size the kernel reads, or a literal)."""
+    if not i.isidentifier():
+        i = f"({i})"
     if step == 1:
         return i if start == "0" else f"{start} + {i}"
     return f"{start} + {step} * {i}"

@@ -7,12 +7,14 @@ traced values (inside another transform) it inlines the transformed graph instea
 which is how transforms compose.
 """
 import functools
+import types
 
 import numpy as np
 import optree
 
 from . import ad, backend, ir
 from .errors import InputDtypeError, LeafTypeError, NonScalarOutputError, ShapeError
+from .cache import STATS
 from .interpreter import replay
 from .passes import optimize
 from .trace import Tracer, trace
@@ -151,6 +153,7 @@ class Staged:
             if entry is not None:
                 compiled, meta = entry
                 return compiled([sig.leaves[i] for i in sig.traced] + list(extra)), meta, sig
+        STATS["traces"] += 1
         graph, captured, out_tree = trace_user(self.fun, sig, kwargs)
         body, extra_avals, meta = self.build(graph, sig, out_tree)
         for e, (shape, _) in zip(extra, extra_avals):
@@ -177,7 +180,7 @@ def _unflatten_grads(sig, argnums, single, grads):
             if owner == a:
                 leaf = next(it)
                 original = sig.leaves[i]
-                if isinstance(original, float) and not isinstance(original, np.floating):
+                if isinstance(original, _FLOAT_TYPES):  # a scalar in gives a scalar of its type out
                     leaf = _to_python(leaf)
                 leaves.append(leaf)
         per_arg.append(optree.tree_unflatten(sig.trees[a], leaves))
@@ -257,38 +260,75 @@ def grad(fun, argnums=0, has_aux=False):
     return grad_fun
 
 
-def vjp(fun, *primals, has_aux=False):
-    """Return `(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` is a tuple, one entry per primal.
+def _transform_of(fun, key, make):
+    """The Staged transform `key` of `fun`, kept on `fun` so later calls share its signature cache.
 
-    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux).
+    Only Python functions carry the cache; other callables (ufuncs, bound methods, objects
+    jitad does not own) get a fresh Staged each call.
     """
-    nums = tuple(range(len(primals)))
+    if not isinstance(fun, types.FunctionType):
+        return make()
+    table = fun.__dict__.get("_jitad_transforms")
+    if table is None:
+        table = fun._jitad_transforms = {}
+    staged = table.get(key)
+    if staged is None:
+        staged = table[key] = make()
+    return staged
 
-    def build_forward(graph, sig, out_tree):
-        return (lambda *inputs: ad.replay_outputs(graph, inputs)), (), out_tree
 
-    outs, out_tree, sig = Staged(fun, build_forward, nums).run(primals, {})
-    out = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs])
-    value_tree = out_tree.children()[0] if has_aux else out_tree
-    n_value = value_tree.num_leaves
+def _build_forward(graph, sig, out_tree):
+    return (lambda *inputs: ad.replay_outputs(graph, inputs)), (), out_tree
 
-    def build_backward(graph, sig_, out_tree_):
-        wrt = sig_.traced_positions_of(nums)
-        value_outputs = graph.outputs[:n_value]
+
+def _value_tree(out_tree, has_aux):
+    if has_aux and (out_tree.num_children != 2 or
+                    out_tree.kind not in (optree.PyTreeKind.TUPLE, optree.PyTreeKind.LIST)):
+        raise TypeError("has_aux=True requires the function to return a pair (out, aux)")
+    return out_tree.children()[0] if has_aux else out_tree
+
+
+def _build_vjp_backward(nums, has_aux):
+    def build(graph, sig, out_tree):
+        wrt = sig.traced_positions_of(nums)
+        n_value = _value_tree(out_tree, has_aux).num_leaves
         k = len(graph.inputs)
 
         def body(*inputs):
             cts = list(inputs[k:]) + [None] * (len(graph.outputs) - n_value)
             _, (grads,) = ad.vjp_values(graph, inputs[:k], [cts], wrt)
             return grads
-        return body, [(o.shape, _cotangent_dtype(o)) for o in value_outputs], None
+        return body, [(o.shape, _cotangent_dtype(o)) for o in graph.outputs[:n_value]], None
+    return build
 
-    backward = Staged(fun, build_backward, nums)
+
+def vjp(fun, *primals, has_aux=False):
+    """Return `(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` is a tuple, one entry per primal.
+
+    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux).
+
+    >>> import numpy as np, jitad
+    >>> out, vjp_fn = jitad.vjp(lambda x: x * x, np.array([1.0, 2.0]))
+    >>> vjp_fn(np.ones(2))[0].tolist()
+    [2.0, 4.0]
+    """
+    nums = tuple(range(len(primals)))
+    forward = _transform_of(fun, ("vjp_forward", nums), lambda: Staged(fun, _build_forward, nums))
+    outs, out_tree, sig = forward.run(primals, {})
+    out = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs])
+    value_tree = _value_tree(out_tree, has_aux)
+    value_dtypes = [_float_dtype(np.dtype(getattr(v, "dtype", None) or np.result_type(v)))
+                    for v in outs[:value_tree.num_leaves]]
+    backward = _transform_of(fun, ("vjp_backward", nums, has_aux),
+                             lambda: Staged(fun, _build_vjp_backward(nums, has_aux), nums))
 
     def vjp_fn(cotangent):
         ct_leaves, ct_tree = optree.tree_flatten(cotangent)
         if ct_tree != value_tree:
             raise TypeError(f"the cotangent's structure {ct_tree} does not match the output's {value_tree}")
+        # a cotangent has its output's (float) dtype, whatever the caller passed
+        ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, d)
+                     for c, d in zip(ct_leaves, value_dtypes)]
         grads, _, _ = backward.run(primals, {}, extra=ct_leaves)
         return _unflatten_grads(sig, nums, False, grads)
 
@@ -297,8 +337,12 @@ def vjp(fun, *primals, has_aux=False):
     return out, vjp_fn
 
 
+def _float_dtype(dtype):
+    return dtype if dtype.kind == "f" else np.dtype(np.float64)
+
+
 def _cotangent_dtype(node):
-    return node.dtype if node.dtype.kind == "f" else np.dtype(np.float64)
+    return _float_dtype(node.dtype)
 
 
 def jvp(fun, primals, tangents, has_aux=False):
@@ -324,16 +368,8 @@ def jvp(fun, primals, tangents, has_aux=False):
         tangent_leaves.extend(tl if isinstance(tl, Tracer) else np.asarray(tl, dtype=_leaf_dtype(pl))
                               for pl, tl in zip(p_leaves, t_leaves))
 
-    def build(graph, sig, out_tree):
-        wrt = sig.traced_positions_of(nums)
-        k = len(graph.inputs)
-
-        def body(*inputs):
-            outs, (touts,) = ad.jvp_values(graph, inputs[:k], [list(inputs[k:])], wrt)
-            return outs + touts
-        return body, [(graph.inputs[i].shape, graph.inputs[i].dtype) for i in wrt], out_tree
-
-    outs, out_tree, sig = Staged(fun, build, nums).run(primals, {}, extra=tangent_leaves)
+    staged = _transform_of(fun, ("jvp", nums), lambda: Staged(fun, _build_jvp(nums), nums))
+    outs, out_tree, sig = staged.run(primals, {}, extra=tangent_leaves)
     n = out_tree.num_leaves
     out = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs[:n]])
     tout = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs[n:]])
@@ -342,6 +378,36 @@ def jvp(fun, primals, tangents, has_aux=False):
     return out, tout
 
 
+def _build_jvp(nums):
+    def build(graph, sig, out_tree):
+        wrt = sig.traced_positions_of(nums)
+        k = len(graph.inputs)
+
+        def body(*inputs):
+            outs, (touts,) = ad.jvp_values(graph, inputs[:k], [list(inputs[k:])], wrt)
+            return outs + touts
+        return body, [(graph.inputs[i].shape, graph.inputs[i].dtype) for i in wrt], out_tree
+    return build
+
+
 def _leaf_dtype(leaf):
     dtype = getattr(leaf, "dtype", None)
     return dtype if dtype is not None and np.dtype(dtype).kind == "f" else np.float64
+
+
+def jit(fun):
+    """Compile the forward function alone through the same trace -> fuse -> Numba path.
+
+    >>> import numpy as np, jitad
+    >>> f = jitad.jit(lambda x: np.sum(np.sin(x) ** 2))
+    >>> round(float(f(np.zeros(3))), 6)
+    0.0
+    """
+    staged = Staged(fun, _build_forward)
+
+    @functools.wraps(fun)
+    def jitted(*args, **kwargs):
+        outs, out_tree, _ = staged.run(args, kwargs)
+        return optree.tree_unflatten(out_tree, [_to_python(v) for v in outs])
+    jitted._jitad_staged = staged
+    return jitted

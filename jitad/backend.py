@@ -4,7 +4,7 @@ from .interpreter import evaluate
 
 class Config:
     """jitad.config.backend: "numba" (compiled, the default) or "reference" (NumPy, for debugging)."""
-    backend = "reference"
+    backend = "numba"
 
 
 config = Config()

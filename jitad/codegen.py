@@ -89,6 +89,11 @@ class KernelWriter:
         return next(n for n in self.graph.inputs if n.id == node_id)
 
     @staticmethod
+    def _is_literal_value(value):
+        return value.dtype.kind in "biu" or float(value.reshape(())) in _LITERALS or \
+            not np.isfinite(value.reshape(()))
+
+    @staticmethod
     def _is_literal(node):
         return node.ndim == 0 and (node.value.dtype.kind in "biu" or float(node.value) in _LITERALS or
                                    not np.isfinite(node.value))
@@ -221,7 +226,7 @@ class KernelWriter:
 
     # --- one element of a node --------------------------------------------------------------
     def emit(self, text, comment, level):
-        if self.block is not None:
+        if self.block is not None and level > 0:  # level-0 values are safe to hoist out of a branch
             self.block.append((text, comment))
         else:
             self.levels[level].append((text, comment))
@@ -237,8 +242,9 @@ class KernelWriter:
         return result
 
     def _value(self, node, index):
-        if node.prim is const_p and node.id not in self.names:
-            return _literal(node.value[()]), 0
+        if node.prim is const_p and (node.id not in self.names or
+                                     (node.value.size == 1 and self._is_literal_value(node.value))):
+            return _literal(node.value.reshape(())[()]), 0
         if node.id in self.ready:
             name = self.names[node.id]
             if node.ndim == 0:

@@ -1,0 +1,55 @@
+"""explain: show what jitad does with a function -- trace, passes, fusion, generated source."""
+from . import api
+from .codegen import generate
+from .fusion import LibraryCall
+from .passes import optimize
+from .trace import trace
+
+
+def _plan_text(plan):
+    lines = []
+    for k, step in enumerate(plan.steps):
+        if isinstance(step, LibraryCall):
+            node = step.node
+            lines.append(f"  step {k}: library call {node.prim.name} -> %{node.id} {list(node.shape)}")
+        else:
+            roots = ", ".join(f"%{r.id}:{r.prim.name}" for r in step.roots)
+            lines.append(f"  step {k}: loop nest over {list(step.shape)} computing {roots}")
+    stored = sorted(plan.materialized)
+    lines.append(f"  stored values: {', '.join('%' + str(i) for i in stored)}")
+    return "\n".join(lines)
+
+
+def explain(fun, *args, transform=None, argnums=0, print_report=True):
+    """Print and return a report of how jitad compiles `fun` at `args`.
+
+    `transform` is "value_and_grad" (the default when `fun` returns a scalar) or "jit".
+    The report lists the traced IR, each pass by name with the graph after it, the
+    AD transform's graph, the fusion plan (loop nests and library calls), and the
+    generated kernel source.
+    """
+    nums, _ = api._normalize_argnums(argnums, len(args))
+    sig = api._Signature(args, nums if transform != "jit" else ())
+    graph, captured, out_tree = api.trace_user(fun, sig, {})
+    if transform is None:
+        scalar = out_tree.num_leaves == 1 and graph.outputs[0].shape == () and graph.outputs[0].dtype.kind == "f"
+        transform = "value_and_grad" if scalar else "jit"
+    sections = [f"== traced IR of {getattr(fun, '__name__', fun)!s} ==", repr(graph)]
+    if transform == "value_and_grad":
+        body, _, _ = api._build_value_and_grad(nums, False)(graph, sig, out_tree)
+        mode = "reverse (one adjoint sweep for the scalar output)"
+    else:
+        body, _, _ = api._build_forward(graph, sig, out_tree)
+        mode = "forward evaluation only"
+    transformed, _ = trace(body, [(n.shape, n.dtype) for n in graph.inputs])
+    sections += [f"== {transform}: mode {mode} ==", repr(transformed)]
+    log = []
+    final = optimize(transformed, log)
+    for name, g in log:
+        sections += [f"== after pass {name} ==", repr(g)]
+    source, consts, fresh, plan = generate(final)
+    sections += ["== fusion plan ==", _plan_text(plan), "== generated source ==", source.rstrip()]
+    report = "\n".join(sections)
+    if print_report:
+        print(report)
+    return report

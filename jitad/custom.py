@@ -84,6 +84,12 @@ class _Skeleton:
     def traced(self):
         return any(is_tracer(a) for a in self.arrays)
 
+    def stripped(self):
+        """A copy without the argument values, to keep in a cache (no tracer outlives its trace)."""
+        copy = object.__new__(_Skeleton)
+        copy.__dict__.update(self.__dict__, arrays=None)
+        return copy
+
     def key(self):
         static = []
         for i, leaf in enumerate(self.static):
@@ -178,6 +184,7 @@ class _Site:
     """
 
     def __init__(self, kind, name, fun, skeleton):
+        skeleton = skeleton.stripped()
         self.name, self.skeleton = name, skeleton
         flat_fun = lambda *xs: fun(*skeleton.rebuild(xs))  # noqa: E731
         try:
@@ -191,7 +198,7 @@ class _Site:
                 raise _closure_error(kind, name) from None
             self.out_avals = [(np.shape(v), np.asarray(v).dtype) for v in leaves]
             self.primal_p = _local_primitive(
-                f"{kind}[{name}]", impl=self._run_primal(flat_fun), differentiable=False, kind="callback",
+                f"{kind}[{name}].fun", impl=self._run_primal(flat_fun), differentiable=False, kind="callback",
                 shape_rule=lambda *nodes, index: self.out_avals[index])
         else:
             if captured:

@@ -120,6 +120,15 @@ class CompiledGraph:
                 outs[k] = t(outs[k])
         return outs
 
+    def direct(self, args):
+        """Call with arguments that need no conversion (Python floats, arrays)."""
+        outs = self.dispatcher(*args, *self.extra)
+        if self.casts:
+            outs = list(outs)
+            for k, t in self.casts:
+                outs[k] = t(outs[k])
+        return outs
+
     def _first_call(self, args):
         before = len(self.dispatcher.signatures)
         hits = sum(self.dispatcher.stats.cache_hits.values())

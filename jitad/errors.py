@@ -53,9 +53,9 @@ class ConcretizationError(JitadError, TypeError):
 class InPlaceUpdateError(JitadError, TypeError):
     """An in-place write into a traced array (or of a traced value into a NumPy array)."""
 
-    def __init__(self, what="item assignment"):
+    def __init__(self, what="item assignment on a traced array"):
         super().__init__(
-            f"in-place {what} on a traced array is not supported{_where()}: jitad's graph is "
+            f"in-place {what} is not supported{_where()}: jitad's graph is "
             "functional. Build the new array instead, e.g. np.where(mask, new, x), "
             "np.concatenate([x[:i], new, x[i+1:]]) or np.stack([...]).")
 

@@ -124,7 +124,7 @@ def atleast_2d(x):
 def concatenate(arrays, axis=0, out=None, dtype=None):
     if out is not None:
         from .errors import InPlaceUpdateError
-        raise InPlaceUpdateError("concatenate(out=...)")
+        raise InPlaceUpdateError("np.concatenate(out=...) with traced values")
     arrays = [asarray(a) for a in arrays]
     if axis is None:
         arrays, axis = [ravel(a) for a in arrays], 0
@@ -174,8 +174,9 @@ def astype(x, dtype, copy=True, **_):
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
         return x
-    if dtype.kind == "c":
-        raise UnsupportedOperationError("astype(complex)", "Complex values are not supported. ")
+    if dtype.kind not in "fiub":
+        raise UnsupportedOperationError(f"astype({dtype.name})", "jitad traces float, integer and boolean "
+                                        "arrays only (no complex, object or string dtypes). ")
     return P.convert_p(x, dtype=dtype)
 
 
@@ -301,7 +302,7 @@ def _reduce(prim, x, axis, keepdims):
 def _check_reduce_kwargs(name, out=None, where=None, initial=None, **_):
     if out is not None:
         from .errors import InPlaceUpdateError
-        raise InPlaceUpdateError(f"{name}(out=...)")
+        raise InPlaceUpdateError(f"np.{name}(out=...) with a traced value")
     if where is not None and where is not True:
         raise UnsupportedOperationError(f"{name}(where=...)", "Mask the input with np.where first. ")
     if initial is not None:
@@ -374,7 +375,7 @@ def average(x, axis=None, weights=None, returned=False, keepdims=False):
 def cumsum(x, axis=None, dtype=None, out=None):
     if out is not None:
         from .errors import InPlaceUpdateError
-        raise InPlaceUpdateError("cumsum(out=...)")
+        raise InPlaceUpdateError("np.cumsum(out=...) with a traced value")
     if axis is None:
         x, axis = ravel(x), 0
     return P.cumsum_p(x, axis=axis % ndim_of(x))
@@ -385,6 +386,10 @@ def matmul(a, b, out=None, **_):
     a, b = asarray(a), asarray(b)
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         raise ShapeError("matmul: input operand does not have enough dimensions (use * for scalars)")
+    inner = shape_of(b)[-2] if ndim_of(b) > 1 else shape_of(b)[0]
+    if shape_of(a)[-1] != inner:
+        raise ShapeError(f"matmul: shapes {shape_of(a)} and {shape_of(b)} are not aligned "
+                         f"({shape_of(a)[-1]} != {inner})")
     a2 = reshape(a, (1,) + shape_of(a)) if ndim_of(a) == 1 else a
     b2 = reshape(b, shape_of(b) + (1,)) if ndim_of(b) == 1 else b
     result = P.matmul_p(a2, b2)
@@ -593,17 +598,25 @@ def multi_dot(arrays, out=None):
 
 
 # --- elementwise conveniences ------------------------------------------------------------------------
+def _value_dependent(name):
+    """Functions whose result shape depends on the values: jitad's shapes are static."""
+    def builder(*args, **kwargs):
+        raise ShapeError(f"{name} gives a shape that depends on the values, but jitad traces with static "
+                         "shapes; use the three-argument form np.where(cond, x, y) to select values, or "
+                         "compute indices from concrete (non-traced) data")
+    return builder
+
+
 def where(cond, x=None, y=None):
     if x is None and y is None:
-        raise ShapeError("np.where(cond) with one argument gives a shape that depends on the values; "
-                         "use the three-argument form np.where(cond, x, y)")
+        _value_dependent("np.where(cond) with one argument")()
     return P.where_p(cond, x, y)
 
 
 def clip(x, a_min=None, a_max=None, out=None, **kwargs):
     if out is not None:
         from .errors import InPlaceUpdateError
-        raise InPlaceUpdateError("clip(out=...)")
+        raise InPlaceUpdateError("np.clip(out=...) with a traced value")
     a_min = kwargs.get("min", a_min)
     a_max = kwargs.get("max", a_max)
     if a_min is not None:
@@ -744,6 +757,10 @@ FUNCTIONS = {
     np.atleast_2d: atleast_2d, np.where: where, np.clip: clip, np.copy: copy, np.asarray: asarray,
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like,
     np.empty_like: zeros_like, np.round: _round, np.around: _round,
+    np.any: lambda x, axis=None, out=None, keepdims=False, **_: x.any(axis=axis, keepdims=keepdims),
+    np.all: lambda x, axis=None, out=None, keepdims=False, **_: x.all(axis=axis, keepdims=keepdims),
+    np.nonzero: _value_dependent("np.nonzero"), np.argwhere: _value_dependent("np.argwhere"),
+    np.flatnonzero: _value_dependent("np.flatnonzero"), np.unique: _value_dependent("np.unique"),
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],
 }

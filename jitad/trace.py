@@ -1,11 +1,13 @@
 """Tracing: run plain NumPy code on `Tracer` values and record it as a Graph."""
 import contextlib
+import dis
+import sys
 
 import numpy as np
 
 from . import ops
 from . import primitives as P
-from .errors import ConcretizationError, InPlaceUpdateError, UnsupportedOperationError
+from .errors import ConcretizationError, InPlaceUpdateError, JitadError, UnsupportedOperationError
 from .ir import Builder, Graph, building, is_tracer
 
 
@@ -46,7 +48,8 @@ class Tracer:
     # NumPy protocols ------------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         if kwargs.get("out") is not None:
-            raise InPlaceUpdateError(f"{ufunc.__name__}(out=...) (or an augmented assignment into a NumPy array)")
+            raise InPlaceUpdateError(f"np.{ufunc.__name__}(out=...) with a traced value (or an augmented "
+                                     "assignment of one into a NumPy array)")
         kwargs.pop("out", None)
         if method == "__call__":
             builder = ops.UFUNCS.get(ufunc)
@@ -71,17 +74,17 @@ class Tracer:
         return builder(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
-        raise ConcretizationError("Converting a traced array to a NumPy array (np.asarray / np.array "
-                                  "of it, or assigning it into a NumPy array)")
+        raise _conversion_error("Converting a traced array to a NumPy array (np.asarray / np.array "
+                                "of it, or assigning it into a NumPy array)")
 
     def __bool__(self):
         raise ConcretizationError("A Python `if`, `while`, `and`/`or` or bool() on a traced value")
 
     def __float__(self):
-        raise ConcretizationError("float() (or a math-module function) on a traced value")
+        raise _conversion_error("float() (or a math-module function) on a traced value")
 
     def __int__(self):
-        raise ConcretizationError("int() on a traced value")
+        raise _conversion_error("int() on a traced value")
 
     def __index__(self):
         raise ConcretizationError("Using a traced value as a Python index or size")
@@ -96,7 +99,7 @@ class Tracer:
         raise ConcretizationError(".tolist() on a traced value")
 
     def __setitem__(self, key, value):
-        raise InPlaceUpdateError("item assignment")
+        raise InPlaceUpdateError("item assignment on a traced array")
 
     def __getitem__(self, key):
         return ops.getitem(self, key)
@@ -214,6 +217,20 @@ class Tracer:
 
 Builder.tracer_type = Tracer
 
+_STORE_OPCODES = {dis.opmap[name] for name in ("STORE_SUBSCR", "STORE_SLICE") if name in dis.opmap}
+
+
+def _conversion_error(what):
+    """ConcretizationError, or InPlaceUpdateError when NumPy converts the value for `array[i] = traced`.
+
+    NumPy calls __array__/__float__ from C, so the frame above the dunder is the user's,
+    and it is executing a subscript store exactly when the user writes into an array.
+    """
+    frame = sys._getframe(2)
+    if frame.f_code.co_code[frame.f_lasti] in _STORE_OPCODES:
+        return InPlaceUpdateError("assignment of a traced value into a NumPy array (`array[i] = traced`)")
+    return ConcretizationError(what)
+
 
 # np.array and np.asarray are not dispatched through __array_function__, yet users build
 # residual vectors with np.array([expr, expr, ...]). While tracing, jitad wraps them so
@@ -260,7 +277,14 @@ def trace(fun, avals):
     builder = Builder()
     with building(builder), numpy_array_hooks():
         args = [builder.new_input(shape, dtype) for shape, dtype in avals]
-        result = fun(*args)
+        try:
+            result = fun(*args)
+        except ValueError as error:
+            # NumPy replaces an error raised while it stores a traced value into an array
+            # ("setting an array element with a sequence"); show jitad's own error instead.
+            if isinstance(error.__cause__, JitadError):
+                raise error.__cause__ from None
+            raise
         outputs = [_to_node(builder, r) for r in result]
     captured = [tracer for tracer, _ in builder.captured.values()]
     inputs = builder.inputs + [node for _, node in builder.captured.values()]

@@ -175,18 +175,15 @@ class Staged:
 
 
 def _unflatten_grads(sig, argnums, single, grads):
-    """Split flat gradients back into one pytree per differentiated argument."""
-    per_arg, it = [], iter(grads)
-    for a in argnums:
-        leaves = []
-        for i, owner in enumerate(sig.owner):
-            if owner == a:
-                leaf = next(it)
-                original = sig.leaves[i]
-                if isinstance(original, _FLOAT_TYPES):  # a scalar in gives a scalar of its type out
-                    leaf = _to_python(leaf)
-                leaves.append(leaf)
-        per_arg.append(optree.tree_unflatten(sig.trees[a], leaves))
+    """Split flat gradients (in leaf order) into one pytree per differentiated argument, in argnums order."""
+    leaves_of, it = {a: [] for a in argnums}, iter(grads)
+    for i, owner in enumerate(sig.owner):
+        if owner in leaves_of:
+            leaf = next(it)
+            if isinstance(sig.leaves[i], _FLOAT_TYPES):  # a scalar in gives a scalar of its type out
+                leaf = _to_python(leaf)
+            leaves_of[owner].append(leaf)
+    per_arg = [optree.tree_unflatten(sig.trees[a], leaves_of[a]) for a in argnums]
     return per_arg[0] if single else tuple(per_arg)
 
 

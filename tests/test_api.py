@@ -1,0 +1,219 @@
+"""grad, value_and_grad, vjp and jvp: argnums, has_aux, pytrees, composition (JAX's conventions)."""
+import math
+
+import numpy as np
+import pytest
+
+import jitad
+
+pytestmark = pytest.mark.usefixtures("reference_backend")
+
+
+def f3(x, y, z):
+    return np.sum(x * y) + np.sin(z)
+
+
+X, Y = np.array([1.0, 2.0]), np.array([3.0, -1.0])
+
+
+# --- argnums ----------------------------------------------------------------------------------------
+def test_argnums_int_gives_one_gradient():
+    np.testing.assert_array_equal(jitad.grad(f3)(X, Y, 0.5), Y)
+    np.testing.assert_array_equal(jitad.grad(f3, argnums=1)(X, Y, 0.5), X)
+    assert jitad.grad(f3, argnums=2)(X, Y, 0.5) == pytest.approx(math.cos(0.5))
+    np.testing.assert_array_equal(jitad.grad(f3, argnums=-2)(X, Y, 0.5), X)
+
+
+def test_argnums_tuple_gives_a_tuple():
+    g = jitad.grad(f3, argnums=(0, 2))(X, Y, 0.5)
+    assert isinstance(g, tuple) and len(g) == 2
+    np.testing.assert_array_equal(g[0], Y)
+    assert g[1] == pytest.approx(math.cos(0.5))
+    single = jitad.grad(f3, argnums=(1,))(X, Y, 0.5)
+    assert isinstance(single, tuple) and len(single) == 1
+    np.testing.assert_array_equal(single[0], X)
+    gy, gx = jitad.grad(f3, argnums=(1, 0))(X, Y, 0.5)   # in the order asked for
+    np.testing.assert_array_equal(gy, X)
+    np.testing.assert_array_equal(gx, Y)
+
+
+def test_argnums_out_of_range():
+    with pytest.raises(TypeError, match="argnums"):
+        jitad.grad(f3, argnums=3)(X, Y, 0.5)
+
+
+def test_non_differentiated_arguments_may_be_anything():
+    def f(x, label, n, table):
+        assert isinstance(label, str) and isinstance(n, int)
+        return np.sum(x ** n) * table[label]
+
+    np.testing.assert_array_equal(jitad.grad(f)(X, "a", 2, {"a": 3.0}), 6.0 * X)
+
+
+def test_keyword_arguments_are_not_differentiated():
+    def f(x, scale=1.0):
+        return np.sum(x * x) * scale
+
+    np.testing.assert_array_equal(jitad.grad(f)(X, scale=3.0), 6.0 * X)
+    np.testing.assert_array_equal(jitad.grad(f)(X, scale=1.0), 2.0 * X)  # not a stale trace
+
+
+# --- has_aux -----------------------------------------------------------------------------------------
+def _with_aux(x):
+    y = np.sin(x)
+    return np.sum(y), {"y": y, "count": 3}
+
+
+def test_grad_has_aux():
+    g, aux = jitad.grad(_with_aux, has_aux=True)(X)
+    np.testing.assert_allclose(g, np.cos(X))
+    np.testing.assert_allclose(aux["y"], np.sin(X))
+    assert isinstance(aux["y"], np.ndarray)  # concrete values, not tracers
+    assert aux["count"] == 3
+
+
+def test_value_and_grad_has_aux():
+    (value, aux), g = jitad.value_and_grad(_with_aux, has_aux=True)(X)
+    assert value == pytest.approx(np.sum(np.sin(X)))
+    np.testing.assert_allclose(aux["y"], np.sin(X))
+    np.testing.assert_allclose(g, np.cos(X))
+
+
+def test_vjp_has_aux():
+    out, vjp_fn, aux = jitad.vjp(lambda x: (x * 2.0, np.sum(x)), X, has_aux=True)
+    np.testing.assert_array_equal(out, 2.0 * X)
+    assert aux == pytest.approx(3.0)
+    (g,) = vjp_fn(np.array([1.0, 10.0]))
+    np.testing.assert_array_equal(g, [2.0, 20.0])
+
+
+def test_jvp_has_aux():
+    out, tangent, aux = jitad.jvp(lambda x: (x * x, x + 1.0), (3.0,), (1.0,), has_aux=True)
+    assert (out, tangent, aux) == (9.0, 6.0, 4.0)
+
+
+def test_has_aux_requires_a_pair():
+    with pytest.raises(TypeError, match="pair"):
+        jitad.grad(lambda x: np.sum(x), has_aux=True)(X)
+
+
+# --- pytrees ---------------------------------------------------------------------------------------
+def test_gradient_has_the_structure_of_its_argument():
+    params = {"w": [X, (Y, 2.0)], "b": None, "c": {"d": np.ones((2, 2))}}
+
+    def loss(p):
+        w0, (w1, s) = p["w"]
+        return np.sum(w0 * w1) * s + np.sum(p["c"]["d"] ** 2)
+
+    g = jitad.grad(loss)(params)
+    assert set(g) == {"w", "b", "c"} and g["b"] is None
+    assert isinstance(g["w"], list) and isinstance(g["w"][1], tuple)
+    np.testing.assert_array_equal(g["w"][0], 2.0 * Y)
+    np.testing.assert_array_equal(g["w"][1][0], 2.0 * X)
+    assert g["w"][1][1] == pytest.approx(np.sum(X * Y)) and isinstance(g["w"][1][1], float)
+    np.testing.assert_array_equal(g["c"]["d"], 2.0 * np.ones((2, 2)))
+
+
+def test_none_argument_passes_through():
+    g = jitad.grad(lambda x, nothing: np.sum(x), argnums=(0, 1))(X, None)
+    np.testing.assert_array_equal(g[0], 1.0)
+    assert g[1] is None
+
+
+def test_pytree_outputs_and_cotangents():
+    def f(x, y):
+        return {"sum": x + y, "prod": (x * y, np.sum(x))}
+
+    out, vjp_fn = jitad.vjp(f, X, Y)
+    np.testing.assert_array_equal(out["prod"][0], X * Y)
+    gx, gy = vjp_fn({"sum": np.ones(2), "prod": (np.zeros(2), 1.0)})
+    np.testing.assert_array_equal(gx, [2.0, 2.0])
+    np.testing.assert_array_equal(gy, [1.0, 1.0])
+    out, tangent = jitad.jvp(f, (X, Y), (np.ones(2), np.zeros(2)))
+    np.testing.assert_array_equal(tangent["sum"], 1.0)
+    np.testing.assert_array_equal(tangent["prod"][0], Y)
+    assert tangent["prod"][1] == 2.0
+
+
+def test_vjp_returns_a_tuple_per_primal():
+    out, vjp_fn = jitad.vjp(lambda x: x * 3.0, X)
+    grads = vjp_fn(np.ones(2))
+    assert isinstance(grads, tuple) and len(grads) == 1
+    out, vjp_fn = jitad.vjp(lambda x, y, p: x * y + p["s"], X, Y, {"s": 1.0})
+    gx, gy, gp = vjp_fn(np.array([1.0, 2.0]))
+    np.testing.assert_array_equal(gx, [3.0, -2.0])
+    np.testing.assert_array_equal(gy, [1.0, 4.0])
+    assert gp == {"s": pytest.approx(3.0)}
+    # a scalar output takes a scalar cotangent
+    out, vjp_fn = jitad.vjp(lambda x: np.sum(x * x), X)
+    np.testing.assert_array_equal(vjp_fn(2.0)[0], 4.0 * X)
+
+
+def test_vjp_float32_cotangent_given_as_python_float():
+    x = np.ones(2, np.float32)
+    out, vjp_fn = jitad.vjp(lambda v: np.sum(v * v), x)
+    (g,) = vjp_fn(1.0)
+    assert g.dtype == np.float32
+
+
+def test_jvp():
+    out, tangent = jitad.jvp(lambda x, y: x * y + np.sin(x), (2.0, 5.0), (1.0, 0.0))
+    assert out == pytest.approx(10.0 + math.sin(2.0)) and tangent == pytest.approx(5.0 + math.cos(2.0))
+    out, tangent = jitad.jvp(lambda x: x @ x, (X,), (Y,))
+    assert tangent == pytest.approx(2.0 * X @ Y)
+    with pytest.raises(jitad.ShapeError):
+        jitad.jvp(np.sin, (X,), (np.ones(3),))
+    with pytest.raises(TypeError, match="same number"):
+        jitad.jvp(np.sin, (X,), ())
+
+
+# --- composition ---------------------------------------------------------------------------------------
+def test_grad_of_grad_and_mixed_nesting():
+    f = lambda x: x ** 4 + np.sin(x)  # noqa: E731
+    assert jitad.grad(jitad.grad(f))(0.7) == pytest.approx(12 * 0.7 ** 2 - math.sin(0.7))
+    assert jitad.grad(jitad.grad(jitad.grad(f)))(0.7) == pytest.approx(24 * 0.7 - math.cos(0.7))
+    # grad of a function that calls vjp and jvp inside
+    g = jitad.grad(lambda x: jitad.vjp(f, x)[1](1.0)[0])(0.7)
+    h = jitad.grad(lambda x: jitad.jvp(f, (x,), (1.0,))[1])(0.7)
+    assert g == pytest.approx(12 * 0.7 ** 2 - math.sin(0.7)) and h == pytest.approx(g)
+
+
+def test_hessian_vector_product_by_hand():
+    """hvp as in the JAX docs: grad of a closure over the traced tangent direction."""
+    def f(x):
+        return np.sum(np.sin(x) * x ** 2)
+
+    def hvp(x, v):
+        return jitad.grad(lambda x: np.vdot(jitad.grad(f)(x), v))(x)
+
+    x, v = np.array([0.3, -0.8, 1.1]), np.array([1.0, 2.0, -1.0])
+    hessian_diag = 2 * np.sin(x) + 4 * x * np.cos(x) - x ** 2 * np.sin(x)
+    np.testing.assert_allclose(hvp(x, v), hessian_diag * v, rtol=1e-12)
+    # forward over reverse gives the same
+    np.testing.assert_allclose(jitad.jvp(jitad.grad(f), (x,), (v,))[1], hessian_diag * v, rtol=1e-12)
+
+
+def test_closure_over_outer_traced_value():
+    def outer(a):
+        inner = lambda x: np.sum(a * x ** 2)  # noqa: E731  (a is traced by the outer grad)
+        return np.sum(jitad.grad(inner)(X))   # = sum(2 a X)
+
+    assert jitad.grad(outer)(1.5) == pytest.approx(2 * np.sum(X))
+
+
+def test_python_loops_unroll():
+    def f(x, n):
+        total = 0.0
+        for k in range(n):
+            total = total + x ** k / math.factorial(k)
+        return total
+
+    assert jitad.grad(f)(0.5, 12) == pytest.approx(math.exp(0.5), rel=1e-8)
+
+
+def test_wraps_user_function():
+    def my_loss(x):
+        """doc"""
+        return np.sum(x)
+
+    assert jitad.grad(my_loss).__name__ == "my_loss" and jitad.grad(my_loss).__doc__ == "doc"

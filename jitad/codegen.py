@@ -37,9 +37,10 @@ class Source:
         return "\n".join(self.lines) + "\n"
 
 
-def describe(node):
-    args = ", ".join(f"%{i.id}" for i in node.inputs)
-    return f"%{node.id} = {node.prim.name}({args})"
+def describe(node, local):
+    """The `# %3 = sin(%1)` comment of a node, with ids local to the kernel (stable names)."""
+    args = ", ".join(f"%{local[i.id]}" for i in node.inputs)
+    return f"%{local[node.id]} = {node.prim.name}({args})"
 
 
 def _dtype_code(dtype):
@@ -64,6 +65,8 @@ class KernelWriter:
 
     def __init__(self, graph):
         self.graph = graph
+        self.local = {n.id: k for k, n in enumerate(list(graph.inputs) + [n for n in graph.nodes
+                                                                          if n not in graph.inputs])}
         self.names = {}
         self.args = []          # argument names in order
         self.const_args = []    # constant values passed as arguments
@@ -144,7 +147,7 @@ class KernelWriter:
         return self.names[node.id]
 
     def library_call(self, node):
-        out = self.names[node.id] = f"v{node.id}"
+        out = self.names[node.id] = f"v{self.local[node.id]}"
         ins = [self.read_whole(i) for i in node.inputs]
         self.ready.add(node.id)
         lower = getattr(node.prim, "lower", None) or _STRUCTURAL_LIBRARY.get(node.prim.name)
@@ -156,7 +159,7 @@ class KernelWriter:
             code = lower(node, out, ins)
         lines = code.strip("\n").split("\n")
         for k, text in enumerate(lines):
-            self.src.line(text, describe(node) if k == len(lines) - 1 else None)
+            self.src.line(text, describe(node, self.local) if k == len(lines) - 1 else None)
 
     # --- loop nests ----------------------------------------------------------------------
     def loop_nest(self, step):
@@ -164,7 +167,7 @@ class KernelWriter:
         rank = len(step.domain)
         bounds = [self.dims.source(d) for d in step.domain]
         index = tuple(f"i{a}" for a in range(rank))
-        src.line(f"# loop nest over {list(step.shape)}: " + ", ".join(f"%{r.id}" for r in step.roots))
+        src.line(f"# loop nest over ({', '.join(bounds)}): " + ", ".join(f"%{self.local[r.id]}" for r in step.roots))
         self.levels = [[] for _ in range(rank + 1)]  # statements placed inside loop a-1
         self.after = [[] for _ in range(rank + 1)]   # statements after loop a-1 closes
         self.before = []
@@ -172,23 +175,27 @@ class KernelWriter:
         self.block = None
         body = []
         for root in step.roots:
-            name = f"o{root.id}" if root.ndim or root.prim.kind != "reduction" else f"s{root.id}"
+            name = self.root_name(root)
             if root.prim.kind == "reduction":
                 self.reduction_root(root, name, index, body)
             else:
                 if root.ndim:
                     self.before.append((f"{name} = np.empty({self.shape_code(root)}, {_dtype_code(root.dtype)})",
-                                        describe(root)))
+                                        describe(root, self.local)))
                 value = self.value(root, index)
                 target = f"{name}[{', '.join(index)}]" if root.ndim else name
-                body.append((f"{target} = {value}", describe(root)))
+                body.append((f"{target} = {value}", describe(root, self.local)))
         self.levels[rank].extend(body)
         for root in step.roots:
-            self.names[root.id] = f"o{root.id}" if root.ndim or root.prim.kind != "reduction" else f"s{root.id}"
+            self.names[root.id] = self.root_name(root)
             self.ready.add(root.id)
         for text, comment in self.before:
             src.line(text, comment)
         self._emit_level(0, rank, bounds)
+
+    def root_name(self, root):
+        prefix = "o" if root.ndim or root.prim.kind != "reduction" else "s"
+        return f"{prefix}{self.local[root.id]}"
 
     def _emit_level(self, level, rank, bounds):
         for text, comment in self.levels[level]:
@@ -212,17 +219,17 @@ class KernelWriter:
         dtype = _dtype_code(root.dtype)
         if suffix:
             level = rank - len(axes)
-            acc = f"a{root.id}"
+            acc = f"a{self.local[root.id]}"
             if root.ndim:
-                self.before.append((f"{name} = np.empty({self.shape_code(root)}, {dtype})", describe(root)))
+                self.before.append((f"{name} = np.empty({self.shape_code(root)}, {dtype})", describe(root, self.local)))
             self.levels[level].append((f"{acc} = {init}", None))
-            body.append((f"{acc} = {combine.format(acc=acc, x=value)}", describe(root)))
+            body.append((f"{acc} = {combine.format(acc=acc, x=value)}", describe(root, self.local)))
             store = f"{name}[{', '.join(kept)}] = {acc}" if root.ndim else f"{name} = {acc}"
             self.after[level + 1].append((store, None))
         else:
-            self.before.append((f"{name} = np.full({self.shape_code(root)}, {init}, {dtype})", describe(root)))
+            self.before.append((f"{name} = np.full({self.shape_code(root)}, {init}, {dtype})", describe(root, self.local)))
             target = f"{name}[{', '.join(kept)}]"
-            body.append((f"{target} = {combine.format(acc=target, x=value)}", describe(root)))
+            body.append((f"{target} = {combine.format(acc=target, x=value)}", describe(root, self.local)))
 
     # --- one element of a node --------------------------------------------------------------
     def emit(self, text, comment, level):
@@ -251,7 +258,7 @@ class KernelWriter:
                 return name, 0
             read = f"{name}[{', '.join(index)}]"
             level = max((int(m) + 1 for i in index for m in _INDEX_VAR.findall(i)), default=0)
-            var = f"r{node.id}_{self._fresh()}"
+            var = f"r{self.local[node.id]}_{self._fresh()}"
             self.emit(f"{var} = {read}", None, level)
             return var, level
         if node.prim.kind == "elementwise":
@@ -265,8 +272,8 @@ class KernelWriter:
             if callable(template):
                 template = template(**node.params)
             expr = template.format(*args, **node.params)
-            var = f"v{node.id}_{self._fresh()}"
-            self.emit(f"{var} = {expr}", describe(node), level)
+            var = f"v{self.local[node.id]}_{self._fresh()}"
+            self.emit(f"{var} = {expr}", describe(node, self.local), level)
             return var, level
         if node.prim.kind == "index":
             sub, cond = node.prim.index_map(node, list(index), self)
@@ -275,7 +282,7 @@ class KernelWriter:
             if cond is None:
                 code = self.value(x, sub)
                 return code, self.cache[(x.id, sub)][1]
-            var = f"v{node.id}_{self._fresh()}"
+            var = f"v{self.local[node.id]}_{self._fresh()}"
             zero = "False" if node.dtype == bool else "0.0"
             outer_block = self.block
             block = []
@@ -287,7 +294,7 @@ class KernelWriter:
             self.block = outer_block
             rank = len(self.levels) - 1
             self.emit(f"{var} = {zero}", None, rank)
-            self.emit(f"if {cond}:", describe(node), rank)
+            self.emit(f"if {cond}:", describe(node, self.local), rank)
             for text, comment in block:
                 self.emit("    " + text, comment, rank)
             self.emit(f"    {var} = {inner}", None, rank)
@@ -322,9 +329,9 @@ def _lower_matmul(node, out, ins, ctx):
     m, kk, n = ctx.size(a, a.ndim - 2), ctx.size(a, a.ndim - 1), ctx.size(b, b.ndim - 1)
     bshape = ", ".join(batch)
     return "\n".join([
-        f"a3_{node.id} = np.ascontiguousarray(np.broadcast_to({ins[0]}, ({bshape}, {m}, {kk}))).reshape(({bsize}, {m}, {kk}))",
-        f"b3_{node.id} = np.ascontiguousarray(np.broadcast_to({ins[1]}, ({bshape}, {kk}, {n}))).reshape(({bsize}, {kk}, {n}))",
-        f"{out} = K.bmm(a3_{node.id}, b3_{node.id}).reshape({ctx.shape_code(node)})",
+        f"a3_{out} = np.ascontiguousarray(np.broadcast_to({ins[0]}, ({bshape}, {m}, {kk}))).reshape(({bsize}, {m}, {kk}))",
+        f"b3_{out} = np.ascontiguousarray(np.broadcast_to({ins[1]}, ({bshape}, {kk}, {n}))).reshape(({bsize}, {kk}, {n}))",
+        f"{out} = K.bmm(a3_{out}, b3_{out}).reshape({ctx.shape_code(node)})",
     ])
 
 

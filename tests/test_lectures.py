@@ -155,3 +155,43 @@ def test_multidimensional_scaling_stress():
     for _ in range(300):
         W = W - 2e-3 * g(W, D)
     assert stress(W, D) < 1e-8 * start
+
+
+# --- the demo: `python -m jitad demo` prints these examples ---------------------------------------
+def test_demo_examples_agree(reference_backend):
+    import io
+
+    from jitad import demo, demo_linalg
+    assert all(entry in demo.EXAMPLES for entry in demo_linalg.EXAMPLES)
+    out = io.StringIO()
+    assert demo.main(out) == 0
+    text = out.getvalue()
+    assert f"{len(demo.EXAMPLES)} of {len(demo.EXAMPLES)} examples agree" in text
+    assert text.count("AD:") == text.count("analytic:") == text.count("error:") == len(demo.EXAMPLES)
+
+
+def test_demo_reports_a_mismatch(reference_backend, monkeypatch):
+    import io
+
+    from jitad import demo
+    assert demo.error((1.0, np.ones(2)), (1.0, np.array([1.0, 1.5]))) == 0.5
+    monkeypatch.setattr(demo, "EXAMPLES", [("wrong on purpose", lambda: (jitad.grad(np.sin)(0.0), 0.5))])
+    out = io.StringIO()
+    assert demo.main(out) == 1
+    assert "MISMATCH" in out.getvalue() and "0 of 1" in out.getvalue()
+
+
+def test_command_line(monkeypatch):
+    import subprocess
+    import sys
+    import types
+
+    from jitad import __main__ as cli
+    result = subprocess.run([sys.executable, "-m", "jitad", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "demo" in result.stdout and "modes" in result.stdout
+    seen = []
+    fake = types.SimpleNamespace(main=lambda argv: seen.append(argv))
+    monkeypatch.setitem(sys.modules, "jitad.modes_script", fake)
+    monkeypatch.setattr(jitad, "modes_script", fake, raising=False)
+    cli.main(["modes", "--quick", "--sizes", "3"])
+    assert seen == [["--quick", "--sizes", "3"]]

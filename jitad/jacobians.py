@@ -373,8 +373,8 @@ def _unflatten_blocks(J, layout, sig, nums, single, out_tree):
             dtype = np.result_type(o_dtype, i_dtype)
             if block.dtype != dtype:
                 block = block.astype(dtype)
-            elif isinstance(block, np.ndarray):
-                block = np.ascontiguousarray(block)
+            elif isinstance(block, np.ndarray) and block.ndim and not block.flags.c_contiguous:
+                block = np.ascontiguousarray(block)  # forward mode assembles J transposed
             by_arg[owner].append(_to_python(block))
         trees = [optree.tree_unflatten(sig.trees[a], by_arg[a]) for a in nums]
         per_out.append(trees[0] if single else tuple(trees))

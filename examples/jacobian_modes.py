@@ -1,0 +1,12 @@
+"""Forward vs reverse vs mixed vs auto Jacobians, timed side by side (the lecture's figure).
+
+    python examples/jacobian_modes.py --quick --out /tmp/modes
+
+Same as `python -m jitad modes`; see jitad/modes_script.py for the options.
+"""
+import sys
+
+from jitad.modes_script import main
+
+if __name__ == "__main__":
+    sys.exit(main())

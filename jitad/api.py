@@ -305,8 +305,10 @@ def _transform_of(fun, key, make):
     if not isinstance(fun, types.FunctionType):
         return make()
     table = fun.__dict__.get("_jitad_transforms")
-    if table is None:
-        table = fun._jitad_transforms = {}
+    # functools.wraps copies __dict__, so a wrapper (grad's grad_fun) starts out holding the
+    # table of the function it wraps: it gets its own, or jvp(grad(f)) would find jvp(f)
+    if table is None or table["owner"] != id(fun):
+        table = fun._jitad_transforms = {"owner": id(fun)}
     staged = table.get(key)
     if staged is None:
         staged = table[key] = make()

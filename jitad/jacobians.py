@@ -358,6 +358,10 @@ def _assemble(plan, layout, results):
         return np.zeros((m, n), layout.dtype)
     rows = _cat([r[0] for r in results])[:c]
     cols = _cat([r[1] for r in results])[:c]
+    if c <= 4 and isinstance(rows, np.ndarray) and isinstance(cols, np.ndarray):
+        # a sum of c outer products; einsum's own loop, since a multithreaded BLAS gains
+        # nothing at this inner size and stalls badly on a busy machine
+        return np.einsum("ki,kj->ij", cols, rows)
     return cols.T @ rows
 
 

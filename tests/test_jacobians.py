@@ -237,6 +237,15 @@ def test_hvp_and_user_written_hvp_equal_hessian_times_v(rng):
     np.testing.assert_allclose(by_hand, Hv, rtol=1e-12)
 
 
+def test_hvp_after_jvp_of_the_same_function():
+    # grad(f) wraps f: its compiled transforms must not be f's (they once were: hvp == jvp)
+    f = lambda x: np.sum(x ** 3)  # noqa: E731
+    x, v = np.array([1.0, 2.0]), np.array([1.0, 0.0])
+    assert jitad.jvp(f, (x,), (v,)) == (9.0, 3.0)
+    np.testing.assert_allclose(jitad.hvp(f, (x,), (v,)), [6.0, 0.0])
+    assert jitad.jvp(f, (x,), (v,)) == (9.0, 3.0)
+
+
 def test_grad_of_grad_and_third_order():
     f = lambda x: x ** 4  # noqa: E731
     assert jitad.grad(jitad.grad(f))(2.0) == pytest.approx(48.0)

@@ -33,7 +33,7 @@ def _rebuild(args, trees, leaves_per_arg):
     return tuple(out)
 
 
-def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, rtol=None, seed=0):
+def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, rtol=None, seed=0, _of=()):
     """Raise AssertionError if jitad's derivatives of `fun` at `args` disagree with finite differences.
 
     Each argument is perturbed in turn along a random direction v; forward mode compares
@@ -45,6 +45,8 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
     >>> jitad.check_grads(lambda x: np.sum(np.sin(x) * x), (np.linspace(0, 1, 5),), order=2)
     """
     args = tuple(args)
+    # `_of` lists the derivatives taken to get `fun` (order > 1), for the failure message
+    level = f"order {len(_of) + 1}" + "".join(f", of the {m} derivative" for m in reversed(_of))
     rng = np.random.default_rng(seed)
     flat = [_float_leaves(a) for a in args]
     trees = [t for _, t in flat]
@@ -77,7 +79,7 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
             for k, (a, n) in enumerate(zip(analytic, numeric)):
                 if not np.allclose(a, n, atol=atol, rtol=rtol, equal_nan=True):
                     raise AssertionError(
-                        f"check_grads: forward mode (order {order}) disagrees with finite differences for "
+                        f"check_grads: forward mode ({level}) disagrees with finite differences for "
                         f"argument {position}, output leaf {k}:\n  jvp:                {np.asarray(a)!r}\n"
                         f"  finite differences: {np.asarray(n)!r}")
         if "rev" in modes:
@@ -90,7 +92,7 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
             numeric_dot = _inner(cotangent, numeric)
             if not np.isclose(analytic, numeric_dot, atol=atol * (1 + abs(numeric_dot)), rtol=rtol, equal_nan=True):
                 raise AssertionError(
-                    f"check_grads: reverse mode (order {order}) disagrees with finite differences for "
+                    f"check_grads: reverse mode ({level}) disagrees with finite differences for "
                     f"argument {position}:\n  <vjp(u), v>:               {analytic!r}\n"
                     f"  <u, finite differences v>: {numeric_dot!r}")
     if order > 1:
@@ -101,7 +103,8 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
 
             def reverse_derivative(*xs):
                 return vjp(fun, *xs)[1](cotangent)
-            check_grads(reverse_derivative, args, order - 1, modes, eps, atol, rtol, seed + 1)
+            check_grads(reverse_derivative, args, order - 1, modes, eps, atol, rtol, seed + 1,
+                        _of + ("reverse-mode",))
         if "fwd" in modes:
             tangents = tuple(optree.tree_unflatten(trees[i], [rng.standard_normal(np.shape(x)).astype(x.dtype)
                                                              for x in leaves[i]]) for i in range(len(args)))
@@ -109,4 +112,5 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
 
             def forward_derivative(*xs):
                 return jvp(fun, xs, tangents)[1]
-            check_grads(forward_derivative, args, order - 1, modes, eps, atol, rtol, seed + 2)
+            check_grads(forward_derivative, args, order - 1, modes, eps, atol, rtol, seed + 2,
+                        _of + ("forward-mode",))

@@ -247,26 +247,29 @@ class JacobianPlan:
         self.costs = costs
         self._cut_nodes = cut
         self.cut_size = None if cut is None else sum(n.size for n in cut)
-        self.cut = None if cut is None else [f"%{n.id} {n.prim.name}{list(n.shape)}" for n in cut]
+        self.cut = None if cut is None else [f"{n.prim.name}{list(n.shape)} (%{n.id})" for n in cut]
 
     def __repr__(self):
-        lines = [f"JacobianPlan: {self.n_out} outputs x {self.n_in} inputs -> {self.mode} mode, "
-                 f"{self.num_sweeps} sweep(s) of {self.chunk_size} direction(s)"]
-        how = {"forward": "tangent sweeps over the inputs", "reverse": "adjoint sweeps over the outputs"}
-        if self.cut is not None:
-            how["mixed"] = (f"cut of size {self.cut_size} ({', '.join(self.cut[:4])}"
-                            f"{', ...' if len(self.cut) > 4 else ''}): reverse + forward sweeps, one product")
+        k, sweeps = self.chunk_size, self.num_sweeps
+        lines = [f"JacobianPlan: J is {self.n_out} x {self.n_in} (outputs x inputs) -> {self.mode} mode, "
+                 f"{sweeps} compiled sweep{'s' if sweeps != 1 else ''} of {k} direction{'s' if k != 1 else ''}"]
         for mode in ("forward", "reverse", "mixed"):
             cost = self.costs.get(mode)
-            if cost is None and mode not in self.chunks:
-                text = "not considered" if mode != "mixed" or self.cut is None else \
-                    f"cut of size {self.cut_size} is not narrower than min(n, m)"
-                lines.append(f"  {mode:8s} {text}")
-                continue
-            k, sweeps = self.chunks.get(mode, (None, None))
-            est = "" if cost is None else f"est. cost {cost:.3g}  "
-            mark = "  <- chosen" if mode == self.mode else ""
-            lines.append(f"  {mode:8s} {est}{sweeps} x {k} {how.get(mode, '')}{mark}")
+            est = "" if cost is None else f"est. cost {cost:<9.3g} "
+            if mode in self.chunks:
+                k, sweeps = self.chunks[mode]
+                what = {"forward": "tangents", "reverse": "cotangents"}.get(mode, "directions")
+                text = f"{sweeps} sweep{'s' if sweeps != 1 else ''} x {k} {what}"
+                if mode == "mixed":
+                    where = ", ".join(self.cut[:3]) + (", ..." if len(self.cut) > 3 else "")
+                    text = (f"cut of size {self.cut_size} at {where}: {text} (reverse on the input side, "
+                            f"forward on the output side), then ({self.n_out} x {self.cut_size}) @ "
+                            f"({self.cut_size} x {self.n_in})")
+            elif mode == "mixed" and self.cut is not None:
+                text = f"not used: the narrowest cut has size {self.cut_size}, not below min(n, m)"
+            else:
+                text = "not considered" + (" (one sweep of forward or reverse does it)" if mode == "mixed" else "")
+            lines.append(f"  {mode:8s} {est}{text}{'   <- chosen' if mode == self.mode else ''}")
         return "\n".join(lines)
 
 

@@ -9,7 +9,7 @@ import itertools
 
 import numpy as np
 
-from .errors import JitadError
+from .errors import JitadError, UnsupportedOperationError
 
 _ids = itertools.count()
 
@@ -136,6 +136,9 @@ class Builder:
 
     def const(self, value):
         array = np.asarray(value)
+        if array.dtype.kind not in "fiub":
+            raise UnsupportedOperationError(f"a {array.dtype.name} constant", "jitad traces float, integer "
+                                            "and boolean values only (no complex, object or string data). ")
         if array.size == 1:  # intern small constants by value so CSE sees them as equal
             key = ("const", array.dtype.str, array.shape, array.item())
         else:

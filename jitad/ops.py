@@ -715,6 +715,16 @@ def _fabs(x):
     return P.abs_p(x)
 
 
+def _boolean(prim, name):
+    """`&`, `|`, `^`, `~` between a NumPy array and a traced one arrive as bitwise ufuncs:
+    on booleans they are the logical operations; on integers jitad has no bitwise ops."""
+    def builder(*args):
+        if any(np.dtype(getattr(a, "dtype", None) or np.result_type(a)) != bool for a in args):
+            raise UnsupportedOperationError(f"np.{name} on integers", "Only boolean operands are supported. ")
+        return prim(*args)
+    return builder
+
+
 def _float_power(x, y):
     return power(astype(asarray(x), np.float64) if is_tracer(x) else np.asarray(x, float), y)
 
@@ -737,7 +747,9 @@ UFUNCS = {
     np.greater: P.greater_p, np.greater_equal: P.greater_equal_p, np.less: P.less_p,
     np.less_equal: P.less_equal_p, np.equal: P.equal_p, np.not_equal: P.not_equal_p,
     np.logical_and: P.logical_and_p, np.logical_or: P.logical_or_p, np.logical_xor: P.logical_xor_p,
-    np.logical_not: P.logical_not_p, np.isnan: P.isnan_p, np.isfinite: P.isfinite_p, np.isinf: P.isinf_p,
+    np.logical_not: P.logical_not_p, np.bitwise_and: _boolean(P.logical_and_p, "bitwise_and"),
+    np.bitwise_or: _boolean(P.logical_or_p, "bitwise_or"), np.bitwise_xor: _boolean(P.logical_xor_p, "bitwise_xor"),
+    np.invert: _boolean(P.logical_not_p, "invert"), np.isnan: P.isnan_p, np.isfinite: P.isfinite_p, np.isinf: P.isinf_p,
     np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide,
     np.deg2rad: _deg2rad, np.radians: _deg2rad, np.rad2deg: _rad2deg, np.degrees: _rad2deg,
 }
@@ -761,6 +773,7 @@ FUNCTIONS = {
     np.all: lambda x, axis=None, out=None, keepdims=False, **_: x.all(axis=axis, keepdims=keepdims),
     np.nonzero: _value_dependent("np.nonzero"), np.argwhere: _value_dependent("np.argwhere"),
     np.flatnonzero: _value_dependent("np.flatnonzero"), np.unique: _value_dependent("np.unique"),
+    np.result_type: lambda *args: np.result_type(*[a.dtype if is_tracer(a) else a for a in args]),
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],
 }

@@ -77,6 +77,29 @@ def test_power_at_zero_base():
     assert jitad.grad(lambda v, e: np.power(v, e), argnums=1)(0.0, 2.0) == 0.0  # d 0**y / dy = 0
 
 
+def test_power_mixed_second_derivative_at_zero_exponent():
+    """d/dy (d x**y / dx) at y = 0 is 1/x: the y = 0 convention must not erase it."""
+    f = lambda x, y: np.power(x, y)  # noqa: E731
+    assert jitad.grad(lambda y: jitad.grad(f)(2.0, y))(0.0) == pytest.approx(0.5)
+    assert jitad.grad(lambda x: jitad.grad(f, argnums=1)(x, 0.0))(2.0) == pytest.approx(0.5)
+    assert jitad.grad(f, argnums=(0, 1))(0.0, 0.0) == (0.0, 0.0)
+
+
+@pytest.mark.parametrize("x", [[0.0, 2.0, 3.0], [0.0, 0.0, 3.0], [0.0, 0.0, 0.0], [2.0, 0.0, -1.0, 0.5, 3.0]])
+def test_prod_with_zeros_exact_to_second_order(x):
+    x = np.array(x)
+    n = len(x)
+    others = np.array([np.prod(np.delete(x, i)) for i in range(n)])
+    hessian = np.array([[0.0 if i == j else np.prod(np.delete(x, [i, j])) for j in range(n)] for i in range(n)])
+    np.testing.assert_array_equal(jitad.grad(np.prod)(x), others)
+    for k in range(n):
+        direction = np.eye(n)[k]
+        np.testing.assert_allclose(jitad.jvp(jitad.grad(np.prod), (x,), (direction,))[1], hessian[:, k])
+        np.testing.assert_allclose(jitad.grad(lambda v: jitad.grad(np.prod)(v)[k])(x), hessian[k])
+    matrix = np.stack([x, x[::-1]])
+    jitad.check_grads(lambda m: np.prod(m, axis=1), (matrix,), order=2)
+
+
 def test_maximum_minimum_split_ties_evenly():
     for fn in (np.maximum, np.minimum, np.fmax, np.fmin):
         assert jitad.grad(fn, argnums=(0, 1))(1.5, 1.5) == (0.5, 0.5)

@@ -82,6 +82,10 @@ def test_concrete_value_of_traced_array(fun):
     _raises(jitad.ConcretizationError, fun, X, match=("traced", THIS_FILE))
 
 
+def test_complex_constant():
+    _raises(jitad.UnsupportedOperationError, lambda x: np.sum(x * np.array([1j])).real, X, match=("complex",))
+
+
 def test_object_dtype():
     _raises(jitad.UnsupportedOperationError, lambda x: np.sum(np.asarray(x, dtype=object)), X, match=("object",))
 

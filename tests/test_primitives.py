@@ -115,6 +115,9 @@ def _predicate_rows():
         Row("logical_functions", lambda x, y: np.where(np.logical_and(x > 0, y > 0), x, y)
             + np.where(np.logical_or(x > 0, y > 0), x, y) + np.where(np.logical_xor(x > 0, y > 0), x, y),
             BINARY[:3]),
+        Row("bitwise_on_booleans", lambda x: np.where((np.arange(3) > 0) & (x > 0), x, 2.0 * x)
+            + np.where((np.arange(3) > 1) | (x > 0), x * x, x) + np.where((np.arange(3) > 0) ^ (x > 0), x, 0.0)
+            + np.where(~(x > 0), x, 0.0) + np.where(np.invert(x > 0), 3.0 * x, 0.0), [((3,),)]),
         Row("isnan_isfinite_isinf", lambda x: np.where(np.isnan(x), 0.0, x) + np.where(np.isfinite(x), x * x, 0.0)
             + np.where(np.isinf(x), 0.0, np.sin(x)), [((2, 3),)]),
         # piecewise-constant functions: derivative 0 away from their jumps

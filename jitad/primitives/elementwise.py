@@ -122,9 +122,15 @@ subtract_p = binary("subtract", np.subtract, _one, _minus_one, "({0} - {1})")
 multiply_p = binary("multiply", np.multiply, lambda x, y, o: y, lambda x, y, o: x, "({0} * {1})")
 divide_p = binary("divide", np.true_divide, lambda x, y, o: 1.0 / y, lambda x, y, o: -o / y, "({0} / {1})",
                   domain=(0.5, 2.0))
+def _power_dx(x, y, o):
+    """y x^(y-1), and 0 at x = y = 0 (d(x**0)/dx = 0 also at 0). Only that one point is
+    selected away, so at y = 0 elsewhere the value is 0 and its y-derivative 1/x survives."""
+    origin = (y == 0) & (x == 0)
+    return np.where(origin, 0.0, y * np.power(np.where(origin, 1.0, x), y - 1.0))
+
+
 power_p = binary(
-    "power", np.power,
-    lambda x, y, o: np.where(y == 0, 0.0, y * np.power(x, y - 1.0)),
+    "power", np.power, _power_dx,
     lambda x, y, o: np.where(x == 0, 0.0, o * np.log(np.where(x == 0, 1.0, x))),
     "({0} ** {1})", domain=(0.3, 2.0))
 arctan2_p = binary("arctan2", np.arctan2,

@@ -69,13 +69,32 @@ reduce_min_p = _extremum("reduce_min", np.min, "np.inf", "min({acc}, {x})")
 
 
 def _prod_others(x, axes):
-    """prod of all entries but the one at each position, exact also where x has zeros."""
+    """prod over `axes` of all entries but the one at each position, from a tree of products.
+
+    Only multiplications (no division, no select), so it is exact where x has zeros and
+    so are all its derivatives (grad of grad of prod). Up the tree: pairwise products,
+    level by level; down: a child's "product of everything else" is its parent's times
+    its sibling's value.
+    """
     shape = np.shape(x)
-    zero = x == 0
-    zeros = _expand(reduce_sum_p(zero.astype(x.dtype), axes=axes), shape, axes)
-    nonzero_prod = _expand(reduce_prod_p(np.where(zero, 1.0, x), axes=axes), shape, axes)
-    return np.where(zero, np.where(zeros == 1, nonzero_prod, 0.0),
-                    np.where(zeros == 0, nonzero_prod / np.where(zero, 1.0, x), 0.0))
+    kept = [a for a in range(len(shape)) if a not in axes]
+    perm = kept + list(axes)
+    lead = tuple(shape[a] for a in kept)
+    n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    values = np.reshape(np.transpose(x, perm), lead + (n,))
+    width = 1 << max(n - 1, 0).bit_length()  # pad with ones to a power of two
+    if width > n:
+        values = np.concatenate([values, np.ones(lead + (width - n,), x.dtype)], axis=-1)
+    levels = [values]
+    while levels[-1].shape[-1] > 1:
+        pairs = np.reshape(levels[-1], lead + (-1, 2))
+        levels.append(pairs[..., 0] * pairs[..., 1])
+    others = np.ones(lead + (1,), x.dtype)
+    for level in reversed(levels[:-1]):
+        pairs = np.reshape(level, lead + (-1, 2))
+        others = np.reshape(np.stack([others * pairs[..., 1], others * pairs[..., 0]], axis=-1), lead + (-1,))
+    others = np.reshape(others[..., :n], lead + tuple(shape[a] for a in axes))
+    return np.transpose(others, tuple(np.argsort(perm)))
 
 
 reduce_prod_p = Primitive(

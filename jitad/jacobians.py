@@ -25,7 +25,7 @@ import numpy as np
 import optree
 
 from . import ad, backend, ops
-from .api import (Staged, _normalize_argnums, _scalar_output, _Signature, _to_python, _transform_of, grad, jvp,
+from .api import (Staged, _normalize_argnums, _scalar_output, _Signature, _transform_of, grad, jvp,
                   trace_user)
 from .errors import JitadError, NonDifferentiableError
 from .interpreter import replay
@@ -374,15 +374,18 @@ def _unflatten_blocks(J, layout, sig, nums, single, out_tree):
     for o_off, o_size, o_shape, o_dtype in zip(layout.outputs.offsets, layout.outputs.sizes,
                                                layout.outputs.shapes, layout.outputs.dtypes):
         by_arg = {a: [] for a in nums}
-        for owner, i_off, i_size, i_shape, i_dtype in zip(layout.owners, layout.inputs.offsets, layout.inputs.sizes,
-                                                          layout.inputs.shapes, layout.inputs.dtypes):
+        for w, owner, i_off, i_size, i_shape, i_dtype in zip(
+                layout.wrt, layout.owners, layout.inputs.offsets, layout.inputs.sizes, layout.inputs.shapes,
+                layout.inputs.dtypes):
             block = J[o_off:o_off + o_size, i_off:i_off + i_size].reshape(o_shape + i_shape)
             dtype = np.result_type(o_dtype, i_dtype)
             if block.dtype != dtype:
                 block = block.astype(dtype)
             elif isinstance(block, np.ndarray) and block.ndim and not block.flags.c_contiguous:
                 block = np.ascontiguousarray(block)  # forward mode assembles J transposed
-            by_arg[owner].append(_to_python(block))
+            if isinstance(block, np.ndarray) and block.ndim == 0:  # like grad: a scalar of the input's type
+                block = float(block) if type(sig.leaves[sig.traced[w]]) is float else block[()]
+            by_arg[owner].append(block)
         trees = [optree.tree_unflatten(sig.trees[a], by_arg[a]) for a in nums]
         per_out.append(trees[0] if single else tuple(trees))
     return optree.tree_unflatten(out_tree, per_out)

@@ -10,7 +10,7 @@ import re
 
 import numpy as np
 
-from .fusion import LibraryCall, LoopNest, plan as make_plan
+from .fusion import LibraryCall, LoopNest, is_matrix_transpose, plan as make_plan
 from .ir import const_p, input_p
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
@@ -144,6 +144,9 @@ class KernelWriter:
     def read_whole(self, node):
         if node.prim is const_p and node.id not in self.names:
             return _literal(node.value[()])
+        if node.id not in self.ready and is_matrix_transpose(node):
+            inner = self.read_whole(node.inputs[0])
+            return f"np.ascontiguousarray({inner}).T" if node.inputs[0].prim.kind == "leaf" else f"{inner}.T"
         return self.names[node.id]
 
     def library_call(self, node):
@@ -323,7 +326,8 @@ def _three(ctx, node, axis, extent_of):
 def _lower_matmul(node, out, ins, ctx):
     a, b = node.inputs
     if a.ndim == 2 and b.ndim == 2:
-        return f"{out} = np.dot(np.ascontiguousarray({ins[0]}), np.ascontiguousarray({ins[1]}))"
+        operands = [code if code.endswith(".T") else f"np.ascontiguousarray({code})" for code in ins]
+        return f"{out} = np.dot({operands[0]}, {operands[1]})"
     batch = [ctx.size(node, k) for k in range(node.ndim - 2)]
     bsize = " * ".join(batch)
     m, kk, n = ctx.size(a, a.ndim - 2), ctx.size(a, a.ndim - 1), ctx.size(b, b.ndim - 1)

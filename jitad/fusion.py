@@ -261,13 +261,12 @@ def plan(graph, arg_names):
             continue
         if not is_fusible(node) or node.prim.kind == "reduction":
             materialized.add(node.id)
-            for i in node.inputs:
-                if not is_fusible(node) and i.prim.kind != "leaf":
-                    materialized.add(i.id)
+            if not is_fusible(node):
+                materialized.update(i.id for i in _library_operands(node) if i.prim.kind != "leaf")
     memo = {}
     for node in graph.nodes:
         if is_pointwise(node) and node.id not in materialized:
-            if any(_expands(node, u) for u in users[node.id]) and inline_cost(node, materialized, memo) > 1:
+            if any(_expands(node, u) for u in users[node.id]) and inline_cost(node, materialized, memo) > 4:
                 materialized.add(node.id)
                 memo.clear()
     while True:
@@ -279,26 +278,43 @@ def plan(graph, arg_names):
     return Plan(graph, shapes.dims, shapes.shapes, materialized, steps, shapes.fresh, shapes.starts)
 
 
+def is_matrix_transpose(node):
+    return node.prim.name == "transpose" and node.params["perm"] == (1, 0)
+
+
+def _library_operands(node):
+    """The values a library call needs stored; BLAS reads a 2-D transpose as a view of its input."""
+    if node.prim.name == "matmul" and node.ndim == 2:
+        return [i.inputs[0] if is_matrix_transpose(i) else i for i in node.inputs]
+    return list(node.inputs)
+
+
 def _domain(node, shapes):
     if node.prim.kind == "reduction":
         return shapes.shapes[node.inputs[0].id], node.inputs[0].shape
     return shapes.shapes[node.id], node.shape
 
 
-def _reads(node, materialized, seen=None):
-    """Materialized nodes (and leaves) read when computing `node` inline."""
-    out = set()
-    stack = list(node.inputs)
-    seen = set() if seen is None else seen
+def _reads(node, materialized):
+    """Materialized nodes and leaves read when computing `node` inline: id -> aligned.
+
+    A read is aligned when it reaches the stored value only through elementwise ops of
+    the same shape (or as a reduction's input): in a loop nest over the same domain the
+    value is then computed in the same iteration, so it need not be finished first.
+    """
+    out = {}
+    aligned_root = node.prim.kind in ("elementwise", "reduction")
+    stack = [(i, aligned_root and (node.prim.kind == "reduction" or i.shape == node.shape)) for i in node.inputs]
+    seen = {}
     while stack:
-        n = stack.pop()
-        if n.id in seen:
+        n, aligned = stack.pop()
+        if seen.get(n.id) is False or seen.get(n.id) == aligned:
             continue
-        seen.add(n.id)
+        seen[n.id] = aligned and seen.get(n.id, True)
         if n.id in materialized or n.prim.kind == "leaf":
-            out.add(n.id)
+            out[n.id] = out.get(n.id, True) and aligned and is_pointwise(n)
         else:
-            stack.extend(n.inputs)
+            stack.extend((i, aligned and n.prim.kind == "elementwise" and i.shape == n.shape) for i in n.inputs)
     return out
 
 
@@ -307,8 +323,8 @@ def _schedule(graph, shapes, materialized):
     for node in graph.nodes:
         if node.id not in materialized:
             continue
-        deps = _reads(node, materialized)
-        earliest = max((owner[d] + 1 for d in deps if d in owner), default=0)
+        deps = _reads(node, materialized) if is_fusible(node) else {i.id: False for i in _library_operands(node)}
+        earliest = max((owner[d] + (0 if aligned else 1) for d, aligned in deps.items() if d in owner), default=0)
         if not is_fusible(node):
             owner[node.id] = len(steps)
             steps.append(LibraryCall(node))

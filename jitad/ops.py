@@ -777,3 +777,5 @@ FUNCTIONS = {
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],
 }
+
+from . import linalg_ops  # noqa: E402,F401  (registers the np.linalg builders in FUNCTIONS)

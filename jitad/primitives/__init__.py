@@ -2,3 +2,4 @@
 from .core import REGISTRY, Primitive, unbroadcast  # noqa: F401
 from .elementwise import *  # noqa: F401,F403
 from .structural import *  # noqa: F401,F403
+from .linalg import *  # noqa: F401,F403

@@ -1,0 +1,343 @@
+"""np.linalg (and a few scipy.linalg functions) on traced values, built from jitad.primitives.linalg.
+
+Importing this module registers the builders in `jitad.ops.FUNCTIONS`, so the tracer's
+`__array_function__` finds them. SciPy functions do not go through
+`__array_function__` (they convert their arguments with np.asarray first), so while
+jitad traces it swaps the few it implements (`SCIPY_FUNCTIONS`) on the `scipy.linalg`
+module for dispatchers; see `scipy_hooks`. Code that calls `scipy.linalg.cho_solve(...)`
+is traced; a name bound earlier with `from scipy.linalg import cho_solve` is SciPy's
+own function and gets an error that says so.
+"""
+import contextlib
+import functools
+import operator
+import sys
+
+import numpy as np
+
+from . import ops
+from . import primitives as P
+from .errors import ShapeError, UnsupportedOperationError
+
+_results = np.linalg._linalg  # NumPy's named result tuples (EighResult, SVDResult, ...)
+
+
+def _float(x):
+    x = ops.asarray(x)
+    return x if x.dtype.kind == "f" else ops.astype(x, np.float64)
+
+
+def _floats(*xs):
+    xs = [_float(x) for x in xs]
+    dtype = np.result_type(*[x.dtype for x in xs])
+    return [ops.astype(x, dtype) if x.dtype != dtype else x for x in xs]
+
+
+def _square(a, name):
+    if a.ndim < 2:
+        raise ShapeError(f"np.linalg.{name}: {a.ndim}-dimensional array given. Array must be at least "
+                         "two-dimensional")
+    if a.shape[-1] != a.shape[-2]:
+        raise ShapeError(f"np.linalg.{name}: last 2 dimensions of the array must be square, got {a.shape}")
+
+
+def _T(x):
+    return ops.swapaxes(x, -1, -2)
+
+
+def _right_hand_side(a, b, name):
+    """b as stacked matrices whose batch axes match a's, and whether b was a vector."""
+    vector = b.ndim == 1
+    b2 = ops.reshape(b, b.shape + (1,)) if vector else b
+    if b2.shape[-2] != a.shape[-1]:
+        raise ShapeError(f"{name}: a of shape {a.shape} and b of shape {b.shape} do not fit "
+                         f"({a.shape[-1]} != {b2.shape[-2]})")
+    batch = tuple(np.broadcast_shapes(a.shape[:-2], b2.shape[:-2]))
+    return batch, ops.broadcast_to(b2, batch + b2.shape[-2:]), vector
+
+
+# --- solves, inverse, determinants (one LU factor node per matrix) ------------------------------
+def inv(a):
+    """np.linalg.inv. Its adjoint -A⁻ᵀ Ḡ A⁻ᵀ reuses the forward inverse."""
+    a = _float(a)
+    _square(a, "inv")
+    return P.inv_p(a)
+
+
+def solve(a, b):
+    """np.linalg.solve: A x = b for a vector or stacked-matrix b, batch axes broadcast.
+
+    The forward solve and the adjoint solve with Aᵀ (∂L/∂b = A⁻ᵀ ∂L/∂x, ∂L/∂A = -∂L/∂b xᵀ)
+    read one `lu_factor` node: the backward pass does not factorise again.
+    """
+    a, b = _floats(a, b)
+    _square(a, "solve")
+    batch, rhs, vector = _right_hand_side(a, b, "np.linalg.solve")
+    n = a.shape[-1]
+    lu = P.lu_factor_p(a)
+    x = P.lu_solve_p(ops.broadcast_to(lu, batch + (n + 1, n)), ops.broadcast_to(a, batch + (n, n)), rhs,
+                     trans=0)
+    return x[..., 0] if vector else x
+
+
+def det(a):
+    """np.linalg.det from the LU factors; ∂det/∂A = det(A) A⁻ᵀ from the same factors."""
+    a = _float(a)
+    _square(a, "det")
+    return P.lu_det_p(P.lu_factor_p(a), a)
+
+
+def slogdet(a):
+    """np.linalg.slogdet: (sign, log|det|); ∂log|det A|/∂A = A⁻ᵀ, the sign has derivative 0."""
+    a = _float(a)
+    _square(a, "slogdet")
+    lu = P.lu_factor_p(a)
+    return _results.SlogdetResult(P.lu_slogdet_p(lu, a, part="sign"), P.lu_slogdet_p(lu, a, part="logabsdet"))
+
+
+def matrix_power(a, n):
+    """np.linalg.matrix_power by repeated squaring (matmuls); n < 0 inverts first."""
+    n = operator.index(n)
+    a = ops.asarray(a)
+    _square(a, "matrix_power")
+    if n == 0:
+        return ops.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)
+    if n < 0:
+        a, n = inv(a), -n
+    result, power = None, a
+    while n:
+        if n & 1:
+            result = power if result is None else ops.matmul(result, power)
+        n >>= 1
+        if n:
+            power = ops.matmul(power, power)
+    return result
+
+
+# --- factorisations ------------------------------------------------------------------------------
+def cholesky(a, /, *, upper=False):
+    """np.linalg.cholesky; like NumPy it reads only the lower (upper=True: upper) triangle."""
+    a = _float(a)
+    _square(a, "cholesky")
+    return _T(P.cholesky_p(_T(a))) if upper else P.cholesky_p(a)
+
+
+def _eigh_input(a, UPLO, name):
+    a = _float(a)
+    _square(a, name)
+    if UPLO not in ("L", "U"):
+        raise ValueError("UPLO argument must be 'L' or 'U'")
+    return _T(a) if UPLO == "U" else a  # the primitive reads the lower triangle
+
+
+def eigh(a, UPLO="L"):
+    """np.linalg.eigh. Only the UPLO triangle is read, so only it receives a cotangent.
+
+    Eigenvector derivatives at repeated eigenvalues: exact in reverse mode for functions
+    that do not depend on the basis of the repeated eigenspace, else NonDifferentiableError.
+    """
+    a = _eigh_input(a, UPLO, "eigh")
+    f = P.eigh_factor_p(a)
+    return _results.EighResult(P.eigh_values_p(f, a), P.eigh_vectors_p(f, a))
+
+
+def eigvalsh(a, UPLO="L"):
+    """np.linalg.eigvalsh; the gradient of the eigenvalues is exact also when they repeat."""
+    a = _eigh_input(a, UPLO, "eigvalsh")
+    return P.eigh_values_p(P.eigh_factor_p(a), a)
+
+
+def svd(a, full_matrices=True, compute_uv=True, hermitian=False):
+    """np.linalg.svd. The reduced factors (or compute_uv=False) are differentiable; for a
+    non-square matrix with full_matrices=True, the completed U / Vh have no derivative."""
+    if hermitian:
+        raise UnsupportedOperationError("np.linalg.svd(hermitian=True)",
+                                        "Call it with hermitian=False (the same singular values). ")
+    a = _float(a)
+    if a.ndim < 2:
+        raise ShapeError(f"np.linalg.svd: {a.ndim}-dimensional array given. Array must be at least "
+                         "two-dimensional")
+    f = P.svd_factor_p(a)
+    s = P.svd_values_p(f, a)
+    if not compute_uv:
+        return s
+    m, n = a.shape[-2:]
+    if full_matrices and m != n:
+        return _results.SVDResult(P.svd_full_p(a, part="u"), s, P.svd_full_p(a, part="vh"))
+    uv = P.svd_vectors_p(f, a)
+    return _results.SVDResult(uv[..., :m, :], s, _T(uv[..., m:, :]))
+
+
+def svdvals(x, /):
+    return svd(x, compute_uv=False)
+
+
+def qr(a, mode="reduced"):
+    """np.linalg.qr with mode 'reduced', 'r', or 'complete' for m <= n (then the same)."""
+    a = _float(a)
+    if a.ndim < 2:
+        raise ShapeError(f"np.linalg.qr: {a.ndim}-dimensional array given. Array must be at least "
+                         "two-dimensional")
+    m, n = a.shape[-2:]
+    if mode not in ("reduced", "r", "complete"):
+        raise UnsupportedOperationError(f"np.linalg.qr(mode={mode!r})", "Use mode='reduced'. ")
+    if mode == "complete" and m > n:
+        raise UnsupportedOperationError(
+            "np.linalg.qr(mode='complete') of a tall matrix",
+            "Its extra columns of Q are any orthonormal completion and have no derivative; use mode='reduced'. ")
+    f = P.qr_factor_p(a)
+    r = P.qr_r_p(f, a)
+    return r if mode == "r" else _results.QRResult(P.qr_q_p(f, a), r)
+
+
+_UNSET = object()
+
+
+def pinv(a, rcond=None, hermitian=False, *, rtol=_UNSET):
+    """np.linalg.pinv (same cutoff rules); differentiable where the rank is locally constant."""
+    a = _float(a)
+    if a.ndim < 2:
+        raise ShapeError("np.linalg.pinv: array must be at least two-dimensional")
+    if rcond is None:
+        rcond = 1e-15 if rtol is _UNSET else (max(a.shape[-2:]) * np.finfo(a.dtype).eps if rtol is None else rtol)
+    if np.ndim(rcond) or hasattr(rcond, "node"):
+        raise UnsupportedOperationError("np.linalg.pinv with an array or traced rcond", "Pass a number. ")
+    return P.pinv_p(a, rcond=float(rcond))
+
+
+def lstsq(a, b, rcond=None):
+    raise UnsupportedOperationError(
+        "np.linalg.lstsq", "Its rank output depends on the values. For full-rank a use "
+        "np.linalg.pinv(a) @ b or np.linalg.solve(a.T @ a, a.T @ b), which jitad differentiates. ")
+
+
+# --- norms and the NumPy 2 linalg namespace ------------------------------------------------------
+def matrix_norm(x, ord, axes, keepdims):
+    """Spectral (ord=2), smallest-singular-value (-2) and nuclear ("nuc") norms via the SVD.
+
+    At ties (a repeated largest singular value) ord=2 splits the cotangent evenly, a
+    subgradient; the nuclear norm's gradient is U Vᵀ.
+    """
+    if ord not in (2, -2, "nuc"):
+        raise ShapeError(f"invalid norm order {ord!r} for matrices")
+    moved = ops.moveaxis(_float(x), axes, (-2, -1))
+    s = svd(moved, compute_uv=False)
+    result = ops.sum(s, axis=-1) if ord == "nuc" else (ops.amax if ord == 2 else ops.amin)(s, axis=-1)
+    return ops.expand_dims(result, axes) if keepdims else result
+
+
+def _matrix_norm_api(x, /, *, keepdims=False, ord="fro"):
+    return ops.norm(x, ord, axis=(-2, -1), keepdims=keepdims)
+
+
+def _vector_norm_api(x, /, *, axis=None, keepdims=False, ord=2):
+    x = _float(x)
+    nd = x.ndim
+    axes = ops._axes(axis, nd)
+    if not axes:
+        return ops.absolute(x)
+    moved = ops.moveaxis(x, axes, tuple(range(nd - len(axes), nd)))
+    flat = ops.reshape(moved, moved.shape[:nd - len(axes)] + (-1,))
+    result = ops._vector_norm(flat, ord, nd - len(axes), False)
+    if keepdims:
+        result = ops.reshape(result, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+    return result
+
+
+ops.FUNCTIONS.update({
+    np.linalg.inv: inv, np.linalg.solve: solve, np.linalg.det: det, np.linalg.slogdet: slogdet,
+    np.linalg.matrix_power: matrix_power, np.linalg.cholesky: cholesky, np.linalg.eigh: eigh,
+    np.linalg.eigvalsh: eigvalsh, np.linalg.svd: svd, np.linalg.svdvals: svdvals, np.linalg.qr: qr,
+    np.linalg.pinv: pinv, np.linalg.lstsq: lstsq,
+    np.linalg.matrix_norm: _matrix_norm_api, np.linalg.vector_norm: _vector_norm_api,
+    np.linalg.matrix_transpose: _T,
+    np.linalg.trace: lambda x, /, *, offset=0, dtype=None: ops.trace(x, offset, -2, -1),
+    np.linalg.diagonal: lambda x, /, *, offset=0: ops.diagonal(x, offset, -2, -1),
+    np.linalg.outer: ops.outer, np.linalg.matmul: ops.matmul, np.linalg.tensordot: ops.tensordot,
+    np.linalg.vecdot: lambda x1, x2, /, *, axis=-1: ops.sum(ops.multiply(x1, x2), axis=axis),
+})
+
+
+# --- SciPy ------------------------------------------------------------------------------------------
+def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_b=False, check_finite=True):
+    """scipy.linalg.solve_triangular: reads only one triangle of a (strictly, if unit_diagonal)."""
+    trans = {0: 0, 1: 1, 2: 1, "N": 0, "T": 1, "C": 1}[trans]
+    a, b = _floats(a, b)
+    _square(a, "solve_triangular")
+    batch, rhs, vector = _right_hand_side(a, b, "scipy.linalg.solve_triangular")
+    t = ops.broadcast_to(a, batch + a.shape[-2:])
+    x = P.solve_triangular_p(t, rhs, lower=bool(lower), trans=trans, unit_diagonal=bool(unit_diagonal))
+    return x[..., 0] if vector else x
+
+
+def scipy_cholesky(a, lower=False, overwrite_a=False, check_finite=True):
+    """scipy.linalg.cholesky (upper factor by default), reading that triangle only."""
+    return cholesky(a, upper=not lower)
+
+
+def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
+    """scipy.linalg.cho_factor: (c, lower); the unused triangle of c is zero here."""
+    return cholesky(a, upper=not lower), lower
+
+
+def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
+    """scipy.linalg.cho_solve: two triangular solves with the factor (A = L Lᵀ or Uᵀ U)."""
+    c, lower = c_and_lower
+    y = solve_triangular(c, b, trans=0 if lower else 1, lower=lower)
+    return solve_triangular(c, y, trans=1 if lower else 0, lower=lower)
+
+
+SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
+                   ("scipy.linalg", "cholesky"): scipy_cholesky,
+                   ("scipy.linalg", "cho_factor"): cho_factor,
+                   ("scipy.linalg", "cho_solve"): cho_solve}
+
+
+def _dispatcher(original, builder):
+    @functools.wraps(original)
+    def dispatch(*args, **kwargs):
+        if ops._contains_tracer(list(args)) or ops._contains_tracer(list(kwargs.values())):
+            return builder(*args, **kwargs)
+        return original(*args, **kwargs)
+    return dispatch
+
+
+@contextlib.contextmanager
+def scipy_hooks():
+    """While tracing: scipy.linalg.<name> for the names in SCIPY_FUNCTIONS dispatch traced calls to jitad."""
+    saved = []
+    for (module_name, name), builder in SCIPY_FUNCTIONS.items():
+        module = sys.modules.get(module_name)  # not imported yet: user code cannot call it
+        if module is not None:
+            original = getattr(module, name)
+            saved.append((module, name, original))
+            setattr(module, name, _dispatcher(original, builder))
+    try:
+        yield
+    finally:
+        for module, name, original in reversed(saved):
+            setattr(module, name, original)
+
+
+def foreign_call_error():
+    """An UnsupportedOperationError naming the SciPy function converting a traced array, or None."""
+    frame, found = sys._getframe(1), None
+    while frame is not None:
+        module = frame.f_globals.get("__name__", "")
+        if module.startswith("scipy."):
+            name = frame.f_code.co_name
+            if not name.startswith("_") and name not in ("wrapper", "inner", "decorator"):
+                found = (module, name)
+        elif found is not None:
+            break
+        frame = frame.f_back
+    if found is None:
+        return None
+    module, name = found
+    public = ".".join(part for part in module.split(".") if not part.startswith("_"))
+    detail = ""
+    if (public, name) in SCIPY_FUNCTIONS:
+        detail = (f"jitad implements {public}.{name}, but only when it is looked up on the module while "
+                  f"tracing, as `{public}.{name}(...)`; a name bound earlier with `from {public} import "
+                  f"{name}` is SciPy's own function, which needs concrete arrays. ")
+    return UnsupportedOperationError(f"{public}.{name}", detail)

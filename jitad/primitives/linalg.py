@@ -1,0 +1,680 @@
+"""Linear-algebra primitives: one factor node per factorisation, differentiable parts on top.
+
+A factorisation (LU, eigh, SVD, QR) is a single node whose value packs all its results
+into one array (layouts in `jitad.kernels_linalg`). It is not differentiated itself
+(`differentiable=False`). The primitives that read it -- a solve, a determinant, the
+eigenvalues, the singular vectors, Q or R -- take the original matrix `a` as an extra
+input that their impl ignores: their rules send the cotangent to `a`. Because nodes are
+hash-consed, the forward solve, the adjoint solve (with Aᵀ) and the determinant's
+adjoint all read one `lu_factor` node: one factorisation, visible in the IR.
+
+Numerical behaviour, where other libraries return NaN:
+- eigh/svd vectors at repeated (or, for SVD, zero) values are not unique. Reverse mode
+  checks at run time whether the function depends on the arbitrary basis inside the
+  repeated subspace: if not (projectors, reconstructions, anything basis-free) the
+  gradient is exact; if it does, `NonDifferentiableError`. Forward mode cannot see
+  the function, so it raises whenever the tangent splits a repeated value. The
+  values' derivatives need no such care and stay correct.
+- det/slogdet/solve/inv at an exactly singular matrix raise `LinAlgError` (as NumPy's
+  solve does); QR needs full column rank and pinv a locally constant (full) rank,
+  else `NonDifferentiableError`.
+"""
+import warnings
+
+import numpy as np
+
+from .core import Primitive
+from ..errors import NonDifferentiableError, ShapeError
+
+__all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "cholesky_p",
+           "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
+           "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
+           "require_small_p"]
+
+
+# --- helpers: shapes, batches, and matrix algebra on traced values --------------------------
+def _matrix(name, a, square=False):
+    if a.ndim < 2:
+        raise ShapeError(f"{name}: {a.ndim}-dimensional array given; it needs at least two dimensions")
+    if square and a.shape[-1] != a.shape[-2]:
+        raise ShapeError(f"{name}: last 2 dimensions of the array must be square, got shape {a.shape}")
+
+
+def _each(fn, out_core, dtype, *arrays):
+    """Apply `fn` to every matrix of the leading (batch) axes of `arrays`; stack the results."""
+    batch = arrays[0].shape[:-2]
+    out = np.empty(batch + tuple(out_core), dtype)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # e.g. SciPy's warning on an exactly singular LU
+        for index in np.ndindex(*batch):
+            out[index] = fn(*[a[index] for a in arrays])
+    return out
+
+
+def _library(name, impl, shape_rule, jvp, vjp, lower, differentiable=True):
+    prim = Primitive(name, impl=impl, shape_rule=shape_rule, jvp=jvp, vjp=vjp, kind="library",
+                     differentiable=differentiable, foldable=True)
+    prim.lower = lower
+    return prim
+
+
+def _batched_scalar(node, out, call, ctx):
+    """Lowering of a helper that returns one value per matrix, flat over the batch."""
+    if node.ndim == 0:
+        return f"{out} = {call}[0]"
+    return f"{out} = {call}.reshape({ctx.shape_code(node)})"
+
+
+def _T(x):
+    return np.swapaxes(x, -1, -2)
+
+
+def _sym_from_lower(t):
+    """The symmetric matrix that a routine reading only the lower triangle of `t` sees."""
+    return np.tril(t) + _T(np.tril(t, -1))
+
+
+def _lower_adjoint(m):
+    """Transpose of _sym_from_lower: the cotangent reaches the lower triangle only."""
+    return np.tril(m) + np.tril(_T(m), -1)
+
+
+def _identity_like(a):
+    n = a.shape[-1]
+    return np.broadcast_to(np.eye(n, dtype=a.dtype), a.shape)
+
+
+def _inverse_gaps(diff, bad):
+    """1 / diff, and exactly 0 where `bad` (the diagonal and repeated values): no inf, no NaN."""
+    return np.where(bad, 0.0, 1.0 / np.where(bad, 1.0, diff))
+
+
+def _repeated(w):
+    """Boolean (..., k, k): pairs i != j whose values are equal up to rounding."""
+    k = w.shape[-1]
+    scale = np.max(np.abs(w), axis=-1, keepdims=True)[..., None]
+    gap = np.abs(w[..., None, :] - w[..., :, None])
+    return (gap <= (16.0 * max(k, 1) * np.finfo(w.dtype).eps) * scale) & ~np.eye(k, dtype=bool)
+
+
+def _share(bad, full):
+    """max|bad| / max|full| per matrix: how much of `full` sits where it must not."""
+    tiny = np.finfo(full.dtype).tiny
+    top = np.max(np.abs(full), axis=(-2, -1))
+    return np.max(np.abs(bad), axis=(-2, -1)) / (top + tiny)
+
+
+def _guard(x, bad, message):
+    """x, checked at run time: its entries at `bad` must vanish (relative to x), else raise."""
+    tol = float(np.sqrt(np.finfo(x.dtype).eps))
+    return require_small_p(x, _share(np.where(bad, x, 0.0), x), tol=tol, message=message)
+
+
+# --- a run-time check that keeps a derivative from being silently wrong ----------------------
+def _require_small_impl(x, r, tol, message):
+    if np.any(np.abs(r) > tol):
+        raise NonDifferentiableError(message)
+    return x
+
+
+require_small_p = _library(
+    "require_small", _require_small_impl, lambda x, r, tol, message: (x.shape, x.dtype),
+    jvp=lambda primals, tangents, out, tol, message: (
+        tangents[0] if tangents[0] is not None else np.zeros_like(out)),
+    vjp=lambda g, out, x, r, tol, message: (g, None),
+    lower=lambda node, out, ins, ctx: (
+        f"{out} = KL.require_small({ins[0]}, {ins[1]}, {node.params['tol']!r}, {node.params['message']!r})"))
+
+
+# --- LU: factor, solve with A or Aᵀ, determinant -----------------------------------------------
+def _lu_factor_impl(a):
+    import scipy.linalg
+    n = a.shape[-1]
+
+    def factor(m):
+        packed = np.empty((n + 1, n), a.dtype)
+        if n:
+            lu, piv = scipy.linalg.lu_factor(m, check_finite=False)
+            packed[:n], packed[n] = lu.T, piv
+        return packed
+    return _each(factor, (n + 1, n), a.dtype, a)
+
+
+def _packed_square(name):
+    """Shape rule of a factor of square matrices packed as (..., n + 1, n)."""
+    def rule(a):
+        _matrix(name, a, square=True)
+        return a.shape[:-2] + (a.shape[-1] + 1, a.shape[-1]), a.dtype
+    return rule
+
+
+lu_factor_p = _library(
+    "lu_factor", _lu_factor_impl, _packed_square("lu_factor"), None, None,
+    lambda node, out, ins, ctx: f"{out} = KL.lu_factor({ins[0]})", differentiable=False)
+
+
+def _unpack_lu(packed):
+    n = packed.shape[-1]
+    lu, piv = packed[:n].T, packed[n].astype(np.int32)
+    if np.any(np.diagonal(lu) == 0):
+        raise np.linalg.LinAlgError("Singular matrix")
+    return lu, piv
+
+
+def _lu_solve_impl(lu, a, b, trans):
+    import scipy.linalg
+
+    def solve(packed, rhs):
+        if rhs.size == 0:
+            return rhs
+        return scipy.linalg.lu_solve(_unpack_lu(packed), rhs, trans=trans, check_finite=False)
+    return _each(solve, b.shape[-2:], b.dtype, lu, b)
+
+
+def _lu_solve_shape(lu, a, b, trans):
+    if b.ndim != a.ndim or b.shape[:-2] != a.shape[:-2] or b.shape[-2] != a.shape[-1]:
+        raise ShapeError(f"solve: matrices of shape {a.shape} and right-hand sides of shape {b.shape} "
+                         "do not fit")
+    return b.shape, np.result_type(a.dtype, b.dtype)
+
+
+def _lu_solve_jvp(primals, tangents, out, trans):
+    lu, a, _ = primals
+    _, ta, tb = tangents
+    rhs = tb
+    if ta is not None:  # d(op(A) x) = op(dA) x + op(A) dx
+        step = (_T(ta) if trans else ta) @ out
+        rhs = -step if rhs is None else rhs - step
+    return lu_solve_p(lu, a, rhs, trans=trans)
+
+
+def _lu_solve_vjp(g, x, lu, a, b, trans):
+    gb = lu_solve_p(lu, a, g, trans=1 - trans)  # the adjoint solve reuses the forward factors
+    ga = -(gb @ _T(x)) if trans == 0 else -(x @ _T(gb))
+    return None, ga, gb
+
+
+lu_solve_p = _library(
+    "lu_solve", _lu_solve_impl, _lu_solve_shape, _lu_solve_jvp, _lu_solve_vjp,
+    lambda node, out, ins, ctx: f"{out} = KL.lu_solve({ins[0]}, {ins[2]}, {node.params['trans']})")
+
+
+def _inverse_transpose(lu, a):
+    """A⁻ᵀ from the LU factors of A (no second factorisation)."""
+    return lu_solve_p(lu, a, _identity_like(a), trans=1)
+
+
+def _sign_logabs(packed):
+    n = packed.shape[-1]
+    d = np.diagonal(packed[:n])
+    if np.any(d == 0):
+        return 0.0, -np.inf
+    swaps = np.count_nonzero(packed[n] != np.arange(n))
+    sign = (-1.0) ** swaps * np.prod(np.sign(d))
+    return sign, np.sum(np.log(np.abs(d)))
+
+
+def _lu_det_impl(lu, a):
+    def det(packed):
+        n = packed.shape[-1]
+        swaps = np.count_nonzero(packed[n] != np.arange(n))
+        return (-1.0) ** swaps * np.prod(np.diagonal(packed[:n]))
+    return _each(det, (), lu.dtype, lu)
+
+
+def _trace_of_solve(lu, a, ta):
+    return np.trace(lu_solve_p(lu, a, ta, trans=0), axis1=-2, axis2=-1)
+
+
+# d det A = det A · tr(A⁻¹ dA);  ∂det/∂A = det A · A⁻ᵀ
+lu_det_p = _library(
+    "lu_det", _lu_det_impl, lambda lu, a: (a.shape[:-2], a.dtype),
+    jvp=lambda primals, tangents, out: out * _trace_of_solve(primals[0], primals[1], tangents[1]),
+    vjp=lambda g, out, lu, a: (None, (g * out)[..., None, None] * _inverse_transpose(lu, a)),
+    lower=lambda node, out, ins, ctx: _batched_scalar(node, out, f"KL.lu_det({ins[0]})", ctx))
+
+
+def _lu_slogdet_impl(lu, a, part):
+    index = 0 if part == "sign" else 1
+    return _each(lambda packed: _sign_logabs(packed)[index], (), lu.dtype, lu)
+
+
+def _slogdet_jvp(primals, tangents, out, part):
+    if part == "sign":
+        return np.zeros_like(out)  # piecewise constant
+    return _trace_of_solve(primals[0], primals[1], tangents[1])
+
+
+def _slogdet_vjp(g, out, lu, a, part):
+    if part == "sign":
+        return None, None
+    return None, g[..., None, None] * _inverse_transpose(lu, a)  # ∂log|det A|/∂A = A⁻ᵀ
+
+
+lu_slogdet_p = _library(
+    "lu_slogdet", _lu_slogdet_impl, lambda lu, a, part: (a.shape[:-2], a.dtype), _slogdet_jvp, _slogdet_vjp,
+    lambda node, out, ins, ctx: _batched_scalar(
+        node, out, f"KL.lu_slogdet({ins[0]}, {node.params['part'] == 'logabsdet'})", ctx))
+
+
+# --- inverse (its adjoint reuses the forward inverse) ----------------------------------------
+def _square_shape(name):
+    def rule(a):
+        _matrix(name, a, square=True)
+        return a.shape, a.dtype
+    return rule
+
+
+inv_p = _library(
+    "inv", np.linalg.inv, _square_shape("inv"),
+    jvp=lambda primals, tangents, out: -(out @ tangents[0] @ out),
+    vjp=lambda g, out, a: (-(_T(out) @ g @ _T(out)),),
+    lower=lambda node, out, ins, ctx: f"{out} = KL.inv({ins[0]})")
+
+
+# --- triangular solve (reads one triangle, like SciPy) ------------------------------------------
+def _triangle(x, lower, unit_diagonal):
+    k = 1 if unit_diagonal else 0
+    return np.tril(x, -k) if lower else np.triu(x, k)
+
+
+def _solve_triangular_impl(t, b, lower, trans, unit_diagonal):
+    import scipy.linalg
+
+    def solve(m, rhs):
+        if rhs.size == 0:
+            return rhs
+        return scipy.linalg.solve_triangular(m, rhs, trans=trans, lower=lower, unit_diagonal=unit_diagonal,
+                                             check_finite=False)
+    return _each(solve, b.shape[-2:], b.dtype, t, b)
+
+
+def _solve_triangular_shape(t, b, lower, trans, unit_diagonal):
+    _matrix("solve_triangular", t, square=True)
+    if b.ndim != t.ndim or b.shape[:-2] != t.shape[:-2] or b.shape[-2] != t.shape[-1]:
+        raise ShapeError(f"solve_triangular: shapes {t.shape} and {b.shape} do not fit")
+    return b.shape, np.result_type(t.dtype, b.dtype)
+
+
+def _solve_triangular_jvp(primals, tangents, out, lower, trans, unit_diagonal):
+    t, _ = primals
+    tt, tb = tangents
+    rhs = tb
+    if tt is not None:
+        part = _triangle(tt, lower, unit_diagonal)
+        step = (_T(part) if trans else part) @ out
+        rhs = -step if rhs is None else rhs - step
+    return solve_triangular_p(t, rhs, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
+
+
+def _solve_triangular_vjp(g, x, t, b, lower, trans, unit_diagonal):
+    gb = solve_triangular_p(t, g, lower=lower, trans=1 - trans, unit_diagonal=unit_diagonal)
+    g_op = -(gb @ _T(x))
+    return _triangle(_T(g_op) if trans else g_op, lower, unit_diagonal), gb
+
+
+solve_triangular_p = _library(
+    "solve_triangular", _solve_triangular_impl, _solve_triangular_shape, _solve_triangular_jvp,
+    _solve_triangular_vjp,
+    lambda node, out, ins, ctx: (f"{out} = KL.solve_triangular({ins[0]}, {ins[1]}, {node.params['lower']}, "
+                                 f"{node.params['trans']}, {node.params['unit_diagonal']})"))
+
+
+# --- Cholesky (reads the lower triangle, like NumPy) ----------------------------------------
+def _phi(n, dtype):
+    """The mask of Φ(X) = strictly-lower part of X plus half its diagonal."""
+    return (np.tril(np.ones((n, n)), -1) + 0.5 * np.eye(n)).astype(dtype)
+
+
+def _cholesky_jvp(primals, tangents, out):
+    # L⁻¹ dS L⁻ᵀ = L⁻¹dL + (L⁻¹dL)ᵀ with L⁻¹dL lower triangular, so dL = L Φ(L⁻¹ dS L⁻ᵀ)
+    L, n = out, out.shape[-1]
+    y = solve_triangular_p(L, _sym_from_lower(tangents[0]), lower=True, trans=0, unit_diagonal=False)
+    x = _T(solve_triangular_p(L, _T(y), lower=True, trans=0, unit_diagonal=False))
+    return L @ (x * _phi(n, L.dtype))
+
+
+def _cholesky_vjp(g, L, a):
+    p = (_T(L) @ g) * _phi(L.shape[-1], L.dtype)
+    z = solve_triangular_p(L, p, lower=True, trans=1, unit_diagonal=False)            # L⁻ᵀ Φ(Lᵀ L̄)
+    m = _T(solve_triangular_p(L, _T(z), lower=True, trans=1, unit_diagonal=False))    # ... L⁻¹
+    return (_lower_adjoint(m),)
+
+
+cholesky_p = _library(
+    "cholesky", np.linalg.cholesky, _square_shape("cholesky"), _cholesky_jvp, _cholesky_vjp,
+    lambda node, out, ins, ctx: f"{out} = KL.cholesky({ins[0]})")
+
+
+# --- eigh (reads the lower triangle, like NumPy) ---------------------------------------------
+_EIGH_REVERSE = (
+    "eigh: the eigenvectors of a repeated eigenvalue are not unique, and the function's value "
+    "depends on which basis of that eigenspace np.linalg.eigh returned, so it has no derivative "
+    "there. Use only basis-independent functions of those eigenvectors (e.g. the projector V Vᵀ "
+    "onto the eigenspace) or perturb the matrix so its eigenvalues are distinct.")
+_EIGH_FORWARD = (
+    "eigh: forward mode (jvp, jacfwd, hessian) cannot differentiate eigenvectors where an "
+    "eigenvalue is repeated and the tangent splits it (the basis is not unique there). Reverse "
+    "mode (grad, vjp) handles functions that do not depend on that basis.")
+
+
+def _eigh_factor_impl(a):
+    n = a.shape[-1]
+    w, v = np.linalg.eigh(a)
+    packed = np.empty(a.shape[:-2] + (n + 1, n), a.dtype)
+    packed[..., 0, :], packed[..., 1:, :] = w, v
+    return packed
+
+
+eigh_factor_p = _library(
+    "eigh_factor", _eigh_factor_impl, _packed_square("eigh"), None, None,
+    lambda node, out, ins, ctx: f"{out} = KL.eigh({ins[0]})", differentiable=False)
+
+
+def _values_vjp_eigh(g, w, f, a):
+    v = eigh_vectors_p(f, a)
+    return None, _lower_adjoint((v * g[..., None, :]) @ _T(v))  # V diag(w̄) Vᵀ on the lower triangle
+
+
+def _values_jvp_eigh(primals, tangents, out):
+    f, a = primals
+    v = eigh_vectors_p(f, a)
+    return np.sum(v * (_sym_from_lower(tangents[1]) @ v), axis=-2)  # diag(Vᵀ dS V)
+
+
+eigh_values_p = _library(
+    "eigh_values", lambda f, a: f[..., 0, :].copy(), lambda f, a: (a.shape[:-1], a.dtype),
+    _values_jvp_eigh, _values_vjp_eigh, lambda node, out, ins, ctx: f"{out} = KL.first_row({ins[0]})")
+
+
+def _eigen_gaps(w):
+    """(F, repeated): F_ij = 1/(w_j - w_i) off the diagonal and off repeated pairs, else 0."""
+    repeated = _repeated(w)
+    diff = w[..., None, :] - w[..., :, None]
+    return _inverse_gaps(diff, repeated | np.eye(w.shape[-1], dtype=bool)), repeated
+
+
+def _vectors_jvp_eigh(primals, tangents, v):
+    f, a = primals
+    gaps, repeated = _eigen_gaps(eigh_values_p(f, a))
+    y = _T(v) @ _sym_from_lower(tangents[1]) @ v
+    y = _guard(y, repeated, _EIGH_FORWARD)
+    return v @ (gaps * y)  # dV = V (F ∘ Vᵀ dS V)
+
+
+def _vectors_vjp_eigh(g, v, f, a):
+    gaps, repeated = _eigen_gaps(eigh_values_p(f, a))
+    x = _T(v) @ g
+    x = 0.5 * (x - _T(x))  # only the antisymmetric part of Vᵀ V̄ reaches a symmetric dS
+    x = _guard(x, repeated, _EIGH_REVERSE)
+    return None, _lower_adjoint(v @ (gaps * x) @ _T(v))
+
+
+eigh_vectors_p = _library(
+    "eigh_vectors", lambda f, a: f[..., 1:, :].copy(), lambda f, a: (a.shape, a.dtype),
+    _vectors_jvp_eigh, _vectors_vjp_eigh, lambda node, out, ins, ctx: f"{out} = KL.rows_after_first({ins[0]})")
+
+
+# --- SVD (reduced: U is m × k, Vh is k × n, k = min(m, n)) ---------------------------------------
+_SVD_REPEATED = (
+    "svd: the singular vectors of a repeated singular value are not unique, and the function's "
+    "value depends on which basis np.linalg.svd returned, so it has no derivative there. Use "
+    "basis-independent functions of them (e.g. U Uᵀ, or U diag(s) Vh) or make the singular "
+    "values distinct.")
+_SVD_ZERO = (
+    "svd: the singular vectors of a zero singular value are not unique (for a rank-deficient "
+    "matrix), and the function depends on them, so it has no derivative there.")
+_SVD_FORWARD = (
+    "svd: forward mode (jvp, jacfwd, hessian) cannot differentiate singular vectors where a "
+    "singular value is repeated or zero and the tangent touches it (the vectors are not unique "
+    "there). Reverse mode (grad, vjp) handles functions that do not depend on that choice.")
+
+
+def _svd_factor_impl(a):
+    m, n = a.shape[-2:]
+    u, s, vh = np.linalg.svd(a, full_matrices=False)
+    packed = np.empty(a.shape[:-2] + (1 + m + n, min(m, n)), a.dtype)
+    packed[..., 0, :], packed[..., 1:1 + m, :], packed[..., 1 + m:, :] = s, u, _T(vh)
+    return packed
+
+
+def _svd_factor_shape(a):
+    _matrix("svd", a)
+    m, n = a.shape[-2:]
+    return a.shape[:-2] + (1 + m + n, min(m, n)), a.dtype
+
+
+svd_factor_p = _library(
+    "svd_factor", _svd_factor_impl, _svd_factor_shape, None, None,
+    lambda node, out, ins, ctx: f"{out} = KL.svd({ins[0]})", differentiable=False)
+
+
+def _svd_uv(f, a):
+    uv = svd_vectors_p(f, a)
+    m = a.shape[-2]
+    return uv[..., :m, :], uv[..., m:, :]
+
+
+def _svd_values_jvp(primals, tangents, out):
+    u, v = _svd_uv(*primals)
+    return np.sum(u * (tangents[1] @ v), axis=-2)  # diag(Uᵀ dA V)
+
+
+def _svd_values_vjp(g, s, f, a):
+    u, v = _svd_uv(f, a)
+    return None, (u * g[..., None, :]) @ _T(v)  # U diag(s̄) Vᵀ
+
+
+svd_values_p = _library(
+    "svd_values", lambda f, a: f[..., 0, :].copy(), lambda f, a: (a.shape[:-2] + (min(a.shape[-2:]),), a.dtype),
+    _svd_values_jvp, _svd_values_vjp, lambda node, out, ins, ctx: f"{out} = KL.first_row({ins[0]})")
+
+
+def _singular_gaps(s):
+    """(F, repeated, zero): F_ij = 1/(s_j² - s_i²) off the diagonal and repeated pairs, else 0."""
+    repeated = _repeated(s)
+    k = s.shape[-1]
+    tiny = 16.0 * max(k, 1) * np.finfo(s.dtype).eps * np.max(s, axis=-1, keepdims=True)
+    zero = s <= tiny
+    diff = (s[..., None, :] + s[..., :, None]) * (s[..., None, :] - s[..., :, None])
+    return _inverse_gaps(diff, repeated | np.eye(k, dtype=bool)), repeated, zero
+
+
+def _reciprocal_or_zero(s, zero):
+    return np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, s))
+
+
+def _svd_vectors_jvp(primals, tangents, uv):
+    f, a = primals
+    ta = tangents[1]
+    m = a.shape[-2]
+    u, v = uv[..., :m, :], uv[..., m:, :]
+    s = svd_values_p(f, a)
+    gaps, repeated, zero = _singular_gaps(s)
+    p = _T(u) @ ta @ v
+    touches_zero = zero[..., :, None] | zero[..., None, :]
+    p = _guard(p, repeated | touches_zero, _SVD_FORWARD)
+    sinv = _reciprocal_or_zero(s, zero)[..., None, :]
+    rest_u = _guard(ta @ v - u @ p, zero[..., None, :], _SVD_FORWARD)       # (I - UUᵀ) dA V
+    rest_v = _guard(_T(ta) @ u - v @ _T(p), zero[..., None, :], _SVD_FORWARD)  # (I - VVᵀ) dAᵀ U
+    col, row = s[..., None, :], s[..., :, None]
+    du = u @ (gaps * (p * col + row * _T(p))) + rest_u * sinv
+    dv = v @ (gaps * (row * p + _T(p) * col)) + rest_v * sinv
+    return np.concatenate([du, dv], axis=-2)
+
+
+def _svd_vectors_vjp(g, uv, f, a):
+    m = a.shape[-2]
+    u, v = uv[..., :m, :], uv[..., m:, :]
+    s = svd_values_p(f, a)
+    gaps, repeated, zero = _singular_gaps(s)
+    g = _guard(g, zero[..., None, :], _SVD_ZERO)
+    gu, gv = g[..., :m, :], g[..., m:, :]
+    xu, xv = _T(u) @ gu, _T(v) @ gv
+    # Aū = U [F ∘ ((Xu - Xuᵀ) S + S (Xv - Xvᵀ))] Vᵀ + (I - UUᵀ) Ū S⁻¹ Vᵀ + U S⁻¹ V̄ᵀ (I - VVᵀ)
+    y = (xu - _T(xu)) * s[..., None, :] + s[..., :, None] * (xv - _T(xv))
+    y = _guard(y, repeated, _SVD_REPEATED)
+    sinv = _reciprocal_or_zero(s, zero)[..., None, :]
+    return None, (u @ (gaps * y) + (gu - u @ xu) * sinv) @ _T(v) + (u * sinv) @ _T(gv - v @ xv)
+
+
+svd_vectors_p = _library(
+    "svd_vectors", lambda f, a: f[..., 1:, :].copy(),
+    lambda f, a: (a.shape[:-2] + (sum(a.shape[-2:]), min(a.shape[-2:])), a.dtype),
+    _svd_vectors_jvp, _svd_vectors_vjp, lambda node, out, ins, ctx: f"{out} = KL.rows_after_first({ins[0]})")
+
+
+def _svd_full_rule(*args, **params):
+    raise NonDifferentiableError(
+        "svd(full_matrices=True) of a non-square matrix: the extra columns of U (or rows of Vh) "
+        "are any orthonormal completion, so they have no derivative. Call "
+        "np.linalg.svd(a, full_matrices=False) (or use only the singular values).")
+
+
+def _svd_full_shape(a, part):
+    _matrix("svd", a)
+    size = a.shape[-1] if part == "vh" else a.shape[-2]
+    return a.shape[:-2] + (size, size), a.dtype
+
+
+svd_full_p = _library(
+    "svd_full", lambda a, part: np.linalg.svd(a, full_matrices=True)[2 if part == "vh" else 0],
+    _svd_full_shape, _svd_full_rule, _svd_full_rule,
+    lambda node, out, ins, ctx: f"{out} = KL.svd_full({ins[0]}, {node.params['part'] == 'vh'})")
+
+
+# --- QR (reduced: Q is m × k, R is k × n) ----------------------------------------------------------
+_QR_RANK = ("qr: the matrix does not have full rank (R has a zero on its diagonal), so Q is not "
+            "unique and has no derivative there.")
+
+
+def _qr_factor_impl(a):
+    m, n = a.shape[-2:]
+    q, r = np.linalg.qr(a)
+    packed = np.empty(a.shape[:-2] + (m + n, min(m, n)), a.dtype)
+    packed[..., :m, :], packed[..., m:, :] = q, _T(r)
+    return packed
+
+
+def _qr_factor_shape(a):
+    _matrix("qr", a)
+    m, n = a.shape[-2:]
+    return a.shape[:-2] + (m + n, min(m, n)), a.dtype
+
+
+qr_factor_p = _library(
+    "qr_factor", _qr_factor_impl, _qr_factor_shape, None, None,
+    lambda node, out, ins, ctx: f"{out} = KL.qr({ins[0]})", differentiable=False)
+
+
+def _right_solve(x, r, transpose):
+    """x R⁻¹ (transpose=False) or x R⁻ᵀ (transpose=True) for upper-triangular R."""
+    return _T(solve_triangular_p(r, _T(x), lower=False, trans=0 if transpose else 1, unit_diagonal=False))
+
+
+def _full_rank(r):
+    d = np.abs(np.diagonal(r, axis1=-2, axis2=-1))
+    deficient = d <= (16.0 * max(r.shape[-1], 1) * np.finfo(r.dtype).eps) * np.max(d, axis=-1, keepdims=True)
+    return r if deficient.shape[-1] == 0 else require_small_p(
+        r, np.max(deficient.astype(r.dtype), axis=-1), tol=0.5, message=_QR_RANK)
+
+
+def _qr_square_jvp(q, r, da):
+    """(dQ, dR) for A = QR with A m × k, m >= k (R square)."""
+    b = _right_solve(da, r, transpose=False)   # dA R⁻¹
+    c = _T(q) @ b
+    low = np.tril(c, -1)
+    omega = low - _T(low)                      # Qᵀ dQ, antisymmetric
+    return q @ omega + b - q @ c, (c - omega) @ r
+
+
+def _qr_square_vjp(q, r, gq, gr):
+    """Ā = (Q̄ + Q copyltu(M)) R⁻ᵀ with M = R R̄ᵀ - Q̄ᵀ Q, for m >= k (either cotangent may be None)."""
+    terms = []
+    if gr is not None:
+        terms.append(r @ _T(gr))
+    if gq is not None:
+        terms.append(-(_T(gq) @ q))
+    m = terms[0] if len(terms) == 1 else terms[0] + terms[1]
+    b = q @ _sym_from_lower(m)
+    if gq is not None:
+        b = b + gq
+    return _right_solve(b, r, transpose=True)
+
+
+def _qr_parts(f, a):
+    q, r = qr_q_p(f, a), _full_rank(qr_r_p(f, a))
+    k = a.shape[-2]
+    wide = a.shape[-1] > k  # A = [X | Y] with X square: Q, R_X from X, and R_Y = Qᵀ Y
+    return q, (r[..., :, :k] if wide else r), wide, k
+
+
+def _qr_jvp(primals, tangents, out, want):
+    f, a = primals
+    ta = tangents[1]
+    q, rx, wide, k = _qr_parts(f, a)
+    dq, drx = _qr_square_jvp(q, rx, ta[..., :, :k] if wide else ta)
+    if want == "q":
+        return dq
+    if not wide:
+        return drx
+    return np.concatenate([drx, _T(dq) @ a[..., :, k:] + _T(q) @ ta[..., :, k:]], axis=-1)
+
+
+def _qr_vjp(g, out, f, a, want):
+    q, rx, wide, k = _qr_parts(f, a)
+    if want == "q":
+        gx = _qr_square_vjp(q, rx, g, None)
+        return None, (np.concatenate([gx, np.zeros_like(a[..., :, k:])], axis=-1) if wide else gx)
+    if not wide:
+        return None, _qr_square_vjp(q, rx, None, g)
+    grx, gry = g[..., :, :k], g[..., :, k:]
+    gx = _qr_square_vjp(q, rx, a[..., :, k:] @ _T(gry), grx)
+    return None, np.concatenate([gx, q @ gry], axis=-1)
+
+
+qr_q_p = _library(
+    "qr_q", lambda f, a: f[..., :a.shape[-2], :].copy(), lambda f, a: (a.shape[:-1] + (min(a.shape[-2:]),), a.dtype),
+    lambda primals, tangents, out: _qr_jvp(primals, tangents, out, "q"),
+    lambda g, out, f, a: _qr_vjp(g, out, f, a, "q"),
+    lambda node, out, ins, ctx: f"{out} = KL.qr_q({ins[0]}, {ins[1]})")
+
+qr_r_p = _library(
+    "qr_r", lambda f, a: np.swapaxes(f[..., a.shape[-2]:, :], -1, -2).copy(),
+    lambda f, a: (a.shape[:-2] + (min(a.shape[-2:]), a.shape[-1]), a.dtype),
+    lambda primals, tangents, out: _qr_jvp(primals, tangents, out, "r"),
+    lambda g, out, f, a: _qr_vjp(g, out, f, a, "r"),
+    lambda node, out, ins, ctx: f"{out} = KL.qr_r({ins[0]}, {ins[1]})")
+
+
+# --- pseudo-inverse (Golub & Pereyra: differentiable where the rank is locally constant) ---------
+_PINV_RANK = ("pinv: the matrix is rank-deficient (at the pinv cutoff), where the pseudo-inverse "
+              "jumps as the rank changes, so it has no derivative there.")
+
+
+def _full_rank_pinv(p, a, value):
+    rank = np.sum(p * _T(a), axis=(-2, -1))  # tr(A⁺A) = rank(A)
+    return require_small_p(value, min(a.shape[-2:]) - rank, tol=0.5, message=_PINV_RANK)
+
+
+def _pinv_jvp(primals, tangents, p, rcond):
+    (a,), (ta,) = primals, tangents
+    tt = _T(ta)
+    dp = -(p @ ta @ p) + p @ _T(p) @ (tt - (tt @ a) @ p) + (tt - p @ (a @ tt)) @ _T(p) @ p
+    return _full_rank_pinv(p, a, dp)
+
+
+def _pinv_vjp(g, p, a, rcond):
+    gt, pt = _T(g), _T(p)
+    ga = -(pt @ g @ pt) + (gt - a @ (p @ gt)) @ p @ pt + pt @ p @ (gt - (gt @ p) @ a)
+    return (_full_rank_pinv(p, a, ga),)
+
+
+def _pinv_shape(a, rcond):
+    _matrix("pinv", a)
+    return a.shape[:-2] + (a.shape[-1], a.shape[-2]), a.dtype
+
+
+pinv_p = _library(
+    "pinv", lambda a, rcond: np.linalg.pinv(a, rcond=rcond), _pinv_shape, _pinv_jvp, _pinv_vjp,
+    lambda node, out, ins, ctx: f"{out} = KL.pinv({ins[0]}, {node.params['rcond']!r})")

@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 from . import primitives as P
-from .errors import ShapeError, UnsupportedOperationError
+from .errors import ConcretizationError, ShapeError, UnsupportedOperationError
 from .ir import is_tracer
 
 
@@ -333,6 +333,11 @@ def amin(x, axis=None, out=None, keepdims=False, initial=None, where=None):
     return _reduce(P.reduce_min_p, x, axis, keepdims)
 
 
+def _per(n):
+    """1/n as a Python float; inf for n = 0, so an empty mean is NaN as in NumPy (no ZeroDivisionError)."""
+    return 1.0 / n if n > 0 else math.inf
+
+
 def _count(x, axis):
     shape = shape_of(x)
     return int(np.prod([shape[a] for a in _axes(axis, len(shape))], dtype=np.int64))
@@ -343,7 +348,7 @@ def mean(x, axis=None, dtype=None, out=None, keepdims=False, where=None):
     x = asarray(x)
     if x.dtype.kind != "f":
         x = astype(x, np.float64)
-    return sum(x, axis=axis, keepdims=keepdims) * (1.0 / _count(x, axis))
+    return sum(x, axis=axis, keepdims=keepdims) * _per(_count(x, axis))
 
 
 def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
@@ -352,7 +357,7 @@ def var(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, 
     if correction is not None:
         ddof = correction
     centred = x - globals()["mean"](x, axis=axis, keepdims=True)
-    return sum(centred * centred, axis=axis, keepdims=keepdims) * (1.0 / max(_count(x, axis) - ddof, 0))
+    return sum(centred * centred, axis=axis, keepdims=keepdims) * _per(_count(x, axis) - ddof)
 
 
 def std(x, axis=None, dtype=None, out=None, ddof=0, keepdims=False, where=None, mean=None, correction=None):
@@ -512,7 +517,12 @@ def trace(x, offset=0, axis1=0, axis2=1, dtype=None, out=None):
 
 def diagonal(x, offset=0, axis1=0, axis2=1):
     nd = ndim_of(x)
-    return P.diagonal_p(x, offset=int(offset), axis1=axis1 % nd, axis2=axis2 % nd)
+    if nd < 2:
+        raise ShapeError(f"diagonal/trace need an array of at least two dimensions, got shape {shape_of(x)}")
+    axis1, axis2 = _axes(axis1, nd)[0], _axes(axis2, nd)[0]
+    if axis1 == axis2:
+        raise ShapeError("diagonal/trace: axis1 and axis2 cannot be the same")
+    return P.diagonal_p(x, offset=int(offset), axis1=axis1, axis2=axis2)
 
 
 def diag(v, k=0):
@@ -605,6 +615,21 @@ def _value_dependent(name):
                          "shapes; use the three-argument form np.where(cond, x, y) to select values, or "
                          "compute indices from concrete (non-traced) data")
     return builder
+
+
+def _value_dependent_bool(name):
+    """Functions that return one Python bool: a traced value cannot decide it."""
+    def builder(*args, **kwargs):
+        raise ConcretizationError(f"{name} (a Python bool from traced values)")
+    return builder
+
+
+def _isclose(a, b, rtol, atol, equal_nan):
+    """NumPy's isclose: |a - b| <= atol + rtol |b|, infinities equal to themselves (no derivative)."""
+    close = P.logical_or_p(P.less_equal_p(P.abs_p(a - b), atol + rtol * P.abs_p(b)), P.equal_p(a, b))
+    if equal_nan:
+        close = P.logical_or_p(close, P.logical_and_p(P.isnan_p(a), P.isnan_p(b)))
+    return close
 
 
 def where(cond, x=None, y=None):
@@ -773,6 +798,8 @@ FUNCTIONS = {
     np.all: lambda x, axis=None, out=None, keepdims=False, **_: x.all(axis=axis, keepdims=keepdims),
     np.nonzero: _value_dependent("np.nonzero"), np.argwhere: _value_dependent("np.argwhere"),
     np.flatnonzero: _value_dependent("np.flatnonzero"), np.unique: _value_dependent("np.unique"),
+    np.isclose: lambda a, b, rtol=1e-05, atol=1e-08, equal_nan=False: _isclose(a, b, rtol, atol, equal_nan),
+    np.allclose: _value_dependent_bool("np.allclose"), np.array_equal: _value_dependent_bool("np.array_equal"),
     np.result_type: lambda *args: np.result_type(*[a.dtype if is_tracer(a) else a for a in args]),
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],

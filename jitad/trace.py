@@ -5,7 +5,7 @@ import sys
 
 import numpy as np
 
-from . import ops
+from . import linalg_ops, ops
 from . import primitives as P
 from .errors import ConcretizationError, InPlaceUpdateError, JitadError, UnsupportedOperationError
 from .ir import Builder, Graph, building, is_tracer
@@ -118,7 +118,12 @@ class Tracer:
     __matmul__ = lambda self, other: ops.matmul(self, other)
     __rmatmul__ = lambda self, other: ops.matmul(other, self)
     __mod__ = lambda self, other: ops.mod(self, other)
+    __rmod__ = lambda self, other: ops.mod(other, self)
     __floordiv__ = lambda self, other: ops.floor_divide(self, other)
+    __rfloordiv__ = lambda self, other: ops.floor_divide(other, self)
+    __divmod__ = lambda self, other: (ops.floor_divide(self, other), ops.mod(self, other))
+    __rdivmod__ = lambda self, other: (ops.floor_divide(other, self), ops.mod(other, self))
+    __round__ = lambda self, ndigits=None: ops._round(self, ndigits or 0)
     __neg__ = lambda self: P.negative_p(self)
     __pos__ = lambda self: self
     __abs__ = lambda self: P.abs_p(self)
@@ -133,6 +138,7 @@ class Tracer:
     __or__ = lambda self, other: P.logical_or_p(self, other)
     __ror__ = lambda self, other: P.logical_or_p(other, self)
     __xor__ = lambda self, other: P.logical_xor_p(self, other)
+    __rxor__ = lambda self, other: P.logical_xor_p(other, self)
     __invert__ = lambda self: P.logical_not_p(self)
 
     def __iadd__(self, other):  # x += y rebinds x to a new traced value; nothing is written
@@ -275,7 +281,7 @@ def trace(fun, avals):
     tracers this trace closed over (they are the graph's trailing inputs).
     """
     builder = Builder()
-    with building(builder), numpy_array_hooks():
+    with building(builder), numpy_array_hooks(), linalg_ops.scipy_hooks():
         args = [builder.new_input(shape, dtype) for shape, dtype in avals]
         try:
             result = fun(*args)

@@ -163,6 +163,15 @@ def test_where_keeps_untaken_branch_out_of_the_gradient():
     np.testing.assert_array_equal(g, [0.0, 0.25])
 
 
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")  # NumPy's own "mean of empty slice"
+def test_empty_and_degenerate_reductions_follow_numpy():
+    with np.errstate(all="ignore"):
+        for fun in (np.mean, lambda v: np.var(v, ddof=2), lambda v: np.std(v, ddof=3), np.sum, np.prod):
+            for x in (np.ones(0), np.array([1.0, 2.0]), np.ones(2)):
+                np.testing.assert_array_equal(jitad.vjp(fun, x)[0], fun(x))
+    np.testing.assert_array_equal(jitad.grad(np.sum)(np.ones(0)), np.ones(0))
+
+
 # --- scalars and 0-d arrays ----------------------------------------------------------------
 def test_python_float_in_python_float_out():
     g = jitad.grad(lambda x: x * x + np.sin(x))(2.0)
@@ -171,6 +180,12 @@ def test_python_float_in_python_float_out():
     assert isinstance(value, float) and value == 12.0
     assert all(isinstance(v, float) for v in g) and g == (4.0, 3.0)
     assert float(g[0]) == 4.0 and math.isclose(g[0] + 1, 5.0)
+
+
+def test_python_scalar_builtins():
+    """Scalar code written for floats: round(), divmod(), %, // work on a traced scalar."""
+    assert jitad.grad(lambda x: round(x, 1) * x + round(x) * x)(1.33) == pytest.approx(1.3 + 1.0)
+    assert jitad.grad(lambda x: divmod(x, 0.5)[1] * x + 7.0 % x + 7.0 // x)(1.3) == pytest.approx(1.3 + 0.3 - 5.0)  # 7 % x = 7 - 5x
 
 
 def test_numpy_scalars_keep_their_type():

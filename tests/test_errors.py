@@ -207,6 +207,16 @@ def test_mismatched_shapes():
             match=("concatenate",))
 
 
+def test_diagonal_needs_two_axes():
+    _raises(jitad.ShapeError, lambda x: np.trace(x), X, match=("two dimensions", "(3,)"))
+    _raises(jitad.ShapeError, lambda x: np.sum(np.diagonal(x[None], 0, 1, -1)), X, match=("same",))
+
+
+def test_python_bool_from_traced_values():
+    _raises(jitad.ConcretizationError, lambda x: np.sum(x) if np.allclose(x, 1.0) else 0.0, X,
+            match=("np.allclose", "np.where"))
+
+
 def test_vjp_cotangent_mismatch():
     _, vjp_fn = jitad.vjp(lambda x: x * 2.0, X)
     with pytest.raises(jitad.ShapeError, match=r"\(3,\)"):

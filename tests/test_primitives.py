@@ -49,7 +49,7 @@ def _unary_rows():
     rows = []
     names = ["sqrt", "cbrt", "reciprocal", "square", "exp", "exp2", "expm1", "log", "log1p", "log2",
              "log10", "sin", "cos", "tan", "arcsin", "arccos", "arctan", "sinh", "cosh", "tanh", "arcsinh",
-             "arccosh", "arctanh", "negative", "absolute", "fabs", "deg2rad", "rad2deg"]
+             "arccosh", "arctanh", "negative", "positive", "absolute", "fabs", "deg2rad", "rad2deg"]
     for name in names:
         ufunc = getattr(np, name)
         prim = REGISTRY.get({"absolute": "abs", "fabs": "abs"}.get(name, name))
@@ -127,8 +127,9 @@ def _predicate_rows():
         Row("ceil", lambda x: x * np.ceil(x), [((2, 3),)], (1.1, 1.9)),
         Row("rint", lambda x: x * np.rint(x) + x * np.round(x) + np.round(x, 1) * x, [((2, 3),)], (1.62, 1.64)),
         Row("trunc", lambda x: x * np.trunc(x), [((2, 3),)], (-1.9, -1.1)),
-        Row("mod_floor_divide", lambda x, y: x % y + x // y + np.remainder(x, 1.5) * x, [((3,), (3,))],
-            ((2.1, 2.9), (1.9, 2.0))),
+        Row("mod_floor_divide", lambda x, y: x % y + x // y + np.remainder(x, 1.5) * x + 5.5 % y + 5.5 // y
+            + divmod(x, y)[1] * divmod(7.0, x)[1], [((3,), (3,))], ((2.1, 2.9), (1.9, 2.0))),
+        Row("isclose", lambda x, y: np.where(np.isclose(x, y), x, y) + np.where(np.isclose(x, x), y, x), BINARY[:3]),
     ]
 
 
@@ -213,6 +214,7 @@ def _shape_rows():
         Row("copy", lambda x: np.copy(x) * x.copy(), [((3,),)]),
         Row("like_constructors", lambda x: x * np.ones_like(x) + np.zeros_like(x) + np.full_like(x, 2.0) * x,
             [((2, 3),)]),
+        Row("array_methods", lambda x: x.mT * x.real.T + x.conj().T * x.conjugate().T + x.swapaxes(0, 1), [((2, 3),)]),
         Row("iterate_rows", lambda x: np.stack([r * i for i, r in enumerate(x)]), [((3, 2),)]),
     ]
 
@@ -293,6 +295,54 @@ def _direct_rows():
     ]
 
 
+def _spd(a):
+    """A well-conditioned symmetric positive definite matrix from any square `a`."""
+    n = a.shape[-1]
+    return a @ np.swapaxes(a, -1, -2) + n * np.eye(n)
+
+
+def _conditioned(a):
+    return a + 3.0 * np.eye(a.shape[-1])
+
+
+def _sign_free(v):
+    """Columns of eigen/singular vectors are defined up to sign; v * v[0] is not."""
+    return v * v[..., :1, :]
+
+
+def _linalg_rows():
+    """np.linalg (and scipy.linalg) on inputs away from singular and repeated-spectrum points."""
+    import scipy.linalg
+    d = (-1.0, 1.0)
+    return [
+        Row("solve", lambda a, b: np.linalg.solve(_conditioned(a), b),
+            [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1))], d),
+        Row("inv", lambda a: np.linalg.inv(_conditioned(a)), [((3, 3),), ((2, 2, 2),)], d),
+        Row("det", lambda a: np.linalg.det(_conditioned(a)), [((3, 3),), ((2, 2, 2),)], d),
+        Row("slogdet", lambda a: np.linalg.slogdet(_conditioned(a))[1] * np.linalg.slogdet(-_conditioned(a))[0],
+            [((3, 3),)], d),
+        Row("matrix_power", lambda a: np.linalg.matrix_power(a, 3) + np.linalg.matrix_power(_conditioned(a), -1),
+            [((3, 3),)], d),
+        Row("cholesky", lambda a: np.linalg.cholesky(_spd(a)), [((3, 3),), ((2, 2, 2),)], d),
+        Row("eigh", lambda a: np.linalg.eigh(a + a.T)[0] * 2.0 + _sign_free(np.linalg.eigh(a + a.T)[1]).sum(0),
+            [((3, 3),)], d),
+        Row("eigvalsh", lambda a: np.linalg.eigvalsh(_spd(a)), [((3, 3),)], d),
+        Row("svd_values", lambda a: np.linalg.svd(a, compute_uv=False), [((3, 2),), ((2, 3),)], d),
+        Row("svd_vectors", lambda a: np.linalg.svd(a, full_matrices=False)[0] @ np.linalg.svd(a, full_matrices=False)[2]
+            + _sign_free(np.linalg.svd(a, full_matrices=False)[0]), [((3, 3),), ((3, 2),)], d),
+        Row("svd_full", lambda a: _sign_free(np.linalg.svd(a)[0]).sum() + _sign_free(np.linalg.svd(a)[2].T).sum(),
+            [((2, 2),)], d),
+        Row("qr", lambda a: np.linalg.qr(a)[0] + np.linalg.qr(a)[1].sum(), [((3, 3),), ((3, 2),)], d),
+        Row("pinv", lambda a: np.linalg.pinv(a), [((3, 2),), ((2, 3),)], d),
+        Row("norm_nuc_2", lambda a: np.linalg.norm(a, "nuc") + np.linalg.norm(a, 2) + np.linalg.norm(a, -2),
+            [((3, 2),)], d),
+        Row("solve_triangular", lambda a, b: scipy.linalg.solve_triangular(np.tril(a) + 3.0 * np.eye(3), b, lower=True)
+            + scipy.linalg.solve_triangular(np.triu(a) + 3.0 * np.eye(3), b, trans="T"), [((3, 3), (3, 2))], d),
+        Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
+            [((3, 3), (3,))], d),
+    ]
+
+
 @jitad.custom_vjp
 def _softplus(x):
     return np.log1p(np.exp(x))
@@ -324,20 +374,23 @@ def _custom_rows():
 
 
 TABLE = (_custom_rows() + _unary_rows() + _binary_rows() + _predicate_rows() + _reduction_rows() + _shape_rows()
-         + _product_rows() + _direct_rows())
+         + _product_rows() + _linalg_rows() + _direct_rows())
 CASES = [pytest.param(row, shapes, order, id=f"{row.name}-{'x'.join(map(str, shapes))}-{order}".replace(" ", ""))
          for row in TABLE for shapes in row.shapes for order in (1, 2) if order <= row.max_order]
 
-# Primitives that need no row of their own, and why.
-INTERNAL = {}
+# Primitives without a check_grads row, and why; each has a test of its own below.
+INTERNAL = {
+    "svd_full": "the completed columns of U / rows of Vh of a non-square svd(full_matrices=True) are any "
+                "orthonormal completion: no derivative, so differentiating must raise",
+}
 
 
 @pytest.mark.parametrize("row,shapes,order", CASES)
 def test_primitive(row, shapes, order):
     args = row.args(shapes)
     expected = row.fun(*args)
-    out = jitad.vjp(row.fun, *args)[0]
-    np.testing.assert_allclose(out, expected, rtol=1e-12 if row.dtype == np.float64 else 1e-6, atol=1e-12)  # the forward pass matches NumPy
+    out = jitad.vjp(row.fun, *args)[0]  # the traced forward pass matches NumPy
+    np.testing.assert_allclose(out, expected, rtol=1e-12 if row.dtype == np.float64 else 1e-6, atol=1e-12)
     assert np.shape(out) == np.shape(expected)
     jitad.check_grads(row.fun, args, order=order, modes=row.modes)
 
@@ -356,6 +409,18 @@ def test_primitive_float32(row):
         _, tangent = jitad.jvp(row.fun, args, tuple(np.ones_like(a) for a in args))
         assert np.asarray(tangent).dtype == expected.dtype
     jitad.check_grads(row.fun, args, order=1, modes=row.modes)
+
+
+def test_svd_full_has_no_derivative_and_says_so():
+    a = np.random.default_rng(0).standard_normal((3, 2))
+    u = jitad.vjp(lambda m: np.linalg.svd(m)[0], a)[0]
+    np.testing.assert_allclose(np.abs(u[:, :2]), np.abs(np.linalg.svd(a)[0][:, :2]), atol=1e-12)
+    for fun in (lambda m: np.sum(np.linalg.svd(m)[0] ** 3), lambda m: np.sum(np.linalg.svd(m)[2] ** 3)):
+        with pytest.raises(jitad.NonDifferentiableError, match="full_matrices"):
+            jitad.grad(fun)(a)
+    # the singular values of the same call still differentiate
+    np.testing.assert_allclose(jitad.grad(lambda m: np.sum(np.linalg.svd(m)[1]))(a),
+                               np.linalg.svd(a, full_matrices=False)[0] @ np.linalg.svd(a, full_matrices=False)[2])
 
 
 def _primitives_in(row):

@@ -9,12 +9,16 @@ hash-consed, the forward solve, the adjoint solve (with Aᵀ) and the determinan
 adjoint all read one `lu_factor` node: one factorisation, visible in the IR.
 
 Numerical behaviour, where other libraries return NaN:
-- eigh/svd vectors at repeated (or, for SVD, zero) values are not unique. Reverse mode
-  checks at run time whether the function depends on the arbitrary basis inside the
-  repeated subspace: if not (projectors, reconstructions, anything basis-free) the
-  gradient is exact; if it does, `NonDifferentiableError`. Forward mode cannot see
-  the function, so it raises whenever the tangent splits a repeated value. The
-  values' derivatives need no such care and stay correct.
+- eigh/svd values at repeated values: the cotangent (tangent) is split evenly across
+  the repeated group, the tie convention of max/min. A zero singular value is a kink
+  like |x| at 0 and gets derivative 0 (so ‖A‖_nuc and ‖A‖₂ have gradient 0 at A = 0). That is exact for every symmetric
+  function of the group (sums, norms, traces) and a subgradient for one member of it.
+- eigh/svd vectors at repeated (or, for SVD, zero) values are not unique, and the
+  first-order data AD has (V, V̄) cannot determine the derivative of even a
+  basis-independent function there (V diag(w) Vᵀ and V_b V_bᵀ need different limits).
+  So the rules check at run time, and raise `NonDifferentiableError` when the vectors'
+  cotangent reaches such a column (reverse) or the tangent splits such a value
+  (forward). Elsewhere the adjoint is exact: never a silent NaN.
 - det/slogdet/solve/inv at an exactly singular matrix raise `LinAlgError` (as NumPy's
   solve does); QR needs full column rank and pinv a locally constant (full) rank,
   else `NonDifferentiableError`.
@@ -348,14 +352,14 @@ cholesky_p = _library(
 
 # --- eigh (reads the lower triangle, like NumPy) ---------------------------------------------
 _EIGH_REVERSE = (
-    "eigh: the eigenvectors of a repeated eigenvalue are not unique, and the function's value "
-    "depends on which basis of that eigenspace np.linalg.eigh returned, so it has no derivative "
-    "there. Use only basis-independent functions of those eigenvectors (e.g. the projector V Vᵀ "
-    "onto the eigenspace) or perturb the matrix so its eigenvalues are distinct.")
+    "eigh: the function uses eigenvectors of a repeated eigenvalue. They are not unique (any basis "
+    "of the eigenspace is returned), and the first-order information AD sees cannot tell how the "
+    "function changes when the repeated eigenvalue splits, so jitad has no derivative to give. "
+    "Use eigenvalues only (np.linalg.eigvalsh), make the eigenvalues distinct, or write the rule "
+    "with @jitad.custom_vjp.")
 _EIGH_FORWARD = (
     "eigh: forward mode (jvp, jacfwd, hessian) cannot differentiate eigenvectors where an "
-    "eigenvalue is repeated and the tangent splits it (the basis is not unique there). Reverse "
-    "mode (grad, vjp) handles functions that do not depend on that basis.")
+    "eigenvalue is repeated and the tangent splits it: the eigenvectors are not unique there.")
 
 
 def _eigh_factor_impl(a):
@@ -371,15 +375,37 @@ eigh_factor_p = _library(
     lambda node, out, ins, ctx: f"{out} = KL.eigh({ins[0]})", differentiable=False)
 
 
-def _values_vjp_eigh(g, w, f, a):
-    v = eigh_vectors_p(f, a)
-    return None, _lower_adjoint((v * g[..., None, :]) @ _T(v))  # V diag(w̄) Vᵀ on the lower triangle
+def _tie_average(values):
+    """(..., k, k): averages over groups of repeated values (the identity when none repeat).
+
+    The tie convention of max/min: a cotangent on one of several equal eigenvalues (or
+    singular values) is split evenly among them. Exact for every symmetric function of
+    a repeated group; for one member of it (which has no derivative) a subgradient.
+    """
+    k = values.shape[-1]
+    same = (_repeated(values) | np.eye(k, dtype=bool)).astype(values.dtype)
+    return same / np.sum(same, axis=-1, keepdims=True)
 
 
-def _values_jvp_eigh(primals, tangents, out):
+def _spread(values, g):
+    """Σ_i B_ij g_i with B = _tie_average(values): the transpose of B applied to a cotangent."""
+    return np.sum(_tie_average(values) * g[..., :, None], axis=-2)
+
+
+def _gather(values, t):
+    """Σ_j B_ij t_j: B applied to a tangent."""
+    return np.sum(_tie_average(values) * t[..., None, :], axis=-1)
+
+
+def _values_jvp_eigh(primals, tangents, w):
     f, a = primals
     v = eigh_vectors_p(f, a)
-    return np.sum(v * (_sym_from_lower(tangents[1]) @ v), axis=-2)  # diag(Vᵀ dS V)
+    return _gather(w, np.sum(v * (_sym_from_lower(tangents[1]) @ v), axis=-2))  # diag(Vᵀ dS V)
+
+
+def _values_vjp_eigh(g, w, f, a):
+    v = eigh_vectors_p(f, a)
+    return None, _lower_adjoint((v * _spread(w, g)[..., None, :]) @ _T(v))  # V diag(w̄) Vᵀ, lower triangle
 
 
 eigh_values_p = _library(
@@ -387,26 +413,28 @@ eigh_values_p = _library(
     _values_jvp_eigh, _values_vjp_eigh, lambda node, out, ins, ctx: f"{out} = KL.first_row({ins[0]})")
 
 
-def _eigen_gaps(w):
-    """(F, repeated): F_ij = 1/(w_j - w_i) off the diagonal and off repeated pairs, else 0."""
-    repeated = _repeated(w)
-    diff = w[..., None, :] - w[..., :, None]
-    return _inverse_gaps(diff, repeated | np.eye(w.shape[-1], dtype=bool)), repeated
+def _in_repeated_group(repeated):
+    """(..., 1, k): columns whose value repeats."""
+    return np.max(repeated.astype(np.float64), axis=-1)[..., None, :] > 0
 
 
 def _vectors_jvp_eigh(primals, tangents, v):
     f, a = primals
-    gaps, repeated = _eigen_gaps(eigh_values_p(f, a))
+    w = eigh_values_p(f, a)
+    repeated = _repeated(w)
     y = _T(v) @ _sym_from_lower(tangents[1]) @ v
     y = _guard(y, repeated, _EIGH_FORWARD)
-    return v @ (gaps * y)  # dV = V (F ∘ Vᵀ dS V)
+    gaps = _inverse_gaps(w[..., None, :] - w[..., :, None], repeated | np.eye(w.shape[-1], dtype=bool))
+    return v @ (gaps * y)  # dV = V (F ∘ Vᵀ dS V), F_ij = 1/(w_j - w_i)
 
 
 def _vectors_vjp_eigh(g, v, f, a):
-    gaps, repeated = _eigen_gaps(eigh_values_p(f, a))
+    w = eigh_values_p(f, a)
+    repeated = _repeated(w)
+    g = _guard(g, _in_repeated_group(repeated), _EIGH_REVERSE)
+    gaps = _inverse_gaps(w[..., None, :] - w[..., :, None], repeated | np.eye(w.shape[-1], dtype=bool))
     x = _T(v) @ g
     x = 0.5 * (x - _T(x))  # only the antisymmetric part of Vᵀ V̄ reaches a symmetric dS
-    x = _guard(x, repeated, _EIGH_REVERSE)
     return None, _lower_adjoint(v @ (gaps * x) @ _T(v))
 
 
@@ -416,18 +444,15 @@ eigh_vectors_p = _library(
 
 
 # --- SVD (reduced: U is m × k, Vh is k × n, k = min(m, n)) ---------------------------------------
-_SVD_REPEATED = (
-    "svd: the singular vectors of a repeated singular value are not unique, and the function's "
-    "value depends on which basis np.linalg.svd returned, so it has no derivative there. Use "
-    "basis-independent functions of them (e.g. U Uᵀ, or U diag(s) Vh) or make the singular "
-    "values distinct.")
-_SVD_ZERO = (
-    "svd: the singular vectors of a zero singular value are not unique (for a rank-deficient "
-    "matrix), and the function depends on them, so it has no derivative there.")
+_SVD_REVERSE = (
+    "svd: the function uses singular vectors of a repeated (or zero) singular value. They are not "
+    "unique there, and the first-order information AD sees cannot tell how the function changes "
+    "when that value splits, so jitad has no derivative to give. Use singular values only "
+    "(compute_uv=False, np.linalg.norm(x, 'nuc') or 2), make them distinct, or write the rule "
+    "with @jitad.custom_vjp.")
 _SVD_FORWARD = (
     "svd: forward mode (jvp, jacfwd, hessian) cannot differentiate singular vectors where a "
-    "singular value is repeated or zero and the tangent touches it (the vectors are not unique "
-    "there). Reverse mode (grad, vjp) handles functions that do not depend on that choice.")
+    "singular value is repeated or zero and the tangent touches it: they are not unique there.")
 
 
 def _svd_factor_impl(a):
@@ -455,13 +480,21 @@ def _svd_uv(f, a):
     return uv[..., :m, :], uv[..., m:, :]
 
 
-def _svd_values_jvp(primals, tangents, out):
+def _zero_singular(s):
+    """Singular values that are zero up to rounding: kinks like |x| at 0, derivative 0 by convention."""
+    k = s.shape[-1]
+    return s <= 16.0 * max(k, 1) * np.finfo(s.dtype).eps * np.max(s, axis=-1, keepdims=True)
+
+
+def _svd_values_jvp(primals, tangents, s):
     u, v = _svd_uv(*primals)
-    return np.sum(u * (tangents[1] @ v), axis=-2)  # diag(Uᵀ dA V)
+    ds = _gather(s, np.sum(u * (tangents[1] @ v), axis=-2))  # diag(Uᵀ dA V)
+    return np.where(_zero_singular(s), 0.0, ds)
 
 
 def _svd_values_vjp(g, s, f, a):
     u, v = _svd_uv(f, a)
+    g = np.where(_zero_singular(s), 0.0, _spread(s, g))
     return None, (u * g[..., None, :]) @ _T(v)  # U diag(s̄) Vᵀ
 
 
@@ -472,10 +505,8 @@ svd_values_p = _library(
 
 def _singular_gaps(s):
     """(F, repeated, zero): F_ij = 1/(s_j² - s_i²) off the diagonal and repeated pairs, else 0."""
-    repeated = _repeated(s)
+    repeated, zero = _repeated(s), _zero_singular(s)
     k = s.shape[-1]
-    tiny = 16.0 * max(k, 1) * np.finfo(s.dtype).eps * np.max(s, axis=-1, keepdims=True)
-    zero = s <= tiny
     diff = (s[..., None, :] + s[..., :, None]) * (s[..., None, :] - s[..., :, None])
     return _inverse_gaps(diff, repeated | np.eye(k, dtype=bool)), repeated, zero
 
@@ -508,12 +539,11 @@ def _svd_vectors_vjp(g, uv, f, a):
     u, v = uv[..., :m, :], uv[..., m:, :]
     s = svd_values_p(f, a)
     gaps, repeated, zero = _singular_gaps(s)
-    g = _guard(g, zero[..., None, :], _SVD_ZERO)
+    g = _guard(g, _in_repeated_group(repeated) | zero[..., None, :], _SVD_REVERSE)
     gu, gv = g[..., :m, :], g[..., m:, :]
     xu, xv = _T(u) @ gu, _T(v) @ gv
-    # Aū = U [F ∘ ((Xu - Xuᵀ) S + S (Xv - Xvᵀ))] Vᵀ + (I - UUᵀ) Ū S⁻¹ Vᵀ + U S⁻¹ V̄ᵀ (I - VVᵀ)
+    # Ā = U [F ∘ ((Xu - Xuᵀ) S + S (Xv - Xvᵀ))] Vᵀ + (I - UUᵀ) Ū S⁻¹ Vᵀ + U S⁻¹ V̄ᵀ (I - VVᵀ)
     y = (xu - _T(xu)) * s[..., None, :] + s[..., :, None] * (xv - _T(xv))
-    y = _guard(y, repeated, _SVD_REPEATED)
     sinv = _reciprocal_or_zero(s, zero)[..., None, :]
     return None, (u @ (gaps * y) + (gu - u @ xu) * sinv) @ _T(v) + (u * sinv) @ _T(gv - v @ xv)
 

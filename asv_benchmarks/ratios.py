@@ -43,9 +43,11 @@ class Ratio:
 
 
 class Group:
-    def __init__(self, title, rows, impls, prepare, ratios, note=None):
+    """`limit`: optional (impl, seconds) the impl's time per call must not exceed."""
+
+    def __init__(self, title, rows, impls, prepare, ratios, note=None, limit=None):
         self.title, self.rows, self.impls = title, rows, impls
-        self.prepare, self.ratios, self.note = prepare, ratios, note
+        self.prepare, self.ratios, self.note, self.limit = prepare, ratios, note, limit
 
 
 def _batch(call, number):
@@ -100,7 +102,8 @@ def print_table(header, rows):
 
 def run_group(group, rounds, min_batch):
     print(f"\n## {group.title}")
-    header = ["case"] + group.impls + [r.label for r in group.ratios] + (["note"] if group.note else [])
+    header = ["case"] + group.impls + [r.label for r in group.ratios] + (["note"] if group.note else []) + \
+        (["target"] if group.limit else [])
     table, misses = [], []
     for row in group.rows:
         calls, skipped = {}, []
@@ -125,6 +128,12 @@ def run_group(group, rounds, min_batch):
             cells.append(cell)
         if group.note:
             cells.append(group.note(row))
+        if group.limit and group.limit[0] in times:
+            impl, seconds = group.limit
+            met = times[impl] <= seconds
+            cells.append(f"{'ok' if met else 'MISS'}({impl} <= {fmt_time(seconds)})")
+            if not met:
+                misses.append(f"{row}: {impl} = {fmt_time(times[impl])}, target <= {fmt_time(seconds)}")
         table.append(cells)
         for impl, why in skipped:
             if not impl.startswith("jax") or "JAX is not installed" not in why:
@@ -154,7 +163,7 @@ def groups():
         ["python floats"], ["jitad", "jitad_new_lambda", "jax"],
         lambda row, impl: _overhead(impl),
         [Ratio("jitad/jax", "jitad", ["jax"])],
-        note=None)
+        limit=("jitad", 3e-6))
     sweep_modes = bench_jacobians.MODES + ["copy_A", "jax_jacfwd", "jax_jacrev"]
     sweep = Group(
         "Jacobian of f(x) = A x along the sweep (issue 4)",

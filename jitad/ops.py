@@ -660,8 +660,33 @@ def power(x, y):
         exponent = int(exponent) if float(exponent).is_integer() and abs(exponent) < 2 ** 31 else float(exponent)
         if exponent == 1:
             return x
+        if exponent == 0.5:
+            return sqrt(x)
         return P.power_scalar_p(x, exponent=exponent)
     return P.power_p(x, y)
+
+
+def sqrt(x):
+    """np.sqrt; of a sum of squares it is a norm, whose gradient at 0 is 0 (the subgradient)
+    instead of inf * 0 = NaN: np.sqrt(np.sum(x**2)) differentiates like np.linalg.norm(x)."""
+    if is_tracer(x) and _sum_of_squares(x.node):
+        return P.safe_sqrt_p(x)
+    return P.sqrt_p(x)
+
+
+def _sum_of_squares(node):
+    name = node.prim.name
+    if name == "square" or (name == "power_scalar" and node.params["exponent"] == 2):
+        return True
+    if name == "multiply":
+        return node.inputs[0] is node.inputs[1]
+    if name in ("reduce_sum", "add", "reshape", "broadcast_to", "transpose"):
+        return all(_sum_of_squares(i) for i in node.inputs)
+    if name == "matmul":  # x @ x of a vector: a (1, n) row times an (n, 1) column of the same x
+        a, b = node.inputs
+        return a.prim.name == b.prim.name == "reshape" and a.inputs[0] is b.inputs[0] and \
+            a.inputs[0].ndim == 1 and a.shape[-2] == 1 and b.shape[-1] == 1
+    return False
 
 
 def asarray(x, dtype=None, order=None, **_):
@@ -760,7 +785,7 @@ absolute, not_equal = P.abs_p, P.not_equal_p
 UFUNCS = {
     np.add: P.add_p, np.subtract: P.subtract_p, np.multiply: P.multiply_p, np.true_divide: P.divide_p,
     np.negative: P.negative_p, np.positive: _pos, np.power: power, np.float_power: _float_power,
-    np.square: P.square_p, np.sqrt: P.sqrt_p, np.cbrt: P.cbrt_p, np.reciprocal: P.reciprocal_p,
+    np.square: P.square_p, np.sqrt: sqrt, np.cbrt: P.cbrt_p, np.reciprocal: P.reciprocal_p,
     np.exp: P.exp_p, np.exp2: P.exp2_p, np.expm1: P.expm1_p, np.log: P.log_p, np.log1p: P.log1p_p,
     np.log2: P.log2_p, np.log10: P.log10_p, np.sin: P.sin_p, np.cos: P.cos_p, np.tan: P.tan_p,
     np.arcsin: P.arcsin_p, np.arccos: P.arccos_p, np.arctan: P.arctan_p, np.arctan2: P.arctan2_p,

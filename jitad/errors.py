@@ -10,7 +10,8 @@ def user_frame():
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        if not os.path.abspath(filename).startswith(_PKG_DIR) and "numpy" not in filename:
+        library = "numpy" in filename or f"{os.sep}scipy{os.sep}" in filename  # the user's call into them
+        if not os.path.abspath(filename).startswith(_PKG_DIR) and not library:
             return f"{filename}:{frame.f_lineno}"
         frame = frame.f_back
     return ""

@@ -74,8 +74,9 @@ class Tracer:
         return builder(*args, **kwargs)
 
     def __array__(self, dtype=None, copy=None):
-        raise _conversion_error("Converting a traced array to a NumPy array (np.asarray / np.array "
-                                "of it, or assigning it into a NumPy array)")
+        raise linalg_ops.foreign_call_error() or _conversion_error(  # a SciPy function says so by name
+            "Converting a traced array to a NumPy array (np.asarray / np.array of it, or assigning it "
+            "into a NumPy array)")
 
     def __bool__(self):
         raise ConcretizationError("A Python `if`, `while`, `and`/`or` or bool() on a traced value")

@@ -130,6 +130,16 @@ def test_norm_at_zero_is_zero_not_nan():
     np.testing.assert_array_equal(jitad.grad(np.linalg.norm)(np.zeros(3)), 0.0)
 
 
+@pytest.mark.parametrize("fun,x", [(np.std, np.array([3.0])), (np.std, np.full(3, 2.0)),
+                                   (np.linalg.norm, np.zeros(3))], ids=["std_one", "std_equal", "norm_zero"])
+def test_kink_conventions_hold_at_higher_order(fun, x):
+    """The 0 derivative at std's / norm's kink stays 0 (not NaN) in the second and third derivative."""
+    def d(f):
+        return lambda v: jitad.grad(lambda u: np.sum(f(u)))(v)
+    for derivative in (d(fun), d(d(fun)), d(d(d(fun)))):
+        np.testing.assert_array_equal(derivative(x), np.zeros_like(x))
+
+
 def test_sqrt_at_zero_is_inf():
     assert jitad.grad(np.sqrt)(0.0) == math.inf
     g = jitad.grad(lambda x: np.sum(np.sqrt(x)))(np.array([0.0, 4.0]))

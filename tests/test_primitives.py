@@ -395,6 +395,12 @@ def test_primitive(row, shapes, order):
     jitad.check_grads(row.fun, args, order=order, modes=row.modes)
 
 
+@pytest.mark.parametrize("row", [pytest.param(row, id=row.name) for row in TABLE if row.max_order >= 2])
+def test_primitive_third_order(row):
+    """Rules are built from differentiable ops, so the third derivative is right too (reverse^3)."""
+    jitad.check_grads(row.fun, row.args(row.shapes[-1], seed=1), order=3, modes=("rev",))
+
+
 @pytest.mark.parametrize("row", [pytest.param(row, id=row.name) for row in TABLE if row.dtype == np.float64])
 def test_primitive_float32(row):
     """float32 end to end: NumPy's result dtype forward, the input's dtype for every derivative."""

@@ -53,7 +53,8 @@ arctanh_p = unary("arctanh", np.arctanh, lambda x, y: 1.0 / (1.0 - x * x), "np.a
 abs_p = unary("abs", np.abs, lambda x, y: np.sign(x), "abs({0})")  # d|x| = 0 at 0
 # sqrt whose derivative is 0 at 0 (the subgradient): used by std and norm, where a
 # zero argument means "all entries equal / all zero" and the gradient there is 0.
-safe_sqrt_p = unary("safe_sqrt", _safe_sqrt, lambda x, y: np.where(y > 0, 0.5 / np.maximum(y, 1e-300), 0.0),
+# The inner where keeps the untaken lane finite (1/1, not 1/0) in every higher derivative too.
+safe_sqrt_p = unary("safe_sqrt", _safe_sqrt, lambda x, y: np.where(y > 0, 0.5 / np.where(y > 0, y, 1.0), 0.0),
                     "np.sqrt({0})", domain=(0.1, 3.0))
 sign_p = _zero_derivative("sign", np.sign, "np.sign({0})")
 floor_p = _zero_derivative("floor", np.floor, "np.floor({0})")

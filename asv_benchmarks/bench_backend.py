@@ -75,24 +75,30 @@ from asv_benchmarks import _cases
 case = _cases.CASES[{case!r}]
 args = case.args()
 vg = jitad.value_and_grad(case.make(np))
+kernel_args = case.kernel_args(*args)
 """
+_STMT = {"jitad": "vg(*args)", "handwritten": "case.kernel(*kernel_args)"}
 
 
-def _child(case, fresh):
+def _child(case, fresh, impl="jitad"):
     """(stmt, setup) for asv's timeraw: setup imports and builds inputs, stmt is the first call."""
-    return "vg(*args)", _CHILD_SETUP.format(root=ROOT, fresh=fresh, case=case)
+    return _STMT[impl], _CHILD_SETUP.format(root=ROOT, fresh=fresh, case=case)
 
 
 def _populate(case):
-    """Compile the case into the benchmarks' disk cache (in this process)."""
+    """Compile the case into the disk caches (jitad's, and Numba's for the hand-written kernel)."""
     c = _cases.CASES[case]
-    jitad.value_and_grad(c.make(np))(*c.args())
+    args = c.args()
+    jitad.value_and_grad(c.make(np))(*args)
+    c.kernel(*c.kernel_args(*args))
 
 
 class FirstCall:
     """Time of the first value_and_grad call in a new Python process, after imports:
     cold = trace + generate + Numba compile into a fresh, empty JITAD_CACHE_DIR;
-    warm_disk = trace + load from a populated disk cache (no LLVM)."""
+    warm_disk = trace + load from a populated disk cache (no LLVM);
+    handwritten_warm_disk = the first call of the hand-written `@njit(cache=True)` kernel,
+    which pays Numba's own one-time start-up (target context, BLAS binding) just the same."""
     params = FIRST_CALL_CASES
     param_names = ["case"]
     number = 1
@@ -107,6 +113,9 @@ class FirstCall:
 
     def timeraw_warm_disk(self, case):
         return _child(case, False)
+
+    def timeraw_handwritten_warm_disk(self, case):
+        return _child(case, False, "handwritten")
 
     def track_warm_disk_numba_compilations(self, case):
         """Numba compilations in a new process whose disk cache is warm (should be 0)."""

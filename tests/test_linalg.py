@@ -1,0 +1,400 @@
+"""Linear algebra: derivative tables, factorisation reuse, numerical safety, lecture examples, kernels.
+
+The check_grads tables run on the reference executor (fast); the end of the file runs the
+Numba helpers directly against NumPy and a few functions on the compiled backend.
+"""
+import numpy as np
+import pytest
+import scipy.linalg
+
+import jitad
+from jitad import demo_linalg
+from jitad.trace import trace
+
+rng = np.random.default_rng(7)
+
+
+def _conditioned(shape, seed=0):
+    r = np.random.default_rng(seed)
+    n = shape[-1]
+    return r.standard_normal(shape) + (n * np.eye(n) if len(shape) > 1 and shape[-1] == shape[-2] else 0.0)
+
+
+def _spd(a):
+    n = a.shape[-1]
+    return a @ np.swapaxes(a, -1, -2) + n * np.eye(n)
+
+
+def _sign_free(v):
+    """Eigen/singular vectors are defined up to the sign of each column; v * v[0] is not."""
+    return v * v[..., :1, :]
+
+
+# --- check_grads tables (reference executor) ---------------------------------------------------
+# (name, function, argument shapes, highest order): decompositions' vectors are checked at order 1
+TABLE = [
+    ("solve_vector", np.linalg.solve, [(4, 4), (4,)], 2),
+    ("solve_matrix", np.linalg.solve, [(3, 3), (3, 2)], 2),
+    ("solve_batched", np.linalg.solve, [(2, 3, 3), (2, 3, 2)], 2),
+    ("solve_batch_broadcast", np.linalg.solve, [(3, 3), (2, 3, 1)], 1),
+    ("solve_vector_batched_a", np.linalg.solve, [(2, 3, 3), (3,)], 1),
+    ("inv", np.linalg.inv, [(4, 4)], 2),
+    ("inv_batched", np.linalg.inv, [(2, 2, 3, 3)], 1),
+    ("det", np.linalg.det, [(4, 4)], 2),
+    ("det_batched", np.linalg.det, [(3, 2, 2)], 2),
+    ("slogdet", lambda a: np.linalg.slogdet(a).logabsdet * np.linalg.slogdet(a).sign, [(2, 4, 4)], 2),
+    ("cholesky", lambda a: np.linalg.cholesky(_spd(a)), [(4, 4)], 2),
+    ("cholesky_lower_triangle", lambda a: np.linalg.cholesky(a + 3.0 * np.eye(3)), [(2, 3, 3)], 2),
+    ("cholesky_upper", lambda a: np.linalg.cholesky(a, upper=True), [(3, 3)], 1),
+    ("eigvalsh", np.linalg.eigvalsh, [(4, 4)], 2),
+    ("eigvalsh_upper_batched", lambda a: np.linalg.eigvalsh(a, UPLO="U"), [(2, 3, 3)], 2),
+    ("eigh_vectors", lambda a: _sign_free(np.linalg.eigh(a).eigenvectors), [(4, 4)], 1),
+    ("eigh_both_batched", lambda a: np.linalg.eigh(a)[0][..., None] * _sign_free(np.linalg.eigh(a)[1]),
+     [(2, 3, 3)], 1),
+    ("svdvals_tall", lambda a: np.linalg.svd(a, compute_uv=False), [(5, 3)], 2),
+    ("svdvals_wide_batched", np.linalg.svdvals, [(2, 2, 4)], 2),
+    ("svd_tall", lambda a: [_sign_free(x) for x in np.linalg.svd(a, full_matrices=False)[::2]], [(5, 3)], 1),
+    ("svd_wide", lambda a: [_sign_free(x) for x in np.linalg.svd(a, full_matrices=False)[::2]], [(2, 4)], 1),
+    ("svd_square_full", lambda a: _sign_free(np.linalg.svd(a)[0]) + np.linalg.svd(a)[1], [(3, 3)], 1),
+    ("svd_batched", lambda a: (lambda u, s, vh: (u * s[..., None, :]) @ vh)(*np.linalg.svd(a, full_matrices=False)),
+     [(2, 4, 3)], 1),
+    ("qr_tall", lambda a: list(np.linalg.qr(a)), [(5, 3)], 1),
+    ("qr_square_batched", lambda a: list(np.linalg.qr(a)), [(2, 3, 3)], 1),
+    ("qr_wide", lambda a: list(np.linalg.qr(a)), [(3, 5)], 1),
+    ("qr_r_only", lambda a: np.linalg.qr(a, mode="r"), [(4, 3)], 2),
+    ("pinv_tall", np.linalg.pinv, [(5, 3)], 2),
+    ("pinv_wide_batched", np.linalg.pinv, [(2, 2, 4)], 1),
+    ("matrix_power", lambda a: np.linalg.matrix_power(a, 5), [(3, 3)], 2),
+    ("matrix_power_negative", lambda a: np.linalg.matrix_power(a, -3), [(3, 3)], 1),
+    ("norm_2", lambda a: np.linalg.norm(a, 2), [(4, 3)], 2),
+    ("norm_minus_2", lambda a: np.linalg.norm(a, -2, keepdims=True), [(3, 4)], 1),
+    ("norm_nuc_axes", lambda a: np.linalg.norm(a, "nuc", axis=(2, 0)), [(3, 2, 4)], 2),
+    ("matrix_norm_api", lambda a: np.linalg.matrix_norm(a, ord="nuc") + np.linalg.matrix_norm(a), [(2, 3, 3)], 1),
+    ("vector_norm_api", lambda a: np.linalg.vector_norm(a, axis=(0, 2), keepdims=True), [(2, 3, 2)], 2),
+    ("trace_multi_dot", lambda a, b: np.trace(np.linalg.multi_dot([a, b, a])) + np.linalg.trace(a), [(3, 3), (3, 3)], 2),
+    ("solve_triangular", lambda a, b: scipy.linalg.solve_triangular(a, b, lower=True), [(3, 3), (3, 2)], 2),
+    ("solve_triangular_upper_trans", lambda a, b: scipy.linalg.solve_triangular(a, b, trans="T"), [(3, 3), (3,)], 2),
+    ("solve_triangular_unit", lambda a, b: scipy.linalg.solve_triangular(a, b, lower=True, unit_diagonal=True),
+     [(3, 3), (3, 2)], 1),
+    ("cho_factor_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b), [(3, 3), (3,)], 2),
+    ("cho_solve_lower", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a), lower=True), b),
+     [(3, 3), (3, 2)], 1),
+    ("scipy_cholesky", lambda a: scipy.linalg.cholesky(_spd(a)), [(3, 3)], 1),
+]
+CASES = [pytest.param(fn, shapes, order, id=f"{name}-{order}")
+         for name, fn, shapes, top in TABLE for order in range(1, top + 1)]
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("fn,shapes,order", CASES)
+def test_check_grads(fn, shapes, order):
+    args = tuple(_conditioned(s, seed=k) for k, s in enumerate(shapes))
+    out = jitad.vjp(fn, *args)[0]
+    for a, e in zip(_leaves(out), _leaves(fn(*args))):
+        np.testing.assert_allclose(a, e, rtol=1e-10, atol=1e-12)  # the forward value is NumPy's
+    jitad.check_grads(fn, args, order=order)
+
+
+def _leaves(x):
+    return list(x) if isinstance(x, (list, tuple)) else [x]
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_float32_gradients_keep_dtype():
+    a = _conditioned((3, 3)).astype(np.float32)
+    for fn in (np.linalg.inv, np.linalg.det, np.linalg.eigvalsh, lambda x: np.linalg.svd(x, compute_uv=False),
+               lambda x: np.linalg.solve(x, np.ones(3, np.float32))):
+        out, vjp_fn = jitad.vjp(fn, a)
+        assert np.asarray(out).dtype == np.float32
+        (g,) = vjp_fn(np.ones_like(out))
+        assert g.dtype == np.float32
+        jitad.check_grads(fn, (a,), modes=("rev",))
+
+
+# --- triangles: eigh and cholesky read one triangle, so only it gets a cotangent -----------------
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("fn,lower", [
+    (lambda a: np.sum(np.linalg.eigvalsh(a) ** 3), True),
+    (lambda a: np.sum(np.linalg.eigvalsh(a, UPLO="U") ** 3), False),
+    (lambda a: np.sum(_sign_free(np.linalg.eigh(a)[1]) * np.arange(16.0).reshape(4, 4)), True),
+    (lambda a: np.sum(np.linalg.cholesky(a) ** 3), True),
+    (lambda a: np.sum(np.linalg.cholesky(a, upper=True) ** 3), False),
+])
+def test_one_triangle_gets_the_cotangent(fn, lower):
+    a = _spd(_conditioned((4, 4)))
+    a = a + (np.triu(rng.standard_normal((4, 4)), 1) if lower else np.tril(rng.standard_normal((4, 4)), -1))
+    g = jitad.grad(fn)(a)
+    unused = np.triu(g, 1) if lower else np.tril(g, -1)
+    np.testing.assert_array_equal(unused, 0.0)
+    jitad.check_grads(fn, (a,), modes=("rev", "fwd"))
+
+
+# --- factorisation reuse --------------------------------------------------------------------------
+def _count(fun, args, name):
+    graph, _ = trace(fun, [(np.shape(a), np.asarray(a).dtype) for a in args])
+    return sum(node.prim.name == name for node in graph.nodes)
+
+
+def test_solve_adjoint_reuses_the_lu_factor():
+    a, b = _conditioned((4, 4)), rng.standard_normal(4)
+
+    def pullback(a, b):
+        out, vjp_fn = jitad.vjp(lambda a, b: np.linalg.solve(a, b), a, b)
+        return [out, *vjp_fn(np.ones(4))]
+
+    def second_order(a, b):
+        return [jitad.grad(lambda a: np.sum(jitad.grad(lambda a: np.sum(np.linalg.solve(a, b) ** 2))(a)))(a)]
+
+    assert _count(pullback, (a, b), "lu_factor") == 1
+    assert _count(pullback, (a, b), "lu_solve") == 2       # forward with A, adjoint with Aᵀ
+    assert _count(second_order, (a, b), "lu_factor") == 1
+    det_grad = lambda a: [np.linalg.det(a), jitad.grad(np.linalg.det)(a), jitad.grad(  # noqa: E731
+        lambda a: np.linalg.slogdet(a)[1])(a)]
+    assert _count(det_grad, (a,), "lu_factor") == 1
+    inv_grad = lambda a: [jitad.grad(lambda a: np.sum(np.linalg.inv(a) ** 2))(a)]  # noqa: E731
+    assert _count(inv_grad, (a,), "inv") == 1             # the adjoint reads the forward inverse
+    explained = jitad.explain(lambda a, b: np.sum(np.linalg.solve(a, b)), a, b)
+    assert "lu_factor" in str(explained)
+
+
+# --- numerical safety ----------------------------------------------------------------------------------
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("norm", [
+    np.linalg.norm, lambda x: np.sqrt(np.sum(x ** 2)), lambda x: np.sum(x * x) ** 0.5,
+    lambda x: np.sqrt(x @ x), lambda x: np.sqrt(np.dot(x, x)), lambda x: np.sqrt(x[0] ** 2 + x[1] ** 2 + x[2] ** 2),
+    lambda x: np.sqrt(np.sum(np.square(x))), lambda x: np.linalg.vector_norm(x),
+])
+def test_norm_gradient_at_zero_is_zero(norm):
+    """The subgradient 0, not inf * 0 = NaN, also for a norm written out by hand."""
+    np.testing.assert_array_equal(jitad.grad(norm)(np.zeros(3)), 0.0)
+    np.testing.assert_array_equal(jitad.jvp(norm, (np.zeros(3),), (np.ones(3),))[1], 0.0)
+    x = np.array([3.0, 4.0, 0.0])
+    np.testing.assert_allclose(jitad.grad(norm)(x), x / 5.0)
+    hessian_at_zero = jitad.grad(lambda x: np.sum(jitad.grad(norm)(x)))(np.zeros(3))
+    assert np.all(np.isfinite(hessian_at_zero))
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_matrix_norms_at_zero():
+    z = np.zeros((3, 2))
+    for ord_ in (None, "fro", 2, -2, "nuc"):
+        np.testing.assert_array_equal(jitad.grad(lambda a: np.linalg.norm(a, ord_))(z), 0.0)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_where_sqrt_has_a_finite_gradient_everywhere():
+    f = lambda x: np.sum(np.where(x > 0, np.sqrt(x), 0.0))  # noqa: E731
+    x = np.array([-1.0, 0.0, 0.25, 4.0])
+    expected = np.where(x > 0, 0.5 / np.sqrt(np.where(x > 0, x, 1.0)), 0.0)
+    np.testing.assert_allclose(jitad.grad(f)(x), expected)
+    np.testing.assert_allclose(jitad.jvp(f, (x,), (np.ones(4),))[1], expected.sum())
+    second = np.where(x > 0, -0.25 * np.where(x > 0, x, 1.0) ** -1.5, 0.0)
+    np.testing.assert_allclose(jitad.grad(lambda x: np.sum(jitad.grad(f)(x)))(x), second)
+    np.testing.assert_allclose(jitad.jvp(jitad.grad(f), (x,), (np.ones(4),))[1], second)
+    np.testing.assert_allclose(np.diag(jitad.hessian(f)(x)), second)
+
+
+def _with_spectrum(values, seed=3):
+    q, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((len(values), len(values))))
+    return q @ np.diag(values) @ q.T, q
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_eigenvalue_gradients_at_repeated_eigenvalues():
+    a, q = _with_spectrum([1.0, 2.0, 3.0, 3.0])
+    g = jitad.grad(lambda a: np.sum(np.linalg.eigvalsh(a) ** 2))(a)    # = ‖A‖_F² on the lower triangle
+    np.testing.assert_allclose(g, 2 * np.diag(np.diag(a)) + 4 * np.tril(a, -1), atol=1e-12)
+    jitad.check_grads(lambda a: np.sum(np.exp(np.linalg.eigvalsh(a))), (a,))  # tr exp(A)
+    # one member of a repeated pair (no derivative): the tie convention splits evenly
+    p = q[:, 2:] @ q[:, 2:].T / 2
+    np.testing.assert_allclose(jitad.grad(lambda a: np.linalg.eigvalsh(a)[-1])(a), np.tril(p) + np.tril(p, -1),
+                               atol=1e-12)
+    # eigenvectors of the distinct eigenvalues stay differentiable (reverse mode)
+    jitad.check_grads(lambda a: _sign_free(np.linalg.eigh(a)[1][:, :2]), (a,), modes=("rev",))
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_eigenvectors_of_repeated_eigenvalues_raise():
+    a, _ = _with_spectrum([1.0, 2.0, 3.0, 3.0])
+    for f in (lambda a: np.sum(np.linalg.eigh(a)[1][:, 3]),
+              lambda a: np.sum((lambda w, v: (v * w) @ v.T)(*np.linalg.eigh(a)) ** 2)):
+        with pytest.raises(jitad.NonDifferentiableError, match="repeated eigenvalue"):
+            jitad.grad(f)(a)
+    with pytest.raises(jitad.NonDifferentiableError, match="forward mode"):
+        jitad.jvp(lambda a: np.linalg.eigh(a)[1], (a,), (np.ones((4, 4)),))
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_singular_vectors_at_repeated_and_zero_singular_values():
+    r = np.random.default_rng(5)
+    u, _ = np.linalg.qr(r.standard_normal((5, 3)))
+    v, _ = np.linalg.qr(r.standard_normal((3, 3)))
+    repeated, deficient = u @ np.diag([2.0, 2.0, 1.0]) @ v.T, u @ np.diag([2.0, 1.0, 0.0]) @ v.T
+    np.testing.assert_allclose(jitad.grad(lambda w: np.linalg.norm(w, "nuc"))(repeated), u @ v.T, atol=1e-12)
+    np.testing.assert_allclose(jitad.grad(lambda w: np.linalg.norm(w, 2))(repeated),
+                               u[:, :2] @ v[:, :2].T / 2, atol=1e-12)
+    # a zero singular value is a kink like |x|: derivative 0, so ‖W‖_nuc has gradient U_r V_rᵀ
+    np.testing.assert_allclose(jitad.grad(lambda w: np.linalg.norm(w, "nuc"))(deficient),
+                               u[:, :2] @ v[:, :2].T, atol=1e-12)
+    jitad.check_grads(lambda w: _sign_free(np.linalg.svd(w, full_matrices=False)[0][:, 2:]), (repeated,),
+                      modes=("rev",))
+    for w, f in ((repeated, lambda w: np.sum(np.linalg.svd(w, full_matrices=False)[0][:, 0])),
+                 (deficient, lambda w: np.sum(np.linalg.svd(w, full_matrices=False)[2][2] ** 3))):
+        with pytest.raises(jitad.NonDifferentiableError, match="repeated \\(or zero\\) singular value"):
+            jitad.grad(f)(w)
+    with pytest.raises(jitad.NonDifferentiableError, match="forward mode"):
+        jitad.jvp(lambda w: np.linalg.svd(w, full_matrices=False)[0], (repeated,), (np.ones((5, 3)),))
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_clear_errors_where_no_derivative_exists():
+    singular = np.array([[1.0, 2.0], [2.0, 4.0]])
+    assert np.linalg.det(singular) == 0.0 and jitad.vjp(np.linalg.det, singular)[0] == 0.0
+    with pytest.raises(np.linalg.LinAlgError):
+        jitad.grad(lambda a: np.sum(np.linalg.solve(a, np.ones(2))))(singular)
+    with pytest.raises(jitad.NonDifferentiableError, match="qr"):
+        jitad.grad(lambda a: np.sum(np.linalg.qr(a)[0]))(np.array([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]))
+    with pytest.raises(jitad.NonDifferentiableError, match="pinv"):
+        jitad.grad(lambda a: np.sum(np.linalg.pinv(a)))(singular)
+    with pytest.raises(jitad.NonDifferentiableError, match="full_matrices=False"):
+        jitad.grad(lambda a: np.sum(np.linalg.svd(a)[0]))(rng.standard_normal((3, 2)))
+    # svd(full_matrices=True) values are fine: the completion is only a problem when used
+    w = rng.standard_normal((3, 2))
+    np.testing.assert_allclose(jitad.grad(lambda a: np.sum(np.linalg.svd(a)[1]))(w),
+                               jitad.grad(lambda a: np.linalg.norm(a, "nuc"))(w))
+
+
+def test_unsupported_and_shape_errors_teach():
+    with pytest.raises(jitad.UnsupportedOperationError, match="pinv"):
+        jitad.grad(lambda a: np.sum(np.linalg.lstsq(a, np.ones(3))[0]))(np.eye(3))
+    with pytest.raises(jitad.ShapeError, match="square"):
+        jitad.grad(lambda a: np.sum(np.linalg.inv(a)))(np.ones((2, 3)))
+    with pytest.raises(jitad.ShapeError, match="do not fit"):
+        jitad.grad(lambda a: np.sum(np.linalg.solve(a, np.ones(2))))(np.eye(3))
+    from scipy.linalg import cho_solve  # bound before tracing: SciPy's own function
+    with pytest.raises(jitad.UnsupportedOperationError, match="scipy.linalg.cho_solve.*looked up on the module"):
+        jitad.grad(lambda a: np.sum(cho_solve((a, True), np.ones(3))))(np.eye(3))
+
+
+def test_scipy_functions_outside_tracing_are_untouched():
+    assert scipy.linalg.solve_triangular.__module__.startswith("scipy")
+    np.testing.assert_allclose(scipy.linalg.solve_triangular(np.eye(2) * 2, np.ones(2)), [0.5, 0.5])
+
+
+# --- the lectures' examples, against their closed forms -------------------------------------------
+@pytest.mark.parametrize("title,run", demo_linalg.EXAMPLES, ids=[t.split(";")[0] for t, _ in demo_linalg.EXAMPLES])
+def test_lecture_example(title, run, reference_backend):
+    ad, analytic = run()
+    for a, e in zip(_leaves(ad), _leaves(analytic)):
+        np.testing.assert_allclose(a, e, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_lecture_formulas_directly():
+    x = rng.standard_normal(3)
+    n = np.linalg.norm(x)
+    hessian = np.stack([jitad.jvp(jitad.grad(lambda x: np.linalg.norm(x) ** 3 / 3), (x,), (e,))[1]
+                        for e in np.eye(3)])
+    np.testing.assert_allclose(hessian, np.outer(x, x) / n + n * np.eye(3))
+    np.testing.assert_allclose(jitad.hessian(lambda x: np.sqrt(np.sum(x ** 2)) ** 3 / 3)(np.zeros(3)), 0.0)
+    a, b = _conditioned((3, 3)), rng.standard_normal((3, 2))
+    x_bar = rng.standard_normal((3, 2))
+    x, vjp_fn = jitad.vjp(np.linalg.solve, a, b)
+    ga, gb = vjp_fn(x_bar)
+    np.testing.assert_allclose(gb, np.linalg.solve(a.T, x_bar))
+    np.testing.assert_allclose(ga, -np.linalg.solve(a.T, x_bar) @ x.T)
+
+
+# --- compiled: the Numba helpers against NumPy, and end to end -----------------------------------------
+@pytest.fixture(scope="module")
+def KL():
+    from jitad import kernels_linalg
+    return kernels_linalg
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lapack_kernels_match_numpy(KL, dtype):
+    """The helpers that call SciPy's LAPACK (d* or s* routines by dtype)."""
+    from jitad.primitives import linalg as L
+    tol = dict(rtol=1e-9, atol=1e-11) if dtype == np.float64 else dict(rtol=2e-4, atol=1e-5)
+    a = _conditioned((2, 4, 4)).astype(dtype)
+    b = rng.standard_normal((2, 4, 3)).astype(dtype)
+    lu = KL.lu_factor(a)
+    np.testing.assert_allclose(lu, L.lu_factor_p.impl(a), **tol)
+    for trans in (0, 1):
+        np.testing.assert_allclose(KL.lu_solve(lu, b, trans), np.linalg.solve(a if trans == 0 else a.mT, b), **tol)
+    np.testing.assert_allclose(KL.lu_det(lu), np.linalg.det(a), **tol)
+    sign, logdet = np.linalg.slogdet(a)
+    np.testing.assert_allclose(KL.lu_slogdet(lu, False), sign)
+    np.testing.assert_allclose(KL.lu_slogdet(lu, True), logdet, **tol)
+    for lower in (True, False):
+        for trans in (0, 1):
+            for unit in (False, True):
+                expected = L.solve_triangular_p.impl(a, b, lower=lower, trans=trans, unit_diagonal=unit)
+                np.testing.assert_allclose(KL.solve_triangular(a, b, lower, trans, unit), expected, **tol)
+    with pytest.raises(np.linalg.LinAlgError):
+        KL.lu_solve(KL.lu_factor(np.zeros((2, 2), dtype)), np.ones((2, 1), dtype), 0)
+
+
+def test_numpy_linalg_kernels_match_numpy(KL):
+    """The helpers that batch Numba's own np.linalg (packed factor layouts as in the reference)."""
+    from jitad.primitives import linalg as L
+    tol = dict(rtol=1e-9, atol=1e-11)
+    a = _conditioned((2, 4, 4))
+    np.testing.assert_allclose(KL.inv(a), np.linalg.inv(a), **tol)
+    spd = _spd(a)
+    np.testing.assert_allclose(KL.cholesky(spd + np.triu(np.ones((4, 4)), 1)), np.linalg.cholesky(spd), **tol)
+    sym = a + a.mT
+    # eigen- and singular vectors are unique up to sign; LAPACK builds may pick differently
+    np.testing.assert_allclose(np.abs(KL.eigh(np.tril(sym))), np.abs(L.eigh_factor_p.impl(sym)), **tol)
+    for shape in ((2, 5, 3), (3, 4)):
+        m = rng.standard_normal(shape)
+        np.testing.assert_allclose(np.abs(KL.svd(m)), np.abs(L.svd_factor_p.impl(m)), **tol)
+        packed = KL.qr(m)
+        np.testing.assert_allclose(np.abs(packed), np.abs(L.qr_factor_p.impl(m)), **tol)
+        np.testing.assert_allclose(KL.qr_q(packed, m) @ KL.qr_r(packed, m), m, **tol)
+        np.testing.assert_allclose(KL.pinv(m, 1e-15), np.linalg.pinv(m), **tol)
+        for vh in (False, True):
+            np.testing.assert_allclose(np.abs(KL.svd_full(m, vh)), np.abs(np.linalg.svd(m)[2 if vh else 0]), **tol)
+    np.testing.assert_array_equal(KL.first_row(KL.eigh(sym)), KL.eigh(sym)[..., 0, :])
+
+
+def test_require_small_kernel_raises(KL):
+    x = np.ones((2, 2))
+    np.testing.assert_array_equal(KL.require_small(x, np.zeros(3), 0.5, "unused"), x)
+    np.testing.assert_array_equal(KL.require_small(x, 0.25, 0.5, "unused"), x)
+    with pytest.raises(jitad.NonDifferentiableError, match="the message"):
+        KL.require_small(x, np.array([0.0, 1.0]), 0.5, "the message")
+
+
+def test_compiled_matches_reference():
+    """One kernel holding every linalg primitive and its adjoint, compared with the reference executor."""
+    a, b = _conditioned((3, 3)), rng.standard_normal((3, 2))
+
+    def everything(a, b):
+        spd = _spd(a)
+        w, v = np.linalg.eigh(spd)
+        u, s, vh = np.linalg.svd(a[:, :2], full_matrices=False)
+        q, r = np.linalg.qr(a[:2])
+        return (np.sum(np.linalg.solve(a, b) ** 2) + np.linalg.det(a) + np.linalg.slogdet(a)[1]
+                + np.sum(np.linalg.inv(a) ** 2) + np.sum(np.linalg.cholesky(spd) ** 2) + np.sum(w * _sign_free(v))
+                + np.sum(_sign_free(u) * s) + np.sum(_sign_free(vh.T)) + np.sum(q ** 3) + np.sum(r)
+                + np.sum(np.linalg.pinv(a[:, :2]) ** 2) + np.sum(scipy.linalg.solve_triangular(a, b, lower=True)))
+
+    compiled = jitad.value_and_grad(everything, argnums=(0, 1))(a, b)
+    saved = jitad.config.backend
+    jitad.config.backend = "reference"
+    try:
+        reference = jitad.value_and_grad(everything, argnums=(0, 1))(a, b)
+    finally:
+        jitad.config.backend = saved
+    np.testing.assert_allclose(compiled[0], reference[0], rtol=1e-10)
+    for c, e in zip(compiled[1], reference[1]):
+        np.testing.assert_allclose(c, e, rtol=1e-8, atol=1e-10)
+    assert compiled[0] == pytest.approx(everything(a, b))
+
+
+def test_compiled_guard_raises():
+    a, _ = _with_spectrum([1.0, 2.0, 2.0])
+    with pytest.raises(jitad.NonDifferentiableError, match="repeated eigenvalue"):
+        jitad.grad(lambda a: np.sum(np.linalg.eigh(a)[1][:, 1]))(a)

@@ -297,6 +297,11 @@ def test_lecture_formulas_directly():
                         for e in np.eye(3)])
     np.testing.assert_allclose(hessian, np.outer(x, x) / n + n * np.eye(3))
     np.testing.assert_allclose(jitad.hessian(lambda x: np.sqrt(np.sum(x ** 2)) ** 3 / 3)(np.zeros(3)), 0.0)
+    # second order through the shared factors: ∂²log|det A|/∂A_ij∂A_kl = -(A⁻¹)_jk (A⁻¹)_li
+    a = _conditioned((3, 3))
+    ai = np.linalg.inv(a)
+    np.testing.assert_allclose(jitad.hessian(lambda a: np.linalg.slogdet(a)[1])(a), -np.einsum("jk,li->ijkl", ai, ai),
+                               atol=1e-12)
     a, b = _conditioned((3, 3)), rng.standard_normal((3, 2))
     x_bar = rng.standard_normal((3, 2))
     x, vjp_fn = jitad.vjp(np.linalg.solve, a, b)

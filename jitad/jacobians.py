@@ -396,6 +396,8 @@ def jacobian(fun, argnums=0, mode="auto", chunk_size=None):
     `argnums`, a block of shape `out.shape + in.shape`, nested as the output (outside) and
     the arguments (inside). `mode` is "auto" (cheapest by the scheduler's estimate),
     "forward", "reverse" or "mixed"; `J.plan(*args)` shows the choice and the estimates.
+    `chunk_size` fixes the directions per compiled sweep (default: up to 8, fewer for big
+    graphs, so that k copies of the derivative graph still compile quickly).
 
     >>> import numpy as np, jitad
     >>> A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])

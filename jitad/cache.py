@@ -113,12 +113,7 @@ class CompiledGraph:
                     args[k] = v[()]
         if not self.checked:
             return self._first_call(args)
-        outs = self.dispatcher(*args, *self.extra)
-        if self.casts:
-            outs = list(outs)
-            for k, t in self.casts:
-                outs[k] = t(outs[k])
-        return outs
+        return self.direct(args)
 
     def direct(self, args):
         """Call with arguments that need no conversion (Python floats, arrays)."""
@@ -130,19 +125,16 @@ class CompiledGraph:
         return outs
 
     def _first_call(self, args):
+        """The first call also records whether Numba compiled the kernel or loaded it from disk."""
         before = len(self.dispatcher.signatures)
         hits = sum(self.dispatcher.stats.cache_hits.values())
-        outs = self.dispatcher(*args, *self.extra)
+        outs = self.direct(args)
         if len(self.dispatcher.signatures) > before:
             if sum(self.dispatcher.stats.cache_hits.values()) > hits:
                 STATS["disk_loads"] += 1
             else:
                 STATS["numba_compilations"] += 1
         self.checked = True
-        if self.casts:
-            outs = list(outs)
-            for k, t in self.casts:
-                outs[k] = t(outs[k])
         return outs
 
 

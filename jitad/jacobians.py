@@ -24,7 +24,7 @@ import math
 import numpy as np
 import optree
 
-from . import ad, backend, ops
+from . import ad, backend, batching, ops
 from .api import (Staged, _normalize_argnums, _scalar_output, _Signature, _transform_of, grad, jvp,
                   trace_user)
 from .errors import JitadError, NonDifferentiableError
@@ -33,10 +33,13 @@ from .ir import Graph, is_tracer
 from .trace import trace
 
 MODES = ("auto", "forward", "reverse", "mixed")
-# Numba's compile time grows faster than linearly with the k copies in a sweep, while the
-# run time gains little past k = 8 (one compiled call costs microseconds).
-MAX_CHUNK = 8  # directions per sweep (ForwardDiff's default chunk is at most 12)
-NODE_BUDGET = 2000  # the chunk shrinks so that k copies of a big graph stay compilable
+# A sweep batches its k directions on a leading axis (jitad.batching), so its kernel does not
+# grow with k: k is bounded by memory (k times the graph's values) and by MAX_CHUNK. A graph
+# holding a primitive without a batching rule unrolls it k times, so there k stays small.
+MAX_CHUNK = 256  # directions per sweep: the whole Jacobian in one sweep up to 256 columns/rows
+ELEMENT_BUDGET = 1 << 22  # k x (elements of the graph's values), ~32 MB of float64
+UNROLLED_CHUNK = 8  # the chunk when some primitive is unrolled (ForwardDiff's default is <= 12)
+NODE_BUDGET = 2000  # ... and then it shrinks so that k copies of a big graph stay compilable
 # Cost units are element operations (~1 ns). The overheads are for the compiled backend,
 # except per node on the reference executor, where each node is one NumPy call.
 CALL_OVERHEAD = 8_000
@@ -59,17 +62,24 @@ class _Space:
     def of(cls, nodes):
         return cls([n.shape for n in nodes], [n.dtype for n in nodes])
 
-    def one_hot_maker(self):
-        """position -> the leaves of the unit vector e_position (position may be traced)."""
-        index = [np.arange(o, o + s).reshape(shape) for o, s, shape in zip(self.offsets, self.sizes, self.shapes)]
-        return lambda position: [(ix == position).astype(dt) for ix, dt in zip(index, self.dtypes)]
+    def unit_rows(self, start, k):
+        """The leaves of the unit vectors e_start .. e_(start+k-1), each stacked to (k, *shape).
+        `start` may be traced; rows past the end are 0. When k covers the space (one sweep,
+        start 0) they are the constant identity, which constant folding and `simplify` see through."""
+        if k == self.size:
+            eye = np.eye(k)
+            return [eye[:, o:o + s].reshape((k,) + shape).astype(dt)
+                    for o, s, shape, dt in zip(self.offsets, self.sizes, self.shapes, self.dtypes)]
+        rows = start + np.arange(k)
+        return [(np.arange(o, o + s).reshape(shape) == ops.reshape(rows, (k,) + (1,) * len(shape))).astype(dt)
+                for o, s, shape, dt in zip(self.offsets, self.sizes, self.shapes, self.dtypes)]
 
-    def flat(self, leaves, dtype):
-        """The leaves raveled, cast to `dtype` and concatenated into one vector."""
-        parts = [ops.ravel(ops.astype(ops.asarray(v), dtype)) for v in leaves]
+    def flat_rows(self, leaves, dtype, k):
+        """Batched leaves (k, *shape) raveled, cast to `dtype` and joined into one (k, size) block."""
+        parts = [ops.reshape(ops.astype(ops.asarray(v), dtype), (k, -1)) for v in leaves]
         if not parts:
-            return np.zeros((0,), dtype)
-        return parts[0] if len(parts) == 1 else ops.concatenate(parts)
+            return np.zeros((k, 0), dtype)
+        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=1)
 
 
 class _Layout:
@@ -94,29 +104,60 @@ def _stack(rows):
     return ops.stack(rows) if rows else None
 
 
+def _avals(nodes):
+    return [(n.shape, n.dtype) for n in nodes]
+
+
+def _jvp_graph(graph, wrt):
+    """(primals..., tangents of `wrt`...) -> tangents of the outputs: one direction, as a graph."""
+    n_in = len(graph.inputs)
+    jvp_graph, captured = trace(lambda *a: ad.jvp_values(graph, a[:n_in], [list(a[n_in:])], wrt)[1][0],
+                                _avals(list(graph.inputs) + [graph.inputs[w] for w in wrt]))
+    assert not captured
+    return jvp_graph
+
+
+def _vjp_graph(graph, wrt):
+    """(primals..., cotangents of the outputs...) -> cotangents of `wrt`: one direction, as a graph."""
+    n_in = len(graph.inputs)
+    vjp_graph, captured = trace(lambda *a: ad.vjp_values(graph, a[:n_in], [list(a[n_in:])], wrt)[1][0],
+                                _avals(list(graph.inputs) + list(graph.outputs)))
+    assert not captured
+    return vjp_graph
+
+
+def batched_jvp(graph, primals, seeds, wrt, k):
+    """Output tangents (k, *out.shape) for k input tangents given as seeds (k, *in.shape)."""
+    flags = [False] * len(primals) + [True] * len(seeds)
+    return batching.batch_outputs(_jvp_graph(graph, wrt), list(primals) + list(seeds), flags, k)
+
+
+def batched_vjp(graph, primals, seeds, wrt, k):
+    """Input cotangents (k, *in.shape) of `wrt` for k output cotangents (k, *out.shape)."""
+    flags = [False] * len(primals) + [True] * len(seeds)
+    return batching.batch_outputs(_vjp_graph(graph, wrt), list(primals) + list(seeds), flags, k)
+
+
 def _forward_body(graph, wrt, inputs, outputs, k, dtype):
-    """(primals..., start) -> [(k, m)]: J @ e_j for j = start .. start+k-1."""
+    """(primals..., start) -> [(m, k)]: J @ e_j for j = start .. start+k-1, one batched sweep.
+    Columns, as J holds them, so the kernel writes them in place (J of A @ x is A itself)."""
     n_in = len(graph.inputs)
 
     def body(*args):
         primals, start = args[:n_in], args[n_in]
-        one_hot = inputs.one_hot_maker()
-        sets = [one_hot(start + i) for i in range(k)]
-        _, tangents = ad.jvp_values(graph, primals, sets, wrt)
-        return [ops.stack([outputs.flat(t, dtype) for t in tangents])]
+        tangents = batched_jvp(graph, primals, inputs.unit_rows(start, k), wrt, k)
+        return [ops.transpose(outputs.flat_rows(tangents, dtype, k))]
     return body
 
 
 def _reverse_body(graph, wrt, inputs, outputs, k, dtype):
-    """(primals..., start) -> [(k, n)]: e_i^T J for i = start .. start+k-1."""
+    """(primals..., start) -> [(k, n)]: e_i^T J for i = start .. start+k-1, one batched sweep."""
     n_in = len(graph.inputs)
 
     def body(*args):
         primals, start = args[:n_in], args[n_in]
-        one_hot = outputs.one_hot_maker()
-        sets = [one_hot(start + i) for i in range(k)]
-        _, cotangents = ad.vjp_values(graph, primals, sets, wrt)
-        return [ops.stack([inputs.flat(c, dtype) for c in cotangents])]
+        cotangents = batched_vjp(graph, primals, outputs.unit_rows(start, k), wrt, k)
+        return [inputs.flat_rows(cotangents, dtype, k)]
     return body
 
 
@@ -131,12 +172,10 @@ def _mixed_body(graph, wrt, cut, inputs, outputs, k, dtype):
     def body(*args):
         primals, start = args[:n_in], args[n_in]
         env = replay(graph, primals)
-        one_hot = cut_space.one_hot_maker()
-        sets = [one_hot(start + i) for i in range(k)]
-        _, rows = ad.vjp_values(in_side, primals, sets, wrt)
-        _, cols = ad.jvp_values(out_side, list(primals) + [env[c.id] for c in cut], sets, cut_wrt)
-        return [ops.stack([inputs.flat(r, dtype) for r in rows]),
-                ops.stack([outputs.flat(c, dtype) for c in cols])]
+        seeds = cut_space.unit_rows(start, k)
+        rows = batched_vjp(in_side, primals, seeds, wrt, k)
+        cols = batched_jvp(out_side, list(primals) + [env[c.id] for c in cut], seeds, cut_wrt, k)
+        return [inputs.flat_rows(rows, dtype, k), outputs.flat_rows(cols, dtype, k)]
     return body
 
 
@@ -214,13 +253,19 @@ def graph_cost(graph):
     return sum(_work(n) + per_node for n in graph.nodes if n.prim.kind != "leaf")
 
 
+def default_chunk(graph):
+    """Directions per sweep for `graph` when the user fixes none."""
+    if all(batching.has_rule(n.prim) for n in graph.nodes):
+        values = sum(n.size for n in graph.nodes if n.prim.kind != "leaf") + sum(n.size for n in graph.inputs)
+        return max(1, min(MAX_CHUNK, ELEMENT_BUDGET // max(1, values)))
+    return max(1, min(UNROLLED_CHUNK, NODE_BUDGET // max(1, len(graph.nodes))))
+
+
 def _chunk(directions, graph, chunk_size):
     """(k, sweeps) for pushing `directions` unit vectors through `graph`, balanced."""
     directions = max(directions, 1)
-    if chunk_size is not None:
-        k = max(1, min(int(chunk_size), directions))
-    else:
-        k = max(1, min(MAX_CHUNK, NODE_BUDGET // max(1, len(graph.nodes)), directions))
+    k = default_chunk(graph) if chunk_size is None else int(chunk_size)
+    k = max(1, min(k, directions))
     sweeps = -(-directions // k)
     return -(-directions // sweeps), sweeps
 
@@ -349,13 +394,21 @@ def _cat(parts):
     return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 
+def _owned(parts, axis=0):
+    """The sweeps' blocks joined into an array of its own: a one-sweep Jacobian may be a
+    constant of the kernel (J of A @ x is A), which the caller must not get to mutate."""
+    if len(parts) > 1:
+        return np.concatenate(parts, axis=axis)
+    return parts[0].copy() if isinstance(parts[0], np.ndarray) else parts[0]
+
+
 def _assemble(plan, layout, results):
     """The flat (m, n) Jacobian from the sweeps' outputs."""
     n, m = layout.inputs.size, layout.outputs.size
     if plan.mode == "forward":
-        return _cat([r[0] for r in results])[:n].T
+        return _owned([r[0] for r in results], axis=1)[:, :n]
     if plan.mode == "reverse":
-        return _cat([r[0] for r in results])[:m]
+        return _owned([r[0] for r in results])[:m]
     c = plan.cut_size
     if c == 0:  # no output depends on the inputs: J is exactly zero
         return np.zeros((m, n), layout.dtype)
@@ -444,6 +497,7 @@ def hvp(fun, primals, tangents):
     """The Hessian-vector product of scalar `fun` at `primals` along `tangents`, forward
     over reverse (a directional derivative of the gradient), never forming the Hessian.
     With one primal it returns that argument's structure, else a tuple over the arguments.
+    Repeated calls with the same function and shapes reuse one compiled kernel.
 
     >>> import numpy as np, jitad
     >>> jitad.hvp(lambda x: np.sum(x ** 3), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),)).tolist()
@@ -451,28 +505,37 @@ def hvp(fun, primals, tangents):
     """
     primals, tangents = tuple(primals), tuple(tangents)
     argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
-    return jvp(grad(fun, argnums), primals, tangents)[1]
+    # the gradient function lives on `fun`, so jvp's compiled kernel (kept on it) is found again
+    gradient = _transform_of(fun, ("hvp_grad", argnums), lambda: grad(fun, argnums))
+    return jvp(gradient, primals, tangents)[1]
 
 
 # --- Hutchinson's trace estimator ----------------------------------------------------------------
+def _gradient_graph(graph, sig, out_tree, wrt):
+    """(primals...) -> gradient leaves of `wrt`, as a graph."""
+    out = _scalar_output(graph, out_tree, False)
+
+    def gradient(*inputs):
+        seeds = [np.ones((), out.dtype)] + [None] * (len(graph.outputs) - 1)
+        return ad.vjp_values(graph, inputs, [seeds], wrt)[1][0]
+    grad_graph, captured = trace(gradient, _avals(graph.inputs))
+    assert not captured
+    return grad_graph
+
+
 def _build_quadratic_forms(k):
     """Body: (primals..., V...) -> [(k,)] with v_i^T H v_i, H = the Hessian w.r.t. argument 0."""
     def build(graph, sig, out_tree):
-        out = _scalar_output(graph, out_tree, False)
         wrt = sig.traced_positions_of((0,))
+        grad_graph = _gradient_graph(graph, sig, out_tree, wrt)
         n_in = len(graph.inputs)
-
-        def gradient(*inputs):
-            seeds = [np.ones((), out.dtype)] + [None] * (len(graph.outputs) - 1)
-            return ad.vjp_values(graph, inputs, [seeds], wrt)[1][0]
-        grad_graph, captured = trace(gradient, [(n.shape, n.dtype) for n in graph.inputs])
-        assert not captured
 
         def body(*args):
             primals, directions = args[:n_in], args[n_in:]
-            sets = [[v[i] for v in directions] for i in range(k)]
-            _, products = ad.jvp_values(grad_graph, primals, sets, wrt)
-            return [ops.stack([sum(ops.vdot(v, hv) for v, hv in zip(s, hvs)) for s, hvs in zip(sets, products)])]
+            products = batched_jvp(grad_graph, primals, directions, wrt, k)
+            forms = [np.sum(v * hv, axis=tuple(range(1, v.ndim))) if v.ndim > 1 else v * hv
+                     for v, hv in zip(directions, products)]
+            return [sum(forms[1:], forms[0])]
         extra = [((k,) + graph.inputs[w].shape, graph.inputs[w].dtype) for w in wrt]
         return body, extra, None
     return build
@@ -500,7 +563,8 @@ def hutchinson_trace(fun, x, num_samples=100, seed=None, return_stderr=False):
     if any(d.kind != "f" for d in dtypes):
         raise JitadError("hutchinson_trace: x must hold float arrays (its Hessian is taken)")
     rng = np.random.default_rng(seed)
-    k = min(MAX_CHUNK, num_samples)
+    size = sum(int(np.size(leaf)) for leaf in leaves)
+    k = max(1, min(MAX_CHUNK, num_samples, ELEMENT_BUDGET // (8 * size)))  # ~8 values of x's size per HVP
     k = -(-num_samples // -(-num_samples // k))  # balanced chunks
     staged = _transform_of(fun, ("hutchinson", k), lambda: Staged(fun, _build_quadratic_forms(k), (0,)))
     forms = []

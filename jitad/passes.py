@@ -21,6 +21,13 @@ def _const_scalar(node):
     return None
 
 
+def _is_identity(node):
+    """Whether `node` is a constant identity matrix (a one-sweep Jacobian's seed)."""
+    if node.prim is not const_p or node.ndim != 2 or node.shape[0] != node.shape[1]:
+        return False
+    return bool(np.array_equal(node.value, np.eye(node.shape[0])))
+
+
 def _same(node, other):
     return node.shape == other.shape and node.dtype == other.dtype
 
@@ -41,6 +48,12 @@ def _simplify_node(node, inputs, values):
         return values[0]
     if name == "transpose" and node.params["perm"] == tuple(range(node.ndim)):
         return values[0]
+    if name == "matmul":
+        a, b = inputs
+        if _is_identity(b) and _same(node, a):
+            return values[0]
+        if _is_identity(a) and _same(node, b):
+            return values[1]
     if name == "convert" and inputs[0].dtype == node.dtype:
         return values[0]
     if name == "negative" and inputs[0].prim.name == "negative":
@@ -49,7 +62,7 @@ def _simplify_node(node, inputs, values):
 
 
 def simplify(graph):
-    """Algebraic simplification: x*1, x+0, identity reshapes/transposes/casts; merges chains."""
+    """Algebraic simplification: x*1, x+0, x @ I, identity reshapes/transposes/casts; merges chains."""
     def rewritten(*args):
         env = {node.id: a for node, a in zip(graph.inputs, args)}
         for node in graph.nodes:

@@ -3,9 +3,11 @@ hutchinson_trace.
 
 A Jacobian is built from *sweeps*. One sweep is one compiled call that pushes a chunk
 of k tangent directions forward (k columns of J) or k output cotangents backward (k
-rows): `jvp_values` / `vjp_values` with k sets, which the fused backend runs in one
-loop nest. The seeds are one-hot vectors made inside the graph from a traced chunk
-offset, so one compiled sweep serves every chunk of every call with that signature.
+rows): one JVP or VJP graph, batched over the k directions on a leading axis
+(`jitad.batching`), so a sweep does one matrix-matrix product where it would do k
+matrix-vector products, and its kernel does not grow with k. The seeds are one-hot rows
+made inside the graph from a traced chunk offset, so one compiled sweep serves every
+chunk of every call with that signature; a single sweep uses the constant identity.
 
 `jacobian(mode="auto")` estimates each mode's cost from the traced graph (node sizes,
 matmul flops, a per-node and a per-call overhead) and takes the cheapest:
@@ -449,8 +451,9 @@ def jacobian(fun, argnums=0, mode="auto", chunk_size=None):
     `argnums`, a block of shape `out.shape + in.shape`, nested as the output (outside) and
     the arguments (inside). `mode` is "auto" (cheapest by the scheduler's estimate),
     "forward", "reverse" or "mixed"; `J.plan(*args)` shows the choice and the estimates.
-    `chunk_size` fixes the directions per compiled sweep (default: up to 8, fewer for big
-    graphs, so that k copies of the derivative graph still compile quickly).
+    `chunk_size` fixes the directions per compiled sweep (default: up to 256, fewer when k
+    times the graph's values would not fit in ~32 MB, and up to 8 when the graph holds a
+    primitive without a batching rule, which a sweep unrolls k times).
 
     >>> import numpy as np, jitad
     >>> A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])

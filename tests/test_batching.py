@@ -104,3 +104,14 @@ def test_unbatched_outputs_are_broadcast(rng):
     outs = batching.batch_outputs(graph, [x, y], [True, False], K)
     np.testing.assert_allclose(outs[0], x * 2.0)
     np.testing.assert_allclose(outs[1], np.broadcast_to(y + 1.0, (K, 2)))
+
+
+def test_simplify_drops_a_product_with_the_identity(rng):
+    from jitad.passes import simplify
+    graph, _ = trace(lambda a, b: [a @ np.eye(3), np.eye(4) @ b, a @ (2.0 * np.eye(3))],
+                     [((4, 3), np.float64), ((4, 2), np.float64)])
+    simple = simplify(graph)
+    assert [n.prim.name for n in simple.nodes].count("matmul") == 1  # only the scaled identity stays
+    a, b = rng.standard_normal((4, 3)), rng.standard_normal((4, 2))
+    for got, want in zip(evaluate(simple, [a, b]), [a, b, 2.0 * a]):
+        np.testing.assert_allclose(got, want)

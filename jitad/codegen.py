@@ -135,7 +135,9 @@ class KernelWriter:
                 self.library_call(step.node)
             else:
                 self.loop_nest(step)
-        outs = [self.read_whole(o) for o in self.graph.outputs]
+        # an output that is an input or a captured constant is copied: callers own their results
+        outs = [f"{self.read_whole(o)}.copy()" if o.ndim and o.prim.kind == "leaf" else self.read_whole(o)
+                for o in self.graph.outputs]
         src.line(f"return ({', '.join(outs)},)")
         if any("dims[" in line for line in src.lines):
             src.lines[signature_line] = f"def kernel({', '.join(params + ['dims'])}):"
@@ -176,25 +178,33 @@ class KernelWriter:
         self.before = []
         self.cache = {}
         self.block = None
-        body = []
         for root in step.roots:
             name = self.root_name(root)
             if root.prim.kind == "reduction":
-                self.reduction_root(root, name, index, body)
+                self.reduction_root(root, name, index[:root.inputs[0].ndim])
             else:
+                # a root over a prefix of the domain runs once per outer iteration
+                own = index[:root.ndim]
                 if root.ndim:
                     self.before.append((f"{name} = np.empty({self.shape_code(root)}, {_dtype_code(root.dtype)})",
                                         describe(root, self.local)))
-                value = self.value(root, index)
-                target = f"{name}[{', '.join(index)}]" if root.ndim else name
-                body.append((f"{target} = {value}", describe(root, self.local)))
-        self.levels[rank].extend(body)
+                value = self.value(root, own)
+                level = max(self.cache[(root.id, own)][1], root.ndim)
+                target = f"{name}[{', '.join(own)}]" if root.ndim else name
+                self.place(f"{target} = {value}", describe(root, self.local), level)
         for root in step.roots:
             self.names[root.id] = self.root_name(root)
             self.ready.add(root.id)
         for text, comment in self.before:
             src.line(text, comment)
         self._emit_level(0, rank, bounds)
+
+    def place(self, text, comment, level):
+        """Put a statement inside loop `level - 1` (an int), or just after loop `level - 0.5` closes."""
+        if level == int(level):
+            self.levels[int(level)].append((text, comment))
+        else:
+            self.after[int(level) + 1].append((text, comment))
 
     def root_name(self, root):
         prefix = "o" if root.ndim or root.prim.kind != "reduction" else "s"
@@ -211,7 +221,7 @@ class KernelWriter:
             for text, comment in self.after[level + 1]:
                 self.src.line(text, comment)
 
-    def reduction_root(self, root, name, index, body):
+    def reduction_root(self, root, name, index):
         axes = root.params["axes"]
         x = root.inputs[0]
         rank = x.ndim
@@ -219,27 +229,30 @@ class KernelWriter:
         kept = [index[a] for a in range(rank) if a not in axes]
         suffix = tuple(range(rank - len(axes), rank)) == tuple(axes)
         value = self.value(x, index)
+        level = max(self.cache[(x.id, index)][1], rank)
         dtype = _dtype_code(root.dtype)
         if suffix:
-            level = rank - len(axes)
+            outer = rank - len(axes)
             acc = f"a{self.local[root.id]}"
             if root.ndim:
                 self.before.append((f"{name} = np.empty({self.shape_code(root)}, {dtype})", describe(root, self.local)))
-            self.levels[level].append((f"{acc} = {init}", None))
-            body.append((f"{acc} = {combine.format(acc=acc, x=value)}", describe(root, self.local)))
+            self.levels[outer].append((f"{acc} = {init}", None))
+            self.place(f"{acc} = {combine.format(acc=acc, x=value)}", describe(root, self.local), level)
             store = f"{name}[{', '.join(kept)}] = {acc}" if root.ndim else f"{name} = {acc}"
-            self.after[level + 1].append((store, None))
+            self.after[outer + 1].append((store, None))
+            # later roots of this nest on the outer axes read the finished accumulator
+            self.cache[(root.id, tuple(kept))] = (acc, outer + 0.5)
         else:
             self.before.append((f"{name} = np.full({self.shape_code(root)}, {init}, {dtype})", describe(root, self.local)))
             target = f"{name}[{', '.join(kept)}]"
-            body.append((f"{target} = {combine.format(acc=target, x=value)}", describe(root, self.local)))
+            self.place(f"{target} = {combine.format(acc=target, x=value)}", describe(root, self.local), level)
 
     # --- one element of a node --------------------------------------------------------------
     def emit(self, text, comment, level):
         if self.block is not None and level > 0:  # level-0 values are safe to hoist out of a branch
             self.block.append((text, comment))
         else:
-            self.levels[level].append((text, comment))
+            self.place(text, comment, level)
 
     def value(self, node, index):
         """Code for node's element at `index` (a tuple of index code), emitting what it needs."""

@@ -312,28 +312,58 @@ def _reads(node, materialized):
             continue
         seen[n.id] = aligned and seen.get(n.id, True)
         if n.id in materialized or n.prim.kind == "leaf":
-            out[n.id] = out.get(n.id, True) and aligned and is_pointwise(n)
+            out[n.id] = out.get(n.id, True) and aligned
         else:
             stack.extend((i, aligned and n.prim.kind == "elementwise" and i.shape == n.shape) for i in n.inputs)
     return out
 
 
+def _joinable(node, domain, step, index, deps, owner, by_id, shapes):
+    """Whether fusible `node` (iterating over `domain`) can be computed in loop nest `step`.
+
+    Its domain must be the nest's domain or a prefix of it (then it is computed once per
+    outer iteration). Values it reads from the same nest must be ready where it runs: an
+    aligned elementwise value of the same domain, or -- for a node on a prefix -- an
+    aligned reduction of this nest over exactly the remaining inner axes.
+    """
+    rank = len(step.domain)
+    if len(domain) > rank or not all(shapes.dims.equal(a, b) for a, b in zip(step.domain, domain)):
+        return False
+    for d, aligned in deps.items():
+        where = owner.get(d)
+        if where is None or where < index:
+            continue
+        if where > index or not aligned:
+            return False
+        dep = by_id[d]
+        if is_pointwise(dep):
+            if dep.ndim != len(domain):
+                return False
+        elif dep.prim.kind == "reduction":
+            inner = tuple(range(len(domain), rank))
+            if len(domain) == rank or dep.inputs[0].ndim != rank or tuple(dep.params["axes"]) != inner:
+                return False
+        else:
+            return False
+    return True
+
+
 def _schedule(graph, shapes, materialized):
     steps, owner = [], {}  # owner: materialized node id -> step index
+    by_id = {n.id: n for n in graph.nodes}
     for node in graph.nodes:
         if node.id not in materialized:
             continue
-        deps = _reads(node, materialized) if is_fusible(node) else {i.id: False for i in _library_operands(node)}
-        earliest = max((owner[d] + (0 if aligned else 1) for d, aligned in deps.items() if d in owner), default=0)
         if not is_fusible(node):
             owner[node.id] = len(steps)
             steps.append(LibraryCall(node))
             continue
+        deps = _reads(node, materialized)
+        earliest = max((owner[d] for d in deps if d in owner), default=0)
         domain, concrete = _domain(node, shapes)
         for index in range(earliest, len(steps)):
             step = steps[index]
-            if isinstance(step, LoopNest) and len(step.domain) == len(domain) and \
-                    all(shapes.dims.equal(a, b) for a, b in zip(step.domain, domain)):
+            if isinstance(step, LoopNest) and _joinable(node, domain, step, index, deps, owner, by_id, shapes):
                 step.roots.append(node)
                 owner[node.id] = index
                 break

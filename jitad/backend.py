@@ -1,5 +1,4 @@
 """Backend selection: turns an optimized Graph into a callable on flat arrays."""
-from .interpreter import evaluate
 
 
 class Config:
@@ -11,7 +10,7 @@ config = Config()
 
 
 def compile(graph):
+    from .cache import ReferenceGraph, compile_graph
     if config.backend == "reference":
-        return lambda args: evaluate(graph, args)
-    from .cache import compile_graph
+        return ReferenceGraph(graph)
     return compile_graph(graph)

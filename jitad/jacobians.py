@@ -397,11 +397,11 @@ def _cat(parts):
 
 
 def _owned(parts, axis=0):
-    """The sweeps' blocks joined into an array of its own: a one-sweep Jacobian may be a
-    constant of the kernel (J of A @ x is A), which the caller must not get to mutate."""
+    """The sweeps' blocks joined. Each is an array of its own: both backends copy an output
+    that is a constant of the graph (J of A @ x is A), so the caller cannot mutate A."""
     if len(parts) > 1:
         return np.concatenate(parts, axis=axis)
-    return parts[0].copy() if isinstance(parts[0], np.ndarray) else parts[0]
+    return parts[0]
 
 
 def _assemble(plan, layout, results):

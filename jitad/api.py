@@ -249,9 +249,9 @@ def _fast_key(args):
 
 
 def _fast_value_and_grad(compiled, single):
-    if single and not compiled.extra and not compiled.casts:
-        kernel = compiled.dispatcher  # the kernel itself returns (value, gradient)
-        return lambda args: kernel(*args)
+    if single and not compiled.casts:
+        kernel, extra = compiled.dispatcher, compiled.extra  # the kernel returns (value, gradient)
+        return (lambda args: kernel(*args)) if not extra else (lambda args: kernel(*args, *extra))
     call = compiled.direct
     if single:
         return lambda args: (lambda outs: (outs[0], outs[1]))(call(args))

@@ -47,6 +47,11 @@ def _dtype_code(dtype):
     return f"np.{np.dtype(dtype).name}" if np.dtype(dtype).name != "bool" else "np.bool_"
 
 
+def _scalar_argument(value):
+    """A 0-d constant as a kernel argument: a Python float for float64 (the cheapest to pass)."""
+    return float(value) if value.dtype == np.float64 else value[()]
+
+
 def _literal(value):
     if isinstance(value, (bool, np.bool_)):
         return repr(bool(value))
@@ -76,7 +81,7 @@ class KernelWriter:
             if node.prim is const_p and node.id not in self.names and not self._is_literal(node):
                 self.names[node.id] = f"c{len(self.const_args)}"
                 value = node.value
-                self.const_args.append(np.ascontiguousarray(value) if value.ndim else value[()])
+                self.const_args.append(np.ascontiguousarray(value) if value.ndim else _scalar_argument(value))
         self.arg_names = {nid: n for nid, n in self.names.items()}
         self.plan = make_plan(graph, {nid: n for nid, n in self.names.items()
                                       if self._node(nid).ndim > 0})
@@ -139,8 +144,14 @@ class KernelWriter:
         outs = [f"{self.read_whole(o)}.copy()" if o.ndim and o.prim.kind == "leaf" else self.read_whole(o)
                 for o in self.graph.outputs]
         src.line(f"return ({', '.join(outs)},)")
-        if any("dims[" in line for line in src.lines):
-            src.lines[signature_line] = f"def kernel({', '.join(params + ['dims'])}):"
+        # constants that ended up as literals (or unused) are not parameters
+        body = "\n".join(src.lines[signature_line + 1:])
+        used = [k for k in range(len(self.const_args)) if re.search(rf"\bc{k}\b", body)]
+        self.const_args = [self.const_args[k] for k in used]
+        params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in used]
+        if "dims[" in body:
+            params.append("dims")
+        src.lines[signature_line] = f"def kernel({', '.join(params)}):"
         return src.text()
 
     def read_whole(self, node):

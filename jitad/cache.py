@@ -17,7 +17,6 @@ import threading
 import numba
 import numpy as np
 
-from . import __name__ as _pkg  # noqa: F401
 from .interpreter import evaluate
 
 _VERSION_SALT = None

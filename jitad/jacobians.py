@@ -31,6 +31,7 @@ from .api import (Staged, _normalize_argnums, _scalar_output, _Signature, _trans
                   trace_user)
 from .errors import JitadError, NonDifferentiableError
 from .interpreter import replay
+from .passes import optimize
 from .ir import Graph, is_tracer
 from .trace import trace
 
@@ -275,6 +276,10 @@ def _chunk(directions, graph, chunk_size):
 def _sweep_cost(graph, make_body, k, sweeps):
     """Cost of `sweeps` calls of a k-direction sweep, from the traced 1- and 2-direction graphs."""
     avals = [(n.shape, n.dtype) for n in graph.inputs] + [((), np.dtype(np.int64))]
+    if sweeps == 1:
+        # one sweep seeds with the identity, which the passes simplify away (A @ I -> A):
+        # cost the graph that will actually run
+        return CALL_OVERHEAD + graph_cost(optimize(trace(make_body(k), avals)[0]))
     one = graph_cost(trace(make_body(1), avals)[0])
     per_direction = graph_cost(trace(make_body(2), avals)[0]) - one
     shared = one - per_direction

@@ -347,8 +347,14 @@ def _three(ctx, node, axis, extent_of):
     return before, extent_of, after
 
 
+def _as_dtype(code, node, dtype):
+    """Operand code cast to `dtype` when it differs (BLAS and np.concatenate in Numba need one dtype)."""
+    return code if node.dtype == dtype else f"{code}.astype({_dtype_code(dtype)})"
+
+
 def _lower_matmul(node, out, ins, ctx):
     a, b = node.inputs
+    ins = [_as_dtype(code, operand, node.dtype) for code, operand in zip(ins, node.inputs)]
     if a.ndim == 2 and b.ndim == 2:
         operands = [code if code.endswith(".T") else f"np.ascontiguousarray({code})" for code in ins]
         return f"{out} = np.dot({operands[0]}, {operands[1]})"
@@ -384,7 +390,8 @@ def _lower_scatter_add(node, out, ins, ctx):
 
 
 def _lower_concatenate(node, out, ins, ctx):
-    parts = ", ".join(f"np.ascontiguousarray({i})" for i in ins)
+    parts = ", ".join(f"np.ascontiguousarray({_as_dtype(code, part, node.dtype)})"
+                      for code, part in zip(ins, node.inputs))
     return f"{out} = np.concatenate(({parts},), axis={node.params['axis']})"
 
 

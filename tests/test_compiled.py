@@ -151,3 +151,29 @@ def test_compiled_matches_reference_second_order(name, fn, args):
         return hvp_like(*args), forward
     compiled, reference = _both_backends(run)
     _assert_trees_close(compiled, reference, f"{name} second order / jvp")
+
+
+C64 = rng.uniform(-1, 1, (4, 2))
+
+
+def float32_group(x):
+    """float32 inputs meeting float64 constants: BLAS and concatenate need one dtype in Numba."""
+    return {"matmul_const": x @ C64, "rmatmul": C64.T @ x.T, "array": np.array([x[0, 0] * 2.0, x[1, 1], 1.0]),
+            "elementwise": np.sin(x) * np.float32(3.0) + x ** 2, "sum": np.sum(x * x)}
+
+
+def test_compiled_float32_matches_reference():
+    x = X.astype(np.float32)
+    out = float32_group(x)
+    ct = {k: np.asarray(np.random.default_rng(4).standard_normal(np.shape(v)), np.asarray(v).dtype)
+          for k, v in out.items()}
+
+    def run():
+        value, vjp_fn = jitad.vjp(float32_group, x)
+        return value, vjp_fn({k: (v if np.ndim(v) else v[()]) for k, v in ct.items()})
+    compiled, reference = _both_backends(run)
+    assert compiled[1][0].dtype == np.float32
+    import optree
+    for a, b in zip(optree.tree_leaves(compiled), optree.tree_leaves(reference)):
+        assert np.asarray(a).dtype == np.asarray(b).dtype
+        np.testing.assert_allclose(np.asarray(a, float), np.asarray(b, float), rtol=1e-5, atol=1e-6)

@@ -16,14 +16,7 @@ import jitad
 from . import demo_linalg
 
 EXAMPLES = []
-
-
-def example(title):
-    """Register `run` as a demo example under `title`."""
-    def register(run):
-        EXAMPLES.append((title, run))
-        return run
-    return register
+example = demo_linalg.registrar(EXAMPLES)
 
 
 _rng = np.random.default_rng(0)

@@ -3,14 +3,18 @@ import numpy as np
 
 import jitad
 
+def registrar(examples):
+    """A decorator factory: `@example(title)` appends (title, run) to `examples`."""
+    def example(title):
+        def register(run):
+            examples.append((title, run))
+            return run
+        return register
+    return example
+
+
 EXAMPLES = []
-
-
-def example(title):
-    def register(run):
-        EXAMPLES.append((title, run))
-        return run
-    return register
+example = registrar(EXAMPLES)
 
 
 _rng = np.random.default_rng(1)

@@ -24,10 +24,18 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True):
     """Print and return a report of how jitad compiles `fun` at `args`.
 
     `transform` is "value_and_grad" (the default when `fun` returns a scalar) or "jit".
+    Given a `jitad.jacobian(...)` function, it shows the plan: the chosen mode and the
+    estimated cost of each candidate.
     The report lists the traced IR, each pass by name with the graph after it, the
     AD transform's graph, the fusion plan (loop nests and library calls), and the
     generated kernel source.
     """
+    if callable(getattr(fun, "plan", None)) and hasattr(fun, "fun"):
+        # a jitad.jacobian / jacfwd / jacrev function: its plan is the chosen mode and why
+        report = "== Jacobian plan ==\n" + repr(fun.plan(*args))
+        if print_report:
+            print(report)
+        return report
     nums, _ = api._normalize_argnums(argnums, len(args))
     sig = api._Signature(args, nums if transform != "jit" else ())
     graph, captured, out_tree = api.trace_user(fun, sig, {})

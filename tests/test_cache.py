@@ -127,3 +127,9 @@ def test_jit_compiles_the_forward_function():
     before = cache_info()
     f(x)
     assert delta(before, "traces") == 0
+
+
+def test_explain_shows_the_jacobian_plan():
+    A = np.ones((3, 50))
+    report = jitad.explain(jitad.jacobian(lambda x: np.tanh(A @ x)), np.ones(50), print_report=False)
+    assert "reverse mode" in report and "est. cost" in report

@@ -130,6 +130,6 @@ def test_jit_compiles_the_forward_function():
 
 
 def test_explain_shows_the_jacobian_plan():
-    A = np.ones((3, 50))
-    report = jitad.explain(jitad.jacobian(lambda x: np.tanh(A @ x)), np.ones(50), print_report=False)
+    A = np.ones((3, 2000))  # R^2000 -> R^3: reverse mode, one sweep of 3 cotangents
+    report = jitad.explain(jitad.jacobian(lambda x: np.tanh(A @ x)), np.ones(2000), print_report=False)
     assert "reverse mode" in report and "est. cost" in report

@@ -170,6 +170,125 @@ def flip(x, axis=None):
     return P.slice_p(x, starts=starts, steps=steps, shape=shape)
 
 
+def _take_slice(x, axis, start, stop):
+    """x[..., start:stop, ...] along `axis` (a static slice)."""
+    index = [slice(None)] * ndim_of(x)
+    index[axis] = slice(start, stop)
+    return getitem(x, tuple(index))
+
+
+def diff(x, n=1, axis=-1, prepend=None, append=None):
+    x = asarray(x)
+    axis %= ndim_of(x)
+    if prepend is not None or append is not None:
+        parts = [np.broadcast_to(p, shape_of(x)[:axis] + (1,) + shape_of(x)[axis + 1:]) if np.ndim(p) == 0 else p
+                 for p in (prepend, append) if p is not None]
+        x = concatenate(([parts[0]] if prepend is not None else []) + [x] +
+                        ([parts[-1]] if append is not None else []), axis=axis)
+    for _ in range(n):
+        x = _take_slice(x, axis, 1, None) - _take_slice(x, axis, None, -1)
+    return x
+
+
+def roll(x, shift, axis=None):
+    if axis is None:
+        return reshape(roll(ravel(x), shift, 0), shape_of(x))
+    shifts, axes = np.broadcast_arrays(np.atleast_1d(shift), np.atleast_1d(axis))
+    for s, a in zip(shifts, axes):
+        a = int(a) % ndim_of(x)
+        n = shape_of(x)[a]
+        s = int(s) % n if n else 0
+        if s:
+            x = concatenate([_take_slice(x, a, n - s, None), _take_slice(x, a, None, n - s)], axis=a)
+    return x
+
+
+def tile(x, reps):
+    reps = (int(reps),) if np.ndim(reps) == 0 else tuple(int(r) for r in reps)
+    x = asarray(x)
+    nd = max(ndim_of(x), len(reps))
+    x = reshape(x, (1,) * (nd - ndim_of(x)) + shape_of(x))
+    reps = (1,) * (nd - len(reps)) + reps
+    shape = shape_of(x)
+    expanded = reshape(x, tuple(v for n in shape for v in (1, n)))
+    tiled = broadcast_to(expanded, tuple(v for r, n in zip(reps, shape) for v in (r, n)))
+    return reshape(tiled, tuple(r * n for r, n in zip(reps, shape)))
+
+
+def repeat(x, repeats, axis=None):
+    if is_tracer(repeats) or np.ndim(repeats) != 0:
+        raise UnsupportedOperationError("np.repeat with per-element repeats", "Use np.take with an index array. ")
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis %= ndim_of(x)
+    shape = shape_of(x)
+    expanded = expand_dims(x, axis + 1)
+    out = broadcast_to(expanded, shape[:axis + 1] + (int(repeats),) + shape[axis + 1:])
+    return reshape(out, shape[:axis] + (shape[axis] * int(repeats),) + shape[axis + 1:])
+
+
+def pad(x, pad_width, mode="constant", constant_values=0):
+    if mode != "constant":
+        raise UnsupportedOperationError(f"np.pad(mode={mode!r})", "Only mode='constant' is supported. ")
+    x = asarray(x)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2) if np.ndim(pad_width) else
+                             np.full((1, 2), int(pad_width)), (ndim_of(x), 2))
+    values = np.broadcast_to(np.asarray(constant_values, dtype=float).reshape(-1, 2) if np.ndim(constant_values)
+                             else np.full((1, 2), float(constant_values)), (ndim_of(x), 2))
+    for axis, ((before, after), (value_before, value_after)) in enumerate(zip(widths, values)):
+        shape = list(shape_of(x))
+        parts = []
+        if before:
+            shape[axis] = before
+            parts.append(np.full(shape, value_before, x.dtype))
+        parts.append(x)
+        if after:
+            shape[axis] = after
+            parts.append(np.full(shape, value_after, x.dtype))
+        x = concatenate(parts, axis=axis) if len(parts) > 1 else x
+    return x
+
+
+def split(x, indices_or_sections, axis=0):
+    n = shape_of(x)[axis % ndim_of(x)]
+    if np.ndim(indices_or_sections) == 0:
+        sections = int(indices_or_sections)
+        if n % sections:
+            raise ShapeError("array split does not result in an equal division")
+        bounds = [n // sections * k for k in range(1, sections)]
+    else:
+        bounds = [int(b) for b in indices_or_sections]
+    edges = [0] + bounds + [n]
+    return [_take_slice(x, axis % ndim_of(x), a, b) for a, b in zip(edges[:-1], edges[1:])]
+
+
+def array_split(x, indices_or_sections, axis=0):
+    if np.ndim(indices_or_sections) != 0:
+        return split(x, indices_or_sections, axis)
+    n, sections = shape_of(x)[axis % ndim_of(x)], int(indices_or_sections)
+    sizes = [n // sections + (1 if k < n % sections else 0) for k in range(sections)]
+    return split(x, list(np.cumsum(sizes)[:-1]), axis)
+
+
+def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    a, b = moveaxis(asarray(a), axisa, -1), moveaxis(asarray(b), axisb, -1)
+    if shape_of(a)[-1] != 3 or shape_of(b)[-1] != 3:
+        raise UnsupportedOperationError("np.cross of 2-vectors", "Only 3-vectors are supported. ")
+    a0, a1, a2 = (getitem(a, (Ellipsis, k)) for k in range(3))
+    b0, b1, b2 = (getitem(b, (Ellipsis, k)) for k in range(3))
+    return moveaxis(stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1), -1, axisc)
+
+
+def kron(a, b):
+    a, b = asarray(a), asarray(b)
+    nd = max(ndim_of(a), ndim_of(b))
+    a = reshape(a, (1,) * (nd - ndim_of(a)) + shape_of(a))
+    b = reshape(b, (1,) * (nd - ndim_of(b)) + shape_of(b))
+    interleaved = reshape(a, tuple(v for n in shape_of(a) for v in (n, 1))) * \
+        reshape(b, tuple(v for n in shape_of(b) for v in (1, n)))
+    return reshape(interleaved, tuple(m * n for m, n in zip(shape_of(a), shape_of(b))))
+
+
 def astype(x, dtype, copy=True, **_):
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
@@ -815,7 +934,8 @@ FUNCTIONS = {
     np.reshape: reshape, np.transpose: transpose, np.ravel: ravel, np.squeeze: squeeze,
     np.expand_dims: expand_dims, np.broadcast_to: broadcast_to, np.concatenate: concatenate,
     np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.column_stack: column_stack,
-    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.flip: flip, np.atleast_1d: atleast_1d,
+    np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.flip: flip, np.diff: diff, np.roll: roll, np.tile: tile,
+    np.repeat: repeat, np.pad: pad, np.split: split, np.array_split: array_split, np.cross: cross, np.kron: kron, np.atleast_1d: atleast_1d,
     np.atleast_2d: atleast_2d, np.where: where, np.clip: clip, np.copy: copy, np.asarray: asarray,
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like,
     np.empty_like: zeros_like, np.round: _round, np.around: _round,

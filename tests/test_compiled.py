@@ -87,12 +87,21 @@ def reduction_second_order_group(x, b):
             "std": np.std(x), "cumsum": np.cumsum(x, axis=1)}
 
 
+def helpers_group(x):
+    """NumPy functions built from the shape primitives: diff, roll, tile, repeat, pad, split, cross, kron."""
+    return {"diff": np.diff(x, axis=1) ** 2, "roll": np.roll(x, 1, axis=1) * x, "tile": np.tile(x, (2, 1)) ** 2,
+            "repeat": np.repeat(x, 2, axis=0) * 2.0, "pad": np.pad(x, ((0, 1), (2, 0)), constant_values=1.5) ** 2,
+            "split": np.array_split(x, 3, axis=1)[2] * x[:, :1], "cross": np.cross(x[:, :3], x[:, 1:]),
+            "kron": np.kron(x[:2, :2], x[1:, 2:])}
+
+
 GROUPS = [
     ("unary", unary_group, (X,)),
     ("binary", binary_group, (X, Y, Z)),
     ("reductions", reduction_group, (X, B)),
     ("shapes", shape_group, (X, B)),
     ("linear", linear_group, (X, Y, B)),
+    ("helpers", helpers_group, (X,)),
 ]
 
 

@@ -55,3 +55,12 @@ def cumsum3(x):
                 acc += x[p, j, q]
                 out[p, j, q] = acc
     return out
+
+
+@numba.njit(cache=True)
+def argsort_rows(x):
+    """Stable argsort of each row of a 2-D array."""
+    out = np.empty(x.shape, np.int64)
+    for r in range(x.shape[0]):
+        out[r] = np.argsort(x[r], kind="mergesort")
+    return out

@@ -289,6 +289,36 @@ def kron(a, b):
     return reshape(interleaved, tuple(m * n for m, n in zip(shape_of(a), shape_of(b))))
 
 
+def take_along_axis(x, indices, axis):
+    """x's entries picked per position along `axis` (a gather, differentiable in x)."""
+    x = asarray(x)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis %= ndim_of(x)
+    x, indices = moveaxis(x, axis, -1), moveaxis(asarray(indices), axis, -1)
+    n = shape_of(x)[-1]
+    rows = int(np.prod(shape_of(indices)[:-1], dtype=np.int64))
+    offsets = (np.arange(rows, dtype=np.int64) * n).reshape(shape_of(indices)[:-1] + (1,))
+    flat = P.take_p(ravel(x), add(indices, offsets), axis=0)
+    return moveaxis(flat, -1, axis)
+
+
+def argsort(x, axis=-1, kind=None, order=None, stable=None):
+    x = asarray(x)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis %= ndim_of(x)
+    return moveaxis(P.argsort_p(moveaxis(x, axis, -1)), -1, axis)
+
+
+def sort(x, axis=-1, kind=None, order=None, stable=None):
+    """Sorted values; the derivative moves each cotangent back to where its value came from."""
+    x = asarray(x)
+    if axis is None:
+        x, axis = ravel(x), 0
+    return take_along_axis(x, argsort(x, axis), axis)
+
+
 def astype(x, dtype, copy=True, **_):
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
@@ -935,7 +965,7 @@ FUNCTIONS = {
     np.expand_dims: expand_dims, np.broadcast_to: broadcast_to, np.concatenate: concatenate,
     np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.column_stack: column_stack,
     np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.flip: flip, np.diff: diff, np.roll: roll, np.tile: tile,
-    np.repeat: repeat, np.pad: pad, np.split: split, np.array_split: array_split, np.cross: cross, np.kron: kron, np.atleast_1d: atleast_1d,
+    np.repeat: repeat, np.pad: pad, np.sort: sort, np.argsort: argsort, np.take_along_axis: take_along_axis, np.split: split, np.array_split: array_split, np.cross: cross, np.kron: kron, np.atleast_1d: atleast_1d,
     np.atleast_2d: atleast_2d, np.where: where, np.clip: clip, np.copy: copy, np.asarray: asarray,
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like,
     np.empty_like: zeros_like, np.round: _round, np.around: _round,

@@ -92,7 +92,8 @@ def helpers_group(x):
     return {"diff": np.diff(x, axis=1) ** 2, "roll": np.roll(x, 1, axis=1) * x, "tile": np.tile(x, (2, 1)) ** 2,
             "repeat": np.repeat(x, 2, axis=0) * 2.0, "pad": np.pad(x, ((0, 1), (2, 0)), constant_values=1.5) ** 2,
             "split": np.array_split(x, 3, axis=1)[2] * x[:, :1], "cross": np.cross(x[:, :3], x[:, 1:]),
-            "kron": np.kron(x[:2, :2], x[1:, 2:])}
+            "kron": np.kron(x[:2, :2], x[1:, 2:]), "sort": np.sort(x, axis=1) * np.arange(4.0),
+            "sort0": np.sort(x, axis=0) ** 2}
 
 
 GROUPS = [

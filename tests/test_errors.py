@@ -28,7 +28,7 @@ def test_errors_are_exported_and_share_a_base():
 
 # --- unsupported functions ---------------------------------------------------------------------
 @pytest.mark.parametrize("call,name", [
-    (lambda x: np.sum(np.sort(x)), "sort"),
+    (lambda x: np.sum(np.interp(x, [0.0, 1.0], [0.0, 2.0])), "interp"),
     (lambda x: np.median(x), "median"),
     (lambda x: np.sum(np.fft.fft(x).real), "fft"),
     (lambda x: np.sum(np.heaviside(x, 0.5)), "heaviside"),       # a ufunc

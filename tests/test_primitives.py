@@ -215,6 +215,8 @@ def _shape_rows():
         Row("pad_constant", lambda x: np.pad(x, 1) ** 2 + np.pad(x, ((0, 1), (2, 0)), constant_values=1.5).sum(),
             [((2, 3),)]),
         Row("split", lambda x: np.split(x, 2, axis=1)[0] * np.array_split(x, 3, axis=1)[2], [((3, 4),)]),
+        Row("sort", lambda x: np.sort(x, axis=1) * np.arange(4.0) + np.sort(x, axis=0) ** 2
+            + np.take_along_axis(x, np.argsort(x, axis=0), axis=0) * np.sort(x, axis=None)[:4], [((3, 4),)]),
         Row("cross_kron", lambda x: np.cross(x[:, :3], x[:, 1:]).sum() * np.kron(x[:2, :2], x[1:, 2:]), [((3, 4),)]),
         Row("atleast", lambda x: np.atleast_1d(x) * np.atleast_2d(x), [((),), ((3,),)]),
         Row("astype_float64", lambda x: np.sin(x.astype(np.float64)) * 2.0, [((3,),)]),

@@ -319,6 +319,15 @@ scatter_add_p = Primitive(
     vjp=lambda g, out, x, idx, axis, size: (take_p(g, idx, axis=axis), None), kind="library")
 
 
+# argsort along the last axis: an integer result, so no derivative; sort = gather by it.
+argsort_p = Primitive(
+    "argsort", impl=lambda x: np.argsort(x, axis=-1, kind="stable"),
+    shape_rule=lambda x: (x.shape, np.dtype(np.int64)), kind="library", differentiable=False)
+argsort_p.lower = lambda node, out, ins, ctx: (
+    f"{out} = K.argsort_rows(np.ascontiguousarray({ins[0]}).reshape((-1, {ctx.size(node.inputs[0], -1) if node.ndim else 1})))"
+    f".reshape({ctx.shape_code(node)})")
+
+
 # --- joins and scans ------------------------------------------------------------------------
 def _concat_shape(*xs, axis):
     first = xs[0].shape

@@ -319,6 +319,34 @@ def sort(x, axis=-1, kind=None, order=None, stable=None):
     return take_along_axis(x, argsort(x, axis), axis)
 
 
+def median(x, axis=None, out=None, overwrite_input=False, keepdims=False):
+    """The middle of the sorted values (the mean of the two middles for an even count)."""
+    x = asarray(x)
+    if axis is None:
+        x, axis = ravel(x), 0
+    axis %= ndim_of(x)
+    n = shape_of(x)[axis]
+    s = sort(x, axis)
+    middle = _take_slice(s, axis, (n - 1) // 2, n // 2 + 1)
+    return mean(middle, axis=axis, keepdims=keepdims)
+
+
+def ptp(x, axis=None, out=None, keepdims=False):
+    return amax(x, axis=axis, keepdims=keepdims) - amin(x, axis=axis, keepdims=keepdims)
+
+
+def real(x):
+    return x
+
+
+def imag(x):
+    return zeros_like(x)
+
+
+def fmod(x, y):
+    return x - P.trunc_p(x / y) * y
+
+
 def astype(x, dtype, copy=True, **_):
     dtype = np.dtype(dtype)
     if dtype == x.dtype:
@@ -949,7 +977,7 @@ UFUNCS = {
     np.logical_not: P.logical_not_p, np.bitwise_and: _boolean(P.logical_and_p, "bitwise_and"),
     np.bitwise_or: _boolean(P.logical_or_p, "bitwise_or"), np.bitwise_xor: _boolean(P.logical_xor_p, "bitwise_xor"),
     np.invert: _boolean(P.logical_not_p, "invert"), np.isnan: P.isnan_p, np.isfinite: P.isfinite_p, np.isinf: P.isinf_p,
-    np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide,
+    np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide, np.fmod: fmod, np.conjugate: _pos,
     np.deg2rad: _deg2rad, np.radians: _deg2rad, np.rad2deg: _rad2deg, np.degrees: _rad2deg,
 }
 
@@ -965,7 +993,7 @@ FUNCTIONS = {
     np.expand_dims: expand_dims, np.broadcast_to: broadcast_to, np.concatenate: concatenate,
     np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.column_stack: column_stack,
     np.swapaxes: swapaxes, np.moveaxis: moveaxis, np.flip: flip, np.diff: diff, np.roll: roll, np.tile: tile,
-    np.repeat: repeat, np.pad: pad, np.sort: sort, np.argsort: argsort, np.take_along_axis: take_along_axis, np.split: split, np.array_split: array_split, np.cross: cross, np.kron: kron, np.atleast_1d: atleast_1d,
+    np.repeat: repeat, np.pad: pad, np.median: median, np.ptp: ptp, np.real: real, np.imag: imag, np.sort: sort, np.argsort: argsort, np.take_along_axis: take_along_axis, np.split: split, np.array_split: array_split, np.cross: cross, np.kron: kron, np.atleast_1d: atleast_1d,
     np.atleast_2d: atleast_2d, np.where: where, np.clip: clip, np.copy: copy, np.asarray: asarray,
     np.zeros_like: zeros_like, np.ones_like: ones_like, np.full_like: full_like,
     np.empty_like: zeros_like, np.round: _round, np.around: _round,

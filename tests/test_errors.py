@@ -29,7 +29,7 @@ def test_errors_are_exported_and_share_a_base():
 # --- unsupported functions ---------------------------------------------------------------------
 @pytest.mark.parametrize("call,name", [
     (lambda x: np.sum(np.interp(x, [0.0, 1.0], [0.0, 2.0])), "interp"),
-    (lambda x: np.median(x), "median"),
+    (lambda x: np.percentile(x, 50.0), "percentile"),
     (lambda x: np.sum(np.fft.fft(x).real), "fft"),
     (lambda x: np.sum(np.heaviside(x, 0.5)), "heaviside"),       # a ufunc
     (lambda x: np.sum(np.add.outer(x, x)), "add.outer"),          # a ufunc method

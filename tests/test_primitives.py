@@ -217,6 +217,10 @@ def _shape_rows():
         Row("split", lambda x: np.split(x, 2, axis=1)[0] * np.array_split(x, 3, axis=1)[2], [((3, 4),)]),
         Row("sort", lambda x: np.sort(x, axis=1) * np.arange(4.0) + np.sort(x, axis=0) ** 2
             + np.take_along_axis(x, np.argsort(x, axis=0), axis=0) * np.sort(x, axis=None)[:4], [((3, 4),)]),
+        Row("median_ptp", lambda x: np.median(x) * np.median(x, axis=1) + np.ptp(x, axis=0)[:3].sum(),
+            [((3, 4),)]),
+        Row("fmod_real_imag", lambda x: np.fmod(x * 5.0, 0.7) + np.real(x) * np.conj(x) + np.imag(x), [((3, 4),)],
+            domain=(0.02, 0.12)),  # 5x stays below 0.7: no jump of fmod inside a finite-difference step
         Row("cross_kron", lambda x: np.cross(x[:, :3], x[:, 1:]).sum() * np.kron(x[:2, :2], x[1:, 2:]), [((3, 4),)]),
         Row("atleast", lambda x: np.atleast_1d(x) * np.atleast_2d(x), [((),), ((3,),)]),
         Row("astype_float64", lambda x: np.sin(x.astype(np.float64)) * 2.0, [((3,),)]),

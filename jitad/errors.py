@@ -5,21 +5,32 @@ import sys
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def user_frame():
-    """Return 'file:line' of the innermost stack frame outside jitad, or ''."""
+def _innermost_user_frame():
+    """The innermost stack frame outside jitad (and outside NumPy/SciPy, which the user called)."""
     frame = sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
-        library = "numpy" in filename or f"{os.sep}scipy{os.sep}" in filename  # the user's call into them
+        library = "numpy" in filename or f"{os.sep}scipy{os.sep}" in filename
         if not os.path.abspath(filename).startswith(_PKG_DIR) and not library:
-            return f"{filename}:{frame.f_lineno}"
+            return frame
         frame = frame.f_back
-    return ""
+    return None
+
+
+def user_frame():
+    """Return 'file:line' of the innermost stack frame outside jitad, or ''."""
+    frame = _innermost_user_frame()
+    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
 
 
 def _where():
-    location = user_frame()
-    return f" (at {location})" if location else ""
+    """' (in `fun`, at file:line)': the user's function and line an error comes from."""
+    frame = _innermost_user_frame()
+    if frame is None:
+        return ""
+    location = f"{frame.f_code.co_filename}:{frame.f_lineno}"
+    name = frame.f_code.co_name
+    return f" (at {location})" if name.startswith("<") else f" (in `{name}`, at {location})"
 
 
 class JitadError(Exception):

@@ -78,10 +78,13 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
             analytic, _ = _float_leaves(tangent_out)
             for k, (a, n) in enumerate(zip(analytic, numeric)):
                 if not np.allclose(a, n, atol=atol, rtol=rtol, equal_nan=True):
+                    gap = np.abs(np.asarray(a, float) - np.asarray(n, float))
+                    entry = np.unravel_index(np.nanargmax(gap), gap.shape) if gap.ndim else ()
                     raise AssertionError(
                         f"check_grads: forward mode ({level}) disagrees with finite differences for "
-                        f"argument {position}, output leaf {k}:\n  jvp:                {np.asarray(a)!r}\n"
-                        f"  finite differences: {np.asarray(n)!r}")
+                        f"argument {position}, output leaf {k}, worst at entry {entry}: jvp "
+                        f"{np.asarray(a)[entry]!r} vs finite differences {np.asarray(n)[entry]!r}\n"
+                        f"  jvp:                {np.asarray(a)!r}\n  finite differences: {np.asarray(n)!r}")
         if "rev" in modes:
             cotangent = [rng.standard_normal(np.shape(o)).astype(o.dtype if o.dtype.kind == "f" else float)
                          for o in out_leaves]

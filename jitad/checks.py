@@ -79,11 +79,11 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
             for k, (a, n) in enumerate(zip(analytic, numeric)):
                 if not np.allclose(a, n, atol=atol, rtol=rtol, equal_nan=True):
                     gap = np.abs(np.asarray(a, float) - np.asarray(n, float))
-                    entry = np.unravel_index(np.nanargmax(gap), gap.shape) if gap.ndim else ()
+                    entry = tuple(int(i) for i in np.unravel_index(np.nanargmax(gap), gap.shape)) if gap.ndim else ()
                     raise AssertionError(
                         f"check_grads: forward mode ({level}) disagrees with finite differences for "
                         f"argument {position}, output leaf {k}, worst at entry {entry}: jvp "
-                        f"{np.asarray(a)[entry]!r} vs finite differences {np.asarray(n)[entry]!r}\n"
+                        f"{float(np.asarray(a)[entry])!r} vs finite differences {float(np.asarray(n)[entry])!r}\n"
                         f"  jvp:                {np.asarray(a)!r}\n  finite differences: {np.asarray(n)!r}")
         if "rev" in modes:
             cotangent = [rng.standard_normal(np.shape(o)).astype(o.dtype if o.dtype.kind == "f" else float)

@@ -47,6 +47,28 @@ def _dtype_code(dtype):
     return f"np.{np.dtype(dtype).name}" if np.dtype(dtype).name != "bool" else "np.bool_"
 
 
+_LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
+_VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysign", "isnan", "isfinite", "isinf",
+                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh"}
+
+
+def _vectorisable_math(statements):
+    """The inner loop's statements, with exp/expm1/tanh as SIMD-friendly code when the loop
+    can vectorise at all: no other library call, no branch, no scalar accumulator."""
+    texts = [text for text, _ in statements]
+    blocked = any(text.lstrip().startswith("if ") or re.match(r"\s*(a\d+) = \1 ", text) for text in texts) or \
+        any(name not in _VECTOR_SAFE for text in texts for _, name in _LIBRARY_CALL.findall(text))
+    if blocked:
+        return statements
+    from .primitives.elementwise import VECTORISABLE_CALLS
+    out = []
+    for text, comment in statements:
+        for call, fast in VECTORISABLE_CALLS.items():
+            text = text.replace(call, fast)
+        out.append((text, comment))
+    return out
+
+
 def _scalar_argument(value):
     """A 0-d constant as a kernel argument: a Python float for float64 (the cheapest to pass)."""
     return float(value) if value.dtype == np.float64 else value[()]
@@ -206,6 +228,8 @@ class KernelWriter:
         for root in step.roots:
             self.names[root.id] = self.root_name(root)
             self.ready.add(root.id)
+        if rank:
+            self.levels[rank] = _vectorisable_math(self.levels[rank])
         for text, comment in self.before:
             src.line(text, comment)
         self._emit_level(0, rank, bounds)

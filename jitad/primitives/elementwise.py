@@ -25,6 +25,11 @@ def _zero_derivative(name, np_fn, scalar):
                      vjp=lambda g, out, x: (None,), kind="elementwise", scalar=scalar)
 
 
+# Vectorisable replacements (jitad.kernels) for C-library calls: used in loop nests that
+# LLVM can vectorise (no other library call, branch or scalar accumulator in the inner
+# loop), where SIMD beats the one-call-per-element libm path several times over.
+VECTORISABLE_CALLS = {"np.exp(": "K.fexp(", "np.expm1(": "K.fexpm1(", "np.tanh(": "K.ftanh("}
+
 # --- unary --------------------------------------------------------------------------
 negative_p = _linear_unary("negative", np.negative, "(-{0})")
 sqrt_p = unary("sqrt", np.sqrt, lambda x, y: 0.5 / y, "np.sqrt({0})", domain=(0.1, 3.0))

@@ -10,8 +10,8 @@ import re
 
 import numpy as np
 
-from .fusion import LibraryCall, LoopNest, is_matrix_transpose, plan as make_plan
-from .ir import const_p, input_p
+from .fusion import LibraryCall, is_matrix_transpose, plan as make_plan
+from .ir import const_p
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")

@@ -772,8 +772,7 @@ def _matrix_norm(x, ord, axes, keepdims):
         pick = amax if ord == np.inf else amin
         result = pick(row_sums, axis=row, keepdims=True)
     else:
-        from . import linalg_ops
-        return linalg_ops.matrix_norm(x, ord, axes, keepdims)
+        return linalg_ops.matrix_norm(x, ord, axes, keepdims)  # imported at the end of this module
     return result if keepdims else squeeze(result, axis=axes)
 
 

@@ -13,8 +13,8 @@ algebra, callbacks, custom rules) is unbatched: k slices, apply, stack — alway
 import numpy as np
 
 from . import ops
+from .interpreter import replay
 from . import primitives as P
-from .ir import const_p
 
 
 def _lead(x, ndim):
@@ -129,21 +129,16 @@ def has_rule(prim):
 def batch_replay(graph, args, batched, k):
     """Replay `graph` with args[i] carrying a leading axis of k where batched[i].
     Returns (outputs, which outputs are batched)."""
-    env = {node.id: a for node, a in zip(graph.inputs, args)}
     hot = {node.id for node, b in zip(graph.inputs, batched) if b}
-    for node in graph.nodes:
-        if node.id in env:
-            continue
-        if node.prim is const_p:
-            env[node.id] = node.value
-            continue
-        values = [env[i.id] for i in node.inputs]
+
+    def batch(node, values):
         flags = [i.id in hot for i in node.inputs]
-        if any(flags):
-            env[node.id] = rule_for(node.prim)(node, values, flags, k)
-            hot.add(node.id)
-        else:
-            env[node.id] = node.prim.bind(*values, **node.params)
+        if not any(flags):
+            return None
+        hot.add(node.id)
+        return rule_for(node.prim)(node, values, flags, k)
+
+    env = replay(graph, args, batch)
     return [env[o.id] for o in graph.outputs], [o.id in hot for o in graph.outputs]
 
 

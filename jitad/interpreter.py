@@ -21,11 +21,13 @@ def evaluate(graph, args):
     return [env[o.id] for o in graph.outputs]
 
 
-def replay(graph, args):
+def replay(graph, args, rewrite=None):
     """Re-emit `graph` into the current trace with `args` as its inputs (inlining).
 
     Returns the environment node id -> value, so AD transforms can read every
-    intermediate value. With concrete args this constant-folds to NumPy.
+    intermediate value. With concrete args this constant-folds to NumPy. A pass that
+    changes some nodes gives `rewrite(node, input_values)`, returning the value to use
+    instead, or None to emit the node as it is.
     """
     env = {node.id: a for node, a in zip(graph.inputs, args)}
     for node in graph.nodes:
@@ -33,6 +35,8 @@ def replay(graph, args):
             continue
         if node.prim is const_p:
             env[node.id] = node.value
-        else:
-            env[node.id] = node.prim.bind(*[env[i.id] for i in node.inputs], **node.params)
+            continue
+        values = [env[i.id] for i in node.inputs]
+        value = rewrite(node, values) if rewrite is not None else None
+        env[node.id] = value if value is not None else node.prim.bind(*values, **node.params)
     return env

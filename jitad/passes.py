@@ -7,6 +7,7 @@ constants runs its NumPy reference at trace time.
 """
 import numpy as np
 
+from .interpreter import replay
 from .ir import const_p
 from .trace import trace
 
@@ -62,20 +63,13 @@ def _simplify_node(node, inputs, values):
 
 def simplify(graph):
     """Algebraic simplification: x*1, x+0, x @ I, identity reshapes/transposes/casts; merges chains."""
+    def rewrite(node, values):
+        source = [getattr(v, "node", None) or i for v, i in zip(values, node.inputs)]
+        replacement = _simplify_node(node, source, values)
+        return replacement if replacement is not None else _fold_chain(node, source, values)
+
     def rewritten(*args):
-        env = {node.id: a for node, a in zip(graph.inputs, args)}
-        for node in graph.nodes:
-            if node.id in env:
-                continue
-            if node.prim is const_p:
-                env[node.id] = node.value
-                continue
-            values = [env[i.id] for i in node.inputs]
-            source = [getattr(v, "node", None) or i for v, i in zip(values, node.inputs)]
-            replacement = _simplify_node(node, source, values)
-            if replacement is None:
-                replacement = _fold_chain(node, source, values)
-            env[node.id] = replacement if replacement is not None else node.prim.bind(*values, **node.params)
+        env = replay(graph, args, rewrite)
         return [env[o.id] for o in graph.outputs]
 
     new, captured = trace(rewritten, [(n.shape, n.dtype) for n in graph.inputs])

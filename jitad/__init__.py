@@ -6,7 +6,7 @@ from .checks import check_grads
 from .custom import checkpoint, custom_jvp, custom_vjp
 from .explain import explain
 from .jacobians import hessian, hutchinson_trace, hvp, jacfwd, jacobian, jacrev
-from .errors import (ConcretizationError, InPlaceUpdateError, InputDtypeError, JitadError, LeafTypeError,
+from .errors import (AxisError, ConcretizationError, InPlaceUpdateError, InputDtypeError, JitadError, LeafTypeError,
                      NonDifferentiableError, NonScalarOutputError, ShapeError, UnsupportedOperationError)
 
 __version__ = "0.1.0"
@@ -15,5 +15,5 @@ __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "jit", "explain", "cache_info", "check_grads", "config", "custom_vjp", "custom_jvp", "checkpoint",
     "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "hutchinson_trace",
     "JitadError", "UnsupportedOperationError", "ConcretizationError", "InPlaceUpdateError",
-    "NonScalarOutputError", "InputDtypeError", "LeafTypeError", "ShapeError", "NonDifferentiableError",
+    "NonScalarOutputError", "InputDtypeError", "LeafTypeError", "ShapeError", "AxisError", "NonDifferentiableError",
 ]

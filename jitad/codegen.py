@@ -12,6 +12,7 @@ import numpy as np
 
 from .fusion import LibraryCall, is_matrix_transpose, plan as make_plan
 from .ir import const_p
+from .ixexpr import Ix, index_tuple
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")
@@ -52,21 +53,32 @@ _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysi
                 "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh"}
 
 
-def _vectorisable_math(statements):
-    """The inner loop's statements, with exp/expm1/tanh as SIMD-friendly code when the loop
-    can vectorise at all: no other library call, no branch, no scalar accumulator."""
+_COMMENT_NODE = re.compile(r"^%(\d+) = ")
+
+
+def _vectorisable_nodes(statements):
+    """Local ids of the nodes whose exp/expm1/tanh may use the SIMD-friendly versions: those
+    in an inner loop that can vectorise at all (no other library call, no branch, no scalar
+    accumulator)."""
     texts = [text for text, _ in statements]
     blocked = any(text.lstrip().startswith("if ") or re.match(r"\s*(a\d+) = \1 ", text) for text in texts) or \
         any(name not in _VECTOR_SAFE for text in texts for _, name in _LIBRARY_CALL.findall(text))
     if blocked:
-        return statements
+        return set()
     from .primitives.elementwise import VECTORISABLE_CALLS
-    out = []
+    found = set()
     for text, comment in statements:
-        for call, fast in VECTORISABLE_CALLS.items():
-            text = text.replace(call, fast)
-        out.append((text, comment))
-    return out
+        match = _COMMENT_NODE.match(comment or "")
+        if match and any(call in text for call in VECTORISABLE_CALLS):
+            found.add(int(match.group(1)))
+    return found
+
+
+def _fast_math(expr):
+    from .primitives.elementwise import VECTORISABLE_CALLS
+    for call, fast in VECTORISABLE_CALLS.items():
+        expr = expr.replace(call, fast)
+    return expr
 
 
 def _scalar_argument(value):
@@ -90,8 +102,13 @@ def _literal(value):
 class KernelWriter:
     """Writes the kernel for one plan. Names: x* inputs, c* constants, v* values, o* outputs."""
 
-    def __init__(self, graph):
+    def __init__(self, graph, fast_nodes=frozenset()):
         self.graph = graph
+        # nodes computed with the vectorisable exp/expm1/tanh: decided per node for the whole
+        # kernel, so a value recomputed in several loop nests is bitwise the same in each
+        # (a max's tie mask compares them); everywhere else libm
+        self.fast_nodes = fast_nodes
+        self.vectorisable = set()
         self.local = {n.id: k for k, n in enumerate(list(graph.inputs) + [n for n in graph.nodes
                                                                           if n not in graph.inputs])}
         self.names = {}
@@ -204,7 +221,7 @@ class KernelWriter:
         src = self.src
         rank = len(step.domain)
         bounds = [self.dims.source(d) for d in step.domain]
-        index = tuple(f"i{a}" for a in range(rank))
+        index = tuple(Ix.of(f"i{a}") for a in range(rank))
         src.line(f"# loop nest over ({', '.join(bounds)}): " + ", ".join(f"%{self.local[r.id]}" for r in step.roots))
         self.levels = [[] for _ in range(rank + 1)]  # statements placed inside loop a-1
         self.after = [[] for _ in range(rank + 1)]   # statements after loop a-1 closes
@@ -229,7 +246,7 @@ class KernelWriter:
             self.names[root.id] = self.root_name(root)
             self.ready.add(root.id)
         if rank:
-            self.levels[rank] = _vectorisable_math(self.levels[rank])
+            self.vectorisable |= _vectorisable_nodes(self.levels[rank])
         for text, comment in self.before:
             src.line(text, comment)
         self._emit_level(0, rank, bounds)
@@ -323,12 +340,14 @@ class KernelWriter:
             if callable(template):
                 template = template(**node.params)
             expr = template.format(*args, **node.params)
+            if self.local[node.id] in self.fast_nodes:
+                expr = _fast_math(expr)
             var = f"v{self.local[node.id]}_{self._fresh()}"
             self.emit(f"{var} = {expr}", describe(node, self.local), level)
             return var, level
         if node.prim.kind == "index":
             sub, cond = node.prim.index_map(node, list(index), self)
-            sub = tuple(sub)
+            sub = index_tuple(sub)
             (x,) = node.inputs
             if cond is None:
                 code = self.value(x, sub)
@@ -359,7 +378,7 @@ class KernelWriter:
     @staticmethod
     def _broadcast_index(inp, node, index):
         lead = node.ndim - inp.ndim
-        return tuple("0" if n == 1 and node.shape[lead + a] != 1 else index[lead + a]
+        return tuple(Ix.of(0) if n == 1 and node.shape[lead + a] != 1 else index[lead + a]
                      for a, n in enumerate(inp.shape))
 
 
@@ -434,4 +453,8 @@ _STRUCTURAL_LIBRARY = {"matmul": _lower_matmul, "take": _lower_take, "scatter_ad
 def generate(graph):
     """Returns (source, constant arguments, fresh sizes, plan)."""
     writer = KernelWriter(graph)
-    return writer.write(), writer.const_args, writer.plan.fresh, writer.plan
+    source = writer.write()
+    if writer.vectorisable:  # write again, with the nodes that vectorise somewhere fast everywhere
+        writer = KernelWriter(graph, frozenset(writer.vectorisable))
+        source = writer.write()
+    return source, writer.const_args, writer.plan.fresh, writer.plan

@@ -2,6 +2,8 @@
 import os
 import sys
 
+import numpy as np
+
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -109,6 +111,17 @@ class ShapeError(JitadError, ValueError):
 
     def __init__(self, message):
         super().__init__(f"{message}{_where()}")
+
+
+class AxisError(ShapeError, np.exceptions.AxisError):
+    """An `axis=` outside an array's dimensions; also NumPy's AxisError (an IndexError and a ValueError)."""
+
+    def __init__(self, axis, ndim):
+        self.axis, self.ndim = axis, ndim
+        Exception.__init__(self, f"axis {axis} is out of bounds for array of dimension {ndim}{_where()}")
+
+    def __str__(self):
+        return str(self.args[0])
 
 
 class NonDifferentiableError(JitadError):

@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 from . import primitives as P
-from .errors import ConcretizationError, ShapeError, UnsupportedOperationError
+from .errors import AxisError, ConcretizationError, ShapeError, UnsupportedOperationError
 from .ir import is_tracer
 
 
@@ -23,17 +23,21 @@ def ndim_of(x):
     return len(shape_of(x))
 
 
+def normalize_axis(axis, ndim):
+    """One axis as a non-negative int; NumPy's AxisError (jitad.AxisError) when out of range."""
+    axis = operator.index(axis)
+    if not -ndim <= axis < ndim:
+        raise AxisError(axis, ndim)
+    return axis % ndim
+
+
 def _axes(axis, ndim):
+    """Sorted non-negative axes of `axis` (None = all, an int, or a tuple), checked like NumPy."""
     if axis is None:
         return tuple(range(ndim))
     if isinstance(axis, (int, np.integer)):
         axis = (axis,)
-    out = []
-    for a in axis:
-        a = operator.index(a)
-        if not -ndim <= a < ndim:
-            raise ShapeError(f"axis {a} is out of bounds for an array of dimension {ndim}")
-        out.append(a % ndim)
+    out = [normalize_axis(a, ndim) for a in axis]
     if len(set(out)) != len(out):
         raise ShapeError(f"repeated axis in {axis}")
     return tuple(sorted(out))
@@ -59,7 +63,7 @@ def reshape(x, *shape, order="C"):
 
 def transpose(x, axes=None):
     nd = ndim_of(x)
-    perm = tuple(reversed(range(nd))) if axes is None else tuple(a % nd for a in axes)
+    perm = tuple(reversed(range(nd))) if axes is None else tuple(normalize_axis(a, nd) for a in axes)
     if perm == tuple(range(nd)):
         return x
     return P.transpose_p(x, perm=perm)
@@ -67,15 +71,15 @@ def transpose(x, axes=None):
 
 def swapaxes(x, a, b):
     perm = list(range(ndim_of(x)))
-    a, b = a % len(perm), b % len(perm)
+    a, b = normalize_axis(a, len(perm)), normalize_axis(b, len(perm))
     perm[a], perm[b] = perm[b], perm[a]
     return transpose(x, perm)
 
 
 def moveaxis(x, source, destination):
     nd = ndim_of(x)
-    source = [s % nd for s in np.atleast_1d(source)]
-    destination = [d % nd for d in np.atleast_1d(destination)]
+    source = [normalize_axis(s, nd) for s in np.atleast_1d(source)]
+    destination = [normalize_axis(d, nd) for d in np.atleast_1d(destination)]
     order = [n for n in range(nd) if n not in source]
     for dest, src in sorted(zip(destination, source)):
         order.insert(dest, src)
@@ -131,7 +135,7 @@ def concatenate(arrays, axis=0, out=None, dtype=None):
     nd = ndim_of(arrays[0])
     if nd == 0:
         raise ShapeError("zero-dimensional arrays cannot be concatenated")
-    axis %= nd
+    axis = normalize_axis(axis, nd)
     if len(arrays) == 1:
         return arrays[0]
     result = P.concatenate_p(*arrays, axis=axis)
@@ -144,7 +148,7 @@ def stack(arrays, axis=0, out=None):
     if len(shapes) != 1:
         raise ShapeError("all input arrays must have the same shape")
     nd = ndim_of(arrays[0]) + 1
-    axis %= nd
+    axis = normalize_axis(axis, nd)
     return concatenate([expand_dims(a, axis) for a in arrays], axis=axis, out=out)
 
 
@@ -179,7 +183,7 @@ def _take_slice(x, axis, start, stop):
 
 def diff(x, n=1, axis=-1, prepend=None, append=None):
     x = asarray(x)
-    axis %= ndim_of(x)
+    axis = normalize_axis(axis, ndim_of(x))
     if prepend is not None or append is not None:
         parts = [np.broadcast_to(p, shape_of(x)[:axis] + (1,) + shape_of(x)[axis + 1:]) if np.ndim(p) == 0 else p
                  for p in (prepend, append) if p is not None]
@@ -195,7 +199,7 @@ def roll(x, shift, axis=None):
         return reshape(roll(ravel(x), shift, 0), shape_of(x))
     shifts, axes = np.broadcast_arrays(np.atleast_1d(shift), np.atleast_1d(axis))
     for s, a in zip(shifts, axes):
-        a = int(a) % ndim_of(x)
+        a = normalize_axis(int(a), ndim_of(x))
         n = shape_of(x)[a]
         s = int(s) % n if n else 0
         if s:
@@ -220,7 +224,7 @@ def repeat(x, repeats, axis=None):
         raise UnsupportedOperationError("np.repeat with per-element repeats", "Use np.take with an index array. ")
     if axis is None:
         x, axis = ravel(x), 0
-    axis %= ndim_of(x)
+    axis = normalize_axis(axis, ndim_of(x))
     shape = shape_of(x)
     expanded = expand_dims(x, axis + 1)
     out = broadcast_to(expanded, shape[:axis + 1] + (int(repeats),) + shape[axis + 1:])
@@ -250,7 +254,8 @@ def pad(x, pad_width, mode="constant", constant_values=0):
 
 
 def split(x, indices_or_sections, axis=0):
-    n = shape_of(x)[axis % ndim_of(x)]
+    axis = normalize_axis(axis, ndim_of(x))
+    n = shape_of(x)[axis]
     if np.ndim(indices_or_sections) == 0:
         sections = int(indices_or_sections)
         if n % sections:
@@ -259,13 +264,13 @@ def split(x, indices_or_sections, axis=0):
     else:
         bounds = [int(b) for b in indices_or_sections]
     edges = [0] + bounds + [n]
-    return [_take_slice(x, axis % ndim_of(x), a, b) for a, b in zip(edges[:-1], edges[1:])]
+    return [_take_slice(x, axis, a, b) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def array_split(x, indices_or_sections, axis=0):
     if np.ndim(indices_or_sections) != 0:
         return split(x, indices_or_sections, axis)
-    n, sections = shape_of(x)[axis % ndim_of(x)], int(indices_or_sections)
+    n, sections = shape_of(x)[normalize_axis(axis, ndim_of(x))], int(indices_or_sections)
     sizes = [n // sections + (1 if k < n % sections else 0) for k in range(sections)]
     return split(x, list(np.cumsum(sizes)[:-1]), axis)
 
@@ -294,7 +299,7 @@ def take_along_axis(x, indices, axis):
     x = asarray(x)
     if axis is None:
         x, axis = ravel(x), 0
-    axis %= ndim_of(x)
+    axis = normalize_axis(axis, ndim_of(x))
     x, indices = moveaxis(x, axis, -1), moveaxis(asarray(indices), axis, -1)
     n = shape_of(x)[-1]
     rows = int(np.prod(shape_of(indices)[:-1], dtype=np.int64))
@@ -307,7 +312,7 @@ def argsort(x, axis=-1, kind=None, order=None, stable=None):
     x = asarray(x)
     if axis is None:
         x, axis = ravel(x), 0
-    axis %= ndim_of(x)
+    axis = normalize_axis(axis, ndim_of(x))
     return moveaxis(P.argsort_p(moveaxis(x, axis, -1)), -1, axis)
 
 
@@ -324,7 +329,7 @@ def median(x, axis=None, out=None, overwrite_input=False, keepdims=False):
     x = asarray(x)
     if axis is None:
         x, axis = ravel(x), 0
-    axis %= ndim_of(x)
+    axis = normalize_axis(axis, ndim_of(x))
     n = shape_of(x)[axis]
     s = sort(x, axis)
     middle = _take_slice(s, axis, (n - 1) // 2, n // 2 + 1)
@@ -439,22 +444,33 @@ def getitem(x, key):
     x = reshape(x, tuple(layout))
     if not advanced:
         return x
+    # NumPy: with index arrays present, integers are advanced indices too; when the advanced
+    # indices are not next to each other in the key (a slice, None or ... between them), the
+    # broadcast index dimensions go first, else where the first of them stood
+    where = [j for j, (kind, _, _) in enumerate(expanded) if kind in ("int", "array")]
+    front = where != list(range(where[0], where[0] + len(where)))
     if len(advanced) == 1:
         position, idx = advanced[0]
-        return P.take_p(x, idx, axis=position)
-    return _take_many(x, advanced)
+        out = P.take_p(x, idx, axis=position)
+        if front and position:
+            width = np.ndim(idx)
+            rank = len(shape_of(out))
+            moved = list(range(position, position + width))
+            out = transpose(out, moved + [a for a in range(rank) if a not in moved])
+        return out
+    return _take_many(x, advanced, front)
 
 
-def _take_many(x, advanced):
-    """Several index arrays: merge their axes and take on the flat index (NumPy placement)."""
+def _take_many(x, advanced, front):
+    """Several index arrays: merge their axes and take on the flat index (NumPy placement:
+    the broadcast index dimensions go first when `front`, else where the first array stood)."""
     if any(is_tracer(idx) for _, idx in advanced):
         raise UnsupportedOperationError("indexing with several traced index arrays",
                                         "Use one index array per indexing step. ")
     positions = [p for p, _ in advanced]
     arrays = np.broadcast_arrays(*[idx for _, idx in advanced])
     shape = shape_of(x)
-    adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
-    target = positions[0] if adjacent else 0
+    target = 0 if front else positions[0]
     rest = [a for a in range(len(shape)) if a not in positions]
     order = rest[:target] + positions + rest[target:]
     x = transpose(x, order)
@@ -548,7 +564,7 @@ def average(x, axis=None, weights=None, returned=False, keepdims=False):
         result, total = mean(x, axis=axis, keepdims=keepdims), _count(x, axis)
     else:
         weights = broadcast_to(asarray(weights), shape_of(x)) if ndim_of(weights) == ndim_of(x) or axis is None \
-            else reshape(weights, tuple(-1 if i == axis % ndim_of(x) else 1 for i in range(ndim_of(x))))
+            else reshape(weights, tuple(-1 if i == normalize_axis(axis, ndim_of(x)) else 1 for i in range(ndim_of(x))))
         total = sum(broadcast_to(weights, shape_of(x)), axis=axis, keepdims=keepdims)
         result = sum(x * weights, axis=axis, keepdims=keepdims) / total
     return (result, total) if returned else result
@@ -560,7 +576,7 @@ def cumsum(x, axis=None, dtype=None, out=None):
         raise InPlaceUpdateError("np.cumsum(out=...) with a traced value")
     if axis is None:
         x, axis = ravel(x), 0
-    return P.cumsum_p(x, axis=axis % ndim_of(x))
+    return P.cumsum_p(x, axis=normalize_axis(axis, ndim_of(x)))
 
 
 # --- products -----------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ import jitad
 
 LAYERS = [
     {"errors"},
-    {"ir"},
+    {"ir", "ixexpr"},
     {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural", "primitives.linalg"},
     {"ops", "linalg_ops"},
     {"trace"},

@@ -3,13 +3,15 @@
 Index primitives (reshape, transpose, broadcast_to, slice, pad, diagonal, ...) are pure
 index mappings: the fused backend reads through them instead of copying. Each
 declares `index_map(node, out_index, ctx) -> (input_index, condition)` where indices
-are lists of code strings; `ctx.size(node, axis)` is the code for a dimension and
+are lists of `Ix` index expressions (arithmetic on them parenthesises itself, so maps
+compose); `ctx.size(node, axis)` is the code for a dimension and
 `ctx.start(node, axis)` the code for a slice/pad start (both read at run time, so a
 kernel does not embed the sizes it was traced at).
 """
 import numpy as np
 
 from .core import Primitive, numpy_dtype, unbroadcast
+from ..ixexpr import Ix
 from ..errors import ShapeError
 
 
@@ -107,9 +109,9 @@ reduce_prod_p.accumulate = ("1.0", "{acc} * {x}")
 
 # --- shape primitives -------------------------------------------------------------------
 def _row_major(index, sizes):
-    flat = index[0] if index else "0"
+    flat = index[0] if index else Ix.of(0)
     for i, n in zip(index[1:], sizes[1:]):
-        flat = f"({flat}) * {n} + {i}"
+        flat = flat * n + i
     return flat
 
 
@@ -119,15 +121,16 @@ def _reshape_map(node, out_index, ctx):
     squeezed_out = [i for i, n in enumerate(node.shape) if n != 1]
     if [x.shape[i] for i in squeezed_in] == [node.shape[i] for i in squeezed_out]:
         # only size-1 axes inserted or removed: a renaming of loop indices
-        index = ["0"] * x.ndim
+        index = [Ix.of(0)] * x.ndim
         for i, o in zip(squeezed_in, squeezed_out):
             index[i] = out_index[o]
         return index, None
-    flat = _row_major(out_index, [ctx.size(node, a) for a in range(node.ndim)])
-    index, stride = [], "1"
+    flat = _row_major(out_index, [Ix.of(ctx.size(node, a)) for a in range(node.ndim)])
+    index, stride = [], Ix.of(1)
     for axis in reversed(range(x.ndim)):
-        index.append(f"((({flat}) // ({stride})) % {ctx.size(x, axis)})")
-        stride = f"{stride} * {ctx.size(x, axis)}"
+        size = Ix.of(ctx.size(x, axis))
+        index.append(flat // stride % size)
+        stride = stride * size
     return index[::-1], None
 
 
@@ -152,7 +155,7 @@ transpose_p = _index(
 def _broadcast_map(node, out_index, ctx):
     (x,) = node.inputs
     lead = node.ndim - x.ndim
-    return [("0" if n == 1 and node.shape[lead + i] != 1 else out_index[lead + i])
+    return [(Ix.of(0) if n == 1 and node.shape[lead + i] != 1 else out_index[lead + i])
             for i, n in enumerate(x.shape)], None
 
 
@@ -178,17 +181,7 @@ def _slice_impl(x, starts, steps, shape):
 
 def _slice_map(node, out_index, ctx):
     steps = node.params["steps"]
-    return [_affine(ctx.start(node, axis), step, i)
-            for axis, (step, i) in enumerate(zip(steps, out_index))], None
-
-
-def _affine(start, step, i):
-    """Code for start + step * i; `start` is code too (a size the kernel reads, or a literal)."""
-    if not i.isidentifier():
-        i = f"({i})"
-    if step == 1:
-        return i if start == "0" else f"{start} + {i}"
-    return f"{start} + {step} * {i}"
+    return [Ix.of(ctx.start(node, axis)) + step * i for axis, (step, i) in enumerate(zip(steps, out_index))], None
 
 
 slice_p = _index(
@@ -214,14 +207,14 @@ def _pad_map(node, out_index, ctx):
         if st == 1 and s == 0 and g.shape[axis] == node.shape[axis]:
             index.append(i)
             continue
-        start = ctx.start(node, axis)
-        offset = i if start == "0" else f"({i} - ({start}))"
+        offset = i - Ix.of(ctx.start(node, axis))
+        size = Ix.of(ctx.size(g, axis))
         if st == 1:
             j = offset
-            conds.append(f"0 <= {j} < {ctx.size(g, axis)}")
+            conds.append(f"0 <= {j} < {size}")
         else:
-            j = f"({offset}) // {st}"
-            conds.append(f"({offset}) % {st} == 0 and 0 <= {j} < {ctx.size(g, axis)}")
+            j = offset // st
+            conds.append(f"{offset % st} == 0 and 0 <= {j} < {size}")
         index.append(j)
     return index, (" and ".join(conds) or None)
 
@@ -249,9 +242,9 @@ def _diagonal_map(node, out_index, ctx):
     index = []
     for axis in range(x.ndim):
         if axis == p["axis1"]:
-            index.append(f"{k} + {max(-p['offset'], 0)}" if p["offset"] < 0 else k)
+            index.append(k + max(-p["offset"], 0))
         elif axis == p["axis2"]:
-            index.append(f"{k} + {p['offset']}" if p["offset"] > 0 else k)
+            index.append(k + max(p["offset"], 0))
         else:
             index.append(next(rest))
     return index, None
@@ -277,10 +270,9 @@ def _diag_embed_map(node, out_index, ctx):
     p = node.params
     i, j = out_index[p["axis1"]], out_index[p["axis2"]]
     rest = [ix for a, ix in enumerate(out_index) if a not in (p["axis1"], p["axis2"])]
-    k = f"{i} - {max(-p['offset'], 0)}" if p["offset"] < 0 else i
-    cond = f"{j} - {i} == {p['offset']}"
+    k = i - max(-p["offset"], 0)
     (g,) = node.inputs
-    return rest + [k], f"{cond} and 0 <= {k} < {ctx.size(g, g.ndim - 1)}"
+    return rest + [k], f"{j - i} == {p['offset']} and 0 <= {k} < {Ix.of(ctx.size(g, g.ndim - 1))}"
 
 
 diag_embed_p = _index(

@@ -14,6 +14,11 @@ import numpy as np  # noqa: E402
 
 import jitad  # noqa: E402
 
+# The benchmarks time compiled kernels: compile before the first result rather than answer on
+# the NumPy tier meanwhile. Set in this process only (not in os.environ), so child processes
+# that time the tiers (firstresult.py) keep jitad's default.
+jitad.config.compile = "eager"
+
 _jax = None
 
 

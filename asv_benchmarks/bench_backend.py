@@ -65,6 +65,7 @@ FIRST_CALL_CASES = ["elementwise_1e3", "rosenbrock_1e3", "mlp", "mds"]
 _CHILD_SETUP = """
 import json, os, sys, tempfile
 sys.path.insert(0, {root!r})
+os.environ.setdefault("JITAD_COMPILE", "eager")
 if {fresh!r}:
     import atexit, shutil
     os.environ["JITAD_CACHE_DIR"] = tempfile.mkdtemp(prefix="jitad-asv-cold-")

@@ -1,4 +1,4 @@
-"""Command line: `python -m jitad demo` and `python -m jitad modes`."""
+"""Command line: `python -m jitad demo`, `python -m jitad modes` and `python -m jitad profile-compile`."""
 import argparse
 import sys
 
@@ -14,6 +14,21 @@ def _parser():
                     "largest absolute difference. Exits with status 1 if any example disagrees.")
     demo.add_argument("--backend", choices=("numba", "reference"),
                       help="executor to use (default: jitad.config.backend)")
+    demo.add_argument("--compile", choices=("background", "eager", "off"),
+                      help="when kernels compile (default: jitad.config.compile, from $JITAD_COMPILE): in a "
+                           "worker process while the NumPy executor answers, before the first result, or never")
+    profile = commands.add_parser(
+        "profile-compile", help="run a script compiling eagerly in a fresh cache and print where compile time goes",
+        description="Run SCRIPT (as __main__, with its own arguments) with jitad.config.compile = 'eager' in a "
+                    "fresh, empty disk cache, then print per compiled transform and in total the time spent in "
+                    "jitad's phases (trace, AD transform, passes, fusion, codegen) and Numba's (IR passes, "
+                    "inlining, type inference, lowering, LLVM), with graph and kernel sizes.")
+    profile.add_argument("--cache", metavar="DIR",
+                         help="use this disk cache instead of a fresh temporary one (a warm cache shows loads)")
+    profile.add_argument("--passes", type=int, default=5, metavar="N",
+                         help="list the N slowest Numba compiler passes per transform (default 5; 0: none)")
+    profile.add_argument("script", help="the Python script to run")
+    profile.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     commands.add_parser(
         "modes", add_help=False,
         help="time forward, reverse and mixed mode on Jacobians "
@@ -33,9 +48,14 @@ def main(argv=None):
         from . import demo
         if args.backend:
             jitad.config.backend = args.backend
+        if args.compile:
+            jitad.config.compile = args.compile
         if hasattr(sys.stdout, "reconfigure"):
             sys.stdout.reconfigure(errors="replace")
         return demo.main()
+    if args.command == "profile-compile":
+        from . import profiling
+        return profiling.run_script(args.script, args.args, cache=args.cache, passes=args.passes)
     parser.print_help()
     return 0
 

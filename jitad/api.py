@@ -7,16 +7,19 @@ traced values (inside another transform) it inlines the transformed graph instea
 which is how transforms compose.
 """
 import functools
+import threading
 import types
+import warnings
 
 import numpy as np
 import optree
 
-from . import ad, backend, ir
+from . import ad, backend, ir, rng
 from .errors import InputDtypeError, LeafTypeError, NonScalarOutputError, ShapeError
 from .cache import STATS
 from .interpreter import replay
 from .passes import optimize
+from .profiling import phase
 from .trace import Tracer, trace
 
 _FLOAT_TYPES = (float, np.floating)
@@ -79,6 +82,9 @@ class _Signature:
                 parts.append((kind[1], kind[2].str))
             else:
                 value = kind[1]
+                if isinstance(value, rng.GENERATOR_TYPES):  # drawn from at call time: any generator of its type
+                    parts.append(("generator", type(value)))
+                    continue
                 try:
                     hash(value)
                 except TypeError:
@@ -106,19 +112,29 @@ class _Signature:
         return [k for k, i in enumerate(self.traced) if self.owner[i] in argnums]
 
 
-def trace_user(fun, sig, kwargs):
-    """Trace the user's function; returns (graph, captured, out_tree)."""
+def trace_user(fun, sig, kwargs, draws=None):
+    """Trace the user's function; returns (graph, captured, out_tree).
+
+    Its random draws become graph inputs after the traced arguments' (`graph.draws` describes
+    them; `rng.perform` makes them at call time). `draws`: those of an earlier run to reuse."""
     box = {}
 
     def flat(*traced):
-        out = fun(*sig.rebuild(traced), **kwargs)
+        with rng.recording(fun, sig, kwargs) as rec:
+            out = fun(*rec.arguments(sig.rebuild(traced)), **rec.keywords(kwargs))
+        box["draws"] = rec.draws
         leaves, box["tree"] = optree.tree_flatten(out)
         for leaf in leaves:
             if not isinstance(leaf, (Tracer, np.ndarray, float, int, np.number, bool, np.bool_)):
                 raise LeafTypeError("(output)", leaf)
         return leaves
 
-    graph, captured = trace(flat, sig.avals())
+    def traced_graph():
+        graph, captured = trace(flat, sig.avals())
+        graph.draws = box["draws"]
+        return graph, captured
+
+    graph, captured = rng.traced(fun, None if kwargs else sig.key(), traced_graph, draws)
     return graph, captured, box["tree"]
 
 
@@ -140,12 +156,14 @@ class Staged:
         self.build = build
         self.diff_argnums = diff_argnums
         self.entries = {}
-        self.last = None  # the compiled entry of the latest compiling call (for fast paths)
+        self.last = None  # the compiled kernel that served the latest call, if any (for fast paths)
+        self.last_draws = ()  # the random draws of the latest call (rng.perform), to pass back as `draws`
 
-    def run(self, args, kwargs, extra=()):
-        """Returns (flat outputs, meta, signature)."""
+    def run(self, args, kwargs, extra=(), draws=None):
+        """Returns (flat outputs, meta, signature). `draws`: the `last_draws` of an earlier run whose
+        random numbers this run uses again (the sweeps of one Jacobian, both halves of a vjp)."""
         sig = _Signature(args, self.diff_argnums)
-        nested = bool(ir._stack) or any(isinstance(v, Tracer) for v in extra) or \
+        nested = bool(ir.builders()) or any(isinstance(v, Tracer) for v in extra) or \
             any(isinstance(sig.leaves[i], Tracer) for i in sig.traced)
         key = None
         if not nested and not kwargs:
@@ -153,25 +171,111 @@ class Staged:
             entry = self.entries.get(key)
             if entry is not None:
                 compiled, meta = entry
-                return compiled([sig.leaves[i] for i in sig.traced] + list(extra)), meta, sig
+                flat = [sig.leaves[i] for i in sig.traced] + list(extra)
+                # a function that draws random numbers draws them first (rng.Drawing)
+                outs = compiled(flat, sig, draws, self) if type(compiled) is rng.Drawing else compiled(flat)
+                # a kernel compiled in the background serves from some later call on: fast paths then
+                self.last = None if extra else compiled.serving
+                return outs, meta, sig
         STATS["traces"] += 1
-        graph, captured, out_tree = trace_user(self.fun, sig, kwargs)
+        with phase("trace", self):
+            graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws)
         body, extra_avals, meta = self.build(graph, sig, out_tree)
         for e, (shape, _) in zip(extra, extra_avals):
             if np.shape(e) != tuple(shape):
                 raise ShapeError(f"expected an array of shape {tuple(shape)}, got shape {np.shape(e)}")
         inputs = [(n.shape, n.dtype) for n in graph.inputs] + list(extra_avals)
-        transformed, _ = trace(body, inputs)
-        values = [sig.leaves[i] for i in sig.traced] + list(captured) + list(extra)
-        if nested or captured:
+        if key is not None and not captured and not isinstance(graph.draws, rng.Retraced) and \
+                backend.config.backend == "numba" and backend.config.compile in ("background", "off"):
+            # first answer without waiting: the transform runs on the arrays at once (the NumPy
+            # tier); its graph is built, optimised and compiled in the background
+            drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
+            values = [sig.leaves[i] for i in sig.traced] + drawn + list(extra)
+            pending = Pending(body, inputs, build=backend.config.compile == "background", first_args=values)
+            self.entries[key] = (rng.Drawing(pending, graph.draws, len(sig.traced)) if graph.draws else pending, meta)
+            self.last = None
+            return pending(values), meta, sig
+        with phase("transform"):
+            transformed, _ = trace(body, inputs)
+        drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
+        values = [sig.leaves[i] for i in sig.traced] + drawn + list(captured) + list(extra)
+        if nested or captured or isinstance(graph.draws, rng.Retraced):  # Retraced: traced again every call
             env = replay(transformed, values)
+            self.last = None
             return [env[o.id] for o in transformed.outputs], meta, sig
-        compiled = backend.compile(optimize(transformed))
+        with phase("passes"):
+            optimized = optimize(transformed)
+        compiled = backend.compile(optimized)
         if key is not None:
-            self.entries[key] = (compiled, meta)
-        outs = compiled(values)
-        self.last = compiled if key is not None and not extra and hasattr(compiled, "direct") else None
+            served = rng.Drawing(compiled, graph.draws, len(sig.traced)) if graph.draws else compiled
+            self.entries[key] = (served, meta)
+        with phase("first call"):
+            outs = compiled(values)
+        # callers install fast paths on `last` only when the compiled kernel serves (not on the NumPy tier)
+        self.last = compiled.serving if key is not None and not extra and not graph.draws else None
         return outs, meta, sig
+
+
+def run_eagerly(body, args):
+    """A transform's body run on concrete arrays: each primitive's NumPy implementation, op by
+    op (no graph), as autograd would. Outputs that are inputs are copies (callers own them)."""
+    with np.errstate(all="ignore"):
+        outs = body(*args)
+    ids = {id(a) for a in args}
+    return [np.array(o) if id(o) in ids else o for o in outs]
+
+
+class Pending:
+    """A transform whose graph is being built: calls run its body eagerly (`run_eagerly`, the
+    NumPy tier) while a background thread traces the transformed graph, optimises it and hands
+    it to the backend (which compiles it in the worker process, `cache.TieredGraph`); then the
+    backend's executor takes over. With build=False (compile="off") the body always runs eagerly.
+
+    The thread only traces jitad's own rules (never user code) into a builder of its own
+    (builders are per thread); a failure leaves the function on the NumPy tier with a warning.
+    """
+
+    def __init__(self, body, avals, build=True, first_args=None):
+        self.body = body
+        self.executor = None
+        self.thread = None
+        if build:
+            self.thread = threading.Thread(target=self._build, args=(avals, first_args), name="jitad-transform",
+                                           daemon=True)
+            self.thread.start()
+
+    def _build(self, avals, first_args):
+        try:
+            with phase("transform"):
+                transformed, _ = trace(self.body, avals)
+            with phase("passes"):
+                optimized = optimize(transformed)
+            executor = backend.compile(optimized)
+            if first_args is not None and hasattr(executor, "start"):
+                executor.start(first_args)  # the worker starts on the kernel for the first call's types
+            self.executor = executor
+        except Exception as exc:  # noqa: BLE001 -- the NumPy tier keeps answering; say why once
+            warnings.warn(f"jitad: building the compiled form failed ({type(exc).__name__}: {exc}); "
+                          "this function keeps running on the NumPy executor", RuntimeWarning, stacklevel=1)
+
+    @property
+    def serving(self):
+        executor = self.executor
+        return None if executor is None else getattr(executor, "serving", None)
+
+    def wait(self):
+        """Block until the graph is built (tests, benchmarks); returns the executor or None."""
+        if self.thread is not None:
+            self.thread.join()
+        return self.executor
+
+    def __call__(self, args):
+        executor = self.executor
+        if executor is not None:
+            return executor(args)
+        if self.thread is not None:  # counted while a compiled form is on its way
+            STATS["numpy_tier_calls"] += 1
+        return run_eagerly(self.body, args)
 
 
 def _unflatten_grads(sig, argnums, single, grads):
@@ -216,7 +320,7 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
-        if not kwargs and not ir._stack:
+        if not kwargs and not ir.builders():
             hit = fast.get(_fast_key(args))
             if hit is not None:
                 return hit(args)
@@ -290,7 +394,7 @@ def grad(fun, argnums=0, has_aux=False):
 
     @functools.wraps(fun)
     def grad_fun(*args, **kwargs):
-        if not kwargs and not ir._stack:
+        if not kwargs and not ir.builders():
             hit = fast.get(_fast_key(args))
             if hit is not None:
                 return hit(args)[1]
@@ -356,6 +460,7 @@ def vjp(fun, *primals, has_aux=False):
     nums = tuple(range(len(primals)))
     forward = _transform_of(fun, ("vjp_forward", nums), lambda: Staged(fun, _build_forward, nums))
     outs, out_tree, sig = forward.run(primals, {})
+    drawn = forward.last_draws  # the backward pass uses the forward pass's random numbers
     out = optree.tree_unflatten(out_tree, [_to_python(v) for v in outs])
     value_tree = _value_tree(out_tree, has_aux)
     value_dtypes = [_float_dtype(np.dtype(getattr(v, "dtype", None) or np.result_type(v)))
@@ -370,7 +475,7 @@ def vjp(fun, *primals, has_aux=False):
         # a cotangent has its output's (float) dtype, whatever the caller passed
         ct_leaves = [c if isinstance(c, Tracer) else np.asarray(c, d)
                      for c, d in zip(ct_leaves, value_dtypes)]
-        grads, _, _ = backward.run(primals, {}, extra=ct_leaves)
+        grads, _, _ = backward.run(primals, {}, extra=ct_leaves, draws=drawn)
         return _unflatten_grads(sig, nums, False, grads)
 
     if has_aux:

@@ -1,9 +1,47 @@
 """Backend selection: turns an optimized Graph into a callable on flat arrays."""
+import os
+import warnings
+
+COMPILE_MODES = ("background", "eager", "off")
+
+
+def _compile_default():
+    value = os.environ.get("JITAD_COMPILE", "").strip().lower()
+    if not value:
+        return "background"
+    if value not in COMPILE_MODES:
+        warnings.warn(f"JITAD_COMPILE={value!r} is not one of {COMPILE_MODES}; using 'background'",
+                      RuntimeWarning, stacklevel=2)
+        return "background"
+    return value
 
 
 class Config:
-    """jitad.config.backend: "numba" (compiled, the default) or "reference" (NumPy, for debugging)."""
+    """jitad's switches.
+
+    backend: "numba" (compiled, the default) or "reference" (every graph on the NumPy
+        reference executor, for debugging).
+    compile: when the "numba" backend compiles a new kernel (default: $JITAD_COMPILE, else
+        "background"):
+        "background"  the first calls run on the NumPy executor while a worker process
+                      compiles the kernel into the disk cache; later calls run the kernel
+        "eager"       compile in this process before the first result
+        "off"         never compile: the NumPy executor only (Numba is not even imported)
+    """
     backend = "numba"
+
+    def __init__(self):
+        self._compile = _compile_default()
+
+    @property
+    def compile(self):
+        return self._compile
+
+    @compile.setter
+    def compile(self, value):
+        if value not in COMPILE_MODES:
+            raise ValueError(f"jitad.config.compile must be one of {COMPILE_MODES}, got {value!r}")
+        self._compile = value
 
 
 config = Config()
@@ -13,4 +51,4 @@ def compile(graph):
     from .cache import ReferenceGraph, compile_graph
     if config.backend == "reference":
         return ReferenceGraph(graph)
-    return compile_graph(graph)
+    return compile_graph(graph, config.compile)

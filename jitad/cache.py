@@ -5,29 +5,54 @@ versions), not the user's function object, so a new closure, a new array size or
 new process with the same structure reuses the compiled kernel. On disk each entry is a
 Python module named by that hash; Numba's own `cache=True` stores the machine code
 beside it, so a warm process skips LLVM. Entries are written atomically (temp file +
-rename), readable by the user only, and checked against their hash before import.
+link or rename), readable by the user only, and checked against their hash before import.
+
+Tiers (`jitad.config.compile`): with "background" (the default) a new kernel's first calls
+run the optimised graph on the NumPy executor (`TieredGraph`) while a worker process
+(`jitad.worker`) compiles the kernel into this disk cache for the exact argument types of
+the first call; the next call after it is ready loads it (a Numba cache hit) and from
+then on the kernel serves. "eager" compiles before the first result; "off" never compiles.
+Whoever compiles a kernel holds its lock file (`jitad_<hash>.lock`, `fcntl.flock`) and,
+when done, writes a marker `jitad_<hash>.<signature hash>.ready` holding the source file's
+stamp, so processes sharing a cache never compile one kernel twice at the same time and
+know, without importing Numba, that a kernel is ready.
+
+Numba is imported only when a kernel is loaded or compiled in this process.
 """
+import contextlib
 import hashlib
 import importlib.util
+import json
 import os
 import sys
 import tempfile
 import threading
+import warnings
 
-import numba
 import numpy as np
 
 from .interpreter import evaluate
+from .profiling import note, phase
+
+try:
+    import fcntl
+except ImportError:  # Windows: no cross-process lock (Numba's own cache writes stay atomic)
+    fcntl = None
 
 _VERSION_SALT = None
 _lock = threading.Lock()
 _kernels = {}   # source hash -> numba dispatcher
+_ready = set()  # (source hash, signature hash) known compiled in the disk cache
 STATS = {"traces": 0, "signature_hits": 0, "kernel_hits": 0, "kernel_misses": 0, "disk_loads": 0,
-         "numba_compilations": 0, "reference_fallbacks": 0}
+         "numba_compilations": 0, "reference_fallbacks": 0,
+         # tiers: calls answered on the NumPy executor while their kernel compiled elsewhere, kernels the
+         # background worker compiled (or found compiled by another process), switches to a compiled kernel
+         "numpy_tier_calls": 0, "background_compiles": 0, "background_cached": 0, "tier_switches": 0}
 
 
 def cache_info():
-    """Counters of jitad's caches: traces, kernel hits/misses, disk loads, Numba compilations."""
+    """Counters of jitad's caches: traces, kernel hits/misses, disk loads, Numba compilations,
+    calls answered on the NumPy tier and kernels compiled by the background worker."""
     return dict(STATS)
 
 
@@ -36,15 +61,26 @@ def cache_dir():
     if not path:
         import platformdirs
         path = platformdirs.user_cache_dir("jitad")
+    path = os.path.abspath(path)
     os.makedirs(path, mode=0o700, exist_ok=True)
     return path
+
+
+def _numba_version():
+    """Numba's version without importing Numba (importing it costs more than a first NumPy call)."""
+    try:
+        from importlib.metadata import version
+        return version("numba")
+    except Exception:  # no distribution metadata (a vendored copy): ask the module
+        import numba
+        return numba.__version__
 
 
 def _salt():
     global _VERSION_SALT
     if _VERSION_SALT is None:
         from . import __version__
-        _VERSION_SALT = f"jitad {__version__} numba {numba.__version__} numpy {np.__version__} " \
+        _VERSION_SALT = f"jitad {__version__} numba {_numba_version()} numpy {np.__version__} " \
                         f"python {sys.version_info[:2]}\n"
     return _VERSION_SALT
 
@@ -61,6 +97,45 @@ def _file_is_intact(path, digest):
         return False
 
 
+def write_source(folder, digest, source):
+    """The path of the entry for `source`, written if it is missing, truncated or altered.
+
+    A new entry is linked into place, so it never replaces an intact one another process
+    wrote meanwhile (a rewrite changes the file's stamp, which invalidates Numba's cache)."""
+    path = os.path.join(folder, f"jitad_{digest}.py")
+    if _file_is_intact(path, digest):
+        return path
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".py")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(source)
+        os.chmod(tmp, 0o600)
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            if not _file_is_intact(path, digest):  # a missing, truncated or altered entry is rewritten
+                os.replace(tmp, path)
+                tmp = None
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
+            tmp = None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+    return path
+
+
+def import_kernel(path, digest):
+    """Import a checked entry and return its Numba dispatcher (this imports Numba)."""
+    name = f"jitad_kernel_{digest}"
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.kernel
+
+
 def load_kernel(source):
     """The Numba dispatcher for `source`, from memory, from disk, or newly written."""
     digest = source_hash(source)
@@ -70,25 +145,126 @@ def load_kernel(source):
         return fn
     STATS["kernel_misses"] += 1
     with _lock:
-        folder = cache_dir()
-        path = os.path.join(folder, f"jitad_{digest}.py")
-        if not _file_is_intact(path, digest):
-            # a missing, truncated or altered entry is rewritten, never imported
-            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".py")
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                f.write(source)
-            os.chmod(tmp, 0o600)
-            os.replace(tmp, path)
-        name = f"jitad_kernel_{digest}"
-        spec = importlib.util.spec_from_file_location(name, path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-        fn = module.kernel
-        _kernels[digest] = fn
+        fn = _kernels.get(digest)
+        if fn is None:
+            with phase("kernel import"):
+                fn = _kernels[digest] = import_kernel(write_source(cache_dir(), digest, source), digest)
     return fn
 
 
+# --- kernels shared between processes: lock, ready markers, argument types ------------------------
+@contextlib.contextmanager
+def kernel_lock(folder, digest):
+    """Held by whoever compiles kernel `digest` (this process, its worker or another process)."""
+    if fcntl is None:
+        yield
+        return
+    fd = os.open(os.path.join(folder, f"jitad_{digest}.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock (also when the holder dies)
+
+
+def _stamp(path):
+    st = os.stat(path)
+    return f"{st.st_mtime_ns} {st.st_size}"
+
+
+def _marker_path(folder, digest, sighash):
+    return os.path.join(folder, f"jitad_{digest}.{sighash}.ready")
+
+
+def marker_valid(folder, digest, sighash):
+    """Whether Numba's disk cache holds kernel `digest` compiled for signature `sighash`: its
+    marker exists and names the current stamp of the source file (Numba's cache key)."""
+    try:
+        with open(_marker_path(folder, digest, sighash), encoding="ascii") as f:
+            return f.read() == _stamp(os.path.join(folder, f"jitad_{digest}.py"))
+    except (OSError, ValueError):
+        return False
+
+
+def write_marker(folder, digest, sighash):
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".ready")
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(_stamp(os.path.join(folder, f"jitad_{digest}.py")))
+        os.replace(tmp, _marker_path(folder, digest, sighash))
+    except OSError:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _describe(value):
+    kind = type(value)
+    if kind is np.ndarray:
+        dtype = value.dtype
+        if dtype.kind not in "biuf" or not dtype.isnative:
+            return None
+        flags = value.flags
+        layout = "C" if flags.c_contiguous else "F" if flags.f_contiguous else "A"
+        return ["a", dtype.str, value.ndim, layout, not flags.writeable]
+    if kind is float:
+        return ["s", np.dtype(np.float64).str]
+    if kind is bool:
+        return ["s", np.dtype(np.bool_).str]
+    if kind is int:
+        return ["s", np.dtype(np.int64).str] if -2 ** 63 <= value < 2 ** 63 else None
+    if isinstance(value, np.generic):
+        dtype = value.dtype
+        return ["s", dtype.str] if dtype.kind in "biuf" and dtype.isnative else None
+    if kind is tuple:
+        items = [_describe(v) for v in value]
+        return None if any(i is None for i in items) else ["t", items]
+    return None
+
+
+def describe_args(values):
+    """The Numba types of kernel arguments as plain JSON data, computed without importing Numba
+    (what `numba.typeof` gives, see `numba_type`); None if some argument is of another kind."""
+    out = []
+    for v in values:
+        d = _describe(v)
+        if d is None:
+            return None
+        out.append(d)
+    return out
+
+
+def signature_hash(description):
+    return hashlib.sha256(json.dumps(description).encode()).hexdigest()[:16]
+
+
+def numba_type(d):
+    """The Numba type a `describe_args` entry stands for (imports Numba)."""
+    from numba.core import types
+    from numba.np.numpy_support import from_dtype
+    if d[0] == "a":
+        return types.Array(from_dtype(np.dtype(d[1])), d[2], d[3], readonly=d[4])
+    if d[0] == "s":
+        return from_dtype(np.dtype(d[1]))
+    return types.BaseTuple.from_types([numba_type(x) for x in d[1]])
+
+
+def _kernel_arguments(scalar_inputs, args, extra):
+    """The arguments a kernel is called with: 0-d array inputs as scalars, then the extras."""
+    if scalar_inputs:
+        args = list(args)
+        for k in scalar_inputs:
+            v = args[k]
+            if isinstance(v, np.ndarray):
+                args[k] = v[()]
+    return list(args) + list(extra)
+
+
+def _uses_dims(source):
+    from .codegen import uses_dims
+    return uses_dims(source)
+
+
+# --- executors: flat input values in, list of outputs out --------------------------------------
 class CompiledGraph:
     """Calls one kernel: flat input values in, list of outputs out."""
 
@@ -97,11 +273,16 @@ class CompiledGraph:
         self.source = source
         self.dispatcher = dispatcher
         self.plan = plan
-        self.extra = tuple(consts) + ((tuple(fresh),) if "dims[" in source else ())
+        self.extra = tuple(consts) + ((tuple(fresh),) if _uses_dims(source) else ())
         self.scalar_inputs = [k for k, n in enumerate(graph.inputs) if n.ndim == 0]
         self.casts = [(k, o.dtype.type) for k, o in enumerate(graph.outputs)
                       if o.ndim == 0 and o.dtype != np.float64]
         self.checked = False
+
+    @property
+    def serving(self):
+        """The compiled executor that answers calls (callers may install fast paths on it)."""
+        return self
 
     def __call__(self, args):
         if self.scalar_inputs:
@@ -124,7 +305,24 @@ class CompiledGraph:
         return outs
 
     def _first_call(self, args):
-        """The first call also records whether Numba compiled the kernel or loaded it from disk."""
+        """The first call also records whether Numba compiled the kernel or loaded it from disk.
+        A compile holds the kernel's lock and leaves a ready marker for other processes."""
+        description = describe_args(list(args) + list(self.extra))
+        if description is None:
+            outs = self._counted_call(args)
+        else:
+            digest, sighash, folder = source_hash(self.source), signature_hash(description), cache_dir()
+            if (digest, sighash) in _ready or marker_valid(folder, digest, sighash):
+                outs = self._counted_call(args)
+            else:
+                with kernel_lock(folder, digest):
+                    outs = self._counted_call(args)
+                    write_marker(folder, digest, sighash)
+            _ready.add((digest, sighash))
+        self.checked = True
+        return outs
+
+    def _counted_call(self, args):
         before = len(self.dispatcher.signatures)
         hits = sum(self.dispatcher.stats.cache_hits.values())
         outs = self.direct(args)
@@ -133,12 +331,12 @@ class CompiledGraph:
                 STATS["disk_loads"] += 1
             else:
                 STATS["numba_compilations"] += 1
-        self.checked = True
         return outs
 
 
 class ReferenceGraph:
     """Graphs that call back into Python (custom rules) run on the reference executor."""
+    serving = None  # no compiled kernel: callers keep calling through this object
 
     def __init__(self, graph):
         self.graph = graph
@@ -150,10 +348,227 @@ class ReferenceGraph:
         return [o.copy() if node.prim.kind == "leaf" and o.ndim else o for node, o in zip(self.graph.outputs, outs)]
 
 
-def compile_graph(graph):
+_warned = set()
+
+
+def _warn_once(kind, message):
+    if kind not in _warned:
+        _warned.add(kind)
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
+
+
+class TieredGraph:
+    """A kernel in the making: calls run the graph on the NumPy executor until the
+    background worker has compiled the kernel for the first call's argument types; the
+    first call after that loads it from disk, and from then on `serving` is the compiled
+    executor (so `Staged` callers install their fast paths only then). Each call checks one
+    attribute of the job (`done`, set by the worker client's thread): no lock, no syscall.
+    """
+
+    def __init__(self, graph, source, consts, fresh, plan):
+        self.graph, self.source, self.plan = graph, source, plan
+        self.consts, self.fresh = consts, fresh
+        self.extra = tuple(consts) + ((tuple(fresh),) if _uses_dims(source) else ())
+        self.scalar_inputs = [k for k, n in enumerate(graph.inputs) if n.ndim == 0]
+        self.digest = source_hash(source)
+        self.reference = ReferenceGraph(graph)
+        self.serving = None  # the CompiledGraph, once it answers
+        self.job = None      # the worker's job (None before the first call)
+        self._request = None
+        self._submissions = 0
+        self._lock = threading.Lock()
+
+    def __call__(self, args):
+        serving = self.serving
+        if serving is not None:
+            return serving(args)
+        job = self.job
+        if job is None:
+            return self._first_call(args)
+        if job.done:
+            self._settle(job)
+            if self.serving is not None:
+                return self.serving(args)
+        else:
+            job.calls += 1  # the worker compiles the most called kernel first
+        STATS["numpy_tier_calls"] += 1
+        return self.reference(args)
+
+    def _first_call(self, args):
+        self.start(args)
+        return self(args)
+
+    def start(self, args):
+        """Ask the worker for the kernel, for the types of `args` (or load it, if it is ready)."""
+        with self._lock:
+            if self.serving is None and self.job is None:
+                description = describe_args(_kernel_arguments(self.scalar_inputs, args, self.extra))
+                if description is None:  # an argument the worker cannot describe: compile here
+                    self.serving = self._compiled()
+                else:
+                    sighash = signature_hash(description)
+                    folder = cache_dir()
+                    if (self.digest, sighash) in _ready or marker_valid(folder, self.digest, sighash):
+                        self.serving = self._compiled()  # compiled before (by any process): load it now
+                    else:
+                        self._request = {"folder": folder, "digest": self.digest, "source": self.source,
+                                         "signature": description}
+                        self._submit()
+
+    def _submit(self):
+        from . import worker
+        self._submissions += 1
+        self.job = worker.submit(self._request)
+
+    def _compiled(self):
+        return CompiledGraph(self.graph, self.source, load_kernel(self.source), self.consts, self.fresh, self.plan)
+
+    def _settle(self, job):
+        """The worker is done with `job` (called by the caller's thread): switch, resubmit or stay."""
+        from . import worker
+        with self._lock:
+            if self.serving is not None or self.job is not job:
+                return
+            for note in worker.take_notes():
+                _warn_once("worker", f"jitad: {note}")
+            if job.status in ("compiled", "loaded", "cached"):
+                try:
+                    self.serving = self._compiled()
+                    STATS["tier_switches"] += 1
+                    return
+                except Exception as exc:  # noqa: BLE001 -- stay on the NumPy tier, and say why
+                    message = f"loading the compiled kernel failed ({type(exc).__name__}: {exc})"
+            elif job.status == "retry" and self._submissions < 3:  # the worker was lost in a fork
+                self._submit()
+                return
+            else:
+                message = job.message or f"the background compile ended with status {job.status!r}"
+            self.job = worker.NEVER
+            _warn_once(job.status, f"jitad: {message}. This function keeps running on the NumPy executor; "
+                                   "set jitad.config.compile = 'eager' to compile in this process.")
+
+
+# --- the split form: one kernel per distinct loop nest, called from a plain Python driver -----------
+SPLIT_NODES = 300  # graphs with more nodes than this compile in the split form
+
+
+class SplitCompiledGraph(CompiledGraph):
+    """A graph in the split form (`codegen.SplitForm`): its driver is plain Python calling one
+    Numba kernel per distinct loop nest, so compile time follows the number of distinct nests,
+    not the length of the program (each step of an unrolled loop calls the same kernel)."""
+
+    def __init__(self, graph, split):
+        self.split = split
+        namespace = {f"N{k}": load_kernel(source) for k, source in enumerate(split.nests)}
+        code = compile(split.source, f"<jitad driver {source_hash(split.source)}>", "exec")
+        exec(code, namespace)  # noqa: S102 -- jitad's own generated source
+        super().__init__(graph, split.source, namespace["kernel"], split.consts, split.fresh, split.plan)
+
+    def _first_call(self, args):
+        self.checked = True
+        return self.direct(args)
+
+
+def _nest_requests(split, args):
+    """Worker requests for the nest kernels (and argument types) not yet compiled on disk, or
+    None when some argument type cannot be described (then nests compile where they run)."""
+    folder, requests, seen = cache_dir(), [], set()
+    for k, values in split.example_arguments(args):
+        description = describe_args(values)
+        if description is None:
+            return None
+        digest, sighash = source_hash(split.nests[k]), signature_hash(description)
+        if (digest, sighash) in seen or (digest, sighash) in _ready or marker_valid(folder, digest, sighash):
+            continue
+        seen.add((digest, sighash))
+        requests.append({"folder": folder, "digest": digest, "source": split.nests[k], "signature": description})
+    return requests
+
+
+class TieredSplit(TieredGraph):
+    """`TieredGraph` for the split form: the worker compiles every nest kernel (one job each);
+    when all are done the driver serves."""
+
+    def __init__(self, graph, split):
+        self.graph, self.split, self.source, self.plan = graph, split, split.source, split.plan
+        self.extra = tuple(split.consts) + ((tuple(split.fresh),) if _uses_dims(split.source) else ())
+        self.scalar_inputs = [k for k, n in enumerate(graph.inputs) if n.ndim == 0]
+        self.reference = ReferenceGraph(graph)
+        self.serving, self.jobs = None, None
+        self._lock = threading.Lock()
+
+    def __call__(self, args):
+        serving = self.serving
+        if serving is not None:
+            return serving(args)
+        jobs = self.jobs
+        if jobs is None:
+            return self._first_call(args)
+        if all(job.done for job in jobs):
+            self._settle_all(jobs)
+            if self.serving is not None:
+                return self.serving(args)
+        else:
+            for job in jobs:
+                job.calls += 1
+        STATS["numpy_tier_calls"] += 1
+        return self.reference(args)
+
+    def start(self, args):
+        with self._lock:
+            if self.serving is None and self.jobs is None:
+                requests = _nest_requests(self.split, _kernel_arguments(self.scalar_inputs, args, ()))
+                if not requests:  # all compiled before, or types only the running driver can tell
+                    self.serving = self._compiled()
+                else:
+                    from . import worker
+                    self.jobs = [worker.submit(request) for request in requests]
+
+    def _compiled(self):
+        return SplitCompiledGraph(self.graph, self.split)
+
+    def _settle_all(self, jobs):
+        from . import worker
+        with self._lock:
+            if self.serving is not None or self.jobs is not jobs:
+                return
+            for note in worker.take_notes():
+                _warn_once("worker", f"jitad: {note}")
+            failed = [job for job in jobs if job.status not in ("compiled", "loaded", "cached")]
+            if not failed:
+                try:
+                    self.serving = self._compiled()
+                    STATS["tier_switches"] += 1
+                    return
+                except Exception as exc:  # noqa: BLE001 -- stay on the NumPy tier, and say why
+                    message = f"loading the compiled kernels failed ({type(exc).__name__}: {exc})"
+            else:
+                job = failed[0]
+                message = job.message or f"the background compile ended with status {job.status!r}"
+            self.jobs = [worker.NEVER]
+            _warn_once(failed[0].status if failed else "load", f"jitad: {message}. This function keeps running "
+                       "on the NumPy executor; set jitad.config.compile = 'eager' to compile in this process.")
+
+
+def compile_graph(graph, mode="eager"):
+    """An executor for `graph`: compiled now ("eager"), on the NumPy tier while a worker
+    compiles ("background"), or NumPy only ("off"). Graphs of more than SPLIT_NODES nodes
+    compile in the split form."""
     if any(n.prim.kind == "callback" for n in graph.nodes):
         STATS["reference_fallbacks"] += 1
         return ReferenceGraph(graph)
+    if mode == "off":
+        return ReferenceGraph(graph)
+    if len(graph.nodes) > SPLIT_NODES:
+        from .codegen import generate_split
+        with phase("codegen"):
+            split = generate_split(graph)
+        note(graph, split.plan, [split.source, *split.nests], split.nests)
+        return TieredSplit(graph, split) if mode == "background" else SplitCompiledGraph(graph, split)
     from .codegen import generate
-    source, consts, fresh, plan = generate(graph)
+    with phase("codegen"):
+        source, consts, fresh, plan = generate(graph)
+    note(graph, plan, [source])
+    if mode == "background":
+        return TieredGraph(graph, source, consts, fresh, plan)
     return CompiledGraph(graph, source, load_kernel(source), consts, fresh, plan)

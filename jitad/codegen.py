@@ -13,6 +13,7 @@ import numpy as np
 from .fusion import LibraryCall, is_matrix_transpose, plan as make_plan
 from .ir import const_p
 from .ixexpr import Ix, index_tuple
+from .profiling import phase
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")
@@ -81,6 +82,69 @@ def _fast_math(expr):
     return expr
 
 
+_DIMS = re.compile(r"\bdims\b")
+
+
+def uses_dims(source):
+    """Whether generated code reads the `dims` argument (sizes not read from any input)."""
+    return _DIMS.search(source) is not None
+
+
+_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
+_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\[[^=]*\])?\s*=(?!=)")
+_LOOP_VAR = re.compile(r"^\s*for (\w+) in ")
+_OUTER_NAME = re.compile(r"^(?:[xcvosk]\d+|dims)$")   # names a nest reads from the driver
+_LOCAL_NAME = re.compile(r"^([a-z]+)\d+(?:_\d+)?$")
+_NODE_REF = re.compile(r"%(\d+)")
+
+
+def _nest_kernel(lines, roots):
+    """A loop nest's lines as the canonical source of a kernel of its own, and the driver's
+    names it takes as arguments (in order). Names and node numbers are renumbered by first
+    appearance, so the same nest anywhere (another step of a loop, another program) has the
+    same source, hence one cache entry and one compilation."""
+    code = [(line, "", "") if line.lstrip().startswith("#") else line.partition("  # ") for line in lines]
+    defined, free = set(), []
+    for text, _, _ in code:
+        for match in (_ASSIGNED.match(text), _LOOP_VAR.match(text)):
+            if match:
+                defined.add(match.group(1))
+        if text.lstrip().startswith("#"):
+            continue
+        for name in _NAME.findall(text):
+            if _OUTER_NAME.match(name) and name not in defined and name not in free:
+                free.append(name)
+    rename, counts = {}, {}
+
+    def new_name(match):
+        name = match.group(1)
+        local = _LOCAL_NAME.match(name)
+        if name in rename or not local or name.startswith("i") and name[1:].isdigit():
+            return rename.get(name, name)
+        prefix = local.group(1)
+        counts[prefix] = counts.get(prefix, -1) + 1
+        rename[name] = f"{prefix}{counts[prefix]}"
+        return rename[name]
+    params = [_NAME.sub(new_name, name) for name in free]
+    refs = {}
+
+    def new_ref(match):
+        return "%" + str(refs.setdefault(match.group(1), len(refs)))
+    body = []
+    for text, sep, comment in code:
+        if text.lstrip().startswith("#"):  # a comment line (the nest's header)
+            body.append(_NODE_REF.sub(new_ref, _NAME.sub(new_name, text)))
+            continue
+        line = _NAME.sub(new_name, text)
+        body.append(f"{line}{sep}{_NODE_REF.sub(new_ref, comment)}" if sep else line)
+    outs = ", ".join(rename.get(r, r) for r in roots)
+    source = "\n".join([
+        "import numpy as np", "import numba", "from jitad import kernels as K", "", "",
+        '@numba.njit(cache=True, error_model="numpy")', f"def kernel({', '.join(params)}):",
+        *body, f"    return ({outs},)", ""])
+    return source, free
+
+
 def _scalar_argument(value):
     """A 0-d constant as a kernel argument: a Python float for float64 (the cheapest to pass)."""
     return float(value) if value.dtype == np.float64 else value[()]
@@ -102,8 +166,16 @@ def _literal(value):
 class KernelWriter:
     """Writes the kernel for one plan. Names: x* inputs, c* constants, v* values, o* outputs."""
 
-    def __init__(self, graph, fast_nodes=frozenset()):
+    def __init__(self, graph, fast_nodes=frozenset(), split=False, plan=None):
         self.graph = graph
+        # split: each loop nest is a kernel of its own, in canonical form (its arrays, sizes and
+        # slice starts are arguments), called from a plain Python driver; a nest repeated by a
+        # Python loop (each step of an RNN, each mixture component) is then compiled once
+        self.split = split
+        self.nests = []           # split: the distinct nest kernels' sources, in first-use order
+        self.calls = []           # split: (nest index, driver names passed) per call
+        self.start_values = {}    # split: start argument name -> its code in the driver
+        self._start_names = {}
         # nodes computed with the vectorisable exp/expm1/tanh: decided per node for the whole
         # kernel, so a value recomputed in several loop nests is bitwise the same in each
         # (a max's tie mask compares them); everywhere else libm
@@ -121,19 +193,20 @@ class KernelWriter:
                 self.names[node.id] = f"c{len(self.const_args)}"
                 value = node.value
                 self.const_args.append(np.ascontiguousarray(value) if value.ndim else _scalar_argument(value))
+        self.const_values = {f"c{k}": v for k, v in enumerate(self.const_args)}
         self.arg_names = {nid: n for nid, n in self.names.items()}
-        self.plan = make_plan(graph, {nid: n for nid, n in self.names.items()
-                                      if self._node(nid).ndim > 0})
+        with phase("fusion"):
+            self.plan = plan or make_plan(graph, {nid: n for nid, n in self.names.items()
+                                                  if self._node(nid).ndim > 0}, split)
         self.dims = self.plan.dims
         self.src = Source()
         self.counter = 0
         self.ready = set(self.names)  # nodes whose whole value is stored and can be read
 
     def _node(self, node_id):
-        for node in self.graph.nodes:
-            if node.id == node_id:
-                return node
-        return next(n for n in self.graph.inputs if n.id == node_id)
+        if not hasattr(self, "_by_id"):
+            self._by_id = {n.id: n for n in list(self.graph.inputs) + list(self.graph.nodes)}
+        return self._by_id[node_id]
 
     @staticmethod
     def _is_literal_value(value):
@@ -152,7 +225,14 @@ class KernelWriter:
 
     def start(self, node, axis):
         start = self.plan.starts.get((node.id, axis), node.params["starts"][axis])
-        return self.dims.source(start)
+        code = self.dims.source(start)
+        if self.split and code != "0":  # the driver computes it: nests of a loop's steps stay one
+            name = self._start_names.get((node.id, axis))
+            if name is None:
+                name = self._start_names[(node.id, axis)] = f"k{len(self.start_values)}"
+                self.start_values[name] = code
+            return name
+        return code
 
     def shape_code(self, node):
         sizes = [self.size(node, a) for a in range(node.ndim)]
@@ -163,14 +243,16 @@ class KernelWriter:
         params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in range(len(self.const_args))]
         src = self.src
         src.line("import numpy as np")
-        src.line("import numba")
+        if not self.split:
+            src.line("import numba")
         src.line("from jitad import kernels as K")
         if any(getattr(s, "node", None) is not None and s.node.prim.name not in _STRUCTURAL_LIBRARY
                for s in self.plan.steps if isinstance(s, LibraryCall)):
             src.line("from jitad import kernels_linalg as KL")
         src.line()
         src.line()
-        src.line('@numba.njit(cache=True, error_model="numpy")')
+        if not self.split:
+            src.line('@numba.njit(cache=True, error_model="numpy")')
         src.line(f"def kernel({', '.join(params)}):")
         signature_line = len(src.lines) - 1
         src.indent()
@@ -188,7 +270,7 @@ class KernelWriter:
         used = [k for k in range(len(self.const_args)) if re.search(rf"\bc{k}\b", body)]
         self.const_args = [self.const_args[k] for k in used]
         params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in used]
-        if "dims[" in body:
+        if uses_dims(body):
             params.append("dims")
         src.lines[signature_line] = f"def kernel({', '.join(params)}):"
         return src.text()
@@ -218,6 +300,23 @@ class KernelWriter:
 
     # --- loop nests ----------------------------------------------------------------------
     def loop_nest(self, step):
+        if not self.split:
+            return self._loop_nest(step)
+        driver = self.src
+        self.src = Source()
+        self.src.depth = 1
+        self._loop_nest(step)
+        lines, self.src = self.src.lines, driver
+        roots = [self.root_name(r) for r in step.roots]
+        source, args = _nest_kernel(lines, roots)
+        if source not in self.nests:
+            self.nests.append(source)
+        self.calls.append((self.nests.index(source), args))
+        call = f"N{self.nests.index(source)}({', '.join(self.start_values.get(a, a) for a in args)})"
+        driver.line(f"{', '.join(roots)}, = {call}",
+                    "loop nest: " + ", ".join(f"%{self.local[r.id]}" for r in step.roots))
+
+    def _loop_nest(self, step):
         src = self.src
         rank = len(step.domain)
         bounds = [self.dims.source(d) for d in step.domain]
@@ -450,11 +549,57 @@ _STRUCTURAL_LIBRARY = {"matmul": _lower_matmul, "take": _lower_take, "scatter_ad
                        "concatenate": _lower_concatenate, "cumsum": _lower_cumsum}
 
 
+class SplitForm:
+    """A graph as a plain-Python driver (`source`, calling nest kernel k as `N{k}`) and the
+    sources of its distinct loop-nest kernels (`nests`), with what the driver passes them."""
+
+    def __init__(self, writer, source):
+        self.source, self.nests, self.calls = source, writer.nests, writer.calls
+        self.consts, self.fresh, self.plan = writer.const_args, writer.plan.fresh, writer.plan
+        self._const_values, self._start_values = writer.const_values, writer.start_values
+        self._inputs = {name: k for k, name in enumerate(writer.names[n.id] for n in writer.graph.inputs)}
+        nodes = {n.id: n for n in writer.graph.nodes}
+        self._nodes = {name: nodes[nid] for nid, name in writer.names.items() if nid in nodes}
+
+    def example_arguments(self, args):
+        """For each call of a nest: (nest index, example values of the types the driver will pass
+        it), given the kernel's arguments (`args`, 0-d inputs as scalars). Values computed by the
+        driver are stand-ins of their type: C-contiguous arrays, Python scalars, ints."""
+        out = []
+        for k, names in self.calls:
+            values = []
+            for name in names:
+                if name in self._inputs:
+                    values.append(args[self._inputs[name]])
+                elif name in self._const_values:
+                    values.append(self._const_values[name])
+                elif name in self._start_values:
+                    values.append(0)
+                elif name == "dims":
+                    values.append(tuple(self.fresh))
+                else:
+                    node = self._nodes[name]
+                    values.append(np.empty((1,) * node.ndim, node.dtype) if node.ndim else node.dtype.type(0).item())
+            out.append((k, values))
+        return out
+
+
+def generate_split(graph):
+    """The split form of `graph` (a `SplitForm`): each loop nest a kernel of its own, called
+    from a plain Python driver; repeated nests (a loop's steps) share one kernel."""
+    writer = KernelWriter(graph, split=True)
+    source = writer.write()
+    if writer.vectorisable:
+        writer = KernelWriter(graph, frozenset(writer.vectorisable), split=True, plan=writer.plan)
+        source = writer.write()
+    return SplitForm(writer, source)
+
+
 def generate(graph):
     """Returns (source, constant arguments, fresh sizes, plan)."""
     writer = KernelWriter(graph)
     source = writer.write()
     if writer.vectorisable:  # write again, with the nodes that vectorise somewhere fast everywhere
-        writer = KernelWriter(graph, frozenset(writer.vectorisable))
+        writer = KernelWriter(graph, frozenset(writer.vectorisable), plan=writer.plan)
         source = writer.write()
     return source, writer.const_args, writer.plan.fresh, writer.plan

@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import optree
 
+from . import rng
 from .ad import vjp_values
 from .errors import JitadError, NonDifferentiableError, ShapeError
 from .interpreter import replay
@@ -245,7 +246,8 @@ class _Custom:
         key = skeleton.key()
         entry = self._sites.get(key)
         if entry is None:
-            site = _Site(self.kind, self.__name__, self.fun, skeleton)
+            with rng.forbidding(f"{self.kind} function `{self.__name__}`"):  # a draw there is an error
+                site = _Site(self.kind, self.__name__, self.fun, skeleton)
             entry = self._sites[key] = (site, self._alias(site))
         site, alias_p = entry
         return site.apply(alias_p, skeleton.arrays)

@@ -203,7 +203,7 @@ def main(out=None):
     """Run every example; print AD, analytic and error. Returns 1 if any disagrees, else 0."""
     out = out or sys.stdout
     print(f"jitad {jitad.__version__} demo: lecture examples, AD against the closed form "
-          f"(backend: {jitad.config.backend})\n", file=out)
+          f"(backend: {jitad.config.backend}, compile: {jitad.config.compile})\n", file=out)
     failures = 0
     for number, (title, run) in enumerate(EXAMPLES, start=1):
         ad, analytic = run()

@@ -43,6 +43,11 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True):
         scalar = out_tree.num_leaves == 1 and graph.outputs[0].shape == () and graph.outputs[0].dtype.kind == "f"
         transform = "value_and_grad" if scalar else "jit"
     sections = [f"== traced IR of {getattr(fun, '__name__', fun)!s} ==", repr(graph)]
+    draws = [d for d in getattr(graph, "draws", ()) if hasattr(d, "shape")]
+    if draws:  # jitad.rng: inputs after the arguments' that each call draws
+        first = len(sig.traced)
+        sections.append("random draws made at each call: " + ", ".join(
+            f"%{graph.inputs[first + k].id} = {d.source.label}.{d.method}(...)" for k, d in enumerate(draws)))
     if transform == "value_and_grad":
         body, _, _ = api._build_value_and_grad(nums, False)(graph, sig, out_tree)
         mode = "reverse (one adjoint sweep for the scalar output)"

@@ -22,6 +22,7 @@ _EXPENSIVE = {"exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sin", "c
               "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
               "power", "sqrt", "cbrt", "hypot", "logaddexp", "safe_sqrt", "divide", "reciprocal"}
 RECOMPUTE_LIMIT = 12  # materialize a value several nests need once recomputing it costs more
+INLINE_LIMIT = 48     # materialize a value whose inline recomputation would cost more than this
 
 
 class Dims:
@@ -251,8 +252,13 @@ def _expands(node, consumer):
     return node.size < consumer.size and node.size > 1
 
 
-def plan(graph, arg_names):
-    """Plan `graph`: symbolic shapes, which nodes to store, and the ordered steps."""
+def plan(graph, arg_names, split=False):
+    """Plan `graph`: symbolic shapes, which nodes to store, and the ordered steps.
+
+    With `split` (each nest becomes a kernel of its own), a node joins a nest only when it
+    shares work with it (reads one of its values, or an inline value one of its roots
+    computes): unrelated values in separate nests keep each nest's source independent of
+    how many such values a program has (an unrolled loop's steps)."""
     shapes = _ShapeInference(graph, arg_names)
     users = graph.consumers()
     materialized = {o.id for o in graph.outputs if o.prim.kind not in ("leaf",)}
@@ -264,13 +270,16 @@ def plan(graph, arg_names):
             if not is_fusible(node):
                 materialized.update(i.id for i in _library_operands(node) if i.prim.kind != "leaf")
     memo = {}
-    for node in graph.nodes:
+    for node in graph.nodes:  # in topological order: each cost is computed from its inputs' memos
         if is_pointwise(node) and node.id not in materialized:
-            if any(_expands(node, u) for u in users[node.id]) and inline_cost(node, materialized, memo) > 4:
+            cost = inline_cost(node, materialized, memo)
+            # stored when read under broadcasting, or when recomputing it inline would be a long
+            # chain (a sum accumulated over a loop's steps): the chain is computed once, not per read
+            if cost > INLINE_LIMIT or (cost > 4 and any(_expands(node, u) for u in users[node.id])):
                 materialized.add(node.id)
-                memo.clear()
+                memo[node.id] = 0
     while True:
-        steps, owner = _schedule(graph, shapes, materialized)
+        steps, owner = _schedule(graph, shapes, materialized, split)
         extra = _shared_expensive(graph, materialized, steps, owner)
         if not extra:
             break
@@ -348,8 +357,21 @@ def _joinable(node, domain, step, index, deps, owner, by_id, shapes):
     return True
 
 
-def _schedule(graph, shapes, materialized):
+def _inline_set(node, materialized):
+    """Ids of the non-stored nodes computed inline for `node` (itself included)."""
+    out, stack = set(), [node]
+    while stack:
+        n = stack.pop()
+        if n.id in out or n.prim.kind == "leaf" or (n.id in materialized and n is not node):
+            continue
+        out.add(n.id)
+        stack.extend(n.inputs)
+    return out
+
+
+def _schedule(graph, shapes, materialized, split=False):
     steps, owner = [], {}  # owner: materialized node id -> step index
+    sharing = {}  # split: inline node id -> indices of the nests whose roots compute it
     by_id = {n.id: n for n in graph.nodes}
     for node in graph.nodes:
         if node.id not in materialized:
@@ -361,7 +383,15 @@ def _schedule(graph, shapes, materialized):
         deps = _reads(node, materialized)
         earliest = max((owner[d] for d in deps if d in owner), default=0)
         domain, concrete = _domain(node, shapes)
-        for index in range(earliest, len(steps)):
+        if split:  # only nests it shares work with: ones whose values it reads or recomputes
+            mine = _inline_set(node, materialized) - {node.id}
+            related = {owner[d] for d in deps if d in owner}
+            for n in mine:
+                related |= sharing.get(n, set())
+            candidates = sorted(i for i in related if i >= earliest)
+        else:
+            candidates = range(earliest, len(steps))
+        for index in candidates:
             step = steps[index]
             if isinstance(step, LoopNest) and _joinable(node, domain, step, index, deps, owner, by_id, shapes):
                 step.roots.append(node)
@@ -370,6 +400,9 @@ def _schedule(graph, shapes, materialized):
         else:
             owner[node.id] = len(steps)
             steps.append(LoopNest(domain, concrete, [node]))
+        if split:
+            for n in mine:
+                sharing.setdefault(n, set()).add(owner[node.id])
     return steps, owner
 
 

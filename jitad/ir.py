@@ -6,6 +6,7 @@ built twice from the same inputs and parameters is the same node (CSE for free).
 `bind` is the single entry point every primitive goes through.
 """
 import itertools
+import threading
 
 import numpy as np
 
@@ -158,11 +159,25 @@ class Builder:
         return entry[1]
 
 
-_stack = []
+class _Builders(threading.local):
+    """The builders of the traces open in this thread, innermost last. Per thread, so a
+    transform traced in a background thread never records what the caller's thread runs."""
+
+    def __init__(self):
+        self.stack = []
+
+
+_local = _Builders()
+
+
+def builders():
+    """This thread's stack of open builders (a list; empty when nothing is being traced)."""
+    return _local.stack
 
 
 def current_builder():
-    return _stack[-1] if _stack else None
+    stack = _local.stack
+    return stack[-1] if stack else None
 
 
 class building:
@@ -172,11 +187,11 @@ class building:
         self.builder = builder
 
     def __enter__(self):
-        _stack.append(self.builder)
+        _local.stack.append(self.builder)
         return self.builder
 
     def __exit__(self, *exc):
-        _stack.pop()
+        _local.stack.pop()
 
 
 class LeakedTracerError(JitadError):
@@ -193,7 +208,8 @@ def is_tracer(x):
 
 def bind(prim, args, params):
     """Apply a primitive: record a node if any argument is traced, else compute with NumPy."""
-    builder = _stack[-1] if _stack else None
+    stack = _local.stack
+    builder = stack[-1] if stack else None
     traced = False
     for a in args:
         if isinstance(a, Builder.tracer_type):
@@ -211,7 +227,7 @@ def bind(prim, args, params):
         if isinstance(a, Builder.tracer_type):
             if a.builder is builder:
                 nodes.append(a.node)
-            elif a.builder in _stack:
+            elif a.builder in stack:
                 nodes.append(builder.capture(a))
             else:
                 raise LeakedTracerError()

@@ -371,9 +371,9 @@ class _JacobianFunction:
                 staged = self._staged[nums] = _transform_of(
                     self._cache_on, key, lambda: Staged(self.fun, self._build(nums), nums))
         outs, (plan, layout, out_tree), sig = staged.run(args, {}, extra=[np.int64(0)])
-        results = [outs]
+        results, drawn = [outs], staged.last_draws  # every sweep sees the first one's random draws
         for s in range(1, plan.num_sweeps):
-            results.append(staged.run(args, {}, extra=[np.int64(s * plan.chunk_size)])[0])
+            results.append(staged.run(args, {}, extra=[np.int64(s * plan.chunk_size)], draws=drawn)[0])
         return _unflatten_blocks(_assemble(plan, layout, results), layout, sig, nums, single, out_tree)
 
     def _build(self, nums):
@@ -575,7 +575,7 @@ def hutchinson_trace(fun, x, num_samples=100, seed=None, return_stderr=False):
     k = max(1, min(MAX_CHUNK, num_samples, ELEMENT_BUDGET // (8 * size)))  # ~8 values of x's size per HVP
     k = -(-num_samples // -(-num_samples // k))  # balanced chunks
     staged = _transform_of(fun, ("hutchinson", k), lambda: Staged(fun, _build_quadratic_forms(k), (0,)))
-    forms = []
+    forms, drawn = [], None  # the function's own random draws: the same for every chunk
     for start in range(0, num_samples, k):
         count = min(k, num_samples - start)
         chunk = []
@@ -583,7 +583,8 @@ def hutchinson_trace(fun, x, num_samples=100, seed=None, return_stderr=False):
             v = np.zeros((k,) + np.shape(leaf), dtype)  # rows past `count` stay 0: v^T H v = 0
             v[:count] = 2.0 * rng.integers(0, 2, size=(count,) + np.shape(leaf)) - 1.0
             chunk.append(v)
-        forms.append(staged.run((x,), {}, extra=chunk)[0][0])
+        forms.append(staged.run((x,), {}, extra=chunk, draws=drawn)[0][0])
+        drawn = staged.last_draws
     forms = _cat(forms)[:num_samples]
     estimate = np.mean(forms)
     stderr = np.std(forms, ddof=1) / np.sqrt(num_samples) if num_samples > 1 else np.inf

@@ -12,6 +12,7 @@ import contextlib
 import functools
 import operator
 import sys
+import threading
 
 import numpy as np
 
@@ -304,19 +305,31 @@ def _dispatcher(original, builder):
 
 @contextlib.contextmanager
 def scipy_hooks():
-    """While tracing: scipy.linalg.<name> for the names in SCIPY_FUNCTIONS dispatch traced calls to jitad."""
-    saved = []
-    for (module_name, name), builder in SCIPY_FUNCTIONS.items():
-        module = sys.modules.get(module_name)  # not imported yet: user code cannot call it
-        if module is not None:
-            original = getattr(module, name)
-            saved.append((module, name, original))
-            setattr(module, name, _dispatcher(original, builder))
+    """While tracing: scipy.linalg.<name> for the names in SCIPY_FUNCTIONS dispatch traced calls to jitad.
+    Counted across threads and nested traces: the originals come back when the last trace ends."""
+    global _hook_depth, _hook_saved
+    with _hook_lock:
+        if _hook_depth == 0:
+            _hook_saved = []
+            for (module_name, name), builder in SCIPY_FUNCTIONS.items():
+                module = sys.modules.get(module_name)  # not imported yet: user code cannot call it
+                if module is not None:
+                    original = getattr(module, name)
+                    _hook_saved.append((module, name, original))
+                    setattr(module, name, _dispatcher(original, builder))
+        _hook_depth += 1
     try:
         yield
     finally:
-        for module, name, original in reversed(saved):
-            setattr(module, name, original)
+        with _hook_lock:
+            _hook_depth -= 1
+            if _hook_depth == 0:
+                for module, name, original in reversed(_hook_saved):
+                    setattr(module, name, original)
+                _hook_saved = []
+
+
+_hook_depth, _hook_saved, _hook_lock = 0, [], threading.Lock()
 
 
 def foreign_call_error():

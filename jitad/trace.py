@@ -2,6 +2,7 @@
 import contextlib
 import dis
 import sys
+import threading
 
 import numpy as np
 
@@ -258,20 +259,23 @@ def _asarray(obj, dtype=None, *args, **kwargs):
 
 
 _patch_depth = 0
+_patch_lock = threading.Lock()  # traces may run in several threads (a background transform)
 
 
 @contextlib.contextmanager
 def numpy_array_hooks():
     global _patch_depth
-    if _patch_depth == 0:
-        np.array, np.asarray = _array, _asarray
-    _patch_depth += 1
+    with _patch_lock:
+        if _patch_depth == 0:
+            np.array, np.asarray = _array, _asarray
+        _patch_depth += 1
     try:
         yield
     finally:
-        _patch_depth -= 1
-        if _patch_depth == 0:
-            np.array, np.asarray = _original_array, _original_asarray
+        with _patch_lock:
+            _patch_depth -= 1
+            if _patch_depth == 0:
+                np.array, np.asarray = _original_array, _original_asarray
 
 
 def trace(fun, avals):

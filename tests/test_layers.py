@@ -7,18 +7,18 @@ import pathlib
 import jitad
 
 LAYERS = [
-    {"errors"},
+    {"errors", "profiling"},
     {"ir", "ixexpr"},
     {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural", "primitives.linalg"},
     {"ops", "linalg_ops"},
-    {"trace"},
+    {"trace", "rng"},
     {"interpreter"},
     {"passes"},
     {"ad"},
     {"batching", "custom"},
     {"fusion", "kernels", "kernels_linalg"},
     {"codegen"},
-    {"cache"},
+    {"cache", "worker"},
     {"backend"},
     {"api"},
     {"checks", "jacobians", "explain"},

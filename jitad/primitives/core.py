@@ -51,8 +51,9 @@ class Primitive:
 
     def evaluate(self, args, params):
         """Constant folding: all arguments concrete, so run the NumPy reference."""
-        with np.errstate(all="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore")
+        # np.errstate is per thread; warnings.catch_warnings would not be (transforms are also
+        # traced in a background thread while the caller's thread folds constants)
+        with np.errstate(all="ignore"):
             return self.impl(*[np.asarray(a) for a in args], **params)
 
 

@@ -79,7 +79,7 @@ def _matmul(node, values, batched, k):
     """One 2-D product where the batch folds into rows or columns; else NumPy's batched matmul."""
     (a, b), (A, B) = values, node.inputs
     if batched[0] and not batched[1] and B.ndim == 2:  # (k, ..., m, n) @ (n, p)
-        rows = P.matmul_p(ops.reshape(a, (-1, A.shape[-1])), b)
+        rows = P.matmul_p(ops.reshape(a, (k * int(np.prod(A.shape[:-1], dtype=np.int64)), A.shape[-1])), b)
         return ops.reshape(rows, (k,) + node.shape)
     if batched[1] and not batched[0] and A.ndim == 2 and B.ndim == 2:  # (m, n) @ (k, n, p)
         (n, p), m = B.shape, A.shape[0]

@@ -53,7 +53,9 @@ def reshape(x, *shape, order="C"):
     size = int(np.prod(shape_of(x), dtype=np.int64))
     if -1 in shape:
         known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
-        shape = tuple((size // known if known else 0) if s == -1 else s for s in shape)
+        if not known:  # NumPy: -1 cannot be inferred next to a zero-size axis
+            raise ShapeError(f"cannot reshape array of size {size} into shape {shape}")
+        shape = tuple(size // known if s == -1 else s for s in shape)
     if int(np.prod(shape, dtype=np.int64)) != size:
         raise ShapeError(f"cannot reshape array of shape {shape_of(x)} into shape {shape}")
     if shape == shape_of(x):
@@ -327,13 +329,16 @@ def sort(x, axis=-1, kind=None, order=None, stable=None):
 def median(x, axis=None, out=None, overwrite_input=False, keepdims=False):
     """The middle of the sorted values (the mean of the two middles for an even count)."""
     x = asarray(x)
-    if axis is None:
-        x, axis = ravel(x), 0
-    axis = normalize_axis(axis, ndim_of(x))
-    n = shape_of(x)[axis]
-    s = sort(x, axis)
-    middle = _take_slice(s, axis, (n - 1) // 2, n // 2 + 1)
-    return mean(middle, axis=axis, keepdims=keepdims)
+    shape = shape_of(x)
+    axes = _axes(axis, len(shape))
+    kept = [a for a in range(len(shape)) if a not in axes]
+    n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    flat = reshape(transpose(x, kept + list(axes)), tuple(shape[a] for a in kept) + (n,))
+    middle = _take_slice(sort(flat, -1), len(kept), (n - 1) // 2, n // 2 + 1)
+    result = mean(middle, axis=-1)
+    if keepdims:
+        result = reshape(result, tuple(1 if a in axes else m for a, m in enumerate(shape)))
+    return result
 
 
 def ptp(x, axis=None, out=None, keepdims=False):
@@ -638,8 +643,10 @@ def tensordot(a, b, axes=2):
     free_a = [i for i in range(na) if i not in axes_a]
     free_b = [j for j in range(nb) if j not in axes_b]
     k = int(np.prod([sa[i] for i in axes_a], dtype=np.int64))
-    a2 = reshape(transpose(a, free_a + axes_a), (-1, k))
-    b2 = reshape(transpose(b, axes_b + free_b), (k, -1))
+    m = int(np.prod([sa[i] for i in free_a], dtype=np.int64))
+    n = int(np.prod([sb[j] for j in free_b], dtype=np.int64))
+    a2 = reshape(transpose(a, free_a + axes_a), (m, k))
+    b2 = reshape(transpose(b, axes_b + free_b), (k, n))
     return reshape(P.matmul_p(a2, b2), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
 
 
@@ -836,6 +843,8 @@ def clip(x, a_min=None, a_max=None, out=None, **kwargs):
         raise InPlaceUpdateError("np.clip(out=...) with a traced value")
     a_min = kwargs.get("min", a_min)
     a_max = kwargs.get("max", a_max)
+    if not is_tracer(x):  # NumPy makes the clipped value an array first: a Python float is float64
+        x = np.asarray(x)
     if a_min is not None:
         x = P.maximum_p(x, a_min)
     if a_max is not None:

@@ -108,3 +108,47 @@ def test_out_of_range_axis_raises_numpy_axis_error(call, reference_backend):
     with pytest.raises(np.exceptions.AxisError) as info:
         jitad.grad(lambda a: np.sum(call(a)))(a)
     assert isinstance(info.value, jitad.AxisError) and isinstance(info.value, jitad.JitadError)
+
+
+# --- found by the differential fuzzer (tests/fuzz) ---------------------------------------------
+ZERO_SIZE = [
+    ("advanced index of an empty slice", lambda x: x[2, :0, [-2, 2]], (3, 1, 3)),
+    ("matmul with an empty vector", lambda x: x @ np.linspace(-0.47, 1.11, 0), (3, 0)),
+    ("dot of empty matrices", lambda x: x.dot(x.T), (3, 0)),
+    ("inner of empty rows", lambda x: np.inner(x, x), (3, 0)),
+    ("prod over an empty axis", lambda x: np.prod(x, axis=1), (3, 0)),
+    ("batched matmul of empty operands", lambda x: x.reshape(3, 1)[:, :0] @ np.ones((0, 2)), (3,)),
+]
+
+
+@pytest.mark.parametrize("name,f,shape", ZERO_SIZE, ids=[z[0] for z in ZERO_SIZE])
+def test_zero_size_arrays_in_every_mode(name, f, shape, reference_backend):
+    """Reshapes with -1 next to a zero-size axis raised in the rules and batching."""
+    x = np.random.default_rng(0).normal(size=shape)
+    np.testing.assert_array_equal(jitad.jit(f)(x), f(x))
+    assert jitad.grad(lambda x: np.sum(f(x)))(x).shape == x.shape
+    out = np.shape(f(x))
+    assert jitad.jacfwd(f)(x).shape == out + x.shape
+    assert jitad.jacrev(f)(x).shape == out + x.shape
+
+
+@pytest.mark.parametrize("axis", [None, 0, 1, (0, 2), (-2,), (0, 1, 2)])
+@pytest.mark.parametrize("keepdims", [False, True])
+def test_median_with_tuple_axis_and_keepdims(axis, keepdims, reference_backend):
+    y = np.random.default_rng(1).normal(size=(3, 4, 5))
+
+    def f(y):
+        return np.median(y, axis=axis, keepdims=keepdims)
+    np.testing.assert_allclose(jitad.jit(f)(y), f(y))
+    assert jitad.jit(f)(y).shape == f(y).shape
+    jitad.check_grads(lambda y: np.sum(f(y) * np.cos(np.arange(np.size(f(y))).reshape(np.shape(f(y))))), (y,),
+                      modes=("rev",))
+
+
+def test_clip_of_a_python_float_by_float32_bounds_is_float64(reference_backend):
+    """np.clip makes its first argument an array: a Python float is then float64, not weak."""
+    x = np.array([[2.4]], dtype=np.float32)
+
+    def f(x):
+        return np.clip(-0.84, x - 0.3, x + 0.3)
+    assert jitad.jit(f)(x).dtype == f(x).dtype == np.float64

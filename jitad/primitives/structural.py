@@ -89,12 +89,13 @@ def _prod_others(x, axes):
         values = np.concatenate([values, np.ones(lead + (width - n,), x.dtype)], axis=-1)
     levels = [values]
     while levels[-1].shape[-1] > 1:
-        pairs = np.reshape(levels[-1], lead + (-1, 2))
+        pairs = np.reshape(levels[-1], lead + (levels[-1].shape[-1] // 2, 2))
         levels.append(pairs[..., 0] * pairs[..., 1])
     others = np.ones(lead + (1,), x.dtype)
     for level in reversed(levels[:-1]):
-        pairs = np.reshape(level, lead + (-1, 2))
-        others = np.reshape(np.stack([others * pairs[..., 1], others * pairs[..., 0]], axis=-1), lead + (-1,))
+        pairs = np.reshape(level, lead + (level.shape[-1] // 2, 2))
+        others = np.reshape(np.stack([others * pairs[..., 1], others * pairs[..., 0]], axis=-1),
+                            lead + (level.shape[-1],))
     others = np.reshape(others[..., :n], lead + tuple(shape[a] for a in axes))
     return np.transpose(others, tuple(np.argsort(perm)))
 
@@ -299,7 +300,7 @@ def _scatter_add_impl(g, idx, axis, size):
     shape = g.shape[:axis] + (size,) + g.shape[axis + idx.ndim:]
     out = np.zeros(shape, g.dtype)
     moved = np.moveaxis(out, axis, 0)
-    gm = np.moveaxis(g.reshape(g.shape[:axis] + (-1,) + g.shape[axis + idx.ndim:]), axis, 0)
+    gm = np.moveaxis(g.reshape(g.shape[:axis] + (idx.size,) + g.shape[axis + idx.ndim:]), axis, 0)
     np.add.at(moved, idx.ravel(), gm)
     return out
 

@@ -23,12 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 CHILD = r"""
 import json, os, shutil, statistics, sys, tempfile, time
+sys.path.insert(0, {programs_root!r})
 sys.path.insert(0, {root!r})
 cache = tempfile.mkdtemp(prefix="jitad-first-")
 os.environ["JITAD_CACHE_DIR"] = cache
 impl, name, limit = {impl!r}, {name!r}, {limit!r}
-if impl == "jitad_eager":
-    os.environ["JITAD_COMPILE"] = "eager"
+os.environ["JITAD_COMPILE"] = "eager" if impl == "jitad_eager" else "background"
 import numpy as np
 from asv_benchmarks._programs import PROGRAMS
 make, make_args = PROGRAMS[name]
@@ -73,9 +73,10 @@ print(json.dumps({{"first": first, "ready": ready, "steady": statistics.median(t
 """
 
 
-def run_child(name, impl, limit=900.0):
-    """{"first", "ready", "steady"} seconds for one program and implementation, or {"error": ...}."""
-    code = CHILD.format(root=ROOT, impl=impl, name=name, limit=limit)
+def run_child(name, impl, limit=900.0, root=ROOT):
+    """{"first", "ready", "steady"} seconds for one program and implementation, or {"error": ...}.
+    `root`: the checkout whose jitad to import (another commit's worktree, for before/after)."""
+    code = CHILD.format(root=root, programs_root=ROOT, impl=impl, name=name, limit=limit)
     env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1")
     try:
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
@@ -115,6 +116,8 @@ def main(argv=None):
     parser.add_argument("--impls", default="jitad,jitad_eager,autograd,jax")
     parser.add_argument("--limit", type=float, default=900.0, help="seconds to wait for the compiled tier")
     parser.add_argument("--json", default=None)
+    parser.add_argument("--root", default=ROOT, help="import jitad from this checkout (e.g. a worktree of an "
+                                                      "earlier commit, for before/after tables)")
     opts = parser.parse_args(argv)
     impls = [i for i in opts.impls.split(",") if available(i)]
     names = [n for n in PROGRAMS if opts.only is None or any(s in n for s in opts.only)]
@@ -122,7 +125,7 @@ def main(argv=None):
     print("| program | " + " | ".join(f"{i} first | {i} ready | {i} steady" for i in impls) + " |")
     print("|---|" + "---|" * (3 * len(impls)))
     for name in names:
-        row = results[name] = {impl: run_child(name, impl, opts.limit) for impl in impls}
+        row = results[name] = {impl: run_child(name, impl, opts.limit, opts.root) for impl in impls}
         cells = []
         for impl in impls:
             r = row[impl]

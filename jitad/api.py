@@ -191,10 +191,14 @@ class Staged:
             # tier); its graph is built, optimised and compiled in the background
             drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
             values = [sig.leaves[i] for i in sig.traced] + drawn + list(extra)
-            pending = Pending(body, inputs, build=backend.config.compile == "background", first_args=values)
+            background = backend.config.compile == "background"
+            pending = Pending(body, counted=background)
+            outs = pending(values)
+            if background:  # after the first result: the thread would slow it
+                pending.build(inputs, first_args=values)
             self.entries[key] = (rng.Drawing(pending, graph.draws, len(sig.traced)) if graph.draws else pending, meta)
             self.last = None
-            return pending(values), meta, sig
+            return outs, meta, sig
         with phase("transform"):
             transformed, _ = trace(body, inputs)
         drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
@@ -229,20 +233,23 @@ class Pending:
     """A transform whose graph is being built: calls run its body eagerly (`run_eagerly`, the
     NumPy tier) while a background thread traces the transformed graph, optimises it and hands
     it to the backend (which compiles it in the worker process, `cache.TieredGraph`); then the
-    backend's executor takes over. With build=False (compile="off") the body always runs eagerly.
+    backend's executor takes over. Without `build` (compile="off") the body always runs eagerly.
 
     The thread only traces jitad's own rules (never user code) into a builder of its own
     (builders are per thread); a failure leaves the function on the NumPy tier with a warning.
     """
 
-    def __init__(self, body, avals, build=True, first_args=None):
+    def __init__(self, body, counted=True):
         self.body = body
+        self.counted = counted  # NumPy-tier calls are counted while a compiled form is on its way
         self.executor = None
         self.thread = None
-        if build:
-            self.thread = threading.Thread(target=self._build, args=(avals, first_args), name="jitad-transform",
-                                           daemon=True)
-            self.thread.start()
+
+    def build(self, avals, first_args=None):
+        """Start building the compiled form in a background thread (for the types of `first_args`)."""
+        self.thread = threading.Thread(target=self._build, args=(avals, first_args), name="jitad-transform",
+                                       daemon=True)
+        self.thread.start()
 
     def _build(self, avals, first_args):
         try:
@@ -273,7 +280,7 @@ class Pending:
         executor = self.executor
         if executor is not None:
             return executor(args)
-        if self.thread is not None:  # counted while a compiled form is on its way
+        if self.counted:
             STATS["numpy_tier_calls"] += 1
         return run_eagerly(self.body, args)
 

@@ -449,7 +449,10 @@ class TieredGraph:
 
 
 # --- the split form: one kernel per distinct loop nest, called from a plain Python driver -----------
-SPLIT_NODES = 300  # graphs with more nodes than this compile in the split form
+# graphs with more nodes than this, or whose loop nests repeat (calls >= SPLIT_REPEATS x distinct
+# nests: an unrolled loop), compile in the split form; small one-off graphs as one kernel
+SPLIT_NODES = 300
+SPLIT_REPEATS = 3
 
 
 class SplitCompiledGraph(CompiledGraph):
@@ -559,10 +562,10 @@ def compile_graph(graph, mode="eager"):
         return ReferenceGraph(graph)
     if mode == "off":
         return ReferenceGraph(graph)
-    if len(graph.nodes) > SPLIT_NODES:
-        from .codegen import generate_split
-        with phase("codegen"):
-            split = generate_split(graph)
+    from .codegen import generate_split
+    with phase("codegen"):
+        split = generate_split(graph)
+    if len(graph.nodes) > SPLIT_NODES or len(split.calls) >= SPLIT_REPEATS * len(split.nests):
         note(graph, split.plan, [split.source, *split.nests], split.nests)
         return TieredSplit(graph, split) if mode == "background" else SplitCompiledGraph(graph, split)
     from .codegen import generate

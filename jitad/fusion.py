@@ -79,6 +79,7 @@ class LoopNest:
     domain: tuple               # symbolic dims of the iteration space
     shape: tuple                # its concrete shape (for explain)
     roots: list = field(default_factory=list)
+    isolated: bool = False      # split form: a running sum's link, in a nest of its own
 
 
 @dataclass
@@ -269,6 +270,7 @@ def plan(graph, arg_names, split=False):
             materialized.add(node.id)
             if not is_fusible(node):
                 materialized.update(i.id for i in _library_operands(node) if i.prim.kind != "leaf")
+    isolated = _store_accumulations(graph, materialized) if split else set()
     memo = {}
     for node in graph.nodes:  # in topological order: each cost is computed from its inputs' memos
         if is_pointwise(node) and node.id not in materialized:
@@ -279,12 +281,27 @@ def plan(graph, arg_names, split=False):
                 materialized.add(node.id)
                 memo[node.id] = 0
     while True:
-        steps, owner = _schedule(graph, shapes, materialized, split)
+        steps, owner = _schedule(graph, shapes, materialized, split, isolated)
         extra = _shared_expensive(graph, materialized, steps, owner)
         if not extra:
             break
         materialized |= extra
     return Plan(graph, shapes.dims, shapes.shapes, materialized, steps, shapes.fresh, shapes.starts)
+
+
+def _store_accumulations(graph, materialized):
+    """Split form: a running sum of stored values (the adjoint of a weight summed over a
+    loop's steps, `((m0 + m1) + m2) + ...`) is stored link by link, so each link is the same
+    small nest whatever the number of steps, instead of one nest whose size grows with it."""
+    links = set()
+    for node in graph.nodes:
+        if node.prim.name != "add":
+            continue
+        for inner, other in (node.inputs, node.inputs[::-1]):
+            if inner.prim.name == "add" and other.id in materialized and other.prim.kind != "leaf":
+                links.add(inner.id)
+    materialized |= links
+    return links  # each in a nest of its own: a chain does not gather into one growing nest
 
 
 def is_matrix_transpose(node):
@@ -369,7 +386,7 @@ def _inline_set(node, materialized):
     return out
 
 
-def _schedule(graph, shapes, materialized, split=False):
+def _schedule(graph, shapes, materialized, split=False, isolated=frozenset()):
     steps, owner = [], {}  # owner: materialized node id -> step index
     sharing = {}  # split: inline node id -> indices of the nests whose roots compute it
     by_id = {n.id: n for n in graph.nodes}
@@ -388,7 +405,8 @@ def _schedule(graph, shapes, materialized, split=False):
             related = {owner[d] for d in deps if d in owner}
             for n in mine:
                 related |= sharing.get(n, set())
-            candidates = sorted(i for i in related if i >= earliest)
+            candidates = [] if node.id in isolated else \
+                sorted(i for i in related if i >= earliest and not getattr(steps[i], "isolated", False))
         else:
             candidates = range(earliest, len(steps))
         for index in candidates:
@@ -399,7 +417,7 @@ def _schedule(graph, shapes, materialized, split=False):
                 break
         else:
             owner[node.id] = len(steps)
-            steps.append(LoopNest(domain, concrete, [node]))
+            steps.append(LoopNest(domain, concrete, [node], isolated=node.id in isolated))
         if split:
             for n in mine:
                 sharing.setdefault(n, set()).add(owner[node.id])

@@ -159,7 +159,7 @@ class Profile:
         self._other = None
         self._listeners = []
         self.numba_import = None
-        self.wall = 0.0
+        self.wall = self.cpu = 0.0
 
     # --- the clock ----------------------------------------------------------------------
     def _charge(self, local):
@@ -224,10 +224,10 @@ class Profile:
 
     # --- start and stop -------------------------------------------------------------------
     def start(self, numba=True):
+        """Start recording (a profile started inside another takes over until it stops)."""
         global _active
-        if _active is not None:
-            raise RuntimeError("a jitad compile profile is already active")
-        self._started = time.perf_counter()
+        self._outer = _active
+        self._started, self._cpu = time.perf_counter(), time.process_time()
         if numba:  # Numba's one-time setup (import, registries) is timed apart from the transforms'
             t0 = time.perf_counter()
             from numba.core import event, registry
@@ -245,13 +245,13 @@ class Profile:
     def stop(self):
         global _active
         if _active is self:
-            _active = None
+            _active = self._outer
         if self._listeners:
             from numba.core import event
             for kind, listener in self._listeners:
                 event.unregister(kind, listener)
             self._listeners = []
-        self.wall = time.perf_counter() - self._started
+        self.wall, self.cpu = time.perf_counter() - self._started, time.process_time() - self._cpu
 
     # --- the report -----------------------------------------------------------------------
     def totals(self):
@@ -289,7 +289,8 @@ class Profile:
             lines += _table(self.totals())
             lines.append("")
         attributed = sum(self.totals().values())
-        lines.append(f"wall time {self.wall:.3f} s, of which the transforms' phases {attributed:.3f} s"
+        lines.append(f"wall time {self.wall:.3f} s (process CPU time {self.cpu:.3f} s), of which the transforms' "
+                     f"phases {attributed:.3f} s"
                      + (f"; before it, Numba's import and one-time setup {self.numba_import:.3f} s"
                         if self.numba_import is not None else ""))
         if notes:
@@ -335,15 +336,17 @@ def run_script(path, argv=(), cache=None, passes=0, out=None):
     import runpy
     import sys
     import tempfile
+    from . import backend
     if cache is None:
         cache = tempfile.mkdtemp(prefix="jitad-profile-cache-")
+    saved = sys.argv, {k: os.environ.get(k) for k in ("JITAD_CACHE_DIR", "JITAD_COMPILE")}, backend.config.compile
     os.environ["JITAD_CACHE_DIR"] = cache
-    os.environ["JITAD_COMPILE"] = "eager"  # and for any jitad the script's children import
-    from . import backend
+    os.environ["JITAD_COMPILE"] = "eager"  # also for jitad in the script's child processes
     backend.config.compile = "eager"
     out = out or sys.stderr
-    saved_argv = sys.argv
     sys.argv = [path, *argv]
+    folder = os.path.dirname(os.path.abspath(path))
+    sys.path.insert(0, folder)  # as `python SCRIPT` would
     status = 0
     prof = Profile().start()
     try:
@@ -352,7 +355,14 @@ def run_script(path, argv=(), cache=None, passes=0, out=None):
         status = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     finally:
         prof.stop()
-        sys.argv = saved_argv
+        sys.argv, environ, backend.config.compile = saved
+        with contextlib.suppress(ValueError):
+            sys.path.remove(folder)
+        for key, value in environ.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
         print(f"\n== jitad compile profile of {path} (compile='eager', cache {cache}) ==", file=out)
         print(prof.report(passes=passes), file=out, flush=True)
     return status

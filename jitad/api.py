@@ -6,7 +6,9 @@ the AD transform (itself a trace), runs the passes and compiles the result. Call
 traced values (inside another transform) it inlines the transformed graph instead,
 which is how transforms compose.
 """
+import _thread
 import functools
+import queue
 import threading
 import types
 import warnings
@@ -246,10 +248,16 @@ class Pending:
         self.thread = None
 
     def build(self, avals, first_args=None):
-        """Start building the compiled form in a background thread (for the types of `first_args`)."""
-        self.thread = threading.Thread(target=self._build, args=(avals, first_args), name="jitad-transform",
-                                       daemon=True)
-        self.thread.start()
+        """Build the compiled form in the background thread (for the types of `first_args`)."""
+        self.thread = _builder()
+        self.done = threading.Event()
+        _build_jobs.put((self, avals, first_args))
+
+    def _run(self, avals, first_args):
+        try:
+            self._build(avals, first_args)
+        finally:
+            self.done.set()
 
     def _build(self, avals, first_args):
         try:
@@ -273,7 +281,7 @@ class Pending:
     def wait(self):
         """Block until the graph is built (tests, benchmarks); returns the executor or None."""
         if self.thread is not None:
-            self.thread.join()
+            self.done.wait()
         return self.executor
 
     def __call__(self, args):
@@ -283,6 +291,32 @@ class Pending:
         if self.counted:
             STATS["numpy_tier_calls"] += 1
         return run_eagerly(self.body, args)
+
+
+_build_jobs = queue.Queue()
+_build_thread = None
+_build_lock = threading.Lock()
+
+
+def _builder():
+    """The one background thread that builds transforms' compiled forms, in order. Started
+    once, with the low-level `_thread` API: `Thread.start` would wait until the new thread
+    runs, which on a busy machine costs the caller a scheduling quantum. Like a daemon
+    thread, it does not keep the interpreter alive."""
+    global _build_thread
+    with _build_lock:
+        if _build_thread is None:
+            _build_thread = _thread.start_new_thread(_build_forever, ())
+        return _build_thread
+
+
+def _build_forever():
+    while True:
+        pending, avals, first_args = _build_jobs.get()
+        try:
+            pending._run(avals, first_args)
+        except BaseException:  # noqa: BLE001 -- _run warns; the thread serves the next job
+            pass
 
 
 def _unflatten_grads(sig, argnums, single, grads):

@@ -156,6 +156,8 @@ def _literal(value):
     if isinstance(value, (int, np.integer)):
         return repr(int(value))
     value = float(value)
+    if value != value:  # a NaN constant (np.where(c, x, np.nan)): `nan` is no name in a kernel
+        return "np.nan"
     if value == np.inf:
         return "np.inf"
     if value == -np.inf:
@@ -233,6 +235,12 @@ class KernelWriter:
                 self.start_values[name] = code
             return name
         return code
+
+    def is_contiguous(self, node, code):
+        """Whether `code` reads `node` as an array this kernel knows is C-contiguous: a loop
+        nest's output (np.empty), a constant argument (made contiguous) or a matrix product."""
+        return code == self.names.get(node.id) and node.ndim > 0 and \
+            (code[0] in "oc" or node.prim.name == "matmul")
 
     def shape_code(self, node):
         sizes = [self.size(node, a) for a in range(node.ndim)]
@@ -459,15 +467,19 @@ class KernelWriter:
             saved = self.cache
             self.cache = dict(saved)
             inner = self.value(x, sub)
+            inner_level = self.cache[(x.id, sub)][1]
             self.cache = saved
             self.block = outer_block
-            rank = len(self.levels) - 1
-            self.emit(f"{var} = {zero}", None, rank)
-            self.emit(f"if {cond}:", describe(node, self.local), rank)
+            # the branch runs where its condition's loop indices and its value are all available:
+            # not deeper (a root over a prefix of the nest reads it once per outer iteration)
+            used = _INDEX_VAR.findall(" ".join([cond, *sub]))
+            level = max([inner_level, 0] + [int(m) + 1 for m in used])
+            self.emit(f"{var} = {zero}", None, level)
+            self.emit(f"if {cond}:", describe(node, self.local), level)
             for text, comment in block:
-                self.emit("    " + text, comment, rank)
-            self.emit(f"    {var} = {inner}", None, rank)
-            return var, rank
+                self.emit("    " + text, comment, level)
+            self.emit(f"    {var} = {inner}", None, level)
+            return var, level
         raise NotImplementedError(f"cannot fuse `{node.prim.name}`")
 
     def _fresh(self):
@@ -498,8 +510,10 @@ def _lower_matmul(node, out, ins, ctx):
     a, b = node.inputs
     ins = [_as_dtype(code, operand, node.dtype) for code, operand in zip(ins, node.inputs)]
     if a.ndim == 2 and b.ndim == 2:
-        operands = [code if code.endswith(".T") else f"np.ascontiguousarray({code})" for code in ins]
-        return f"{out} = np.dot({operands[0]}, {operands[1]})"
+        operands = [code if code.endswith(".T") or ctx.is_contiguous(operand, code) else f"np.ascontiguousarray({code})"
+                    for code, operand in zip(ins, node.inputs)]
+        # in a kernel, K.dot: Numba's np.dot would compile its BLAS call again in every process
+        return f"{out} = {'np' if ctx.split else 'K'}.dot({operands[0]}, {operands[1]})"
     batch = [ctx.size(node, k) for k in range(node.ndim - 2)]
     bsize = " * ".join(batch)
     m, kk, n = ctx.size(a, a.ndim - 2), ctx.size(a, a.ndim - 1), ctx.size(b, b.ndim - 1)

@@ -152,3 +152,20 @@ def test_clip_of_a_python_float_by_float32_bounds_is_float64(reference_backend):
     def f(x):
         return np.clip(-0.84, x - 0.3, x + 0.3)
     assert jitad.jit(f)(x).dtype == f(x).dtype == np.float64
+
+
+def test_padded_adjoint_read_by_a_prefix_root_is_placed_after_the_inner_loop():
+    """Fuzz finding: in a hvp kernel the pad (adjoint of x[1:]) feeding a root over the outer axis
+    of a nest was emitted inside the inner reduction loop, before a value that loop computes."""
+    C = np.cos(np.arange(9.0) * 1.7).reshape(3, 3)
+
+    def g(x):
+        return np.sum(np.outer(np.sin(x), np.sin(x)) * C) + np.sum(np.tanh(x[1:]))
+    x, t = np.array([0.3, -0.5, 0.8]), np.array([1.0, 0.5, -0.2])
+    saved = jitad.config.compile
+    jitad.config.compile = "eager"
+    try:
+        got = jitad.hvp(g, (x,), (t,))
+    finally:
+        jitad.config.compile = saved
+    np.testing.assert_allclose(got, jitad.hessian(g)(x) @ t, rtol=1e-10)

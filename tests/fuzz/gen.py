@@ -1,0 +1,1275 @@
+"""Random straight-line NumPy programs, represented as data and printable as Python source.
+
+A `Program` is a list of input names (with concrete values) and a list of `Op`s. Each op
+defines one variable from earlier ones through a *template*: a Python expression (or, for
+loops, a small block of statements) with `{0}`, `{1}` ... for its operands and `{out}` for
+the variable it defines. Axes, slices, shapes and constants are baked into the template
+text, so the rendered source is the whole program and the repro of any failure.
+
+The generator builds a program op by op on concrete values: every candidate op is run by
+NumPy right away, so the program is valid NumPy by construction (a candidate NumPy rejects
+is simply dropped), its shapes are known, and a *guard* (another expression over the same
+operands) measures how far the inputs are from the op's kinks (ties in max/min/maximum,
+zero of abs, integer jumps of floor, ...). An op whose guard is below MARGIN is rejected,
+so finite differences around the generated inputs are accurate.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+
+MAX_SIZE = 60          # elements of any intermediate value
+MAX_ABS = 1e3          # values stay well scaled for finite differences
+MARGIN = 2e-2          # distance to a kink that a guard requires
+MAX_INPUT_SIZE = 30
+
+
+@dataclass
+class Op:
+    out: str
+    template: str
+    args: tuple
+    kind: str
+    guard: str | None = None
+    block: bool = False
+
+    def statement(self, args=None):
+        args = self.args if args is None else args
+        text = self.template.replace("{out}", self.out)
+        for k, a in enumerate(args):
+            text = text.replace("{%d}" % k, a)
+        if self.block:
+            return text
+        return f"{self.out} = {text}"
+
+    def guard_expr(self):
+        text = self.guard
+        for k, a in enumerate(self.args):
+            text = text.replace("{%d}" % k, a)
+        return text
+
+
+@dataclass
+class Program:
+    inputs: list                     # names
+    values: dict                     # name -> ndarray or Python float
+    ops: list
+    outputs: list
+    dtype: str = "float64"
+    expect_error: bool = False
+    seed: int = 0
+
+    def copy(self, **changes):
+        new = dataclasses.replace(self, inputs=list(self.inputs), values=dict(self.values),
+                                  ops=list(self.ops), outputs=list(self.outputs))
+        for k, v in changes.items():
+            setattr(new, k, v)
+        return new
+
+    def perturbed(self, factor=1.01):
+        """The same program at inputs scaled by `factor` (for second calls that hit jitad's caches)."""
+        vals = {n: (float(v) * factor if isinstance(v, float) else np.asarray(v * factor, dtype=v.dtype))
+                for n, v in self.values.items()}
+        return self.copy(values=vals)
+
+    def kinds(self):
+        return [op.kind for op in self.ops]
+
+    # --- rendering ------------------------------------------------------------------------
+    def source(self, name="f", with_g=None, g_name="g"):
+        with_g = (not self.expect_error) if with_g is None else with_g
+        lines = [f"def {name}({', '.join(self.inputs)}):"]
+        for op in self.ops:
+            for line in op.statement().split("\n"):
+                lines.append("    " + line)
+        ret = self.outputs[0] if len(self.outputs) == 1 else ", ".join(self.outputs)
+        lines.append(f"    return {ret}")
+        if with_g:
+            lines.append("")
+            lines.append("")
+            lines += self.g_source(name, g_name)
+        return "\n".join(lines) + "\n"
+
+    def out_shapes(self):
+        outs = run_numpy(self)
+        outs = outs if isinstance(outs, tuple) else (outs,)
+        return [np.shape(o) for o in outs]
+
+    def g_source(self, fname="f", gname="g", shapes=None):
+        """g = a fixed random weighting of f's outputs, summed: the scalar that grad checks."""
+        shapes = self.out_shapes() if shapes is None else shapes
+        lines = [f"def {gname}({', '.join(self.inputs)}):", f"    _o = {fname}({', '.join(self.inputs)})"]
+        terms = []
+        for k, shape in enumerate(shapes):
+            o = "_o" if len(shapes) == 1 else f"_o[{k}]"
+            terms.append(f"np.sum({o} * {weight_expr(shape, k)})")
+        lines.append("    return " + " + ".join(terms))
+        return lines
+
+    def input_source(self):
+        parts = []
+        for name in self.inputs:
+            v = self.values[name]
+            if isinstance(v, float):
+                parts.append(f"{name} = {float(v)!r}")
+            else:
+                text = np.array2string(v, separator=", ", precision=17, floatmode="unique", threshold=10 ** 6,
+                                       max_line_width=100)
+                dt = "" if v.dtype == np.float64 else f", dtype=np.{v.dtype}"
+                if v.ndim == 0:
+                    parts.append(f"{name} = np.array({float(v)!r}{dt})")
+                elif v.size == 0:
+                    parts.append(f"{name} = np.zeros({v.shape}{dt})")
+                else:
+                    parts.append(f"{name} = np.array({text}{dt})")
+        return "\n".join(parts)
+
+    def repro(self):
+        return ("import numpy as np\n\n" + self.source() + "\n" + self.input_source() +
+                f"\nargs = ({', '.join(self.inputs)}{',' if len(self.inputs) == 1 else ''})\n")
+
+
+def weight_expr(shape, k):
+    n = math.prod(shape)
+    if not shape:
+        return repr(round(0.7 - 0.3 * k, 2))
+    base = f"np.cos(np.arange({n}) * 1.7 + {0.3 + k:.1f})"
+    return base if len(shape) == 1 else f"{base}.reshape({tuple(shape)})"
+
+
+# --- guard helpers (only visible to guards, never to the program) -----------------------------
+def _as_axes(axis, ndim):
+    if axis is None:
+        return tuple(range(ndim))
+    axes = axis if isinstance(axis, tuple) else (axis,)
+    return tuple(a % ndim for a in axes) if ndim else ()
+
+
+def _groups(a, axis):
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 0:
+        return a.reshape(1, 1)
+    axes = _as_axes(axis, a.ndim)
+    rest = [d for d in range(a.ndim) if d not in axes]
+    moved = np.transpose(a, rest + list(axes))
+    k = math.prod(a.shape[d] for d in axes)
+    return moved.reshape(-1, k) if k else moved.reshape(0, 0)
+
+
+def _g_gap(a, axis=None):
+    """Smallest gap between the two largest and between the two smallest entries of each group."""
+    g = _groups(a, axis)
+    if g.size == 0 or g.shape[1] < 2:
+        return np.inf
+    s = np.sort(g, axis=1)
+    return float(min(np.min(s[:, -1] - s[:, -2]), np.min(s[:, 1] - s[:, 0])))
+
+
+def _g_sortgap(a, axis=-1):
+    if axis is None:
+        a, axis = np.ravel(a), 0
+    a = np.asarray(a, dtype=float)
+    if a.ndim == 0 or a.shape[axis] < 2:
+        return np.inf
+    return float(np.min(np.diff(np.sort(a, axis=axis), axis=axis))) if a.size else np.inf
+
+
+def _g_absmin(a):
+    a = np.asarray(a, dtype=float)
+    return float(np.min(np.abs(a))) if a.size else np.inf
+
+
+def _g_min(a):
+    a = np.asarray(a, dtype=float)
+    return float(np.min(a)) if a.size else np.inf
+
+
+def _g_frac(a):
+    a = np.asarray(a, dtype=float)
+    return float(np.min(np.abs(a - np.round(a)))) if a.size else np.inf
+
+
+def _g_half(a):
+    """Distance to the rounding jumps of np.rint (x.5)."""
+    a = np.asarray(a, dtype=float)
+    return float(np.min(np.abs(a - np.floor(a) - 0.5))) if a.size else np.inf
+
+
+def _g_std(a, axis=None, ddof=0):
+    g = _groups(a, axis)
+    if g.size == 0 or g.shape[1] <= max(ddof, 1):
+        return np.inf
+    return float(np.min(np.std(g, axis=1, ddof=ddof)))
+
+
+def _g_sv(a, what):
+    a = np.asarray(a, dtype=float)
+    s = np.linalg.svd(a, compute_uv=False)
+    if s.size == 0:
+        return np.inf
+    if what == "min":
+        return float(np.min(s))
+    if s.shape[-1] < 2:
+        return np.inf
+    return float(np.min(s[..., 0] - s[..., 1]))
+
+
+def _g_eiggap(a):
+    w = np.linalg.eigvalsh(np.asarray(a, dtype=float))
+    return float(np.min(np.diff(w, axis=-1))) if w.shape[-1] > 1 else np.inf
+
+
+def _g_atan2(y, x):
+    y, x = np.broadcast_arrays(np.asarray(y, float), np.asarray(x, float))
+    if y.size == 0:
+        return np.inf
+    r = np.hypot(y, x)
+    cut = np.where(x < 0, np.abs(y), np.inf)  # the branch cut along the negative x axis
+    return float(min(np.min(r), np.min(cut)))
+
+
+def _g_vnorm(a, ord, axis):
+    a = np.asarray(a, dtype=float)
+    if a.size == 0:
+        return np.inf
+    m = float(np.min(np.linalg.norm(a, ord=None, axis=axis))) if axis is None or isinstance(axis, int) else np.inf
+    if ord == 1:
+        m = min(m, _g_absmin(a))
+    if ord in (np.inf, -np.inf):
+        m = min(m, _g_gap(np.abs(a), axis), _g_absmin(a))
+    return m
+
+
+GUARD_HELPERS = {k: v for k, v in globals().items() if k.startswith("_g_")}
+
+
+class Reject(Exception):
+    """The candidate op or program is not a valid, well-conditioned NumPy program."""
+
+
+def _check_value(value, dtype, rng=None):
+    if isinstance(value, (tuple, list)):
+        raise Reject("tuple result")
+    arr = np.asarray(value)
+    if rng is not None and arr.size == 0 and rng.random() < 0.85:
+        raise Reject("empty (kept only now and then)")
+    if arr.dtype.kind != "f":
+        raise Reject(f"non-float result {arr.dtype}")
+    if arr.size > MAX_SIZE:
+        raise Reject("too big")
+    if arr.size and not np.all(np.isfinite(arr)):
+        raise Reject("non-finite")
+    if arr.size and np.max(np.abs(arr)) > MAX_ABS:
+        raise Reject("too large")
+
+
+def exec_op(op, env, guards=True):
+    """Run one op in `env` (a namespace holding np and the variables); returns its value."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            exec(op.statement(), env)
+        except Reject:
+            raise
+        except Exception as e:  # NumPy rejects the program
+            raise Reject(f"numpy: {type(e).__name__}: {e}") from None
+        value = env[op.out]
+        if guards and op.guard:
+            ns = dict(env)
+            ns.update(GUARD_HELPERS)
+            try:
+                margin = eval(op.guard_expr(), ns)
+            except Exception as e:
+                raise Reject(f"guard: {type(e).__name__}: {e}") from None
+            if not margin >= MARGIN:
+                raise Reject(f"guard {op.guard} = {margin}")
+    return value
+
+
+def numpy_env(np_module=np):
+    return {"np": np_module, "__builtins__": __builtins__}
+
+
+def run_numpy(program, values=None, guards=False, check=False):
+    """Evaluate `program` op by op with NumPy; returns its output (a value or a tuple)."""
+    env = numpy_env()
+    vals = program.values if values is None else values
+    for name in program.inputs:
+        env[name] = vals[name]
+    for op in program.ops:
+        v = exec_op(op, env, guards=guards)
+        if check:
+            _check_value(v, program.dtype)
+    outs = tuple(env[o] for o in program.outputs)
+    return outs[0] if len(outs) == 1 else outs
+
+
+def validate(program):
+    """Raise Reject unless `program` runs in NumPy, stays away from kinks and is well scaled."""
+    run_numpy(program, guards=True, check=True)
+    if not program.outputs:
+        raise Reject("no outputs")
+
+
+def numpy_raises(program):
+    """The exception NumPy raises on `program`, or None."""
+    env = numpy_env()
+    for name in program.inputs:
+        env[name] = program.values[name]
+    try:
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            for op in program.ops:
+                exec(op.statement(), env)
+    except Exception as e:
+        return e
+    return None
+
+
+# --- the generator -----------------------------------------------------------------------------
+def _fmt(x):
+    return repr(round(float(x), 2))
+
+
+def const_expr(rng, shape):
+    """A compact constant of `shape` (NumPy code with no inputs: jitad sees a constant)."""
+    lo = round(float(rng.uniform(-1.5, -0.2)), 2)
+    hi = round(float(rng.uniform(0.2, 1.5)), 2)
+    if rng.random() < 0.5:
+        lo, hi = hi, lo
+    n = math.prod(shape)
+    if not shape:
+        return _fmt(rng.choice([-1, 1]) * rng.uniform(0.3, 1.5))
+    base = f"np.linspace({lo}, {hi}, {n})"
+    return base if len(shape) == 1 else f"{base}.reshape{tuple(shape)}"
+
+
+def _slice_text(rng, n, allow_neg=True):
+    def bound():
+        if rng.random() < 0.4:
+            return None
+        lo = -n - 1 if allow_neg else 0
+        return int(rng.integers(lo, n + 2))
+    start, stop = bound(), bound()
+    step = rng.choice([None, None, 1, 2, -1, -1, -2, 3])
+    text = ("" if start is None else str(start)) + ":" + ("" if stop is None else str(stop))
+    if step is not None:
+        text += f":{step}"
+    return text
+
+
+def _int_list(rng, n, length=None):
+    length = int(rng.integers(1, 5)) if length is None else length
+    return [int(v) for v in rng.integers(-n, n, size=length)]
+
+
+class State:
+    def __init__(self, rng, program):
+        self.rng = rng
+        self.program = program
+        self.env = numpy_env()
+        for name in program.inputs:
+            self.env[name] = program.values[name]
+        self.vars = list(program.inputs)
+        self.tags = {}
+        self.counter = 0
+
+    def value(self, name):
+        return self.env[name]
+
+    def shape(self, name):
+        return np.shape(self.env[name])
+
+    def fresh(self):
+        name = f"v{self.counter}"
+        self.counter += 1
+        return name
+
+    def pick(self, pred=lambda v: True, exclude=()):
+        cands = [n for n in self.vars if n not in exclude and pred(np.asarray(self.env[n]))]
+        if not cands:
+            return None
+        last = self.vars[-1]
+        if last in cands and self.rng.random() < 0.45:
+            return last
+        weights = np.array([1.0 + 2.0 * (i >= len(cands) - 3) for i in range(len(cands))])
+        return cands[int(self.rng.choice(len(cands), p=weights / weights.sum()))]
+
+    def partner(self, a, ok, exclude_self=False):
+        """A variable b with ok(shape_a, shape_b), or None."""
+        sa = self.shape(a)
+        cands = [n for n in self.vars if (not exclude_self or n != a) and ok(sa, self.shape(n))]
+        if not cands:
+            return None
+        return cands[int(self.rng.integers(len(cands)))]
+
+
+def _broadcastable(sa, sb):
+    try:
+        shape = np.broadcast_shapes(sa, sb)
+    except ValueError:
+        return False
+    return math.prod(shape) <= MAX_SIZE
+
+
+def _rand_axis(rng, ndim, allow_tuple=True, allow_none=True):
+    if ndim == 0:
+        return None if allow_none or rng.random() < 0.5 else ()
+    r = rng.random()
+    if allow_none and r < 0.25:
+        return None
+    if allow_tuple and r > 0.75:
+        k = int(rng.integers(1, ndim + 1))
+        axes = [int(a) for a in rng.permutation(ndim)[:k]]
+        return tuple(a - ndim if rng.random() < 0.3 else a for a in axes)
+    a = int(rng.integers(ndim))
+    return a - ndim if rng.random() < 0.35 else a
+
+
+UNARY = [
+    ("np.sin({0})", None), ("np.cos({0})", None), ("np.tanh({0})", None), ("np.exp({0})", None),
+    ("np.log({0} * {0} + 1.0)", None), ("np.log1p({0} * {0})", None), ("np.sqrt({0} * {0} + 0.5)", None),
+    ("np.arctan({0})", None), ("np.arcsinh({0})", None), ("np.sinh({0})", None), ("np.cosh({0})", None),
+    ("np.expm1({0})", None), ("np.square({0})", None), ("-{0}", None), ("{0} ** 2", None), ("{0} ** 3", None),
+    ("np.power({0} * {0} + 1.0, 1.5)", None), ("np.cbrt({0} * {0} + 1.0)", None),
+    ("np.reciprocal({0} * {0} + 1.0)", None), ("1.0 / ({0} * {0} + 1.0)", None),
+    ("np.arcsin(0.9 * np.tanh({0}))", None), ("np.arccos(0.9 * np.tanh({0}))", None),
+    ("np.arctanh(0.9 * np.tanh({0}))", None), ("np.arccosh({0} * {0} + 1.5)", None),
+    ("np.log2({0} * {0} + 1.0)", None), ("np.log10({0} * {0} + 0.5)", None), ("np.exp2({0})", None),
+    ("np.tan(0.5 * np.tanh({0}))", None), ("np.positive({0})", None), ("np.deg2rad({0})", None),
+    ("2.0 * {0} - 0.5", None), ("{0} / 3.0", None), ("0.5 - {0}", None), ("np.logaddexp({0}, 0.5)", None),
+    ("np.sin({0}) * {0}", None), ("np.cbrt({0})", "_g_absmin({0})"),
+    ("np.abs({0})", "_g_absmin({0})"), ("np.fabs({0})", "_g_absmin({0})"),
+    ("np.sign({0}) * {0}", "_g_absmin({0})"), ("np.floor(2.0 * {0}) + {0}", "_g_frac(2.0 * {0})"),
+    ("np.ceil({0}) * {0}", "_g_frac({0})"), ("np.rint(3.0 * {0}) - {0}", "_g_half(3.0 * {0})"),
+    ("np.trunc(2.0 * {0}) + np.sin({0})", "_g_frac(2.0 * {0})"),
+    ("np.sqrt({0})", "_g_min({0})"), ("np.log({0})", "_g_min({0})"), ("{0} ** 0.5", "_g_min({0})"),
+    ("np.abs({0}) ** 1.5", "_g_absmin({0})"), ("1.0 / {0}", "_g_absmin(10.0 * {0})"),
+    ("np.clip({0}, -0.5, 0.6)", "min(_g_absmin({0} + 0.5), _g_absmin({0} - 0.6))"),
+    ("np.clip({0}, 0.1, None)", "_g_absmin({0} - 0.1)"),
+    ("np.maximum({0}, 0.2)", "_g_absmin({0} - 0.2)"), ("np.minimum({0}, -0.1)", "_g_absmin({0} + 0.1)"),
+    ("np.where({0} > 0.3, {0}, np.sin({0}))", "_g_absmin({0} - 0.3)"),
+    ("np.round({0}, 1) + {0}", "_g_half(10.0 * {0})"),
+    ("abs({0})", "_g_absmin({0})"), ("{0} % 1.7", "_g_frac({0} / 1.7)"), ("{0} // 0.7 + {0}", "_g_frac({0} / 0.7)"),
+    ("np.remainder({0}, 0.9) * {0}", "_g_frac({0} / 0.9)"), ("np.fmod({0}, 0.8)", "min(_g_frac({0} / 0.8), _g_absmin({0}))"),
+    ("{0}.clip(-0.5, 0.5)", "min(_g_absmin({0} + 0.5), _g_absmin({0} - 0.5))"),
+    ("+{0}", None), ("np.float64(2.0) * {0}", None), ("{0}.astype(np.float64)", None), ("{0} ** -2", "_g_absmin(5.0 * {0})"),
+    ("np.exp(-{0} * {0})", None),
+    ("np.conj({0})", None), ("np.real({0})", None),
+]
+
+BINARY = [
+    ("{0} + {1}", None), ("{0} - {1}", None), ("{0} * {1}", None), ("{0} / ({1} * {1} + 1.0)", None),
+    ("{0} / {1}", "_g_absmin(10.0 * {1})"), ("np.add({0}, {1})", None), ("np.multiply({0}, {1})", None),
+    ("np.maximum({0}, {1})", "_g_absmin({0} - {1})"), ("np.minimum({0}, {1})", "_g_absmin({0} - {1})"),
+    ("np.fmax({0}, {1})", "_g_absmin({0} - {1})"), ("np.fmin({0}, {1})", "_g_absmin({0} - {1})"),
+    ("np.hypot({0}, {1})", "_g_min(np.hypot({0}, {1}))"), ("np.arctan2({0}, {1})", "_g_atan2({0}, {1})"),
+    ("np.logaddexp({0}, {1})", None), ("np.where({0} > {1}, {0}, 2.0 * {1})", "_g_absmin({0} - {1})"),
+    ("np.where({0} < {1}, np.sin({0}), {1} * {1})", "_g_absmin({0} - {1})"),
+    ("np.power({0} * {0} + 0.5, {1})", None), ("{0} ** 2 * {1}", None), ("np.subtract({1}, {0})", None),
+    ("np.true_divide({0}, {1} * {1} + 0.5)", None), ("np.clip({0}, {1} - 0.3, {1} + 0.3)",
+                                                      "min(_g_absmin({0} - {1} + 0.3), _g_absmin({0} - {1} - 0.3))"),
+    ("np.sin({0}) * np.cos({1})", None), ("{0} * {1} + {1}", None),
+    ("{0} ** {1}", "_g_min({0} + 0.0 * {1})"), ("np.float_power({0} * {0} + 0.5, {1})", None),
+    ("({0} > {1}) * {0}", "_g_absmin({0} - {1})"),
+    ("np.logaddexp2({0}, {1})", None), ("np.divide({0}, np.exp({1}))", None),
+]
+
+
+def b_unary(st):
+    a = st.pick()
+    tmpl, guard = UNARY[int(st.rng.integers(len(UNARY)))]
+    name = tmpl.split("(")[0].replace("np.", "") if tmpl.startswith("np.") else tmpl
+    return [Op(st.fresh(), tmpl, (a,), "unary:" + name, guard)]
+
+
+def b_binary(st):
+    a = st.pick()
+    tmpl, guard = BINARY[int(st.rng.integers(len(BINARY)))]
+    kind = "binary:" + (tmpl.split("(")[0].replace("np.", "") if tmpl.startswith("np.") else tmpl)
+    if st.rng.random() < 0.15:
+        sa = st.shape(a)
+        k = int(st.rng.integers(0, len(sa) + 1))
+        shape = tuple(1 if st.rng.random() < 0.3 else d for d in sa[k:])
+        c = "(" + const_expr(st.rng, shape) + ")"
+        if st.rng.random() < 0.5:
+            return [Op(st.fresh(), tmpl.replace("{1}", c), (a,), kind + "/const",
+                       guard and guard.replace("{1}", c))]
+        t2 = tmpl.replace("{0}", "\0").replace("{1}", "{0}").replace("\0", c)
+        return [Op(st.fresh(), t2, (a,), kind + "/const", guard and guard.replace("{0}", "\0")
+                   .replace("{1}", "{0}").replace("\0", c))]
+    b = st.partner(a, _broadcastable, exclude_self=st.rng.random() < 0.8)
+    if b is None:
+        return None
+    args = (a, b) if st.rng.random() < 0.5 else (b, a)
+    kind += "/bcast" if st.shape(args[0]) != st.shape(args[1]) else ""
+    return [Op(st.fresh(), tmpl, args, kind, guard)]
+
+
+def b_where_mask(st):
+    a = st.pick()
+    sa = st.shape(a)
+    n = math.prod(sa)
+    k = int(st.rng.integers(2, 4))
+    r = int(st.rng.integers(k))
+    mask = f"np.arange({n}).reshape{tuple(sa)} % {k} == {r}" if sa else "True"
+    b = st.partner(a, lambda x, y: np.broadcast_shapes(x, y) == x if _broadcastable(x, y) else False)
+    if b is None or st.rng.random() < 0.3:
+        return [Op(st.fresh(), f"np.where({mask}, {{0}}, {const_expr(st.rng, ())})", (a,), "where:mask")]
+    return [Op(st.fresh(), f"np.where({mask}, {{0}}, np.sin({{1}}))", (a, b), "where:mask")]
+
+
+REDUCE = ["sum", "mean", "max", "min", "prod", "var", "std", "sum", "mean", "max"]
+
+
+def _axis_text(axis):
+    return repr(axis)
+
+
+def b_reduce(st):
+    a = st.pick()
+    nd = len(st.shape(a))
+    fn = REDUCE[int(st.rng.integers(len(REDUCE)))]
+    axis = _rand_axis(st.rng, nd)
+    keep = st.rng.random() < 0.3
+    ddof = 1 if fn in ("var", "std") and st.rng.random() < 0.25 else 0
+    kw = []
+    if axis is not None or st.rng.random() < 0.2:
+        kw.append(f"axis={_axis_text(axis)}")
+    if keep:
+        kw.append("keepdims=True")
+    if ddof:
+        kw.append(f"ddof={ddof}")
+    if fn == "max" and st.rng.random() < 0.3:
+        fname = "np.amax"
+    elif fn == "min" and st.rng.random() < 0.3:
+        fname = "np.amin"
+    else:
+        fname = f"np.{fn}"
+    if st.rng.random() < 0.3:
+        tmpl = "{0}." + fn + "(" + ", ".join(kw) + ")"
+    else:
+        tmpl = fname + "({0}" + "".join(", " + k for k in kw) + ")"
+    guard = None
+    if fn in ("max", "min"):
+        guard = f"_g_gap({{0}}, {axis!r})"
+    elif fn == "std":
+        guard = f"_g_std({{0}}, {axis!r}, {ddof})"
+    elif fn == "prod":
+        guard = None
+    return [Op(st.fresh(), tmpl, (a,), f"reduce:{fn}" + ("/tuple" if isinstance(axis, tuple) else ""), guard)]
+
+
+def b_reduce_more(st):
+    a = st.pick(lambda v: v.ndim >= 1)
+    if a is None:
+        return None
+    nd = len(st.shape(a))
+    axis = _rand_axis(st.rng, nd, allow_tuple=True)
+    r = st.rng.random()
+    if r < 0.3:
+        guard = f"_g_sortgap({{0}}, {axis!r})" if not isinstance(axis, tuple) else f"_g_gap({{0}}, {axis!r})"
+        if isinstance(axis, tuple):
+            guard = f"min(_g_gap({{0}}, {axis!r}), _g_sortgap(np.reshape(np.moveaxis({{0}}, {axis!r}, "
+            guard += f"tuple(range(-{len(axis)}, 0))), np.shape({{0}})[:{len(st.shape(a)) - len(axis)}] + (-1,)), -1))"
+        return [Op(st.fresh(), f"np.median({{0}}, axis={axis!r})", (a,), "reduce:median", guard)]
+    if r < 0.55:
+        return [Op(st.fresh(), f"np.ptp({{0}}, axis={axis!r})", (a,), "reduce:ptp", f"_g_gap({{0}}, {axis!r})")]
+    if r < 0.8:
+        ax = int(st.rng.integers(nd))
+        n = st.shape(a)[ax]
+        w = f"np.linspace(0.5, 1.5, {n})"
+        return [Op(st.fresh(), f"np.average({{0}}, axis={ax}, weights={w})", (a,), "reduce:average")]
+    return [Op(st.fresh(), "np.sum({0} * {0})", (a,), "reduce:sumsq")]
+
+
+def _index_key(st, shape, mode):
+    rng = st.rng
+    nd = len(shape)
+    parts = []
+    if mode == "mask_full":
+        n = math.prod(shape)
+        k = int(rng.integers(2, 4))
+        return f"np.arange({n}).reshape{tuple(shape)} % {k} {rng.choice(['==', '!='])} {int(rng.integers(k))}"
+    if mode == "mixed":  # like x[3, 2:, [1, 3]]
+        comps = []
+        n_adv = 0
+        for d in range(nd):
+            r = rng.random()
+            if r < 0.3:
+                comps.append(str(int(rng.integers(-shape[d], shape[d]))))
+            elif r < 0.6 and n_adv < 2:
+                n_adv += 1
+                comps.append(str(_int_list(rng, shape[d], length=2 if n_adv > 1 else int(rng.integers(1, 4)))))
+            else:
+                comps.append(_slice_text(rng, shape[d]))
+        if n_adv == 0 and nd:
+            d = int(rng.integers(nd))
+            comps[d] = str(_int_list(rng, shape[d]))
+        return ", ".join(comps)
+    n_addr = int(rng.integers(1, nd + 1))
+    ellipsis = rng.random() < 0.25
+    split = int(rng.integers(0, n_addr + 1)) if ellipsis else n_addr
+    dims = list(range(split)) + list(range(nd - (n_addr - split), nd))
+    comps = []
+    adv = mode == "adv"
+    n_arrays = 0
+    for j, d in enumerate(dims):
+        if ellipsis and j == split:
+            comps.append("...")
+        n = shape[d]
+        r = rng.random()
+        if r < 0.55 or (not adv and r < 0.8):
+            comps.append(_slice_text(rng, n))
+        elif not adv or r < 0.75:
+            comps.append(str(int(rng.integers(-n, n))) if n else ":")
+        elif r < 0.9 or n_arrays:
+            n_arrays += 1
+            comps.append(str(_int_list(rng, n)) if rng.random() < 0.7 else f"np.array({_int_list(rng, n)})")
+        else:  # a concrete boolean mask along this axis
+            n_arrays += 1
+            comps.append("np.array([" + ", ".join(str(bool(b)) for b in rng.random(n) < 0.6) + "])")
+    if ellipsis and split == len(dims):
+        comps.append("...")
+    for _ in range(int(rng.random() < 0.25) + int(rng.random() < 0.1)):
+        comps.insert(int(rng.integers(0, len(comps) + 1)), "None")
+    if adv and rng.random() < 0.15 and nd:
+        n0 = shape[0]
+        comps = [f"np.array([{_int_list(rng, n0, 2)}, {_int_list(rng, n0, 2)}])"] + comps[1:] if dims and dims[0] == 0 \
+            else comps
+    return ", ".join(comps) if comps else "..."
+
+
+def b_index(st, a=None):
+    a = a or st.pick(lambda v: v.ndim >= 1)
+    if a is None:
+        return None
+    shape = st.shape(a)
+    mode = st.rng.choice(["basic", "basic", "adv", "adv", "mixed", "mask_full"])
+    key = _index_key(st, shape, mode)
+    return [Op(st.fresh(), "{0}[" + key + "]", (a,), f"index:{mode}")]
+
+
+def _factor(rng, size, max_nd=3):
+    if size == 0:
+        return (0,)
+    nd = int(rng.integers(1, max_nd + 1))
+    dims = []
+    rest = size
+    for _ in range(nd - 1):
+        divs = [d for d in range(1, rest + 1) if rest % d == 0]
+        d = int(rng.choice(divs))
+        dims.append(d)
+        rest //= d
+    dims.append(rest)
+    rng.shuffle(dims)
+    return tuple(int(d) for d in dims)
+
+
+def b_struct(st):
+    rng = st.rng
+    a = st.pick()
+    shape = st.shape(a)
+    nd = len(shape)
+    size = math.prod(shape)
+    choices = ["reshape", "transpose", "swapaxes", "moveaxis", "expand_dims", "squeeze", "concatenate", "stack",
+               "broadcast_to", "flip", "roll", "tile", "repeat", "pad", "diff", "cumsum", "diag", "diagonal",
+               "trace", "triu", "ravel", "sort", "hstack", "vstack", "split", "atleast_2d", "kron", "cross",
+               "T", "column_stack"]
+    which = str(rng.choice(choices))
+    fresh = st.fresh
+    if which == "reshape":
+        new = _factor(rng, size)
+        if rng.random() < 0.3 and new:
+            new = list(new)
+            new[int(rng.integers(len(new)))] = -1
+            new = tuple(new)
+        if rng.random() < 0.5:
+            return [Op(fresh(), f"np.reshape({{0}}, {new!r})", (a,), "struct:reshape")]
+        return [Op(fresh(), "{0}.reshape(" + ", ".join(map(str, new)) + ")", (a,), "struct:reshape")]
+    if which == "T" and nd >= 2:
+        form = str(rng.choice(["{0}.T", "{0}.transpose()", "{0}.swapaxes(0, -1)", "{0}.diagonal()",
+                               "{0}.trace()", "{0}.transpose(" + ", ".join(map(str, rng.permutation(nd))) + ")"]))
+        return [Op(fresh(), form, (a,), "struct:T" if "T" in form or "transpose" in form or "swap" in form else
+                   "struct:diagonal")]
+    if which == "squeeze" and nd and rng.random() < 0.2 and any(d == 1 for d in shape):
+        return [Op(fresh(), "{0}.squeeze()", (a,), "struct:squeeze")]
+    if nd == 0:
+        if which in ("expand_dims", "stack", "broadcast_to", "atleast_2d"):
+            pass
+        else:
+            return [Op(fresh(), f"np.reshape({{0}}, {(1,) * int(rng.integers(1, 3))})", (a,), "struct:reshape")]
+    if which == "transpose" or (which == "T" and nd < 2):
+        if rng.random() < 0.3:
+            return [Op(fresh(), "np.transpose({0})", (a,), "struct:transpose")]
+        perm = [int(p) - (nd if rng.random() < 0.2 else 0) for p in rng.permutation(nd)]
+        return [Op(fresh(), f"np.transpose({{0}}, {tuple(perm)!r})", (a,), "struct:transpose")]
+    if which == "swapaxes":
+        i, j = int(rng.integers(-nd, nd)), int(rng.integers(-nd, nd))
+        return [Op(fresh(), f"np.swapaxes({{0}}, {i}, {j})", (a,), "struct:swapaxes")]
+    if which == "moveaxis":
+        i, j = int(rng.integers(-nd, nd)), int(rng.integers(-nd, nd))
+        return [Op(fresh(), f"np.moveaxis({{0}}, {i}, {j})", (a,), "struct:moveaxis")]
+    if which == "expand_dims":
+        if rng.random() < 0.25 and nd:
+            ax = tuple(sorted({int(rng.integers(0, nd + 2)) for _ in range(2)}))
+        else:
+            ax = int(rng.integers(-nd - 1, nd + 1))
+        return [Op(fresh(), f"np.expand_dims({{0}}, {ax!r})", (a,), "struct:expand_dims")]
+    if which == "squeeze":
+        ones = [d for d in range(nd) if shape[d] == 1]
+        if not ones:
+            return [Op(fresh(), "{0}[:, None]" if nd else "{0}[None]", (a,), "index:newaxis")]
+        if rng.random() < 0.4:
+            return [Op(fresh(), "np.squeeze({0})", (a,), "struct:squeeze")]
+        ax = int(rng.choice(ones)) - (nd if rng.random() < 0.3 else 0)
+        return [Op(fresh(), f"np.squeeze({{0}}, axis={ax})", (a,), "struct:squeeze")]
+    if which in ("concatenate", "hstack", "vstack", "column_stack"):
+        ax = int(rng.integers(-nd, nd))
+        axn = ax % nd
+
+        def ok(sa, sb):
+            return len(sb) == len(sa) and all(x == y for d, (x, y) in enumerate(zip(sa, sb)) if d != axn)
+        b = st.partner(a, ok)
+        fn = which
+        axis_txt = f", axis={ax}" if which == "concatenate" else ""
+        if b is not None and rng.random() < 0.7:
+            return [Op(fresh(), f"np.{fn}([{{0}}, {{1}}]{axis_txt})", (a, b), f"struct:{fn}")]
+        sl = ", ".join([":"] * axn + ["1:"])
+        second = "np.cos({0}[" + sl + "])" if which == "concatenate" else "np.cos({0})"
+        parts = ["{0}", second] + (["2.0 * {0}"] if rng.random() < 0.3 else [])
+        return [Op(fresh(), f"np.{fn}([" + ", ".join(parts) + f"]{axis_txt})", (a,), f"struct:{fn}")]
+    if which == "stack":
+        b = st.partner(a, lambda sa, sb: sa == sb, exclude_self=True)
+        ax = int(rng.integers(-nd - 1, nd + 1))
+        if b is not None and rng.random() < 0.7:
+            return [Op(fresh(), f"np.stack([{{0}}, {{1}}], axis={ax})", (a, b), "struct:stack")]
+        return [Op(fresh(), f"np.stack([{{0}}, np.sin({{0}}), {{0}} * {{0}}], axis={ax})", (a,), "struct:stack")]
+    if which == "broadcast_to":
+        new = tuple(int(rng.integers(2, 4)) for _ in range(int(rng.integers(0, 2)))) + \
+            tuple(int(rng.integers(2, 4)) if d == 1 and rng.random() < 0.7 else d for d in shape)
+        return [Op(fresh(), f"np.broadcast_to({{0}}, {new!r})", (a,), "struct:broadcast_to")]
+    if which == "flip":
+        ax = _rand_axis(rng, nd)
+        return [Op(fresh(), "np.flip({0}" + ("" if ax is None else f", axis={ax!r}") + ")", (a,), "struct:flip")]
+    if which == "roll":
+        ax = _rand_axis(rng, nd)
+        if isinstance(ax, tuple):
+            shift = tuple(int(rng.integers(-4, 5)) for _ in ax)
+        else:
+            shift = int(rng.integers(-5, 6))
+        return [Op(fresh(), f"np.roll({{0}}, {shift!r}" + ("" if ax is None else f", axis={ax!r}") + ")", (a,),
+                   "struct:roll")]
+    if which == "tile":
+        reps = int(rng.integers(1, 4)) if rng.random() < 0.4 else \
+            tuple(int(rng.integers(1, 3)) for _ in range(int(rng.integers(1, nd + 2))))
+        return [Op(fresh(), f"np.tile({{0}}, {reps!r})", (a,), "struct:tile")]
+    if which == "repeat":
+        if rng.random() < 0.3:
+            return [Op(fresh(), f"np.repeat({{0}}, {int(rng.integers(1, 4))})", (a,), "struct:repeat")]
+        ax = int(rng.integers(-nd, nd))
+        if rng.random() < 0.5:
+            reps = [int(r) for r in rng.integers(0, 3, size=shape[ax])]
+        else:
+            reps = int(rng.integers(1, 4))
+        return [Op(fresh(), f"np.repeat({{0}}, {reps!r}, axis={ax})", (a,), "struct:repeat")]
+    if which == "pad":
+        if rng.random() < 0.3:
+            pw = int(rng.integers(0, 3))
+        else:
+            pw = tuple((int(rng.integers(0, 3)), int(rng.integers(0, 3))) for _ in range(nd))
+        cv = "" if rng.random() < 0.5 else f", constant_values={_fmt(rng.uniform(-1, 1))}"
+        return [Op(fresh(), f"np.pad({{0}}, {pw!r}{cv})", (a,), "struct:pad")]
+    if which == "diff":
+        ax = int(rng.integers(-nd, nd))
+        n = int(rng.choice([1, 1, 2]))
+        extra = ""
+        if rng.random() < 0.2:
+            extra = f", prepend={_fmt(rng.uniform(-1, 1))}"
+        return [Op(fresh(), f"np.diff({{0}}, n={n}, axis={ax}{extra})" if n != 1 or rng.random() < 0.5 else
+                   f"np.diff({{0}}, axis={ax}{extra})", (a,), "struct:diff")]
+    if which == "cumsum":
+        ax = None if rng.random() < 0.3 else int(rng.integers(-nd, nd))
+        if rng.random() < 0.3:
+            return [Op(fresh(), "{0}.cumsum(" + ("" if ax is None else f"axis={ax}") + ")", (a,), "struct:cumsum")]
+        return [Op(fresh(), "np.cumsum({0}" + ("" if ax is None else f", axis={ax}") + ")", (a,), "struct:cumsum")]
+    if which == "diag":
+        k = int(rng.integers(-2, 3))
+        if nd == 1:
+            return [Op(fresh(), f"np.diag({{0}}, {k})" if k else "np.diag({0})", (a,), "struct:diag1d")]
+        if nd == 2:
+            return [Op(fresh(), f"np.diag({{0}}, k={k})" if k else "np.diag({0})", (a,), "struct:diag2d")]
+        return [Op(fresh(), "np.diag(np.ravel({0}))", (a,), "struct:diag1d")]
+    if which in ("diagonal", "trace"):
+        if nd < 2:
+            return [Op(fresh(), "np.diag({0})", (a,), "struct:diag1d")]
+        off = int(rng.integers(-1, 2))
+        a1, a2 = [int(x) for x in rng.permutation(nd)[:2]]
+        if rng.random() < 0.3:
+            a1 -= nd
+        return [Op(fresh(), f"np.{which}({{0}}, {off}, {a1}, {a2})" if rng.random() < 0.6 else
+                   f"np.{which}({{0}}, offset={off}, axis1={a1}, axis2={a2})", (a,), f"struct:{which}")]
+    if which == "triu":
+        if nd < 2:
+            return [Op(fresh(), "np.outer({0}, {0})", (a,), "matmul:outer")]
+        fn = str(rng.choice(["triu", "tril"]))
+        return [Op(fresh(), f"np.{fn}({{0}}, {int(rng.integers(-1, 2))})", (a,), f"struct:{fn}")]
+    if which == "ravel":
+        return [Op(fresh(), str(rng.choice(["np.ravel({0})", "{0}.ravel()", "{0}.flatten()", "{0}.reshape(-1)"])),
+                   (a,), "struct:ravel")]
+    if which == "sort":
+        ax = int(rng.integers(-nd, nd))
+        return [Op(fresh(), f"np.sort({{0}}, axis={ax})", (a,), "struct:sort", f"_g_sortgap({{0}}, {ax})")]
+    if which == "split":
+        ax = int(rng.integers(-nd, nd))
+        n = shape[ax]
+        if n >= 2 and n % 2 == 0:
+            return [Op(fresh(), f"np.split({{0}}, 2, axis={ax})[{int(rng.integers(2))}]", (a,), "struct:split")]
+        return [Op(fresh(), f"np.array_split({{0}}, 2, axis={ax})[{int(rng.integers(2))}]", (a,), "struct:array_split")]
+    if which == "atleast_2d":
+        return [Op(fresh(), "np.atleast_2d({0})", (a,), "struct:atleast_2d")]
+    if which == "kron":
+        b = st.pick(lambda v: 0 < v.size <= 6 and v.ndim <= 2)
+        if b is None:
+            return None
+        return [Op(fresh(), "np.kron({0}, {1})", (a, b), "struct:kron")]
+    if which == "cross":
+        if shape[-1] != 3:
+            return [Op(fresh(), "np.cumsum({0}, axis=-1)", (a,), "struct:cumsum")]
+        b = st.partner(a, lambda sa, sb: sb[-1:] == (3,) and _broadcastable(sa, sb))
+        return [Op(fresh(), "np.cross({0}, {1})", (a, b), "struct:cross")]
+    return None
+
+
+def _matmul_ok(sa, sb):
+    if not sa or not sb:
+        return False
+    try:
+        out = np.matmul(np.empty(sa), np.empty(sb)).shape
+    except ValueError:
+        return False
+    return math.prod(out) <= MAX_SIZE
+
+
+def b_matmul(st):
+    rng = st.rng
+    a = st.pick(lambda v: v.ndim >= 1)
+    if a is None:
+        return None
+    sa = st.shape(a)
+    r = rng.random()
+    if r < 0.55:
+        b = st.partner(a, _matmul_ok)
+        form = str(rng.choice(["{0} @ {1}", "np.matmul({0}, {1})", "np.dot({0}, {1})", "{0}.dot({1})"]))
+        if b is not None and (len(sa) <= 2 or "dot" not in form) and rng.random() < 0.75:
+            return [Op(st.fresh(), form, (a, b), "matmul:" + ("dot" if "dot" in form else "matmul"))]
+        if len(sa) >= 2 and rng.random() < 0.5:
+            return [Op(st.fresh(), "{0} @ np.swapaxes({0}, -1, -2)", (a,), "matmul:gram")]
+        k = int(rng.integers(1, 4))
+        c = const_expr(rng, (sa[-1], k) if rng.random() < 0.7 else (sa[-1],))
+        return [Op(st.fresh(), "{0} @ " + c, (a,), "matmul:const")]
+    if r < 0.8:
+        return b_einsum(st, a)
+    b = st.pick(lambda v: v.ndim >= 1, exclude=())
+    which = str(rng.choice(["outer", "inner", "tensordot", "vdot"]))
+    sb = st.shape(b)
+    if which == "outer":
+        return [Op(st.fresh(), "np.outer({0}, {1})", (a, b), "matmul:outer")]
+    if which == "inner":
+        return [Op(st.fresh(), "np.inner({0}, {1})", (a, b), "matmul:inner")]
+    if which == "vdot":
+        b = st.partner(a, lambda x, y: math.prod(x) == math.prod(y))
+        return [Op(st.fresh(), "np.vdot({0}, {1})", (a, b), "matmul:vdot")]
+    pairs = [(i, j) for i in range(len(sa)) for j in range(len(sb)) if sa[i] == sb[j]]
+    if not pairs:
+        return None
+    i, j = pairs[int(rng.integers(len(pairs)))]
+    if rng.random() < 0.3 and i == len(sa) - 1 and j == 0:
+        return [Op(st.fresh(), "np.tensordot({0}, {1}, axes=1)", (a, b), "matmul:tensordot")]
+    return [Op(st.fresh(), f"np.tensordot({{0}}, {{1}}, axes=([{i}], [{j}]))", (a, b), "matmul:tensordot")]
+
+
+def b_einsum(st, a=None):
+    rng = st.rng
+    a = a or st.pick(lambda v: v.ndim >= 1)
+    if a is None:
+        return None
+    sa = st.shape(a)
+    letters = iter("ijklmnopqrs")
+    size_of = {}
+    la = []
+    for d in sa:
+        same = [l for l in la if size_of[l] == d]
+        if same and rng.random() < 0.12:
+            la.append(same[0])
+            continue
+        l = next(letters)
+        size_of[l] = d
+        la.append(l)
+    specs, args = ["".join(la)], [a]
+    if rng.random() < 0.7:
+        b = st.pick(lambda v: v.ndim >= 1)
+        sb = st.shape(b)
+        lb = []
+        for d in sb:
+            same = [l for l in set(la) if size_of[l] == d and l not in lb]
+            if same and rng.random() < 0.6:
+                lb.append(sorted(same)[0])
+            else:
+                l = next(letters)
+                size_of[l] = d
+                lb.append(l)
+        specs.append("".join(lb))
+        args.append(b)
+    used = list(dict.fromkeys("".join(specs)))
+    out = [l for l in used if rng.random() < 0.55]
+    rng.shuffle(out)
+    if math.prod(size_of[l] for l in out) > MAX_SIZE:
+        return None
+    spec = ",".join(specs) + ("->" + "".join(out) if rng.random() < 0.85 else "")
+    placeholders = ", ".join("{%d}" % k for k in range(len(args)))
+    return [Op(st.fresh(), f'np.einsum("{spec}", {placeholders})', tuple(args), "matmul:einsum")]
+
+
+def b_linalg(st):
+    rng = st.rng
+    ops = []
+    mat = st.pick(lambda v: v.ndim >= 2 and v.shape[-1] == v.shape[-2] and v.shape[-1] >= 1, exclude=())
+    mats = [n for n in st.vars if st.tags.get(n) in ("spd", "wc")]
+    if mats and rng.random() < 0.6:
+        S = mats[int(rng.integers(len(mats)))]
+        tag = st.tags[S]
+    else:
+        src = st.pick(lambda v: v.ndim >= 2 and v.shape[-2] <= 5 and v.size <= 30)
+        if src is None:
+            src = st.pick(lambda v: v.ndim == 1 and 1 <= v.size <= 5)
+            if src is None:
+                return None
+            m = st.shape(src)[0]
+            S = st.fresh()
+            ops.append(Op(S, f"np.outer(np.tanh({{0}}), np.tanh({{0}})) + 1.5 * np.eye({m})", (src,), "linalg:spd"))
+            tag = "spd"
+        elif mat is not None and rng.random() < 0.4 and st.shape(mat)[-1] <= 5:
+            m = st.shape(mat)[-1]
+            S = st.fresh()
+            ops.append(Op(S, f"np.tanh({{0}}) + {m}.5 * np.eye({m})", (mat,), "linalg:diagdom"))
+            tag = "wc"
+        else:
+            m = st.shape(src)[-2]
+            S = st.fresh()
+            ops.append(Op(S, f"np.tanh({{0}}) @ np.swapaxes(np.tanh({{0}}), -1, -2) + 2.0 * np.eye({m})", (src,),
+                          "linalg:spd"))
+            tag = "spd"
+    # the shape of S is known once its op ran; the caller runs ops in order, so defer with a lambda
+    which = str(rng.choice(["solve", "solve", "inv", "det", "slogdet", "cholesky", "norm", "norm", "eigvalsh",
+                            "svdvals", "matrix_power"]))
+    if which == "cholesky" and tag != "spd":
+        which = "inv"
+    if which == "eigvalsh" and tag != "spd":
+        which = "det"
+    out = st.fresh()
+
+    def finish(shape_S):
+        m = shape_S[-1]
+        if which == "solve":
+            def ok(sa, sb):
+                try:
+                    np.linalg.solve(np.ones(shape_S), np.ones(sb))
+                except Exception:
+                    return False
+                return True
+            b = st.partner(S, ok, exclude_self=True)
+            if b is None or rng.random() < 0.3:
+                rhs = (m,) if rng.random() < 0.5 else tuple(shape_S[:-1]) + (int(rng.integers(1, 3)),)
+                return Op(out, f"np.linalg.solve({{0}}, {const_expr(rng, rhs)})", (S,), "linalg:solve")
+            return Op(out, "np.linalg.solve({0}, {1})", (S, b), "linalg:solve")
+        if which == "inv":
+            return Op(out, "np.linalg.inv({0})", (S,), "linalg:inv")
+        if which == "det":
+            return Op(out, "np.linalg.det({0})", (S,), "linalg:det")
+        if which == "slogdet":
+            form = str(rng.choice(["np.linalg.slogdet({0})[1]", "np.linalg.slogdet({0})[0] * np.linalg.slogdet({0})[1]",
+                                   "np.linalg.slogdet({0}).logabsdet"]))
+            return Op(out, form, (S,), "linalg:slogdet")
+        if which == "cholesky":
+            return Op(out, "np.linalg.cholesky({0})", (S,), "linalg:cholesky")
+        if which == "eigvalsh":
+            return Op(out, "np.linalg.eigvalsh({0})", (S,), "linalg:eigvalsh", "_g_eiggap({0})")
+        if which == "svdvals":
+            return Op(out, "np.linalg.svd({0}, compute_uv=False)", (S,), "linalg:svdvals", "_g_sv({0}, 'gap')")
+        if which == "matrix_power":
+            return Op(out, f"np.linalg.matrix_power({{0}}, {int(rng.integers(0, 4))})", (S,), "linalg:matrix_power")
+        # norm of any variable
+        x = st.pick(lambda v: v.size >= 1)
+        nd = len(st.shape(x))
+        r = rng.random()
+        if nd >= 2 and r < 0.35:
+            ordv = rng.choice(["None", "'fro'", "'nuc'", "2"])
+            axes = (-2, -1) if nd == 2 and rng.random() < 0.5 else tuple(int(v) for v in rng.permutation(nd)[:2])
+            guard = {"'nuc'": "_g_sv(np.moveaxis({0}, " + repr(axes) + ", (-2, -1)), 'min')",
+                     "2": "_g_sv(np.moveaxis({0}, " + repr(axes) + ", (-2, -1)), 'gap')"}.get(ordv)
+            return Op(out, f"np.linalg.norm({{0}}, ord={ordv}, axis={axes!r})", (x,), "linalg:matnorm", guard)
+        ordv = rng.choice([None, None, 2, 1, np.inf])
+        axis = None if nd == 0 or rng.random() < 0.4 else int(rng.integers(-nd, nd))
+        if nd > 1 and axis is None and ordv is not None:
+            ordv = None
+        kw = "" if ordv is None else f", ord={'np.inf' if ordv == np.inf else ordv}"
+        kw += "" if axis is None else f", axis={axis}"
+        kw += ", keepdims=True" if rng.random() < 0.2 else ""
+        guard = f"_g_vnorm({{0}}, {'np.inf' if ordv == np.inf else ordv}, {axis})"
+        return Op(out, f"np.linalg.norm({{0}}{kw})", (x,), "linalg:norm", guard)
+    ops.append(("deferred", finish, S, tag))
+    return ops
+
+
+def b_loop(st):
+    rng = st.rng
+    a = st.pick()
+    sa = st.shape(a)
+    r = rng.random()
+    K = int(rng.integers(2, 5))
+    if r < 0.4:
+        b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
+        body = str(rng.choice(["np.tanh({out} * 0.8 + {1})", "np.sin({out}) * {1} + 0.5 * {out}",
+                               "{out} - 0.1 * ({out} - {1}) ** 3"]))
+        tmpl = "{out} = {0}\nfor _i in range(%d):\n    {out} = %s" % (K, body)
+        return [Op(st.fresh(), tmpl, (a, b), "loop:recurrence", None, block=True)]
+    if len(sa) >= 1 and 1 <= sa[0] <= 5:
+        n = sa[0]
+        if r < 0.7:
+            tmpl = ("{out} = {0}[0] * 0.5\nfor _i in range(1, %d):\n    {out} = np.sin({out}) + {0}[_i]" % n)
+            return [Op(st.fresh(), tmpl, (a,), "loop:rows", None, block=True)]
+        form = str(rng.choice(["np.stack([np.sum({0}[_i] ** 2) for _i in range(%d)])",
+                               "np.array([np.sum({0}[_i]) for _i in range(%d)])",
+                               "sum({0}[_i] * (_i + 1.0) for _i in range(%d))",
+                               "np.array([np.sum({0}), np.mean({0}) * 2.0, 1.5])"]))
+        return [Op(st.fresh(), form.replace("%d", str(n)), (a,), "loop:list")]
+    return [Op(st.fresh(), "{out} = {0}\nfor _i in range(%d):\n    {out} = 0.5 * {out} + np.cos({out})" % K, (a,),
+               "loop:recurrence", None, block=True)]
+
+
+def b_chain(st):
+    """A structural op and, right after, an indexing of its result (like np.diag(v)[::-1])."""
+    first = b_struct(st) if st.rng.random() < 0.8 else b_matmul(st)
+    if not first:
+        return None
+
+    def then(st_):
+        last = first[-1].out if isinstance(first[-1], Op) else None
+        if last is None or last not in st_.vars or np.ndim(st_.env[last]) == 0:
+            return None
+        return b_index(st_, last)[0]
+    return first + [("then", then)]
+
+
+FAMILIES = [
+    (b_unary, 14), (b_binary, 16), (b_reduce, 10), (b_reduce_more, 2), (b_index, 16), (b_struct, 22),
+    (b_matmul, 8), (b_linalg, 5), (b_loop, 4), (b_where_mask, 2), (b_chain, 8),
+]
+# index maps only (slices, reshapes, transposes, diag, flips, ...): cheap to compile, and what
+# the code generator's index arithmetic is made of
+STRUCTURAL = [(b_index, 20), (b_struct, 25), (b_chain, 20), (b_binary, 5), (b_unary, 3), (b_reduce, 4)]
+PROFILES = {"full": FAMILIES, "structural": STRUCTURAL}
+
+
+# --- invalid ops: NumPy raises, so jitad must raise too ----------------------------------------
+def b_error(st):
+    rng = st.rng
+    a = st.pick()
+    shape = st.shape(a)
+    nd = len(shape)
+    bad = nd + int(rng.integers(0, 2))
+    bad = bad if rng.random() < 0.5 else -bad - 1
+    cands = [
+        (f"np.diff({{0}}, axis={bad})", "error:diff_axis"), (f"np.cumsum({{0}}, axis={bad})", "error:cumsum_axis"),
+        (f"np.sort({{0}}, axis={bad})", "error:sort_axis"), (f"np.sum({{0}}, axis={bad})", "error:sum_axis"),
+        (f"np.max({{0}}, axis={bad})", "error:max_axis"), (f"np.mean({{0}}, axis=({0 if nd else bad}, "
+                                                           f"{0 if nd else bad}))", "error:dup_axis"),
+        (f"np.flip({{0}}, axis={bad})", "error:flip_axis"), (f"np.roll({{0}}, 1, axis={bad})", "error:roll_axis"),
+        (f"np.expand_dims({{0}}, {bad + (1 if bad > 0 else -1)})", "error:expand_dims_axis"),
+        (f"np.swapaxes({{0}}, 0, {bad})", "error:swapaxes_axis"),
+        (f"np.moveaxis({{0}}, {bad}, 0)", "error:moveaxis_axis"),
+        (f"np.repeat({{0}}, 2, axis={bad})", "error:repeat_axis"),
+        (f"np.concatenate([{{0}}, {{0}}], axis={bad})", "error:concat_axis"),
+        (f"np.stack([{{0}}, {{0}}], axis={bad + (1 if bad > 0 else -1)})", "error:stack_axis"),
+        (f"np.cumsum({{0}}, axis={bad})", "error:cumsum_axis"),
+        (f"np.var({{0}}, axis={bad})", "error:var_axis"),
+        (f"np.diagonal({{0}}, 0, 0, {bad})", "error:diagonal_axis"),
+        (f"np.reshape({{0}}, ({math.prod(shape) + 1},))", "error:reshape_size"),
+        (f"np.transpose({{0}}, {tuple(range(nd + 1))!r})", "error:transpose_perm"),
+        (f"np.squeeze({{0}}, axis={[d for d in range(nd) if shape[d] != 1][0] if any(d != 1 for d in shape) else bad})",
+         "error:squeeze_axis"),
+        ("{0}[" + ", ".join([":"] * max(nd - 1, 0) + [str(shape[-1] if nd else 0)]) + "]", "error:index_oob"),
+        ("{0}[" + ", ".join([":"] * max(nd - 1, 0) + [f"[0, {-(shape[-1] if nd else 0) - 1}]"]) + "]",
+         "error:index_array_oob"),
+        ("{0}[" + ", ".join(["0"] * (nd + 1)) + "]", "error:too_many_indices"),
+        ("{0} + " + f"np.ones({(shape[-1] + 1 if nd else 2,) if True else ()})", "error:broadcast"),
+        ("{0} @ " + f"np.ones({(shape[-1] + 1 if nd else 2, 2)})", "error:matmul_shape"),
+        ("np.linalg.inv({0})", "error:inv_nonsquare"),
+        (f"np.broadcast_to({{0}}, {(shape[-1] + 1 if nd else 0,) + shape[1:] if nd else (0,)})", "error:broadcast_to"),
+        ("{0}[np.array([True, False, True, True, False, True, True])]", "error:mask_shape"),
+        (f"np.einsum('i,i->', np.ravel({{0}}), np.ones({math.prod(shape) + 1}))", "error:einsum_shape"),
+        ("np.diff({0}, axis=0)" if nd == 0 else f"np.cumsum({{0}}, axis={nd})", "error:axis_0d"),
+        (f"np.linalg.solve(np.eye(3), {{0}}[..., None] * np.ones({(1, 4)}))" if nd else "np.linalg.solve({0}, {0})",
+         "error:solve_shape"),
+    ]
+    tmpl, kind = cands[int(rng.integers(len(cands)))]
+    return [Op(st.fresh(), tmpl, (a,), kind)]
+
+
+def make_inputs(rng, dtype="float64"):
+    nd = int(rng.choice([0, 1, 1, 2, 2, 2, 3, 3]))
+    base = []
+    for _ in range(nd):
+        base.append(int(rng.choice([1, 2, 3, 3, 4, 4, 5])))
+    while math.prod(base) > MAX_INPUT_SIZE:
+        base[int(np.argmax(base))] -= 1
+    if nd >= 2 and rng.random() < 0.4:
+        base[-1] = base[-2]
+    n_in = int(rng.choice([1, 1, 2, 2, 2, 3]))
+    inputs, values = [], {}
+    for i in range(n_in):
+        r = rng.random()
+        if i == 0 or r < 0.35:
+            shape = tuple(base)
+        elif r < 0.5:
+            shape = ()
+        elif r < 0.7:
+            shape = tuple(base[int(rng.integers(0, len(base) + 1)):])
+        elif r < 0.85:
+            shape = tuple(1 if rng.random() < 0.5 else d for d in base)
+        else:
+            shape = tuple(int(rng.integers(1, 5)) for _ in range(int(rng.integers(1, 3))))
+        name = f"x{i}"
+        v = rng.choice([-1.0, 1.0], size=shape) * rng.uniform(0.2, 1.3, size=shape)
+        if shape == () and rng.random() < 0.6 and dtype == "float64":
+            values[name] = float(v)
+        else:
+            values[name] = np.asarray(v, dtype=dtype)
+        inputs.append(name)
+    return inputs, values
+
+
+def _apply(st, ops):
+    """Run `ops` on the state (all or none). Returns the list of Op objects applied."""
+    applied = []
+    saved_env = dict(st.env)
+    try:
+        for item in ops:
+            if isinstance(item, tuple) and item[0] == "deferred":
+                _, finish, S, tag = item
+                op = finish(np.shape(st.env[S]))
+                if op is None:
+                    raise Reject("deferred op gave up")
+            elif isinstance(item, tuple) and item[0] == "then":
+                op = item[1](st)
+                if op is None:
+                    raise Reject("chained op gave up")
+            else:
+                op = item
+            value = exec_op(op, st.env, guards=True)
+            _check_value(value, st.program.dtype, st.rng)
+            applied.append(op)
+            st.vars.append(op.out)
+            if op.kind in ("linalg:spd",):
+                st.tags[op.out] = "spd"
+            elif op.kind == "linalg:diagdom":
+                st.tags[op.out] = "wc"
+    except Reject:
+        st.env = saved_env
+        for op in applied:
+            st.vars.remove(op.out)
+            st.tags.pop(op.out, None)
+        raise
+    return applied
+
+
+def generate(seed, error=False, dtype=None, n_ops=None, profile="full"):
+    """A random valid program from `seed` (deterministic). error=True appends an op NumPy rejects."""
+    rng = np.random.default_rng([seed, 7])
+    if dtype is None:
+        dtype = "float32" if rng.random() < 0.12 else "float64"
+    for _ in range(50):
+        inputs, values = make_inputs(rng, dtype)
+        program = Program(inputs, values, [], [], dtype=dtype, seed=seed)
+        st = State(rng, program)
+        target = int(rng.integers(2, 9)) if n_ops is None else n_ops
+        fams = [f for f, _ in PROFILES[profile]]
+        weights = np.array([w for _, w in PROFILES[profile]], dtype=float)
+        attempts = 0
+        while len(program.ops) < target and attempts < 40 * target:
+            attempts += 1
+            fam = fams[int(rng.choice(len(fams), p=weights / weights.sum()))]
+            try:
+                ops = fam(st)
+                if not ops:
+                    continue
+                program.ops += _apply(st, ops)
+            except Reject:
+                continue
+            except (StopIteration, ValueError, IndexError, TypeError, ZeroDivisionError):
+                continue
+        if not program.ops:
+            continue
+        used = {a for op in program.ops for a in op.args}
+        outs = [op.out for op in program.ops if op.out not in used]
+        program.outputs = outs[-3:]
+        r = rng.random()
+        if r < 0.06:   # an input handed straight back (jitad must not return the input object itself)
+            program.outputs.append(program.inputs[int(rng.integers(len(program.inputs)))])
+        elif r < 0.1:  # the same value twice
+            program.outputs.append(program.outputs[0])
+        if error:
+            for _ in range(30):
+                try:
+                    (op,) = b_error(st)
+                except (IndexError, ValueError):
+                    continue
+                cand = program.copy(ops=program.ops + [op], outputs=[op.out], expect_error=True)
+                if numpy_raises(cand) is not None and numpy_raises(program) is None:
+                    return cand
+            continue
+        try:
+            validate(program)
+        except Reject:
+            continue
+        return program
+    raise RuntimeError(f"could not generate a program from seed {seed}")
+
+
+def merge(programs):
+    """One program computing all of `programs` side by side (inputs and variables renamed):
+    a batch that fails only as a whole becomes a single program the shrinker can work on."""
+    inputs, values, ops, outputs = [], {}, [], []
+    n_in = n_v = 0
+    for p in programs:
+        names = {}
+        for name in p.inputs:
+            names[name] = f"x{n_in}"
+            n_in += 1
+            inputs.append(names[name])
+            values[names[name]] = p.values[name]
+        for op in p.ops:
+            names[op.out] = f"v{n_v}"
+            n_v += 1
+            ops.append(Op(names[op.out], op.template, tuple(names[a] for a in op.args), op.kind, op.guard, op.block))
+        outputs += [names[o] for o in p.outputs]
+    dtype = "float32" if any(p.dtype == "float32" for p in programs) else "float64"
+    return Program(inputs, values, ops, outputs, dtype=dtype, seed=programs[0].seed)
+
+
+def prune(program):
+    """Drop ops that no output depends on, and inputs no op uses (keeps at least one input)."""
+    needed = set(program.outputs)
+    keep = []
+    for op in reversed(program.ops):
+        if op.out in needed:
+            keep.append(op)
+            needed.update(op.args)
+    keep.reverse()
+    inputs = [n for n in program.inputs if n in needed] or program.inputs[:1]
+    return program.copy(ops=keep, inputs=inputs, values={n: program.values[n] for n in inputs})

@@ -25,6 +25,8 @@ def _parser():
                     "inlining, type inference, lowering, LLVM), with graph and kernel sizes.")
     profile.add_argument("--cache", metavar="DIR",
                          help="use this disk cache instead of a fresh temporary one (a warm cache shows loads)")
+    profile.add_argument("--keep-cache", action="store_true",
+                         help="keep the fresh cache (its generated kernel sources) instead of removing it")
     profile.add_argument("--passes", type=int, default=5, metavar="N",
                          help="list the N slowest Numba compiler passes per transform (default 5; 0: none)")
     profile.add_argument("script", help="the Python script to run")
@@ -55,7 +57,8 @@ def main(argv=None):
         return demo.main()
     if args.command == "profile-compile":
         from . import profiling
-        return profiling.run_script(args.script, args.args, cache=args.cache, passes=args.passes)
+        return profiling.run_script(args.script, args.args, cache=args.cache, passes=args.passes,
+                                    keep=args.keep_cache)
     parser.print_help()
     return 0
 

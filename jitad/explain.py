@@ -20,7 +20,24 @@ def _plan_text(plan):
     return "\n".join(lines)
 
 
-def explain(fun, *args, transform=None, argnums=0, print_report=True):
+def _timings(fun, args, transform, nums):
+    """The compile profile of building and compiling the transform of `fun` at `args` now."""
+    from . import backend, profiling
+    if transform == "value_and_grad":
+        staged = api.Staged(fun, api._build_value_and_grad(nums, False), nums)
+    else:
+        staged = api.Staged(fun, api._build_forward)
+    saved = backend.config.compile
+    backend.config.compile = "eager"
+    try:
+        with profiling.profile(numba=backend.config.backend == "numba") as prof:
+            staged.run(args, {})
+    finally:
+        backend.config.compile = saved
+    return prof.report(passes=3)
+
+
+def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=False):
     """Print and return a report of how jitad compiles `fun` at `args`.
 
     `transform` is "value_and_grad" (the default when `fun` returns a scalar) or "jit".
@@ -28,7 +45,9 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True):
     estimated cost of each candidate.
     The report lists the traced IR, each pass by name with the graph after it, the
     AD transform's graph, the fusion plan (loop nests and library calls), and the
-    generated kernel source.
+    generated kernel source. With `timings=True` it also builds and compiles the transform
+    in this process (compile="eager", the usual disk cache: a kernel already there loads
+    instead of compiling) and appends the per-phase compile profile (`jitad.profiling`).
     """
     if callable(getattr(fun, "plan", None)) and hasattr(fun, "fun"):
         # a jitad.jacobian / jacfwd / jacrev function: its plan is the chosen mode and why
@@ -62,6 +81,8 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True):
         sections += [f"== after pass {name} ==", repr(g)]
     source, consts, fresh, plan = generate(final)
     sections += ["== fusion plan ==", _plan_text(plan), "== generated source ==", source.rstrip()]
+    if timings:
+        sections += ["== compile profile ==", _timings(fun, args, transform, nums)]
     report = "\n".join(sections)
     if print_report:
         print(report)

@@ -17,6 +17,13 @@ def bmm(a, b):
 
 
 @numba.njit(cache=True)
+def dot(a, b):
+    """np.dot of two matrices, compiled once per layout and cached on disk (Numba's np.dot in a
+    kernel compiles its BLAS call again in every process and lowers it at every call site)."""
+    return np.dot(a, b)
+
+
+@numba.njit(cache=True)
 def take3(x, idx):
     """out[p, j, q] = x[p, idx[j], q] (negative indices wrap like NumPy)."""
     n = x.shape[1]
@@ -72,6 +79,10 @@ def argsort_rows(x):
 # arithmetic (range reduction, a degree-13 polynomial, the scale 2^k built from its bits)
 # that LLVM turns into SIMD code; they agree with NumPy to a few ulp, with NumPy's
 # overflow, underflow and NaN behaviour.
+# `forceinline` (LLVM's alwaysinline), not `inline="always"` (Numba-IR inlining): each is
+# compiled once (and cached on disk) and LLVM inlines it into every call site before it
+# vectorises, the same machine code; copying its Numba IR into every call site instead made
+# Numba's IR passes, type inference and lowering of a kernel grow with its number of calls.
 from llvmlite import ir as _llvm_ir  # noqa: E402
 from numba.core import types as _types  # noqa: E402
 from numba.extending import intrinsic as _intrinsic  # noqa: E402
@@ -88,13 +99,13 @@ def _bits_to_float64(typingctx, bits):
     return _types.float64(_types.int64), codegen
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(forceinline=True, error_model="numpy", cache=True)
 def _pow2(k):
     """2.0 ** k for an integral float k in [-1022, 1023], from its exponent bits."""
     return _bits_to_float64((np.int64(k) + 1023) << 52)
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(forceinline=True, error_model="numpy", cache=True)
 def _expm1_reduced(r):
     """e**r - 1 for |r| <= ln(2)/2, accurate also when r is tiny (no 1 + ... - 1)."""
     return r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
@@ -102,7 +113,7 @@ def _expm1_reduced(r):
             1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800)))))))))))))
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(forceinline=True, error_model="numpy", cache=True)
 def fexp(x):
     """exp(x), vectorisable."""
     clamped = min(max(x, -746.0), 710.0)
@@ -115,7 +126,7 @@ def fexp(x):
     return x if x != x else y
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(forceinline=True, error_model="numpy", cache=True)
 def fexpm1(x):
     """exp(x) - 1, vectorisable, accurate near 0."""
     clamped = min(max(x, -40.0), 710.0)
@@ -131,9 +142,10 @@ def fexpm1(x):
     return x if x != x else y
 
 
-@numba.njit(inline="always", cache=True)
+@numba.njit(forceinline=True, error_model="numpy", cache=True)
 def ftanh(x):
     """tanh(x) = t / (t + 2) with t = expm1(2|x|), sign restored; vectorisable."""
     t = fexpm1(2.0 * min(np.abs(x), 20.0))
     y = np.copysign(t / (t + 2.0), x)
     return x if x != x else y
+

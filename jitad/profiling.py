@@ -79,8 +79,9 @@ class Record:
 
     def __init__(self, label):
         self.label = label
-        self.times = {}
-        self.passes = {}   # Numba pass name -> exclusive seconds
+        self.times = {}    # category -> exclusive wall seconds
+        self.cpu = {}      # category -> exclusive CPU seconds of the thread (robust on a busy machine)
+        self.passes = {}   # Numba pass name -> exclusive wall seconds
         self.counts = {}
         self.numba_compiles = 0   # kernels Numba compiled (outermost numba:compile events)
         self.numba_helpers = 0    # functions compiled while compiling one (overloads, helpers)
@@ -95,7 +96,7 @@ class Record:
 class _Thread(threading.local):
     def __init__(self):
         self.stack = []   # [category, record, pass name or None]
-        self.last = 0.0
+        self.last = self.last_cpu = 0.0
         self.compiles = []  # open numba:compile events: (name, start)
 
 
@@ -163,15 +164,16 @@ class Profile:
 
     # --- the clock ----------------------------------------------------------------------
     def _charge(self, local):
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         if local.stack:
             category, record, pass_name = local.stack[-1]
             elapsed = now - local.last
             with self._lock:
                 record.times[category] = record.times.get(category, 0.0) + elapsed
+                record.cpu[category] = record.cpu.get(category, 0.0) + cpu - local.last_cpu
                 if pass_name is not None:
                     record.passes[pass_name] = record.passes.get(pass_name, 0.0) + elapsed
-        local.last = now
+        local.last, local.last_cpu = now, cpu
 
     def _current_record(self):
         local = self._local
@@ -254,11 +256,11 @@ class Profile:
         self.wall, self.cpu = time.perf_counter() - self._started, time.process_time() - self._cpu
 
     # --- the report -----------------------------------------------------------------------
-    def totals(self):
-        """Seconds per category over all transforms (and Numba work outside them)."""
+    def totals(self, cpu=False):
+        """Wall (or CPU) seconds per category over all transforms (and Numba work outside them)."""
         out = {}
         for record in self.records + ([self._other] if self._other else []):
-            for category, seconds in record.times.items():
+            for category, seconds in (record.cpu if cpu else record.times).items():
                 out[category] = out.get(category, 0.0) + seconds
         return out
 
@@ -267,7 +269,7 @@ class Profile:
         lines = []
         for k, record in enumerate(records, 1):
             lines.append(f"== transform {k}: {record.label} ==")
-            lines += _table(record.times)
+            lines += _table(record.times, record.cpu)
             counts = dict(record.counts)
             counts["Numba compiles"] = record.numba_compiles
             if record.numba_helpers:
@@ -286,7 +288,7 @@ class Profile:
             lines.append("")
         if len(records) != 1:
             lines.append(f"== all {len(self.records)} transforms ==")
-            lines += _table(self.totals())
+            lines += _table(self.totals(), self.totals(cpu=True))
             lines.append("")
         attributed = sum(self.totals().values())
         lines.append(f"wall time {self.wall:.3f} s (process CPU time {self.cpu:.3f} s), of which the transforms' "
@@ -295,18 +297,21 @@ class Profile:
                         if self.numba_import is not None else ""))
         if notes:
             lines.append("how each phase is measured (exclusive times: each instant counts once, to the innermost "
-                         "open phase of its thread):")
+                         "open phase of its thread; CPU s: that thread's CPU time, which other processes on a busy "
+                         "machine do not inflate):")
             lines.append(f"   {'jitad phases':<34} jitad.profiling.phase marks in api.py, cache.py, codegen.py")
             lines += [f"   {label:<34} {how}" for _, label, how in PHASES if not how.startswith("jitad")]
         return "\n".join(lines)
 
 
-def _table(times):
+def _table(times, cpu):
     total = sum(times.values())
     rows = [(c, _LABELS[c]) for c, _, _ in PHASES if c in times]
     rows += [(c, c) for c in times if c not in _LABELS]
-    lines = [f"   {label:<34} {times[c]:8.3f} s {100 * times[c] / total if total else 0:5.1f}%" for c, label in rows]
-    lines.append(f"   {'total':<34} {total:8.3f} s")
+    lines = [f"   {'phase':<34} {'wall s':>8} {'%':>6} {'CPU s':>8}"]
+    lines += [f"   {label:<34} {times[c]:8.3f} {100 * times[c] / total if total else 0:5.1f}% {cpu.get(c, 0.0):8.3f}"
+              for c, label in rows]
+    lines.append(f"   {'total':<34} {total:8.3f} {100.0 if total else 0:5.1f}% {sum(cpu.values()):8.3f}")
     return lines
 
 
@@ -329,15 +334,18 @@ def profile(numba=True):
         prof.stop()
 
 
-def run_script(path, argv=(), cache=None, passes=0, out=None):
+def run_script(path, argv=(), cache=None, passes=0, out=None, keep=False):
     """Run the script at `path` (as `__main__`, with `sys.argv = [path, *argv]`) with
-    compile="eager" in the disk cache `cache` (default: a fresh temporary folder) and print
-    the profile to `out` (default: stderr). Returns the script's exit status."""
+    compile="eager" in the disk cache `cache` (default: a fresh temporary folder, removed
+    afterwards unless `keep`) and print the profile to `out` (default: stderr). Returns the
+    script's exit status."""
     import runpy
+    import shutil
     import sys
     import tempfile
     from . import backend
-    if cache is None:
+    temporary = cache is None
+    if temporary:
         cache = tempfile.mkdtemp(prefix="jitad-profile-cache-")
     saved = sys.argv, {k: os.environ.get(k) for k in ("JITAD_CACHE_DIR", "JITAD_COMPILE")}, backend.config.compile
     os.environ["JITAD_CACHE_DIR"] = cache
@@ -363,6 +371,10 @@ def run_script(path, argv=(), cache=None, passes=0, out=None):
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-        print(f"\n== jitad compile profile of {path} (compile='eager', cache {cache}) ==", file=out)
+        where = f"a fresh cache, kept in {cache}" if temporary and keep else \
+            "a fresh cache" if temporary else f"the cache {cache}"
+        print(f"\n== jitad compile profile of {path} (compile='eager', {where}) ==", file=out)
         print(prof.report(passes=passes), file=out, flush=True)
+        if temporary and not keep:
+            shutil.rmtree(cache, ignore_errors=True)
     return status

@@ -63,7 +63,7 @@ def eager():
 
 
 def test_split_form_compiled_equals_reference(eager):
-    args = rnn_args(12)
+    args = rnn_args(40)
     value, grads = jitad.value_and_grad(rnn_loss)(*args)
     saved = jitad.config.backend
     jitad.config.backend = "reference"
@@ -77,9 +77,9 @@ def test_split_form_compiled_equals_reference(eager):
     jitad.check_grads(rnn_loss, args, modes=("rev",))
 
 
-def test_split_form_is_chosen_for_repeated_nests(eager):
+def test_split_form_is_chosen_for_long_programs(eager):
     from jitad.cache import SplitCompiledGraph, compile_graph
-    executor = compile_graph(value_and_grad_graph(rnn_loss, rnn_args(12)), "eager")
+    executor = compile_graph(value_and_grad_graph(rnn_loss, rnn_args(40)), "eager")
     assert isinstance(executor, SplitCompiledGraph)
     small = compile_graph(value_and_grad_graph(lambda x: np.sum(np.sin(x) ** 2), (np.ones(3),)), "eager")
     assert not isinstance(small, SplitCompiledGraph)

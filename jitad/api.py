@@ -16,7 +16,7 @@ import warnings
 import numpy as np
 import optree
 
-from . import ad, backend, ir, rng
+from . import ad, backend, ir, linalg_ops, rng
 from .errors import InputDtypeError, LeafTypeError, NonScalarOutputError, ShapeError
 from .cache import STATS
 from .interpreter import replay
@@ -122,7 +122,7 @@ def trace_user(fun, sig, kwargs, draws=None):
     box = {}
 
     def flat(*traced):
-        with rng.recording(fun, sig, kwargs) as rec:
+        with rng.recording(fun, sig, kwargs) as rec, linalg_ops.bound_names(fun):
             out = fun(*rec.arguments(sig.rebuild(traced)), **rec.keywords(kwargs))
         box["draws"] = rec.draws
         leaves, box["tree"] = optree.tree_flatten(out)

@@ -408,7 +408,10 @@ class KernelWriter:
 
     # --- one element of a node --------------------------------------------------------------
     def emit(self, text, comment, level):
-        if self.block is not None and level > 0:  # level-0 values are safe to hoist out of a branch
+        # inside a guarded branch (a pad's or diagonal embedding's condition) everything stays in
+        # the branch, loop-invariant or not: the guard is what keeps its reads in bounds (a read
+        # of a zero-size or shorter array hoisted out of it read past the end)
+        if self.block is not None:
             self.block.append((text, comment))
         else:
             self.place(text, comment, level)

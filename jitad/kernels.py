@@ -149,3 +149,6 @@ def ftanh(x):
     y = np.copysign(t / (t + 2.0), x)
     return x if x != x else y
 
+
+# scalar special functions (scipy.special on traced values), called as K.<name> like the ones above
+from .kernels_special import *  # noqa: E402,F401,F403

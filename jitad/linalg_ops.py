@@ -292,6 +292,10 @@ SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "cholesky"): scipy_cholesky,
                    ("scipy.linalg", "cho_factor"): cho_factor,
                    ("scipy.linalg", "cho_solve"): cho_solve}
+# (module, "Class.method") entries swap a method on a class of that module (jitad.scipy_ops:
+# scipy.stats distributions); SCIPY_SETUP runs first at each outermost trace (it registers
+# scipy.special's ufuncs once SciPy has imported them)
+SCIPY_SETUP = []
 
 
 def _dispatcher(original, builder):
@@ -311,12 +315,18 @@ def scipy_hooks():
     with _hook_lock:
         if _hook_depth == 0:
             _hook_saved = []
+            for setup in SCIPY_SETUP:
+                setup()
             for (module_name, name), builder in SCIPY_FUNCTIONS.items():
                 module = sys.modules.get(module_name)  # not imported yet: user code cannot call it
                 if module is not None:
-                    original = getattr(module, name)
-                    _hook_saved.append((module, name, original))
-                    setattr(module, name, _dispatcher(original, builder))
+                    *path, name = name.split(".")
+                    owner = functools.reduce(lambda obj, part: getattr(obj, part, None), path, module)
+                    original = getattr(owner, name, None)
+                    if original is not None:  # else a SciPy version without it: nothing to swap
+                        _hook_saved.append((owner, name, original, name in vars(owner)))
+                        setattr(owner, name, _dispatcher(original, builder))
+                        _hook_swaps[id(original)] = (original, getattr(owner, name))
         _hook_depth += 1
     try:
         yield
@@ -324,12 +334,54 @@ def scipy_hooks():
         with _hook_lock:
             _hook_depth -= 1
             if _hook_depth == 0:
-                for module, name, original in reversed(_hook_saved):
-                    setattr(module, name, original)
+                for owner, name, original, own in reversed(_hook_saved):
+                    if own:
+                        setattr(owner, name, original)
+                    else:  # a method the class inherited: its base class's comes back
+                        delattr(owner, name)
                 _hook_saved = []
+                _hook_swaps.clear()
 
 
 _hook_depth, _hook_saved, _hook_lock = 0, [], threading.Lock()
+_hook_swaps = {}  # id(original SciPy function) -> (original, its dispatcher), while hooks are on
+
+
+@contextlib.contextmanager
+def bound_names(fun):
+    """While tracing `fun`: names bound to a hooked SciPy function before tracing
+    (`from scipy.special import logsumexp` in its module, or in a closure cell) dispatch traced
+    calls to jitad too. Covers `fun`'s module globals (so every function of that module) and its
+    closure; a function of another module that imported the name itself is not reached."""
+    swapped = []
+    with _hook_lock:
+        swaps = dict(_hook_swaps)
+    if swaps:
+        namespace = getattr(fun, "__globals__", None)
+        if isinstance(namespace, dict):
+            for name, value in list(namespace.items()):
+                hit = swaps.get(id(value))
+                if hit is not None and hit[0] is value:
+                    namespace[name] = hit[1]
+                    swapped.append((namespace, name, value, hit[1]))
+        for cell in getattr(fun, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            hit = swaps.get(id(value))
+            if hit is not None and hit[0] is value:
+                cell.cell_contents = hit[1]
+                swapped.append((cell, None, value, hit[1]))
+    try:
+        yield
+    finally:
+        for where, name, original, dispatcher in reversed(swapped):
+            if name is None:
+                if where.cell_contents is dispatcher:
+                    where.cell_contents = original
+            elif where.get(name) is dispatcher:
+                where[name] = original
 
 
 def foreign_call_error():
@@ -354,3 +406,6 @@ def foreign_call_error():
                   f"tracing, as `{public}.{name}(...)`; a name bound earlier with `from {public} import "
                   f"{name}` is SciPy's own function, which needs concrete arrays. ")
     return UnsupportedOperationError(f"{public}.{name}", detail)
+
+
+from . import scipy_ops  # noqa: E402,F401  (adds scipy.special and scipy.stats to SCIPY_FUNCTIONS)

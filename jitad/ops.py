@@ -222,12 +222,16 @@ def tile(x, reps):
 
 
 def repeat(x, repeats, axis=None):
-    if is_tracer(repeats) or np.ndim(repeats) != 0:
-        raise UnsupportedOperationError("np.repeat with per-element repeats", "Use np.take with an index array. ")
+    if is_tracer(repeats):
+        raise UnsupportedOperationError("np.repeat with traced repeats", "The result's shape would depend on the "
+                                        "values: pass concrete repeats. ")
     if axis is None:
         x, axis = ravel(x), 0
     axis = normalize_axis(axis, ndim_of(x))
     shape = shape_of(x)
+    if np.ndim(repeats) != 0:  # per-element counts: a gather of index i repeats[i] times
+        counts = np.broadcast_to(np.asarray(repeats, dtype=np.intp), (shape[axis],))
+        return P.take_p(x, np.repeat(np.arange(shape[axis]), counts), axis=axis)
     expanded = expand_dims(x, axis + 1)
     out = broadcast_to(expanded, shape[:axis + 1] + (int(repeats),) + shape[axis + 1:])
     return reshape(out, shape[:axis] + (shape[axis] * int(repeats),) + shape[axis + 1:])
@@ -1031,5 +1035,69 @@ FUNCTIONS = {
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],
 }
+
+
+# --- more NumPy functions: replacements, appending, flips and rotations, sinc, i0 -------------------------
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    """Non-finite entries replaced by constants: derivative 1 at the finite entries, 0 at the others."""
+    x = asarray(x)
+    if x.dtype.kind != "f":
+        return x
+    info = np.finfo(x.dtype)
+    nan, posinf, neginf = (np.asarray(v, x.dtype) for v in (nan, info.max if posinf is None else posinf,
+                                                              info.min if neginf is None else neginf))
+    return where(P.isnan_p(x), nan, where(P.equal_p(x, np.inf), posinf, where(P.equal_p(x, -np.inf), neginf, x)))
+
+
+def heaviside(x1, x2):
+    """0 below 0, 1 above, x2 at 0: derivative 0 in x1 (a jump, the convention of np.sign), [x1 == 0] in x2."""
+    dtype = np.result_type(*[a.dtype if is_tracer(a) else a if np.isscalar(a) else np.asarray(a) for a in (x1, x2)])
+    x1, x2 = asarray(x1), x2 if is_tracer(x2) else np.asarray(x2, dtype)
+    step = where(P.less_p(x1, 0), np.zeros((), dtype), where(P.greater_p(x1, 0), np.ones((), dtype), x2))
+    return where(P.isnan_p(x1), np.asarray(np.nan, dtype), step)
+
+
+def append(arr, values, axis=None):
+    arr, values = asarray(arr), asarray(values)
+    if axis is None:
+        arr, values, axis = ravel(arr), ravel(values), 0
+    return concatenate([arr, values], axis=axis)
+
+
+def flipud(x):
+    if ndim_of(x) < 1:
+        raise ShapeError("Input must be >= 1-d.")
+    return flip(x, 0)
+
+
+def fliplr(x):
+    if ndim_of(x) < 2:
+        raise ShapeError("Input must be >= 2-d.")
+    return flip(x, 1)
+
+
+def rot90(m, k=1, axes=(0, 1)):
+    nd = ndim_of(m)
+    if len(axes) != 2:
+        raise ShapeError("len(axes) must be 2.")
+    first, second = normalize_axis(axes[0], nd), normalize_axis(axes[1], nd)
+    if first == second:
+        raise ShapeError("Axes must be different.")
+    k = operator.index(k) % 4
+    if k == 0:
+        return m
+    if k == 2:
+        return flip(flip(m, first), second)
+    perm = list(range(nd))
+    perm[first], perm[second] = perm[second], perm[first]
+    return transpose(flip(m, second), perm) if k == 1 else flip(transpose(m, perm), second)
+
+
+FUNCTIONS.update({
+    np.nan_to_num: nan_to_num, np.append: append, np.flipud: flipud, np.fliplr: fliplr, np.rot90: rot90,
+    np.sinc: lambda x: P.sinc_p(asarray(x)),
+    np.i0: lambda x: P.bessel_i_p(asarray(x), n=0, scaled=False),
+})
+UFUNCS[np.heaviside] = heaviside
 
 from . import linalg_ops  # noqa: E402,F401  (registers the np.linalg builders in FUNCTIONS)

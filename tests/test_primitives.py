@@ -356,6 +356,46 @@ def _linalg_rows():
     ]
 
 
+def _special_rows():
+    """scipy.special on traced values (its ufuncs through __array_ufunc__, its functions swapped while
+    tracing) and the NumPy functions added with them (sinc, i0, heaviside, nan_to_num, repeat, flips)."""
+    import scipy.special as sc
+    rows = []
+    for name in ["expit", "logit", "log_expit", "gammaln", "gamma", "digamma", "erf", "erfc", "erfinv", "ndtr",
+                 "log_ndtr", "ndtri", "entr", "sinc"]:
+        prim = REGISTRY[name]
+        rows.append(Row(name, np.sinc if name == "sinc" else getattr(sc, name), [(s,) for s in UNARY], prim.domain))
+    for name in ["i0", "i1", "i0e", "i1e"]:  # both signs: i0e and i1e have a kink at 0 (|x|)
+        rows.append(Row(name, getattr(sc, name), [(s,) for s in UNARY[:3]]))
+    for name in ["betaln", "xlogy", "xlog1py"]:
+        rows.append(Row(name, getattr(sc, name), BINARY, REGISTRY[name].domain))
+    rows += [
+        Row("erfcinv", sc.erfcinv, [((3,),), ((2, 3),)], (0.1, 1.9)),
+        Row("polygamma", lambda x: sc.polygamma(1, x) + 0.1 * sc.polygamma(3, x) + sc.polygamma(0, x) * x,
+            [(s,) for s in UNARY[:3]], (0.5, 3.0)),
+        Row("multigammaln", lambda a: sc.multigammaln(a, 3) + sc.multigammaln(a, 1), [((),), ((3,),)], (1.5, 4.0)),
+        Row("logsumexp", lambda x: sc.logsumexp(x) + sc.logsumexp(x, axis=-1, keepdims=True) + sc.logsumexp(x, axis=0),
+            [((3,),), ((2, 3),)]),
+        Row("logsumexp_weights", lambda a, b: sc.logsumexp(a, axis=0, b=b) + sc.logsumexp(a, b=np.array([1.0, 0.0, 2.0])),
+            [((2, 3), (2, 3)), ((2, 3), (3,))], ((-2.0, 2.0), (0.5, 2.0))),
+        Row("softmax", lambda x: sc.softmax(x, axis=-1) * sc.log_softmax(x, axis=0) + sc.softmax(x) + sc.log_softmax(x),
+            [((3,),), ((2, 3),)]),
+        Row("sinc_near_zero", np.sinc, [((3,),)], (-0.09, 0.09)),
+        Row("np_i0", np.i0, [((3,),)]),
+        Row("heaviside", lambda x, y: np.heaviside(x, y) * x + np.heaviside(x, 0.5) * y
+            + np.heaviside(np.array([-1.0, 0.0, 2.0]), y) * y, [((3,), (3,)), ((2, 3), ())]),
+        Row("nan_to_num", lambda x: np.nan_to_num(x + np.array([0.0, np.inf, np.nan]), posinf=2.0) * x
+            + np.nan_to_num(x - np.array([np.inf, 0.0, np.nan]), nan=0.5, neginf=-3.0) ** 2, [((3,),), ((2, 3),)]),
+        Row("repeat_counts", lambda x: np.repeat(x, [2, 0, 1], axis=1) ** 2 + np.repeat(x[0], [1, 3, 2]).sum()
+            + np.repeat(x, [3], axis=0)[1:3] + np.repeat(x, [2, 1], axis=0)[::2], [((2, 3),)]),
+        Row("append_flip_rot90", lambda x: np.concatenate([
+            np.append(x, 2.0 * x), np.append(x, [[1.0, 2.0, 3.0]], axis=0).ravel(), (np.flipud(x) * np.fliplr(x)).ravel(),
+            np.rot90(x).ravel() ** 2, np.rot90(x, 2).ravel(), np.rot90(x, -1, axes=(1, 0)).ravel(), np.rot90(x, 3).ravel()]),
+            [((2, 3),)]),
+    ]
+    return rows
+
+
 @jitad.custom_vjp
 def _softplus(x):
     return np.log1p(np.exp(x))
@@ -387,7 +427,7 @@ def _custom_rows():
 
 
 TABLE = (_custom_rows() + _unary_rows() + _binary_rows() + _predicate_rows() + _reduction_rows() + _shape_rows()
-         + _product_rows() + _linalg_rows() + _direct_rows())
+         + _product_rows() + _linalg_rows() + _direct_rows() + _special_rows())
 CASES = [pytest.param(row, shapes, order, id=f"{row.name}-{'x'.join(map(str, shapes))}-{order}".replace(" ", ""))
          for row in TABLE for shapes in row.shapes for order in (1, 2) if order <= row.max_order]
 
@@ -395,6 +435,8 @@ CASES = [pytest.param(row, shapes, order, id=f"{row.name}-{'x'.join(map(str, sha
 INTERNAL = {
     "svd_full": "the completed columns of U / rows of Vh of a non-square svd(full_matrices=True) are any "
                 "orthonormal completion: no derivative, so differentiating must raise",
+    "no_derivative": "guards a discrete count (scipy.stats poisson / bernoulli k): differentiating through it must "
+                     "raise (tests/test_scipy.py)",
 }
 
 

@@ -169,3 +169,19 @@ def test_padded_adjoint_read_by_a_prefix_root_is_placed_after_the_inner_loop():
     finally:
         jitad.config.compile = saved
     np.testing.assert_allclose(got, jitad.hessian(g)(x) @ t, rtol=1e-10)
+
+
+def test_guarded_read_of_an_empty_slice_stays_inside_its_guard():
+    """Fuzz finding (silently wrong): the adjoint of concatenate([v, cos(v[1:])]) for a 1-element v
+    pads a zero-size cotangent; its read was hoisted out of the pad's bounds guard and read past
+    the end of a zero-size array, giving gradient 0 instead of 0.955."""
+    def f(x0):
+        v0 = np.reshape(x0, (1,))
+        return np.sum(np.concatenate([v0, np.cos(v0[1:])], axis=0) * 0.955336489125606)
+    saved = jitad.config.compile
+    jitad.config.compile = "eager"
+    try:
+        got = jitad.grad(f)(1.0)
+    finally:
+        jitad.config.compile = saved
+    assert got == pytest.approx(0.955336489125606, rel=1e-15)

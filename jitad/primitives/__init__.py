@@ -3,3 +3,4 @@ from .core import REGISTRY, Primitive, unbroadcast  # noqa: F401
 from .elementwise import *  # noqa: F401,F403
 from .structural import *  # noqa: F401,F403
 from .linalg import *  # noqa: F401,F403
+from .special import *  # noqa: F401,F403

@@ -1,0 +1,155 @@
+"""Special functions (scipy.special, np.sinc, np.i0) as elementwise primitives, one row each.
+
+The NumPy reference of a scipy.special row is SciPy's own ufunc, imported when it first
+runs: a graph holds these primitives only after user code called scipy.special, so
+jitad itself never imports it. The compiled lowering calls the scalar kernels of
+jitad.kernels_special (as `K.<name>`).
+"""
+import math
+
+import numpy as np
+
+from .core import Primitive, binary, mul_cotangent, scale, unary
+from ..errors import NonDifferentiableError
+
+__all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma_p", "polygamma_p", "betaln_p",
+           "erf_p", "erfc_p", "erfinv_p", "ndtr_p", "log_ndtr_p", "ndtri_p", "xlogy_p", "xlog1py_p", "entr_p",
+           "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p"]
+
+_TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
+_HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
+_SQRT_2PI = math.sqrt(2.0 * math.pi)
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+
+
+def _scipy(name):
+    """scipy.special.<name>, imported at its first call."""
+    def impl(*args):
+        import scipy.special
+        return getattr(scipy.special, name)(*args)
+    impl.__name__ = name
+    return impl
+
+
+def _float_like(x, value):
+    """`value` with x's float dtype (SciPy's integer-order routines answer in float64)."""
+    dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+    return np.asarray(value, dtype)
+
+
+def _float_shape(x, **params):
+    return x.shape, x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
+
+
+def _safe(condition, x):
+    """x where not `condition`, 1 where it holds: keeps an untaken np.where lane finite."""
+    return np.where(condition, 1.0, x)
+
+
+# --- logistic ------------------------------------------------------------------------------------
+expit_p = unary("expit", _scipy("expit"), lambda x, y: y * (1.0 - y), "(1.0 / (1.0 + np.exp(-{0})))")
+logit_p = unary("logit", _scipy("logit"), lambda x, y: 1.0 / (x * (1.0 - x)), "np.log({0} / (1.0 - {0}))",
+                domain=(0.1, 0.9))
+log_expit_p = unary("log_expit", _scipy("log_expit"), lambda x, y: expit_p(-x), "K.log_expit({0})")
+
+# --- gamma family: d gammaln = digamma, d digamma = polygamma(1), d polygamma(n) = polygamma(n + 1) ---
+gammaln_p = unary("gammaln", _scipy("gammaln"), lambda x, y: digamma_p(x), "K.gammaln({0})", domain=(0.5, 3.0))
+gamma_p = unary("gamma", _scipy("gamma"), lambda x, y: y * digamma_p(x), "K.gamma({0})", domain=(0.5, 3.0))
+digamma_p = unary("digamma", _scipy("digamma"), lambda x, y: polygamma_p(x, n=1), "K.digamma({0})",
+                  domain=(0.5, 3.0))
+
+
+def _polygamma(x, n):
+    import scipy.special
+    return _float_like(x, scipy.special.polygamma(n, x))
+
+
+polygamma_p = Primitive(
+    "polygamma", impl=_polygamma, shape_rule=_float_shape,
+    jvp=lambda primals, tangents, out, n: scale(tangents[0], polygamma_p(primals[0], n=n + 1)),
+    vjp=lambda g, out, x, n: (mul_cotangent(g, polygamma_p(x, n=n + 1)),),
+    kind="elementwise", scalar=lambda n: f"K.polygamma({int(n)}, {{0}})", domain=(0.5, 3.0))
+betaln_p = binary("betaln", _scipy("betaln"), lambda a, b, o: digamma_p(a) - digamma_p(a + b),
+                  lambda a, b, o: digamma_p(b) - digamma_p(a + b), "K.betaln({0}, {1})", domain=(0.5, 3.0))
+
+# --- error function and the normal distribution --------------------------------------------------
+erf_p = unary("erf", _scipy("erf"), lambda x, y: _TWO_OVER_SQRT_PI * np.exp(-x * x), "K.erf({0})")
+erfc_p = unary("erfc", _scipy("erfc"), lambda x, y: -_TWO_OVER_SQRT_PI * np.exp(-x * x), "K.erfc({0})")
+erfinv_p = unary("erfinv", _scipy("erfinv"), lambda x, y: _HALF_SQRT_PI * np.exp(y * y), "K.erfinv({0})",
+                 domain=(-0.9, 0.9))
+ndtr_p = unary("ndtr", _scipy("ndtr"), lambda x, y: np.exp(-0.5 * x * x) * (1.0 / _SQRT_2PI), "K.ndtr({0})")
+# φ(x) / Φ(x) as exp(log φ - log Φ): finite far into the lower tail, where both underflow
+log_ndtr_p = unary("log_ndtr", _scipy("log_ndtr"), lambda x, y: np.exp(-0.5 * x * x - _LOG_SQRT_2PI - y),
+                   "K.log_ndtr({0})", domain=(-4.0, 3.0))
+ndtri_p = unary("ndtri", _scipy("ndtri"), lambda x, y: _SQRT_2PI * np.exp(0.5 * y * y), "K.ndtri({0})",
+                domain=(0.05, 0.95))
+
+# --- information: x log y with 0 log 0 = 0 ------------------------------------------------------
+# xlogy(0, y) = 0 for every y, so its y-derivative there is 0 (also at y = 0, where x / y is not)
+xlogy_p = binary("xlogy", _scipy("xlogy"), lambda x, y, o: np.log(y),
+                 lambda x, y, o: np.where(x == 0, 0.0, x / _safe(x == 0, y)), "K.xlogy({0}, {1})",
+                 domain=((-2.0, 2.0), (0.3, 3.0)))
+xlog1py_p = binary("xlog1py", _scipy("xlog1py"), lambda x, y, o: np.log1p(y),
+                   lambda x, y, o: np.where(x == 0, 0.0, x / _safe(x == 0, 1.0 + y)), "K.xlog1py({0}, {1})",
+                   domain=((-2.0, 2.0), (-0.5, 2.0)))
+entr_p = unary("entr", _scipy("entr"), lambda x, y: -(np.log(x) + 1.0), "K.entr({0})", domain=(0.1, 3.0))
+
+
+# --- modified Bessel functions of the first kind, integer order n: I_n' = (I_{n-1} + I_{n+1}) / 2 ---
+def _bessel_i(x, n, scaled):
+    import scipy.special as sc
+    if n <= 1:
+        fn = ((sc.i0, sc.i1), (sc.i0e, sc.i1e))[scaled][n]
+        return _float_like(x, fn(x))
+    return _float_like(x, (sc.ive if scaled else sc.iv)(n, x))
+
+
+def _bessel_i_derivative(x, out, n, scaled):
+    """I_{-1} = I_1; the scaled e^-|x| I_n(x) adds -sign(x) times itself (a kink at 0, like |x|)."""
+    d = bessel_i_p(x, n=1, scaled=scaled) if n == 0 else \
+        0.5 * (bessel_i_p(x, n=n - 1, scaled=scaled) + bessel_i_p(x, n=n + 1, scaled=scaled))
+    return d - np.sign(x) * out if scaled else d
+
+
+bessel_i_p = Primitive(
+    "bessel_i", impl=_bessel_i, shape_rule=_float_shape,
+    jvp=lambda primals, tangents, out, n, scaled: scale(tangents[0], _bessel_i_derivative(primals[0], out, n, scaled)),
+    vjp=lambda g, out, x, n, scaled: (mul_cotangent(g, _bessel_i_derivative(x, out, n, scaled)),),
+    kind="elementwise", scalar=lambda n, scaled: f"K.bessel_i({int(n)}, {{0}}, {bool(scaled)})")
+
+
+# --- np.sinc -------------------------------------------------------------------------------------
+# sinc'(x) = (cos πx - sinc x) / x; below |x| = 0.1 (where that difference cancels, and at 0)
+# its Maclaurin polynomial Σ_k (-1)^k 2k π^2k x^(2k-1) / (2k+1)!, so every order is exact at 0.
+_SINC_SERIES = tuple((-1) ** k * 2 * k * math.pi ** (2 * k) / math.factorial(2 * k + 1) for k in range(1, 9))
+
+
+def _sinc_derivative(x, y):
+    small = np.abs(x) < 0.1
+    x2, poly = x * x, _SINC_SERIES[-1]
+    for c in reversed(_SINC_SERIES[:-1]):
+        poly = c + x2 * poly
+    safe_x = _safe(small, x)
+    return np.where(small, x * poly, (np.cos(math.pi * safe_x) - y) / safe_x)
+
+
+sinc_p = unary("sinc", np.sinc, _sinc_derivative, "(1.0 if {0} == 0.0 else np.sin(np.pi * {0}) / (np.pi * {0}))")
+
+
+# --- helpers of the builders ---------------------------------------------------------------------
+# The shift of a stable log-sum-exp: the max where finite, else 0. The result does not depend on
+# it, so AD treats it as a constant (a stop-gradient) and the derivative is exactly softmax.
+finite_shift_p = Primitive("finite_shift", impl=lambda x: np.where(np.isfinite(x), x, np.zeros((), x.dtype)),
+                           shape_rule=lambda x: (x.shape, x.dtype), kind="elementwise",
+                           scalar="({0} if np.isfinite({0}) else 0.0)", differentiable=False)
+
+
+def _no_derivative(*args, what, **_):
+    raise NonDifferentiableError(f"{what} has no derivative")
+
+
+# The value of x; differentiating through it is an error. It guards inputs whose derivative does
+# not exist (a discrete count, an integer order), which would otherwise get a formula's derivative.
+no_derivative_p = Primitive("no_derivative", impl=lambda x, what: x, shape_rule=lambda x, what: (x.shape, x.dtype),
+                            jvp=_no_derivative, vjp=_no_derivative,
+                            kind="elementwise", scalar="{0}")

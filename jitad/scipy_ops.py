@@ -1,0 +1,330 @@
+"""scipy.special and scipy.stats on traced values, built from jitad.primitives.
+
+* scipy.special's ufuncs (gammaln, erf, expit, xlogy, ...) reach the tracer's
+  `__array_ufunc__` like NumPy's; `register_special_ufuncs` adds them to `ops.UFUNCS`
+  at the start of a trace once SciPy has imported scipy.special (jitad never imports
+  SciPy itself).
+* Its plain functions (logsumexp, softmax, log_softmax, polygamma, multigammaln) are
+  swapped on the `scipy.special` module while tracing, like scipy.linalg's
+  (`linalg_ops.scipy_hooks`): call them as `scipy.special.logsumexp(...)`.
+* scipy.stats distributions are objects (`scipy.stats.norm` is a `norm_gen`), so their
+  methods are swapped on the classes: `norm.logpdf(x, loc, scale)`, a frozen
+  `norm(loc, scale).logpdf(x)` and `from scipy.stats import norm` all dispatch. Each
+  method is a composition of primitives, so it differentiates in the data and in every
+  float parameter; values follow SciPy's conventions (-inf outside the support, nan for
+  invalid parameters). A discrete count (poisson's and bernoulli's k) has no derivative.
+"""
+import math
+import sys
+
+import numpy as np
+
+from . import linalg_ops, ops
+from . import primitives as P
+from .errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
+from .ir import is_tracer
+
+_LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_2PI = math.log(2.0 * math.pi)
+
+
+def _float(x, dtype=None):
+    """x as a float array (float64 for integers, or `dtype`), traced or not."""
+    if is_tracer(x):
+        target = dtype or (x.dtype if x.dtype.kind == "f" else np.dtype(np.float64))
+        return ops.astype(x, target)
+    x = np.asarray(x)
+    return x.astype(dtype or (x.dtype if x.dtype.kind == "f" else np.float64))
+
+
+def _select(condition, value, otherwise):
+    """np.where(condition, value, otherwise), leaving out the select when a concrete
+    condition holds everywhere (no extra nodes for the usual valid parameters)."""
+    if not is_tracer(condition) and np.all(condition):
+        return value
+    return np.where(condition, value, otherwise)
+
+
+# --- scipy.special: ufuncs ----------------------------------------------------------------------
+def _bessel(n, scaled):
+    return lambda x: P.bessel_i_p(x, n=n, scaled=scaled)
+
+
+SPECIAL_UFUNCS = {
+    "expit": P.expit_p, "logit": P.logit_p, "log_expit": P.log_expit_p, "gammaln": P.gammaln_p,
+    "gamma": P.gamma_p, "digamma": P.digamma_p, "betaln": P.betaln_p, "erf": P.erf_p, "erfc": P.erfc_p,
+    "erfinv": P.erfinv_p, "erfcinv": lambda z: P.ndtri_p(z * 0.5) * -math.sqrt(0.5),  # ndtri(z/2) = -√2 erfcinv(z)
+    "ndtr": P.ndtr_p, "log_ndtr": P.log_ndtr_p, "ndtri": P.ndtri_p, "xlogy": P.xlogy_p,
+    "xlog1py": P.xlog1py_p, "entr": P.entr_p, "i0": _bessel(0, False), "i1": _bessel(1, False),
+    "i0e": _bessel(0, True), "i1e": _bessel(1, True),
+}
+_registered = []
+
+
+def register_special_ufuncs():
+    """Map scipy.special's ufuncs to builders, once SciPy has imported scipy.special."""
+    special = sys.modules.get("scipy.special")
+    if special is None or _registered:
+        return
+    for name, builder in SPECIAL_UFUNCS.items():
+        ufunc = getattr(special, name, None)
+        if isinstance(ufunc, np.ufunc):
+            ops.UFUNCS[ufunc] = builder
+    _registered.append(special)
+
+
+# --- scipy.special: functions -------------------------------------------------------------------
+def _reduce_axes(a, axis):
+    return ops._axes(axis, a.ndim)
+
+
+def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
+    """log Σ b e^a, shifted by the largest a (with a nonzero weight): finite for any finite input.
+    The shift is a constant to AD, so the derivative is exactly the (weighted) softmax."""
+    if return_sign:
+        raise UnsupportedOperationError(
+            "scipy.special.logsumexp(return_sign=True)",
+            "Its sign output is piecewise constant; with positive weights call it with return_sign=False "
+            "(the default). ")
+    a = _float(ops.asarray(a))
+    if b is not None:
+        b = ops.asarray(b)
+        dtype = np.result_type(a.dtype, b.dtype)
+        shape = tuple(np.broadcast_shapes(ops.shape_of(a), ops.shape_of(b)))
+        a, b = ops.broadcast_to(_float(a, dtype), shape), ops.broadcast_to(_float(b, dtype), shape)
+    if a.ndim == 0:  # SciPy works on at least one dimension
+        a = ops.reshape(a, (1,))
+        b = b if b is None else ops.reshape(b, (1,))
+    axes = _reduce_axes(a, axis)
+    weighted = a if b is None else np.where(b != 0, a, -np.inf)  # a zero weight leaves its entry out
+    shift = P.finite_shift_p(ops.amax(weighted, axis=axes, keepdims=True))
+    if b is None:
+        terms = np.exp(a - shift)
+    elif is_tracer(b):  # keep e^a for the b-derivative at zero weights, without 0 * inf above the shift
+        terms = b * np.exp(np.minimum(a - shift, 709.0))
+    else:
+        terms = b * np.exp(weighted - shift)
+    out = np.log(ops.sum(terms, axis=axes, keepdims=True)) + shift
+    return out if keepdims else ops.squeeze(out, axis=axes)
+
+
+def softmax(x, axis=None):
+    x = _float(ops.asarray(x))
+    axes = _reduce_axes(x, axis)
+    e = np.exp(x - P.finite_shift_p(ops.amax(x, axis=axes, keepdims=True)))
+    return e / ops.sum(e, axis=axes, keepdims=True)
+
+
+def log_softmax(x, axis=None):
+    x = _float(ops.asarray(x))
+    axes = _reduce_axes(x, axis)
+    shifted = x - P.finite_shift_p(ops.amax(x, axis=axes, keepdims=True))
+    return shifted - np.log(ops.sum(np.exp(shifted), axis=axes, keepdims=True))
+
+
+def _concrete_order(value, function, what):
+    if is_tracer(value):
+        raise NonDifferentiableError(
+            f"{function} with a traced {what}: jitad differentiates it in its other argument only; pass "
+            f"the {what} as a concrete integer (a Python int, or a closed-over value)")
+    value = np.asarray(value)
+    if value.ndim or value != np.floor(value) or value < 0:
+        raise UnsupportedOperationError(f"{function} with {what} = {value!r}", f"Pass {what} as one integer >= 0. ")
+    return int(value)
+
+
+def polygamma(n, x):
+    """ψ⁽ⁿ⁾(x) for a concrete integer n; its derivative is ψ⁽ⁿ⁺¹⁾(x). Float64, like SciPy."""
+    n = _concrete_order(n, "scipy.special.polygamma(n, x)", "order n")
+    x = _float(ops.asarray(x), np.float64)
+    return P.digamma_p(x) if n == 0 else P.polygamma_p(x, n=n)
+
+
+def multigammaln(a, d):
+    """log of the multivariate gamma function: d(d-1)/4 log π + Σ_j gammaln(a - (j - 1)/2)."""
+    d = _concrete_order(d, "scipy.special.multigammaln(a, d)", "dimension d")
+    a = _float(ops.asarray(a))
+    terms = ops.stack([P.gammaln_p(a - (j - 1.0) / 2) for j in range(1, d + 1)])
+    return np.float64(d * (d - 1) * 0.25) * np.log(np.pi) + ops.sum(terms, axis=0)
+
+
+# --- scipy.stats: one row per distribution --------------------------------------------------------
+def _t_logpdf(z, df):
+    # log Γ((df+1)/2) - log Γ(df/2) = log √π - betaln(df/2, 1/2): no cancellation for large df
+    return -P.betaln_p(0.5 * df, 0.5) - 0.5 * np.log(df) - (df + 1.0) * 0.5 * np.log1p(z * z / df)
+
+
+def _laplace_logpdf(z):
+    return -np.abs(z) - math.log(2.0)
+
+
+# name: (parameter check, support of the standardized variable or None, log density)
+CONTINUOUS = {
+    "norm": (None, None, lambda z: -0.5 * z * z - _LOG_SQRT_2PI),
+    "t": (lambda df: df > 0, None, _t_logpdf),
+    "gamma": (lambda a: a > 0, (0.0, np.inf), lambda z, a: P.xlogy_p(a - 1.0, z) - z - P.gammaln_p(a)),
+    "beta": (lambda a, b: (a > 0) & (b > 0), (0.0, 1.0),
+             lambda z, a, b: P.xlog1py_p(b - 1.0, -z) + P.xlogy_p(a - 1.0, z) - P.betaln_p(a, b)),
+    "laplace": (None, None, _laplace_logpdf),
+    "expon": (None, (0.0, np.inf), lambda z: -z),
+}
+# the normal distribution's other methods, of z = (x - loc) / scale (ppf: of the probability q)
+NORM_METHODS = {"cdf": lambda z: P.ndtr_p(z), "logcdf": lambda z: P.log_ndtr_p(z), "sf": lambda z: P.ndtr_p(-z),
+                "logsf": lambda z: P.log_ndtr_p(-z)}
+# name: (parameter check, support (inclusive, integers), log mass)
+DISCRETE = {
+    "poisson": (lambda mu: mu >= 0, (0.0, np.inf), lambda k, mu: P.xlogy_p(k, mu) - P.gammaln_p(k + 1.0) - mu),
+    "bernoulli": (lambda p: (p >= 0) & (p <= 1), (0.0, 1.0),
+                  lambda k, p: P.xlogy_p(k, p) + P.xlog1py_p(1.0 - k, -p)),
+}
+
+
+SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}, t, gamma, beta, laplace and expon.{logpdf, pdf}, "
+             "poisson and bernoulli.{logpmf, pmf} (not in the count k), multivariate_normal and dirichlet.{logpdf, pdf}")
+
+
+def _unsupported(dist, method):
+    return UnsupportedOperationError(f"scipy.stats.{dist.name}.{method}", f"jitad implements scipy.stats {SUPPORTED}. ")
+
+
+def _checked(check, shapes, value, scale=None):
+    """`value` where the parameters are valid, nan elsewhere (SciPy's badvalue)."""
+    valid = True if check is None else check(*shapes)
+    if scale is not None:
+        valid = valid & (scale > 0)
+    return _select(valid, value, np.nan)
+
+
+def _continuous(method):
+    def builder(self, x, *args, **kwds):
+        if self.name not in CONTINUOUS or (method not in ("logpdf", "pdf") and self.name != "norm"):
+            raise _unsupported(self, method)
+        check, support, logpdf = CONTINUOUS[self.name]
+        shapes, loc, scale = self._parse_args(*args, **kwds)
+        shapes = tuple(_float(s, np.float64) for s in shapes)
+        loc, scale = _float(loc, np.float64), _float(scale, np.float64)
+        if method == "ppf":
+            q = _float(x, np.float64)
+            inside = (q >= 0) & (q <= 1)
+            return _checked(check, shapes, _select(inside, loc + scale * P.ndtri_p(q), np.nan), scale)
+        z = (_float(x, np.float64) - loc) / scale
+        if method in NORM_METHODS:
+            return _checked(check, shapes, NORM_METHODS[method](z), scale)
+        value = logpdf(z, *shapes) - np.log(scale)
+        if support is not None:
+            lo, hi = support
+            value = _select((z >= lo) & (z <= hi) | np.isnan(z), value, -np.inf)
+        value = _checked(check, shapes, value, scale)
+        return np.exp(value) if method == "pdf" else value
+    builder.__name__ = method
+    return builder
+
+
+def _discrete(method):
+    def builder(self, k, *args, **kwds):
+        if self.name not in DISCRETE:
+            raise _unsupported(self, method)
+        check, (lo, hi), logpmf = DISCRETE[self.name]
+        shapes, loc, _ = self._parse_args(*args, **kwds)
+        shapes = tuple(_float(s, np.float64) for s in shapes)
+        k = _float(k, np.float64) - _float(loc, np.float64)
+        if is_tracer(k):  # a count: its derivative does not exist, even where a formula has one
+            k = P.no_derivative_p(k, what=f"scipy.stats.{self.name}.{method}(k, ...) with respect to the count k")
+        inside = (k >= lo) & (k <= hi) & (np.floor(k) == k) | np.isnan(k)
+        value = _checked(check, shapes, _select(inside, logpmf(k, *shapes), -np.inf))
+        return np.exp(value) if method == "pmf" else value
+    builder.__name__ = method
+    return builder
+
+
+def _squeeze_output(out):
+    return ops.squeeze(out) if is_tracer(out) else np.squeeze(out)[()]
+
+
+def _mvn_logpdf(x, mean, cov):
+    """log N(x; mean, cov) through a Cholesky factor L: -(d log 2π + 2 Σ log diag L + |L⁻¹(x - mean)|²) / 2."""
+    if type(cov).__module__.startswith("scipy.stats"):
+        raise UnsupportedOperationError("scipy.stats.multivariate_normal with a Covariance object",
+                                        "Pass the covariance matrix as an array. ")
+    if mean is None:
+        cov = _float(cov if cov is not None else 1.0, np.float64)
+        dim = 1 if cov.ndim < 2 else ops.shape_of(cov)[0]
+        mean = np.zeros(dim)
+    mean = _float(mean, np.float64)
+    dim = int(np.prod(ops.shape_of(mean), dtype=np.int64))
+    cov = _float(1.0 if cov is None else cov, np.float64)
+    if dim == 1:
+        mean, cov = ops.reshape(mean, (1,)), ops.reshape(cov, (1, 1))
+    if mean.ndim != 1:
+        raise ShapeError(f"Array 'mean' must be a vector of length {dim}.")
+    if cov.ndim == 0:
+        cov = cov * np.eye(dim)
+    elif cov.ndim == 1:
+        cov = ops.diag(cov) if is_tracer(cov) else np.diag(cov)
+    if ops.shape_of(cov) != (dim, dim):
+        raise ShapeError(f"scipy.stats.multivariate_normal: cov of shape {ops.shape_of(cov)} does not fit "
+                         f"a mean of length {dim}")
+    x = _float(x, np.float64)
+    if x.ndim == 0:
+        x = ops.reshape(x, (1,))
+    if x.ndim == 1:
+        x = ops.reshape(x, (-1, 1) if dim == 1 else (1, -1))
+    dev = x - mean
+    lower = linalg_ops.cholesky(cov)
+    whitened = linalg_ops.solve_triangular(lower, ops.transpose(ops.reshape(dev, (-1, dim))), lower=True)
+    maha = ops.reshape(ops.sum(whitened * whitened, axis=0), ops.shape_of(dev)[:-1])
+    log_det = 2.0 * ops.sum(np.log(ops.diagonal(lower)))
+    return _squeeze_output(-0.5 * (dim * _LOG_2PI + log_det + maha))
+
+
+def _mvn(method):
+    def builder(self, x, mean=None, cov=1, allow_singular=False):
+        out = _mvn_logpdf(x, mean, cov)
+        return np.exp(out) if method == "pdf" else out
+    return builder
+
+
+def _mvn_frozen(method):
+    def builder(self, x):
+        out = _mvn_logpdf(x, self.mean, self.cov_object.covariance)
+        return np.exp(out) if method == "pdf" else out
+    return builder
+
+
+def _dirichlet(method):
+    def builder(self, x, alpha):
+        """Only the shapes are checked: values of traced x are not known to lie on the simplex."""
+        alpha = _float(alpha, np.float64)
+        if alpha.ndim != 1:
+            raise ShapeError(f"Parameter vector 'a' must be one dimensional, but a.shape = {ops.shape_of(alpha)}.")
+        x = _float(x, np.float64)
+        count = ops.shape_of(alpha)[0]
+        if ops.shape_of(x)[0] == count - 1:  # the last component is 1 - the others
+            rest = 1.0 - ops.sum(x, axis=0, keepdims=True)
+            x = ops.concatenate([x, rest], axis=0)
+        elif ops.shape_of(x)[0] != count:
+            raise ShapeError(f"Vector 'x' must have either the same number of entries as, or one entry fewer "
+                             f"than, parameter vector 'a', but alpha.shape = {ops.shape_of(alpha)} and "
+                             f"x.shape = {ops.shape_of(x)}.")
+        log_beta = ops.sum(P.gammaln_p(alpha)) - P.gammaln_p(ops.sum(alpha))
+        weights = ops.reshape(alpha - 1.0, (count,) + (1,) * (x.ndim - 1))
+        out = ops.sum(P.xlogy_p(weights, x), axis=0) - log_beta
+        return _squeeze_output(np.exp(out) if method == "pdf" else out)
+    return builder
+
+
+_INFRA, _MULTI = "scipy.stats._distn_infrastructure", "scipy.stats._multivariate"
+linalg_ops.SCIPY_FUNCTIONS.update({
+    ("scipy.special", "logsumexp"): logsumexp, ("scipy.special", "softmax"): softmax,
+    ("scipy.special", "log_softmax"): log_softmax, ("scipy.special", "polygamma"): polygamma,
+    ("scipy.special", "multigammaln"): multigammaln,
+    **{(_INFRA, f"rv_continuous.{m}"): _continuous(m)
+       for m in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf")},
+    **{(_INFRA, f"rv_discrete.{m}"): _discrete(m) for m in ("logpmf", "pmf")},
+    **{(_MULTI, f"multivariate_normal_gen.{m}"): _mvn(m) for m in ("logpdf", "pdf")},
+    **{(_MULTI, f"multivariate_normal_frozen.{m}"): _mvn_frozen(m) for m in ("logpdf", "pdf")},
+    **{(_MULTI, f"dirichlet_gen.{m}"): _dirichlet(m) for m in ("logpdf", "pdf")},
+})
+linalg_ops.SCIPY_SETUP.append(register_special_ufuncs)
+
+__all__ = ["logsumexp", "softmax", "log_softmax", "polygamma", "multigammaln", "register_special_ufuncs"]

@@ -452,6 +452,11 @@ class KernelWriter:
             expr = template.format(*args, **node.params)
             if self.local[node.id] in self.fast_nodes:
                 expr = _fast_math(expr)
+            if node.dtype == np.float32:
+                # rounded to float32 at every node, as NumPy does: Numba computes float32 with
+                # float64 literals (and the vectorisable exp) in float64, and a value recomputed
+                # in one nest must equal the one another nest stored (a max's tie mask)
+                expr = f"np.float32({expr})"
             var = f"v{self.local[node.id]}_{self._fresh()}"
             self.emit(f"{var} = {expr}", describe(node, self.local), level)
             return var, level

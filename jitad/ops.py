@@ -407,6 +407,7 @@ def getitem(x, key):
         else:
             raise IndexError(f"unsupported index {k!r} of type {type(k).__name__}")
     used = builtins.sum(n for _, _, n in items)
+    _check_masks(key, items, shape)
     if used > len(shape):
         raise IndexError(f"too many indices for array: array is {len(shape)}-dimensional, "
                          f"but {used} were indexed")
@@ -468,6 +469,33 @@ def getitem(x, key):
             out = transpose(out, moved + [a for a in range(rank) if a not in moved])
         return out
     return _take_many(x, advanced, front)
+
+
+def _check_masks(key, items, shape):
+    """A boolean mask must match the axes it indexes, as NumPy requires (it raises IndexError)."""
+    if not any(isinstance(k, (list, np.ndarray)) and np.asarray(k).dtype == bool for k in key):
+        return
+    if builtins.sum(1 for kind, _, _ in items if kind == "ellipsis"):
+        ellipsis_at = next(j for j, k in enumerate(key) if k is Ellipsis)
+        counted = [k for k in key if k is not None and k is not Ellipsis]
+        width = len(shape) - (builtins.sum(np.ndim(k) if isinstance(k, (list, np.ndarray)) and
+                                           np.asarray(k).dtype == bool else 1 for k in counted))
+    axis = 0
+    for j, k in enumerate(key):
+        if k is None:
+            continue
+        if k is Ellipsis:
+            axis += width
+            continue
+        if isinstance(k, (list, np.ndarray)) and np.asarray(k).dtype == bool:
+            mask = np.asarray(k)
+            for a, n in enumerate(mask.shape):
+                if axis + a < len(shape) and shape[axis + a] != n:
+                    raise IndexError(f"boolean index did not match indexed array along axis {axis + a}; size of "
+                                     f"axis is {shape[axis + a]} but size of corresponding boolean axis is {n}")
+            axis += mask.ndim
+        else:
+            axis += 1
 
 
 def _take_many(x, advanced, front):

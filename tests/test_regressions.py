@@ -185,3 +185,33 @@ def test_guarded_read_of_an_empty_slice_stays_inside_its_guard():
     finally:
         jitad.config.compile = saved
     assert got == pytest.approx(0.955336489125606, rel=1e-15)
+
+
+def test_boolean_mask_of_the_wrong_length_raises_like_numpy(reference_backend):
+    """Fuzz finding (silently wrong): a mask shorter than the axis selected from a prefix."""
+    x = np.arange(8.0)
+    mask = np.array([True, False, True, True, False, True, True])
+    with pytest.raises(IndexError):
+        x[mask]
+    with pytest.raises(IndexError, match="boolean index did not match"):
+        jitad.jit(lambda x: x[mask])(x)
+    with pytest.raises(IndexError, match="boolean index did not match"):
+        jitad.jit(lambda x: x.reshape(2, 4)[:, mask[:3]])(x)
+
+
+def test_float32_values_recomputed_across_nests_agree():
+    """Fuzz finding (NaN gradient): in float32, x / exp(x) was float64 in one nest and rounded to
+    float32 where stored, so ptp's tie mask found no maximum."""
+    x = np.array([[-1.0]], dtype=np.float32)
+
+    def f(x):
+        return np.sum(np.ptp(np.divide(x, np.exp(x)), axis=1))
+    saved = jitad.config.compile
+    jitad.config.compile = "eager"
+    try:
+        g = jitad.grad(f)(x)
+        t = jitad.jvp(f, (x,), (np.ones_like(x),))[1]
+    finally:
+        jitad.config.compile = saved
+    assert g.dtype == np.float32 and np.all(np.isfinite(g)) and np.isfinite(t)
+    np.testing.assert_allclose(g, 0.0, atol=1e-6)

@@ -2,11 +2,11 @@
 
     python examples/jacobian_modes.py --quick --out /tmp/modes
 
-Same as `python -m jitad modes`; see jitad/modes_script.py for the options.
+Same as `python -m jitad modes`; see jitad/tools/modes.py for the options.
 """
 import sys
 
-from jitad.modes_script import main
+from jitad.tools.modes import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -1,12 +1,12 @@
 """jitad: automatic differentiation of plain NumPy functions, compiled with Numba."""
-from .api import grad, jit, jvp, value_and_grad, vjp
-from .backend import config
-from .cache import cache_info
-from .checks import check_grads
-from .custom import checkpoint, custom_jvp, custom_vjp
-from .explain import explain
-from .jacobians import hessian, hutchinson_trace, hvp, jacfwd, jacobian, jacrev
-from .errors import (AxisError, ConcretizationError, InPlaceUpdateError, InputDtypeError, JitadError, LeafTypeError,
+from jitad.api import grad, jit, jvp, value_and_grad, vjp
+from jitad.backend import config
+from jitad.backend.cache import cache_info
+from jitad.tools.checks import check_grads
+from jitad.transforms.custom import checkpoint, custom_jvp, custom_vjp
+from jitad.tools.explain import explain
+from jitad.jacobians import hessian, hutchinson_trace, hvp, jacfwd, jacobian, jacrev
+from jitad.errors import (AxisError, ConcretizationError, InPlaceUpdateError, InputDtypeError, JitadError, LeafTypeError,
                      NonDifferentiableError, NonScalarOutputError, ShapeError, UnsupportedOperationError)
 
 __version__ = "0.1.0"

@@ -41,13 +41,13 @@ def _parser():
 def main(argv=None):
     argv = sys.argv[1:] if argv is None else list(argv)
     if argv[:1] == ["modes"]:  # its options belong to the script, which parses them itself
-        from . import modes_script
-        return modes_script.main(argv[1:])
+        from jitad.tools import modes
+        return modes.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":
         import jitad
-        from . import demo
+        from jitad.tools import demo
         if args.backend:
             jitad.config.backend = args.backend
         if args.compile:
@@ -56,7 +56,7 @@ def main(argv=None):
             sys.stdout.reconfigure(errors="replace")
         return demo.main()
     if args.command == "profile-compile":
-        from . import profiling
+        from jitad import profiling
         return profiling.run_script(args.script, args.args, cache=args.cache, passes=args.passes,
                                     keep=args.keep_cache)
     parser.print_help()

@@ -16,13 +16,16 @@ import warnings
 import numpy as np
 import optree
 
-from . import ad, backend, ir, linalg_ops, rng
-from .errors import InputDtypeError, LeafTypeError, NonScalarOutputError, ShapeError
-from .cache import STATS
-from .interpreter import replay
-from .passes import optimize
-from .profiling import phase
-from .trace import Tracer, trace
+from jitad import backend, ir
+from jitad.transforms import ad
+from jitad.frontend import linalg_ops
+from jitad.frontend import rng
+from jitad.errors import InputDtypeError, LeafTypeError, NonScalarOutputError, ShapeError
+from jitad.backend.cache import STATS
+from jitad.interpreter import replay
+from jitad.passes import optimize
+from jitad.profiling import phase
+from jitad.frontend.tracer import Tracer, trace
 
 _FLOAT_TYPES = (float, np.floating)
 

@@ -1,7 +1,7 @@
 """The reference executor: evaluates any graph with NumPy. It is the spec for every backend."""
 import numpy as np
 
-from .ir import const_p, input_p
+from jitad.ir import const_p, input_p
 
 
 def evaluate(graph, args):

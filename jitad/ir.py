@@ -10,7 +10,7 @@ import threading
 
 import numpy as np
 
-from .errors import JitadError, UnsupportedOperationError
+from jitad.errors import JitadError, UnsupportedOperationError
 
 _ids = itertools.count()
 
@@ -112,7 +112,7 @@ class Graph:
 class Builder:
     """Records the nodes of one trace. Values of outer traces become captured inputs."""
 
-    tracer_type = None  # set by jitad.trace: the array-like type user code sees
+    tracer_type = None  # set by jitad.frontend.tracer: the array-like type user code sees
 
     def __init__(self):
         self.interned = {}

@@ -4,7 +4,7 @@ hutchinson_trace.
 A Jacobian is built from *sweeps*. One sweep is one compiled call that pushes a chunk
 of k tangent directions forward (k columns of J) or k output cotangents backward (k
 rows): one JVP or VJP graph, batched over the k directions on a leading axis
-(`jitad.batching`), so a sweep does one matrix-matrix product where it would do k
+(`jitad.transforms.batching`), so a sweep does one matrix-matrix product where it would do k
 matrix-vector products, and its kernel does not grow with k. The seeds are one-hot rows
 made inside the graph from a traced chunk offset, so one compiled sweep serves every
 chunk of every call with that signature; a single sweep uses the constant identity.
@@ -26,17 +26,20 @@ import math
 import numpy as np
 import optree
 
-from . import ad, backend, batching, ops
-from .api import (Staged, _normalize_argnums, _scalar_output, _Signature, _transform_of, grad, jvp,
+from jitad import backend
+from jitad.transforms import ad
+from jitad.transforms import batching
+from jitad.frontend import numpy_ops
+from jitad.api import (Staged, _normalize_argnums, _scalar_output, _Signature, _transform_of, grad, jvp,
                   trace_user)
-from .errors import JitadError, NonDifferentiableError
-from .interpreter import replay
-from .passes import optimize
-from .ir import Graph, is_tracer
-from .trace import trace
+from jitad.errors import JitadError, NonDifferentiableError
+from jitad.interpreter import replay
+from jitad.passes import optimize
+from jitad.ir import Graph, is_tracer
+from jitad.frontend.tracer import trace
 
 MODES = ("auto", "forward", "reverse", "mixed")
-# A sweep batches its k directions on a leading axis (jitad.batching), so its kernel does not
+# A sweep batches its k directions on a leading axis (jitad.transforms.batching), so its kernel does not
 # grow with k: k is bounded by memory (k times the graph's values) and by MAX_CHUNK. A graph
 # holding a primitive without a batching rule unrolls it k times, so there k stays small.
 MAX_CHUNK = 256  # directions per sweep: the whole Jacobian in one sweep up to 256 columns/rows
@@ -74,15 +77,15 @@ class _Space:
             return [eye[:, o:o + s].reshape((k,) + shape).astype(dt)
                     for o, s, shape, dt in zip(self.offsets, self.sizes, self.shapes, self.dtypes)]
         rows = start + np.arange(k)
-        return [(np.arange(o, o + s).reshape(shape) == ops.reshape(rows, (k,) + (1,) * len(shape))).astype(dt)
+        return [(np.arange(o, o + s).reshape(shape) == numpy_ops.reshape(rows, (k,) + (1,) * len(shape))).astype(dt)
                 for o, s, shape, dt in zip(self.offsets, self.sizes, self.shapes, self.dtypes)]
 
     def flat_rows(self, leaves, dtype, k):
         """Batched leaves (k, *shape) raveled, cast to `dtype` and joined into one (k, size) block."""
-        parts = [ops.reshape(ops.astype(ops.asarray(v), dtype), (k, -1)) for v in leaves]
+        parts = [numpy_ops.reshape(numpy_ops.astype(numpy_ops.asarray(v), dtype), (k, -1)) for v in leaves]
         if not parts:
             return np.zeros((k, 0), dtype)
-        return parts[0] if len(parts) == 1 else ops.concatenate(parts, axis=1)
+        return parts[0] if len(parts) == 1 else numpy_ops.concatenate(parts, axis=1)
 
 
 class _Layout:
@@ -104,7 +107,7 @@ class _Layout:
 
 # --- sweeps: one compiled call each, k directions -------------------------------------------------
 def _stack(rows):
-    return ops.stack(rows) if rows else None
+    return numpy_ops.stack(rows) if rows else None
 
 
 def _avals(nodes):
@@ -149,7 +152,7 @@ def _forward_body(graph, wrt, inputs, outputs, k, dtype):
     def body(*args):
         primals, start = args[:n_in], args[n_in]
         tangents = batched_jvp(graph, primals, inputs.unit_rows(start, k), wrt, k)
-        return [ops.transpose(outputs.flat_rows(tangents, dtype, k))]
+        return [numpy_ops.transpose(outputs.flat_rows(tangents, dtype, k))]
     return body
 
 

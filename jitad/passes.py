@@ -7,9 +7,9 @@ constants runs its NumPy reference at trace time.
 """
 import numpy as np
 
-from .interpreter import replay
-from .ir import const_p
-from .trace import trace
+from jitad.interpreter import replay
+from jitad.ir import const_p
+from jitad.frontend.tracer import trace
 
 
 def _const_scalar(node):

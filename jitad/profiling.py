@@ -212,7 +212,7 @@ class Profile:
             self._pop()
 
     def _note(self, graph, plan, sources, nests):
-        from .fusion import LibraryCall  # lazily: fusion is a later layer
+        from jitad.backend.fusion import LibraryCall  # lazily: fusion is a later layer
         counts = self._current_record().counts
         if graph is not None:
             counts["graph nodes"] = counts.get("graph nodes", 0) + len(graph.nodes)
@@ -299,7 +299,7 @@ class Profile:
             lines.append("how each phase is measured (exclusive times: each instant counts once, to the innermost "
                          "open phase of its thread; CPU s: that thread's CPU time, which other processes on a busy "
                          "machine do not inflate):")
-            lines.append(f"   {'jitad phases':<34} jitad.profiling.phase marks in api.py, cache.py, codegen.py")
+            lines.append(f"   {'jitad phases':<34} jitad.profiling.phase marks in api.py, backend/cache.py, backend/codegen.py")
             lines += [f"   {label:<34} {how}" for _, label, how in PHASES if not how.startswith("jitad")]
         return "\n".join(lines)
 
@@ -343,7 +343,7 @@ def run_script(path, argv=(), cache=None, passes=0, out=None, keep=False):
     import shutil
     import sys
     import tempfile
-    from . import backend
+    from jitad import backend
     temporary = cache is None
     if temporary:
         cache = tempfile.mkdtemp(prefix="jitad-profile-cache-")

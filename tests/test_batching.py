@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 import jitad
-from jitad import batching
+from jitad.transforms import batching
 from jitad.interpreter import evaluate
-from jitad.trace import trace
+from jitad.frontend.tracer import trace
 
 pytestmark = pytest.mark.usefixtures("reference_backend")
 

@@ -9,7 +9,7 @@ import textwrap
 import numpy as np
 
 import jitad
-from jitad.cache import cache_dir, cache_info
+from jitad.backend.cache import cache_dir, cache_info
 
 
 def elementwise(x):

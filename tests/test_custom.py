@@ -5,9 +5,9 @@ import pytest
 import scipy.special
 
 import jitad
-from jitad.ad import vjp_values
+from jitad.transforms.ad import vjp_values
 from jitad.passes import optimize
-from jitad.trace import trace
+from jitad.frontend.tracer import trace
 
 pytestmark = pytest.mark.usefixtures("reference_backend")
 

@@ -360,7 +360,7 @@ def test_compiled_hessian_hvp_hutchinson(rng):
 
 # --- the mode comparison script -------------------------------------------------------------------
 def test_modes_script_quick_run_writes_csv_and_png(tmp_path, capsys):
-    from jitad.modes_script import main
+    from jitad.tools.modes import main
     assert main(["--quick", "--out", str(tmp_path), "--repeats", "1"]) == 0
     with open(tmp_path / "jacobian_modes.csv") as f:
         rows = list(csv.DictReader(f))

@@ -4,7 +4,7 @@ import numba
 import numpy as np
 import pytest
 
-from jitad import kernels as K
+from jitad.backend import kernels as K
 
 rng = np.random.default_rng(0)
 X = np.concatenate([

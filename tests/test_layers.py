@@ -1,31 +1,48 @@
-"""One direction of flow (STYLE.md): a module imports, at module level, only from its own
-layer or the layers before it. Lazy imports inside functions are how a layer reaches a
-later one on purpose (the backend choosing the compiler, the Jacobian scheduler's networkx)."""
+"""One direction of flow (STYLE.md, issue 9): a module imports only from its own layer or the
+layers before it, at module level and inside functions alike, and no two modules import each
+other (directly or round a longer circle). The few lazy imports that reach a later layer on
+purpose are listed in LAZY_UPWARD with the reason; anything else fails here."""
 import ast
 import pathlib
 
 import jitad
 
+# The package order of DESIGN.md's architecture, as packages of this repository.
 LAYERS = [
-    {"errors", "profiling"},
-    {"ir", "ixexpr"},
-    {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural", "primitives.linalg",
-     "primitives.special"},
-    {"ops", "linalg_ops", "scipy_ops"},
-    {"trace", "rng"},
-    {"interpreter"},
-    {"passes"},
-    {"ad"},
-    {"batching", "custom"},
-    {"fusion", "kernels", "kernels_linalg", "kernels_special"},
-    {"codegen"},
-    {"cache", "worker"},
+    {"errors"},
+    {"ixexpr", "profiling"},
+    {"ir"},
+    {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural",
+     "primitives.linalg", "primitives.special"},
+    {"interpreter", "passes"},
+    {"transforms", "transforms.ad", "transforms.batching"},
+    {"frontend", "frontend.tracer", "frontend.numpy_ops", "frontend.linalg_ops",
+     "frontend.scipy_ops", "frontend.rng"},
+    {"transforms.custom"},
+    {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special"},
+    {"backend.codegen"},
+    {"backend.worker"},
+    {"backend.cache"},
+    {"backend.compile_worker"},
     {"backend"},
+    {"staging"},
     {"api"},
-    {"checks", "jacobians", "explain"},
-    {"demo", "demo_linalg", "modes_script", "__main__", "__init__"},
+    {"jacobians"},
+    {"tools", "tools.checks", "tools.explain", "tools.demo", "tools.demo_linalg", "tools.modes",
+     "__main__", "__init__"},
 ]
+
+# (importer, imported): lazy imports that reach a later layer on purpose.
+LAZY_UPWARD = {
+    # the compile profiler (`python -m jitad profile-compile`) labels kernels by fusion's
+    # library calls and switches the backend: a tool that lives beside the phase timers
+    ("profiling", "backend.fusion"),
+    ("profiling", "backend"),
+    # the disk cache keys kernels by the package version
+    ("backend.cache", "__init__"),
+}
 ROOT = pathlib.Path(jitad.__file__).parent
+KNOWN = {m for layer in LAYERS for m in layer}
 
 
 def _layer(module):
@@ -36,34 +53,88 @@ def _layer(module):
 
 
 def _module_name(path):
-    parts = path.relative_to(ROOT).with_suffix("").parts
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__" and len(parts) > 1:
+        parts = parts[:-1]
     return ".".join(parts)
 
 
-def _imports(path, module):
-    if path.name == "__init__.py":
-        package = "" if module == "__init__" else module
-    else:
-        package = module.rsplit(".", 1)[0] if "." in module else ""
-    for node in ast.parse(path.read_text()).body:  # module level only
-        if isinstance(node, ast.ImportFrom) and node.level:
-            base = package.split(".") if package else []
-            base = base[:len(base) - (node.level - 1)] if node.level > 1 else base
-            target = ".".join(base + ([node.module] if node.module else []))
-            names = [target] if node.module else [f"{target}.{a.name}".strip(".") for a in node.names]
-            yield from (n for n in names if n)
+def _target(name):
+    """The jitad module an import names (a name imported from a package may be a module)."""
+    while name and name not in KNOWN:
+        name = name.rpartition(".")[0]
+    return name or "__init__"
+
+
+def _imports(path):
+    """(jitad module, lazy?) for every import of a jitad module in the file."""
+    tree = ast.parse(path.read_text())
+    top = set(map(id, tree.body))
+    for node in ast.walk(tree):
+        lazy = id(node) not in top
+        if isinstance(node, ast.ImportFrom):
+            assert not node.level, f"{path.relative_to(ROOT)}: use absolute imports (from jitad.x import y)"
+            if node.module == "jitad" or (node.module or "").startswith("jitad."):
+                for alias in node.names:
+                    yield _target(f"{node.module}.{alias.name}"[len("jitad."):]), lazy
         elif isinstance(node, ast.Import):
-            yield from (a.name[len("jitad."):] for a in node.names if a.name.startswith("jitad."))
+            for alias in node.names:
+                if alias.name.startswith("jitad."):
+                    yield _target(alias.name[len("jitad."):]), lazy
+
+
+def _graph():
+    edges = {}
+    for path in sorted(ROOT.rglob("*.py")):
+        module = _module_name(path)
+        edges[module] = {(t, lazy) for t, lazy in _imports(path) if t != module}
+    return edges
+
+
+def _upward(graph):
+    problems = []
+    for module, targets in graph.items():
+        for target, lazy in sorted(targets):
+            if _layer(target) > _layer(module) and (module, target) not in LAZY_UPWARD:
+                kind = "lazily " if lazy else ""
+                problems.append(f"jitad.{module} {kind}imports jitad.{target} from a later layer")
+    return problems
+
+
+def _circles(graph):
+    edges = {m: {t for t, _ in ts if (m, t) not in LAZY_UPWARD and t != "__init__"}
+             for m, ts in graph.items()}
+    done, stack, circles = set(), [], []
+
+    def visit(m):
+        if m in stack:
+            circles.append(" -> ".join(stack[stack.index(m):] + [m]))
+            return
+        if m in done:
+            return
+        stack.append(m)
+        for t in sorted(edges.get(m, ())):
+            visit(t)
+        stack.pop()
+        done.add(m)
+
+    for m in sorted(edges):
+        visit(m)
+    return circles
 
 
 def test_every_module_imports_only_from_earlier_layers():
-    problems = []
-    for path in sorted(ROOT.rglob("*.py")):
-        module = _module_name(path)
-        if module.endswith("__init__") and module != "__init__":
-            module = module[:-len(".__init__")]
-        for target in _imports(path, module):
-            target = target if target in {m for layer in LAYERS for m in layer} else target.split(".")[0]
-            if _layer(target) > _layer(module):
-                problems.append(f"jitad.{module} imports jitad.{target} from a later layer")
+    problems = _upward(_graph())
     assert not problems, "\n".join(problems)
+
+
+def test_no_circle_of_imports():
+    circles = _circles(_graph())
+    assert not circles, "import circles:\n" + "\n".join(circles)
+
+
+def test_the_layer_checks_can_fail():
+    """An upward import, a lazy one and a circle within one layer are all caught."""
+    assert _upward({"ir": {("api", False)}}) == ["jitad.ir imports jitad.api from a later layer"]
+    assert _upward({"ir": {("api", True)}}) == ["jitad.ir lazily imports jitad.api from a later layer"]
+    assert _circles({"passes": {("interpreter", True)}, "interpreter": {("passes", False)}})

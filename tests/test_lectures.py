@@ -161,7 +161,8 @@ def test_multidimensional_scaling_stress():
 def test_demo_examples_agree(reference_backend):
     import io
 
-    from jitad import demo, demo_linalg
+    from jitad.tools import demo
+    from jitad.tools import demo_linalg
     assert all(entry in demo.EXAMPLES for entry in demo_linalg.EXAMPLES)
     out = io.StringIO()
     assert demo.main(out) == 0
@@ -173,7 +174,7 @@ def test_demo_examples_agree(reference_backend):
 def test_demo_reports_a_mismatch(reference_backend, monkeypatch):
     import io
 
-    from jitad import demo
+    from jitad.tools import demo
     assert demo.error((1.0, np.ones(2)), (1.0, np.array([1.0, 1.5]))) == 0.5
     monkeypatch.setattr(demo, "EXAMPLES", [("wrong on purpose", lambda: (jitad.grad(np.sin)(0.0), 0.5))])
     out = io.StringIO()
@@ -191,7 +192,7 @@ def test_command_line(monkeypatch):
     assert result.returncode == 0 and "demo" in result.stdout and "modes" in result.stdout
     seen = []
     fake = types.SimpleNamespace(main=lambda argv: seen.append(argv))
-    monkeypatch.setitem(sys.modules, "jitad.modes_script", fake)
+    monkeypatch.setitem(sys.modules, "jitad.tools.modes", fake)
     monkeypatch.setattr(jitad, "modes_script", fake, raising=False)
     cli.main(["modes", "--quick", "--sizes", "3"])
     assert seen == [["--quick", "--sizes", "3"]]

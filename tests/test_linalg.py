@@ -8,8 +8,8 @@ import pytest
 import scipy.linalg
 
 import jitad
-from jitad import demo_linalg
-from jitad.trace import trace
+from jitad.tools import demo_linalg
+from jitad.frontend.tracer import trace
 
 rng = np.random.default_rng(7)
 
@@ -316,7 +316,7 @@ def test_lecture_formulas_directly():
 # --- compiled: the Numba helpers against NumPy, and end to end -----------------------------------------
 @pytest.fixture(scope="module")
 def KL():
-    from jitad import kernels_linalg
+    from jitad.backend import kernels_linalg
     return kernels_linalg
 
 

@@ -15,7 +15,7 @@ from hypothesis.extra import numpy as hnp
 import jitad
 from jitad import primitives as P
 from jitad.primitives import REGISTRY
-from jitad.trace import trace
+from jitad.frontend.tracer import trace
 
 pytestmark = pytest.mark.usefixtures("reference_backend")
 

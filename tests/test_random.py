@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jitad
-from jitad.rng import RandomDrawError, RandomRetraceWarning
+from jitad.frontend.rng import RandomDrawError, RandomRetraceWarning
 from numpy.random import randn as aliased_randn  # bound before tracing (jitad swaps the name, too)
 
 X = np.array([0.5, -1.0, 2.0])

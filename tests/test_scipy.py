@@ -17,7 +17,7 @@ import scipy.stats as st
 from scipy.stats import norm  # bound before tracing: the class methods are swapped, so it works
 
 import jitad
-from jitad import kernels as K
+from jitad.backend import kernels as K
 
 pytestmark = pytest.mark.usefixtures("reference_backend")  # test_compiled_matches_reference compiles
 

@@ -6,9 +6,10 @@ import optree
 import pytest
 
 import jitad
-from jitad import api, codegen
+from jitad import api
+from jitad.backend import codegen
 from jitad.passes import optimize
-from jitad.trace import trace
+from jitad.frontend.tracer import trace
 
 
 def rnn_loss(params, xs, ys):
@@ -78,7 +79,7 @@ def test_split_form_compiled_equals_reference(eager):
 
 
 def test_split_form_is_chosen_for_long_programs(eager):
-    from jitad.cache import SplitCompiledGraph, compile_graph
+    from jitad.backend.cache import SplitCompiledGraph, compile_graph
     executor = compile_graph(value_and_grad_graph(rnn_loss, rnn_args(40)), "eager")
     assert isinstance(executor, SplitCompiledGraph)
     small = compile_graph(value_and_grad_graph(lambda x: np.sum(np.sin(x) ** 2), (np.ones(3),)), "eager")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import jitad
-from jitad.cache import cache_info, describe_args, numba_type
+from jitad.backend.cache import cache_info, describe_args, numba_type
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -245,7 +245,7 @@ def test_worker_killed_mid_compile(tmp_path):
     serves a fresh process afterwards without a compile."""
     result = run("""
         import fcntl, glob, signal
-        from jitad import worker
+        from jitad.backend import worker
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             v0, g0 = vg(W, x)
@@ -315,7 +315,7 @@ def test_no_worker_outlives_its_process(tmp_path):
     """Normal exit mid-compile (atexit), a SIGKILLed parent (the worker sees its stdin close)
     and a spawn-context multiprocessing pool whose children each start a worker."""
     normal = run("""
-        from jitad import worker
+        from jitad.backend import worker
         vg(W, x)
         deadline = time.time() + 30
         while worker.worker_pid() is None and time.time() < deadline:
@@ -323,7 +323,7 @@ def test_no_worker_outlives_its_process(tmp_path):
         print(json.dumps({"pid": worker.worker_pid()}))
     """, tmp_path / "a")
     script = PROGRAM + textwrap.dedent("""
-        from jitad import worker
+        from jitad.backend import worker
         vg(W, x)
         deadline = time.time() + 30
         while worker.worker_pid() is None and time.time() < deadline:
@@ -336,7 +336,7 @@ def test_no_worker_outlives_its_process(tmp_path):
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     spawned = run("""
         import multiprocessing
-        from jitad import worker
+        from jitad.backend import worker
 
         def child(k):
             v, g = vg(W * k, x)

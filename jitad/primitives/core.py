@@ -10,7 +10,7 @@ import warnings
 
 import numpy as np
 
-from ..ir import bind, is_tracer
+from jitad.ir import bind, is_tracer
 
 REGISTRY = {}
 
@@ -65,7 +65,7 @@ def numpy_dtype(np_fn, dtypes):
 
 
 def broadcast_shapes(*shapes):
-    from ..errors import ShapeError
+    from jitad.errors import ShapeError
     try:
         return np.broadcast_shapes(*shapes)
     except ValueError:

@@ -3,7 +3,7 @@ import math
 
 import numpy as np
 
-from .core import Primitive, binary, comparison, elementwise_shape, unary, unbroadcast
+from jitad.primitives.core import Primitive, binary, comparison, elementwise_shape, unary, unbroadcast
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
 
@@ -25,7 +25,7 @@ def _zero_derivative(name, np_fn, scalar):
                      vjp=lambda g, out, x: (None,), kind="elementwise", scalar=scalar)
 
 
-# Vectorisable replacements (jitad.kernels) for C-library calls: used in loop nests that
+# Vectorisable replacements (jitad.backend.kernels) for C-library calls: used in loop nests that
 # LLVM can vectorise (no other library call, branch or scalar accumulator in the inner
 # loop), where SIMD beats the one-call-per-element libm path several times over.
 VECTORISABLE_CALLS = {"np.exp(": "K.fexp(", "np.expm1(": "K.fexpm1(", "np.tanh(": "K.ftanh("}

@@ -1,7 +1,7 @@
 """Linear-algebra primitives: one factor node per factorisation, differentiable parts on top.
 
 A factorisation (LU, eigh, SVD, QR) is a single node whose value packs all its results
-into one array (layouts in `jitad.kernels_linalg`). It is not differentiated itself
+into one array (layouts in `jitad.backend.kernels_linalg`). It is not differentiated itself
 (`differentiable=False`). The primitives that read it -- a solve, a determinant, the
 eigenvalues, the singular vectors, Q or R -- take the original matrix `a` as an extra
 input that their impl ignores: their rules send the cotangent to `a`. Because nodes are
@@ -27,8 +27,8 @@ import warnings
 
 import numpy as np
 
-from .core import Primitive
-from ..errors import NonDifferentiableError, ShapeError
+from jitad.primitives.core import Primitive
+from jitad.errors import NonDifferentiableError, ShapeError
 
 __all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",

@@ -3,14 +3,14 @@
 The NumPy reference of a scipy.special row is SciPy's own ufunc, imported when it first
 runs: a graph holds these primitives only after user code called scipy.special, so
 jitad itself never imports it. The compiled lowering calls the scalar kernels of
-jitad.kernels_special (as `K.<name>`).
+jitad.backend.kernels_special (as `K.<name>`).
 """
 import math
 
 import numpy as np
 
-from .core import Primitive, binary, mul_cotangent, scale, unary
-from ..errors import NonDifferentiableError
+from jitad.primitives.core import Primitive, binary, mul_cotangent, scale, unary
+from jitad.errors import NonDifferentiableError
 
 __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma_p", "polygamma_p", "betaln_p",
            "erf_p", "erfc_p", "erfinv_p", "ndtr_p", "log_ndtr_p", "ndtri_p", "xlogy_p", "xlog1py_p", "entr_p",

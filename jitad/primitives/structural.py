@@ -10,9 +10,9 @@ kernel does not embed the sizes it was traced at).
 """
 import numpy as np
 
-from .core import Primitive, numpy_dtype, unbroadcast
-from ..ixexpr import Ix
-from ..errors import ShapeError
+from jitad.primitives.core import Primitive, numpy_dtype, unbroadcast
+from jitad.ixexpr import Ix
+from jitad.errors import ShapeError
 
 
 def _index(name, impl, shape_rule, jvp, vjp, index_map, foldable=True):

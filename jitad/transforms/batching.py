@@ -12,17 +12,17 @@ algebra, callbacks, custom rules) is unbatched: k slices, apply, stack — alway
 """
 import numpy as np
 
-from . import ops
-from .interpreter import replay
-from . import primitives as P
+from jitad.frontend import numpy_ops
+from jitad.interpreter import replay
+from jitad import primitives as P
 
 
 def _lead(x, ndim):
     """A batched value (k, *s) with size-1 axes after the batch axis, to rank ndim + 1, so that
     NumPy's right-aligned broadcasting lines it up with unbatched operands of rank <= ndim."""
-    shape = ops.shape_of(x)
+    shape = numpy_ops.shape_of(x)
     missing = ndim + 1 - len(shape)
-    return x if missing <= 0 else ops.reshape(x, shape[:1] + (1,) * missing + shape[1:])
+    return x if missing <= 0 else numpy_ops.reshape(x, shape[:1] + (1,) * missing + shape[1:])
 
 
 def _elementwise(node, values, batched, k):
@@ -68,7 +68,7 @@ def _shifted(node, values, batched, k):
     if adjust is None or (node.prim.name != "concatenate" and any(batched[1:])):
         return _unbatched(node, values, batched, k)
     if node.prim.name == "concatenate":
-        values = [v if b else ops.broadcast_to(v, (k,) + i.shape)
+        values = [v if b else numpy_ops.broadcast_to(v, (k,) + i.shape)
                   for v, b, i in zip(values, batched, node.inputs)]
     elif node.prim.name == "broadcast_to":
         values = [_lead(values[0], node.ndim)]
@@ -79,15 +79,15 @@ def _matmul(node, values, batched, k):
     """One 2-D product where the batch folds into rows or columns; else NumPy's batched matmul."""
     (a, b), (A, B) = values, node.inputs
     if batched[0] and not batched[1] and B.ndim == 2:  # (k, ..., m, n) @ (n, p)
-        rows = P.matmul_p(ops.reshape(a, (k * int(np.prod(A.shape[:-1], dtype=np.int64)), A.shape[-1])), b)
-        return ops.reshape(rows, (k,) + node.shape)
+        rows = P.matmul_p(numpy_ops.reshape(a, (k * int(np.prod(A.shape[:-1], dtype=np.int64)), A.shape[-1])), b)
+        return numpy_ops.reshape(rows, (k,) + node.shape)
     if batched[1] and not batched[0] and A.ndim == 2 and B.ndim == 2:  # (m, n) @ (k, n, p)
         (n, p), m = B.shape, A.shape[0]
         if p == 1:  # columns: a 2-D transpose BLAS reads as a view
-            out = P.matmul_p(a, ops.transpose(ops.reshape(b, (k, n))))
-            return ops.reshape(ops.transpose(out), (k, m, 1))
-        cols = ops.reshape(ops.transpose(b, (1, 0, 2)), (n, k * p))
-        return ops.transpose(ops.reshape(P.matmul_p(a, cols), (m, k, p)), (1, 0, 2))
+            out = P.matmul_p(a, numpy_ops.transpose(numpy_ops.reshape(b, (k, n))))
+            return numpy_ops.reshape(numpy_ops.transpose(out), (k, m, 1))
+        cols = numpy_ops.reshape(numpy_ops.transpose(b, (1, 0, 2)), (n, k * p))
+        return numpy_ops.transpose(numpy_ops.reshape(P.matmul_p(a, cols), (m, k, p)), (1, 0, 2))
     return _elementwise(node, values, batched, k)
 
 
@@ -97,13 +97,13 @@ def _unbatched(node, values, batched, k):
     for i in range(k):
         args = [_take(v, i) if b else v for v, b in zip(values, batched)]
         outs.append(node.prim.bind(*args, **node.params))
-    return ops.stack(outs)
+    return numpy_ops.stack(outs)
 
 
 def _take(x, i):
-    shape = ops.shape_of(x)
+    shape = numpy_ops.shape_of(x)
     row = P.slice_p(x, starts=(i,) + (0,) * (len(shape) - 1), steps=(1,) * len(shape), shape=(1,) + shape[1:])
-    return ops.reshape(row, shape[1:])
+    return numpy_ops.reshape(row, shape[1:])
 
 
 # rule by primitive name first, then by kind; anything else is unbatched
@@ -146,12 +146,12 @@ def batch_outputs(graph, args, batched, k):
     """Like `batch_replay`, with every output given the leading axis (unbatched ones broadcast).
 
     >>> import numpy as np, jitad
-    >>> from jitad.trace import trace
+    >>> from jitad.frontend.tracer import trace
     >>> g, _ = trace(lambda x, y: [np.sin(x) * y], [((3,), np.float64), ((), np.float64)])
     >>> x = np.arange(6.0).reshape(2, 3)
     >>> bool(np.allclose(batch_outputs(g, [x, 2.0], [True, False], 2)[0], np.sin(x) * 2.0))
     True
     """
     outs, flags = batch_replay(graph, args, batched, k)
-    return [o if b else ops.broadcast_to(ops.asarray(o), (k,) + node.shape)
+    return [o if b else numpy_ops.broadcast_to(numpy_ops.asarray(o), (k,) + node.shape)
             for o, b, node in zip(outs, flags, graph.outputs)]

@@ -9,7 +9,7 @@ link or rename), readable by the user only, and checked against their hash befor
 
 Tiers (`jitad.config.compile`): with "background" (the default) a new kernel's first calls
 run the optimised graph on the NumPy executor (`TieredGraph`) while a worker process
-(`jitad.worker`) compiles the kernel into this disk cache for the exact argument types of
+(`jitad.backend.worker`) compiles the kernel into this disk cache for the exact argument types of
 the first call; the next call after it is ready loads it (a Numba cache hit) and from
 then on the kernel serves. "eager" compiles before the first result; "off" never compiles.
 Whoever compiles a kernel holds its lock file (`jitad_<hash>.lock`, `fcntl.flock`) and,
@@ -31,8 +31,9 @@ import warnings
 
 import numpy as np
 
-from .interpreter import evaluate
-from .profiling import note, phase
+from jitad.backend.stats import STATS
+from jitad.interpreter import evaluate
+from jitad.profiling import note, phase
 
 try:
     import fcntl
@@ -43,11 +44,6 @@ _VERSION_SALT = None
 _lock = threading.Lock()
 _kernels = {}   # source hash -> numba dispatcher
 _ready = set()  # (source hash, signature hash) known compiled in the disk cache
-STATS = {"traces": 0, "signature_hits": 0, "kernel_hits": 0, "kernel_misses": 0, "disk_loads": 0,
-         "numba_compilations": 0, "reference_fallbacks": 0,
-         # tiers: calls answered on the NumPy executor while their kernel compiled elsewhere, kernels the
-         # background worker compiled (or found compiled by another process), switches to a compiled kernel
-         "numpy_tier_calls": 0, "background_compiles": 0, "background_cached": 0, "tier_switches": 0}
 
 
 def cache_info():
@@ -79,7 +75,7 @@ def _numba_version():
 def _salt():
     global _VERSION_SALT
     if _VERSION_SALT is None:
-        from . import __version__
+        from jitad import __version__
         _VERSION_SALT = f"jitad {__version__} numba {_numba_version()} numpy {np.__version__} " \
                         f"python {sys.version_info[:2]}\n"
     return _VERSION_SALT
@@ -260,7 +256,7 @@ def _kernel_arguments(scalar_inputs, args, extra):
 
 
 def _uses_dims(source):
-    from .codegen import uses_dims
+    from jitad.backend.codegen import uses_dims
     return uses_dims(source)
 
 
@@ -416,7 +412,7 @@ class TieredGraph:
                         self._submit()
 
     def _submit(self):
-        from . import worker
+        from jitad.backend import worker
         self._submissions += 1
         self.job = worker.submit(self._request)
 
@@ -425,7 +421,7 @@ class TieredGraph:
 
     def _settle(self, job):
         """The worker is done with `job` (called by the caller's thread): switch, resubmit or stay."""
-        from . import worker
+        from jitad.backend import worker
         with self._lock:
             if self.serving is not None or self.job is not job:
                 return
@@ -524,14 +520,14 @@ class TieredSplit(TieredGraph):
                 if not requests:  # all compiled before, or types only the running driver can tell
                     self.serving = self._compiled()
                 else:
-                    from . import worker
+                    from jitad.backend import worker
                     self.jobs = [worker.submit(request) for request in requests]
 
     def _compiled(self):
         return SplitCompiledGraph(self.graph, self.split)
 
     def _settle_all(self, jobs):
-        from . import worker
+        from jitad.backend import worker
         with self._lock:
             if self.serving is not None or self.jobs is not jobs:
                 return
@@ -563,12 +559,12 @@ def compile_graph(graph, mode="eager"):
     if mode == "off":
         return ReferenceGraph(graph)
     if len(graph.nodes) > SPLIT_NODES:
-        from .codegen import generate_split
+        from jitad.backend.codegen import generate_split
         with phase("codegen"):
             split = generate_split(graph)
         note(graph, split.plan, [split.source, *split.nests], split.nests)
         return TieredSplit(graph, split) if mode == "background" else SplitCompiledGraph(graph, split)
-    from .codegen import generate
+    from jitad.backend.codegen import generate
     with phase("codegen"):
         source, consts, fresh, plan = generate(graph)
     note(graph, plan, [source])

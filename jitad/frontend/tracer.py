@@ -6,10 +6,11 @@ import threading
 
 import numpy as np
 
-from . import linalg_ops, ops
-from . import primitives as P
-from .errors import ConcretizationError, InPlaceUpdateError, JitadError, UnsupportedOperationError
-from .ir import Builder, Graph, building, is_tracer
+from jitad.frontend import linalg_ops
+from jitad.frontend import numpy_ops
+from jitad import primitives as P
+from jitad.errors import ConcretizationError, InPlaceUpdateError, JitadError, UnsupportedOperationError
+from jitad.ir import Builder, Graph, building, is_tracer
 
 
 class Tracer:
@@ -27,8 +28,8 @@ class Tracer:
     dtype = property(lambda self: self.node.dtype)
     ndim = property(lambda self: len(self.node.shape))
     size = property(lambda self: self.node.size)
-    T = property(lambda self: ops.transpose(self))
-    mT = property(lambda self: ops.swapaxes(self, -1, -2))
+    T = property(lambda self: numpy_ops.transpose(self))
+    mT = property(lambda self: numpy_ops.swapaxes(self, -1, -2))
     real = property(lambda self: self)
 
     def __len__(self):
@@ -53,22 +54,22 @@ class Tracer:
                                      "assignment of one into a NumPy array)")
         kwargs.pop("out", None)
         if method == "__call__":
-            builder = ops.UFUNCS.get(ufunc)
+            builder = numpy_ops.UFUNCS.get(ufunc)
             if builder is None:
                 raise UnsupportedOperationError(f"np.{ufunc.__name__}")
             dtype = kwargs.pop("dtype", None)
             if kwargs.get("where", True) is not True:
                 raise UnsupportedOperationError(f"np.{ufunc.__name__}(where=...)", "Use np.where instead. ")
             result = builder(*inputs)
-            return result if dtype is None else ops.astype(result, dtype)
-        if method == "reduce" and ufunc in ops.UFUNC_REDUCE:
-            return ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs)
+            return result if dtype is None else numpy_ops.astype(result, dtype)
+        if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:
+            return numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs)
         if method == "accumulate" and ufunc is np.add:
-            return ops.cumsum(*inputs, **{k: v for k, v in kwargs.items() if k == "axis"})
+            return numpy_ops.cumsum(*inputs, **{k: v for k, v in kwargs.items() if k == "axis"})
         raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method}")
 
     def __array_function__(self, func, types, args, kwargs):
-        builder = ops.FUNCTIONS.get(func)
+        builder = numpy_ops.FUNCTIONS.get(func)
         if builder is None:
             module = getattr(func, "__module__", "numpy") or "numpy"
             raise UnsupportedOperationError(f"{module}.{func.__name__}")
@@ -104,7 +105,7 @@ class Tracer:
         raise InPlaceUpdateError("item assignment on a traced array")
 
     def __getitem__(self, key):
-        return ops.getitem(self, key)
+        return numpy_ops.getitem(self, key)
 
     # operators ------------------------------------------------------------------------------
     __add__ = lambda self, other: P.add_p(self, other)
@@ -115,17 +116,17 @@ class Tracer:
     __rmul__ = lambda self, other: P.multiply_p(other, self)
     __truediv__ = lambda self, other: P.divide_p(self, other)
     __rtruediv__ = lambda self, other: P.divide_p(other, self)
-    __pow__ = lambda self, other: ops.power(self, other)
+    __pow__ = lambda self, other: numpy_ops.power(self, other)
     __rpow__ = lambda self, other: P.power_p(other, self)
-    __matmul__ = lambda self, other: ops.matmul(self, other)
-    __rmatmul__ = lambda self, other: ops.matmul(other, self)
-    __mod__ = lambda self, other: ops.mod(self, other)
-    __rmod__ = lambda self, other: ops.mod(other, self)
-    __floordiv__ = lambda self, other: ops.floor_divide(self, other)
-    __rfloordiv__ = lambda self, other: ops.floor_divide(other, self)
-    __divmod__ = lambda self, other: (ops.floor_divide(self, other), ops.mod(self, other))
-    __rdivmod__ = lambda self, other: (ops.floor_divide(other, self), ops.mod(other, self))
-    __round__ = lambda self, ndigits=None: ops._round(self, ndigits or 0)
+    __matmul__ = lambda self, other: numpy_ops.matmul(self, other)
+    __rmatmul__ = lambda self, other: numpy_ops.matmul(other, self)
+    __mod__ = lambda self, other: numpy_ops.mod(self, other)
+    __rmod__ = lambda self, other: numpy_ops.mod(other, self)
+    __floordiv__ = lambda self, other: numpy_ops.floor_divide(self, other)
+    __rfloordiv__ = lambda self, other: numpy_ops.floor_divide(other, self)
+    __divmod__ = lambda self, other: (numpy_ops.floor_divide(self, other), numpy_ops.mod(self, other))
+    __rdivmod__ = lambda self, other: (numpy_ops.floor_divide(other, self), numpy_ops.mod(other, self))
+    __round__ = lambda self, ndigits=None: numpy_ops._round(self, ndigits or 0)
     __neg__ = lambda self: P.negative_p(self)
     __pos__ = lambda self: self
     __abs__ = lambda self: P.abs_p(self)
@@ -148,65 +149,65 @@ class Tracer:
 
     # methods --------------------------------------------------------------------------------
     def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
-        return ops.sum(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
+        return numpy_ops.sum(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
 
     def mean(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
-        return ops.mean(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
+        return numpy_ops.mean(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
 
     def prod(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
-        return ops.prod(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
+        return numpy_ops.prod(self, axis=axis, dtype=dtype, out=out, keepdims=keepdims, **kw)
 
     def max(self, axis=None, out=None, keepdims=False, **kw):
-        return ops.amax(self, axis=axis, out=out, keepdims=keepdims, **kw)
+        return numpy_ops.amax(self, axis=axis, out=out, keepdims=keepdims, **kw)
 
     def min(self, axis=None, out=None, keepdims=False, **kw):
-        return ops.amin(self, axis=axis, out=out, keepdims=keepdims, **kw)
+        return numpy_ops.amin(self, axis=axis, out=out, keepdims=keepdims, **kw)
 
     def var(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-        return ops.var(self, axis=axis, out=out, ddof=ddof, keepdims=keepdims, **kw)
+        return numpy_ops.var(self, axis=axis, out=out, ddof=ddof, keepdims=keepdims, **kw)
 
     def std(self, axis=None, dtype=None, out=None, ddof=0, keepdims=False, **kw):
-        return ops.std(self, axis=axis, out=out, ddof=ddof, keepdims=keepdims, **kw)
+        return numpy_ops.std(self, axis=axis, out=out, ddof=ddof, keepdims=keepdims, **kw)
 
     def cumsum(self, axis=None, dtype=None, out=None):
-        return ops.cumsum(self, axis=axis, out=out)
+        return numpy_ops.cumsum(self, axis=axis, out=out)
 
     def reshape(self, *shape, order="C"):
-        return ops.reshape(self, *shape, order=order)
+        return numpy_ops.reshape(self, *shape, order=order)
 
     def transpose(self, *axes):
         if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
             axes = axes[0]
-        return ops.transpose(self, axes or None)
+        return numpy_ops.transpose(self, axes or None)
 
     def swapaxes(self, a, b):
-        return ops.swapaxes(self, a, b)
+        return numpy_ops.swapaxes(self, a, b)
 
     def ravel(self, order="C"):
-        return ops.ravel(self, order)
+        return numpy_ops.ravel(self, order)
 
     flatten = ravel
 
     def squeeze(self, axis=None):
-        return ops.squeeze(self, axis)
+        return numpy_ops.squeeze(self, axis)
 
     def astype(self, dtype, *args, **kwargs):
-        return ops.astype(self, dtype)
+        return numpy_ops.astype(self, dtype)
 
     def copy(self, order="C"):
         return self
 
     def dot(self, other):
-        return ops.dot(self, other)
+        return numpy_ops.dot(self, other)
 
     def clip(self, min=None, max=None, **kw):
-        return ops.clip(self, min, max, **kw)
+        return numpy_ops.clip(self, min, max, **kw)
 
     def trace(self, offset=0, axis1=0, axis2=1, **kw):
-        return ops.trace(self, offset, axis1, axis2)
+        return numpy_ops.trace(self, offset, axis1, axis2)
 
     def diagonal(self, offset=0, axis1=0, axis2=1):
-        return ops.diagonal(self, offset, axis1, axis2)
+        return numpy_ops.diagonal(self, offset, axis1, axis2)
 
     def conj(self):
         return self
@@ -214,13 +215,13 @@ class Tracer:
     conjugate = conj
 
     def round(self, decimals=0):
-        return ops._round(self, decimals)
+        return numpy_ops._round(self, decimals)
 
     def any(self, axis=None, keepdims=False):
-        return ops.amax(ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims) > 0
+        return numpy_ops.amax(numpy_ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims) > 0
 
     def all(self, axis=None, keepdims=False):
-        return ops.amin(ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims) > 0
+        return numpy_ops.amin(numpy_ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims) > 0
 
 
 Builder.tracer_type = Tracer
@@ -247,14 +248,14 @@ _original_array, _original_asarray = np.array, np.asarray
 
 
 def _array(obj, dtype=None, *args, **kwargs):
-    if is_tracer(obj) or (isinstance(obj, (list, tuple)) and ops._contains_tracer(obj)):
-        return ops.asarray(obj, dtype=dtype)
+    if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
+        return numpy_ops.asarray(obj, dtype=dtype)
     return _original_array(obj, dtype, *args, **kwargs)
 
 
 def _asarray(obj, dtype=None, *args, **kwargs):
-    if is_tracer(obj) or (isinstance(obj, (list, tuple)) and ops._contains_tracer(obj)):
-        return ops.asarray(obj, dtype=dtype)
+    if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
+        return numpy_ops.asarray(obj, dtype=dtype)
     return _original_asarray(obj, dtype, *args, **kwargs)
 
 

@@ -10,10 +10,10 @@ import re
 
 import numpy as np
 
-from .fusion import LibraryCall, is_matrix_transpose, plan as make_plan
-from .ir import const_p
-from .ixexpr import Ix, index_tuple
-from .profiling import phase
+from jitad.backend.fusion import LibraryCall, is_matrix_transpose, plan as make_plan
+from jitad.ir import const_p
+from jitad.ixexpr import Ix, index_tuple
+from jitad.profiling import phase
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")
@@ -66,7 +66,7 @@ def _vectorisable_nodes(statements):
         any(name not in _VECTOR_SAFE for text in texts for _, name in _LIBRARY_CALL.findall(text))
     if blocked:
         return set()
-    from .primitives.elementwise import VECTORISABLE_CALLS
+    from jitad.primitives.elementwise import VECTORISABLE_CALLS
     found = set()
     for text, comment in statements:
         match = _COMMENT_NODE.match(comment or "")
@@ -76,7 +76,7 @@ def _vectorisable_nodes(statements):
 
 
 def _fast_math(expr):
-    from .primitives.elementwise import VECTORISABLE_CALLS
+    from jitad.primitives.elementwise import VECTORISABLE_CALLS
     for call, fast in VECTORISABLE_CALLS.items():
         expr = expr.replace(call, fast)
     return expr
@@ -139,7 +139,7 @@ def _nest_kernel(lines, roots):
         body.append(f"{line}{sep}{_NODE_REF.sub(new_ref, comment)}" if sep else line)
     outs = ", ".join(rename.get(r, r) for r in roots)
     source = "\n".join([
-        "import numpy as np", "import numba", "from jitad import kernels as K", "", "",
+        "import numpy as np", "import numba", "from jitad.backend import kernels as K", "", "",
         '@numba.njit(cache=True, error_model="numpy")', f"def kernel({', '.join(params)}):",
         *body, f"    return ({outs},)", ""])
     return source, free
@@ -253,10 +253,10 @@ class KernelWriter:
         src.line("import numpy as np")
         if not self.split:
             src.line("import numba")
-        src.line("from jitad import kernels as K")
+        src.line("from jitad.backend import kernels as K")
         if any(getattr(s, "node", None) is not None and s.node.prim.name not in _STRUCTURAL_LIBRARY
                for s in self.plan.steps if isinstance(s, LibraryCall)):
-            src.line("from jitad import kernels_linalg as KL")
+            src.line("from jitad.backend import kernels_linalg as KL")
         src.line()
         src.line()
         if not self.split:

@@ -19,7 +19,7 @@ import numpy as np
 from numba import types
 from numba.extending import get_cython_function_address
 
-from .errors import NonDifferentiableError
+from jitad.errors import NonDifferentiableError
 
 
 def _lapack(name, nargs):

@@ -20,13 +20,13 @@ import warnings
 import numpy as np
 import optree
 
-from . import rng
-from .ad import vjp_values
-from .errors import JitadError, NonDifferentiableError, ShapeError
-from .interpreter import replay
-from .ir import is_tracer
-from .primitives import REGISTRY, Primitive
-from .trace import trace
+from jitad.frontend import rng
+from jitad.transforms.ad import vjp_values
+from jitad.errors import JitadError, NonDifferentiableError, ShapeError
+from jitad.interpreter import replay
+from jitad.ir import is_tracer
+from jitad.primitives import REGISTRY, Primitive
+from jitad.frontend.tracer import trace
 
 _ids = itertools.count()
 

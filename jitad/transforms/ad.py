@@ -7,15 +7,15 @@ applied again.
 """
 import numpy as np
 
-from . import ops
-from .errors import NonDifferentiableError
-from .interpreter import replay
-from .ir import const_p, input_p
-from .primitives import unbroadcast
+from jitad.frontend import numpy_ops
+from jitad.errors import NonDifferentiableError
+from jitad.interpreter import replay
+from jitad.ir import const_p, input_p
+from jitad.primitives import unbroadcast
 
 
 def _active_nodes(graph, wrt):
-    """Ids of nodes that depend on the differentiated inputs through differentiable ops."""
+    """Ids of nodes that depend on the differentiated inputs through differentiable numpy_ops."""
     active = {graph.inputs[i].id for i in wrt}
     for node in graph.nodes:
         if node.prim.kind != "leaf" and getattr(node.prim, "differentiable", True) and \
@@ -28,9 +28,9 @@ def _fit(value, node):
     """A cotangent or tangent with the node's shape and dtype."""
     if np.shape(value) != node.shape:
         value = unbroadcast(value, node.shape) if len(np.shape(value)) >= node.ndim \
-            else ops.broadcast_to(value, node.shape)
+            else numpy_ops.broadcast_to(value, node.shape)
     if node.dtype.kind == "f" and getattr(value, "dtype", node.dtype) != node.dtype:
-        value = ops.astype(value, node.dtype) if not isinstance(value, np.ndarray) else value.astype(node.dtype)
+        value = numpy_ops.astype(value, node.dtype) if not isinstance(value, np.ndarray) else value.astype(node.dtype)
     return value
 
 
@@ -58,7 +58,7 @@ def jvp_values(graph, primals, tangent_sets, wrt):
                 continue
             rule = _rule(node, "jvp")
             tan[node.id] = _fit(rule([env[i.id] for i in node.inputs], ins, env[node.id], **node.params), node)
-        results.append([tan[o.id] if o.id in tan else ops.full(o.shape, 0, _tangent_dtype(o))
+        results.append([tan[o.id] if o.id in tan else numpy_ops.full(o.shape, 0, _tangent_dtype(o))
                         for o in graph.outputs])
     return outs, results
 
@@ -91,7 +91,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt):
         grads = []
         for i in wrt:
             node = graph.inputs[i]
-            grads.append(ct[node.id] if node.id in ct else ops.full(node.shape, 0, node.dtype))
+            grads.append(ct[node.id] if node.id in ct else numpy_ops.full(node.shape, 0, node.dtype))
         results.append(grads)
     return outs, results
 

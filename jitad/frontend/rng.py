@@ -62,9 +62,9 @@ import weakref
 import numpy as np
 import optree
 
-from . import ir
-from .errors import ConcretizationError, JitadError, UnsupportedOperationError, _where
-from .ir import is_tracer
+from jitad import ir
+from jitad.errors import ConcretizationError, JitadError, UnsupportedOperationError, _where
+from jitad.ir import is_tracer
 
 _Generator, _RandomState = np.random.Generator, np.random.RandomState
 _MT19937 = np.random.MT19937

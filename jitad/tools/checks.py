@@ -2,7 +2,7 @@
 import numpy as np
 import optree
 
-from .api import jvp, vjp
+from jitad.api import jvp, vjp
 
 
 def _float_leaves(tree):

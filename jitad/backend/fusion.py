@@ -15,7 +15,7 @@ kernel does not embed the sizes it was traced at and is reused for new sizes.
 """
 from dataclasses import dataclass, field
 
-from .ir import const_p
+from jitad.ir import const_p
 
 # relative cost of recomputing one element of a node inline
 _EXPENSIVE = {"exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sin", "cos", "tan", "arcsin",

@@ -10,9 +10,9 @@ import operator
 
 import numpy as np
 
-from . import primitives as P
-from .errors import AxisError, ConcretizationError, ShapeError, UnsupportedOperationError
-from .ir import is_tracer
+from jitad import primitives as P
+from jitad.errors import AxisError, ConcretizationError, ShapeError, UnsupportedOperationError
+from jitad.ir import is_tracer
 
 
 def shape_of(x):
@@ -129,7 +129,7 @@ def atleast_2d(x):
 
 def concatenate(arrays, axis=0, out=None, dtype=None):
     if out is not None:
-        from .errors import InPlaceUpdateError
+        from jitad.errors import InPlaceUpdateError
         raise InPlaceUpdateError("np.concatenate(out=...) with traced values")
     arrays = [asarray(a) for a in arrays]
     if axis is None:
@@ -531,7 +531,7 @@ def _reduce(prim, x, axis, keepdims):
 
 def _check_reduce_kwargs(name, out=None, where=None, initial=None, **_):
     if out is not None:
-        from .errors import InPlaceUpdateError
+        from jitad.errors import InPlaceUpdateError
         raise InPlaceUpdateError(f"np.{name}(out=...) with a traced value")
     if where is not None and where is not True:
         raise UnsupportedOperationError(f"{name}(where=...)", "Mask the input with np.where first. ")
@@ -609,7 +609,7 @@ def average(x, axis=None, weights=None, returned=False, keepdims=False):
 
 def cumsum(x, axis=None, dtype=None, out=None):
     if out is not None:
-        from .errors import InPlaceUpdateError
+        from jitad.errors import InPlaceUpdateError
         raise InPlaceUpdateError("np.cumsum(out=...) with a traced value")
     if axis is None:
         x, axis = ravel(x), 0
@@ -780,64 +780,6 @@ def tril(x, k=0):
     return _tri_mask(x, k, lower=True)
 
 
-def norm(x, ord=None, axis=None, keepdims=False):
-    x = asarray(x)
-    if x.dtype.kind != "f":
-        x = astype(x, np.float64)
-    nd = ndim_of(x)
-    if axis is None and (ord is None or (ord == 2 and nd == 1) or (ord == "fro" and nd == 2)):
-        result = P.safe_sqrt_p(sum(x * x))
-        return reshape(result, (1,) * nd) if keepdims else result
-    if axis is None:
-        axis = tuple(range(nd))
-    axes = _axes(axis, nd)
-    if len(axes) == 1:
-        return _vector_norm(x, ord, axes[0], keepdims)
-    if len(axes) == 2:
-        return _matrix_norm(x, ord, axes, keepdims)
-    raise ShapeError("improper number of dimensions to norm")
-
-
-def _vector_norm(x, ord, axis, keepdims):
-    if ord is None or ord == 2:
-        return P.safe_sqrt_p(sum(x * x, axis=axis, keepdims=keepdims))
-    if ord == np.inf:
-        return amax(absolute(x), axis=axis, keepdims=keepdims)
-    if ord == -np.inf:
-        return amin(absolute(x), axis=axis, keepdims=keepdims)
-    if ord == 1:
-        return sum(absolute(x), axis=axis, keepdims=keepdims)
-    if ord == 0:
-        return sum(astype(not_equal(x, 0.0), x.dtype), axis=axis, keepdims=keepdims)
-    if isinstance(ord, str):
-        raise ShapeError(f"invalid norm order {ord!r} for vectors")
-    return power(sum(power(absolute(x), float(ord)), axis=axis, keepdims=keepdims), 1.0 / ord)
-
-
-def _matrix_norm(x, ord, axes, keepdims):
-    row, col = axes
-    if ord in (None, "fro"):
-        return P.safe_sqrt_p(sum(x * x, axis=axes, keepdims=keepdims))
-    if ord in (1, -1):
-        col_sums = sum(absolute(x), axis=row, keepdims=True)
-        pick = amax if ord == 1 else amin
-        result = pick(col_sums, axis=col, keepdims=True)
-    elif ord in (np.inf, -np.inf):
-        row_sums = sum(absolute(x), axis=col, keepdims=True)
-        pick = amax if ord == np.inf else amin
-        result = pick(row_sums, axis=row, keepdims=True)
-    else:
-        return linalg_ops.matrix_norm(x, ord, axes, keepdims)  # imported at the end of this module
-    return result if keepdims else squeeze(result, axis=axes)
-
-
-def multi_dot(arrays, out=None):
-    result = arrays[0]
-    for a in arrays[1:]:
-        result = matmul(result, a)
-    return result
-
-
 # --- elementwise conveniences ------------------------------------------------------------------------
 def _value_dependent(name):
     """Functions whose result shape depends on the values: jitad's shapes are static."""
@@ -871,7 +813,7 @@ def where(cond, x=None, y=None):
 
 def clip(x, a_min=None, a_max=None, out=None, **kwargs):
     if out is not None:
-        from .errors import InPlaceUpdateError
+        from jitad.errors import InPlaceUpdateError
         raise InPlaceUpdateError("np.clip(out=...) with a traced value")
     a_min = kwargs.get("min", a_min)
     a_max = kwargs.get("max", a_max)
@@ -1044,7 +986,7 @@ FUNCTIONS = {
     np.mean: mean, np.var: var, np.std: std, np.average: average, np.cumsum: cumsum,
     np.dot: dot, np.vdot: vdot, np.inner: inner, np.outer: outer, np.tensordot: tensordot,
     np.einsum: einsum, np.matmul: matmul, np.trace: trace, np.diag: diag, np.diagonal: diagonal,
-    np.triu: triu, np.tril: tril, np.linalg.norm: norm, np.linalg.multi_dot: multi_dot,
+    np.triu: triu, np.tril: tril, 
     np.reshape: reshape, np.transpose: transpose, np.ravel: ravel, np.squeeze: squeeze,
     np.expand_dims: expand_dims, np.broadcast_to: broadcast_to, np.concatenate: concatenate,
     np.stack: stack, np.hstack: hstack, np.vstack: vstack, np.column_stack: column_stack,
@@ -1128,4 +1070,3 @@ FUNCTIONS.update({
 })
 UFUNCS[np.heaviside] = heaviside
 
-from . import linalg_ops  # noqa: E402,F401  (registers the np.linalg builders in FUNCTIONS)

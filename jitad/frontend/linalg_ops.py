@@ -1,6 +1,6 @@
 """np.linalg (and a few scipy.linalg functions) on traced values, built from jitad.primitives.linalg.
 
-Importing this module registers the builders in `jitad.ops.FUNCTIONS`, so the tracer's
+Importing this module registers the builders in `jitad.frontend.numpy_ops.FUNCTIONS`, so the tracer's
 `__array_function__` finds them. SciPy functions do not go through
 `__array_function__` (they convert their arguments with np.asarray first), so while
 jitad traces it swaps the few it implements (`SCIPY_FUNCTIONS`) on the `scipy.linalg`
@@ -16,22 +16,22 @@ import threading
 
 import numpy as np
 
-from . import ops
-from . import primitives as P
-from .errors import ShapeError, UnsupportedOperationError
+from jitad.frontend import numpy_ops
+from jitad import primitives as P
+from jitad.errors import ShapeError, UnsupportedOperationError
 
 _results = np.linalg._linalg  # NumPy's named result tuples (EighResult, SVDResult, ...)
 
 
 def _float(x):
-    x = ops.asarray(x)
-    return x if x.dtype.kind == "f" else ops.astype(x, np.float64)
+    x = numpy_ops.asarray(x)
+    return x if x.dtype.kind == "f" else numpy_ops.astype(x, np.float64)
 
 
 def _floats(*xs):
     xs = [_float(x) for x in xs]
     dtype = np.result_type(*[x.dtype for x in xs])
-    return [ops.astype(x, dtype) if x.dtype != dtype else x for x in xs]
+    return [numpy_ops.astype(x, dtype) if x.dtype != dtype else x for x in xs]
 
 
 def _square(a, name):
@@ -43,18 +43,18 @@ def _square(a, name):
 
 
 def _T(x):
-    return ops.swapaxes(x, -1, -2)
+    return numpy_ops.swapaxes(x, -1, -2)
 
 
 def _right_hand_side(a, b, name):
     """b as stacked matrices whose batch axes match a's, and whether b was a vector."""
     vector = b.ndim == 1
-    b2 = ops.reshape(b, b.shape + (1,)) if vector else b
+    b2 = numpy_ops.reshape(b, b.shape + (1,)) if vector else b
     if b2.shape[-2] != a.shape[-1]:
         raise ShapeError(f"{name}: a of shape {a.shape} and b of shape {b.shape} do not fit "
                          f"({a.shape[-1]} != {b2.shape[-2]})")
     batch = tuple(np.broadcast_shapes(a.shape[:-2], b2.shape[:-2]))
-    return batch, ops.broadcast_to(b2, batch + b2.shape[-2:]), vector
+    return batch, numpy_ops.broadcast_to(b2, batch + b2.shape[-2:]), vector
 
 
 # --- solves, inverse, determinants (one LU factor node per matrix) ------------------------------
@@ -76,7 +76,7 @@ def solve(a, b):
     batch, rhs, vector = _right_hand_side(a, b, "np.linalg.solve")
     n = a.shape[-1]
     lu = P.lu_factor_p(a)
-    x = P.lu_solve_p(ops.broadcast_to(lu, batch + (n + 1, n)), ops.broadcast_to(a, batch + (n, n)), rhs,
+    x = P.lu_solve_p(numpy_ops.broadcast_to(lu, batch + (n + 1, n)), numpy_ops.broadcast_to(a, batch + (n, n)), rhs,
                      trans=0)
     return x[..., 0] if vector else x
 
@@ -99,19 +99,19 @@ def slogdet(a):
 def matrix_power(a, n):
     """np.linalg.matrix_power by repeated squaring (matmuls); n < 0 inverts first."""
     n = operator.index(n)
-    a = ops.asarray(a)
+    a = numpy_ops.asarray(a)
     _square(a, "matrix_power")
     if n == 0:
-        return ops.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)
+        return numpy_ops.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)
     if n < 0:
         a, n = inv(a), -n
     result, power = None, a
     while n:
         if n & 1:
-            result = power if result is None else ops.matmul(result, power)
+            result = power if result is None else numpy_ops.matmul(result, power)
         n >>= 1
         if n:
-            power = ops.matmul(power, power)
+            power = numpy_ops.matmul(power, power)
     return result
 
 
@@ -213,6 +213,64 @@ def lstsq(a, b, rcond=None):
 
 
 # --- norms and the NumPy 2 linalg namespace ------------------------------------------------------
+def norm(x, ord=None, axis=None, keepdims=False):
+    x = numpy_ops.asarray(x)
+    if x.dtype.kind != "f":
+        x = numpy_ops.astype(x, np.float64)
+    nd = numpy_ops.ndim_of(x)
+    if axis is None and (ord is None or (ord == 2 and nd == 1) or (ord == "fro" and nd == 2)):
+        result = P.safe_sqrt_p(numpy_ops.sum(x * x))
+        return numpy_ops.reshape(result, (1,) * nd) if keepdims else result
+    if axis is None:
+        axis = tuple(range(nd))
+    axes = numpy_ops._axes(axis, nd)
+    if len(axes) == 1:
+        return _vector_norm(x, ord, axes[0], keepdims)
+    if len(axes) == 2:
+        return _matrix_norm(x, ord, axes, keepdims)
+    raise ShapeError("improper number of dimensions to norm")
+
+
+def _vector_norm(x, ord, axis, keepdims):
+    if ord is None or ord == 2:
+        return P.safe_sqrt_p(numpy_ops.sum(x * x, axis=axis, keepdims=keepdims))
+    if ord == np.inf:
+        return numpy_ops.amax(numpy_ops.absolute(x), axis=axis, keepdims=keepdims)
+    if ord == -np.inf:
+        return numpy_ops.amin(numpy_ops.absolute(x), axis=axis, keepdims=keepdims)
+    if ord == 1:
+        return numpy_ops.sum(numpy_ops.absolute(x), axis=axis, keepdims=keepdims)
+    if ord == 0:
+        return numpy_ops.sum(numpy_ops.astype(numpy_ops.not_equal(x, 0.0), x.dtype), axis=axis, keepdims=keepdims)
+    if isinstance(ord, str):
+        raise ShapeError(f"invalid norm order {ord!r} for vectors")
+    return numpy_ops.power(numpy_ops.sum(numpy_ops.power(numpy_ops.absolute(x), float(ord)), axis=axis, keepdims=keepdims), 1.0 / ord)
+
+
+def _matrix_norm(x, ord, axes, keepdims):
+    row, col = axes
+    if ord in (None, "fro"):
+        return P.safe_sqrt_p(numpy_ops.sum(x * x, axis=axes, keepdims=keepdims))
+    if ord in (1, -1):
+        col_sums = numpy_ops.sum(numpy_ops.absolute(x), axis=row, keepdims=True)
+        pick = numpy_ops.amax if ord == 1 else numpy_ops.amin
+        result = pick(col_sums, axis=col, keepdims=True)
+    elif ord in (np.inf, -np.inf):
+        row_sums = numpy_ops.sum(numpy_ops.absolute(x), axis=col, keepdims=True)
+        pick = numpy_ops.amax if ord == np.inf else numpy_ops.amin
+        result = pick(row_sums, axis=row, keepdims=True)
+    else:
+        return matrix_norm(x, ord, axes, keepdims)
+    return result if keepdims else numpy_ops.squeeze(result, axis=axes)
+
+
+def multi_dot(arrays, out=None):
+    result = arrays[0]
+    for a in arrays[1:]:
+        result = numpy_ops.matmul(result, a)
+    return result
+
+
 def matrix_norm(x, ord, axes, keepdims):
     """Spectral (ord=2), smallest-singular-value (-2) and nuclear ("nuc") norms via the SVD.
 
@@ -221,41 +279,41 @@ def matrix_norm(x, ord, axes, keepdims):
     """
     if ord not in (2, -2, "nuc"):
         raise ShapeError(f"invalid norm order {ord!r} for matrices")
-    moved = ops.moveaxis(_float(x), axes, (-2, -1))
+    moved = numpy_ops.moveaxis(_float(x), axes, (-2, -1))
     s = svd(moved, compute_uv=False)
-    result = ops.sum(s, axis=-1) if ord == "nuc" else (ops.amax if ord == 2 else ops.amin)(s, axis=-1)
-    return ops.expand_dims(result, axes) if keepdims else result
+    result = numpy_ops.sum(s, axis=-1) if ord == "nuc" else (numpy_ops.amax if ord == 2 else numpy_ops.amin)(s, axis=-1)
+    return numpy_ops.expand_dims(result, axes) if keepdims else result
 
 
 def _matrix_norm_api(x, /, *, keepdims=False, ord="fro"):
-    return ops.norm(x, ord, axis=(-2, -1), keepdims=keepdims)
+    return norm(x, ord, axis=(-2, -1), keepdims=keepdims)
 
 
 def _vector_norm_api(x, /, *, axis=None, keepdims=False, ord=2):
     x = _float(x)
     nd = x.ndim
-    axes = ops._axes(axis, nd)
+    axes = numpy_ops._axes(axis, nd)
     if not axes:
-        return ops.absolute(x)
-    moved = ops.moveaxis(x, axes, tuple(range(nd - len(axes), nd)))
-    flat = ops.reshape(moved, moved.shape[:nd - len(axes)] + (-1,))
-    result = ops._vector_norm(flat, ord, nd - len(axes), False)
+        return numpy_ops.absolute(x)
+    moved = numpy_ops.moveaxis(x, axes, tuple(range(nd - len(axes), nd)))
+    flat = numpy_ops.reshape(moved, moved.shape[:nd - len(axes)] + (-1,))
+    result = _vector_norm(flat, ord, nd - len(axes), False)
     if keepdims:
-        result = ops.reshape(result, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
+        result = numpy_ops.reshape(result, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
     return result
 
 
-ops.FUNCTIONS.update({
+numpy_ops.FUNCTIONS.update({
     np.linalg.inv: inv, np.linalg.solve: solve, np.linalg.det: det, np.linalg.slogdet: slogdet,
     np.linalg.matrix_power: matrix_power, np.linalg.cholesky: cholesky, np.linalg.eigh: eigh,
     np.linalg.eigvalsh: eigvalsh, np.linalg.svd: svd, np.linalg.svdvals: svdvals, np.linalg.qr: qr,
-    np.linalg.pinv: pinv, np.linalg.lstsq: lstsq,
+    np.linalg.pinv: pinv, np.linalg.lstsq: lstsq, np.linalg.norm: norm, np.linalg.multi_dot: multi_dot,
     np.linalg.matrix_norm: _matrix_norm_api, np.linalg.vector_norm: _vector_norm_api,
     np.linalg.matrix_transpose: _T,
-    np.linalg.trace: lambda x, /, *, offset=0, dtype=None: ops.trace(x, offset, -2, -1),
-    np.linalg.diagonal: lambda x, /, *, offset=0: ops.diagonal(x, offset, -2, -1),
-    np.linalg.outer: ops.outer, np.linalg.matmul: ops.matmul, np.linalg.tensordot: ops.tensordot,
-    np.linalg.vecdot: lambda x1, x2, /, *, axis=-1: ops.sum(ops.multiply(x1, x2), axis=axis),
+    np.linalg.trace: lambda x, /, *, offset=0, dtype=None: numpy_ops.trace(x, offset, -2, -1),
+    np.linalg.diagonal: lambda x, /, *, offset=0: numpy_ops.diagonal(x, offset, -2, -1),
+    np.linalg.outer: numpy_ops.outer, np.linalg.matmul: numpy_ops.matmul, np.linalg.tensordot: numpy_ops.tensordot,
+    np.linalg.vecdot: lambda x1, x2, /, *, axis=-1: numpy_ops.sum(numpy_ops.multiply(x1, x2), axis=axis),
 })
 
 
@@ -266,7 +324,7 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     a, b = _floats(a, b)
     _square(a, "solve_triangular")
     batch, rhs, vector = _right_hand_side(a, b, "scipy.linalg.solve_triangular")
-    t = ops.broadcast_to(a, batch + a.shape[-2:])
+    t = numpy_ops.broadcast_to(a, batch + a.shape[-2:])
     x = P.solve_triangular_p(t, rhs, lower=bool(lower), trans=trans, unit_diagonal=bool(unit_diagonal))
     return x[..., 0] if vector else x
 
@@ -292,7 +350,7 @@ SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "cholesky"): scipy_cholesky,
                    ("scipy.linalg", "cho_factor"): cho_factor,
                    ("scipy.linalg", "cho_solve"): cho_solve}
-# (module, "Class.method") entries swap a method on a class of that module (jitad.scipy_ops:
+# (module, "Class.method") entries swap a method on a class of that module (jitad.frontend.scipy_ops:
 # scipy.stats distributions); SCIPY_SETUP runs first at each outermost trace (it registers
 # scipy.special's ufuncs once SciPy has imported them)
 SCIPY_SETUP = []
@@ -301,7 +359,7 @@ SCIPY_SETUP = []
 def _dispatcher(original, builder):
     @functools.wraps(original)
     def dispatch(*args, **kwargs):
-        if ops._contains_tracer(list(args)) or ops._contains_tracer(list(kwargs.values())):
+        if numpy_ops._contains_tracer(list(args)) or numpy_ops._contains_tracer(list(kwargs.values())):
             return builder(*args, **kwargs)
         return original(*args, **kwargs)
     return dispatch
@@ -408,4 +466,3 @@ def foreign_call_error():
     return UnsupportedOperationError(f"{public}.{name}", detail)
 
 
-from . import scipy_ops  # noqa: E402,F401  (adds scipy.special and scipy.stats to SCIPY_FUNCTIONS)

@@ -1,7 +1,7 @@
 """scipy.special and scipy.stats on traced values, built from jitad.primitives.
 
 * scipy.special's ufuncs (gammaln, erf, expit, xlogy, ...) reach the tracer's
-  `__array_ufunc__` like NumPy's; `register_special_ufuncs` adds them to `ops.UFUNCS`
+  `__array_ufunc__` like NumPy's; `register_special_ufuncs` adds them to `numpy_ops.UFUNCS`
   at the start of a trace once SciPy has imported scipy.special (jitad never imports
   SciPy itself).
 * Its plain functions (logsumexp, softmax, log_softmax, polygamma, multigammaln) are
@@ -19,10 +19,11 @@ import sys
 
 import numpy as np
 
-from . import linalg_ops, ops
-from . import primitives as P
-from .errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
-from .ir import is_tracer
+from jitad.frontend import linalg_ops
+from jitad.frontend import numpy_ops
+from jitad import primitives as P
+from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
+from jitad.ir import is_tracer
 
 _LOG_SQRT_2PI = 0.5 * math.log(2.0 * math.pi)
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -32,7 +33,7 @@ def _float(x, dtype=None):
     """x as a float array (float64 for integers, or `dtype`), traced or not."""
     if is_tracer(x):
         target = dtype or (x.dtype if x.dtype.kind == "f" else np.dtype(np.float64))
-        return ops.astype(x, target)
+        return numpy_ops.astype(x, target)
     x = np.asarray(x)
     return x.astype(dtype or (x.dtype if x.dtype.kind == "f" else np.float64))
 
@@ -69,13 +70,13 @@ def register_special_ufuncs():
     for name, builder in SPECIAL_UFUNCS.items():
         ufunc = getattr(special, name, None)
         if isinstance(ufunc, np.ufunc):
-            ops.UFUNCS[ufunc] = builder
+            numpy_ops.UFUNCS[ufunc] = builder
     _registered.append(special)
 
 
 # --- scipy.special: functions -------------------------------------------------------------------
 def _reduce_axes(a, axis):
-    return ops._axes(axis, a.ndim)
+    return numpy_ops._axes(axis, a.ndim)
 
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
@@ -86,40 +87,40 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
             "scipy.special.logsumexp(return_sign=True)",
             "Its sign output is piecewise constant; with positive weights call it with return_sign=False "
             "(the default). ")
-    a = _float(ops.asarray(a))
+    a = _float(numpy_ops.asarray(a))
     if b is not None:
-        b = ops.asarray(b)
+        b = numpy_ops.asarray(b)
         dtype = np.result_type(a.dtype, b.dtype)
-        shape = tuple(np.broadcast_shapes(ops.shape_of(a), ops.shape_of(b)))
-        a, b = ops.broadcast_to(_float(a, dtype), shape), ops.broadcast_to(_float(b, dtype), shape)
+        shape = tuple(np.broadcast_shapes(numpy_ops.shape_of(a), numpy_ops.shape_of(b)))
+        a, b = numpy_ops.broadcast_to(_float(a, dtype), shape), numpy_ops.broadcast_to(_float(b, dtype), shape)
     if a.ndim == 0:  # SciPy works on at least one dimension
-        a = ops.reshape(a, (1,))
-        b = b if b is None else ops.reshape(b, (1,))
+        a = numpy_ops.reshape(a, (1,))
+        b = b if b is None else numpy_ops.reshape(b, (1,))
     axes = _reduce_axes(a, axis)
     weighted = a if b is None else np.where(b != 0, a, -np.inf)  # a zero weight leaves its entry out
-    shift = P.finite_shift_p(ops.amax(weighted, axis=axes, keepdims=True))
+    shift = P.finite_shift_p(numpy_ops.amax(weighted, axis=axes, keepdims=True))
     if b is None:
         terms = np.exp(a - shift)
     elif is_tracer(b):  # keep e^a for the b-derivative at zero weights, without 0 * inf above the shift
         terms = b * np.exp(np.minimum(a - shift, 709.0))
     else:
         terms = b * np.exp(weighted - shift)
-    out = np.log(ops.sum(terms, axis=axes, keepdims=True)) + shift
-    return out if keepdims else ops.squeeze(out, axis=axes)
+    out = np.log(numpy_ops.sum(terms, axis=axes, keepdims=True)) + shift
+    return out if keepdims else numpy_ops.squeeze(out, axis=axes)
 
 
 def softmax(x, axis=None):
-    x = _float(ops.asarray(x))
+    x = _float(numpy_ops.asarray(x))
     axes = _reduce_axes(x, axis)
-    e = np.exp(x - P.finite_shift_p(ops.amax(x, axis=axes, keepdims=True)))
-    return e / ops.sum(e, axis=axes, keepdims=True)
+    e = np.exp(x - P.finite_shift_p(numpy_ops.amax(x, axis=axes, keepdims=True)))
+    return e / numpy_ops.sum(e, axis=axes, keepdims=True)
 
 
 def log_softmax(x, axis=None):
-    x = _float(ops.asarray(x))
+    x = _float(numpy_ops.asarray(x))
     axes = _reduce_axes(x, axis)
-    shifted = x - P.finite_shift_p(ops.amax(x, axis=axes, keepdims=True))
-    return shifted - np.log(ops.sum(np.exp(shifted), axis=axes, keepdims=True))
+    shifted = x - P.finite_shift_p(numpy_ops.amax(x, axis=axes, keepdims=True))
+    return shifted - np.log(numpy_ops.sum(np.exp(shifted), axis=axes, keepdims=True))
 
 
 def _concrete_order(value, function, what):
@@ -136,16 +137,16 @@ def _concrete_order(value, function, what):
 def polygamma(n, x):
     """ψ⁽ⁿ⁾(x) for a concrete integer n; its derivative is ψ⁽ⁿ⁺¹⁾(x). Float64, like SciPy."""
     n = _concrete_order(n, "scipy.special.polygamma(n, x)", "order n")
-    x = _float(ops.asarray(x), np.float64)
+    x = _float(numpy_ops.asarray(x), np.float64)
     return P.digamma_p(x) if n == 0 else P.polygamma_p(x, n=n)
 
 
 def multigammaln(a, d):
     """log of the multivariate gamma function: d(d-1)/4 log π + Σ_j gammaln(a - (j - 1)/2)."""
     d = _concrete_order(d, "scipy.special.multigammaln(a, d)", "dimension d")
-    a = _float(ops.asarray(a))
-    terms = ops.stack([P.gammaln_p(a - (j - 1.0) / 2) for j in range(1, d + 1)])
-    return np.float64(d * (d - 1) * 0.25) * np.log(np.pi) + ops.sum(terms, axis=0)
+    a = _float(numpy_ops.asarray(a))
+    terms = numpy_ops.stack([P.gammaln_p(a - (j - 1.0) / 2) for j in range(1, d + 1)])
+    return np.float64(d * (d - 1) * 0.25) * np.log(np.pi) + numpy_ops.sum(terms, axis=0)
 
 
 # --- scipy.stats: one row per distribution --------------------------------------------------------
@@ -238,7 +239,7 @@ def _discrete(method):
 
 
 def _squeeze_output(out):
-    return ops.squeeze(out) if is_tracer(out) else np.squeeze(out)[()]
+    return numpy_ops.squeeze(out) if is_tracer(out) else np.squeeze(out)[()]
 
 
 def _mvn_logpdf(x, mean, cov):
@@ -248,32 +249,32 @@ def _mvn_logpdf(x, mean, cov):
                                         "Pass the covariance matrix as an array. ")
     if mean is None:
         cov = _float(cov if cov is not None else 1.0, np.float64)
-        dim = 1 if cov.ndim < 2 else ops.shape_of(cov)[0]
+        dim = 1 if cov.ndim < 2 else numpy_ops.shape_of(cov)[0]
         mean = np.zeros(dim)
     mean = _float(mean, np.float64)
-    dim = int(np.prod(ops.shape_of(mean), dtype=np.int64))
+    dim = int(np.prod(numpy_ops.shape_of(mean), dtype=np.int64))
     cov = _float(1.0 if cov is None else cov, np.float64)
     if dim == 1:
-        mean, cov = ops.reshape(mean, (1,)), ops.reshape(cov, (1, 1))
+        mean, cov = numpy_ops.reshape(mean, (1,)), numpy_ops.reshape(cov, (1, 1))
     if mean.ndim != 1:
         raise ShapeError(f"Array 'mean' must be a vector of length {dim}.")
     if cov.ndim == 0:
         cov = cov * np.eye(dim)
     elif cov.ndim == 1:
-        cov = ops.diag(cov) if is_tracer(cov) else np.diag(cov)
-    if ops.shape_of(cov) != (dim, dim):
-        raise ShapeError(f"scipy.stats.multivariate_normal: cov of shape {ops.shape_of(cov)} does not fit "
+        cov = numpy_ops.diag(cov) if is_tracer(cov) else np.diag(cov)
+    if numpy_ops.shape_of(cov) != (dim, dim):
+        raise ShapeError(f"scipy.stats.multivariate_normal: cov of shape {numpy_ops.shape_of(cov)} does not fit "
                          f"a mean of length {dim}")
     x = _float(x, np.float64)
     if x.ndim == 0:
-        x = ops.reshape(x, (1,))
+        x = numpy_ops.reshape(x, (1,))
     if x.ndim == 1:
-        x = ops.reshape(x, (-1, 1) if dim == 1 else (1, -1))
+        x = numpy_ops.reshape(x, (-1, 1) if dim == 1 else (1, -1))
     dev = x - mean
     lower = linalg_ops.cholesky(cov)
-    whitened = linalg_ops.solve_triangular(lower, ops.transpose(ops.reshape(dev, (-1, dim))), lower=True)
-    maha = ops.reshape(ops.sum(whitened * whitened, axis=0), ops.shape_of(dev)[:-1])
-    log_det = 2.0 * ops.sum(np.log(ops.diagonal(lower)))
+    whitened = linalg_ops.solve_triangular(lower, numpy_ops.transpose(numpy_ops.reshape(dev, (-1, dim))), lower=True)
+    maha = numpy_ops.reshape(numpy_ops.sum(whitened * whitened, axis=0), numpy_ops.shape_of(dev)[:-1])
+    log_det = 2.0 * numpy_ops.sum(np.log(numpy_ops.diagonal(lower)))
     return _squeeze_output(-0.5 * (dim * _LOG_2PI + log_det + maha))
 
 
@@ -296,19 +297,19 @@ def _dirichlet(method):
         """Only the shapes are checked: values of traced x are not known to lie on the simplex."""
         alpha = _float(alpha, np.float64)
         if alpha.ndim != 1:
-            raise ShapeError(f"Parameter vector 'a' must be one dimensional, but a.shape = {ops.shape_of(alpha)}.")
+            raise ShapeError(f"Parameter vector 'a' must be one dimensional, but a.shape = {numpy_ops.shape_of(alpha)}.")
         x = _float(x, np.float64)
-        count = ops.shape_of(alpha)[0]
-        if ops.shape_of(x)[0] == count - 1:  # the last component is 1 - the others
-            rest = 1.0 - ops.sum(x, axis=0, keepdims=True)
-            x = ops.concatenate([x, rest], axis=0)
-        elif ops.shape_of(x)[0] != count:
+        count = numpy_ops.shape_of(alpha)[0]
+        if numpy_ops.shape_of(x)[0] == count - 1:  # the last component is 1 - the others
+            rest = 1.0 - numpy_ops.sum(x, axis=0, keepdims=True)
+            x = numpy_ops.concatenate([x, rest], axis=0)
+        elif numpy_ops.shape_of(x)[0] != count:
             raise ShapeError(f"Vector 'x' must have either the same number of entries as, or one entry fewer "
-                             f"than, parameter vector 'a', but alpha.shape = {ops.shape_of(alpha)} and "
-                             f"x.shape = {ops.shape_of(x)}.")
-        log_beta = ops.sum(P.gammaln_p(alpha)) - P.gammaln_p(ops.sum(alpha))
-        weights = ops.reshape(alpha - 1.0, (count,) + (1,) * (x.ndim - 1))
-        out = ops.sum(P.xlogy_p(weights, x), axis=0) - log_beta
+                             f"than, parameter vector 'a', but alpha.shape = {numpy_ops.shape_of(alpha)} and "
+                             f"x.shape = {numpy_ops.shape_of(x)}.")
+        log_beta = numpy_ops.sum(P.gammaln_p(alpha)) - P.gammaln_p(numpy_ops.sum(alpha))
+        weights = numpy_ops.reshape(alpha - 1.0, (count,) + (1,) * (x.ndim - 1))
+        out = numpy_ops.sum(P.xlogy_p(weights, x), axis=0) - log_beta
         return _squeeze_output(np.exp(out) if method == "pdf" else out)
     return builder
 

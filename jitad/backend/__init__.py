@@ -48,7 +48,7 @@ config = Config()
 
 
 def compile(graph):
-    from .cache import ReferenceGraph, compile_graph
+    from jitad.backend.cache import ReferenceGraph, compile_graph
     if config.backend == "reference":
         return ReferenceGraph(graph)
     return compile_graph(graph, config.compile)

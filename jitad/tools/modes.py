@@ -76,7 +76,7 @@ def run(sizes, repeats, min_batch, seed=0, progress=True):
     """Time every mode at every point; returns one dict per (point, mode)."""
     from tqdm import tqdm
 
-    from . import jacobian
+    from jitad import jacobian
     points = _points(sizes, seed)
     rows = []
     bar = tqdm(points, desc="timing Jacobians", unit="point", file=sys.stderr, disable=not progress)
@@ -167,7 +167,7 @@ def main(argv=None):
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     args = parser.parse_args(argv)
 
-    from . import config
+    from jitad import config
     sizes = tuple(int(s) for s in args.sizes.split(",")) if args.sizes else QUICK_SIZES if args.quick else SIZES
     repeats = args.repeats or (3 if args.quick else 7)
     saved = config.backend, config.compile

@@ -1,9 +1,9 @@
 """explain: show what jitad does with a function -- trace, passes, fusion, generated source."""
-from . import api
-from .codegen import generate
-from .fusion import LibraryCall
-from .passes import optimize
-from .trace import trace
+from jitad import api
+from jitad.backend.codegen import generate
+from jitad.backend.fusion import LibraryCall
+from jitad.passes import optimize
+from jitad.frontend.tracer import trace
 
 
 def _plan_text(plan):
@@ -22,7 +22,7 @@ def _plan_text(plan):
 
 def _timings(fun, args, transform, nums):
     """The compile profile of building and compiling the transform of `fun` at `args` now."""
-    from . import backend, profiling
+    from jitad import backend, profiling
     if transform == "value_and_grad":
         staged = api.Staged(fun, api._build_value_and_grad(nums, False), nums)
     else:
@@ -63,7 +63,7 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
         transform = "value_and_grad" if scalar else "jit"
     sections = [f"== traced IR of {getattr(fun, '__name__', fun)!s} ==", repr(graph)]
     draws = [d for d in getattr(graph, "draws", ()) if hasattr(d, "shape")]
-    if draws:  # jitad.rng: inputs after the arguments' that each call draws
+    if draws:  # jitad.frontend.rng: inputs after the arguments' that each call draws
         first = len(sig.traced)
         sections.append("random draws made at each call: " + ", ".join(
             f"%{graph.inputs[first + k].id} = {d.source.label}.{d.method}(...)" for k, d in enumerate(draws)))

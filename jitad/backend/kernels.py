@@ -151,4 +151,4 @@ def ftanh(x):
 
 
 # scalar special functions (scipy.special on traced values), called as K.<name> like the ones above
-from .kernels_special import *  # noqa: E402,F401,F403
+from jitad.backend.kernels_special import *  # noqa: E402,F401,F403

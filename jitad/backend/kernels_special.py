@@ -1,6 +1,6 @@
 """Scalar special functions for generated kernels (scipy.special on traced values, compiled).
 
-Generated loops call these as `K.<name>(...)` (jitad.kernels re-exports them). Each
+Generated loops call these as `K.<name>(...)` (jitad.backend.kernels re-exports them). Each
 takes and returns one float64 and follows SciPy's values at poles and outside the domain
 (inf, -inf or nan). Accuracy in float64 is a few ulp over the usual domain: series,
 asymptotic expansions and recurrences chosen so that no step cancels, and inverse

@@ -3,7 +3,7 @@
 `EXAMPLES` is a list of `(title, run)`; `run()` returns `(ad, analytic)`, two values of
 the same structure (a number, an array, or a tuple/list/dict of them). The demo prints
 both and their error, the largest absolute difference over all entries. The
-linear-algebra examples of `jitad.demo_linalg` are appended at the end.
+linear-algebra examples of `jitad.tools.demo_linalg` are appended at the end.
 """
 import math
 import sys
@@ -13,7 +13,7 @@ import optree
 
 import jitad
 
-from . import demo_linalg
+from jitad.tools import demo_linalg
 
 EXAMPLES = []
 example = demo_linalg.registrar(EXAMPLES)

@@ -1,0 +1,7 @@
+"""The NumPy/SciPy front-end: the tracer and the builders it dispatches NumPy and SciPy calls to.
+
+Importing the package registers every builder: `numpy_ops` holds the NumPy functions and the
+registry (`FUNCTIONS`), `linalg_ops` adds `np.linalg` and `scipy.linalg`, `scipy_ops` adds
+`scipy.special` and `scipy.stats`. Each imports only the ones before it.
+"""
+from jitad.frontend import numpy_ops, linalg_ops, scipy_ops  # noqa: F401  (registration, in order)

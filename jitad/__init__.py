@@ -3,6 +3,7 @@ from jitad.api import grad, jit, jvp, value_and_grad, vjp
 from jitad.backend import config
 from jitad.backend.cache import cache_info
 from jitad.tools.checks import check_grads
+from jitad.pytrees import register_dataclass, register_pytree_node
 from jitad.transforms.custom import checkpoint, custom_jvp, custom_vjp
 from jitad.tools.explain import explain
 from jitad.jacobians import hessian, hutchinson_trace, hvp, jacfwd, jacobian, jacrev
@@ -13,6 +14,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "grad", "value_and_grad", "vjp", "jvp", "jit", "explain", "cache_info", "check_grads", "config", "custom_vjp", "custom_jvp", "checkpoint",
+    "register_pytree_node", "register_dataclass",
     "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "hutchinson_trace",
     "JitadError", "UnsupportedOperationError", "ConcretizationError", "InPlaceUpdateError",
     "NonScalarOutputError", "InputDtypeError", "LeafTypeError", "ShapeError", "AxisError", "NonDifferentiableError",

@@ -26,6 +26,7 @@ from jitad.interpreter import replay
 from jitad.passes import optimize
 from jitad.profiling import phase
 from jitad.frontend.tracer import Tracer, trace
+from jitad.pytrees import tree_flatten
 
 _FLOAT_TYPES = (float, np.floating)
 
@@ -72,7 +73,7 @@ class _Signature:
     def __init__(self, args, diff_argnums):
         self.trees, self.leaves, self.kinds, self.owner = [], [], [], []
         for position, arg in enumerate(args):
-            leaves, tree = optree.tree_flatten(arg)
+            leaves, tree = tree_flatten(arg)
             self.trees.append(tree)
             for leaf in leaves:
                 self.kinds.append(_classify(leaf, position, position in diff_argnums))
@@ -128,7 +129,7 @@ def trace_user(fun, sig, kwargs, draws=None):
         with rng.recording(fun, sig, kwargs) as rec, linalg_ops.bound_names(fun):
             out = fun(*rec.arguments(sig.rebuild(traced)), **rec.keywords(kwargs))
         box["draws"] = rec.draws
-        leaves, box["tree"] = optree.tree_flatten(out)
+        leaves, box["tree"] = tree_flatten(out)
         for leaf in leaves:
             if not isinstance(leaf, (Tracer, np.ndarray, float, int, np.number, bool, np.bool_)):
                 raise LeafTypeError("(output)", leaf)
@@ -513,7 +514,7 @@ def vjp(fun, *primals, has_aux=False):
                              lambda: Staged(fun, _build_vjp_backward(nums, has_aux), nums))
 
     def vjp_fn(cotangent):
-        ct_leaves, ct_tree = optree.tree_flatten(cotangent)
+        ct_leaves, ct_tree = tree_flatten(cotangent)
         if ct_tree != value_tree:
             raise TypeError(f"the cotangent's structure {ct_tree} does not match the output's {value_tree}")
         # a cotangent has its output's (float) dtype, whatever the caller passed
@@ -548,8 +549,8 @@ def jvp(fun, primals, tangents, has_aux=False):
     nums = tuple(range(len(primals)))
     tangent_leaves = []
     for p, t in zip(primals, tangents):
-        p_leaves, p_tree = optree.tree_flatten(p)
-        t_leaves, t_tree = optree.tree_flatten(t)
+        p_leaves, p_tree = tree_flatten(p)
+        t_leaves, t_tree = tree_flatten(t)
         if p_tree != t_tree:
             raise TypeError(f"jvp: tangent structure {t_tree} does not match primal structure {p_tree}")
         for pl, tl in zip(p_leaves, t_leaves):

@@ -103,7 +103,9 @@ class LeafTypeError(JitadError, TypeError):
         super().__init__(
             f"argument {position} contains a leaf of type {type(leaf).__name__}, which jitad "
             "cannot differentiate. Leaves must be NumPy arrays or Python/NumPy scalars; "
-            "containers may be dict, list, tuple or None.")
+            "containers may be dict, list, tuple or None. For your own class, register it as a "
+            "container with jitad.register_pytree_node(cls, flatten, unflatten) (a dataclass: "
+            "decorate it with @jitad.register_dataclass).")
 
 
 class ShapeError(JitadError, ValueError):

@@ -37,6 +37,7 @@ from jitad.interpreter import replay
 from jitad.passes import optimize
 from jitad.ir import Graph, is_tracer
 from jitad.frontend.tracer import trace
+from jitad.pytrees import tree_flatten
 
 MODES = ("auto", "forward", "reverse", "mixed")
 # A sweep batches its k directions on a leading axis (jitad.transforms.batching), so its kernel does not
@@ -567,7 +568,7 @@ def hutchinson_trace(fun, x, num_samples=100, seed=None, return_stderr=False):
     num_samples = int(num_samples)
     if num_samples < 1:
         raise ValueError("hutchinson_trace: num_samples must be at least 1")
-    leaves, _ = optree.tree_flatten(x)
+    leaves, _ = tree_flatten(x)
     if not leaves:
         raise ValueError("hutchinson_trace: x has no array leaves")
     dtypes = [np.dtype(getattr(leaf, "dtype", np.float64)) for leaf in leaves]

@@ -9,7 +9,7 @@ import jitad
 
 # The package order of DESIGN.md's architecture, as packages of this repository.
 LAYERS = [
-    {"errors"},
+    {"errors", "pytrees"},
     {"ixexpr", "profiling"},
     {"ir"},
     {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural",

@@ -65,6 +65,7 @@ import optree
 from jitad import ir
 from jitad.errors import ConcretizationError, JitadError, UnsupportedOperationError, _where
 from jitad.ir import is_tracer
+from jitad.pytrees import tree_flatten, tree_leaves, tree_map
 
 _Generator, _RandomState = np.random.Generator, np.random.RandomState
 _MT19937 = np.random.MT19937
@@ -571,7 +572,7 @@ class _Scope:
         if not any(isinstance(s, _Scope) for s in _scopes if s is not self):  # the outermost trace watches
             self.watch(_mtrand._rand)  # the global state for all
         self.scan(fun, seen=self._seen)
-        arguments = list(enumerate(sig.leaves)) + [(None, v) for v in optree.tree_leaves(kwargs)]
+        arguments = list(enumerate(sig.leaves)) + [(None, v) for v in tree_leaves(kwargs)]
         for i, leaf in arguments:
             if isinstance(leaf, GENERATOR_TYPES) and not isinstance(leaf, _PROXIES):
                 if i is not None:
@@ -585,7 +586,7 @@ class _Scope:
         """The user's arguments with generator leaves replaced by proxies."""
         if not self._arg_proxies:
             return args
-        leaves, tree = optree.tree_flatten(list(args))
+        leaves, tree = tree_flatten(list(args))
         for i, proxy in self._arg_proxies.items():
             leaves[i] = proxy
         return optree.tree_unflatten(tree, leaves)
@@ -593,7 +594,7 @@ class _Scope:
     def keywords(self, kwargs):
         if not kwargs:
             return kwargs
-        return optree.tree_map(
+        return tree_map(
             lambda v: _make_proxy(v, _Fixed(v)) if isinstance(v, GENERATOR_TYPES)
             and not isinstance(v, _PROXIES) else v, kwargs)
 

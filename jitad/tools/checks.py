@@ -3,10 +3,11 @@ import numpy as np
 import optree
 
 from jitad.api import jvp, vjp
+from jitad.pytrees import tree_flatten
 
 
 def _float_leaves(tree):
-    leaves, treedef = optree.tree_flatten(tree)
+    leaves, treedef = tree_flatten(tree)
     return [np.asarray(leaf, dtype=float) if not isinstance(leaf, np.ndarray) else leaf for leaf in leaves], treedef
 
 

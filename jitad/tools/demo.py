@@ -9,11 +9,11 @@ import math
 import sys
 
 import numpy as np
-import optree
 
 import jitad
 
 from jitad.tools import demo_linalg
+from jitad.pytrees import tree_flatten, tree_leaves
 
 EXAMPLES = []
 example = demo_linalg.registrar(EXAMPLES)
@@ -191,8 +191,8 @@ def _show(value):
 
 def error(ad, analytic):
     """Largest absolute difference over all entries of two values of the same structure."""
-    ad_leaves, ad_tree = optree.tree_flatten(ad)
-    ref_leaves, ref_tree = optree.tree_flatten(analytic)
+    ad_leaves, ad_tree = tree_flatten(ad)
+    ref_leaves, ref_tree = tree_flatten(analytic)
     if ad_tree.num_leaves != ref_tree.num_leaves:
         return math.inf
     return max((float(np.max(np.abs(np.asarray(a, float) - np.asarray(r, float)), initial=0.0))
@@ -209,7 +209,7 @@ def main(out=None):
         ad, analytic = run()
         err = error(ad, analytic)
         scale = max((float(np.max(np.abs(np.asarray(leaf, float)), initial=0.0))
-                     for leaf in optree.tree_leaves(analytic)), default=1.0)
+                     for leaf in tree_leaves(analytic)), default=1.0)
         ok = err <= 1e-6 * max(1.0, scale)
         failures += not ok
         print(f"{number:2d}. {title}\n      AD:       {_show(ad)}\n      analytic: {_show(analytic)}\n"

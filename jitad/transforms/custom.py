@@ -27,6 +27,7 @@ from jitad.interpreter import replay
 from jitad.ir import is_tracer
 from jitad.primitives import REGISTRY, Primitive
 from jitad.frontend.tracer import trace
+from jitad.pytrees import tree_flatten, tree_leaves
 
 _ids = itertools.count()
 
@@ -75,7 +76,7 @@ class _Skeleton:
     """The structure of one call's arguments: array leaves become node inputs, other leaves stay static."""
 
     def __init__(self, args):
-        leaves, self.tree = optree.tree_flatten(args)
+        leaves, self.tree = tree_flatten(args)
         self.positions = [i for i, leaf in enumerate(leaves) if _is_array(leaf)]
         self.static = [None if i in self.positions else leaf for i, leaf in enumerate(leaves)]
         self.arrays = [leaves[i] if is_tracer(leaves[i]) else np.asarray(leaves[i]) for i in self.positions]
@@ -151,7 +152,7 @@ def _trace_flat(fun, avals):
     box = {}
 
     def flat(*xs):
-        leaves, box["tree"] = optree.tree_flatten(fun(*xs))
+        leaves, box["tree"] = tree_flatten(fun(*xs))
         return leaves
 
     graph, captured = trace(flat, avals)
@@ -194,7 +195,7 @@ class _Site:
             # a genuine bug in `fun` raises again when it runs on arrays of ones below
             self.graph = None
             out = _quietly(flat_fun, *[np.ones(s, d) for s, d in skeleton.avals])  # errors here are the user's
-            leaves, self.out_tree = optree.tree_flatten(out)
+            leaves, self.out_tree = tree_flatten(out)
             if any(is_tracer(leaf) for leaf in leaves):
                 raise _closure_error(kind, name) from None
             self.out_avals = [(np.shape(v), np.asarray(v).dtype) for v in leaves]
@@ -208,7 +209,7 @@ class _Site:
 
     def _run_primal(self, flat_fun):
         def impl(*arrays, index):
-            leaves = optree.tree_leaves(flat_fun(*arrays))
+            leaves = tree_leaves(flat_fun(*arrays))
             if len(leaves) != len(self.out_avals) or np.shape(leaves[index]) != self.out_avals[index][0]:
                 raise ShapeError(f"`{self.name}` returned outputs of another shape than when jitad first ran it")
             return leaves[index]
@@ -395,7 +396,7 @@ class custom_jvp(_Custom):
         def flat_rule(*xs):
             out, tangent_out = _pair(self.rule(skeleton.rebuild(xs[:n]), skeleton.rebuild(xs[n:], static=False)),
                                      "jvp rule", self.__name__)
-            leaves = optree.tree_leaves(tangent_out)
+            leaves = tree_leaves(tangent_out)
             if len(leaves) != len(site.out_avals):
                 raise TypeError(f"the jvp rule of `{self.__name__}` returned {len(leaves)} tangent leaves "
                                 f"for {len(site.out_avals)} outputs")

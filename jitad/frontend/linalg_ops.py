@@ -19,6 +19,7 @@ import numpy as np
 from jitad.frontend import numpy_ops
 from jitad import primitives as P
 from jitad.errors import ShapeError, UnsupportedOperationError
+from jitad.ir import current_builder
 
 _results = np.linalg._linalg  # NumPy's named result tuples (EighResult, SVDResult, ...)
 
@@ -357,9 +358,12 @@ SCIPY_SETUP = []
 
 
 def _dispatcher(original, builder):
+    always = getattr(builder, "while_tracing", False)  # traced values may come only through a closure (odeint)
+
     @functools.wraps(original)
     def dispatch(*args, **kwargs):
-        if numpy_ops._contains_tracer(list(args)) or numpy_ops._contains_tracer(list(kwargs.values())):
+        if (always and current_builder() is not None) or numpy_ops._contains_tracer(list(args)) or \
+                numpy_ops._contains_tracer(list(kwargs.values())):
             return builder(*args, **kwargs)
         return original(*args, **kwargs)
     return dispatch

@@ -4,3 +4,4 @@ from jitad.primitives.elementwise import *  # noqa: F401,F403
 from jitad.primitives.structural import *  # noqa: F401,F403
 from jitad.primitives.linalg import *  # noqa: F401,F403
 from jitad.primitives.special import *  # noqa: F401,F403
+from jitad.primitives.ode import *  # noqa: F401,F403

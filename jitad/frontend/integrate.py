@@ -1,0 +1,327 @@
+"""scipy.integrate.odeint and solve_ivp of a right-hand side that uses traced values.
+
+While jitad traces, `scipy.integrate.odeint` and `scipy.integrate.solve_ivp` are swapped for the
+builders here (through `linalg_ops.SCIPY_FUNCTIONS`; a name bound before tracing, as in
+`from scipy.integrate import odeint`, is swapped in the traced function's module and closure).
+They dispatch every call made while the thread traces, because the traced values usually
+reach the solver only through the right-hand side's closure (`lambda y, t: -theta[0] * y`).
+
+The right-hand side is traced once into its own graph with inputs (y, t, *captured): the
+traced values it closes over (and traced `args=`) become explicit inputs. The solve is one
+`ode_solve` node (jitad.primitives.ode) whose value comes from SciPy's own integrator with
+the user's method, tolerances and options, the right-hand side evaluated by the reference
+executor. Reverse mode solves the adjoint ODE backwards (restarting y from the forward
+solution at each output time); forward mode solves the sensitivity equations. Both use the
+integrator and tolerances the user chose; the vector-Jacobian and Jacobian-vector products of
+the right-hand side are jitad's own vjp and jvp of its graph. A call that involves no traced
+value at all is SciPy's own call.
+"""
+import inspect
+import threading
+
+import numpy as np
+
+from jitad.frontend import linalg_ops
+from jitad.frontend import numpy_ops
+from jitad.frontend.tracer import trace
+from jitad import primitives as P
+from jitad.errors import JitadError, ShapeError, UnsupportedOperationError
+from jitad.interpreter import evaluate
+from jitad.ir import is_tracer
+from jitad.transforms import ad  # a module: ad may still be importing the frontend
+
+_F64 = np.dtype(np.float64)
+# options that still mean the same for the augmented (tangent, adjoint) systems
+_ODEINT_AUGMENTED = ("rtol", "atol", "hmax", "hmin", "mxstep", "mxordn", "mxords")
+_IVP_AUGMENTED = ("rtol", "atol", "max_step", "min_step")
+
+
+class OdeSolveError(JitadError):
+    """SciPy's integrator failed on the values of this call."""
+
+
+def _scipy(name):
+    """SciPy's own function (not the dispatcher that stands in its place while jitad traces)."""
+    if name == "odeint":
+        from scipy.integrate._odepack_py import odeint
+        return odeint
+    from scipy.integrate._ivp.ivp import solve_ivp
+    return solve_ivp
+
+
+class OdeSystem:
+    """dy/dt = f(y, t, *params) as a traced graph, and how SciPy integrates it.
+
+    `solver` is "odeint" or solve_ivp's `method`; `options` are the user's options for the
+    forward solve. The graphs of f's vjp, jvp and Jacobian are traced when first needed.
+    """
+
+    def __init__(self, name, graph, solver, options, jac):
+        self.name, self.graph, self.solver, self.options = name, graph, solver, options
+        self.n = graph.inputs[0].shape[0]
+        self.floats = [j for j, node in enumerate(graph.inputs[2:]) if node.dtype.kind == "f"]
+        keep = _ODEINT_AUGMENTED if solver == "odeint" else _IVP_AUGMENTED
+        self.augmented = {k: v for k, v in options.items() if k in keep and v is not None}
+        # the user's Jacobian closes over traced values too: the forward solve gets jitad's, of the traced f
+        self.jac = ("Dfun" if solver == "odeint" else "jac") if jac else None
+        self._derived, self._lock = {}, threading.RLock()
+
+    def __repr__(self):
+        return f"{self.name}[rhs of {len(self.graph.nodes)} nodes]"
+
+    # --- the right-hand side and its derivatives, on real arrays ---------------------------
+    def rhs(self, y, t, params):
+        return evaluate(self.graph, [y, np.float64(t), *params])[0]
+
+    def _graph(self, kind):
+        with self._lock:
+            if kind not in self._derived:
+                self._derived[kind] = self._trace(kind)
+            return self._derived[kind]
+
+    def _trace(self, kind):
+        graph, n = self.graph, self.n
+        avals = [(node.shape, node.dtype) for node in graph.inputs]
+        wrt = [2 + j for j in self.floats]
+        if kind == "vjp":  # (y, t, *params, a) -> [f, aᵀ ∂f/∂y, aᵀ ∂f/∂p for each float p]
+            def fun(*xs):
+                (f,), (cts,) = ad.vjp_values(graph, list(xs[:-1]), [[xs[-1]]], [0] + wrt)
+                return [f, *cts]
+            avals = avals + [((n,), _F64)]
+        elif kind == "jvp":  # (y, t, *params, s, *ṗ) -> [f, ∂f/∂y s + Σ ∂f/∂p ṗ]
+            k = len(graph.inputs)
+
+            def fun(*xs):
+                (f,), ((tangent,),) = ad.jvp_values(graph, list(xs[:k]), [list(xs[k:])], [0] + wrt)
+                return [f, tangent]
+            avals = avals + [((n,), _F64)] + [avals[i] for i in wrt]
+        else:  # "jacobian": (y, t, *params) -> [∂f/∂y], one jvp per column
+            def fun(*xs):
+                eye = np.eye(n)
+                _, columns = ad.jvp_values(graph, list(xs), [[eye[j]] for j in range(n)], [0])
+                return [numpy_ops.stack([c[0] for c in columns], axis=1)]
+        derived, captured = trace(fun, avals)
+        assert not captured, "the right-hand side graph has no outer values left"
+        return derived
+
+    # --- integration ------------------------------------------------------------------------
+    def _tolerances(self, size):
+        """The user's tolerances for a system of `size` unknowns whose first n are y."""
+        options = dict(self.augmented)
+        for key in ("rtol", "atol"):
+            tol = options.get(key)
+            if tol is not None and np.ndim(tol) > 0:
+                tol = np.asarray(tol, _F64)
+                options[key] = np.concatenate([tol, np.full(size - tol.size, np.min(tol))])
+        return options
+
+    def _integrate(self, fun, z0, span, ts, options):
+        """z at the times ts, integrating fun(t, z) from z(span[0]) = z0."""
+        if self.solver == "odeint":
+            prepend = ts[0] != span[0]
+            times = np.concatenate([span[:1], ts]) if prepend else ts
+            zs = _scipy("odeint")(fun, z0, times, tfirst=True, **options)
+            return zs[1:] if prepend else zs
+        result = _scipy("solve_ivp")(fun, (span[0], span[1]), z0, method=self.solver, t_eval=ts, **options)
+        self._check(result)
+        return result.y.T
+
+    def _step(self, fun, z0, t_from, t_to, options):
+        """z(t_to) from z(t_from) = z0 (t_to may lie before t_from)."""
+        if self.solver == "odeint":
+            return _scipy("odeint")(fun, z0, np.array([t_from, t_to]), tfirst=True, **options)[-1]
+        result = _scipy("solve_ivp")(fun, (t_from, t_to), z0, method=self.solver, **options)
+        self._check(result)
+        return result.y[:, -1]
+
+    def _check(self, result):
+        if not result.success:
+            raise OdeSolveError(f"{self.name} failed on this call's values: {result.message} (status "
+                                f"{result.status}). Try another method or other tolerances")
+
+    # --- the three primitives' implementations ---------------------------------------------
+    def solve(self, y0, span, ts, params):
+        params = [np.asarray(p) for p in params]
+        options = dict(self.options)
+        if self.jac:
+            jacobian = self._graph("jacobian")
+            options[self.jac] = lambda t, y: evaluate(jacobian, [y, np.float64(t), *params])[0]
+
+        def fun(t, y):
+            return self.rhs(y, t, params)
+        return np.asarray(self._integrate(fun, np.asarray(y0, _F64), span, ts, options), _F64)
+
+    def tangent(self, ys, primals, tangents):
+        """Forward mode: s = ∂y/∂ε solves ds/dt = ∂f/∂y s + ∂f/∂p ṗ from s(t0) = ẏ0 - f(y0, t0) ṫ0;
+        the tangent of y(tᵢ) is s(tᵢ) + f(y(tᵢ), tᵢ) ṫᵢ."""
+        n = self.n
+        y0, span, ts, *params = [np.asarray(x) for x in primals]
+        dy0, dspan, dts, *dparams = [np.asarray(x, _F64) for x in tangents]
+        pdots = [dparams[j] for j in self.floats]
+        out = np.zeros(ys.shape, _F64)
+        s0 = dy0 - self.rhs(y0, span[0], params) * dspan[0]
+        if np.any(s0) or any(np.any(p) for p in pdots):
+            graph = self._graph("jvp")
+
+            def fun(t, z):
+                f, fdot = evaluate(graph, [z[:n], np.float64(t), *params, z[n:], *pdots])
+                return np.concatenate([f, fdot])
+            out += self._integrate(fun, np.concatenate([y0, s0]), span, ts, self._tolerances(2 * n))[:, n:]
+        if np.any(dts):
+            out += np.stack([self.rhs(y, t, params) for y, t in zip(ys, ts)]) * dts[:, None]
+        return out
+
+    def adjoint(self, g, ys, y0, span, ts, params):
+        """Reverse mode: a = ∂L/∂y(t) solves da/dt = -aᵀ ∂f/∂y backwards from the last output time,
+        gaining gᵢ at each tᵢ; p̄ = ∫ aᵀ ∂f/∂p dt rides along, and y is integrated backwards from
+        the forward solution at each tᵢ. ∂L/∂tᵢ = gᵢ · f(y(tᵢ), tᵢ), ∂L/∂t0 = -a(t0) · f(y0, t0)."""
+        n, m = self.n, len(ts)
+        params = [np.asarray(p) for p in params]
+        sizes = [params[j].size for j in self.floats]
+        graph = self._graph("vjp")
+
+        def fun(t, z):
+            f, ay, *aps = evaluate(graph, [z[:n], np.float64(t), *params, z[n:2 * n]])
+            return np.concatenate([f, -ay, *[-np.ravel(ap) for ap in aps]])
+        options = self._tolerances(2 * n + sum(sizes))
+        a, pbar, tbar = np.zeros(n), np.zeros(sum(sizes)), np.zeros(m)
+        g = np.asarray(g, _F64)
+        for i in reversed(range(m)):
+            tbar[i] = g[i] @ self.rhs(ys[i], ts[i], params)
+            a = a + g[i]
+            t_prev = ts[i - 1] if i else span[0]
+            if t_prev != ts[i] and np.any(a):  # a = 0 stays 0 and adds nothing to p̄
+                z = self._step(fun, np.concatenate([ys[i], a, pbar]), ts[i], t_prev, options)
+                a, pbar = z[n:2 * n], z[2 * n:]
+        t0bar = -(a @ self.rhs(y0, span[0], params))
+        return np.concatenate([a, [t0bar, 0.0], tbar, pbar])
+
+
+# --- the builders ---------------------------------------------------------------------------
+def _float_vector(x, what, name, scalar_ok):
+    x = numpy_ops.asarray(x)
+    if x.dtype.kind not in "fiub":
+        raise UnsupportedOperationError(f"{name} with a {x.dtype.name} {what}", "jitad integrates real "
+                                        "(float) systems only. ")
+    ndim = len(numpy_ops.shape_of(x))
+    if ndim > 1 or (ndim == 0 and not scalar_ok):
+        raise ShapeError(f"{name}: the {what} must be one-dimensional, got shape {numpy_ops.shape_of(x)}")
+    if ndim == 0:
+        x = numpy_ops.reshape(x, (1,)) if is_tracer(x) else np.reshape(x, (1,))
+    if is_tracer(x):
+        return numpy_ops.astype(x, _F64) if x.dtype != _F64 else x
+    return np.asarray(x, _F64)
+
+
+def _trace_rhs(call, n, name):
+    """Trace call(y, t) -> dy/dt; returns (graph with inputs (y, t, *captured), captured tracers)."""
+    def fun(y, t):
+        out = numpy_ops.asarray(call(y, t))
+        if numpy_ops.shape_of(out) != (n,):
+            if int(np.prod(numpy_ops.shape_of(out))) != n:
+                raise ShapeError(f"{name}: the right-hand side returned shape {numpy_ops.shape_of(out)} for a "
+                                 f"state of {n} values; it must return one derivative per state value")
+            out = numpy_ops.reshape(out, (n,)) if is_tracer(out) else np.reshape(out, (n,))
+        if not is_tracer(out):
+            return [np.asarray(out, _F64)]
+        return [numpy_ops.astype(out, _F64) if out.dtype != _F64 else out]
+    return trace(fun, [((n,), _F64), ((), _F64)])
+
+
+def _arguments(name, args, kwargs):
+    bound = inspect.signature(_scipy(name)).bind(*args, **kwargs)
+    bound.apply_defaults()
+    return bound.arguments
+
+
+def odeint(*call_args, **call_kwargs):
+    """scipy.integrate.odeint(func, y0, t, ...) on traced values (in func's closure, `args`, y0 or t).
+
+    Returns the (len(t), len(y0)) solution like SciPy. Differentiable in y0, t and every float
+    value func uses; `full_output=1` is not supported. A `Dfun` is replaced by jitad's exact
+    Jacobian of the traced func (the user's Dfun closes over traced values too).
+    """
+    name = "scipy.integrate.odeint"
+    a = _arguments("odeint", call_args, call_kwargs)
+    if a["full_output"]:
+        raise UnsupportedOperationError(f"{name}(full_output=1)", "The solver's diagnostics are not known "
+                                        "while jitad traces; call it without full_output. ")
+    if a["Dfun"] is not None and (a["ml"] is not None or a["mu"] is not None):
+        raise UnsupportedOperationError(f"{name}(Dfun=..., ml=..., mu=...)", "A banded Dfun cannot be "
+                                        "replaced by jitad's Jacobian; leave out Dfun. ")
+    func, extra, tfirst = a["func"], a["args"], a["tfirst"]
+    extra = extra if isinstance(extra, tuple) else (extra,)
+    y0 = _float_vector(a["y0"], "initial condition y0", name, scalar_ok=True)
+    t = _float_vector(a["t"], "time points t", name, scalar_ok=False)
+    call = (lambda y, s: func(s, y, *extra)) if tfirst else (lambda y, s: func(y, s, *extra))
+    graph, captured = _trace_rhs(call, numpy_ops.shape_of(y0)[0], name)
+    if not captured and not is_tracer(y0) and not is_tracer(t):
+        return _scipy("odeint")(*call_args, **call_kwargs)
+    options = {k: a[k] for k in ("ml", "mu", "rtol", "atol", "tcrit", "h0", "hmax", "hmin", "ixpr", "mxstep",
+                                 "mxhnil", "mxordn", "mxords", "printmessg")}
+    system = OdeSystem(name, graph, "odeint", options, jac=a["Dfun"] is not None)
+    span = numpy_ops.stack([t[0], t[-1]]) if is_tracer(t) else t[[0, -1]]
+    return P.ode_solve_p(y0, span, t, *captured, system=system)
+
+
+_IVP_UNSUPPORTED = {"dense_output": "a dense solution object", "events": "event functions",
+                    "vectorized": "a vectorized right-hand side"}
+
+
+class TracedOdeResult(dict):
+    """What solve_ivp returns while jitad traces: `t` and `y` (traced), and success flags that
+    hold if the solve runs (a failed solve raises OdeSolveError when the function runs)."""
+
+    def __getattr__(self, key):
+        if key in self:
+            return self[key]
+        if key in ("nfev", "njev", "nlu"):
+            raise UnsupportedOperationError(f"scipy.integrate.solve_ivp(...).{key}", "The solver's statistics "
+                                            "are not known while jitad traces. ")
+        raise AttributeError(key)
+
+
+def solve_ivp(*call_args, **call_kwargs):
+    """scipy.integrate.solve_ivp(fun, t_span, y0, t_eval=..., ...) on traced values.
+
+    `t_eval` is required (the output times must be known when jitad traces); dense_output,
+    events and vectorized are not supported. Returns a result whose `.y` is (len(y0),
+    len(t_eval)) and `.t` is t_eval, differentiable in y0, t_span[0], t_eval and every float
+    value `fun` uses. A callable `jac` is replaced by jitad's exact Jacobian of the traced fun.
+    """
+    name = "scipy.integrate.solve_ivp"
+    a = _arguments("solve_ivp", call_args, call_kwargs)
+    for key, what in _IVP_UNSUPPORTED.items():
+        if a[key] not in (None, False):
+            raise UnsupportedOperationError(f"{name}({key}=...)", f"jitad does not trace {what}. ")
+    if a["t_eval"] is None:
+        raise UnsupportedOperationError(f"{name} without t_eval", "The number of output times would depend on "
+                                        "the values; pass the times you need as t_eval=... ")
+    options = dict(a["options"])
+    fun, extra = a["fun"], a["args"]
+    extra = () if extra is None else (extra if isinstance(extra, tuple) else (extra,))
+    y0 = _float_vector(a["y0"], "initial state y0", name, scalar_ok=False)
+    ts = _float_vector(a["t_eval"], "t_eval", name, scalar_ok=False)
+    t_span = a["t_span"]
+    if len(t_span) != 2:
+        raise ValueError("t_span must have 2 elements")
+    span = numpy_ops.astype(numpy_ops.asarray(list(t_span)), _F64) if numpy_ops._contains_tracer(list(t_span)) \
+        else np.asarray(t_span, _F64)
+    graph, captured = _trace_rhs(lambda y, s: fun(s, y, *extra), numpy_ops.shape_of(y0)[0], name)
+    if not captured and not any(is_tracer(x) for x in (y0, ts, span)):
+        return _scipy("solve_ivp")(*call_args, **call_kwargs)
+    jac = callable(options.get("jac"))
+    if jac:
+        del options["jac"]
+    system = OdeSystem(name, graph, a["method"], options, jac=jac)
+    ys = P.ode_solve_p(y0, span, ts, *captured, system=system)
+    return TracedOdeResult(t=ts, y=numpy_ops.transpose(ys), sol=None, t_events=None, y_events=None,
+                           status=0, message="traced by jitad: the solve runs when the function runs",
+                           success=True)
+
+
+odeint.while_tracing = solve_ivp.while_tracing = True  # the dispatcher sends every call while tracing
+linalg_ops.SCIPY_FUNCTIONS.update({("scipy.integrate", "odeint"): odeint,
+                                   ("scipy.integrate", "solve_ivp"): solve_ivp})
+
+__all__ = ["odeint", "solve_ivp", "OdeSystem", "OdeSolveError", "TracedOdeResult"]

@@ -1,0 +1,166 @@
+"""scipy.integrate.odeint and solve_ivp of a traced right-hand side (issue 11, item 6).
+
+The forward values are SciPy's; first derivatives in both modes are checked against central
+finite differences and against jitad's derivatives of a fixed-step RK4 written in plain NumPy
+and unrolled. The ODEs are small (a forced damped oscillator, 2 states, 3 parameters) and the
+graphs holding a solve run on the NumPy executor, so nothing here compiles with Numba.
+"""
+import numpy as np
+import pytest
+import scipy.integrate
+from scipy.integrate import odeint  # bound before tracing: swapped in this module while jitad traces
+
+import jitad
+from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
+
+Y0 = np.array([1.0, -0.5])
+TS = np.linspace(0.0, 2.0, 5)
+THETA = np.array([2.0, 0.3, 0.7])  # stiffness, damping, forcing amplitude
+TIGHT = dict(rtol=1e-10, atol=1e-10)
+FD = dict(eps=1e-4, atol=2e-5, rtol=2e-5)
+
+
+def oscillator(y, t, theta):
+    return np.array([y[1], -theta[0] * y[0] - theta[1] * y[1] + theta[2] * np.sin(t)])
+
+
+def odeint_loss(theta, y0, ts):
+    ys = scipy.integrate.odeint(lambda y, t: oscillator(y, t, theta), y0, ts, **TIGHT)
+    return np.sum(ys ** 2 * np.arange(1.0, 3.0))
+
+
+def ivp_ys(theta, y0, ts, method="RK45"):
+    sol = scipy.integrate.solve_ivp(lambda t, y: oscillator(y, t, theta), (ts[0], ts[-1]), y0, t_eval=ts,
+                                    method=method, **TIGHT)
+    return sol.y
+
+
+def rk4(f, y0, ts, steps):
+    """Classic fixed-step RK4 in plain NumPy, unrolled: `steps` steps between output times."""
+    y, out = y0, [y0]
+    for a, b in zip(ts[:-1], ts[1:]):
+        h, t = (b - a) / steps, a
+        for _ in range(steps):
+            k1 = f(y, t)
+            k2 = f(y + h / 2 * k1, t + h / 2)
+            k3 = f(y + h / 2 * k2, t + h / 2)
+            k4 = f(y + h * k3, t + h)
+            y, t = y + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4), t + h
+        out.append(y)
+    return np.stack(out)
+
+
+# --- forward values ------------------------------------------------------------------------------
+def test_odeint_value_is_scipys():
+    expected = scipy.integrate.odeint(oscillator, Y0, TS, args=(THETA,), **TIGHT)
+    out, _ = jitad.vjp(lambda th: scipy.integrate.odeint(lambda y, t: oscillator(y, t, th), Y0, TS, **TIGHT),
+                       THETA)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
+    value, _ = jitad.value_and_grad(odeint_loss)(THETA, Y0, TS)
+    assert np.isclose(value, odeint_loss(THETA, Y0, TS), rtol=1e-12)
+
+
+def test_solve_ivp_value_is_scipys():
+    expected = scipy.integrate.solve_ivp(lambda t, y: oscillator(y, t, THETA), (0.0, 2.0), Y0, t_eval=TS,
+                                         rtol=1e-6, atol=1e-8).y
+    seen = {}
+
+    def fun(theta):
+        sol = scipy.integrate.solve_ivp(lambda t, y: oscillator(y, t, theta), (0.0, 2.0), Y0, t_eval=TS,
+                                        rtol=1e-6, atol=1e-8)
+        seen["t"], seen["success"] = sol.t, sol.success
+        with pytest.raises(UnsupportedOperationError, match="nfev"):
+            sol.nfev
+        return sol.y
+    out, _ = jitad.vjp(fun, THETA)
+    assert out.shape == (2, len(TS)) and seen["success"]
+    np.testing.assert_allclose(seen["t"], TS)
+    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
+
+
+# --- first derivatives against finite differences ---------------------------------------------------
+def test_odeint_gradients_match_finite_differences():
+    """In the parameters the right-hand side closes over, the initial state and the time points."""
+    jitad.check_grads(odeint_loss, (THETA, Y0, TS), modes=("fwd", "rev"), **FD)
+
+
+@pytest.mark.parametrize("method", ["RK45", "LSODA"])
+def test_solve_ivp_gradients_match_finite_differences(method):
+    def loss(theta, y0, t_eval):
+        return np.sum(np.sin(ivp_ys(theta, y0, t_eval, method)))
+    jitad.check_grads(loss, (THETA, Y0, TS[1:]), modes=("fwd", "rev"), **FD)
+
+
+def test_traced_args_and_tfirst():
+    def loss(theta, y0):
+        ys = odeint(lambda t, y, k, c: np.array([y[1], -k * y[0] - c * y[1]]), y0, TS, args=(theta[0], theta[1]),
+                    tfirst=True, **TIGHT)
+        return np.sum(ys[-1] ** 2)
+    jitad.check_grads(loss, (THETA[:2], Y0), modes=("fwd", "rev"), **FD)
+
+
+# --- against an unrolled fixed-step RK4 -------------------------------------------------------------
+def test_derivatives_match_unrolled_rk4(reference_backend):
+    ts = np.linspace(0.0, 1.0, 4)
+
+    def by_odeint(theta, y0):
+        return odeint(lambda y, t: oscillator(y, t, theta), y0, ts, rtol=1e-12, atol=1e-12)
+
+    def by_rk4(theta, y0):
+        return rk4(lambda y, t: oscillator(y, t, theta), y0, ts, steps=12)
+
+    np.testing.assert_allclose(by_odeint(THETA, Y0), by_rk4(THETA, Y0), atol=1e-7)
+    for argnum in (0, 1):
+        expected = jitad.jacrev(by_rk4, argnum)(THETA, Y0)
+        np.testing.assert_allclose(jitad.jacrev(by_odeint, argnum)(THETA, Y0), expected, atol=1e-6)
+        np.testing.assert_allclose(jitad.jacfwd(by_odeint, argnum)(THETA, Y0), expected, atol=1e-6)
+
+
+# --- edges -------------------------------------------------------------------------------------------
+def test_untraced_solve_inside_a_traced_function_is_scipys(reference_backend):
+    def f(x):
+        ys = odeint(lambda y, t: -y, np.array([1.0]), TS)
+        return x * np.sum(ys)
+    assert np.isclose(jitad.grad(f)(2.0), np.sum(scipy.integrate.odeint(lambda y, t: -y, [1.0], TS)))
+
+
+def test_jacobian_option_is_jitads_and_float32_parameters():
+    def loss(theta):
+        rhs = lambda y, t: oscillator(y, t, theta)  # noqa: E731
+        user_jac = lambda y, t: np.array([[0.0, 1.0], [-theta[0], -theta[1]]])  # noqa: E731
+        return np.sum(odeint(rhs, Y0, TS, Dfun=user_jac, **TIGHT) ** 2)
+    theta = THETA.astype(np.float32)
+    g = jitad.grad(loss)(theta)
+    assert g.dtype == np.float32
+    np.testing.assert_allclose(g, jitad.grad(lambda th: odeint_loss(th, Y0, TS) * 0 + np.sum(
+        odeint(lambda y, t: oscillator(y, t, th), Y0, TS, **TIGHT) ** 2))(theta), rtol=1e-5)
+
+
+def test_caller_arrays_unchanged():
+    y0, ts, theta = Y0.copy(), TS.copy(), THETA.copy()
+    jitad.grad(odeint_loss, argnums=(0, 1, 2))(theta, y0, ts)
+    assert np.array_equal(y0, Y0) and np.array_equal(ts, TS) and np.array_equal(theta, THETA)
+
+
+def test_second_derivatives_are_a_clear_error():
+    with pytest.raises(NonDifferentiableError, match="second derivatives"):
+        jitad.hessian(odeint_loss)(THETA, Y0, TS)
+    with pytest.raises(NonDifferentiableError, match="second derivatives"):
+        jitad.grad(lambda th: jitad.grad(odeint_loss)(th, Y0, TS)[0])(THETA)
+
+
+@pytest.mark.parametrize("option, value", [("events", lambda t, y: y[0]), ("dense_output", True),
+                                           ("vectorized", True), ("t_eval", None)])
+def test_unsupported_solve_ivp_options(option, value):
+    def loss(theta):
+        kwargs = {"t_eval": TS, option: value}
+        return np.sum(scipy.integrate.solve_ivp(lambda t, y: -theta * y, (0.0, 2.0), Y0, **kwargs).y)
+    with pytest.raises(UnsupportedOperationError, match=option):
+        jitad.grad(loss)(1.0)
+
+
+def test_bad_calls():
+    with pytest.raises(UnsupportedOperationError, match="full_output"):
+        jitad.grad(lambda k: np.sum(odeint(lambda y, t: -k * y, Y0, TS, full_output=1)[0]))(1.0)
+    with pytest.raises(ShapeError, match="right-hand side returned shape"):
+        jitad.grad(lambda k: np.sum(odeint(lambda y, t: -k * y[:1], Y0, TS)))(1.0)

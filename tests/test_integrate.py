@@ -125,15 +125,42 @@ def test_untraced_solve_inside_a_traced_function_is_scipys(reference_backend):
 
 
 def test_jacobian_option_is_jitads_and_float32_parameters():
-    def loss(theta):
+    """A Dfun / jac closes over traced values like the rhs: jitad uses its own exact Jacobian of the rhs."""
+    def solve(theta, dfun):
         rhs = lambda y, t: oscillator(y, t, theta)  # noqa: E731
-        user_jac = lambda y, t: np.array([[0.0, 1.0], [-theta[0], -theta[1]]])  # noqa: E731
-        return np.sum(odeint(rhs, Y0, TS, Dfun=user_jac, **TIGHT) ** 2)
+        jac = lambda y, t: np.array([[0.0, 1.0], [-theta[0], -theta[1]]])  # noqa: E731
+        return odeint(rhs, Y0, TS, Dfun=jac if dfun else None, **TIGHT)
+
+    expected = solve(THETA, True)  # SciPy with the user's Dfun
+    out, _ = jitad.vjp(lambda th: solve(th, True), THETA)
+    np.testing.assert_allclose(out, expected, rtol=1e-9, atol=1e-12)
     theta = THETA.astype(np.float32)
-    g = jitad.grad(loss)(theta)
+    g = jitad.grad(lambda th: np.sum(solve(th, True) ** 2))(theta)
     assert g.dtype == np.float32
-    np.testing.assert_allclose(g, jitad.grad(lambda th: odeint_loss(th, Y0, TS) * 0 + np.sum(
-        odeint(lambda y, t: oscillator(y, t, th), Y0, TS, **TIGHT) ** 2))(theta), rtol=1e-5)
+    np.testing.assert_allclose(g, jitad.grad(lambda th: np.sum(solve(th, False) ** 2))(theta), rtol=1e-5)
+    ivp = lambda th: scipy.integrate.solve_ivp(  # noqa: E731
+        lambda t, y: oscillator(y, t, th), (0.0, 2.0), Y0, t_eval=TS, method="Radau",
+        jac=lambda t, y: np.array([[0.0, 1.0], [-th[0], -th[1]]]), **TIGHT).y
+    jitad.check_grads(lambda th: np.sum(ivp(th) ** 2), (THETA,), modes=("fwd", "rev"), **FD)
+
+
+def test_times_running_backwards_and_a_scalar_state():
+    ts = TS[::-1]
+
+    def loss(k, y0):
+        ys = odeint(lambda y, t: -k * y + np.sin(t), y0, ts, **TIGHT)
+        return np.sum(ys ** 2)
+    jitad.check_grads(loss, (0.7, 1.3), modes=("fwd", "rev"), **FD)
+
+
+def test_example_fits_the_oscillator(capsys):
+    import importlib.util
+    import pathlib
+    path = pathlib.Path(__file__).resolve().parent.parent / "examples" / "ode_fit.py"
+    spec = importlib.util.spec_from_file_location("example_ode_fit", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    np.testing.assert_allclose(module.main(points=15, noise=0.0), module.TRUE, rtol=1e-4)
 
 
 def test_caller_arrays_unchanged():

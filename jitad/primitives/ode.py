@@ -14,8 +14,12 @@ from jitad.errors import NonDifferentiableError
 from jitad.primitives.core import Primitive
 
 
+def _dtype(x):
+    return np.dtype(x.dtype) if hasattr(x, "dtype") else np.asarray(x).dtype  # a node, tracer, array or float
+
+
 def _is_float(x):
-    return np.dtype(x.dtype).kind == "f"
+    return _dtype(x).kind == "f"
 
 
 def _size(x):
@@ -42,7 +46,7 @@ def _solve_vjp(g, out, y0, span, ts, *params, system):
             continue
         size = _size(x)
         piece = np.reshape(flat[offset:offset + size], np.shape(x))
-        cts.append(piece if x.dtype == np.float64 else piece.astype(x.dtype))
+        cts.append(piece if _dtype(x) == np.float64 else piece.astype(_dtype(x)))
         offset += size
     return tuple(cts)
 

@@ -13,11 +13,11 @@ LAYERS = [
     {"ixexpr", "profiling"},
     {"ir"},
     {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural",
-     "primitives.linalg", "primitives.special", "primitives.ode"},
+     "primitives.linalg", "primitives.special"},
     {"interpreter", "passes"},
     {"transforms", "transforms.ad", "transforms.batching"},
     {"frontend", "frontend.tracer", "frontend.numpy_ops", "frontend.linalg_ops",
-     "frontend.scipy_ops", "frontend.rng", "frontend.integrate"},
+     "frontend.scipy_ops", "frontend.numpy_extra", "frontend.rng"},
     {"transforms.custom"},
     {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special"},
     {"backend.codegen"},
@@ -28,7 +28,7 @@ LAYERS = [
     {"staging"},
     {"api"},
     {"jacobians"},
-    {"tools", "tools.checks", "tools.explain", "tools.demo", "tools.demo_linalg", "tools.modes",
+    {"tools", "tools.checks", "tools.explain", "tools.demo", "tools.demo_linalg", "tools.modes", "tools.coverage",
      "__main__", "__init__"},
 ]
 

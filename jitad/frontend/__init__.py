@@ -4,5 +4,4 @@ Importing the package registers every builder: `numpy_ops` holds the NumPy funct
 registry (`FUNCTIONS`), `linalg_ops` adds `np.linalg` and `scipy.linalg`, `scipy_ops` adds
 `scipy.special` and `scipy.stats`. Each imports only the ones before it.
 """
-from jitad.frontend import numpy_ops, linalg_ops, scipy_ops  # noqa: F401  (registration, in order)
-from jitad.frontend import integrate  # noqa: F401  (scipy.integrate.odeint, solve_ivp)
+from jitad.frontend import numpy_ops, linalg_ops, scipy_ops, numpy_extra  # noqa: F401  (registration, in order)

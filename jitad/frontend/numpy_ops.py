@@ -682,30 +682,106 @@ def tensordot(a, b, axes=2):
     return reshape(P.matmul_p(a2, b2), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
 
 
-def einsum(subscripts, *operands, optimize=False, out=None):
-    """einsum by diagonals, sums, transposes and (batched) matmuls, so it differentiates and compiles."""
+def einsum(subscripts, *operands, optimize=False, out=None, dtype=None, order="K", casting="safe"):
+    """einsum by diagonals, sums, transposes and (batched) matmuls, so it differentiates and compiles.
+
+    As NumPy's: `...` stands for broadcast axes, a size-1 axis broadcasts against the same
+    letter's size elsewhere, and more than two operands are contracted pairwise in the order
+    np.einsum_path finds (greedy), so no large intermediate is formed.
+    """
+    if out is not None:
+        from jitad.errors import InPlaceUpdateError
+        raise InPlaceUpdateError("np.einsum(out=...) with a traced value")
     if not isinstance(subscripts, str):
         raise UnsupportedOperationError("einsum in sublist form", "Use the string form. ")
-    subscripts = subscripts.replace(" ", "")
-    if "." in subscripts:
-        raise UnsupportedOperationError("einsum with '...'", "Write the indices out explicitly. ")
-    if "->" in subscripts:
-        inputs, output = subscripts.split("->")
-    else:
-        inputs = subscripts
-        letters = inputs.replace(",", "")
-        output = "".join(sorted(c for c in set(letters) if letters.count(c) == 1))
+    operands = [asarray(x) for x in operands]
+    specs, output = _einsum_parse(subscripts.replace(" ", ""), operands)
+    operands, specs = _einsum_broadcast(operands, specs, output)
+    terms = [_einsum_prepare(x, spec, output + "".join(s for j, s in enumerate(specs) if j != i))
+             for i, (x, spec) in enumerate(zip(operands, specs))]
+    for pair in _einsum_order(terms, output):
+        (x, sx), (y, sy) = (terms[k] for k in pair)
+        terms = [t for k, t in enumerate(terms) if k not in pair]
+        later = output + "".join(s for _, s in terms)
+        x, sx = _einsum_prepare(x, sx, later + sy)
+        y, sy = _einsum_prepare(y, sy, later + sx)
+        terms.append(_einsum_pair(x, sx, y, sy, later))
+    x, spec = _einsum_prepare(*terms[0], output)
+    result = transpose(x, [spec.index(c) for c in output])
+    return result if dtype is None else astype(result, dtype)
+
+
+def _einsum_parse(subscripts, operands):
+    """Input specs and output of one letter per axis: `...` becomes letters of its own (broadcast,
+    aligned on the right); without `->` the output is the ellipsis then the letters used once, sorted."""
+    inputs, arrow, output = subscripts.partition("->")
     specs = inputs.split(",")
     if len(specs) != len(operands):
         raise ShapeError(f"einsum: {len(specs)} subscripts but {len(operands)} operands")
-    terms = [(_einsum_prepare(asarray(x), spec, output + "".join(s for j, s in enumerate(specs) if j != i)))
-             for i, (x, spec) in enumerate(zip(operands, specs))]
-    x, spec = terms[0]
-    for i, (y, yspec) in enumerate(terms[1:], start=1):
-        later = output + "".join(s for _, s in terms[i + 1:])
-        x, spec = _einsum_pair(x, spec, y, yspec, later)
-    x, spec = _einsum_prepare(x, spec, output)
-    return transpose(x, [spec.index(c) for c in output])
+    used = set(subscripts) - set(",.->")
+    spare = iter(c for c in "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz" if c not in used)
+    width = 0
+    for x, spec in zip(operands, specs):
+        if "..." in spec:
+            width = builtins.max(width, ndim_of(x) - len(spec.replace("...", "")))
+    letters = "".join(next(spare) for _ in range(width))
+    resolved = []
+    for x, spec in zip(operands, specs):
+        if spec.count(".") not in (0, 3) or (spec.count(".") == 3 and "..." not in spec):
+            raise ShapeError(f"einsum: invalid subscript {spec!r}")
+        n = ndim_of(x) - len(spec.replace("...", ""))
+        if "..." not in spec and n != 0 or n < 0:
+            raise ShapeError(f"einsum: operand of shape {shape_of(x)} does not fit subscript {spec!r}")
+        resolved.append(spec.replace("...", letters[width - n:] if n else ""))
+    if arrow:
+        output = output.replace("...", letters)
+    else:
+        counts = "".join(resolved)
+        output = letters + "".join(sorted(c for c in set(counts) if counts.count(c) == 1 and c not in letters))
+    return resolved, output
+
+
+def _einsum_broadcast(operands, specs, output):
+    """Size-1 axes whose letter has another size elsewhere are squeezed out (they broadcast, as NumPy's)."""
+    sizes = {}
+    for x, spec in zip(operands, specs):
+        for c, n in zip(spec, shape_of(x)):
+            if n != 1 and sizes.get(c, 1) not in (1, n):
+                raise ShapeError(f"einsum: operands could not be broadcast together: letter {c!r} has sizes "
+                                 f"{sizes[c]} and {n}")
+            sizes[c] = n if n != 1 else sizes.get(c, 1)
+    new_operands, new_specs = [], []
+    for x, spec in zip(operands, specs):
+        keep = [k for k, (c, n) in enumerate(zip(spec, shape_of(x))) if not (n == 1 and sizes[c] != 1)]
+        if len(keep) < len(spec):
+            x = reshape(x, tuple(shape_of(x)[k] for k in keep))
+            spec = "".join(spec[k] for k in keep)
+        new_operands.append(x)
+        new_specs.append(spec)
+    return new_operands, new_specs
+
+
+def _einsum_order(terms, output):
+    """Pairs of positions in the list of terms (each pair's result appended at the end), the greedy
+    path of np.einsum_path for these shapes (computed on shape-only stand-ins, no data)."""
+    if len(terms) < 2:
+        return []
+    if len(terms) == 2:
+        return [(0, 1)]
+    stand_ins = [np.broadcast_to(np.zeros((), np.float64), shape_of(x)) for x, _ in terms]
+    path, _ = np.einsum_path(",".join(s for _, s in terms) + "->" + output, *stand_ins, optimize="greedy")
+    pairs = []
+    count = len(terms)
+    for step in path[1:]:
+        step = tuple(sorted(step))
+        while len(step) > 2:  # more than two at once: pair them from the left
+            pairs.append(step[:2])
+            count -= 1
+            step = tuple(k - (k > step[1]) - (k > step[0]) for k in step[2:]) + (count - 1,)
+        if len(step) == 2:
+            pairs.append(step)
+            count -= 1
+    return pairs
 
 
 def _einsum_prepare(x, spec, keep):

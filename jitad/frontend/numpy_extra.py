@@ -1,0 +1,682 @@
+"""More of NumPy (and scipy.signal) on traced values: the functions published programs call.
+
+Each builder is a composition of `jitad.primitives` (slices, gathers, sorts, where, matmul),
+so it differentiates to any order in both modes and compiles like the rest. Importing the
+module registers the builders in `numpy_ops.FUNCTIONS`; scipy.signal's functions and the
+`np.r_` / `np.c_` index tricks (objects whose `[...]` NumPy evaluates with its own
+`array`, not through `__array_function__`) are swapped while tracing through
+`linalg_ops.SCIPY_FUNCTIONS` (see `linalg_ops.scipy_hooks`).
+
+Options whose result would depend on the traced values (a traced `q` of a percentile, traced
+`xp` spacing of `gradient`) or that jitad does not implement are `UnsupportedOperationError`s
+that say what to pass instead.
+"""
+import builtins
+import operator
+
+import numpy as np
+
+from jitad import primitives as P
+from jitad.errors import InPlaceUpdateError, ShapeError, UnsupportedOperationError
+from jitad.frontend import linalg_ops
+from jitad.frontend import numpy_ops as ops
+from jitad.ir import is_tracer
+
+
+def _proxy(x):
+    """A concrete stand-in of x with its shape and dtype (for asking NumPy a result dtype)."""
+    return np.zeros(x.shape, x.dtype) if is_tracer(x) else x
+
+
+def _numpy_dtype(fun, *args, **kwargs):
+    """The dtype NumPy's own `fun` gives for arguments of these dtypes (zeros in place of traced values)."""
+    with np.errstate(all="ignore"):
+        return np.asarray(fun(*[_proxy(a) for a in args], **kwargs)).dtype
+
+
+def _float(x):
+    x = ops.asarray(x)
+    return x if x.dtype.kind == "f" else ops.astype(x, np.float64)
+
+
+def _no_out(name, out):
+    if out is not None:
+        raise InPlaceUpdateError(f"np.{name}(out=...) with a traced value")
+
+
+def _concrete(value, what):
+    if ops._contains_tracer(value) if isinstance(value, (list, tuple)) else is_tracer(value):
+        raise UnsupportedOperationError(f"{what} traced", "It decides which entries are read, so jitad needs it "
+                                        "concrete: compute it from NumPy values, not from traced ones. ")
+    return value
+
+
+# --- evenly spaced values -------------------------------------------------------------------------
+def linspace(start, stop, num=50, endpoint=True, retstep=False, dtype=None, axis=0, *, device=None):
+    """np.linspace with traced end points: start + arange(num) * step, the last value exactly `stop`."""
+    num = operator.index(num)
+    if num < 0:
+        raise ValueError(f"Number of samples, {num}, must be non-negative.")
+    out_dtype = _numpy_dtype(np.linspace, start, stop, num=max(num, 2), endpoint=endpoint, dtype=dtype, axis=0)
+    work = np.dtype(np.float64) if out_dtype.kind != "f" else out_dtype
+    start, stop = ops.astype(ops.asarray(start), work), ops.astype(ops.asarray(stop), work)
+    div = (num - 1) if endpoint else num
+    delta = stop - start
+    shape = (-1,) + (1,) * ops.ndim_of(delta)
+    y = np.arange(0, num, dtype=work).reshape(shape)
+    step = delta / div if div > 0 else ops.full(ops.shape_of(delta), np.nan, work)
+    y = (y * step if div > 0 else y * delta) + start
+    if endpoint and num > 1:
+        y = ops.concatenate([ops._take_slice(y, 0, None, num - 1),
+                             ops.expand_dims(ops.broadcast_to(stop, ops.shape_of(y)[1:]), 0)], axis=0)
+    if axis != 0:
+        y = ops.moveaxis(y, 0, axis)
+    if out_dtype.kind in "iu":
+        y = P.floor_p(y)
+    y = ops.astype(y, out_dtype)
+    return (y, step) if retstep else y
+
+
+def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
+    """base ** linspace(start, stop): differentiable in start, stop and base."""
+    if ops.ndim_of(base) != 0:
+        raise UnsupportedOperationError("np.logspace with an array base", "Pass one scalar base. ")
+    out_dtype = _numpy_dtype(np.logspace, start, stop, num=max(num, 2), endpoint=endpoint, base=_proxy(base),
+                             dtype=dtype, axis=0)
+    exponent = linspace(start, stop, num=num, endpoint=endpoint, axis=axis)
+    base = base if is_tracer(base) else np.asarray(base, np.result_type(exponent.dtype, np.asarray(base).dtype))
+    return ops.astype(P.power_p(base, exponent), out_dtype)
+
+
+def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
+    """Geometric sequence start ... stop (positive end points; exact first and last values)."""
+    out_dtype = _numpy_dtype(np.geomspace, np.ones(ops.shape_of(start)), np.ones(ops.shape_of(stop)),
+                             num=max(num, 2), endpoint=endpoint, dtype=dtype, axis=0)
+    if not is_tracer(start) and not is_tracer(stop) and (np.any(np.asarray(start) <= 0) or
+                                                         np.any(np.asarray(stop) <= 0)):
+        raise UnsupportedOperationError("np.geomspace with non-positive end points", "")
+    start, stop = _float(start), _float(stop)
+    y = P.exp_p(linspace(P.log_p(start), P.log_p(stop), num=num, endpoint=endpoint))
+    if num > 0:  # NumPy puts the end points back exactly
+        parts = [ops.expand_dims(ops.broadcast_to(start, ops.shape_of(y)[1:]), 0)]
+        inner = ops._take_slice(y, 0, 1, num - 1 if endpoint and num > 1 else None)
+        parts += [inner] if ops.shape_of(inner)[0] else []
+        if endpoint and num > 1:
+            parts.append(ops.expand_dims(ops.broadcast_to(stop, ops.shape_of(y)[1:]), 0))
+        y = ops.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+    if axis != 0:
+        y = ops.moveaxis(y, 0, axis)
+    return ops.astype(y, out_dtype)
+
+
+def meshgrid(*xi, copy=True, sparse=False, indexing="xy"):
+    if indexing not in ("xy", "ij"):
+        raise ValueError("Valid values for `indexing` are 'xy' and 'ij'.")
+    xi = [ops.ravel(ops.asarray(x)) for x in xi]
+    nd = len(xi)
+    shapes = [(1,) * k + (-1,) + (1,) * (nd - k - 1) for k in range(nd)]
+    if indexing == "xy" and nd > 1:
+        shapes[0], shapes[1] = (1, -1) + (1,) * (nd - 2), (-1, 1) + (1,) * (nd - 2)
+    grids = [ops.reshape(x, s) for x, s in zip(xi, shapes)]
+    if not sparse:
+        full = tuple(np.broadcast_shapes(*[ops.shape_of(g) for g in grids]))
+        grids = [ops.broadcast_to(g, full) for g in grids]
+    return tuple(grids)
+
+
+# --- finite differences and integration -------------------------------------------------------------
+def _slice_along(x, axis, start, stop):
+    return ops._take_slice(x, axis, start, stop)
+
+
+def _along(values, axis, nd):
+    """A concrete 1-d array of coefficients shaped to broadcast along `axis` of an nd array."""
+    shape = [1] * nd
+    shape[axis] = -1
+    return np.asarray(values).reshape(shape)
+
+
+def _gradient_axis(f, axis, spacing, edge_order):
+    n = ops.shape_of(f)[axis]
+    if n < edge_order + 1:
+        raise ValueError("Shape of array too small to calculate a numerical gradient, at least (edge_order + 1) "
+                         "elements are required.")
+    nd = ops.ndim_of(f)
+
+    def at(start, stop="one"):  # f[start] kept as an axis of length 1, or f[start:stop]
+        if stop == "one":
+            stop = start + 1 if start != -1 else None
+        return _slice_along(f, axis, start, stop)
+
+    uniform = ops.ndim_of(spacing) == 0
+    if uniform:
+        dx = spacing
+        interior = (at(2, None) - at(0, -2)) / (2.0 * dx)
+        if edge_order == 1:
+            first, last = (at(1) - at(0)) / dx, (at(-1) - at(-2)) / dx
+        else:
+            first = (-1.5 / dx) * at(0) + (2.0 / dx) * at(1) + (-0.5 / dx) * at(2)
+            last = (0.5 / dx) * at(-3) + (-2.0 / dx) * at(-2) + (1.5 / dx) * at(-1)
+    else:
+        dx = spacing
+        dx1, dx2 = dx[:-1], dx[1:]
+        a = _along(-dx2 / (dx1 * (dx1 + dx2)), axis, nd)
+        b = _along((dx2 - dx1) / (dx1 * dx2), axis, nd)
+        c = _along(dx1 / (dx2 * (dx1 + dx2)), axis, nd)
+        interior = a * at(0, -2) + b * at(1, -1) + c * at(2, None)
+        if edge_order == 1:
+            first, last = (at(1) - at(0)) / dx[0], (at(-1) - at(-2)) / dx[-1]
+        else:
+            d1, d2 = dx[0], dx[1]
+            first = (-(2.0 * d1 + d2) / (d1 * (d1 + d2))) * at(0) + ((d1 + d2) / (d1 * d2)) * at(1) + \
+                (-d1 / (d2 * (d1 + d2))) * at(2)
+            d1, d2 = dx[-2], dx[-1]
+            last = (d2 / (d1 * (d1 + d2))) * at(-3) + (-(d2 + d1) / (d1 * d2)) * at(-2) + \
+                ((2.0 * d2 + d1) / (d2 * (d1 + d2))) * at(-1)
+    return ops.concatenate([first, interior, last], axis=axis)
+
+
+def gradient(f, *varargs, axis=None, edge_order=1):
+    """np.gradient: second-order central differences inside, one-sided (edge_order 1 or 2) at the ends.
+    Spacings: none (1), one scalar, or one scalar or concrete coordinate array per axis."""
+    f = ops.asarray(f)
+    otype = f.dtype if f.dtype.kind == "f" else np.dtype(np.float64)
+    f = ops.astype(f, otype) if f.dtype != otype else f
+    nd = ops.ndim_of(f)
+    axes = ops._axes(axis, nd) if axis is not None else tuple(range(nd))
+    if axis is not None and not isinstance(axis, (int, np.integer)):
+        axes = tuple(ops.normalize_axis(a, nd) for a in axis)
+    if edge_order not in (1, 2):
+        raise ValueError("'edge_order' greater than 2 not supported")
+    if not varargs:
+        spacings = [1.0] * len(axes)
+    elif len(varargs) == 1 and ops.ndim_of(varargs[0]) == 0:
+        spacings = [varargs[0]] * len(axes)
+    elif len(varargs) == len(axes):
+        spacings = []
+        for a, d in zip(axes, varargs):
+            if ops.ndim_of(d) == 0:
+                spacings.append(d)
+                continue
+            d = np.asarray(_concrete(d, "np.gradient with coordinate arrays"), dtype=np.float64)
+            if d.ndim != 1:
+                raise ValueError("distances must be either scalars or 1d")
+            if len(d) != ops.shape_of(f)[a]:
+                raise ValueError("when 1d, distances must match the length of the corresponding dimension")
+            diffs = np.diff(d)
+            spacings.append(diffs[0] if (diffs == diffs[0]).all() else diffs)
+    else:
+        raise TypeError("invalid number of arguments")
+    outs = tuple(ops.astype(_gradient_axis(f, a, d, edge_order), otype) for a, d in zip(axes, spacings))
+    return outs[0] if len(outs) == 1 else outs
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    y = _float(y)
+    axis = ops.normalize_axis(axis, ops.ndim_of(y))
+    n = ops.shape_of(y)[axis]
+    if x is None:
+        d = dx
+    else:
+        x = ops.asarray(x)
+        d = ops.diff(x, axis=-1 if ops.ndim_of(x) == 1 else axis)
+        if ops.ndim_of(x) == 1:
+            d = ops.reshape(d, tuple(-1 if a == axis else 1 for a in range(ops.ndim_of(y))))
+    return ops.sum(d * (_slice_along(y, axis, 1, None) + _slice_along(y, axis, 0, n - 1)) / 2.0, axis=axis)
+
+
+def cumprod(a, axis=None, dtype=None, out=None):
+    """Running products as products of a masked triangle (n² work along the axis; exact zeros allowed)."""
+    _no_out("cumprod", out)
+    a = ops.asarray(a)
+    if axis is None:
+        a, axis = ops.ravel(a), 0
+    axis = ops.normalize_axis(axis, ops.ndim_of(a))
+    n = ops.shape_of(a)[axis]
+    moved = ops.moveaxis(a, axis, -1)
+    lower = np.tril(np.ones((n, n), bool))  # [i, j]: j <= i
+    rows = P.where_p(lower, ops.expand_dims(moved, -2), np.ones((), moved.dtype))
+    result = ops.moveaxis(ops.prod(rows, axis=-1), -1, axis)
+    return result if dtype is None else ops.astype(result, dtype)
+
+
+def ediff1d(ary, to_end=None, to_begin=None):
+    flat = ops.ravel(ops.asarray(ary))
+    parts = [ops.ravel(ops.asarray(to_begin))] if to_begin is not None else []
+    parts.append(ops.diff(flat))
+    if to_end is not None:
+        parts.append(ops.ravel(ops.asarray(to_end)))
+    return ops.concatenate(parts) if len(parts) > 1 else parts[0]
+
+
+# --- interpolation, quantiles ---------------------------------------------------------------------
+def interp(x, xp, fp, left=None, right=None, period=None):
+    """Piecewise-linear interpolation, differentiable in x (the slope), fp and xp (a gather of the
+    interval's ends). Like NumPy: x == xp[-1] gives fp[-1], outside the range `left`/`right`."""
+    if period is not None:
+        raise UnsupportedOperationError("np.interp(period=...)", "Wrap x into one period with np.mod first. ")
+    x, xp, fp = (ops.astype(ops.asarray(v), np.float64) for v in (x, xp, fp))
+    if ops.ndim_of(xp) != 1 or ops.ndim_of(fp) != 1:
+        raise ValueError("Data points must be 1-D sequences")
+    n = ops.shape_of(xp)[0]
+    if ops.shape_of(fp)[0] != n:
+        raise ValueError("fp and xp are not of the same length.")
+    if n == 0:
+        raise ValueError("array of sample points is empty")
+    first, last = ops.getitem(xp, 0), ops.getitem(xp, -1)
+    left = ops.getitem(fp, 0) if left is None else left
+    right = ops.getitem(fp, -1) if right is None else right
+    if n == 1:
+        inside = ops.broadcast_to(ops.getitem(fp, 0), ops.shape_of(x))
+    else:
+        # the interval j with xp[j] <= x < xp[j + 1]: how many of xp[1:-1] lie at or below x
+        j = ops.sum(P.less_equal_p(ops.getitem(xp, slice(1, n - 1)), ops.expand_dims(x, -1)), axis=-1)
+        xj, xj1 = P.take_p(xp, j, axis=0), P.take_p(xp, j + 1, axis=0)
+        fj, fj1 = P.take_p(fp, j, axis=0), P.take_p(fp, j + 1, axis=0)
+        slope = (fj1 - fj) / (xj1 - xj)
+        inside = P.where_p(P.equal_p(x, last), ops.getitem(fp, -1), slope * (x - xj) + fj)
+    return P.where_p(P.less_p(x, first), left, P.where_p(P.greater_p(x, last), right, inside))
+
+
+_QUANTILE_METHODS = ("linear", "lower", "higher", "midpoint", "nearest")
+
+
+def _quantile_points(n, q, method):
+    """Concrete (previous index, next index, weight of next) of NumPy's method for n sorted values."""
+    virtual = (n - 1) * q
+    if method == "lower":
+        virtual = np.floor(virtual)
+    elif method == "higher":
+        virtual = np.ceil(virtual)
+    elif method == "nearest":
+        virtual = np.around(virtual)
+    previous = np.clip(np.floor(virtual), 0, n - 1).astype(np.intp)
+    following = np.clip(previous + 1, 0, n - 1).astype(np.intp)
+    gamma = virtual - previous
+    if method == "midpoint":
+        gamma = np.where(gamma == 0, 0.0, 0.5)
+    return previous, following, gamma
+
+
+def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None,
+             interpolation=None, _name="quantile"):
+    """Quantiles of the sorted values, interpolated as NumPy's `method` ('linear' by default; also 'lower',
+    'higher', 'midpoint', 'nearest'). The derivative reaches the two order statistics each one reads."""
+    _no_out(_name, out)
+    method = interpolation or method
+    if method not in _QUANTILE_METHODS:
+        raise UnsupportedOperationError(f"np.{_name}(method={method!r})", f"jitad implements the methods "
+                                        f"{', '.join(_QUANTILE_METHODS)}. ")
+    if weights is not None:
+        raise UnsupportedOperationError(f"np.{_name}(weights=...)", "")
+    q = np.asarray(_concrete(q, f"np.{_name} with q"), dtype=np.float64)
+    if _name == "percentile":
+        q = np.true_divide(q, 100)
+    if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
+        raise ValueError("Percentiles must be in the range [0, 100]" if _name == "percentile" else
+                         "Quantiles must be in the range [0, 1]")
+    a = ops.asarray(a)
+    shape = ops.shape_of(a)
+    out_dtype = _numpy_dtype(np.quantile, np.zeros((2,), a.dtype), q[()] if q.ndim == 0 else q, method=method)
+    axes = ops._axes(axis, len(shape))
+    kept = [d for d in range(len(shape)) if d not in axes]
+    n = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+    if n == 0:
+        raise ValueError(f"np.{_name} of an empty selection")
+    values = _float(ops.reshape(ops.transpose(a, kept + list(axes)), tuple(shape[d] for d in kept) + (n,)))
+    ordered = ops.sort(values, axis=-1)
+    previous, following, gamma = _quantile_points(n, q.ravel(), method)
+    last = len(kept)
+    low, high = P.take_p(ordered, previous, axis=last), P.take_p(ordered, following, axis=last)
+    diff = high - low
+    result = P.where_p(gamma >= 0.5, high - diff * (1 - gamma), low + diff * gamma)  # NumPy's _lerp
+    if values.dtype.kind == "f":  # a NaN anywhere in a slice gives NaN, as NumPy's
+        result = P.where_p(P.isnan_p(ops.getitem(ordered, (Ellipsis, slice(n - 1, n)))), np.nan, result)
+    result = ops.moveaxis(ops.reshape(result, ops.shape_of(result)[:-1] + q.shape), range(-q.ndim, 0),
+                          range(q.ndim)) if q.ndim else ops.reshape(result, ops.shape_of(result)[:-1])
+    if keepdims:
+        result = ops.reshape(result, q.shape + tuple(1 if d in axes else m for d, m in enumerate(shape)))
+    return ops.astype(result, out_dtype)
+
+
+def percentile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None,
+               interpolation=None):
+    return quantile(a, q, axis, out, overwrite_input, method, keepdims, weights=weights, interpolation=interpolation,
+                    _name="percentile")
+
+
+# --- NaN-ignoring reductions ---------------------------------------------------------------------------
+def _nan_args(name, out=None, where=np._NoValue, initial=np._NoValue, keepdims=np._NoValue, **_):
+    _no_out(name, out)
+    if where is not np._NoValue and where is not True:
+        raise UnsupportedOperationError(f"np.{name}(where=...)", "Mask the input with np.where first. ")
+    if initial is not np._NoValue:
+        raise UnsupportedOperationError(f"np.{name}(initial=...)", "")
+    return False if keepdims is np._NoValue else bool(keepdims)
+
+
+def _replace_nan(a, value):
+    a = ops.asarray(a)
+    if a.dtype.kind != "f":
+        return a, None
+    mask = P.isnan_p(a)
+    return P.where_p(mask, np.asarray(value, a.dtype), a), mask
+
+
+def _count(mask, a, axis, keepdims, dtype):
+    if mask is None:
+        return ops.full((), ops._count(a, axis), dtype)
+    return ops.astype(ops.sum(P.logical_not_p(mask), axis=axis, keepdims=keepdims), dtype)
+
+
+def nansum(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, initial=np._NoValue, where=np._NoValue):
+    keepdims = _nan_args("nansum", out, where, initial, keepdims)
+    return ops.sum(_replace_nan(a, 0)[0], axis=axis, dtype=dtype, keepdims=keepdims)
+
+
+def nanprod(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, initial=np._NoValue, where=np._NoValue):
+    keepdims = _nan_args("nanprod", out, where, initial, keepdims)
+    result = ops.prod(_replace_nan(a, 1)[0], axis=axis, keepdims=keepdims)
+    return result if dtype is None else ops.astype(result, dtype)
+
+
+def nancumsum(a, axis=None, dtype=None, out=None):
+    _no_out("nancumsum", out)
+    result = ops.cumsum(_replace_nan(a, 0)[0], axis=axis)
+    return result if dtype is None else ops.astype(result, dtype)
+
+
+def nanmean(a, axis=None, dtype=None, out=None, keepdims=np._NoValue, *, where=np._NoValue):
+    keepdims = _nan_args("nanmean", out, where, keepdims=keepdims)
+    arr, mask = _replace_nan(a, 0)
+    if mask is None:
+        return ops.mean(arr, axis=axis, dtype=dtype, keepdims=keepdims)
+    total = ops.sum(arr, axis=axis, keepdims=keepdims)
+    return total / _count(mask, arr, axis, keepdims, total.dtype)  # an all-NaN slice is 0/0 = NaN, as NumPy's
+
+
+def nanvar(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *, where=np._NoValue,
+           mean=np._NoValue, correction=np._NoValue):
+    keepdims = _nan_args("nanvar", out, where, keepdims=keepdims)
+    if mean is not np._NoValue:
+        raise UnsupportedOperationError("np.nanvar(mean=...)", "")
+    ddof = ddof if correction is np._NoValue else correction
+    arr, mask = _replace_nan(a, 0)
+    if mask is None:
+        return ops.var(arr, axis=axis, ddof=ddof, keepdims=keepdims)
+    count = _count(mask, arr, axis, True, arr.dtype)
+    centred = P.where_p(mask, np.zeros((), arr.dtype), arr - ops.sum(arr, axis=axis, keepdims=True) / count)
+    total = ops.sum(centred * centred, axis=axis, keepdims=keepdims)
+    dof = _count(mask, arr, axis, keepdims, arr.dtype) - ddof
+    return P.where_p(P.less_equal_p(dof, 0), np.asarray(np.nan, arr.dtype), total / dof)
+
+
+def nanstd(a, axis=None, dtype=None, out=None, ddof=0, keepdims=np._NoValue, *, where=np._NoValue,
+           mean=np._NoValue, correction=np._NoValue):
+    # safe_sqrt, as np.std: identical entries have derivative 0, not inf * 0
+    return P.safe_sqrt_p(nanvar(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean, correction=correction))
+
+
+def _nan_extreme(name, reduce, fill):
+    def builder(a, axis=None, out=None, keepdims=np._NoValue, initial=np._NoValue, where=np._NoValue):
+        keepdims = _nan_args(name, out, where, initial, keepdims)
+        arr, mask = _replace_nan(a, fill)
+        result = reduce(arr, axis=axis, keepdims=keepdims)
+        if mask is None:
+            return result
+        all_nan = P.logical_not_p(ops.amax(ops.astype(P.logical_not_p(mask), np.float64), axis=axis,
+                                           keepdims=keepdims) > 0)
+        return P.where_p(all_nan, np.asarray(np.nan, arr.dtype), result)
+    builder.__name__ = name
+    return builder
+
+
+nanmax = _nan_extreme("nanmax", ops.amax, -np.inf)
+nanmin = _nan_extreme("nanmin", ops.amin, np.inf)
+
+
+# --- statistics --------------------------------------------------------------------------------------
+def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=None, *, dtype=None):
+    if fweights is not None or aweights is not None:
+        raise UnsupportedOperationError("np.cov with fweights/aweights", "")
+    x = _float(m)
+    if ops.ndim_of(x) > 2:
+        raise ValueError("m has more than 2 dimensions")
+    x = ops.atleast_2d(x)
+    if not rowvar and ops.shape_of(x)[0] != 1:
+        x = ops.transpose(x)
+    if y is not None:
+        y = ops.atleast_2d(_float(y))
+        if not rowvar and ops.shape_of(y)[0] != 1:
+            y = ops.transpose(y)
+        x = ops.concatenate([x, y], axis=0)
+    ddof = (0 if bias else 1) if ddof is None else ddof
+    n = ops.shape_of(x)[1]
+    centred = x - ops.mean(x, axis=1, keepdims=True)
+    c = ops.matmul(centred, ops.transpose(centred)) * ops._per(n - ddof)
+    c = ops.squeeze(c) if ops.shape_of(c) == (1, 1) else c
+    return c if dtype is None else ops.astype(c, dtype)
+
+
+def corrcoef(x, y=None, rowvar=True, *, dtype=None):
+    c = cov(x, y, rowvar, dtype=dtype)
+    if ops.ndim_of(c) == 0:
+        return c / c
+    d = ops.diagonal(c)
+    s = P.sqrt_p(d)
+    c = c / ops.reshape(s, (-1, 1)) / ops.reshape(s, (1, -1))
+    return ops.clip(c, -1, 1)
+
+
+def select(condlist, choicelist, default=0):
+    if len(condlist) != len(choicelist):
+        raise ValueError("list of cases must be same length as list of conditions")
+    result = default
+    for cond, choice in reversed(list(zip(condlist, choicelist))):
+        result = P.where_p(cond, choice, result)
+    return ops.asarray(result)
+
+
+# --- stacking ---------------------------------------------------------------------------------------
+def atleast_3d(*arys):
+    def one(x):
+        x = ops.asarray(x)
+        shape = ops.shape_of(x)
+        return ops.reshape(x, {0: (1, 1, 1), 1: (1,) + shape + (1,), 2: shape + (1,)}.get(len(shape), shape))
+    out = [one(x) for x in arys]
+    return out[0] if len(out) == 1 else tuple(out)
+
+
+def dstack(tup):
+    return ops.concatenate([atleast_3d(x) for x in tup], axis=2)
+
+
+def block(arrays):
+    def depth(a):
+        return 1 + depth(a[0]) if isinstance(a, list) else 0
+    levels = depth(arrays)
+
+    def build(a, level):
+        if not isinstance(a, list):
+            return ops.asarray(a)
+        parts = [build(x, level + 1) for x in a]
+        nd = max(levels, max(ops.ndim_of(p) for p in parts))
+        parts = [ops.reshape(p, (1,) * (nd - ops.ndim_of(p)) + ops.shape_of(p)) for p in parts]
+        return ops.concatenate(parts, axis=-(levels - level))
+    return build(arrays, 0)
+
+
+# --- convolution and correlation -----------------------------------------------------------------------
+def _common_float(a, v):
+    a, v = ops.asarray(a), ops.asarray(v)
+    dtype = np.result_type(a.dtype, v.dtype)
+    work = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    return ops.astype(a, work), ops.astype(v, work), dtype
+
+
+def _correlate_full(a, v):
+    """Full n-d correlation: out[k] = Σ_j a[k + j - (m - 1)] v[j] (zero outside a), as one gather of
+    the windows and one matrix-vector product, so both operands differentiate."""
+    a_shape, v_shape = ops.shape_of(a), ops.shape_of(v)
+    padded = ops.pad(a, [(m - 1, m - 1) for m in v_shape])
+    out_shape = tuple(n + m - 1 for n, m in zip(a_shape, v_shape))
+    nd = len(a_shape)
+    k = np.indices(out_shape).reshape(nd, -1)
+    j = np.indices(v_shape).reshape(nd, -1)
+    windows = np.ravel_multi_index(tuple(k[:, :, None] + j[:, None, :]), ops.shape_of(padded))
+    gathered = P.take_p(ops.ravel(padded), windows.reshape(-1), axis=0)
+    products = ops.matmul(ops.reshape(gathered, (k.shape[1], j.shape[1])), ops.ravel(v))
+    return ops.reshape(products, out_shape)
+
+
+def _crop(x, starts, lengths):
+    return ops.getitem(x, tuple(slice(s, s + n) for s, n in zip(starts, lengths)))
+
+
+def _mode(mode):
+    mode = {0: "valid", 1: "same", 2: "full"}.get(mode, mode)
+    if mode not in ("valid", "same", "full"):
+        raise ValueError(f"mode must be one of 'valid', 'same', or 'full' (got {mode!r})")
+    return mode
+
+
+def _numpy_correlate(a, v, mode, name):
+    a, v = ops.atleast_1d(ops.asarray(a)), ops.atleast_1d(ops.asarray(v))
+    if ops.ndim_of(a) != 1 or ops.ndim_of(v) != 1:
+        raise ValueError("object too deep for desired array")
+    n, m = ops.shape_of(a)[0], ops.shape_of(v)[0]
+    if n == 0 or m == 0:
+        raise ValueError(f"{'a' if n == 0 else 'v'} cannot be empty")
+    a, v, dtype = _common_float(a, v)
+    mode = _mode(mode)
+    inverted = n < m
+    if inverted:  # NumPy correlates the other way round and reverses
+        a, v, n, m = v, a, m, n
+    full = _correlate_full(a, v)
+    start, length = {"valid": (m - 1, n - m + 1), "same": ((m - 1) - m // 2, n), "full": (0, n + m - 1)}[mode]
+    out = _crop(full, (start,), (length,))
+    return ops.astype(ops.flip(out) if inverted else out, dtype)
+
+
+def correlate(a, v, mode="valid"):
+    return _numpy_correlate(a, v, mode, "correlate")
+
+
+def convolve(a, v, mode="full"):
+    a, v = ops.atleast_1d(ops.asarray(a)), ops.atleast_1d(ops.asarray(v))
+    if ops.ndim_of(v) == 1 and ops.ndim_of(a) == 1 and ops.shape_of(v)[0] > ops.shape_of(a)[0]:
+        a, v = v, a
+    return _numpy_correlate(a, ops.flip(v), mode, "convolve")
+
+
+def _signal_method(method, name):
+    if method not in ("auto", "direct", "fft"):
+        raise ValueError("Acceptable method flags are 'auto', 'direct', or 'fft'.")
+
+
+def signal_correlate(in1, in2, mode="full", method="auto"):
+    """scipy.signal.correlate of any dimension, computed directly (for method 'fft' too: same values)."""
+    _signal_method(method, "correlate")
+    a, v, dtype = _common_float(in1, in2)
+    if ops.ndim_of(a) == ops.ndim_of(v) == 0:
+        return ops.astype(a * v, dtype)
+    if ops.ndim_of(a) != ops.ndim_of(v):
+        raise ValueError("in1 and in2 should have the same dimensionality")
+    mode = _mode(mode)
+    n, m = ops.shape_of(a), ops.shape_of(v)
+    full = _correlate_full(a, v)
+    if mode == "full":
+        out = full
+    elif mode == "same":
+        out = _crop(full, [(f - k) // 2 for f, k in zip(ops.shape_of(full), n)], n)
+    else:
+        if not (all(x >= y for x, y in zip(n, m)) or all(y >= x for x, y in zip(n, m))):
+            raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
+        out = _crop(full, [min(x, y) - 1 for x, y in zip(n, m)], [abs(x - y) + 1 for x, y in zip(n, m)])
+    return ops.astype(out, dtype)
+
+
+def signal_convolve(in1, in2, mode="full", method="auto"):
+    v = ops.asarray(in2)
+    return signal_correlate(in1, ops.flip(v) if ops.ndim_of(v) else v, mode, method)
+
+
+def _fill_boundary(boundary, fillvalue, name):
+    if boundary not in ("fill", "pad") or np.any(np.asarray(_concrete(fillvalue, "fillvalue")) != 0):
+        raise UnsupportedOperationError(f"scipy.signal.{name}(boundary={boundary!r}, fillvalue={fillvalue!r})",
+                                        "jitad implements zero filling (boundary='fill', fillvalue=0). ")
+
+
+def convolve2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    _fill_boundary(boundary, fillvalue, "convolve2d")
+    if ops.ndim_of(in1) != 2 or ops.ndim_of(in2) != 2:
+        raise ValueError("convolve2d inputs must both be 2-D arrays")
+    return signal_convolve(in1, in2, mode)
+
+
+def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
+    _fill_boundary(boundary, fillvalue, "correlate2d")
+    if ops.ndim_of(in1) != 2 or ops.ndim_of(in2) != 2:
+        raise ValueError("correlate2d inputs must both be 2-D arrays")
+    return signal_correlate(in1, in2, mode)
+
+
+# --- np.r_ and np.c_ --------------------------------------------------------------------------------
+def _axis_concatenate(self, key):
+    """AxisConcatenator.__getitem__ (np.r_[...], np.c_[...]) for keys holding traced values."""
+    if isinstance(key, str) or getattr(self, "matrix", False):
+        raise UnsupportedOperationError("np.r_ / np.c_ building a matrix", "")
+    key = key if isinstance(key, tuple) else (key,)
+    axis, ndmin, trans1d = self.axis, self.ndmin, self.trans1d
+    objs, scalars = [], []
+    for k, item in enumerate(key):
+        if isinstance(item, str):
+            if k != 0:
+                raise ValueError("special directives must be the first entry.")
+            if item in ("r", "c"):
+                raise UnsupportedOperationError("np.r_ / np.c_ building a matrix", "")
+            vec = [int(x) for x in item.split(",")]
+            axis, ndmin, trans1d = (vec + [ndmin, trans1d][len(vec) - 1:])[:3] if len(vec) > 1 else (vec[0], ndmin,
+                                                                                                      trans1d)
+            continue
+        if isinstance(item, slice):
+            objs.append(np.asarray(np.r_[item]))
+            continue
+        if type(item) in np.ScalarType:
+            scalars.append(len(objs))
+            objs.append(item)
+            continue
+        x = ops.asarray(item)
+        item_ndim = ops.ndim_of(x)
+        if item_ndim < ndmin:
+            x = ops.reshape(x, (1,) * (ndmin - item_ndim) + ops.shape_of(x))
+            if trans1d != -1:
+                k2, k1 = ndmin - item_ndim, trans1d
+                k1 = k1 + k2 + 1 if k1 < 0 else k1
+                order = list(range(ndmin))
+                x = ops.transpose(x, order[:k1] + order[k2:] + order[k1:k2])
+        objs.append(x)
+    dtype = np.result_type(*[o if j in scalars else o.dtype for j, o in enumerate(objs)])
+    objs = [ops.reshape(np.asarray(o, dtype), (1,) * builtins.max(ndmin, 1)) if j in scalars else
+            ops.astype(o, dtype) for j, o in enumerate(objs)]
+    return ops.concatenate(objs, axis=axis)
+
+
+FUNCTIONS = {
+    np.linspace: linspace, np.logspace: logspace, np.geomspace: geomspace, np.meshgrid: meshgrid,
+    np.gradient: gradient, np.trapezoid: trapezoid, np.cumprod: cumprod, np.ediff1d: ediff1d,
+    np.interp: interp, np.quantile: quantile, np.percentile: percentile,
+    np.nansum: nansum, np.nanprod: nanprod, np.nancumsum: nancumsum, np.nanmean: nanmean, np.nanvar: nanvar,
+    np.nanstd: nanstd, np.nanmax: nanmax, np.nanmin: nanmin,
+    np.cov: cov, np.corrcoef: corrcoef, np.select: select,
+    np.atleast_3d: atleast_3d, np.dstack: dstack, np.block: block,
+    np.convolve: convolve, np.correlate: correlate,
+}
+ops.FUNCTIONS.update(FUNCTIONS)
+
+_INDEX_TRICKS = type(np.r_).__mro__[1]  # numpy's AxisConcatenator, the class of np.r_ and np.c_
+linalg_ops.SCIPY_FUNCTIONS.update({
+    ("scipy.signal", "convolve"): signal_convolve, ("scipy.signal", "correlate"): signal_correlate,
+    ("scipy.signal", "convolve2d"): convolve2d, ("scipy.signal", "correlate2d"): correlate2d,
+    (_INDEX_TRICKS.__module__, f"{_INDEX_TRICKS.__name__}.__getitem__"): _axis_concatenate,
+})

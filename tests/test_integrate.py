@@ -12,6 +12,7 @@ from scipy.integrate import odeint  # bound before tracing: swapped in this modu
 
 import jitad
 from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
+from jitad.frontend.integrate import OdeSolveError
 
 Y0 = np.array([1.0, -0.5])
 TS = np.linspace(0.0, 2.0, 5)
@@ -89,6 +90,22 @@ def test_solve_ivp_gradients_match_finite_differences(method):
     def loss(theta, y0, t_eval):
         return np.sum(np.sin(ivp_ys(theta, y0, t_eval, method)))
     jitad.check_grads(loss, (THETA, Y0, TS[1:]), modes=("fwd", "rev"), **FD)
+
+
+def test_solve_ivp_args():
+    def loss(theta):
+        sol = scipy.integrate.solve_ivp(lambda t, y, k, c: [y[1], -k * y[0] - c * y[1]], (0.0, 2.0), Y0,
+                                        t_eval=TS, args=(theta[0], theta[1]), **TIGHT)
+        return np.sum(sol.y[0])
+    jitad.check_grads(loss, (THETA[:2],), modes=("fwd", "rev"), **FD)
+
+
+def test_a_failed_solve_says_so():
+    def blow_up(k):  # y' = k y^2 from y(0) = 1 leaves to infinity at t = 1/k
+        sol = scipy.integrate.solve_ivp(lambda t, y: k * y ** 2, (0.0, 2.0), np.array([1.0]), t_eval=TS)
+        return np.sum(sol.y)
+    with pytest.raises(OdeSolveError, match="solve_ivp failed"):
+        jitad.grad(blow_up)(1.0)
 
 
 def test_traced_args_and_tfirst():

@@ -116,6 +116,21 @@ def test_traced_args_and_tfirst():
     jitad.check_grads(loss, (THETA[:2], Y0), modes=("fwd", "rev"), **FD)
 
 
+def test_exponential_decay_against_its_closed_form():
+    """y' = -k y: y(t) = y0 exp(-k (t - t0)); derivatives in k, y0 and every time, both modes."""
+    k, y0, ts = 0.8, 1.7, np.array([0.5, 1.0, 2.0, 3.0])
+
+    def total(k, y0, ts):
+        return np.sum(odeint(lambda y, t: -k * y, y0, ts, rtol=1e-12, atol=1e-12))
+    decay = np.exp(-k * (ts - ts[0]))
+    expected = (np.sum(-(ts - ts[0]) * y0 * decay), np.sum(decay),
+                np.concatenate([[k * y0 * np.sum(decay[1:])], -k * y0 * decay[1:]]))
+    for got in (jitad.grad(total, argnums=(0, 1, 2))(k, y0, ts),
+                [jitad.jacfwd(total, argnums=i)(k, y0, ts) for i in range(3)]):
+        for g, e in zip(got, expected):
+            np.testing.assert_allclose(g, e, rtol=1e-8, atol=1e-10)
+
+
 # --- against an unrolled fixed-step RK4 -------------------------------------------------------------
 def test_derivatives_match_unrolled_rk4(reference_backend):
     ts = np.linspace(0.0, 1.0, 4)

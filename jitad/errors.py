@@ -67,11 +67,11 @@ class ConcretizationError(JitadError, TypeError):
 class InPlaceUpdateError(JitadError, TypeError):
     """An in-place write into a traced array (or of a traced value into a NumPy array)."""
 
-    def __init__(self, what="item assignment on a traced array"):
+    def __init__(self, what="item assignment on a traced array", way_out=None):
         super().__init__(
-            f"in-place {what} is not supported{_where()}: jitad's graph is "
-            "functional. Build the new array instead, e.g. np.where(mask, new, x), "
-            "np.concatenate([x[:i], new, x[i+1:]]) or np.stack([...]).")
+            f"in-place {what} is not supported{_where()}. " + (way_out or
+            "jitad's graph is functional. Build the new array instead, e.g. np.where(mask, new, x), "
+            "np.concatenate([x[:i], new, x[i+1:]]) or np.stack([...])."))
 
 
 class NonScalarOutputError(JitadError, TypeError):

@@ -16,7 +16,7 @@ LAYERS = [
      "primitives.linalg", "primitives.special"},
     {"interpreter", "passes"},
     {"transforms", "transforms.ad", "transforms.batching"},
-    {"frontend", "frontend.tracer", "frontend.numpy_ops", "frontend.linalg_ops",
+    {"frontend", "frontend.tracer", "frontend.inplace", "frontend.numpy_ops", "frontend.linalg_ops",
      "frontend.scipy_ops", "frontend.numpy_extra", "frontend.rng"},
     {"transforms.custom"},
     {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special"},

@@ -6,31 +6,47 @@ import threading
 
 import numpy as np
 
+from jitad.frontend import inplace
 from jitad.frontend import linalg_ops
 from jitad.frontend import numpy_ops
 from jitad import primitives as P
 from jitad.errors import ConcretizationError, InPlaceUpdateError, JitadError, UnsupportedOperationError
-from jitad.ir import Builder, Graph, building, is_tracer
+from jitad.ir import Builder, Graph, building, current_builder, is_tracer
+
+_r = inplace.resolve  # a Workspace array met by a traced operation: what it holds now
 
 
 class Tracer:
-    """An array seen by user code while jitad traces it: NumPy calls on it record IR nodes."""
+    """An array seen by user code while jitad traces it: NumPy calls on it record IR nodes.
 
-    __slots__ = ("node", "builder")
+    It is mutable like an ndarray: `x[i] = v` points it at a new node (jitad.frontend.inplace).
+    A view (`x[1:]`, `x.T`, ...) records its root tracer and the root positions it shows, and
+    re-reads the root when the root changed since."""
+
+    __slots__ = ("_node", "builder", "_view", "_version")
     __array_priority__ = 1000
 
     def __init__(self, node, builder):
-        self.node = node
+        self._node = node
         self.builder = builder
+        self._view = None  # (root tracer, positions in the root, root version seen) for a view
+        self._version = 0  # bumped by each write into this (root) tracer
+
+    @property
+    def node(self):
+        view = self._view
+        if view is not None and view[0]._version != view[2]:
+            inplace.refresh(self)
+        return self._node
 
     # static facts ---------------------------------------------------------------------------
     shape = property(lambda self: self.node.shape)
     dtype = property(lambda self: self.node.dtype)
     ndim = property(lambda self: len(self.node.shape))
     size = property(lambda self: self.node.size)
-    T = property(lambda self: numpy_ops.transpose(self))
-    mT = property(lambda self: numpy_ops.swapaxes(self, -1, -2))
-    real = property(lambda self: self)
+    T = property(lambda self: _view_of(self, numpy_ops.transpose(self), np.transpose))
+    mT = property(lambda self: _view_of(self, numpy_ops.swapaxes(self, -1, -2), lambda p: np.swapaxes(p, -1, -2)))
+    real = property(lambda self: self)  # a real array's .real is itself (a view of all of it)
 
     def __len__(self):
         if not self.node.shape:
@@ -49,10 +65,19 @@ class Tracer:
 
     # NumPy protocols ------------------------------------------------------------------------
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
-        if kwargs.get("out") is not None:
-            raise InPlaceUpdateError(f"np.{ufunc.__name__}(out=...) with a traced value (or an augmented "
-                                     "assignment of one into a NumPy array)")
-        kwargs.pop("out", None)
+        out = kwargs.pop("out", None)
+        if method == "at":
+            return inplace.add_at(ufunc, *inputs)
+        inputs = tuple(_r(i) for i in inputs)
+        if out is not None and any(o is not None and not is_tracer(o) and not isinstance(o, inplace.Workspace)
+                                   for o in out):
+            raise InPlaceUpdateError(f"np.{ufunc.__name__}(out=...) of a traced value into a NumPy array made "
+                                     "outside the function (or an augmented assignment of one into it)",
+                                     "jitad never modifies the caller's arrays; make a copy inside the function "
+                                     "(np.array(a)) and write into that. ")
+        if out is not None:
+            return inplace.write_out(out, self.__array_ufunc__(ufunc, method, *inputs, **kwargs),
+                                     f"np.{ufunc.__name__}")
         if method == "__call__":
             builder = numpy_ops.UFUNCS.get(ufunc)
             if builder is None:
@@ -73,7 +98,16 @@ class Tracer:
         if builder is None:
             module = getattr(func, "__module__", "numpy") or "numpy"
             raise UnsupportedOperationError(f"{module}.{func.__name__}")
-        return builder(*args, **kwargs)
+        out = kwargs.pop("out", None)
+        args, kwargs = inplace.resolve_tree(args), {k: inplace.resolve_tree(v) for k, v in kwargs.items()}
+        result = builder(*args, **kwargs)
+        if out is not None:
+            return inplace.write_out(out, result, f"np.{func.__name__}")
+        if func in _VIEW_FUNCTIONS and args and is_tracer(args[0]):
+            if result is args[0] and func in (np.asarray, np.asanyarray):
+                return result
+            return _view_of(args[0], result, lambda p: func(p, *args[1:], **kwargs))
+        return _fresh(result, args)
 
     def __array__(self, dtype=None, copy=None):
         raise linalg_ops.foreign_call_error() or _conversion_error(  # a SciPy function says so by name
@@ -102,50 +136,63 @@ class Tracer:
         raise ConcretizationError(".tolist() on a traced value")
 
     def __setitem__(self, key, value):
-        raise InPlaceUpdateError("item assignment on a traced array")
+        inplace.setitem(self, inplace.resolve_tree(key), value)
 
     def __getitem__(self, key):
-        return numpy_ops.getitem(self, key)
+        key = inplace.resolve_tree(key)
+        result = _fresh(numpy_ops.getitem(self, key), (self,))
+        if _basic(key):  # NumPy gives a view (or, for a full integer index, a scalar copy)
+            inplace.make_view(result, self, inplace.positions_of(self)[key])
+        return result
 
     # operators ------------------------------------------------------------------------------
-    __add__ = lambda self, other: P.add_p(self, other)
-    __radd__ = lambda self, other: P.add_p(other, self)
-    __sub__ = lambda self, other: P.subtract_p(self, other)
-    __rsub__ = lambda self, other: P.subtract_p(other, self)
-    __mul__ = lambda self, other: P.multiply_p(self, other)
-    __rmul__ = lambda self, other: P.multiply_p(other, self)
-    __truediv__ = lambda self, other: P.divide_p(self, other)
-    __rtruediv__ = lambda self, other: P.divide_p(other, self)
-    __pow__ = lambda self, other: numpy_ops.power(self, other)
-    __rpow__ = lambda self, other: P.power_p(other, self)
-    __matmul__ = lambda self, other: numpy_ops.matmul(self, other)
-    __rmatmul__ = lambda self, other: numpy_ops.matmul(other, self)
-    __mod__ = lambda self, other: numpy_ops.mod(self, other)
-    __rmod__ = lambda self, other: numpy_ops.mod(other, self)
-    __floordiv__ = lambda self, other: numpy_ops.floor_divide(self, other)
-    __rfloordiv__ = lambda self, other: numpy_ops.floor_divide(other, self)
-    __divmod__ = lambda self, other: (numpy_ops.floor_divide(self, other), numpy_ops.mod(self, other))
-    __rdivmod__ = lambda self, other: (numpy_ops.floor_divide(other, self), numpy_ops.mod(other, self))
+    __add__ = lambda self, other: P.add_p(self, _r(other))
+    __radd__ = lambda self, other: P.add_p(_r(other), self)
+    __sub__ = lambda self, other: P.subtract_p(self, _r(other))
+    __rsub__ = lambda self, other: P.subtract_p(_r(other), self)
+    __mul__ = lambda self, other: P.multiply_p(self, _r(other))
+    __rmul__ = lambda self, other: P.multiply_p(_r(other), self)
+    __truediv__ = lambda self, other: P.divide_p(self, _r(other))
+    __rtruediv__ = lambda self, other: P.divide_p(_r(other), self)
+    __pow__ = lambda self, other: numpy_ops.power(self, _r(other))
+    __rpow__ = lambda self, other: P.power_p(_r(other), self)
+    __matmul__ = lambda self, other: numpy_ops.matmul(self, _r(other))
+    __rmatmul__ = lambda self, other: numpy_ops.matmul(_r(other), self)
+    __mod__ = lambda self, other: numpy_ops.mod(self, _r(other))
+    __rmod__ = lambda self, other: numpy_ops.mod(_r(other), self)
+    __floordiv__ = lambda self, other: numpy_ops.floor_divide(self, _r(other))
+    __rfloordiv__ = lambda self, other: numpy_ops.floor_divide(_r(other), self)
+    __divmod__ = lambda self, other: (numpy_ops.floor_divide(self, other), numpy_ops.mod(self, _r(other)))
+    __rdivmod__ = lambda self, other: (numpy_ops.floor_divide(other, self), numpy_ops.mod(_r(other), self))
     __round__ = lambda self, ndigits=None: numpy_ops._round(self, ndigits or 0)
     __neg__ = lambda self: P.negative_p(self)
-    __pos__ = lambda self: self
+    __pos__ = lambda self: _fresh(self, (self,))
     __abs__ = lambda self: P.abs_p(self)
-    __lt__ = lambda self, other: P.less_p(self, other)
-    __le__ = lambda self, other: P.less_equal_p(self, other)
-    __gt__ = lambda self, other: P.greater_p(self, other)
-    __ge__ = lambda self, other: P.greater_equal_p(self, other)
-    __eq__ = lambda self, other: P.equal_p(self, other)
-    __ne__ = lambda self, other: P.not_equal_p(self, other)
-    __and__ = lambda self, other: P.logical_and_p(self, other)
-    __rand__ = lambda self, other: P.logical_and_p(other, self)
-    __or__ = lambda self, other: P.logical_or_p(self, other)
-    __ror__ = lambda self, other: P.logical_or_p(other, self)
-    __xor__ = lambda self, other: P.logical_xor_p(self, other)
-    __rxor__ = lambda self, other: P.logical_xor_p(other, self)
+    __lt__ = lambda self, other: P.less_p(self, _r(other))
+    __le__ = lambda self, other: P.less_equal_p(self, _r(other))
+    __gt__ = lambda self, other: P.greater_p(self, _r(other))
+    __ge__ = lambda self, other: P.greater_equal_p(self, _r(other))
+    __eq__ = lambda self, other: P.equal_p(self, _r(other))
+    __ne__ = lambda self, other: P.not_equal_p(self, _r(other))
+    __and__ = lambda self, other: P.logical_and_p(self, _r(other))
+    __rand__ = lambda self, other: P.logical_and_p(_r(other), self)
+    __or__ = lambda self, other: P.logical_or_p(self, _r(other))
+    __ror__ = lambda self, other: P.logical_or_p(_r(other), self)
+    __xor__ = lambda self, other: P.logical_xor_p(self, _r(other))
+    __rxor__ = lambda self, other: P.logical_xor_p(_r(other), self)
     __invert__ = lambda self: P.logical_not_p(self)
 
-    def __iadd__(self, other):  # x += y rebinds x to a new traced value; nothing is written
-        return self + other
+    # augmented assignment writes into the array, as NumPy's does (its views see it)
+    __iadd__ = lambda self, other: _augmented(self, other, np.add)
+    __isub__ = lambda self, other: _augmented(self, other, np.subtract)
+    __imul__ = lambda self, other: _augmented(self, other, np.multiply)
+    __itruediv__ = lambda self, other: _augmented(self, other, np.true_divide)
+    __ifloordiv__ = lambda self, other: _augmented(self, other, np.floor_divide)
+    __imod__ = lambda self, other: _augmented(self, other, np.remainder)
+    __ipow__ = lambda self, other: _augmented(self, other, np.power)
+    __iand__ = lambda self, other: _augmented(self, other, np.logical_and)
+    __ior__ = lambda self, other: _augmented(self, other, np.logical_or)
+    __ixor__ = lambda self, other: _augmented(self, other, np.logical_xor)
 
     # methods --------------------------------------------------------------------------------
     def sum(self, axis=None, dtype=None, out=None, keepdims=False, **kw):
@@ -173,29 +220,30 @@ class Tracer:
         return numpy_ops.cumsum(self, axis=axis, out=out)
 
     def reshape(self, *shape, order="C"):
-        return numpy_ops.reshape(self, *shape, order=order)
+        return _view_of(self, numpy_ops.reshape(self, *shape, order=order), lambda p: p.reshape(*shape, order=order))
 
     def transpose(self, *axes):
         if len(axes) == 1 and not isinstance(axes[0], (int, np.integer)):
             axes = axes[0]
-        return numpy_ops.transpose(self, axes or None)
+        return _view_of(self, numpy_ops.transpose(self, axes or None), lambda p: p.transpose(axes or None))
 
     def swapaxes(self, a, b):
-        return numpy_ops.swapaxes(self, a, b)
+        return _view_of(self, numpy_ops.swapaxes(self, a, b), lambda p: p.swapaxes(a, b))
 
     def ravel(self, order="C"):
-        return numpy_ops.ravel(self, order)
+        return _view_of(self, numpy_ops.ravel(self, order), lambda p: p.ravel(order))
 
-    flatten = ravel
+    def flatten(self, order="C"):  # always a copy
+        return _fresh(numpy_ops.ravel(self, order), (self,))
 
     def squeeze(self, axis=None):
-        return numpy_ops.squeeze(self, axis)
+        return _view_of(self, numpy_ops.squeeze(self, axis), lambda p: p.squeeze(axis))
 
     def astype(self, dtype, *args, **kwargs):
-        return numpy_ops.astype(self, dtype)
+        return _fresh(numpy_ops.astype(self, dtype), (self,))
 
     def copy(self, order="C"):
-        return self
+        return _fresh(self, (self,))
 
     def dot(self, other):
         return numpy_ops.dot(self, other)
@@ -207,10 +255,11 @@ class Tracer:
         return numpy_ops.trace(self, offset, axis1, axis2)
 
     def diagonal(self, offset=0, axis1=0, axis2=1):
-        return numpy_ops.diagonal(self, offset, axis1, axis2)
+        return _view_of(self, numpy_ops.diagonal(self, offset, axis1, axis2),
+                        lambda p: p.diagonal(offset, axis1, axis2))
 
     def conj(self):
-        return self
+        return _fresh(self, (self,))
 
     conjugate = conj
 
@@ -226,6 +275,59 @@ class Tracer:
 
 Builder.tracer_type = Tracer
 
+# NumPy functions that return a view of their first argument (jitad follows writes through them)
+_VIEW_FUNCTIONS = frozenset((np.reshape, np.transpose, np.swapaxes, np.moveaxis, np.ravel, np.squeeze,
+                             np.expand_dims, np.diagonal, np.atleast_1d, np.atleast_2d, np.atleast_3d,
+                             np.real, np.flip, np.flipud, np.fliplr, np.rot90, np.broadcast_to, np.asarray,
+                             np.asanyarray, np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit,
+                             np.matrix_transpose if hasattr(np, "matrix_transpose") else np.transpose,
+                             np.permute_dims if hasattr(np, "permute_dims") else np.transpose))
+
+
+def _basic(key):
+    """Whether NumPy indexes with `key` by a view (ints, slices, None, ...) rather than a copy."""
+    items = key if isinstance(key, tuple) else (key,)
+    return all(k is None or k is Ellipsis or isinstance(k, (slice, int, np.integer)) and not isinstance(k, bool)
+               for k in items)
+
+
+def _fresh(result, inputs):
+    """`result` as a new array object: a builder may hand back its input unchanged, but NumPy
+    copies (x.copy(), x.astype(same), +x, ...), and a later write must not reach the input."""
+    if is_tracer(result) and any(result is i for i in inputs):
+        return Tracer(result.node, result.builder)
+    if isinstance(result, (list, tuple)) and any(is_tracer(r) and any(r is i for i in inputs) for r in result):
+        return type(result)(_fresh(r, inputs) for r in result)
+    return result
+
+
+def _view_of(base, result, on_positions):
+    """`result` of a view-making NumPy operation on `base`, recorded as a view of base's root."""
+    positions = inplace.positions_of(base)
+    try:
+        view_positions = on_positions(positions)
+    except Exception:  # NumPy accepted the call on the values but not on the positions
+        view_positions = None
+    if isinstance(result, (list, tuple)):
+        parts = view_positions if isinstance(view_positions, (list, tuple)) else [None] * len(result)
+        return type(result)(_view_of(base, r, lambda _, v=v: v) for r, v in zip(result, parts))
+    if not is_tracer(result):
+        return result
+    result = Tracer(result.node, result.builder) if result is base or result._view is not None else result
+    if view_positions is None:
+        return inplace.opaque_view(result, base)
+    return inplace.make_view(result, base, view_positions)
+
+
+def _augmented(target, other, ufunc):
+    """`target op= other`: NumPy computes into `target`, so every alias and view of it changes."""
+    result = ufunc(target, _r(other))
+    if result.dtype != target.dtype and not np.can_cast(result.dtype, target.dtype, "same_kind"):
+        raise TypeError(f"Cannot cast ufunc {ufunc.__name__!r} output from {result.dtype!r} to "
+                        f"{target.dtype!r} with casting rule 'same_kind'")
+    target[...] = result
+    return target
+
 _STORE_OPCODES = {dis.opmap[name] for name in ("STORE_SUBSCR", "STORE_SLICE") if name in dis.opmap}
 
 
@@ -237,7 +339,10 @@ def _conversion_error(what):
     """
     frame = sys._getframe(2)
     if frame.f_code.co_code[frame.f_lasti] in _STORE_OPCODES:
-        return InPlaceUpdateError("assignment of a traced value into a NumPy array (`array[i] = traced`)")
+        return InPlaceUpdateError(
+            "assignment of a traced value into a NumPy array made outside the function (`array[i] = traced`)",
+            "jitad never modifies the caller's arrays (nor ones captured from outside); make a copy inside "
+            "the function (a = np.array(a)) and write into that.")
     return ConcretizationError(what)
 
 
@@ -248,15 +353,57 @@ _original_array, _original_asarray = np.array, np.asarray
 
 
 def _array(obj, dtype=None, *args, **kwargs):
+    obj = inplace.resolve_tree(obj) if isinstance(obj, (list, tuple)) else obj
+    if isinstance(obj, inplace.Workspace) and obj.current() is not None:
+        obj = obj.current()
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
-        return numpy_ops.asarray(obj, dtype=dtype)
-    return _original_array(obj, dtype, *args, **kwargs)
+        result = numpy_ops.asarray(obj, dtype=dtype)
+        copy = kwargs.get("copy", args[0] if args else True)
+        return _fresh(result, (obj,)) if copy is not False else result
+    return _made_by_user(_original_array(obj, dtype, *args, **kwargs), sys._getframe(1))
 
 
 def _asarray(obj, dtype=None, *args, **kwargs):
+    if isinstance(obj, inplace.Workspace):
+        traced = obj.current()
+        if traced is not None:
+            return traced if dtype is None else numpy_ops.asarray(traced, dtype=dtype)
+        if dtype is None or np.dtype(dtype) == obj.dtype:
+            return obj
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
-        return numpy_ops.asarray(obj, dtype=dtype)
+        return numpy_ops.asarray(inplace.resolve_tree(obj), dtype=dtype)
     return _original_asarray(obj, dtype, *args, **kwargs)
+
+
+def _made_by_user(array, frame):
+    """An array made by the user's code while tracing becomes a Workspace (it may be written
+    into with traced values); NumPy's, SciPy's and jitad's own stay plain."""
+    if type(array) is not np.ndarray:
+        return array
+    caller = frame.f_globals.get("__name__", "")
+    if caller.split(".")[0] in inplace.LIBRARIES:
+        return array
+    return inplace.own(array)
+
+
+_CREATORS = ("zeros", "ones", "empty", "full", "zeros_like", "ones_like", "empty_like", "full_like",
+             "copy", "eye", "identity")
+_originals = {name: getattr(np, name) for name in _CREATORS}
+
+
+def _creator(name):
+    original = _originals[name] if name != "empty" else _originals["zeros"]  # deterministic contents
+    if name == "empty_like":
+        original = _originals["zeros_like"]
+
+    def make(*args, **kwargs):
+        return _made_by_user(original(*args, **kwargs), sys._getframe(1))
+    make.__name__ = make.__qualname__ = name
+    make.__wrapped__ = _originals[name]
+    return make
+
+
+_hooked = {name: _creator(name) for name in _CREATORS}
 
 
 _patch_depth = 0
@@ -269,6 +416,8 @@ def numpy_array_hooks():
     with _patch_lock:
         if _patch_depth == 0:
             np.array, np.asarray = _array, _asarray
+            for name, hook in _hooked.items():
+                setattr(np, name, hook)
         _patch_depth += 1
     try:
         yield
@@ -277,6 +426,8 @@ def numpy_array_hooks():
             _patch_depth -= 1
             if _patch_depth == 0:
                 np.array, np.asarray = _original_array, _original_asarray
+                for name, original in _originals.items():
+                    setattr(np, name, original)
 
 
 def trace(fun, avals):
@@ -304,6 +455,7 @@ def trace(fun, avals):
 
 
 def _to_node(builder, value):
+    value = _r(value)
     if is_tracer(value):
         if value.builder is builder:
             return value.node

@@ -56,7 +56,7 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
     eps = default_eps if eps is None else eps
     atol = default_tol if atol is None else atol
     rtol = default_tol if rtol is None else rtol
-    out0 = fun(*args)
+    out0 = fun(*_rebuild(args, trees, [_add(lv, lv, 0.0) for lv in leaves]))  # on copies: fun may write into them
     out_leaves, out_tree = _float_leaves(out0)
     for position in range(len(args)):
         if not leaves[position]:

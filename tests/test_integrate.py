@@ -11,7 +11,7 @@ import scipy.integrate
 from scipy.integrate import odeint  # bound before tracing: swapped in this module while jitad traces
 
 import jitad
-from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
+from jitad.errors import ShapeError, UnsupportedOperationError
 from jitad.frontend.integrate import OdeSolveError
 
 Y0 = np.array([1.0, -0.5])
@@ -201,11 +201,27 @@ def test_caller_arrays_unchanged():
     assert np.array_equal(y0, Y0) and np.array_equal(ts, TS) and np.array_equal(theta, THETA)
 
 
-def test_second_derivatives_are_a_clear_error():
-    with pytest.raises(NonDifferentiableError, match="second derivatives"):
-        jitad.hessian(odeint_loss)(THETA, Y0, TS)
-    with pytest.raises(NonDifferentiableError, match="second derivatives"):
-        jitad.grad(lambda th: jitad.grad(odeint_loss)(th, Y0, TS)[0])(THETA)
+def test_second_derivatives_against_the_closed_form():
+    """The derivative rules are ODE solves again, so hessian (forward over reverse) and grad of grad work."""
+    ts = np.array([0.0, 0.5, 1.5])
+    tau = ts - ts[0]
+
+    def total(x):
+        return np.sum(odeint(lambda y, t: -x[0] * y, x[1], ts, rtol=1e-12, atol=1e-12))
+    k, y0 = 0.8, 1.7
+    decay = np.exp(-k * tau)
+    expected = np.array([[y0 * np.sum(tau ** 2 * decay), -np.sum(tau * decay)], [-np.sum(tau * decay), 0.0]])
+    x = np.array([k, y0])
+    np.testing.assert_allclose(jitad.hessian(total)(x), expected, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(jitad.jacrev(jitad.grad(total))(x), expected, rtol=1e-7, atol=1e-9)
+
+
+def test_second_derivatives_match_finite_differences():
+    def loss(theta, y0):
+        ys = scipy.integrate.solve_ivp(lambda t, y: oscillator(y, t, theta), (0.0, 1.0), y0, t_eval=TS[1:3],
+                                       **TIGHT).y
+        return np.sum(ys ** 2)
+    jitad.check_grads(loss, (THETA, Y0), order=2, modes=("rev",), eps=1e-4, atol=1e-4, rtol=1e-4)
 
 
 @pytest.mark.parametrize("option, value", [("events", lambda t, y: y[0]), ("dense_output", True),

@@ -10,10 +10,10 @@ The right-hand side is traced once into its own graph with inputs (y, t, *captur
 traced values it closes over (and traced `args=`) become explicit inputs. The solve is one
 `ode_solve` node (jitad.primitives.ode) whose value comes from SciPy's own integrator with
 the user's method, tolerances and options, the right-hand side evaluated by the reference
-executor. Reverse mode solves the adjoint ODE backwards (restarting y from the forward
-solution at each output time); forward mode solves the sensitivity equations. Both use the
-integrator and tolerances the user chose; the vector-Jacobian and Jacobian-vector products of
-the right-hand side are jitad's own vjp and jvp of its graph. A call that involves no traced
+executor. Its derivative rules are ODE solves of augmented systems that an `OdeSystem` derives
+from jitad's own jvp and vjp of the right-hand side's graph: the sensitivity equations (forward
+mode) and the adjoint ODE solved backwards (reverse mode), with the integrator and tolerances the
+user chose; derivatives of derivatives are the same rules again. A call that involves no traced
 value at all is SciPy's own call.
 """
 import inspect
@@ -26,7 +26,7 @@ from jitad.frontend import numpy_ops
 from jitad.frontend.tracer import trace
 from jitad import primitives as P
 from jitad.errors import JitadError, ShapeError, UnsupportedOperationError
-from jitad.interpreter import evaluate
+from jitad.interpreter import evaluate, replay
 from jitad.ir import is_tracer
 from jitad.transforms import ad  # a module: ad may still be importing the frontend
 
@@ -52,14 +52,15 @@ def _scipy(name):
 class OdeSystem:
     """dy/dt = f(y, t, *params) as a traced graph, and how SciPy integrates it.
 
-    `solver` is "odeint" or solve_ivp's `method`; `options` are the user's options for the
-    forward solve. The graphs of f's vjp, jvp and Jacobian are traced when first needed.
+    `solver` is "odeint" or solve_ivp's `method`; `options` are the options of the forward
+    solve (the user's, for the user's system). The augmented systems of the derivative rules (jitad.primitives.ode)
+    are OdeSystems too, made when first needed from f's traced jvp and vjp; they keep the
+    integrator and the tolerances.
     """
 
-    def __init__(self, name, graph, solver, options, jac):
+    def __init__(self, name, graph, solver, options, jac=False):
         self.name, self.graph, self.solver, self.options = name, graph, solver, options
         self.n = graph.inputs[0].shape[0]
-        self.floats = [j for j, node in enumerate(graph.inputs[2:]) if node.dtype.kind == "f"]
         keep = _ODEINT_AUGMENTED if solver == "odeint" else _IVP_AUGMENTED
         self.augmented = {k: v for k, v in options.items() if k in keep and v is not None}
         # the user's Jacobian closes over traced values too: the forward solve gets jitad's, of the traced f
@@ -69,44 +70,73 @@ class OdeSystem:
     def __repr__(self):
         return f"{self.name}[rhs of {len(self.graph.nodes)} nodes]"
 
-    # --- the right-hand side and its derivatives, on real arrays ---------------------------
-    def rhs(self, y, t, params):
-        return evaluate(self.graph, [y, np.float64(t), *params])[0]
+    # --- f on IR values, and the augmented systems of the derivative rules ----------------------
+    def rhs_value(self, y, t, params):
+        """f(y, t, *params) recorded into the current trace (or computed, on concrete values)."""
+        env = replay(self.graph, [y, t, *params])
+        return env[self.graph.outputs[0].id]
 
-    def _graph(self, kind):
+    def _made(self, key, make):
         with self._lock:
-            if kind not in self._derived:
-                self._derived[kind] = self._trace(kind)
-            return self._derived[kind]
+            if key not in self._derived:
+                self._derived[key] = make()
+            return self._derived[key]
 
-    def _trace(self, kind):
-        graph, n = self.graph, self.n
-        avals = [(node.shape, node.dtype) for node in graph.inputs]
-        wrt = [2 + j for j in self.floats]
-        if kind == "vjp":  # (y, t, *params, a) -> [f, aᵀ ∂f/∂y, aᵀ ∂f/∂p for each float p]
-            def fun(*xs):
-                (f,), (cts,) = ad.vjp_values(graph, list(xs[:-1]), [[xs[-1]]], [0] + wrt)
-                return [f, *cts]
-            avals = avals + [((n,), _F64)]
-        elif kind == "jvp":  # (y, t, *params, s, *ṗ) -> [f, ∂f/∂y s + Σ ∂f/∂p ṗ]
-            k = len(graph.inputs)
+    def _floats(self):
+        return [j for j, node in enumerate(self.graph.inputs[2:]) if node.dtype.kind == "f"]
 
-            def fun(*xs):
-                (f,), ((tangent,),) = ad.jvp_values(graph, list(xs[:k]), [list(xs[k:])], [0] + wrt)
-                return [f, tangent]
-            avals = avals + [((n,), _F64)] + [avals[i] for i in wrt]
-        else:  # "jacobian": (y, t, *params) -> [∂f/∂y], one jvp per column
+    def _system(self, suffix, fun, avals):
+        graph, captured = trace(lambda *xs: [numpy_ops.astype(fun(*xs), _F64)], avals)
+        assert not captured, "an augmented system uses only its own inputs"
+        size = graph.inputs[0].shape[0]
+        return OdeSystem(f"{self.name} ({suffix})", graph, self.solver, self._tolerances(size))
+
+    def tangent_system(self, moving):
+        """z = [y, s] with ds/dt = ∂f/∂y s + Σ ∂f/∂pⱼ ṗⱼ for the params j in `moving`; inputs
+        (z, t, *params, *ṗ)."""
+        def make():
+            graph, n, k = self.graph, self.n, len(self.graph.inputs)
+            avals = [(node.shape, node.dtype) for node in graph.inputs]
+
+            def fun(z, t, *rest):
+                wrt = [0] + [2 + j for j in moving]
+                (f,), ((fdot,),) = ad.jvp_values(graph, [z[:n], t, *rest[:k - 2]], [[z[n:], *rest[k - 2:]]], wrt)
+                return numpy_ops.concatenate([f, fdot])
+            return self._system("tangent", fun, [((2 * n,), _F64)] + avals[1:] + [avals[2 + j] for j in moving])
+        return self._made(("tangent", moving), make)
+
+    def adjoint_system(self):
+        """z = [y, a, p̄] with dy/dt = f, da/dt = -aᵀ ∂f/∂y, dp̄/dt = -aᵀ ∂f/∂p (float params,
+        flattened); inputs (z, t, *params)."""
+        def make():
+            graph, n = self.graph, self.n
+            floats = self._floats()
+            avals = [(node.shape, node.dtype) for node in graph.inputs]
+            size = 2 * n + sum(int(np.prod(avals[2 + j][0], dtype=np.int64)) for j in floats)
+
+            def fun(z, t, *params):
+                (f,), (cts,) = ad.vjp_values(graph, [z[:n], t, *params], [[z[n:2 * n]]], [0] + [2 + j for j in floats])
+                return numpy_ops.concatenate([f, -cts[0], *[-numpy_ops.ravel(numpy_ops.asarray(c)) for c in cts[1:]]])
+            return self._system("adjoint", fun, [((size,), _F64)] + avals[1:])
+        return self._made("adjoint", make)
+
+    def _jacobian_graph(self):
+        """(y, t, *params) -> [∂f/∂y], one jvp per column."""
+        def make():
+            graph, n = self.graph, self.n
+
             def fun(*xs):
                 eye = np.eye(n)
                 _, columns = ad.jvp_values(graph, list(xs), [[eye[j]] for j in range(n)], [0])
                 return [numpy_ops.stack([c[0] for c in columns], axis=1)]
-        derived, captured = trace(fun, avals)
-        assert not captured, "the right-hand side graph has no outer values left"
-        return derived
+            derived, captured = trace(fun, [(node.shape, node.dtype) for node in graph.inputs])
+            assert not captured
+            return derived
+        return self._made("jacobian", make)
 
-    # --- integration ------------------------------------------------------------------------
+    # --- integration on real arrays ------------------------------------------------------------
     def _tolerances(self, size):
-        """The user's tolerances for a system of `size` unknowns whose first n are y."""
+        """The tolerances for a system of `size` unknowns whose first n are this one's y."""
         options = dict(self.augmented)
         for key in ("rtol", "atol"):
             tol = options.get(key)
@@ -115,86 +145,30 @@ class OdeSystem:
                 options[key] = np.concatenate([tol, np.full(size - tol.size, np.min(tol))])
         return options
 
-    def _integrate(self, fun, z0, span, ts, options):
-        """z at the times ts, integrating fun(t, z) from z(span[0]) = z0."""
-        if self.solver == "odeint":
-            prepend = ts[0] != span[0]
-            times = np.concatenate([span[:1], ts]) if prepend else ts
-            zs = _scipy("odeint")(fun, z0, times, tfirst=True, **options)
-            return zs[1:] if prepend else zs
-        result = _scipy("solve_ivp")(fun, (span[0], span[1]), z0, method=self.solver, t_eval=ts, **options)
-        self._check(result)
-        return result.y.T
-
-    def _step(self, fun, z0, t_from, t_to, options):
-        """z(t_to) from z(t_from) = z0 (t_to may lie before t_from)."""
-        if self.solver == "odeint":
-            return _scipy("odeint")(fun, z0, np.array([t_from, t_to]), tfirst=True, **options)[-1]
-        result = _scipy("solve_ivp")(fun, (t_from, t_to), z0, method=self.solver, **options)
-        self._check(result)
-        return result.y[:, -1]
-
-    def _check(self, result):
-        if not result.success:
-            raise OdeSolveError(f"{self.name} failed on this call's values: {result.message} (status "
-                                f"{result.status}). Try another method or other tolerances")
-
-    # --- the three primitives' implementations ---------------------------------------------
     def solve(self, y0, span, ts, params):
-        params = [np.asarray(p) for p in params]
+        """The value of ode_solve: SciPy's integrator, f evaluated by the reference executor."""
+        graph, params = self.graph, [np.asarray(p) for p in params]
+        y0, span, ts = np.asarray(y0, _F64), np.asarray(span, _F64), np.asarray(ts, _F64)
         options = dict(self.options)
         if self.jac:
-            jacobian = self._graph("jacobian")
+            jacobian = self._jacobian_graph()
             options[self.jac] = lambda t, y: evaluate(jacobian, [y, np.float64(t), *params])[0]
 
         def fun(t, y):
-            return self.rhs(y, t, params)
-        return np.asarray(self._integrate(fun, np.asarray(y0, _F64), span, ts, options), _F64)
-
-    def tangent(self, ys, primals, tangents):
-        """Forward mode: s = ∂y/∂ε solves ds/dt = ∂f/∂y s + ∂f/∂p ṗ from s(t0) = ẏ0 - f(y0, t0) ṫ0;
-        the tangent of y(tᵢ) is s(tᵢ) + f(y(tᵢ), tᵢ) ṫᵢ."""
-        n = self.n
-        y0, span, ts, *params = [np.asarray(x) for x in primals]
-        dy0, dspan, dts, *dparams = [np.asarray(x, _F64) for x in tangents]
-        pdots = [dparams[j] for j in self.floats]
-        out = np.zeros(ys.shape, _F64)
-        s0 = dy0 - self.rhs(y0, span[0], params) * dspan[0]
-        if np.any(s0) or any(np.any(p) for p in pdots):
-            graph = self._graph("jvp")
-
-            def fun(t, z):
-                f, fdot = evaluate(graph, [z[:n], np.float64(t), *params, z[n:], *pdots])
-                return np.concatenate([f, fdot])
-            out += self._integrate(fun, np.concatenate([y0, s0]), span, ts, self._tolerances(2 * n))[:, n:]
-        if np.any(dts):
-            out += np.stack([self.rhs(y, t, params) for y, t in zip(ys, ts)]) * dts[:, None]
-        return out
-
-    def adjoint(self, g, ys, y0, span, ts, params):
-        """Reverse mode: a = ∂L/∂y(t) solves da/dt = -aᵀ ∂f/∂y backwards from the last output time,
-        gaining gᵢ at each tᵢ; p̄ = ∫ aᵀ ∂f/∂p dt rides along, and y is integrated backwards from
-        the forward solution at each tᵢ. ∂L/∂tᵢ = gᵢ · f(y(tᵢ), tᵢ), ∂L/∂t0 = -a(t0) · f(y0, t0)."""
-        n, m = self.n, len(ts)
-        params = [np.asarray(p) for p in params]
-        sizes = [params[j].size for j in self.floats]
-        graph = self._graph("vjp")
-
-        def fun(t, z):
-            f, ay, *aps = evaluate(graph, [z[:n], np.float64(t), *params, z[n:2 * n]])
-            return np.concatenate([f, -ay, *[-np.ravel(ap) for ap in aps]])
-        options = self._tolerances(2 * n + sum(sizes))
-        a, pbar, tbar = np.zeros(n), np.zeros(sum(sizes)), np.zeros(m)
-        g = np.asarray(g, _F64)
-        for i in reversed(range(m)):
-            tbar[i] = g[i] @ self.rhs(ys[i], ts[i], params)
-            a = a + g[i]
-            t_prev = ts[i - 1] if i else span[0]
-            if t_prev != ts[i] and np.any(a):  # a = 0 stays 0 and adds nothing to p̄
-                z = self._step(fun, np.concatenate([ys[i], a, pbar]), ts[i], t_prev, options)
-                a, pbar = z[n:2 * n], z[2 * n:]
-        t0bar = -(a @ self.rhs(y0, span[0], params))
-        return np.concatenate([a, [t0bar, 0.0], tbar, pbar])
+            return evaluate(graph, [y, np.float64(t), *params])[0]
+        if np.all(ts == span[0]):  # nothing to integrate (odeint's first time is its initial time: the
+            # adjoint's last step, from it to itself)
+            return np.tile(y0, (len(ts), 1))
+        if self.solver == "odeint":
+            prepend = ts[0] != span[0]
+            times = np.concatenate([span[:1], ts]) if prepend else ts
+            ys = _scipy("odeint")(fun, y0, times, tfirst=True, **options)
+            return np.asarray(ys[1:] if prepend else ys, _F64)
+        result = _scipy("solve_ivp")(fun, (span[0], span[1]), y0, method=self.solver, t_eval=ts, **options)
+        if not result.success:
+            raise OdeSolveError(f"{self.name} failed on this call's values: {result.message} (status "
+                                f"{result.status}). Try another method or other tolerances")
+        return np.asarray(result.y.T, _F64)
 
 
 # --- the builders ---------------------------------------------------------------------------
@@ -238,7 +212,7 @@ def odeint(*call_args, **call_kwargs):
     """scipy.integrate.odeint(func, y0, t, ...) on traced values (in func's closure, `args`, y0 or t).
 
     Returns the (len(t), len(y0)) solution like SciPy. Differentiable in y0, t and every float
-    value func uses; `full_output=1` is not supported. A `Dfun` is replaced by jitad's exact
+    value func uses, to any order; `full_output=1` is not supported. A `Dfun` is replaced by jitad's exact
     Jacobian of the traced func (the user's Dfun closes over traced values too).
     """
     name = "scipy.integrate.odeint"
@@ -286,8 +260,8 @@ def solve_ivp(*call_args, **call_kwargs):
 
     `t_eval` is required (the output times must be known when jitad traces); dense_output,
     events and vectorized are not supported. Returns a result whose `.y` is (len(y0),
-    len(t_eval)) and `.t` is t_eval, differentiable in y0, t_span[0], t_eval and every float
-    value `fun` uses. A callable `jac` is replaced by jitad's exact Jacobian of the traced fun.
+    len(t_eval)) and `.t` is t_eval, differentiable (to any order) in y0, t_span[0], t_eval and
+    every float value `fun` uses. A callable `jac` is replaced by jitad's exact Jacobian of the traced fun.
     """
     name = "scipy.integrate.solve_ivp"
     a = _arguments("solve_ivp", call_args, call_kwargs)

@@ -1,16 +1,24 @@
-"""ODE solves: the solution at given times, its tangent and its adjoint, as three primitives.
+"""ODE solves as one primitive whose derivatives are ODE solves again.
 
-`ode_solve(y0, span, ts, *params, system)` is y(ts) for dy/dt = f(y, t, params), y(span[0]) = y0:
-an array (len(ts), len(y0)). The right-hand side f is a traced graph that `system` (built by
-jitad.frontend.integrate) evaluates, and SciPy's integrator named by `system` does the solve.
-Its JVP is `ode_tangent` (the sensitivity equations, solved forward with the same integrator)
-and its VJP is `ode_adjoint` (the adjoint ODE, solved backwards). All three run on real arrays
-(kind "callback": a graph that holds one runs on the NumPy executor). The tangent and the
-adjoint have no derivatives of their own: a second derivative raises NonDifferentiableError.
+`ode_solve(y0, span, ts, *params, system)` is y(ts) for dy/dt = f(y, t, *params) with
+y(span[0]) = y0: an array (len(ts), len(y0)). The right-hand side f is a traced graph held by
+`system` (built by jitad.frontend.integrate), and SciPy's integrator named by `system` does the
+solve on real arrays (kind "callback": a graph that holds one runs on the NumPy executor).
+
+Both derivative rules are written with jitad's own operations on IR values, around further
+`ode_solve` nodes of augmented systems that `system` derives from f's traced jvp and vjp, so
+derivatives of derivatives (grad of grad, hessian) are the same rules applied again:
+
+- JVP (the sensitivity equations): s = ∂y/∂ε solves ds/dt = ∂f/∂y s + ∂f/∂p ṗ from
+  s(t0) = ẏ0 - f(y0, t0) ṫ0, solved together with y; the tangent of y(tᵢ) is s(tᵢ) + f(y(tᵢ), tᵢ) ṫᵢ.
+- VJP (the adjoint method): between output times, backwards from the last one, the adjoint
+  a = ∂L/∂y(t) solves da/dt = -aᵀ ∂f/∂y, with p̄ = ∫ aᵀ ∂f/∂p dt riding along and y integrated
+  backwards from the forward solution y(tᵢ); a gains the output cotangent gᵢ at each tᵢ.
+  ∂L/∂tᵢ = gᵢ · f(y(tᵢ), tᵢ), ∂L/∂t0 = -a(t0) · f(y0, t0), ∂L/∂y0 = a(t0), and the end of the
+  span has no effect on the outputs.
 """
 import numpy as np
 
-from jitad.errors import NonDifferentiableError
 from jitad.primitives.core import Primitive
 
 
@@ -22,61 +30,53 @@ def _is_float(x):
     return _dtype(x).kind == "f"
 
 
-def _size(x):
-    return int(np.prod(np.shape(x), dtype=np.int64))
-
-
 def _solve_shape(y0, span, ts, *params, system):
     return (ts.shape[0], y0.shape[0]), np.dtype(np.float64)
 
 
 def _solve_jvp(primals, tangents, out, system):
-    filled = [np.zeros(np.shape(x), np.float64) if t is None else t for x, t in zip(primals, tangents)]
-    return ode_tangent_p(out, *primals, *filled, system=system)
+    (y0, span, ts, *params), (dy0, dspan, dts, *dparams) = primals, tangents
+    n, m = np.shape(y0)[0], np.shape(ts)[0]
+    moving = tuple(j for j, (p, d) in enumerate(zip(params, dparams)) if d is not None and _is_float(p))
+    result = None
+    if dy0 is not None or dspan is not None or moving:
+        s0 = dy0 if dy0 is not None else np.zeros(n)
+        if dspan is not None:
+            s0 = s0 - system.rhs_value(y0, span[0], params) * dspan[0]
+        zs = ode_solve_p(np.concatenate([y0, s0]), span, ts, *params,
+                         *[dparams[j] for j in moving], system=system.tangent_system(moving))
+        result = zs[:, n:]
+    if dts is not None:
+        fs = np.stack([system.rhs_value(out[i], ts[i], params) for i in range(m)])
+        moved = fs * np.reshape(dts, (m, 1))
+        result = moved if result is None else result + moved
+    return result if result is not None else np.zeros((m, n))
 
 
 def _solve_vjp(g, out, y0, span, ts, *params, system):
-    """Cotangents of y0, the time span, the output times and the float parameters, cut out of
-    the adjoint's flat result (integer parameters get none)."""
-    flat = ode_adjoint_p(g, out, y0, span, ts, *params, system=system)
-    cts, offset = [], 0
-    for x in (y0, span, ts, *params):
-        if not _is_float(x):
-            cts.append(None)
-            continue
-        size = _size(x)
-        piece = np.reshape(flat[offset:offset + size], np.shape(x))
-        cts.append(piece if _dtype(x) == np.float64 else piece.astype(_dtype(x)))
+    n, m = np.shape(y0)[0], np.shape(ts)[0]
+    adjoint = system.adjoint_system()
+    floats = [j for j, p in enumerate(params) if _is_float(p)]
+    sizes = [int(np.prod(np.shape(params[j]), dtype=np.int64)) for j in floats]
+    a, pbar, tbar = np.zeros(n), np.zeros(sum(sizes)), [None] * m
+    for i in reversed(range(m)):
+        tbar[i] = np.sum(g[i] * system.rhs_value(out[i], ts[i], params))
+        a = a + g[i]
+        t_prev = ts[i - 1] if i else span[0]
+        z0 = np.concatenate([out[i], a, pbar])
+        z = ode_solve_p(z0, np.stack([ts[i], t_prev]), np.reshape(t_prev, (1,)), *params, system=adjoint)[0]
+        a, pbar = z[n:2 * n], z[2 * n:]
+    t0bar = -np.sum(a * system.rhs_value(y0, span[0], params))
+    cts, offset = [None] * len(params), 0
+    for j, size in zip(floats, sizes):
+        piece = np.reshape(pbar[offset:offset + size], np.shape(params[j]))
+        cts[j] = piece if _dtype(params[j]) == np.float64 else piece.astype(_dtype(params[j]))
         offset += size
-    return tuple(cts)
-
-
-def _second_order(which):
-    def rule(*args, system, **params):
-        raise NonDifferentiableError(
-            f"cannot differentiate the {which} of `{system.name}` again: jitad solves it with SciPy's "
-            "integrator on real arrays, so second derivatives (grad of grad, hessian, hvp) through an ODE "
-            "solve are not available. First derivatives work in both modes")
-    return rule
+    return (a, np.stack([t0bar, 0.0 * t0bar]), np.stack(tbar), *cts)
 
 
 ode_solve_p = Primitive(
     "ode_solve", impl=lambda y0, span, ts, *params, system: system.solve(y0, span, ts, params),
     shape_rule=_solve_shape, jvp=_solve_jvp, vjp=_solve_vjp, kind="callback")
 
-# inputs: the solution ys, the primals of ode_solve, then one tangent per primal
-ode_tangent_p = Primitive(
-    "ode_tangent",
-    impl=lambda ys, *rest, system: system.tangent(ys, rest[:len(rest) // 2], rest[len(rest) // 2:]),
-    shape_rule=lambda ys, *rest, system: (ys.shape, ys.dtype),
-    jvp=_second_order("tangent"), vjp=_second_order("tangent"), kind="callback")
-
-# inputs: the output cotangent g, the solution ys, the primals of ode_solve; output: the flat
-# cotangents of y0, span, ts and the float parameters, in that order
-ode_adjoint_p = Primitive(
-    "ode_adjoint", impl=lambda g, ys, y0, span, ts, *params, system: system.adjoint(g, ys, y0, span, ts, params),
-    shape_rule=lambda g, ys, *primals, system: ((sum(_size(x) for x in primals if _is_float(x)),),
-                                                np.dtype(np.float64)),
-    jvp=_second_order("adjoint"), vjp=_second_order("adjoint"), kind="callback")
-
-__all__ = ["ode_solve_p", "ode_tangent_p", "ode_adjoint_p"]
+__all__ = ["ode_solve_p"]

@@ -212,8 +212,14 @@ def odeint(*call_args, **call_kwargs):
     """scipy.integrate.odeint(func, y0, t, ...) on traced values (in func's closure, `args`, y0 or t).
 
     Returns the (len(t), len(y0)) solution like SciPy. Differentiable in y0, t and every float
-    value func uses, to any order; `full_output=1` is not supported. A `Dfun` is replaced by jitad's exact
-    Jacobian of the traced func (the user's Dfun closes over traced values too).
+    value func uses, to any order; `full_output=1` is not supported. A `Dfun` is replaced by
+    jitad's exact Jacobian of the traced func (the user's Dfun closes over traced values too).
+
+    >>> import numpy as np, scipy.integrate, jitad
+    >>> def final(k):  # y' = -k y from y(0) = 1, so y(1) = exp(-k)
+    ...     return scipy.integrate.odeint(lambda y, t: -k * y, 1.0, [0.0, 1.0], rtol=1e-10, atol=1e-10)[-1, 0]
+    >>> round(float(jitad.grad(final)(0.5)), 6)  # -exp(-0.5)
+    -0.606531
     """
     name = "scipy.integrate.odeint"
     a = _arguments("odeint", call_args, call_kwargs)
@@ -261,7 +267,16 @@ def solve_ivp(*call_args, **call_kwargs):
     `t_eval` is required (the output times must be known when jitad traces); dense_output,
     events and vectorized are not supported. Returns a result whose `.y` is (len(y0),
     len(t_eval)) and `.t` is t_eval, differentiable (to any order) in y0, t_span[0], t_eval and
-    every float value `fun` uses. A callable `jac` is replaced by jitad's exact Jacobian of the traced fun.
+    every float value `fun` uses. A callable `jac` is replaced by jitad's exact Jacobian of the
+    traced fun.
+
+    >>> import numpy as np, scipy.integrate, jitad
+    >>> def final(k):
+    ...     sol = scipy.integrate.solve_ivp(lambda t, y: -k * y, (0.0, 1.0), [1.0], t_eval=[1.0],
+    ...                                     rtol=1e-10, atol=1e-12)
+    ...     return sol.y[0, -1]
+    >>> round(float(jitad.grad(final)(0.5)), 6)
+    -0.606531
     """
     name = "scipy.integrate.solve_ivp"
     a = _arguments("solve_ivp", call_args, call_kwargs)

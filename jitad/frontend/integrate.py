@@ -57,9 +57,9 @@ class OdeSystem:
     """dy/dt = f(y, t, *params) as a traced graph, and how SciPy integrates it.
 
     `solver` is "odeint" or solve_ivp's `method`; `options` are the options of the forward
-    solve (the user's, for the user's system). The augmented systems of the derivative rules (jitad.primitives.ode)
-    are OdeSystems too, made when first needed from f's traced jvp and vjp; they keep the
-    integrator and the tolerances.
+    solve (the user's, for the user's system). The augmented systems of the derivative rules
+    (jitad.primitives.ode) are OdeSystems too, made when first needed from f's traced jvp and
+    vjp; they keep the integrator and the tolerances.
     """
 
     def __init__(self, name, graph, solver, options, jac=False):
@@ -93,7 +93,8 @@ class OdeSystem:
         graph, captured = trace(lambda *xs: [numpy_ops.astype(fun(*xs), _F64)], avals)
         assert not captured, "an augmented system uses only its own inputs"
         size = graph.inputs[0].shape[0]
-        return OdeSystem(f"{self.name} ({suffix})", graph, self.solver, self._tolerances(size))
+        # a user who gave a Jacobian (a stiff problem) gets jitad's for the augmented systems too
+        return OdeSystem(f"{self.name} ({suffix})", graph, self.solver, self._tolerances(size), jac=bool(self.jac))
 
     def tangent_system(self, moving):
         """z = [y, s] with ds/dt = ∂f/∂y s + Σ ∂f/∂pⱼ ṗⱼ for the params j in `moving`; inputs

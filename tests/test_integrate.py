@@ -5,6 +5,10 @@ finite differences and against jitad's derivatives of a fixed-step RK4 written i
 and unrolled. The ODEs are small (a forced damped oscillator, 2 states, 3 parameters) and the
 graphs holding a solve run on the NumPy executor, so nothing here compiles with Numba.
 """
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.integrate
@@ -232,6 +236,16 @@ def test_unsupported_solve_ivp_options(option, value):
         return np.sum(scipy.integrate.solve_ivp(lambda t, y: -theta * y, (0.0, 2.0), Y0, **kwargs).y)
     with pytest.raises(UnsupportedOperationError, match=option):
         jitad.grad(loss)(1.0)
+
+
+def test_import_jitad_registers_the_builders():
+    """`import jitad` alone swaps scipy.integrate's functions while tracing (no import of jitad.frontend.integrate)."""
+    code = ("import sys, numpy as np, scipy.integrate, jitad; "
+            "print(jitad.grad(lambda k: scipy.integrate.odeint(lambda y, t: -k * y, 1.0, [0.0, 1.0])[-1, 0])(0.5))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env={**os.environ, "JITAD_COMPILE": "off"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert np.isclose(float(out.stdout), -np.exp(-0.5), rtol=1e-6)
 
 
 def test_bad_calls():

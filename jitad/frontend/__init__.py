@@ -5,3 +5,4 @@ registry (`FUNCTIONS`), `linalg_ops` adds `np.linalg` and `scipy.linalg`, `scipy
 `scipy.special` and `scipy.stats`. Each imports only the ones before it.
 """
 from jitad.frontend import numpy_ops, linalg_ops, scipy_ops, numpy_extra  # noqa: F401  (registration, in order)
+from jitad.frontend import integrate  # noqa: F401  (scipy.integrate.odeint, solve_ivp)

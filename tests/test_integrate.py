@@ -206,7 +206,7 @@ def test_caller_arrays_unchanged():
 
 
 def test_second_derivatives_against_the_closed_form():
-    """The derivative rules are ODE solves again, so hessian (forward over reverse) and grad of grad work."""
+    """The derivative rules are ODE solves again, so every second-order combination and a third derivative work."""
     ts = np.array([0.0, 0.5, 1.5])
     tau = ts - ts[0]
 
@@ -217,7 +217,11 @@ def test_second_derivatives_against_the_closed_form():
     expected = np.array([[y0 * np.sum(tau ** 2 * decay), -np.sum(tau * decay)], [-np.sum(tau * decay), 0.0]])
     x = np.array([k, y0])
     np.testing.assert_allclose(jitad.hessian(total)(x), expected, rtol=1e-7, atol=1e-9)
-    np.testing.assert_allclose(jitad.jacrev(jitad.grad(total))(x), expected, rtol=1e-7, atol=1e-9)
+    for second in (jitad.jacrev(jitad.grad(total)), jitad.jacfwd(jitad.jacfwd(total)),
+                   jitad.jacrev(jitad.jacfwd(total))):
+        np.testing.assert_allclose(second(x), expected, rtol=1e-7, atol=1e-9)
+    third = jitad.grad(lambda k: jitad.grad(lambda k: jitad.grad(lambda k: total(np.stack([k, y0])))(k))(k))
+    np.testing.assert_allclose(third(k), -y0 * np.sum(tau ** 3 * decay), rtol=1e-7)
 
 
 def test_second_derivatives_match_finite_differences():

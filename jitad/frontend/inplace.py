@@ -26,6 +26,12 @@ from jitad.ir import current_builder, is_tracer
 LIBRARIES = frozenset(("jitad", "numpy", "scipy", "numba", "optree", "llvmlite", "networkx"))
 
 
+NOT_TRACED = ("That array is the caller's, captured from outside, or made by a function jitad does not "
+              "watch (only np.zeros/ones/empty/full, their _like forms, np.array, np.copy, np.eye and "
+              "np.identity called in the function make writable arrays); jitad never modifies the caller's "
+              "arrays. Copy it inside the function (a = np.array(a)) and write into the copy.")
+
+
 # --- positions ------------------------------------------------------------------------------
 @functools.lru_cache(maxsize=64)
 def root_positions(shape):
@@ -215,9 +221,8 @@ def add_at(ufunc, target, key, value=None):
     if isinstance(target, Workspace):
         target = target.as_tracer()
     elif not is_tracer(target):
-        raise InPlaceUpdateError(f"np.{ufunc.__name__}.at of a traced value into a NumPy array created "
-                                 "outside the function", "jitad never modifies the caller's arrays; "
-                                 "make a copy inside the function (np.array(a)) and write into that. ")
+        raise InPlaceUpdateError(f"np.{ufunc.__name__}.at of a traced value into a NumPy array that is not "
+                                 "traced", NOT_TRACED)
     setitem(target, key, value, accumulate=True)
 
 
@@ -265,6 +270,8 @@ class Workspace(np.ndarray):
             snapshot = np.array(root.view(np.ndarray))
             root.__dict__["_traced"] = builder.wrap(builder.const(snapshot))
             root.__dict__["_views"] = {}
+            if root.dtype.kind == "f":  # a library that reads the stale memory directly gets NaN, not old values
+                np.ndarray.fill(root, np.nan)
         return Workspace.current(self)
 
     # writes and reads ------------------------------------------------------------------
@@ -408,7 +415,6 @@ def write_out(out, result, what):
         if isinstance(o, Workspace) or is_tracer(o):
             o[...] = r
         else:
-            raise InPlaceUpdateError(f"{what}(out=...) of a traced value into a NumPy array created outside "
-                                     "the function", "jitad never modifies the caller's arrays; write into "
-                                     "an array made inside the function (np.zeros, np.array(a)) instead. ")
+            raise InPlaceUpdateError(f"{what}(out=...) of a traced value into a NumPy array that is not traced",
+                                     NOT_TRACED)
     return out[0] if isinstance(out, tuple) and len(out) == 1 else out

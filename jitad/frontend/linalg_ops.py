@@ -16,6 +16,7 @@ import threading
 
 import numpy as np
 
+from jitad.frontend import inplace
 from jitad.frontend import numpy_ops
 from jitad import primitives as P
 from jitad.errors import ShapeError, UnsupportedOperationError
@@ -362,6 +363,8 @@ def _dispatcher(original, builder):
 
     @functools.wraps(original)
     def dispatch(*args, **kwargs):
+        # an array written with traced values inside the function is traced (jitad.frontend.inplace)
+        args, kwargs = inplace.resolve_tree(args), {k: inplace.resolve_tree(v) for k, v in kwargs.items()}
         if (always and current_builder() is not None) or numpy_ops._contains_tracer(list(args)) or \
                 numpy_ops._contains_tracer(list(kwargs.values())):
             return builder(*args, **kwargs)

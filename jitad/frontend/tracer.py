@@ -71,10 +71,8 @@ class Tracer:
         inputs = tuple(_r(i) for i in inputs)
         if out is not None and any(o is not None and not is_tracer(o) and not isinstance(o, inplace.Workspace)
                                    for o in out):
-            raise InPlaceUpdateError(f"np.{ufunc.__name__}(out=...) of a traced value into a NumPy array made "
-                                     "outside the function (or an augmented assignment of one into it)",
-                                     "jitad never modifies the caller's arrays; make a copy inside the function "
-                                     "(np.array(a)) and write into that. ")
+            raise InPlaceUpdateError(f"np.{ufunc.__name__}(out=...) of a traced value into a NumPy array that is "
+                                     "not traced (or an augmented assignment of one into it)", inplace.NOT_TRACED)
         if out is not None:
             return inplace.write_out(out, self.__array_ufunc__(ufunc, method, *inputs, **kwargs),
                                      f"np.{ufunc.__name__}")
@@ -340,9 +338,8 @@ def _conversion_error(what):
     frame = sys._getframe(2)
     if frame.f_code.co_code[frame.f_lasti] in _STORE_OPCODES:
         return InPlaceUpdateError(
-            "assignment of a traced value into a NumPy array made outside the function (`array[i] = traced`)",
-            "jitad never modifies the caller's arrays (nor ones captured from outside); make a copy inside "
-            "the function (a = np.array(a)) and write into that.")
+            "assignment of a traced value into a NumPy array that is not traced (`array[i] = traced`)",
+            inplace.NOT_TRACED)
     return ConcretizationError(what)
 
 
@@ -378,10 +375,10 @@ def _asarray(obj, dtype=None, *args, **kwargs):
 def _made_by_user(array, frame):
     """An array made by the user's code while tracing becomes a Workspace (it may be written
     into with traced values); NumPy's, SciPy's and jitad's own stay plain."""
-    if type(array) is not np.ndarray:
+    if type(array) is not np.ndarray or current_builder() is None:  # another thread's NumPy code stays plain
         return array
     caller = frame.f_globals.get("__name__", "")
-    if caller.split(".")[0] in inplace.LIBRARIES:
+    if caller.partition(".")[0] in inplace.LIBRARIES:
         return array
     return inplace.own(array)
 

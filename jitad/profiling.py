@@ -59,7 +59,7 @@ def _pass_category(name):
 
 def phase(name, owner=None):
     """A context manager timing phase `name` of the current transform while a profile is
-    active (a no-op otherwise). `owner`: the `api.Staged` whose user function is being
+    active (a no-op otherwise). `owner`: the `staging.Transform` whose user function is being
     traced; a phase with an owner that opens on an idle thread starts a new transform."""
     profile = _active
     if profile is None:
@@ -299,7 +299,7 @@ class Profile:
             lines.append("how each phase is measured (exclusive times: each instant counts once, to the innermost "
                          "open phase of its thread; CPU s: that thread's CPU time, which other processes on a busy "
                          "machine do not inflate):")
-            lines.append(f"   {'jitad phases':<34} jitad.profiling.phase marks in api.py, backend/cache.py, backend/codegen.py")
+            lines.append(f"   {'jitad phases':<34} jitad.profiling.phase marks in staging.py, backend/cache.py, backend/codegen.py")
             lines += [f"   {label:<34} {how}" for _, label, how in PHASES if not how.startswith("jitad")]
         return "\n".join(lines)
 
@@ -316,7 +316,7 @@ def _table(times, cpu):
 
 
 def _label(owner):
-    """`value_and_grad(loss)` for a Staged transform of `loss`."""
+    """`value_and_grad(loss)` for a staging.Transform of `loss`."""
     fun = getattr(owner, "fun", owner)
     name = getattr(fun, "__name__", None) or type(fun).__name__
     build = getattr(owner, "build", None)

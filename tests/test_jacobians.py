@@ -155,7 +155,7 @@ def test_batched_sweeps_through_a_primitive_without_a_batching_rule(rng):
     expected = numerical_jacobian(f, x)
     for mode in ("forward", "reverse"):
         np.testing.assert_allclose(jitad.jacobian(f, mode=mode)(x), expected, rtol=1e-6, atol=1e-8)
-    assert jitad.jacobian(f).plan(x).chunk_size <= jitad.jacobians.UNROLLED_CHUNK
+    assert jitad.jacobian(f).plan(x).chunk_size <= jitad.schedule.UNROLLED_CHUNK
 
 
 # --- the scheduler ---------------------------------------------------------------------------

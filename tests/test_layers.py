@@ -27,6 +27,8 @@ LAYERS = [
     {"backend"},
     {"staging"},
     {"api"},
+    {"sweeps"},
+    {"schedule"},
     {"jacobians"},
     {"tools", "tools.checks", "tools.explain", "tools.demo", "tools.demo_linalg", "tools.modes", "tools.coverage",
      "__main__", "__init__"},

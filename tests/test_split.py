@@ -1,15 +1,12 @@
 """The split form (issue 10): a long program compiles as one kernel per distinct loop nest,
 called from a plain-Python driver, so compile cost does not grow with a Python loop's length;
-and the eager first tier (`api.Pending`) answers with the same numbers as the compiled form."""
+and the eager first tier (`staging.Pending`) answers with the same numbers as the compiled form."""
 import numpy as np
 import optree
 import pytest
 
 import jitad
-from jitad import api
 from jitad.backend import codegen
-from jitad.passes import optimize
-from jitad.frontend.tracer import trace
 
 
 def rnn_loss(params, xs, ys):
@@ -29,11 +26,7 @@ def rnn_args(steps, seed=0):
 
 def value_and_grad_graph(fun, args):
     """The optimised value-and-gradient graph jitad compiles for `fun(*args)`."""
-    sig = api._Signature(args, (0,))
-    graph, _, tree = api.trace_user(fun, sig, {})
-    body, _, _ = api._build_value_and_grad((0,), False)(graph, sig, tree)
-    transformed, _ = trace(body, [(n.shape, n.dtype) for n in graph.inputs])
-    return optimize(transformed)
+    return jitad.value_and_grad(fun).jitad_transform.prepare(args).optimized
 
 
 def test_loop_steps_share_nest_kernels_whatever_the_length():

@@ -2,14 +2,14 @@
 
 jitad traces a function once per input signature and then reruns the compiled graph, so a number
 drawn from `np.random` while tracing would be frozen into the graph. Instead, while jitad traces a
-user function (`api.trace_user`), each draw is *recorded*: it becomes an input of the graph (after
+user function (`staging.trace_user`), each draw is *recorded*: it becomes an input of the graph (after
 the traced arguments), described by a `Draw` (which generator, which method, the concrete
 arguments, the shape and dtype of the result). Every call then performs the recorded draws in
 order, on the real generator with the real arguments, and passes the values to the kernel
 (`perform`, `Drawing`). So a seeded program gives the same numbers under jitad as without it, two
 calls draw different numbers, and the generators end in the same state as after plain NumPy.
 A nested transform's draws become draws of the enclosing trace; the sweeps of one Jacobian and
-both halves of a `vjp` reuse one set of draws (`Staged.last_draws`, `Staged.run(draws=...)`).
+both halves of a `vjp` reuse one set of draws (`Transform.last_draws`, `Transform.run(draws=...)`).
 
 What is intercepted, only while a user function is traced (a `_Scope` is open):
 
@@ -47,7 +47,7 @@ from while tracing and frozen;
 a draw that only takes the legacy generator's cached second Gaussian is not seen; draws inside
 custom_vjp / custom_jvp functions raise `RandomDrawError` (their rules run on real arrays); a
 proxy that escapes the trace (stored in a global by the function) draws from the trace-time
-generator; a `Staged` remembers its latest draws, so one transform is not for several threads.
+generator; a `staging.Transform` remembers its latest draws, so one transform is not for several threads.
 """
 import contextlib
 import copy
@@ -946,7 +946,7 @@ def _patched():
 
 
 class recording:
-    """Context of one trace of a user function (in `api.trace_user`): `rec.arguments(args)` and
+    """Context of one trace of a user function (in `staging.trace_user`): `rec.arguments(args)` and
     `rec.keywords(kwargs)` are what the function is called with; `rec.draws` what it drew."""
 
     def __init__(self, fun, sig, kwargs):
@@ -1025,7 +1025,7 @@ def traced(fun, key, thunk, given=None):
 # --- at call time -----------------------------------------------------------------------------------
 def perform(draws, sig, given=None):
     """The values of the graph inputs of `draws` for this call, and what to remember as
-    `Staged.last_draws` so a later run of the same call can pass it back as `given`.
+    `Transform.last_draws` so a later run of the same call can pass it back as `given`.
 
     Outside any trace the draws are made now, in order, from the real generators. Inside a
     trace (a nested transform), they become draws of the enclosing trace."""

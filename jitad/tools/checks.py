@@ -1,9 +1,8 @@
 """check_grads: compare AD with central finite differences along random directions."""
 import numpy as np
-import optree
 
 from jitad.api import jvp, vjp
-from jitad.pytrees import tree_flatten
+from jitad.pytrees import tree_flatten, tree_unflatten
 
 
 def _float_leaves(tree):
@@ -30,7 +29,7 @@ def _rebuild(args, trees, leaves_per_arg):
         if isinstance(original, float):
             out.append(leaves[0].item())
         else:
-            out.append(optree.tree_unflatten(tree, leaves))
+            out.append(tree_unflatten(tree, leaves))
     return tuple(out)
 
 
@@ -90,7 +89,7 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
             cotangent = [rng.standard_normal(np.shape(o)).astype(o.dtype if o.dtype.kind == "f" else float)
                          for o in out_leaves]
             _, vjp_fn = vjp(fun, *args)
-            grads = vjp_fn(optree.tree_unflatten(out_tree, [c if np.ndim(c) else c[()] for c in cotangent]))
+            grads = vjp_fn(tree_unflatten(out_tree, [c if np.ndim(c) else c[()] for c in cotangent]))
             g_leaves, _ = _float_leaves(grads[position])
             analytic = _inner(g_leaves, direction)
             numeric_dot = _inner(cotangent, numeric)
@@ -101,7 +100,7 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
                     f"  <u, finite differences v>: {numeric_dot!r}")
     if order > 1:
         if "rev" in modes:
-            cotangent = optree.tree_unflatten(out_tree, [
+            cotangent = tree_unflatten(out_tree, [
                 c if np.ndim(c) else c[()] for c in
                 (rng.standard_normal(np.shape(o)).astype(o.dtype if o.dtype.kind == "f" else float) for o in out_leaves)])
 
@@ -110,7 +109,7 @@ def check_grads(fun, args, order=1, modes=("fwd", "rev"), eps=None, atol=None, r
             check_grads(reverse_derivative, args, order - 1, modes, eps, atol, rtol, seed + 1,
                         _of + ("reverse-mode",))
         if "fwd" in modes:
-            tangents = tuple(optree.tree_unflatten(trees[i], [rng.standard_normal(np.shape(x)).astype(x.dtype)
+            tangents = tuple(tree_unflatten(trees[i], [rng.standard_normal(np.shape(x)).astype(x.dtype)
                                                              for x in leaves[i]]) for i in range(len(args)))
             tangents = tuple(t.item() if isinstance(a, float) else t for t, a in zip(tangents, args))
 

@@ -1,89 +1,204 @@
-"""explain: show what jitad does with a function -- trace, passes, fusion, generated source."""
-from jitad import api
-from jitad.backend.codegen import generate
+"""explain: show what jitad did with a function -- trace, transform, passes, fusion, source.
+
+`explain` reads the record of the stages a transform ran (`jitad.staging.Stage`): the traced
+graph, the transformed graph, each pass's output, the fusion plan, the generated source and
+the tier that answers calls. It runs the transform once on the arguments when it has not run
+at their signature. Nodes are numbered one way throughout: in every graph shown, `%k` is the
+graph's node k (`numbering`: its inputs first, then its other nodes in topological order),
+which for the compiled graph is also the number in the fusion plan and in the kernel's
+`# %k = prim(...)` comments.
+"""
+from jitad import backend, profiling
+from jitad.api import jit, value_and_grad
 from jitad.backend.fusion import LibraryCall
-from jitad.passes import optimize
-from jitad.frontend.tracer import trace
+from jitad.ir import const_p
+from jitad.staging import Signature, Transform, trace_user
+
+# how each transform reads in the report's header
+_MODES = {
+    "value_and_grad": "one adjoint sweep for the scalar output",
+    "grad": "one adjoint sweep for the scalar output",
+    "jit": "the forward function alone",
+    "hessian": "forward-mode sweeps over the reverse-mode gradient",
+}
 
 
-def _plan_text(plan):
+def numbering(graph):
+    """Node id -> k, the node's number in `graph`: its inputs first, in order, then the other
+    nodes in topological order. The kernel writer numbers its `# %k` comments the same way."""
+    inputs = set(n.id for n in graph.inputs)
+    order = list(graph.inputs) + [n for n in graph.nodes if n.id not in inputs]
+    return {n.id: k for k, n in enumerate(order)}
+
+
+def graph_text(graph):
+    """The graph as text, its nodes numbered by `numbering`."""
+    number = numbering(graph)
+
+    def ref(node):
+        return f"%{number[node.id]}"
+
+    def typed(node):
+        return f"{ref(node)}:{node.dtype.name}{list(node.shape)}"
+    lines = [f"graph({', '.join(typed(n) for n in graph.inputs)}):"]
+    inputs = set(n.id for n in graph.inputs)
+    for node in graph.nodes:
+        if node.id in inputs:
+            continue
+        if node.prim is const_p:
+            value = node.value
+            text = repr(value.item()) if value.size == 1 else f"<array {value.dtype.name}{list(value.shape)}>"
+            lines.append(f"  {typed(node)} = const {text}")
+            continue
+        args = [ref(i) for i in node.inputs] + [f"{k}={v}" for k, v in node.params.items()]
+        lines.append(f"  {typed(node)} = {node.prim.name}({', '.join(args)})")
+    lines.append(f"  return {', '.join(ref(n) for n in graph.outputs)}")
+    return "\n".join(lines)
+
+
+def plan_text(plan, graph):
+    """The fusion plan's steps, nodes numbered as in `graph` (the graph it was made for)."""
+    number = numbering(graph)
     lines = []
     for k, step in enumerate(plan.steps):
         if isinstance(step, LibraryCall):
             node = step.node
-            lines.append(f"  step {k}: library call {node.prim.name} -> %{node.id} {list(node.shape)}")
+            lines.append(f"  step {k}: library call {node.prim.name} -> %{number[node.id]} {list(node.shape)}")
         else:
-            roots = ", ".join(f"%{r.id}:{r.prim.name}" for r in step.roots)
+            roots = ", ".join(f"%{number[r.id]}:{r.prim.name}" for r in step.roots)
             lines.append(f"  step {k}: loop nest over {list(step.shape)} computing {roots}")
-    stored = sorted(plan.materialized)
+    stored = sorted(number[i] for i in plan.materialized if i in number)
     lines.append(f"  stored values: {', '.join('%' + str(i) for i in stored)}")
     return "\n".join(lines)
 
 
-def _timings(fun, args, transform, nums):
-    """The compile profile of building and compiling the transform of `fun` at `args` now."""
-    from jitad import backend, profiling
+class Explanation(str):
+    """What `explain` found; `str()` of it is the report's text (it is that string).
+
+    Fields: `transform` (e.g. "value_and_grad", "jacobian", "jit"), `mode` ("reverse",
+    "mixed", ...), `function` (the user function's name), `stage` (the `staging.Stage` read),
+    `graph` (traced), `draws` (text of the random draws made at each call), `transformed`,
+    `passes` ([(name, graph)]), `optimized`, `plan` (the fusion plan), `jacobian_plan` (a
+    `JacobianPlan` or None), `source` (the kernel, or the split form's driver), `nests` (the
+    split form's nest kernels), `tier` (what answers calls), `timings` ({phase: seconds} of
+    building the stage), `profile` (the compile profile's text with `timings=True`, else None).
+    """
+
+    def __new__(cls, text, **fields):
+        report = super().__new__(cls, text)
+        report.__dict__.update(fields)
+        return report
+
+
+def _explained(fun, args, transform, argnums):
+    """(a jitad-transformed function, its transform's name) for what explain was given."""
+    if getattr(fun, "jitad_transform", None) is not None:
+        return fun, getattr(fun, "jitad_name", fun.jitad_transform.name)
+    if transform is None:
+        graph, _, out_tree = trace_user(fun, Signature(args, ()), {})
+        out = graph.outputs[0] if graph.outputs else None
+        scalar = out_tree.num_leaves == 1 and out.shape == () and out.dtype.kind == "f"
+        transform = "value_and_grad" if scalar else "jit"
     if transform == "value_and_grad":
-        staged = api.Staged(fun, api._build_value_and_grad(nums, False), nums)
-    else:
-        staged = api.Staged(fun, api._build_forward)
+        return value_and_grad(fun, argnums), transform
+    if transform == "jit":
+        return jit(fun), transform
+    raise ValueError(f"explain: transform must be 'value_and_grad' or 'jit' (or give explain a jitad "
+                     f"transform such as jitad.grad(f) or jitad.jacobian(f)), got {transform!r}")
+
+
+def _profile(stage, transform, args):
+    """The compile profile of building the same transform afresh at `args`, compiled in this
+    process (compile="eager"; a kernel already in the disk cache loads instead)."""
+    import numpy as np
+
+    fresh = Transform(transform.fun, transform.build, transform.argnums, transform.name, transform.mode)
+    extra = [np.zeros(shape, dtype) for shape, dtype in stage.extra_avals]
     saved = backend.config.compile
     backend.config.compile = "eager"
     try:
         with profiling.profile(numba=backend.config.backend == "numba") as prof:
-            staged.run(args, {})
+            fresh.run(args, {}, extra=extra)
     finally:
         backend.config.compile = saved
     return prof.report(passes=3)
 
 
-def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=False):
-    """Print and return a report of how jitad compiles `fun` at `args`.
+def _generated(stage):
+    """(fusion plan, source, nests) of the stage's kernel; generated here for display when the
+    backend made none (backend="reference", or a graph on the reference executor)."""
+    if stage.source is not None:
+        return stage.plan, stage.source, stage.nests
+    from jitad.backend.codegen import generate  # noqa: PLC0415 -- only for a graph the backend did not generate
+    try:
+        source, _, _, plan = generate(stage.optimized)
+    except Exception as exc:  # noqa: BLE001 -- e.g. a callback node, which only the reference executor runs
+        return None, f"# no kernel: {type(exc).__name__}: {exc}", ()
+    return plan, source, ()
 
-    `transform` is "value_and_grad" (the default when `fun` returns a scalar) or "jit".
-    Given a `jitad.jacobian(...)` function, it shows the plan: the chosen mode and the
-    estimated cost of each candidate.
-    The report lists the traced IR, each pass by name with the graph after it, the
-    AD transform's graph, the fusion plan (loop nests and library calls), and the
-    generated kernel source. With `timings=True` it also builds and compiles the transform
-    in this process (compile="eager", the usual disk cache: a kernel already there loads
-    instead of compiling) and appends the per-phase compile profile (`jitad.profiling`).
+
+def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=False):
+    """Report how jitad runs `fun` at `args`: print it and return an `Explanation`.
+
+    `fun` is a jitad transform (`jitad.value_and_grad(f)`, `jitad.grad(f)`, `jitad.jit(f)`,
+    `jitad.jacobian(f)`, `jitad.hessian(f)`, ...) or a plain function, explained under
+    `transform`: "value_and_grad" (with `argnums`; the default when `fun` returns a float
+    scalar) or "jit". The report reads what the transform ran at this signature (running it
+    once if it has not): the traced IR, the transform and its mode (for a Jacobian, the plan:
+    the chosen mode and each candidate's estimated cost), each pass by name with the graph
+    after it, the fusion plan (loop nests and library calls), the generated kernel source and
+    what answers calls now. With `timings=True` it also builds and compiles the transform
+    afresh in this process (compile="eager", the usual disk cache: a kernel already there
+    loads instead of compiling) and appends the per-phase compile profile (`jitad.profiling`).
+
+    >>> import numpy as np, jitad
+    >>> report = jitad.explain(jitad.grad(lambda x: np.sum(np.sin(x))), np.ones(3), print_report=False)
+    >>> report.transform, report.mode
+    ('grad', 'reverse')
     """
-    if callable(getattr(fun, "plan", None)) and hasattr(fun, "fun"):
-        # a jitad.jacobian / jacfwd / jacrev function: its plan is the chosen mode and why
-        report = "== Jacobian plan ==\n" + repr(fun.plan(*args))
-        if print_report:
-            print(report)
-        return report
-    nums, _ = api._normalize_argnums(argnums, len(args))
-    sig = api._Signature(args, nums if transform != "jit" else ())
-    graph, captured, out_tree = api.trace_user(fun, sig, {})
-    if transform is None:
-        scalar = out_tree.num_leaves == 1 and graph.outputs[0].shape == () and graph.outputs[0].dtype.kind == "f"
-        transform = "value_and_grad" if scalar else "jit"
-    sections = [f"== traced IR of {getattr(fun, '__name__', fun)!s} ==", repr(graph)]
-    draws = [d for d in getattr(graph, "draws", ()) if hasattr(d, "shape")]
+    target, name = _explained(fun, args, transform, argnums)
+    staged = target.jitad_transform
+    stage = staged.stage_for(args)
+    if stage is None:
+        target(*args)
+        stage = staged.latest
+    stage.complete()
+    meta = stage.meta
+    jacobian_plan = meta[0] if isinstance(meta, tuple) and meta and hasattr(meta[0], "num_sweeps") else None
+    if jacobian_plan is not None and all(c is None for c in jacobian_plan.costs.values()) and hasattr(target, "plan"):
+        jacobian_plan = target.plan(*args)  # a forced mode ran without estimates: show them
+    mode = stage.mode
+    graph = stage.graph
+    sections = [f"== traced IR of {stage.function} ==", graph_text(graph)]
+    number = numbering(graph)
+    draws = [f"%{number[graph.inputs[stage.n_traced + k].id]} = {d.source.label}.{d.method}(...)"
+             for k, d in enumerate(d for d in getattr(graph, "draws", ()) if hasattr(d, "shape"))]
     if draws:  # jitad.frontend.rng: inputs after the arguments' that each call draws
-        first = len(sig.traced)
-        sections.append("random draws made at each call: " + ", ".join(
-            f"%{graph.inputs[first + k].id} = {d.source.label}.{d.method}(...)" for k, d in enumerate(draws)))
-    if transform == "value_and_grad":
-        body, _, _ = api._build_value_and_grad(nums, False)(graph, sig, out_tree)
-        mode = "reverse (one adjoint sweep for the scalar output)"
-    else:
-        body, _, _ = api._build_forward(graph, sig, out_tree)
-        mode = "forward evaluation only"
-    transformed, _ = trace(body, [(n.shape, n.dtype) for n in graph.inputs])
-    sections += [f"== {transform}: mode {mode} ==", repr(transformed)]
-    log = []
-    final = optimize(transformed, log)
-    for name, g in log:
-        sections += [f"== after pass {name} ==", repr(g)]
-    source, consts, fresh, plan = generate(final)
-    sections += ["== fusion plan ==", _plan_text(plan), "== generated source ==", source.rstrip()]
+        sections.append("random draws made at each call: " + ", ".join(draws))
+    why = _MODES.get(name)
+    sections.append(f"== {name}, {mode}" + (f" ({why})" if why else "") + " ==")
+    if jacobian_plan is not None:
+        sections += ["== Jacobian plan ==", repr(jacobian_plan), "== sweep graph =="]
+    sections.append(graph_text(stage.transformed))
+    for pass_name, g in stage.passes:
+        sections += [f"== after pass {pass_name} ==", graph_text(g)]
+    plan, source, nests = _generated(stage)
+    sections += ["== fusion plan ==", plan_text(plan, stage.optimized) if plan is not None else "  (none)",
+                 "== generated source ==", source.rstrip()]
+    for k, nest in enumerate(nests):
+        sections += [f"== nest kernel N{k} (its own node numbers) ==", nest.rstrip()]
+    sections += ["== calls answered by ==", f"  {stage.tier}",
+                 "== stage timings (this process) ==",
+                 "  " + ", ".join(f"{phase} {seconds * 1e3:.1f} ms" for phase, seconds in stage.timings.items())]
+    profile = None
     if timings:
-        sections += ["== compile profile ==", _timings(fun, args, transform, nums)]
-    report = "\n".join(sections)
+        profile = _profile(stage, staged, args)
+        sections += ["== compile profile ==", profile]
+    report = Explanation(
+        "\n".join(sections), transform=name, mode=mode, function=stage.function, stage=stage, graph=graph,
+        draws=draws, transformed=stage.transformed, passes=list(stage.passes), optimized=stage.optimized,
+        plan=plan, jacobian_plan=jacobian_plan, source=source, nests=nests, tier=stage.tier,
+        timings=dict(stage.timings), profile=profile)
     if print_report:
         print(report)
     return report

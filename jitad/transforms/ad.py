@@ -14,7 +14,7 @@ from jitad.ir import const_p, input_p
 from jitad.primitives import unbroadcast
 
 
-def _active_nodes(graph, wrt):
+def active_nodes(graph, wrt):
     """Ids of nodes that depend on the differentiated inputs through differentiable numpy_ops."""
     active = {graph.inputs[i].id for i in wrt}
     for node in graph.nodes:
@@ -46,7 +46,7 @@ def jvp_values(graph, primals, tangent_sets, wrt):
     """Forward mode: returns (outputs, [tangent outputs for each set of input tangents])."""
     env = replay(graph, primals)
     outs = [env[o.id] for o in graph.outputs]
-    active = _active_nodes(graph, wrt)
+    active = active_nodes(graph, wrt)
     results = []
     for tangents in tangent_sets:
         tan = {graph.inputs[i].id: t for i, t in zip(wrt, tangents)}
@@ -71,7 +71,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt):
     """Reverse mode: returns (outputs, [input cotangents for each set of output cotangents])."""
     env = replay(graph, primals)
     outs = [env[o.id] for o in graph.outputs]
-    active = _active_nodes(graph, wrt)
+    active = active_nodes(graph, wrt)
     results = []
     order = [n for n in reversed(graph.nodes) if n.id in active and n.prim.kind != "leaf"]
     for cotangents in cotangent_sets:

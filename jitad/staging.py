@@ -1,0 +1,525 @@
+"""Staging: a transform of a user function, run per input signature, and the record of what
+each stage of the pipeline made. This module holds jitad's one cache of compiled transforms.
+
+A `Transform` is one transform of one user function: value_and_grad of `f` with respect to
+some arguments, a Jacobian's sweep, `jit(f)`. Called, it flattens the arguments into a
+`Signature` and looks up the `Stage` of that signature (the cache). On a miss it makes one:
+
+    trace      the user's function at the signature's shapes     -> stage.graph
+    transform  the transform's body traced over that graph      -> stage.transformed
+    passes     `passes.optimize`, each pass's output by name     -> stage.passes
+    backend    fusion plan, generated source, compiled kernel    -> stage.executor
+               (`stage.plan`, `stage.source`, `stage.tier` read it)
+
+and notes the seconds each took (`stage.timings`). `explain` reads these records instead of
+running a pipeline of its own. Called on traced values (inside another transform), a
+transform replays its graph into the enclosing trace instead, which is how transforms compose.
+
+The first call of a signature need not wait for Numba: with compile="background" (the
+default) or "off" the body runs eagerly on the arrays (`run_eagerly`, the NumPy tier) while a
+background thread builds the transformed graph and hands it to the backend (`Pending`).
+
+Transforms live in `transform_of(fun, key, make)`: a table kept on the user's function, so
+`jitad.grad(f)` made twice, `hvp(f, ...)` called in a loop and `hessian(f)` find the stages
+compiled before, and the table goes when the function does.
+"""
+import _thread
+import contextlib
+import queue
+import threading
+import time
+import types
+import warnings
+
+import numpy as np
+
+from jitad import backend, ir
+from jitad.backend.cache import STATS
+from jitad.errors import InputDtypeError, LeafTypeError, ShapeError
+from jitad.frontend import linalg_ops, rng
+from jitad.frontend.tracer import Tracer, trace
+from jitad.interpreter import replay
+from jitad.passes import optimize
+from jitad.profiling import phase
+from jitad.pytrees import tree_flatten, tree_unflatten
+
+FLOAT_TYPES = (float, np.floating)  # Python and NumPy float scalars: traced as 0-d arrays
+
+
+def normalize_argnums(argnums, nargs):
+    """(argnums as a tuple of non-negative ints, whether one int was given), for `nargs`
+    positional arguments; a TypeError names an out-of-range entry."""
+    single = isinstance(argnums, (int, np.integer))
+    nums = (int(argnums),) if single else tuple(int(a) for a in argnums)
+    for a in nums:
+        if not -nargs <= a < nargs:
+            raise TypeError(f"argnums={argnums} but the function was called with {nargs} positional arguments")
+    return tuple(a % nargs for a in nums), single
+
+
+def classify(leaf, position, differentiated):
+    """('traced', shape, dtype) for values jitad traces, or ('static', value)."""
+    if isinstance(leaf, Tracer):
+        kind = ("traced", leaf.shape, leaf.dtype)
+    elif isinstance(leaf, np.ndarray):
+        if leaf.dtype.kind not in "fiub":
+            if differentiated:
+                raise InputDtypeError(position, leaf.dtype)
+            raise LeafTypeError(position, leaf)
+        kind = ("traced", leaf.shape, leaf.dtype)
+    elif isinstance(leaf, FLOAT_TYPES):
+        kind = ("traced", (), np.dtype(type(leaf)) if isinstance(leaf, np.floating) else np.dtype(np.float64))
+    elif isinstance(leaf, (bool, int, np.integer, np.bool_)):
+        if differentiated:
+            raise InputDtypeError(position, np.asarray(leaf).dtype)
+        kind = ("static", leaf)
+    elif isinstance(leaf, complex):
+        raise InputDtypeError(position, np.dtype(complex))
+    else:
+        if differentiated:
+            raise LeafTypeError(position, leaf)
+        kind = ("static", leaf)
+    if differentiated and kind[0] == "traced" and kind[2].kind != "f":
+        raise InputDtypeError(position, kind[2])
+    return kind
+
+
+class Signature:
+    """The flattened arguments of one call, split into traced and static leaves.
+
+    `trees`: one pytree structure per positional argument; `leaves`, `kinds` (`classify`) and
+    `owner` (the argument a leaf belongs to) per leaf; `traced`: the indices of traced leaves;
+    `diff_argnums`: the differentiated arguments (their leaves must be float)."""
+
+    def __init__(self, args, diff_argnums):
+        self.diff_argnums = diff_argnums
+        self.trees, self.leaves, self.kinds, self.owner = [], [], [], []
+        for position, arg in enumerate(args):
+            leaves, tree = tree_flatten(arg)
+            self.trees.append(tree)
+            for leaf in leaves:
+                self.kinds.append(classify(leaf, position, position in diff_argnums))
+                self.leaves.append(leaf)
+                self.owner.append(position)
+        self.traced = [i for i, k in enumerate(self.kinds) if k[0] == "traced"]
+
+    def key(self):
+        parts = []
+        for kind in self.kinds:
+            if kind[0] == "traced":
+                parts.append((kind[1], kind[2].str))
+            else:
+                value = kind[1]
+                if isinstance(value, rng.GENERATOR_TYPES):  # drawn from at call time: any generator of its type
+                    parts.append(("generator", type(value)))
+                    continue
+                try:
+                    hash(value)
+                except TypeError:
+                    value = ("id", id(value))
+                parts.append(("static", type(value), value))
+        return tuple(self.trees), tuple(parts)
+
+    def avals(self):
+        return [(self.kinds[i][1], self.kinds[i][2]) for i in self.traced]
+
+    def rebuild(self, traced_values):
+        """The user's positional arguments with traced leaves replaced by `traced_values`."""
+        leaves = list(self.leaves)
+        for i, v in zip(self.traced, traced_values):
+            leaves[i] = v
+        args, start = [], 0
+        for tree in self.trees:
+            n = tree.num_leaves
+            args.append(tree_unflatten(tree, leaves[start:start + n]))
+            start += n
+        return args
+
+    def traced_positions_of(self, argnums):
+        """Indices into the traced-leaf list of the leaves that belong to `argnums`."""
+        return [k for k, i in enumerate(self.traced) if self.owner[i] in argnums]
+
+
+def trace_user(fun, sig, kwargs, draws=None):
+    """Trace the user's function; returns (graph, captured, out_tree).
+
+    Its random draws become graph inputs after the traced arguments' (`graph.draws` describes
+    them; `rng.perform` makes them at call time). `draws`: those of an earlier run to reuse."""
+    box = {}
+
+    def flat(*traced):
+        with rng.recording(fun, sig, kwargs) as rec, linalg_ops.bound_names(fun):
+            out = fun(*rec.arguments(sig.rebuild(traced)), **rec.keywords(kwargs))
+        box["draws"] = rec.draws
+        leaves, box["tree"] = tree_flatten(out)
+        for leaf in leaves:
+            if not isinstance(leaf, (Tracer, np.ndarray, float, int, np.number, bool, np.bool_)):
+                raise LeafTypeError("(output)", leaf)
+        return leaves
+
+    def traced_graph():
+        graph, captured = trace(flat, sig.avals())
+        graph.draws = box["draws"]
+        return graph, captured
+
+    graph, captured = rng.traced(fun, None if kwargs else sig.key(), traced_graph, draws)
+    return graph, captured, box["tree"]
+
+
+# --- the record of one transform at one signature ------------------------------------------------
+class Stage:
+    """What the pipeline made for one transform at one input signature.
+
+    `transform` (its name, e.g. "value_and_grad"), `function` (the user function's name),
+    `graph` (the traced graph), `meta` (what the transform's build returned to unpack outputs),
+    `transformed` (the transform's graph), `passes` ([(pass name, graph after it)]),
+    `executor` (what answers calls), `timings` ({phase: seconds}), `inlined` (True when it ran
+    inside an enclosing trace, replayed instead of compiled). Read from them: `optimized`,
+    `plan` (the fusion plan), `source` (generated kernel source), `tier`, `mode`.
+    """
+
+    def __init__(self, transform, key):
+        self.transform = transform.name
+        self.function = getattr(transform.fun, "__name__", None) or type(transform.fun).__name__
+        self._mode = transform.mode
+        self.key = key
+        self.graph = self.meta = self.transformed = self.executor = None
+        self.body, self.avals, self.extra_avals = None, (), ()
+        self.passes = []
+        self.timings = {}
+        self.inlined = False
+        self.n_traced = 0  # inputs of `graph` that are the call's traced leaves (random draws follow)
+
+    @contextlib.contextmanager
+    def timed(self, name, owner=None, profiled=True):
+        """Time phase `name` into `timings` (and into an active compile profile when `profiled`)."""
+        start = time.perf_counter()
+        try:
+            with phase(name, owner) if profiled else contextlib.nullcontext():
+                yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+    def run_transform(self):
+        """The transform's body traced over the user's graph: `transformed`."""
+        with self.timed("transform"):
+            self.transformed, _ = trace(self.body, self.avals)
+
+    def run_passes(self):
+        """`passes.optimize` on the transformed graph, each pass's output kept: `passes`."""
+        log = []
+        with self.timed("passes"):
+            optimize(self.transformed, log)
+        self.passes = log
+
+    def complete(self):
+        """Wait for a graph being built in the background; build the stages the backend skipped
+        (compile="off": the NumPy tier alone never traces the transform). Returns self."""
+        pending = self.pending
+        if pending is not None:
+            pending.wait()
+        if self.transformed is None and self.body is not None:
+            self.run_transform()
+        if not self.passes and self.transformed is not None:
+            self.run_passes()
+        return self
+
+    @property
+    def optimized(self):
+        """The graph the backend compiles: the last pass's output."""
+        return self.passes[-1][1] if self.passes else self.transformed
+
+    @property
+    def _served(self):
+        """The executor, unwrapped from the random draws a function that draws makes first."""
+        executor = self.executor
+        return executor.kernel if isinstance(executor, rng.Drawing) else executor
+
+    @property
+    def pending(self):
+        """The `Pending` build answering on the NumPy tier, if this stage started as one."""
+        executor = self._served
+        return executor if isinstance(executor, Pending) else None
+
+    @property
+    def backend(self):
+        """The backend's executor (`jitad.backend.cache`), or None before it exists."""
+        executor = self._served
+        return executor.executor if isinstance(executor, Pending) else executor
+
+    @property
+    def plan(self):
+        """The fusion plan the kernel was generated from (None without a generated kernel)."""
+        return getattr(self.backend, "plan", None)
+
+    @property
+    def source(self):
+        """The generated kernel's source (the split form's driver), or None."""
+        return getattr(self.backend, "source", None)
+
+    @property
+    def nests(self):
+        """The split form's loop-nest kernels (their node numbers are the nest's own), else ()."""
+        split = getattr(self.backend, "split", None)
+        return tuple(split.nests) if split is not None else ()
+
+    @property
+    def mode(self):
+        """The transform's mode at this signature ("reverse"; a Jacobian's plan's choice)."""
+        mode = self._mode
+        return mode(self.meta) if callable(mode) else mode
+
+    @property
+    def tier(self):
+        """What answers this signature's calls now."""
+        if self.inlined:
+            return "inlined into the enclosing trace"
+        executor = self.backend
+        if executor is None:
+            pending = self.pending
+            if pending is not None and pending.thread is None:
+                return "NumPy executor (compile='off')"
+            return "NumPy executor while the compiled form is built"
+        if getattr(executor, "dispatcher", None) is not None or getattr(executor, "serving", None) is not None:
+            return "compiled kernel (Numba)"
+        if getattr(executor, "source", None) is not None:
+            return "NumPy executor while a worker process compiles the kernel"
+        return "reference executor (NumPy)"
+
+
+# --- a transform of a user function, cached per signature --------------------------------------
+class Transform:
+    """A transform of a user function, compiled and cached per input signature (one `Stage` each).
+
+    `build(graph, sig, out_tree) -> (body, extra_avals, meta)`: `body` takes the traced
+    graph's inputs followed by extra inputs (e.g. output cotangents) of the given
+    (shape, dtype); its trace is the transformed graph. `meta` helps unpack outputs.
+    `argnums`: the differentiated arguments (as the user gave them); `name` and `mode` are what
+    `explain` calls it (`mode` may be a function of a stage's meta, as a Jacobian's plan).
+    """
+
+    def __init__(self, fun, build, argnums=(), name="transform", mode=None):
+        self.fun = fun
+        self.build = build
+        self.argnums = argnums
+        self.name, self.mode = name, mode
+        # (signature key, extra inputs' shapes and dtypes, backend, compile == "off") -> Stage
+        self.stages = {}
+        self.fast = {}  # api's fast paths: a cheap key of plain float/array arguments -> a direct kernel call
+        self.latest = None  # the Stage of the latest call
+        self.last = None  # the compiled kernel that served the latest call, if any (for fast paths)
+        self.last_draws = ()  # the random draws of the latest call (rng.perform), to pass back as `draws`
+        self._nums = {}
+
+    def diff_argnums(self, nargs):
+        """The differentiated arguments of a call with `nargs` positional arguments."""
+        nums = self._nums.get(nargs)
+        if nums is None:
+            nums = self._nums[nargs] = normalize_argnums(self.argnums, nargs)[0]
+        return nums
+
+    def stage_for(self, args):
+        """The cached Stage of a call with positional `args` (any extra inputs) on the current
+        backend, or None."""
+        key = Signature(args, self.diff_argnums(len(args))).key()
+        config = (backend.config.backend, backend.config.compile == "off")
+        return next((stage for k, stage in self.stages.items() if k[0] == key and k[2:] == config), None)
+
+    def prepare(self, args, kwargs=None):
+        """A Stage for `args` traced, transformed and optimised, without a kernel; not cached."""
+        sig = Signature(args, self.diff_argnums(len(args)))
+        stage = Stage(self, None)
+        stage.n_traced = len(sig.traced)
+        stage.graph, _, out_tree = trace_user(self.fun, sig, kwargs or {})
+        stage.body, stage.extra_avals, stage.meta = self.build(stage.graph, sig, out_tree)
+        stage.avals = [(n.shape, n.dtype) for n in stage.graph.inputs] + list(stage.extra_avals)
+        stage.run_transform()
+        stage.run_passes()
+        return stage
+
+    def run(self, args, kwargs, extra=(), draws=None):
+        """Returns (flat outputs, meta, signature). `draws`: the `last_draws` of an earlier run whose
+        random numbers this run uses again (the sweeps of one Jacobian, both halves of a vjp)."""
+        sig = Signature(args, self.diff_argnums(len(args)))
+        nested = bool(ir.builders()) or any(isinstance(v, Tracer) for v in extra) or \
+            any(isinstance(sig.leaves[i], Tracer) for i in sig.traced)
+        key = None
+        if not nested and not kwargs:
+            # a stage serves the backend it was built for (a NumPy-only stage of compile="off" too)
+            key = (sig.key(), tuple((np.shape(e), np.asarray(e).dtype.str) for e in extra),
+                   backend.config.backend, backend.config.compile == "off")
+            stage = self.stages.get(key)
+            if stage is not None:
+                compiled, self.latest = stage.executor, stage
+                flat = [sig.leaves[i] for i in sig.traced] + list(extra)
+                # a function that draws random numbers draws them first (rng.Drawing)
+                outs = compiled(flat, sig, draws, self) if type(compiled) is rng.Drawing else compiled(flat)
+                # a kernel compiled in the background serves from some later call on: fast paths then
+                self.last = None if extra else compiled.serving
+                return outs, stage.meta, sig
+        STATS["traces"] += 1
+        stage = self.latest = Stage(self, key)
+        stage.n_traced = len(sig.traced)
+        with stage.timed("trace", self):
+            graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws)
+        stage.graph = graph
+        body, extra_avals, meta = self.build(graph, sig, out_tree)
+        stage.body, stage.extra_avals, stage.meta = body, extra_avals, meta
+        for e, (shape, _) in zip(extra, extra_avals):
+            if np.shape(e) != tuple(shape):
+                raise ShapeError(f"expected an array of shape {tuple(shape)}, got shape {np.shape(e)}")
+        stage.avals = [(n.shape, n.dtype) for n in graph.inputs] + list(extra_avals)
+        if key is not None and not captured and not isinstance(graph.draws, rng.Retraced) and \
+                backend.config.backend == "numba" and backend.config.compile in ("background", "off"):
+            # first answer without waiting: the transform runs on the arrays at once (the NumPy
+            # tier); its graph is built, optimised and compiled in the background
+            drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
+            values = [sig.leaves[i] for i in sig.traced] + drawn + list(extra)
+            background = backend.config.compile == "background"
+            pending = Pending(stage, counted=background)
+            outs = pending(values)
+            if background:  # after the first result: the thread would slow it
+                pending.build(first_args=values)
+            stage.executor = rng.Drawing(pending, graph.draws, len(sig.traced)) if graph.draws else pending
+            self.stages[key] = stage
+            self.last = None
+            return outs, meta, sig
+        stage.run_transform()
+        drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
+        values = [sig.leaves[i] for i in sig.traced] + drawn + list(captured) + list(extra)
+        if nested or captured or isinstance(graph.draws, rng.Retraced):  # Retraced: traced again every call
+            stage.inlined = True
+            env = replay(stage.transformed, values)
+            self.last = None
+            return [env[o.id] for o in stage.transformed.outputs], meta, sig
+        stage.run_passes()
+        with stage.timed("backend", profiled=False):  # fusion, codegen, kernel import: phases of their own
+            compiled = backend.compile(stage.optimized)
+        stage.executor = rng.Drawing(compiled, graph.draws, len(sig.traced)) if graph.draws else compiled
+        if key is not None:
+            self.stages[key] = stage
+        with stage.timed("first call"):
+            outs = compiled(values)
+        # callers install fast paths on `last` only when the compiled kernel serves (not on the NumPy tier)
+        self.last = compiled.serving if key is not None and not extra and not graph.draws else None
+        return outs, meta, sig
+
+
+def transform_of(fun, key, make):
+    """The transform `key` of `fun` (made by `make()` the first time): jitad's cache of transforms.
+
+    It is a table kept on the user's function, so it lives as long as the function. Only Python
+    functions carry one; other callables (ufuncs, bound methods, objects jitad does not own)
+    get `make()` each time, and the caller keeps it (as `jitad.grad(np.sin)` does).
+    """
+    if not isinstance(fun, types.FunctionType):
+        return make()
+    table = fun.__dict__.get("_jitad_transforms")
+    # functools.wraps copies __dict__, so a wrapper (grad's grad_fun) starts out holding the
+    # table of the function it wraps: it gets its own, or jvp(grad(f)) would find jvp(f)
+    if table is None or table["owner"] != id(fun):
+        table = fun._jitad_transforms = {"owner": id(fun)}
+    found = table.get(key)
+    if found is None:
+        found = table[key] = make()
+    return found
+
+
+# --- the NumPy tier and the background build ----------------------------------------------------
+def run_eagerly(body, args):
+    """A transform's body run on concrete arrays: each primitive's NumPy implementation, op by
+    op (no graph), as autograd would. Outputs that are inputs are copies (callers own them)."""
+    with np.errstate(all="ignore"):
+        outs = body(*args)
+    ids = {id(a) for a in args}
+    return [np.array(o) if id(o) in ids else o for o in outs]
+
+
+class Pending:
+    """A stage whose graph is being built: calls run its body eagerly (`run_eagerly`, the NumPy
+    tier) while a background thread traces the transformed graph, optimises it and hands it to
+    the backend (which compiles it in the worker process, `cache.TieredGraph`), recording each
+    step on the stage; then the backend's executor takes over. Without `build`
+    (compile="off") the body always runs eagerly.
+
+    The thread only traces jitad's own rules (never user code) into a builder of its own
+    (builders are per thread); a failure leaves the function on the NumPy tier with a warning.
+    """
+
+    def __init__(self, stage, counted=True):
+        self.stage = stage
+        self.body = stage.body
+        self.counted = counted  # NumPy-tier calls are counted while a compiled form is on its way
+        self.executor = None
+        self.thread = None
+        self.done = threading.Event()
+
+    def build(self, first_args=None):
+        """Build the compiled form in the background thread (for the types of `first_args`)."""
+        self.thread = _builder()
+        _build_jobs.put((self, first_args))
+
+    def _run(self, first_args):
+        try:
+            self._build(first_args)
+        finally:
+            self.done.set()
+
+    def _build(self, first_args):
+        stage = self.stage
+        try:
+            stage.run_transform()
+            stage.run_passes()
+            with stage.timed("backend", profiled=False):
+                executor = backend.compile(stage.optimized)
+            if first_args is not None and hasattr(executor, "start"):
+                executor.start(first_args)  # the worker starts on the kernel for the first call's types
+            self.executor = executor
+        except Exception as exc:  # noqa: BLE001 -- the NumPy tier keeps answering; say why once
+            warnings.warn(f"jitad: building the compiled form failed ({type(exc).__name__}: {exc}); "
+                          "this function keeps running on the NumPy executor", RuntimeWarning, stacklevel=1)
+
+    @property
+    def serving(self):
+        executor = self.executor
+        return None if executor is None else getattr(executor, "serving", None)
+
+    def wait(self):
+        """Block until the graph is built (tests, benchmarks); returns the executor or None."""
+        if self.thread is not None:
+            self.done.wait()
+        return self.executor
+
+    def __call__(self, args):
+        executor = self.executor
+        if executor is not None:
+            return executor(args)
+        if self.counted:
+            STATS["numpy_tier_calls"] += 1
+        return run_eagerly(self.body, args)
+
+
+_build_jobs = queue.Queue()
+_build_thread = None
+_build_lock = threading.Lock()
+
+
+def _builder():
+    """The one background thread that builds stages' compiled forms, in order. Started once,
+    with the low-level `_thread` API: `Thread.start` would wait until the new thread runs,
+    which on a busy machine costs the caller a scheduling quantum. Like a daemon thread, it
+    does not keep the interpreter alive."""
+    global _build_thread
+    with _build_lock:
+        if _build_thread is None:
+            _build_thread = _thread.start_new_thread(_build_forever, ())
+        return _build_thread
+
+
+def _build_forever():
+    while True:
+        pending, first_args = _build_jobs.get()
+        try:
+            pending._run(first_args)
+        except BaseException:  # noqa: BLE001 -- _run warns; the thread serves the next job
+            pass

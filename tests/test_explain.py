@@ -1,0 +1,105 @@
+"""explain reads the record of what a transform ran (`jitad.staging.Stage`), names the transform
+it was given, numbers nodes one way from the graph to the kernel, and returns an `Explanation`
+whose fields the tests read. One small kernel is compiled here (the rest run with compile="off")."""
+import re
+
+import numpy as np
+import pytest
+
+import jitad
+from jitad.tools.explain import Explanation, numbering
+
+
+def small_loss(x, y):
+    return np.sum(np.tanh(x * y) ** 2) + np.sum(np.exp(-x))
+
+
+@pytest.fixture
+def compile_off():
+    """The NumPy tier alone: the transforms trace, nothing compiles (explain fills in the stages)."""
+    saved = jitad.config.compile
+    jitad.config.compile = "off"
+    yield
+    jitad.config.compile = saved
+
+
+@pytest.mark.usefixtures("compile_off")
+def test_explain_names_the_transform_it_was_given():
+    x, y = np.linspace(0.1, 1.0, 6), np.linspace(1.0, 2.0, 6)
+    wide = lambda x: np.tanh(np.outer(x, x)).ravel()  # noqa: E731
+    narrow = lambda x: np.tanh(np.ones((3, 6)) @ x)  # noqa: E731
+
+    def named(fun, *args):
+        report = jitad.explain(fun, *args, print_report=False)
+        return report.transform, report.mode
+
+    assert named(jitad.value_and_grad(small_loss), x, y) == ("value_and_grad", "reverse")
+    assert named(jitad.grad(small_loss, argnums=(0, 1)), x, y) == ("grad", "reverse")
+    assert named(jitad.jit(small_loss), x, y) == ("jit", "evaluation only")
+    auto = jitad.explain(jitad.jacobian(narrow), x, print_report=False)
+    assert auto.transform == "jacobian" and auto.mode == auto.jacobian_plan.mode  # the mode auto chose
+    assert named(jitad.jacobian(wide, mode="mixed"), x) == ("jacobian", "mixed")
+    assert named(jitad.jacfwd(narrow), x) == ("jacfwd", "forward")
+    assert named(jitad.hessian(lambda x: small_loss(x, y)), x) == ("hessian", "forward over reverse")
+    # a plain function: value_and_grad when it returns a float scalar, else jit
+    assert named(small_loss, x, y) == ("value_and_grad", "reverse")
+    assert named(wide, x) == ("jit", "evaluation only")
+    assert jitad.explain(small_loss, x, y, transform="jit", print_report=False).transform == "jit"
+    with pytest.raises(ValueError, match="transform must be"):
+        jitad.explain(small_loss, x, y, transform="hessian", print_report=False)
+
+
+@pytest.mark.usefixtures("compile_off")
+def test_explanation_fields_and_text(capsys):
+    x, y = np.linspace(0.1, 1.0, 6), np.linspace(1.0, 2.0, 6)
+    report = jitad.explain(jitad.value_and_grad(small_loss), x, y)
+    assert capsys.readouterr().out.strip() == str(report).strip()  # print_report=True prints the text
+    assert isinstance(report, Explanation) and isinstance(report, str)
+    assert report.function == "small_loss"
+    assert [name for name, _ in report.passes] and report.optimized is report.passes[-1][1]
+    assert len(report.graph.outputs) == 1 and len(report.transformed.outputs) == 2  # value, gradient
+    assert report.plan is not None and "def kernel(" in report.source
+    assert report.tier == "NumPy executor (compile='off')" and report.jacobian_plan is None
+    assert {"trace", "transform", "passes"} <= set(report.timings)
+    assert "== value_and_grad, reverse" in report and "== generated source ==" in report
+
+
+@pytest.mark.usefixtures("compile_off")
+def test_a_jacobian_report_holds_its_plan():
+    A = np.ones((3, 2000))  # R^2000 -> R^3: reverse mode, one sweep of 3 cotangents
+    report = jitad.explain(jitad.jacobian(lambda x: np.tanh(A @ x)), np.ones(2000), print_report=False)
+    plan = report.jacobian_plan
+    assert plan.mode == "reverse" == report.mode and plan.num_sweeps == 1
+    assert plan.costs["forward"] > plan.costs["reverse"]
+    forced = jitad.explain(jitad.jacfwd(lambda x: np.tanh(A @ x)), np.ones(2000), print_report=False)
+    assert forced.mode == "forward" and forced.jacobian_plan.costs["reverse"] is not None  # estimates shown
+
+
+def test_explain_reads_the_stage_that_ran_and_numbers_nodes_one_way():
+    """The compiled stage is read, not rebuilt (no new trace); the plan's %k, the graph's node k
+    and the kernel's `# %k = prim(...)` comments are one numbering."""
+    x, y = np.linspace(0.1, 1.0, 6), np.linspace(1.0, 2.0, 6)
+    vg = jitad.value_and_grad(small_loss)
+    vg(x, y)  # compiles (the suite's compile mode is "eager")
+    before = jitad.cache_info()["traces"]
+    report = jitad.explain(vg, x, y, print_report=False)
+    assert jitad.cache_info()["traces"] == before
+    stage = vg.jitad_transform.stage_for((x, y))
+    assert report.stage is stage and report.source is stage.source and report.optimized is stage.optimized
+    assert report.tier == "compiled kernel (Numba)" and "backend" in report.timings
+
+    graph = report.optimized
+    number = numbering(graph)
+    node_of = {k: node for node in list(graph.inputs) + list(graph.nodes) for k in [number[node.id]]}
+    comments = re.findall(r"# %(\d+) = (\w+)\(([^)]*)\)", report.source)
+    assert len(comments) > 5
+    for k, prim, args in comments:
+        node = node_of[int(k)]
+        assert node.prim.name == prim, (k, prim)
+        assert [f"%{number[i.id]}" for i in node.inputs] == [a for a in args.split(", ") if a]
+    plan_roots = re.findall(r"%(\d+):(\w+)", report.split("== fusion plan ==")[1].split("==")[0])
+    assert plan_roots and all(node_of[int(k)].prim.name == prim for k, prim in plan_roots)
+    optimized_text = report.split("== after pass")[-1].split("== fusion plan ==")[0]
+    for line in optimized_text.strip().splitlines()[2:-1]:  # the optimized graph's nodes
+        k, prim = re.match(r"\s+%(\d+):\S+ = (\w+)", line).groups()
+        assert node_of[int(k)].prim.name == prim

@@ -217,3 +217,42 @@ def test_wraps_user_function():
         return np.sum(x)
 
     assert jitad.grad(my_loss).__name__ == "my_loss" and jitad.grad(my_loss).__doc__ == "doc"
+
+
+# --- one cache of transforms (jitad.staging) ----------------------------------------------------------
+def test_transforms_of_one_function_share_their_stages():
+    """value_and_grad(f) made twice, and grad(f), find the stage the first one built: no new trace."""
+    def loss(x, y):
+        return np.sum(np.sin(x) * y)
+
+    first = jitad.value_and_grad(loss)
+    first(X, Y)
+    stage = first.jitad_transform.stage_for((X, Y))
+    assert stage.transform == "value_and_grad" and stage.mode == "reverse" and stage.function == "loss"
+    assert stage.graph is not None and stage.transformed is not None and stage.passes
+    before = jitad.cache_info()["traces"]
+    again, gradient = jitad.value_and_grad(loss), jitad.grad(loss)
+    assert again.jitad_transform is first.jitad_transform is gradient.jitad_transform
+    np.testing.assert_allclose(gradient(X, Y), np.cos(X) * Y)
+    assert jitad.cache_info()["traces"] == before
+    # other argnums or has_aux are other transforms; other callables keep theirs on the wrapper
+    assert jitad.grad(loss, argnums=1).jitad_transform is not first.jitad_transform
+    assert jitad.grad(np.sin).jitad_transform is not jitad.grad(np.sin).jitad_transform
+
+
+def test_a_numpy_only_stage_does_not_serve_the_compiled_backend():
+    """A stage built with compile="off" answers on the NumPy tier only while compile is "off"."""
+    def loss(x):
+        return np.sum(np.cos(x))
+
+    vg = jitad.value_and_grad(loss)
+    saved = jitad.config.compile
+    jitad.config.compile = "off"
+    try:
+        vg(X)
+        off = vg.jitad_transform.stage_for((X,))
+    finally:
+        jitad.config.compile = saved
+    assert off is not None and vg.jitad_transform.stage_for((X,)) is not off
+    vg(X)
+    assert vg.jitad_transform.stage_for((X,)) not in (None, off)

@@ -192,7 +192,8 @@ def test_command_line(monkeypatch):
     assert result.returncode == 0 and "demo" in result.stdout and "modes" in result.stdout
     seen = []
     fake = types.SimpleNamespace(main=lambda argv: seen.append(argv))
+    import jitad.tools
     monkeypatch.setitem(sys.modules, "jitad.tools.modes", fake)
-    monkeypatch.setattr(jitad, "modes_script", fake, raising=False)
+    monkeypatch.setattr(jitad.tools, "modes", fake, raising=False)
     cli.main(["modes", "--quick", "--sizes", "3"])
     assert seen == [["--quick", "--sizes", "3"]]

@@ -390,3 +390,32 @@ def test_assembled_matrix_reaches_scipy_and_numpy():
     x = np.array([0.5, 0.3])
     np.testing.assert_allclose(jitad.value_and_grad(f)(x)[0], f(x.copy()), rtol=1e-12)
     jitad.check_grads(f, (x,), order=1)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_writes_through_view_functions():
+    """np.split, np.reshape, np.swapaxes, np.expand_dims give views in NumPy: writes reach y."""
+    def f(x):
+        y = x * 1.0
+        a, b = np.split(y, 2)
+        a[0] = x[5] ** 2
+        r = np.reshape(y, (2, 3))
+        r[1, 2] = x[0] * 7.0
+        s = np.swapaxes(r, 0, 1)
+        s[0, 1] += 1.0
+        e = np.expand_dims(y, 0)
+        e[0, 1] = -x[1]
+        return np.sum(y * np.arange(6.0)) + np.sum(b ** 2)
+
+    np.testing.assert_allclose(jitad.value_and_grad(f)(X)[0], f(X.copy()), rtol=1e-12)
+    jitad.check_grads(f, (X,), order=1)
+
+    def diagonal_write(x):  # NumPy's diagonal view is read-only: the same error
+        y = np.outer(x, x)
+        np.diagonal(y)[0] = 1.0
+        return np.sum(y)
+
+    with pytest.raises(ValueError, match="read-only"):
+        diagonal_write(X.copy())
+    with pytest.raises(ValueError, match="read-only"):
+        jitad.grad(diagonal_write)(X)

@@ -112,6 +112,29 @@ def test_a_failed_solve_says_so():
         jitad.grad(blow_up)(1.0)
 
 
+def _rhs_written_into_zeros_like(y, t, k):
+    dydt = np.zeros_like(y)
+    dydt[0] = y[1]
+    dydt[1] = -k * y[0]
+    return dydt
+
+
+def _rhs_written_into_zeros(y, t, k):
+    dydt = np.zeros(2)
+    dydt[0] = y[1]
+    dydt[1] = -k * y[0]
+    return dydt
+
+
+@pytest.mark.parametrize("rhs", [_rhs_written_into_zeros_like, _rhs_written_into_zeros,
+                                 lambda y, t, k: [y[1], -k * y[0]]])
+def test_right_hand_sides_as_published_code_writes_them(rhs):
+    """In-place writes into a fresh array, or a list: the usual ways to return dy/dt."""
+    def loss(k):
+        return np.sum(odeint(rhs, Y0, TS, args=(k,), **TIGHT) ** 2)
+    jitad.check_grads(loss, (2.0,), modes=("fwd", "rev"), **FD)
+
+
 def test_traced_args_and_tfirst():
     def loss(theta, y0):
         ys = odeint(lambda t, y, k, c: np.array([y[1], -k * y[0] - c * y[1]]), y0, TS, args=(theta[0], theta[1]),

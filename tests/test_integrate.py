@@ -135,6 +135,18 @@ def test_right_hand_sides_as_published_code_writes_them(rhs):
     jitad.check_grads(loss, (2.0,), modes=("fwd", "rev"), **FD)
 
 
+def test_neural_ode_with_matrix_parameters_in_a_dict():
+    rng = np.random.default_rng(0)
+    params = {"W": rng.standard_normal((3, 2)) * 0.5, "b": rng.standard_normal(3) * 0.1,
+              "V": rng.standard_normal((2, 3)) * 0.5}
+
+    def loss(p):
+        sol = scipy.integrate.solve_ivp(lambda t, y: p["V"] @ np.tanh(p["W"] @ y + p["b"]), (0.0, 1.0), Y0,
+                                        t_eval=TS[:3], **TIGHT)
+        return np.sum(sol.y ** 2)
+    jitad.check_grads(loss, (params,), modes=("fwd", "rev"), **FD)
+
+
 def test_traced_args_and_tfirst():
     def loss(theta, y0):
         ys = odeint(lambda t, y, k, c: np.array([y[1], -k * y[0] - c * y[1]]), y0, TS, args=(theta[0], theta[1]),

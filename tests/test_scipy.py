@@ -1,10 +1,10 @@
 """scipy.special and scipy.stats on traced values.
 
-The elementwise scipy.special rows of tests/test_primitives.py check derivatives to order
-2 (3 in reverse) in both modes; here: scipy.stats distributions called the usual ways,
-forward values equal to SciPy's, log-sum-exp at ±1e3, the errors for derivatives that do
-not exist, the hooks put back after tracing, the scalar kernels' accuracy against SciPy,
-and the compiled path against the reference, grouped into few kernels.
+The rows of tests/primitive_table.py check scipy.special and scipy.stats derivatives to order 2
+(3 in reverse for scipy.special) in both modes, forward values equal to SciPy's, and the compiled
+path against the reference; here: SciPy's conventions outside the support, log-sum-exp at ±1e3,
+the errors for derivatives that do not exist, the hooks put back after tracing, and the scalar
+kernels' accuracy against SciPy.
 """
 import subprocess
 import sys
@@ -14,75 +14,15 @@ import optree
 import pytest
 import scipy.special as sc
 import scipy.stats as st
-from scipy.stats import norm  # bound before tracing: the class methods are swapped, so it works
 
 import jitad
 from jitad.backend import kernels as K
 
-pytestmark = pytest.mark.usefixtures("reference_backend")  # test_compiled_matches_reference compiles
+pytestmark = pytest.mark.usefixtures("reference_backend")
 
-rng = np.random.default_rng(7)
-X = rng.uniform(-1.5, 1.5, (2, 3))
-POS = rng.uniform(0.5, 2.5, (2, 3))
-UNIT = rng.uniform(0.1, 0.9, (2, 3))
-A = rng.uniform(-1.0, 1.0, (3, 3))
-
-
-def _spd(a):
-    return a @ a.T + 3.0 * np.eye(a.shape[-1])
-
-
-def _simplex(v):
-    e = np.exp(v)
-    return e / e.sum(axis=0)
-
-
-# (name, function, arguments[, highest order]): every argument is differentiated, to order 2 unless
-# the row is a variant of calling one already checked to order 2
-DISTRIBUTIONS = [
-    ("norm.logpdf", lambda x, loc, scale: st.norm.logpdf(x, loc, scale), (X, 0.3, 1.7)),
-    ("norm.logpdf_keywords", lambda x, loc, scale: st.norm.logpdf(x, scale=scale, loc=loc), (X, X[0], POS)),
-    ("norm.pdf", lambda x, loc, scale: st.norm.pdf(x, loc, scale), (X, 0.3, 1.7)),
-    ("norm.cdf", lambda x, loc, scale: st.norm.cdf(x, loc, scale), (X, 0.3, 1.7)),
-    ("norm.logcdf", lambda x, loc, scale: st.norm.logcdf(x, loc, scale), (X, 0.3, 1.7)),
-    ("norm.sf", lambda x, loc, scale: st.norm.sf(x, loc, scale), (X, 0.3, 1.7)),
-    ("norm.logsf", lambda x, loc, scale: st.norm.logsf(x, loc, scale), (X, 0.3, 1.7)),
-    ("norm.ppf", lambda q, loc, scale: st.norm.ppf(q, loc, scale), (UNIT, 0.3, 1.7)),
-    ("norm.from_import", lambda x, scale: norm.logpdf(x, scale=scale), (X, 1.3)),
-    ("norm.frozen", lambda x, loc, scale: norm(loc, scale).logpdf(x) + st.norm(loc).pdf(x), (X, 0.3, 1.7)),
-    ("t.logpdf", lambda x, df, loc, scale: st.t.logpdf(x, df, loc, scale), (X, POS + 1.0, 0.2, 1.5)),
-    ("gamma.logpdf", lambda x, a, scale: st.gamma.logpdf(x, a, scale=scale), (POS, UNIT + 1.5, 0.8)),
-    ("gamma.pdf_loc", lambda x, a, loc: st.gamma.pdf(x, a, loc), (POS, 2.5, -0.3)),
-    ("beta.logpdf", lambda x, a, b: st.beta.logpdf(x, a, b), (UNIT, POS, POS[::-1])),
-    ("laplace.logpdf", lambda x, loc, scale: st.laplace.logpdf(x, loc, scale), (X, 0.1, 1.3)),
-    ("expon.logpdf", lambda x, loc, scale: st.expon.logpdf(x, loc, scale), (POS, -0.2, 1.3)),
-    ("poisson.logpmf", lambda mu: st.poisson.logpmf(np.array([[0, 1, 2], [3, 5, 8]]), mu), (POS,)),
-    ("poisson.pmf", lambda mu: st.poisson.pmf(np.arange(4), mu), (2.5,)),
-    ("bernoulli.logpmf", lambda p: st.bernoulli.logpmf(np.array([[0, 1, 1], [1, 0, 0]]), p), (UNIT,)),
-    ("dirichlet.logpdf", lambda x, alpha: st.dirichlet.logpdf(_simplex(x), alpha), (X[:, 0], POS[0, :2])),
-    ("dirichlet.logpdf_points", lambda x, alpha: st.dirichlet.logpdf(_simplex(x), alpha), (X, POS[:, 0])),
-    ("dirichlet.pdf_last_implied", lambda x, alpha: st.dirichlet.pdf(0.3 * UNIT[:, 0] + 0.01 * x, alpha),
-     (X[:, 0], POS[0])),
-    ("multivariate_normal.logpdf", lambda x, mean, a: st.multivariate_normal.logpdf(x, mean, _spd(a)),
-     (X[:, :2], X[0, :2], A[:2, :2])),
-    ("multivariate_normal.pdf_vector", lambda x, mean, a: st.multivariate_normal.pdf(x, mean=mean, cov=_spd(a)),
-     (X[1], X[0], A), 1),
-    ("multivariate_normal.diagonal_cov", lambda x, var: st.multivariate_normal.logpdf(x, np.zeros(3), var),
-     (X, POS[0]), 1),
-    ("multivariate_normal.frozen", lambda x: st.multivariate_normal(np.ones(3), _spd(A)).logpdf(x), (X,)),
-    ("multivariate_normal.scalar", lambda x, mean, var: st.multivariate_normal.logpdf(x, mean, var), (X[0], 0.2, 1.4),
-     1),
-]
-
-
-@pytest.mark.parametrize("name, fun, args, order", [(*d, 2)[:4] for d in DISTRIBUTIONS],
-                         ids=[d[0] for d in DISTRIBUTIONS])
-def test_distribution_values_and_derivatives(name, fun, args, order):
-    expected = fun(*args)
-    out = jitad.vjp(fun, *args)[0]
-    assert np.shape(out) == np.shape(expected) and np.asarray(out).dtype == np.asarray(expected).dtype
-    np.testing.assert_allclose(out, expected, rtol=1e-12, atol=1e-14)
-    jitad.check_grads(fun, args, order=order, modes=("fwd", "rev"))
+# The derivative rows of scipy.special and scipy.stats (every distribution method called the usual ways)
+# are in tests/primitive_table.py: tests/test_primitives.py checks them on the reference executor,
+# tests/test_compiled.py compiles them in generated groups.
 
 
 def test_distribution_conventions_outside_support_and_invalid_parameters():

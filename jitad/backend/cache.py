@@ -82,7 +82,38 @@ def _salt():
 
 
 def source_hash(source):
-    return hashlib.sha256((_salt() + source).encode()).hexdigest()[:32]
+    """The key of a kernel: the hash of its code without comments or blank lines (`code_of`),
+    so renaming or commenting generated code does not split the cache, while any change to the
+    code changes the key."""
+    return hashlib.sha256((_salt() + code_of(source)).encode()).hexdigest()[:32]
+
+
+def code_of(source):
+    """`source` without comments, blank lines or trailing spaces. Line by line while a `#` can
+    only start a comment (no quote before it on its line, no string spanning lines); otherwise
+    by Python's tokenizer."""
+    lines = []
+    for line in source.splitlines():
+        cut = line.find("#")
+        code = line if cut < 0 else line[:cut]
+        if (cut >= 0 and ("'" in code or '"' in code)) or '"""' in code or "'''" in code or code.endswith("\\"):
+            return _code_tokens(source)
+        code = code.rstrip()
+        if code:
+            lines.append(code)
+    return "\n".join(lines)
+
+
+def _code_tokens(source):
+    import io
+    import tokenize
+    skip = (tokenize.COMMENT, tokenize.NL)
+    try:
+        tokens = [f"{tok.type} {tok.string}" for tok in tokenize.generate_tokens(io.StringIO(source).readline)
+                  if tok.type not in skip]
+    except (tokenize.TokenError, SyntaxError):  # not Python: every character counts
+        return source
+    return "\n".join(tokens)
 
 
 def _file_is_intact(path, digest):

@@ -1,4 +1,4 @@
-"""Command line: `python -m jitad demo`, `python -m jitad modes` and `python -m jitad profile-compile`."""
+"""Command line: `python -m jitad demo`, `modes`, `profile-compile` and `coverage`."""
 import argparse
 import sys
 
@@ -31,6 +31,12 @@ def _parser():
                          help="list the N slowest Numba compiler passes per transform (default 5; 0: none)")
     profile.add_argument("script", help="the Python script to run")
     profile.add_argument("args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    coverage = commands.add_parser(
+        "coverage", help="print the table of NumPy/SciPy functions jitad differentiates (from its registry)",
+        description="Print the Markdown table of every NumPy and SciPy function jitad runs and differentiates on "
+                    "traced values, grouped by module, generated from its registry.")
+    coverage.add_argument("--write", action="store_true",
+                          help="write the table into README.md between its coverage markers")
     commands.add_parser(
         "modes", add_help=False,
         help="time forward, reverse and mixed mode on Jacobians "
@@ -59,6 +65,9 @@ def main(argv=None):
         from jitad import profiling
         return profiling.run_script(args.script, args.args, cache=args.cache, passes=args.passes,
                                     keep=args.keep_cache)
+    if args.command == "coverage":
+        from jitad.tools import coverage
+        return coverage.main(write=args.write)
     parser.print_help()
     return 0
 

@@ -105,7 +105,44 @@ ROWS = [
     ("einsum_three", lambda a, b, c: np.einsum("ij,jk,kl->il", a, b, c), (M, M.T, K.T)),
     ("einsum_four", lambda a, b, c, d: np.einsum("i,ij,jk,k->", a, b, c, d), (V[:3], M, M.T, V[:3])),
     ("einsum_trace_outer", lambda a, b: np.einsum("ii,j->j", a, b), (M[:, :3], V)),
+    ("take", lambda a: np.take(a, [4, 0, 4], axis=1) + np.take(a, 7), (M,)),
+    ("delete", lambda a: np.delete(a, [0, 3], axis=1) + np.delete(a, 1, axis=0)[:, 1:4].sum(), (M,)),
+    ("insert", lambda a, v: np.insert(a, [1, 3, 3], v), (V, W[:3])),
+    ("insert_scalar_axis", lambda a, v: np.insert(a, 2, v, axis=1), (M, V[:3])),
+    ("diagflat", lambda v: np.diagflat(v, 1), (W,)),
+    ("rollaxis_unstack", lambda a: np.rollaxis(a.reshape(3, 5, 1), 2)[0] * np.unstack(a, axis=1)[2][:, None], (M,)),
+    ("splits", lambda a: np.hsplit(a, [2])[1].sum(axis=1, keepdims=True) * np.vsplit(a, 3)[1], (M,)),
+    ("broadcast_arrays", lambda a, b: np.broadcast_arrays(a, b), (M[:, :1], W[:1])),
+    ("cumulative_sum", lambda a: np.cumulative_sum(a, axis=1, include_initial=True), (M,)),
+    ("cumulative_prod", lambda a: np.cumulative_prod(a), (V,)),
+    ("polyval", lambda p, x: np.polyval(p, x), (W, M)),
+    ("polyder_polyint", lambda p: np.polyval(np.polyder(p, 2), 0.7) + np.polyint(p), (V,)),
+    ("polyadd_sub_mul", lambda a, b: np.polyadd(a, b) * np.polysub(b, a) + np.polymul(a, b)[:4], (W, W[:2])),
+    ("vander", lambda x: np.vander(x, 4) + np.vander(x, 4, increasing=True), (V,)),
+    ("nanquantile", lambda m: np.nanquantile(_with_nans(m), [0.3, 0.8], axis=1), (M,)),
+    ("nanpercentile", lambda m: np.nanpercentile(_with_nans(m), 40), (M,)),
+    ("nanmedian", lambda m: np.nanmedian(_with_nans(m), axis=0, keepdims=True), (M,)),
+    ("matrix_transpose_astype", lambda a: np.matrix_transpose(a) * np.astype(a, np.float64).T, (M,)),
 ]
+
+# integer-valued functions: values and dtypes only (they have no derivative)
+INTEGER_ROWS = [
+    ("argmax", lambda a: np.argmax(a, axis=1)), ("argmax_all", lambda a: np.argmax(a)),
+    ("argmin_keepdims", lambda a: np.argmin(a, axis=0, keepdims=True)),
+    ("argmax_ties_and_nan", lambda a: np.argmax(np.where(a > 0.2, 0.2, a) + np.array([0, 0, 0, np.nan, 0]), axis=1)),
+    ("count_nonzero", lambda a: np.count_nonzero(a > 0, axis=0)), ("count_nonzero_all", lambda a: np.count_nonzero(a)),
+    ("searchsorted", lambda a: np.searchsorted(XP, a)), ("searchsorted_right", lambda a: np.searchsorted(XP, a, "right")),
+    ("digitize", lambda a: np.digitize(a, XP)), ("digitize_decreasing", lambda a: np.digitize(a, XP[::-1], right=True)),
+    ("fix", lambda a: np.fix(3 * a)),
+]
+
+
+@pytest.mark.parametrize("name, fun", INTEGER_ROWS, ids=[r[0] for r in INTEGER_ROWS])
+def test_integer_valued(name, fun):
+    a = np.round(M, 1)  # ties and values equal to the bins
+    expected, got = fun(a), jitad.jit(fun)(a)
+    assert np.asarray(got).dtype == np.asarray(expected).dtype and np.shape(got) == np.shape(expected)
+    np.testing.assert_array_equal(got, expected)
 
 
 def _leaves(tree):
@@ -121,3 +158,155 @@ def test_values_and_derivatives(name, fun, args):
         assert np.asarray(g).dtype == np.asarray(e).dtype, (name, np.asarray(g).dtype, np.asarray(e).dtype)
         np.testing.assert_allclose(g, e, rtol=1e-12, atol=1e-13, err_msg=name)
     jitad.check_grads(fun, args, order=2, modes=("fwd", "rev"))
+
+
+def test_lstsq_values_and_derivatives():
+    a, b = rng.uniform(-1.0, 1.0, (6, 3)), rng.uniform(-1.0, 1.0, (6, 2))
+    for args in [(a, b), (a, b[:, 0]), (a.T[:, :4], b[:3, 0])]:
+        expected, got = np.linalg.lstsq(*args), jitad.jit(np.linalg.lstsq)(*args)
+        for g, e in zip(got, expected):
+            assert np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
+            np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12)
+        jitad.check_grads(lambda a, b: np.linalg.lstsq(a, b, rcond=None)[0], args, order=2, modes=("fwd", "rev"))
+    jitad.check_grads(lambda a, b: np.linalg.lstsq(a, b)[1], (a, b), order=1, modes=("fwd", "rev"))
+    # a rank-deficient a: NumPy's residuals are empty, a traced a cannot know in advance: NaN, not a wrong number
+    deficient = np.ones((5, 2))
+    residuals, rank = jitad.jit(lambda a: np.linalg.lstsq(a, np.arange(5.0))[1:3])(deficient)
+    assert np.isnan(residuals).all() and rank == 1
+
+
+def test_integer_floor_divide_and_remainder_stay_integers():
+    x = np.array([-7.5, -3.0, 0.0, 2.0, 5.5, 9.0])
+    divisors = np.array([3, -2, 1, 0, 5, 4])
+    funs = [lambda x: x.astype(np.int64) % 4, lambda x: x.astype(np.int64) // 4,
+            lambda x: x.astype(np.int32) // np.int32(3), lambda x: np.floor_divide(x.astype(np.int16), 3),
+            lambda x: x.astype(np.int64) % divisors, lambda x: x.astype(np.int64) // divisors,  # // 0 and % 0 give 0
+            lambda x: 17 % x.astype(np.int64), lambda x: divmod(x.astype(np.int64), 3), lambda x: x % 4, lambda x: x // 2.5]
+    for fun in funs:
+        with np.errstate(all="ignore"):
+            expected, got = fun(x), jitad.jit(fun)(x)
+        for e, g in zip(np.atleast_1d(expected) if not isinstance(expected, tuple) else expected,
+                        np.atleast_1d(got) if not isinstance(got, tuple) else got):
+            assert np.asarray(g).dtype == np.asarray(e).dtype
+            np.testing.assert_array_equal(g, e)
+    jitad.check_grads(lambda x: x * (x.astype(np.int64) % 3), (x + 0.25,), order=2, modes=("fwd", "rev"))
+    # an integer value carries no derivative (it was x + int(x) in reverse mode: the cast passed it through)
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(x.astype(np.int64) * x))(x + 0.25), [-7, -2, 0, 2, 5, 9])
+    np.testing.assert_array_equal(jitad.jvp(lambda x: x.astype(np.int64) * x, (x + 0.25,), (np.ones(6),))[1],
+                                  [-7, -2, 0, 2, 5, 9])
+
+
+def test_unsupported_options_are_errors():
+    x = np.linspace(0.5, 1.5, 5)
+    cases = [
+        (lambda x: np.percentile(x, 30, method="hazen"), UnsupportedOperationError, "method='hazen'"),
+        (lambda x: np.quantile(x, x[0]), UnsupportedOperationError, "q traced"),
+        (lambda x: np.interp(x, [0.0, 1.0], [1.0, 2.0], period=1.0), UnsupportedOperationError, "period"),
+        (lambda x: np.gradient(x, x), UnsupportedOperationError, "coordinate arrays traced"),
+        (lambda x: scipy.signal.convolve2d(x.reshape(1, 5), np.ones((1, 2)), boundary="wrap"),
+         UnsupportedOperationError, "boundary='wrap'"),
+        (lambda x: np.gradient(x[:2], edge_order=2), ValueError, "too small"),
+        (lambda x: np.einsum("ij,jk", x[:4].reshape(2, 2), np.ones((3, 3))), jitad.ShapeError, "broadcast"),
+    ]
+    for fun, error, match in cases:
+        with pytest.raises(error, match=match):
+            jitad.grad(lambda x: np.sum(fun(x)))(x)
+
+
+def test_nan_reductions_of_all_nan_and_too_few_values_are_nan_like_numpy():
+    m = np.array([[np.nan, np.nan, np.nan], [1.0, np.nan, 2.0], [np.nan, 3.0, np.nan]])
+    funs = [lambda m: np.nanmax(m, axis=1), lambda m: np.nanmin(m, axis=1), lambda m: np.nanmean(m, axis=1),
+            lambda m: np.nanvar(m, axis=1, ddof=1), lambda m: np.nanstd(m, axis=1), lambda m: np.nansum(m, axis=1),
+            lambda m: np.percentile(m, 50, axis=1)]
+    for fun in funs:
+        with np.errstate(all="ignore"), pytest.warns(RuntimeWarning) if fun is not funs[5] and fun is not funs[6] \
+                else _nothing():
+            expected = fun(m)
+        np.testing.assert_array_equal(jitad.jit(fun)(m), expected)
+    # the NaN entries get no cotangent; the others get the derivative of the reduction of the rest
+    g = jitad.grad(lambda m: np.sum(np.nanmean(m, axis=1)[1:]))(m)
+    np.testing.assert_array_equal(g, [[0, 0, 0], [0.5, 0, 0.5], [0, 1, 0]])
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_r_and_c_are_put_back_after_tracing():
+    index_tricks = type(np.r_).__mro__[1]
+    before = index_tricks.__getitem__
+    jitad.jit(lambda x: np.r_[x, x])(np.ones(2))
+    assert index_tricks.__getitem__ is before
+    np.testing.assert_array_equal(np.r_[np.ones(2), 0:3], [1.0, 1.0, 0.0, 1.0, 2.0])
+
+
+# --- compiled == reference: one kernel of values and reverse-mode gradient for many functions -------------
+XP4 = np.array([-2.0, -0.5, 0.5, 2.0])
+NAN34 = np.array([[0.0, np.nan, 0.0, 0.0], [0.0, 0.0, 0.0, 0.0], [np.nan, 0.0, np.nan, 0.0]])
+
+
+def extra_group(x, y):
+    xn = x + NAN34
+    return {
+        "linspace": np.linspace(y[0], y[1], 5), "logspace": np.logspace(y[0], y[1], 4),
+        "gradient": np.gradient(x, np.array([0.0, 0.5, 1.2, 2.0]), axis=1, edge_order=2), "gradient1": np.gradient(y),
+        "interp": np.interp(2.0 * x[0] - 0.8, XP4, y), "quantile": np.quantile(x, [0.2, 0.7], axis=1),
+        "nanmean": np.nanmean(xn, axis=0), "nanstd": np.nanstd(xn, axis=1), "nanmax": np.nanmax(xn, axis=1),
+        "convolve": np.convolve(x[0], y[:3], "same"), "correlate2d": scipy.signal.correlate(x, x[:2, :2]),
+        "cumprod": np.cumprod(y), "einsum": np.einsum("ij,j,kj->ik", x, y, x), "r_": np.r_[y, x[0]],
+        "c_": np.c_[y, y], "cov": np.cov(x), "int_mod": x * ((10.0 * x).astype(np.int64) % 3),
+        "lstsq": np.linalg.lstsq(x.T, y)[0], "polyval": np.polyval(y, x), "nanmedian": np.nanmedian(xn, axis=1),
+        "insert": np.insert(y, [1, 3], x[0, :2]), "argmax": x[0] * np.argmax(x, axis=0),
+        "searchsorted": y * np.searchsorted(XP4, 4.0 * y - 2.0), "vander": np.vander(y, 3),
+    }
+
+
+def test_compiled_matches_reference():
+    gx = np.random.default_rng(1).uniform(0.2, 0.9, (3, 4))
+    gy = np.random.default_rng(2).uniform(0.2, 0.9, (4,))
+    out = extra_group(gx, gy)
+    ct = {k: np.random.default_rng(3).standard_normal(np.shape(v)) for k, v in out.items()}
+
+    def weighted(x, y):
+        values = extra_group(x, y)
+        return sum(np.sum(v * ct[k]) for k, v in values.items()), values
+
+    results = {}
+    for backend in ("numba", "reference"):
+        jitad.config.backend = backend
+        results[backend] = jitad.value_and_grad(weighted, argnums=(0, 1), has_aux=True)(gx, gy)
+    compiled, reference = results["numba"], results["reference"]
+    for path, a, b in zip(optree.tree_paths(compiled), optree.tree_leaves(compiled), optree.tree_leaves(reference)):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=f"compiled vs reference at {path}")
+    for name, value in out.items():
+        np.testing.assert_allclose(compiled[0][1][name], value, rtol=1e-12, atol=1e-13, err_msg=f"{name}: NumPy's")
+
+
+# --- the generated coverage table ----------------------------------------------------------------------
+def test_readme_coverage_table_is_the_generated_one():
+    from jitad.tools import coverage
+    section = coverage.readme_section(coverage.readme_path().read_text())
+    assert section is not None, "README.md lost its <!-- coverage:start --> ... <!-- coverage:end --> markers"
+    assert section == coverage.table(), "README.md's coverage table is stale: run `python -m jitad coverage --write`"
+
+
+def test_coverage_table_follows_the_registry(monkeypatch, tmp_path, capsys):
+    from jitad.__main__ import main
+    from jitad.frontend import numpy_ops
+    from jitad.tools import coverage
+    before, count = coverage.table(), coverage.count()
+    assert "`interp`" in before and "`r_`" in before and "`scipy.signal`" in before and "`norm.logpdf`" in before
+    assert "`nonzero`" not in before  # its builder only raises a clear error
+    monkeypatch.setitem(numpy_ops.FUNCTIONS, np.unwrap, lambda p, **_: p)  # a new registration changes the table
+    after = coverage.table()
+    assert after != before and "`unwrap`" in after and coverage.count() == count + 1
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{coverage.START}\nold\n{coverage.END}\nrest\n")
+    assert coverage.write_readme(readme) and coverage.readme_section(readme.read_text()) == after
+    assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
+    assert not coverage.write_readme(readme)
+    assert main(["coverage"]) == 0 and capsys.readouterr().out == after

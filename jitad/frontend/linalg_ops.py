@@ -209,9 +209,28 @@ def pinv(a, rcond=None, hermitian=False, *, rtol=_UNSET):
 
 
 def lstsq(a, b, rcond=None):
-    raise UnsupportedOperationError(
-        "np.linalg.lstsq", "Its rank output depends on the values. For full-rank a use "
-        "np.linalg.pinv(a) @ b or np.linalg.solve(a.T @ a, a.T @ b), which jitad differentiates. ")
+    """np.linalg.lstsq as pinv(a) @ b with NumPy's cutoff (rcond * largest singular value; rcond=None:
+    eps * max(m, n)): (x, residuals, rank, s). NumPy's residuals are empty unless a has full column
+    rank, which a traced a cannot tell in advance: here they are |b - a x|² for m > n, NaN where the
+    rank is lower (empty for m <= n, like NumPy's)."""
+    a, b = _floats(a, b)
+    if a.ndim != 2 or b.ndim not in (1, 2):
+        raise ShapeError(f"np.linalg.lstsq: a must be 2-d and b 1-d or 2-d, got shapes {a.shape} and {b.shape}")
+    m, n = a.shape
+    if b.shape[0] != m:
+        raise ShapeError(f"np.linalg.lstsq: incompatible dimensions {a.shape} and {b.shape}")
+    if rcond is None:
+        rcond = np.finfo(a.dtype).eps * max(m, n)
+    x = numpy_ops.matmul(pinv(a, rcond=rcond), b)
+    s = svdvals(a)
+    rank = numpy_ops.sum(P.greater_p(s, rcond * numpy_ops.amax(s)), dtype=np.int32) if min(m, n) else np.int32(0)
+    if m > n:
+        residual = b - numpy_ops.matmul(a, x)
+        residuals = numpy_ops.sum(residual * residual, axis=0, keepdims=b.ndim == 1)
+        residuals = np.where(P.equal_p(rank, n), residuals, np.nan)
+    else:
+        residuals = np.zeros((0,), a.dtype)
+    return _results.LstsqResult(x, residuals, rank, s) if hasattr(_results, "LstsqResult") else (x, residuals, rank, s)
 
 
 # --- norms and the NumPy 2 linalg namespace ------------------------------------------------------

@@ -90,8 +90,9 @@ def logspace(start, stop, num=50, endpoint=True, base=10.0, dtype=None, axis=0):
 
 def geomspace(start, stop, num=50, endpoint=True, dtype=None, axis=0):
     """Geometric sequence start ... stop (positive end points; exact first and last values)."""
-    out_dtype = _numpy_dtype(np.geomspace, np.ones(ops.shape_of(start)), np.ones(ops.shape_of(stop)),
-                             num=max(num, 2), endpoint=endpoint, dtype=dtype, axis=0)
+    ones = [np.ones(ops.shape_of(v), v.dtype) if is_tracer(v) else np.ones_like(v) if isinstance(v, np.ndarray)
+            else 1 if isinstance(v, int) else 1.0 for v in (start, stop)]  # positive stand-ins of the same types
+    out_dtype = _numpy_dtype(np.geomspace, *ones, num=max(num, 2), endpoint=endpoint, dtype=dtype, axis=0)
     if not is_tracer(start) and not is_tracer(stop) and (np.any(np.asarray(start) <= 0) or
                                                          np.any(np.asarray(stop) <= 0)):
         raise UnsupportedOperationError("np.geomspace with non-positive end points", "")
@@ -226,18 +227,21 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
 
 
 def cumprod(a, axis=None, dtype=None, out=None):
-    """Running products as products of a masked triangle (n² work along the axis; exact zeros allowed)."""
+    """Running products by doubling (log2 n steps, each a shifted product), so zeros and negative
+    entries are exact and the derivative is that of the products."""
     _no_out("cumprod", out)
     a = ops.asarray(a)
     if axis is None:
         a, axis = ops.ravel(a), 0
     axis = ops.normalize_axis(axis, ops.ndim_of(a))
     n = ops.shape_of(a)[axis]
-    moved = ops.moveaxis(a, axis, -1)
-    lower = np.tril(np.ones((n, n), bool))  # [i, j]: j <= i
-    rows = P.where_p(lower, ops.expand_dims(moved, -2), np.ones((), moved.dtype))
-    result = ops.moveaxis(ops.prod(rows, axis=-1), -1, axis)
-    return result if dtype is None else ops.astype(result, dtype)
+    shift = 1
+    while shift < n:
+        ones = list(ops.shape_of(a))
+        ones[axis] = shift
+        a = a * ops.concatenate([ops.full(tuple(ones), 1, a.dtype), _slice_along(a, axis, 0, n - shift)], axis=axis)
+        shift *= 2
+    return a if dtype is None else ops.astype(a, dtype)
 
 
 def ediff1d(ary, to_end=None, to_begin=None):
@@ -635,9 +639,10 @@ def _axis_concatenate(self, key):
                 raise ValueError("special directives must be the first entry.")
             if item in ("r", "c"):
                 raise UnsupportedOperationError("np.r_ / np.c_ building a matrix", "")
-            vec = [int(x) for x in item.split(",")]
-            axis, ndmin, trans1d = (vec + [ndmin, trans1d][len(vec) - 1:])[:3] if len(vec) > 1 else (vec[0], ndmin,
-                                                                                                      trans1d)
+            vec = [int(x) for x in item.split(",")]  # "axis" or "axis,ndmin" or "axis,ndmin,trans1d"
+            axis = vec[0]
+            ndmin = vec[1] if len(vec) > 1 else ndmin
+            trans1d = vec[2] if len(vec) > 2 else trans1d
             continue
         if isinstance(item, slice):
             objs.append(np.asarray(np.r_[item]))
@@ -662,6 +667,289 @@ def _axis_concatenate(self, key):
     return ops.concatenate(objs, axis=axis)
 
 
+# --- indices of extremes, counts, searches (integer results: no derivative) ------------------------
+def _arg_extreme(name, reduce):
+    def builder(a, axis=None, out=None, *, keepdims=False):
+        """The first position of the extreme (of the first NaN, if any), as NumPy's."""
+        _no_out(name, out)
+        a = ops.asarray(a)
+        if axis is None:
+            a, axis = ops.ravel(a), 0
+        axis = ops.normalize_axis(axis, ops.ndim_of(a))
+        n = ops.shape_of(a)[axis]
+        if n == 0:
+            raise ValueError(f"attempt to get {name} of an empty sequence")
+        hit = P.equal_p(a, reduce(a, axis=axis, keepdims=True))
+        if a.dtype.kind == "f":
+            hit = P.logical_or_p(hit, P.isnan_p(a))
+        positions = _along(np.arange(n, dtype=np.intp), axis, ops.ndim_of(a))
+        return ops.amin(P.where_p(hit, positions, np.intp(n)), axis=axis, keepdims=keepdims)
+    builder.__name__ = name
+    return builder
+
+
+argmax = _arg_extreme("argmax", ops.amax)
+argmin = _arg_extreme("argmin", ops.amin)
+
+
+def count_nonzero(a, axis=None, *, keepdims=False):
+    result = ops.sum(P.not_equal_p(ops.asarray(a), 0), axis=axis, keepdims=keepdims)
+    return ops.astype(result, np.intp)
+
+
+def searchsorted(a, v, side="left", sorter=None):
+    """Insertion points of v in the sorted a: how many entries of a lie below (side='right': at or below)."""
+    if sorter is not None:
+        a = ops.getitem(ops.asarray(a), np.asarray(_concrete(sorter, "np.searchsorted's sorter")))
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right' (got {side!r})")
+    a, v = ops.asarray(a), ops.asarray(v)
+    if ops.ndim_of(a) != 1:
+        raise ValueError("object too deep for desired array")
+    below = P.less_p(a, ops.expand_dims(v, -1)) if side == "left" else P.less_equal_p(a, ops.expand_dims(v, -1))
+    return ops.astype(ops.sum(below, axis=-1), np.intp)
+
+
+def digitize(x, bins, right=False):
+    bins = np.asarray(_concrete(bins, "np.digitize's bins"))
+    increasing = bins.size < 2 or bins[-1] >= bins[0]
+    if increasing:
+        return searchsorted(bins, x, side="left" if right else "right")
+    return bins.size - searchsorted(bins[::-1], x, side="left" if right else "right")
+
+
+# --- gathers and reshapes ---------------------------------------------------------------------------
+def take(a, indices, axis=None, out=None, mode="raise"):
+    _no_out("take", out)
+    if mode != "raise":
+        raise UnsupportedOperationError(f"np.take(mode={mode!r})", "Clip or wrap the indices first. ")
+    a = ops.asarray(a)
+    if axis is None:
+        a, axis = ops.ravel(a), 0
+    axis = ops.normalize_axis(axis, ops.ndim_of(a))
+    return ops.getitem(a, (slice(None),) * axis + (indices,))
+
+
+def delete(arr, obj, axis=None):
+    arr = ops.asarray(arr)
+    if axis is None:
+        arr, axis = ops.ravel(arr), 0
+    axis = ops.normalize_axis(axis, ops.ndim_of(arr))
+    n = ops.shape_of(arr)[axis]
+    keep = np.ones(n, bool)
+    keep[np.arange(n)[obj] if isinstance(obj, slice) else np.asarray(_concrete(obj, "np.delete's positions"))] = False
+    return ops.getitem(arr, (slice(None),) * axis + (np.flatnonzero(keep),))
+
+
+def insert(arr, obj, values, axis=None):
+    """Values placed before the given positions (concrete): a gather from the array and the values."""
+    arr = ops.asarray(arr)
+    if axis is None:
+        arr, axis = ops.ravel(arr), 0
+    axis = ops.normalize_axis(axis, ops.ndim_of(arr))
+    n = ops.shape_of(arr)[axis]
+    positions = np.arange(n + 1)[obj] if isinstance(obj, slice) else np.asarray(_concrete(obj, "np.insert's positions"))
+    scalar = positions.ndim == 0
+    positions = np.where(positions.ravel() < 0, positions.ravel() + n, positions.ravel())
+    count = len(positions)
+    shape = list(ops.shape_of(arr))
+    values = ops.asarray(values)
+    if scalar:  # NumPy: one position takes the values as an array of arr's rank, its first axis moved to `axis`
+        nd = ops.ndim_of(arr)
+        values = ops.reshape(values, (1,) * (nd - ops.ndim_of(values)) + ops.shape_of(values))
+        values = ops.moveaxis(values, 0, axis)
+        count = ops.shape_of(values)[axis]
+        positions = np.repeat(positions, count)
+    shape[axis] = count
+    values = ops.broadcast_to(ops.astype(values, arr.dtype) if values.dtype != arr.dtype else values, tuple(shape))
+    order = np.argsort(np.concatenate([np.arange(n), positions - 0.5]), kind="stable")  # before arr[position]
+    return ops.getitem(ops.concatenate([arr, values], axis=axis), (slice(None),) * axis + (order,))
+
+
+def diagflat(v, k=0):
+    return ops.diag(ops.ravel(ops.asarray(v)), k)
+
+
+def rollaxis(a, axis, start=0):
+    nd = ops.ndim_of(a)
+    axis = ops.normalize_axis(axis, nd)
+    start = start + nd if start < 0 else start
+    if not 0 <= start <= nd:
+        raise ops.AxisError(start, nd + 1)
+    if axis < start:
+        start -= 1
+    return ops.moveaxis(a, axis, start) if axis != start else a
+
+
+def hsplit(x, indices_or_sections):
+    return ops.split(x, indices_or_sections, axis=1 if ops.ndim_of(x) > 1 else 0)
+
+
+def vsplit(x, indices_or_sections):
+    return ops.split(x, indices_or_sections, axis=0)
+
+
+def dsplit(x, indices_or_sections):
+    return ops.split(x, indices_or_sections, axis=2)
+
+
+def broadcast_arrays(*args, subok=False):
+    args = [ops.asarray(a) for a in args]
+    shape = tuple(np.broadcast_shapes(*[ops.shape_of(a) for a in args]))
+    return tuple(ops.broadcast_to(a, shape) for a in args)
+
+
+def unstack(x, /, *, axis=0):
+    x = ops.asarray(x)
+    axis = ops.normalize_axis(axis, ops.ndim_of(x))
+    return tuple(ops.getitem(x, (slice(None),) * axis + (k,)) for k in range(ops.shape_of(x)[axis]))
+
+
+def cumulative_sum(x, /, *, axis=None, dtype=None, out=None, include_initial=False):
+    return _cumulative(ops.cumsum, 0, x, axis, dtype, out, include_initial, "cumulative_sum")
+
+
+def cumulative_prod(x, /, *, axis=None, dtype=None, out=None, include_initial=False):
+    return _cumulative(cumprod, 1, x, axis, dtype, out, include_initial, "cumulative_prod")
+
+
+def _cumulative(running, initial, x, axis, dtype, out, include_initial, name):
+    _no_out(name, out)
+    x = ops.asarray(x)
+    if axis is None:
+        if ops.ndim_of(x) > 1:
+            raise ValueError(f"np.{name}: axis must be given for arrays of more than one dimension")
+        axis = 0
+    axis = ops.normalize_axis(axis, ops.ndim_of(x))
+    result = running(x, axis=axis)
+    if include_initial:
+        shape = list(ops.shape_of(result))
+        shape[axis] = 1
+        result = ops.concatenate([ops.full(tuple(shape), initial, result.dtype), result], axis=axis)
+    return result if dtype is None else ops.astype(result, dtype)
+
+
+def fix(x, out=None):
+    _no_out("fix", out)
+    return P.trunc_p(ops.asarray(x))
+
+
+# --- polynomials (coefficients highest power first, as NumPy's) --------------------------------------
+def polyval(p, x):
+    """Horner's rule; differentiable in the coefficients and in x."""
+    p, x = ops.asarray(p), ops.asarray(x)
+    if ops.ndim_of(p) != 1:
+        raise UnsupportedOperationError("np.polyval with a poly1d or 2-d coefficients", "")
+    result = ops.zeros_like(x, np.result_type(p.dtype, x.dtype))
+    for k in range(ops.shape_of(p)[0]):
+        result = result * x + ops.getitem(p, k)
+    return result
+
+
+def polyder(p, m=1):
+    p = ops.asarray(p)
+    for _ in range(operator.index(m)):
+        n = ops.shape_of(p)[0] - 1
+        p = ops.getitem(p, slice(0, n)) * np.arange(n, 0, -1, dtype=np.float64) if n > 0 else ops.zeros_like(
+            ops.getitem(p, slice(0, 1)))
+    return p
+
+
+def polyint(p, m=1, k=None):
+    if k is not None and np.any(np.asarray(_concrete(k, "np.polyint's k")) != 0):
+        raise UnsupportedOperationError("np.polyint with integration constants k", "Add them to the result. ")
+    p = _float(p)
+    for _ in range(operator.index(m)):
+        n = ops.shape_of(p)[0]
+        p = ops.concatenate([p / np.arange(n, 0, -1, dtype=np.float64), np.zeros(1, p.dtype)])
+    return p
+
+
+def _poly_pad(a, b):
+    a, b = ops.atleast_1d(ops.asarray(a)), ops.atleast_1d(ops.asarray(b))
+    na, nb = ops.shape_of(a)[0], ops.shape_of(b)[0]
+    return (ops.pad(a, (nb - na, 0)) if na < nb else a), (ops.pad(b, (na - nb, 0)) if nb < na else b)
+
+
+def polyadd(a1, a2):
+    a, b = _poly_pad(a1, a2)
+    return a + b
+
+
+def polysub(a1, a2):
+    a, b = _poly_pad(a1, a2)
+    return a - b
+
+
+def polymul(a1, a2):
+    return convolve(a1, a2)
+
+
+def vander(x, N=None, increasing=False):
+    x = ops.asarray(x)
+    if ops.ndim_of(x) != 1:
+        raise ValueError("x must be a one-dimensional array or sequence.")
+    n = ops.shape_of(x)[0] if N is None else operator.index(N)
+    powers = range(n) if increasing else range(n - 1, -1, -1)
+    columns = [ops.ones_like(x) if k == 0 else P.power_scalar_p(x, exponent=k) for k in powers]
+    return ops.stack(columns, axis=1) if columns else ops.reshape(x, (-1, 0))
+
+
+# --- NaN-ignoring order statistics ---------------------------------------------------------------------
+def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=np._NoValue, *,
+                weights=None, interpolation=None, _name="nanquantile"):
+    """Quantiles of the non-NaN values of each slice ('linear' method): NaNs sort last, and the
+    interpolation reads positions computed from each slice's count (all-NaN slices give NaN)."""
+    _no_out(_name, out)
+    keepdims = False if keepdims is np._NoValue else bool(keepdims)
+    method = interpolation or method
+    if method != "linear" or weights is not None:
+        raise UnsupportedOperationError(f"np.{_name}(method={method!r}{', weights' if weights is not None else ''})",
+                                        "jitad implements the default 'linear' method without weights. ")
+    q = np.asarray(_concrete(q, f"np.{_name} with q"), dtype=np.float64)
+    if _name == "nanpercentile":
+        q = np.true_divide(q, 100)
+    if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
+        raise ValueError("Percentiles must be in the range [0, 100]" if _name == "nanpercentile" else
+                         "Quantiles must be in the range [0, 1]")
+    a = ops.asarray(a)
+    if a.dtype.kind != "f":
+        return quantile(a, q * 100 if _name == "nanpercentile" else q, axis=axis, keepdims=keepdims,
+                        _name=_name.replace("nan", ""))
+    out_dtype = _numpy_dtype(np.nanquantile, np.zeros((2,), a.dtype), q[()] if q.ndim == 0 else q)
+    shape = ops.shape_of(a)
+    axes = ops._axes(axis, len(shape))
+    kept = [d for d in range(len(shape)) if d not in axes]
+    n = int(np.prod([shape[d] for d in axes], dtype=np.int64))
+    values = ops.reshape(ops.transpose(a, kept + list(axes)), tuple(shape[d] for d in kept) + (n,))
+    ordered = ops.sort(values, axis=-1)  # NaNs last
+    count = ops.sum(P.logical_not_p(P.isnan_p(values)), axis=-1, keepdims=True)  # (kept..., 1), integers
+    virtual = ops.astype(count - 1, np.float64) * q.ravel()  # (kept..., Q), no derivative
+    previous = P.maximum_p(P.floor_p(virtual), 0.0)
+    gamma = virtual - previous
+    previous = ops.astype(previous, np.intp)
+    following = P.minimum_p(previous + 1, P.maximum_p(count - 1, 0))
+    low, high = ops.take_along_axis(ordered, previous, -1), ops.take_along_axis(ordered, following, -1)
+    diff = high - low
+    result = P.where_p(gamma >= 0.5, high - diff * (1 - gamma), low + diff * gamma)
+    result = P.where_p(P.equal_p(count, 0), np.asarray(np.nan, result.dtype), result)
+    result = ops.moveaxis(ops.reshape(result, ops.shape_of(result)[:-1] + q.shape), range(-q.ndim, 0),
+                          range(q.ndim)) if q.ndim else ops.reshape(result, ops.shape_of(result)[:-1])
+    if keepdims:
+        result = ops.reshape(result, q.shape + tuple(1 if d in axes else m for d, m in enumerate(shape)))
+    return ops.astype(result, out_dtype)
+
+
+def nanpercentile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=np._NoValue, *,
+                  weights=None, interpolation=None):
+    return nanquantile(a, q, axis, out, overwrite_input, method, keepdims, weights=weights,
+                       interpolation=interpolation, _name="nanpercentile")
+
+
+def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=np._NoValue):
+    return nanquantile(a, 0.5, axis, out, keepdims=keepdims, _name="nanmedian")
+
+
 FUNCTIONS = {
     np.linspace: linspace, np.logspace: logspace, np.geomspace: geomspace, np.meshgrid: meshgrid,
     np.gradient: gradient, np.trapezoid: trapezoid, np.cumprod: cumprod, np.ediff1d: ediff1d,
@@ -671,6 +959,15 @@ FUNCTIONS = {
     np.cov: cov, np.corrcoef: corrcoef, np.select: select,
     np.atleast_3d: atleast_3d, np.dstack: dstack, np.block: block,
     np.convolve: convolve, np.correlate: correlate,
+    np.argmax: argmax, np.argmin: argmin, np.count_nonzero: count_nonzero, np.searchsorted: searchsorted,
+    np.digitize: digitize, np.take: take, np.delete: delete, np.insert: insert, np.diagflat: diagflat,
+    np.rollaxis: rollaxis, np.hsplit: hsplit, np.vsplit: vsplit, np.dsplit: dsplit,
+    np.broadcast_arrays: broadcast_arrays, np.unstack: unstack, np.cumulative_sum: cumulative_sum,
+    np.cumulative_prod: cumulative_prod, np.fix: fix, np.polyval: polyval, np.polyder: polyder, np.polyint: polyint,
+    np.polyadd: polyadd, np.polysub: polysub, np.polymul: polymul, np.vander: vander,
+    np.nanquantile: nanquantile, np.nanpercentile: nanpercentile, np.nanmedian: nanmedian,
+    np.matrix_transpose: lambda x, /: ops.swapaxes(x, -1, -2), np.astype: lambda x, dtype, /, *, copy=True, **_:
+    ops.astype(x, dtype),
 }
 ops.FUNCTIONS.update(FUNCTIONS)
 

@@ -987,12 +987,31 @@ def _round(x, decimals=0, out=None):
     return P.rint_p(x)
 
 
+def _integer_quotient_dtype(x, y):
+    """The integer dtype of x // y and x % y when both operands are integers (NumPy keeps them), else None."""
+    dtype = np.result_type(*[a.dtype if is_tracer(a) else a if type(a) in (int, float, bool) else np.asarray(a).dtype
+                             for a in (x, y)])
+    return dtype if dtype.kind in "iu" else None
+
+
 def mod(x, y):
-    return x - P.floor_p(x / y) * y
+    dtype = _integer_quotient_dtype(x, y)
+    if dtype is None:
+        return x - P.floor_p(x / y) * y
+    remainder = x - floor_divide(x, y) * y
+    if not is_tracer(y) and np.all(np.asarray(y) != 0):
+        return remainder
+    return where(P.equal_p(y, 0), np.zeros((), dtype), remainder)  # 0 for y == 0, like NumPy
 
 
 def floor_divide(x, y):
-    return P.floor_p(x / y)
+    dtype = _integer_quotient_dtype(x, y)
+    if dtype is None:
+        return P.floor_p(x / y)
+    quotient = astype(P.floor_p(x / y), dtype)  # exact for |x| < 2**53
+    if not is_tracer(y) and np.all(np.asarray(y) != 0):
+        return quotient
+    return where(P.equal_p(y, 0), np.zeros((), dtype), quotient)
 
 
 def _pos(x):

@@ -16,9 +16,10 @@ from jitad.primitives import unbroadcast
 
 def active_nodes(graph, wrt):
     """Ids of nodes that depend on the differentiated inputs through differentiable numpy_ops."""
+    # integer and boolean values carry no derivative (x.astype(int) is a step function, like floor)
     active = {graph.inputs[i].id for i in wrt}
     for node in graph.nodes:
-        if node.prim.kind != "leaf" and getattr(node.prim, "differentiable", True) and \
+        if node.prim.kind != "leaf" and getattr(node.prim, "differentiable", True) and node.dtype.kind == "f" and \
                 any(i.id in active for i in node.inputs):
             active.add(node.id)
     return active

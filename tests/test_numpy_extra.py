@@ -310,3 +310,14 @@ def test_coverage_table_follows_the_registry(monkeypatch, tmp_path, capsys):
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("rest\n")
     assert not coverage.write_readme(readme)
     assert main(["coverage"]) == 0 and capsys.readouterr().out == after
+
+
+def test_array_methods_of_the_new_functions():
+    a = np.round(M, 1)
+    funs = [lambda a: a.argmax(axis=1), lambda a: a.argmin(), lambda a: a.argsort(axis=0), lambda a: a.cumprod(axis=1),
+            lambda a: a.repeat(2, axis=0), lambda a: a.take([4, 0], axis=1)]
+    for fun in funs:
+        expected, got = fun(a), jitad.jit(fun)(a)
+        assert np.asarray(got).dtype == expected.dtype
+        np.testing.assert_allclose(got, expected, rtol=1e-13)
+    jitad.check_grads(lambda a: a.cumprod(axis=0) * a.take([1, 2], axis=1).repeat(2, axis=1)[:, :1], (M,), order=2)

@@ -217,6 +217,25 @@ class Tracer:
     def cumsum(self, axis=None, dtype=None, out=None):
         return numpy_ops.cumsum(self, axis=axis, out=out)
 
+    # methods whose functions live in jitad.frontend.numpy_extra: through NumPy's dispatch to them
+    def cumprod(self, axis=None, dtype=None, out=None):
+        return np.cumprod(self, axis=axis, dtype=dtype, out=out)
+
+    def argmax(self, axis=None, out=None, *, keepdims=False):
+        return np.argmax(self, axis=axis, out=out, keepdims=keepdims)
+
+    def argmin(self, axis=None, out=None, *, keepdims=False):
+        return np.argmin(self, axis=axis, out=out, keepdims=keepdims)
+
+    def argsort(self, axis=-1, kind=None, order=None, *, stable=None):
+        return numpy_ops.argsort(self, axis=axis)
+
+    def repeat(self, repeats, axis=None):
+        return numpy_ops.repeat(self, repeats, axis=axis)
+
+    def take(self, indices, axis=None, out=None, mode="raise"):
+        return np.take(self, indices, axis=axis, out=out, mode=mode)
+
     def reshape(self, *shape, order="C"):
         return _view_of(self, numpy_ops.reshape(self, *shape, order=order), lambda p: p.reshape(*shape, order=order))
 

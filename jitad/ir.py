@@ -93,6 +93,14 @@ class Graph:
                 users[i.id].append(node)
         return users
 
+    def numbering(self):
+        """Node id -> k, the node's number in this graph: the inputs first, in order, then the
+        other nodes in topological order. `explain`, the fusion plan, the Jacobian plan and the
+        kernel's `# %k` comments all number nodes this way."""
+        inputs = {n.id for n in self.inputs}
+        order = list(self.inputs) + [n for n in self.nodes if n.id not in inputs]
+        return {n.id: k for k, n in enumerate(order)}
+
     def __repr__(self):
         lines = [f"graph({', '.join(f'%{n.id}:{n.dtype.name}{list(n.shape)}' for n in self.inputs)}):"]
         input_ids = {n.id for n in self.inputs}

@@ -127,9 +127,10 @@ def _sweep_cost(graph, make_body, k, sweeps):
 class JacobianPlan:
     """How `jacobian` computes J for one input signature: `mode`, `chunk_size` (directions per
     compiled sweep), `num_sweeps`, the sizes `n_in`, `n_out`, `cut_size`, and `costs`, the
-    estimated cost of each candidate mode in element operations (None where not considered)."""
+    estimated cost of each candidate mode in element operations (None where not considered).
+    `cut` names the cut's nodes by their number in the traced `graph` (`Graph.numbering`)."""
 
-    def __init__(self, mode, chunks, n_in, n_out, costs, cut):
+    def __init__(self, graph, mode, chunks, n_in, n_out, costs, cut):
         self.mode = mode
         self.chunks = chunks  # mode -> (k, sweeps)
         self.chunk_size, self.num_sweeps = chunks[mode]
@@ -137,7 +138,8 @@ class JacobianPlan:
         self.costs = costs
         self.cut_nodes = cut  # the cut's nodes (mixed mode's sweeps need them)
         self.cut_size = None if cut is None else sum(n.size for n in cut)
-        self.cut = None if cut is None else [f"{n.prim.name}{list(n.shape)} (%{n.id})" for n in cut]
+        number = {} if cut is None else graph.numbering()  # as explain numbers the traced graph
+        self.cut = None if cut is None else [f"{n.prim.name}{list(n.shape)} (%{number[n.id]})" for n in cut]
 
     def __repr__(self):
         k, sweeps = self.chunk_size, self.num_sweeps
@@ -182,6 +184,6 @@ def make_plan(graph, layout, mode, chunk_size, estimate):
                 costs[name] += m * sum(node.size for node in cut) * n  # the product of the two sides
     if mode == "auto":
         mode = min((c, name) for name, c in costs.items() if c is not None)[1]
-    return JacobianPlan(mode, chunks, n, m, costs, cut)
+    return JacobianPlan(graph, mode, chunks, n, m, costs, cut)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import jitad
-from jitad.tools.explain import Explanation, numbering
+from jitad.tools.explain import Explanation
 
 
 def small_loss(x, y):
@@ -89,7 +89,7 @@ def test_explain_reads_the_stage_that_ran_and_numbers_nodes_one_way():
     assert report.tier == "compiled kernel (Numba)" and "backend" in report.timings
 
     graph = report.optimized
-    number = numbering(graph)
+    number = graph.numbering()
     node_of = {k: node for node in list(graph.inputs) + list(graph.nodes) for k in [number[node.id]]}
     comments = re.findall(r"# %(\d+) = (\w+)\(([^)]*)\)", report.source)
     assert len(comments) > 5

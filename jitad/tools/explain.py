@@ -4,7 +4,7 @@
 graph, the transformed graph, each pass's output, the fusion plan, the generated source and
 the tier that answers calls. It runs the transform once on the arguments when it has not run
 at their signature. Nodes are numbered one way throughout: in every graph shown, `%k` is the
-graph's node k (`numbering`: its inputs first, then its other nodes in topological order),
+graph's node k (`Graph.numbering`: its inputs first, then its other nodes in topological order),
 which for the compiled graph is also the number in the fusion plan and in the kernel's
 `# %k = prim(...)` comments.
 """
@@ -23,17 +23,9 @@ _MODES = {
 }
 
 
-def numbering(graph):
-    """Node id -> k, the node's number in `graph`: its inputs first, in order, then the other
-    nodes in topological order. The kernel writer numbers its `# %k` comments the same way."""
-    inputs = set(n.id for n in graph.inputs)
-    order = list(graph.inputs) + [n for n in graph.nodes if n.id not in inputs]
-    return {n.id: k for k, n in enumerate(order)}
-
-
 def graph_text(graph):
-    """The graph as text, its nodes numbered by `numbering`."""
-    number = numbering(graph)
+    """The graph as text, its nodes numbered by `Graph.numbering`."""
+    number = graph.numbering()
 
     def ref(node):
         return f"%{number[node.id]}"
@@ -58,7 +50,7 @@ def graph_text(graph):
 
 def plan_text(plan, graph):
     """The fusion plan's steps, nodes numbered as in `graph` (the graph it was made for)."""
-    number = numbering(graph)
+    number = graph.numbering()
     lines = []
     for k, step in enumerate(plan.steps):
         if isinstance(step, LibraryCall):
@@ -125,13 +117,17 @@ def _profile(stage, transform, args):
 
 
 def _generated(stage):
-    """(fusion plan, source, nests) of the stage's kernel; generated here for display when the
-    backend made none (backend="reference", or a graph on the reference executor)."""
+    """(fusion plan, source, nests) of the stage's kernel; generated here for display, as the
+    backend would (`cache.compile_graph`), when it made none (compile="off", backend="reference")."""
     if stage.source is not None:
         return stage.plan, stage.source, stage.nests
-    from jitad.backend.codegen import generate  # noqa: PLC0415 -- only for a graph the backend did not generate
+    from jitad.backend import codegen  # noqa: PLC0415 -- only for a graph the backend did not generate
+    from jitad.backend.cache import SPLIT_NODES  # noqa: PLC0415
     try:
-        source, _, _, plan = generate(stage.optimized)
+        if len(stage.optimized.nodes) > SPLIT_NODES:
+            split = codegen.generate_split(stage.optimized)
+            return split.plan, split.source, tuple(split.nests)
+        source, _, _, plan = codegen.generate(stage.optimized)
     except Exception as exc:  # noqa: BLE001 -- e.g. a callback node, which only the reference executor runs
         return None, f"# no kernel: {type(exc).__name__}: {exc}", ()
     return plan, source, ()
@@ -170,7 +166,7 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
     mode = stage.mode
     graph = stage.graph
     sections = [f"== traced IR of {stage.function} ==", graph_text(graph)]
-    number = numbering(graph)
+    number = graph.numbering()
     draws = [f"%{number[graph.inputs[stage.n_traced + k].id]} = {d.source.label}.{d.method}(...)"
              for k, d in enumerate(d for d in getattr(graph, "draws", ()) if hasattr(d, "shape"))]
     if draws:  # jitad.frontend.rng: inputs after the arguments' that each call draws

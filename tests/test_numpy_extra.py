@@ -321,3 +321,13 @@ def test_array_methods_of_the_new_functions():
         assert np.asarray(got).dtype == expected.dtype
         np.testing.assert_allclose(got, expected, rtol=1e-13)
     jitad.check_grads(lambda a: a.cumprod(axis=0) * a.take([1, 2], axis=1).repeat(2, axis=1)[:, :1], (M,), order=2)
+
+
+def test_scipy_stats_chi2():
+    import scipy.stats as st
+    x = np.array([0.0, 0.3, 1.7, 4.0, -1.0])
+    for df in (1.0, 2.0, 4.0, 3.3):
+        for fun in (lambda x, df: st.chi2.logpdf(x, df), lambda x, df: st.chi2.pdf(x, df, scale=1.5)):
+            with np.errstate(all="ignore"):
+                np.testing.assert_allclose(jitad.jit(fun)(x, df), fun(x, df), rtol=1e-13)
+    jitad.check_grads(lambda x, df, scale: st.chi2.logpdf(x, df, scale=scale), (POS, 3.3, 1.4), order=2)

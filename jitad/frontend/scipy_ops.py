@@ -168,6 +168,8 @@ CONTINUOUS = {
              lambda z, a, b: P.xlog1py_p(b - 1.0, -z) + P.xlogy_p(a - 1.0, z) - P.betaln_p(a, b)),
     "laplace": (None, None, _laplace_logpdf),
     "expon": (None, (0.0, np.inf), lambda z: -z),
+    "chi2": (lambda df: df > 0, (0.0, np.inf),
+             lambda z, df: P.xlogy_p(0.5 * df - 1.0, z) - 0.5 * z - 0.5 * df * math.log(2.0) - P.gammaln_p(0.5 * df)),
 }
 # the normal distribution's other methods, of z = (x - loc) / scale (ppf: of the probability q)
 NORM_METHODS = {"cdf": lambda z: P.ndtr_p(z), "logcdf": lambda z: P.log_ndtr_p(z), "sf": lambda z: P.ndtr_p(-z),
@@ -180,7 +182,7 @@ DISCRETE = {
 }
 
 
-SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}, t, gamma, beta, laplace and expon.{logpdf, pdf}, "
+SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}, t, gamma, beta, laplace, expon and chi2.{logpdf, pdf}, "
              "poisson and bernoulli.{logpmf, pmf} (not in the count k), multivariate_normal and dirichlet.{logpdf, pdf}")
 
 

@@ -89,7 +89,8 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         if key is not None and not kwargs and not has_aux and transform.last is not None:
             fast[key] = _fast_value_and_grad(transform.last, single)
         return result, grads
-    value_and_grad_fun.jitad_transform = transform
+    # set on every wrapper: functools.wraps copied those of `fun` if it is a transform itself
+    value_and_grad_fun.jitad_transform, value_and_grad_fun.jitad_name = transform, "value_and_grad"
     value_and_grad_fun._jitad_fast = fast
     return value_and_grad_fun
 
@@ -286,5 +287,5 @@ def jit(fun):
     def jitted(*args, **kwargs):
         outs, out_tree, _ = transform.run(args, kwargs)
         return tree_unflatten(out_tree, [_to_python(v) for v in outs])
-    jitted.jitad_transform = transform
+    jitted.jitad_transform, jitted.jitad_name = transform, "jit"
     return jitted

@@ -33,7 +33,8 @@ class _JacobianFunction:
             raise ValueError(f"jacobian: mode must be one of {MODES}, got {mode!r}")
         functools.update_wrapper(self, fun)
         self.fun, self.argnums, self.mode, self.chunk_size = fun, argnums, mode, chunk_size
-        self.name, self._describe = name, describe or _plan_mode
+        self.name = self.jitad_name = name  # update_wrapper copied `fun`'s if it is a transform
+        self._describe = describe or _plan_mode
         spec = argnums if isinstance(argnums, (int, np.integer)) else tuple(argnums)
         self.jitad_transform = transform_of(
             fun if cache_on is None else cache_on, (name, mode, chunk_size, spec),

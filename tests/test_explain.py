@@ -41,6 +41,9 @@ def test_explain_names_the_transform_it_was_given():
     assert named(jitad.jacobian(wide, mode="mixed"), x) == ("jacobian", "mixed")
     assert named(jitad.jacfwd(narrow), x) == ("jacfwd", "forward")
     assert named(jitad.hessian(lambda x: small_loss(x, y)), x) == ("hessian", "forward over reverse")
+    inner = jitad.grad(lambda x: np.sum(np.sin(x)))
+    assert named(jitad.jacfwd(inner), x) == ("jacfwd", "forward")  # not the name of the transform inside
+    assert named(jitad.jit(inner), x) == ("jit", "evaluation only")
     # a plain function: value_and_grad when it returns a float scalar, else jit
     assert named(small_loss, x, y) == ("value_and_grad", "reverse")
     assert named(wide, x) == ("jit", "evaluation only")

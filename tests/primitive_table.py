@@ -657,6 +657,9 @@ EXEMPT = {
                 "(tests/test_primitives.py::test_svd_full_has_no_derivative_and_says_so)",
     "no_derivative": "guards a discrete count (scipy.stats poisson / bernoulli k): differentiating through it must "
                      "raise (tests/test_scipy.py::test_derivatives_that_do_not_exist_are_errors)",
+    "ode_solve": "scipy.integrate.odeint / solve_ivp: SciPy's integrator on a traced right-hand side, a graph per call "
+                 "site (no row of fixed functions reaches it); values, both modes and orders 2 and 3 are checked in "
+                 "tests/test_integrate.py",
 }
 
 

@@ -122,6 +122,11 @@ ROWS = [
     ("nanquantile", lambda m: np.nanquantile(_with_nans(m), [0.3, 0.8], axis=1), (M,)),
     ("nanpercentile", lambda m: np.nanpercentile(_with_nans(m), 40), (M,)),
     ("nanmedian", lambda m: np.nanmedian(_with_nans(m), axis=0, keepdims=True), (M,)),
+    ("apply_along_axis", lambda a: np.apply_along_axis(lambda r: np.array([r.sum(), (r ** 2).max()]), 1, a), (M,)),
+    ("apply_along_axis_0", lambda a: np.apply_along_axis(np.cumsum, 0, a), (M,)),
+    ("angle", lambda a: np.angle(a) * a, (V,)),
+    ("cond", lambda a: np.linalg.cond(a) + np.linalg.cond(a, "fro") + np.linalg.cond(a, -2), (M[:, :3] + 2 * np.eye(3),)),
+    ("fftconvolve", lambda a, v: scipy.signal.fftconvolve(a, v, "same") + scipy.signal.oaconvolve(a, v, "same"), (M, K)),
     ("matrix_transpose_astype", lambda a: np.matrix_transpose(a) * np.astype(a, np.float64).T, (M,)),
 ]
 
@@ -134,6 +139,10 @@ INTEGER_ROWS = [
     ("searchsorted", lambda a: np.searchsorted(XP, a)), ("searchsorted_right", lambda a: np.searchsorted(XP, a, "right")),
     ("digitize", lambda a: np.digitize(a, XP)), ("digitize_decreasing", lambda a: np.digitize(a, XP[::-1], right=True)),
     ("fix", lambda a: np.fix(3 * a)),
+    ("isin", lambda a: np.isin(a, [0.3, -0.2, 0.5])), ("isin_invert", lambda a: np.isin(a, XP, invert=True)),
+    ("matrix_rank", lambda a: np.linalg.matrix_rank(a)),
+    ("matrix_rank_deficient", lambda a: np.linalg.matrix_rank(np.outer(a[0], a[1]))),
+    ("matrix_rank_tol", lambda a: np.linalg.matrix_rank(a, tol=0.5)),
 ]
 
 

@@ -950,6 +950,71 @@ def nanmedian(a, axis=None, out=None, overwrite_input=False, keepdims=np._NoValu
     return nanquantile(a, 0.5, axis, out, keepdims=keepdims, _name="nanmedian")
 
 
+# --- a few more: apply_along_axis, isin, angle, linalg.cond / matrix_rank ------------------------------
+def apply_along_axis(func1d, axis, arr, *args, **kwargs):
+    """func1d called on every 1-d slice (a Python loop, unrolled while tracing), results stacked like NumPy's."""
+    arr = ops.asarray(arr)
+    nd = ops.ndim_of(arr)
+    axis = ops.normalize_axis(axis, nd)
+    moved = ops.moveaxis(arr, axis, -1)
+    outer = ops.shape_of(moved)[:-1]
+    if not int(np.prod(outer, dtype=np.int64)):
+        raise ValueError("Cannot apply_along_axis when any iteration dimensions are 0")
+    results = [ops.asarray(func1d(ops.getitem(moved, index), *args, **kwargs)) for index in np.ndindex(*outer)]
+    out = ops.reshape(ops.stack(results), outer + ops.shape_of(results[0]))
+    rank = ops.ndim_of(results[0])  # NumPy puts the result's axes where the sliced axis was
+    order = list(range(axis)) + list(range(len(outer), len(outer) + rank)) + list(range(axis, len(outer)))
+    return ops.transpose(out, order)
+
+
+def isin(element, test_elements, assume_unique=False, invert=False, *, kind=None):
+    test = np.asarray(_concrete(test_elements, "np.isin's test_elements")).ravel()
+    element = ops.asarray(element)
+    hit = ops.amax(ops.astype(P.equal_p(ops.expand_dims(element, -1), test), np.float64), axis=-1) > 0 \
+        if test.size else ops.full(ops.shape_of(element), False, np.bool_)
+    return P.logical_not_p(hit) if invert else hit
+
+
+def angle(z, deg=False):
+    """The angle of a real number: pi below 0, else 0 (a constant: derivative 0)."""
+    z = _float(z)
+    half_turn = 180.0 if deg else np.pi
+    return P.where_p(P.less_p(z, 0), np.asarray(half_turn, z.dtype), np.zeros((), z.dtype))
+
+
+def cond(x, p=None):
+    """np.linalg.cond: the ratio of extreme singular values (p None, 2, -2), else norm(x, p) norm(inv(x), p)."""
+    x = _float(x)
+    if p is None or p in (2, -2):
+        s = linalg_ops.svdvals(x)
+        big, small = ops.amax(s, axis=-1), ops.amin(s, axis=-1)
+        return small / big if p == -2 else big / small
+    return linalg_ops.norm(x, p, axis=(-2, -1)) * linalg_ops.norm(linalg_ops.inv(x), p, axis=(-2, -1))
+
+
+def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
+    """The number of singular values above the tolerance (an integer: no derivative)."""
+    A = _float(A)
+    if ops.ndim_of(A) < 2:
+        return ops.astype(ops.amax(ops.astype(P.not_equal_p(A, 0), np.float64)) > 0, np.int64) if \
+            ops.ndim_of(A) == 1 else ops.astype(P.not_equal_p(A, 0), np.int64)
+    s = linalg_ops.svdvals(A)
+    largest = ops.amax(s, axis=-1, keepdims=True)
+    if tol is None:
+        scale = rtol if rtol is not None else max(ops.shape_of(A)[-2:]) * np.finfo(s.dtype).eps
+        threshold = largest * scale
+    else:
+        threshold = ops.expand_dims(ops.asarray(tol), -1) if ops.ndim_of(tol) else tol
+    return ops.sum(P.greater_p(s, threshold), axis=-1)
+
+
+def signal_fftconvolve(in1, in2, mode="full", axes=None):
+    """scipy.signal.fftconvolve / oaconvolve, computed directly: the same values up to rounding."""
+    if axes is not None:
+        raise UnsupportedOperationError("scipy.signal.fftconvolve(axes=...)", "Convolve over all axes. ")
+    return signal_convolve(in1, in2, mode)
+
+
 FUNCTIONS = {
     np.linspace: linspace, np.logspace: logspace, np.geomspace: geomspace, np.meshgrid: meshgrid,
     np.gradient: gradient, np.trapezoid: trapezoid, np.cumprod: cumprod, np.ediff1d: ediff1d,
@@ -966,6 +1031,8 @@ FUNCTIONS = {
     np.cumulative_prod: cumulative_prod, np.fix: fix, np.polyval: polyval, np.polyder: polyder, np.polyint: polyint,
     np.polyadd: polyadd, np.polysub: polysub, np.polymul: polymul, np.vander: vander,
     np.nanquantile: nanquantile, np.nanpercentile: nanpercentile, np.nanmedian: nanmedian,
+    np.apply_along_axis: apply_along_axis, np.isin: isin, np.angle: angle, np.linalg.cond: cond,
+    np.linalg.matrix_rank: matrix_rank,
     np.matrix_transpose: lambda x, /: ops.swapaxes(x, -1, -2), np.astype: lambda x, dtype, /, *, copy=True, **_:
     ops.astype(x, dtype),
 }
@@ -975,5 +1042,6 @@ _INDEX_TRICKS = type(np.r_).__mro__[1]  # numpy's AxisConcatenator, the class of
 linalg_ops.SCIPY_FUNCTIONS.update({
     ("scipy.signal", "convolve"): signal_convolve, ("scipy.signal", "correlate"): signal_correlate,
     ("scipy.signal", "convolve2d"): convolve2d, ("scipy.signal", "correlate2d"): correlate2d,
+    ("scipy.signal", "fftconvolve"): signal_fftconvolve, ("scipy.signal", "oaconvolve"): signal_fftconvolve,
     (_INDEX_TRICKS.__module__, f"{_INDEX_TRICKS.__name__}.__getitem__"): _axis_concatenate,
 })

@@ -127,6 +127,10 @@ ROWS = [
     ("angle", lambda a: np.angle(a) * a, (V,)),
     ("cond", lambda a: np.linalg.cond(a) + np.linalg.cond(a, "fro") + np.linalg.cond(a, -2), (M[:, :3] + 2 * np.eye(3),)),
     ("fftconvolve", lambda a, v: scipy.signal.fftconvolve(a, v, "same") + scipy.signal.oaconvolve(a, v, "same"), (M, K)),
+    # present before this module, checked here with the rest of issue 11's list
+    ("logaddexp2_deg2rad", lambda a, b: np.logaddexp2(a, b) + np.deg2rad(a) * np.rad2deg(b), (V, V[::-1])),
+    ("append_flips", lambda a: np.append(np.flipud(a), np.fliplr(a)) + np.append(np.flip(a), np.rot90(a, 3)), (M,)),
+    ("nan_to_num_heaviside_sinc", lambda a: np.nan_to_num(a + NANS) * np.heaviside(a - 0.1, 0.5) + np.sinc(a), (M,)),
     ("matrix_transpose_astype", lambda a: np.matrix_transpose(a) * np.astype(a, np.float64).T, (M,)),
 ]
 

@@ -126,14 +126,6 @@ def _fit(value, shape):
     return numpy_ops.broadcast_to(value, tuple(shape))
 
 
-def _contiguous_run(flat):
-    """(start, stop) if `flat` is start, start+1, ..., stop-1 in order."""
-    start = int(flat[0])
-    if int(flat[-1]) - start + 1 == flat.size and (flat.size == 1 or np.all(np.diff(flat) == 1)):
-        return start, start + flat.size
-    return None
-
-
 def update(root, positions, value, accumulate=False):
     """The new value of `root` with `value` written (or, accumulating, added) at `positions`."""
     positions = np.asarray(positions)
@@ -152,17 +144,15 @@ def update(root, positions, value, accumulate=False):
     if reversed_first.size != flat.size:
         keep = np.sort(flat.size - 1 - reversed_first)
         flat, values = flat[keep], numpy_ops.getitem(values, keep)
-    run = _contiguous_run(flat)
-    if run is not None:  # a block in C order (x[i] = v, x[a:b] = v, x[i, j] = s): splice it in
-        a, b = run
-        parts = ([numpy_ops.getitem(root_flat, slice(0, a))] if a else []) + [values] + \
-                ([numpy_ops.getitem(root_flat, slice(b, size))] if b < size else [])
-        new = numpy_ops.concatenate(parts) if len(parts) > 1 else values
-    else:  # scattered positions: select between the old values and the scattered new ones
-        hit = P.scatter_add_p(numpy_ops.broadcast_to(np.ones((), root.dtype if root.dtype.kind == "f" else
-                                                             np.float64), (flat.size,)), flat, axis=0, size=size)
-        scattered = P.scatter_add_p(values, flat, axis=0, size=size)
-        new = numpy_ops.where(hit > 0, scattered, root_flat)
+    # new = where(written, new values, old). The positions are kernel arguments (index arrays),
+    # never literals in generated code, so a loop's many writes share one compiled kernel.
+    ones = numpy_ops.broadcast_to(np.ones((), np.float64), (flat.size,))
+    hit = P.scatter_add_p(ones, flat, axis=0, size=size) > 0
+    if flat.size == 1:  # one element (x[i] = v): broadcast it, exact to the sign of a zero
+        written = numpy_ops.broadcast_to(numpy_ops.reshape(values, ()), (size,))
+    else:  # (a scatter adds onto +0.0: a written -0.0 becomes +0.0; equal values otherwise)
+        written = P.scatter_add_p(values, flat, axis=0, size=size)
+    new = numpy_ops.where(hit, written, root_flat)
     return numpy_ops.reshape(new, shape)
 
 

@@ -344,3 +344,16 @@ def test_scipy_stats_chi2():
             with np.errstate(all="ignore"):
                 np.testing.assert_allclose(jitad.jit(fun)(x, df), fun(x, df), rtol=1e-13)
     jitad.check_grads(lambda x, df, scale: st.chi2.logpdf(x, df, scale=scale), (POS, 3.3, 1.4), order=2)
+
+
+def test_pad_modes_that_repeat_entries():
+    """edge, reflect, symmetric and wrap: a gather per axis, its indices NumPy's own padding of arange(n)."""
+    for mode in ("edge", "reflect", "symmetric", "wrap"):
+        for width in (1, (1, 2), ((2, 0), (1, 3)), ((0, 0), (5, 2))):
+            fun = lambda x: np.pad(x, width, mode=mode)  # noqa: E731
+            expected, got = fun(M), jitad.jit(fun)(M)
+            assert got.dtype == expected.dtype
+            np.testing.assert_array_equal(got, expected)
+        jitad.check_grads(lambda x: np.pad(x, ((2, 1), (3, 2)), mode=mode), (M,), order=2, modes=("fwd", "rev"))
+    with pytest.raises(UnsupportedOperationError, match="mode='mean'"):
+        jitad.jit(lambda x: np.pad(x, 1, mode="mean"))(M)

@@ -237,12 +237,24 @@ def repeat(x, repeats, axis=None):
     return reshape(out, shape[:axis] + (shape[axis] * int(repeats),) + shape[axis + 1:])
 
 
-def pad(x, pad_width, mode="constant", constant_values=0):
-    if mode != "constant":
-        raise UnsupportedOperationError(f"np.pad(mode={mode!r})", "Only mode='constant' is supported. ")
+def _pad_widths(pad_width, nd):
+    return np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2) if np.ndim(pad_width) else
+                           np.full((1, 2), int(pad_width)), (nd, 2))
+
+
+def pad(x, pad_width, mode="constant", constant_values=0, reflect_type="even"):
     x = asarray(x)
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2) if np.ndim(pad_width) else
-                             np.full((1, 2), int(pad_width)), (ndim_of(x), 2))
+    if mode in ("edge", "reflect", "symmetric", "wrap") and reflect_type == "even":
+        # entries of x repeated: one gather per axis, its indices NumPy's own np.pad of arange(n)
+        for axis, (before, after) in enumerate(_pad_widths(pad_width, ndim_of(x))):
+            if before or after:
+                source = np.pad(np.arange(shape_of(x)[axis]), (int(before), int(after)), mode=mode)
+                x = P.take_p(x, source, axis=axis)
+        return x
+    if mode != "constant":
+        raise UnsupportedOperationError(f"np.pad(mode={mode!r})", "jitad implements the modes 'constant', 'edge', "
+                                        "'reflect', 'symmetric' and 'wrap' (reflect_type='even'). ")
+    widths = _pad_widths(pad_width, ndim_of(x))
     values = np.broadcast_to(np.asarray(constant_values, dtype=float).reshape(-1, 2) if np.ndim(constant_values)
                              else np.full((1, 2), float(constant_values)), (ndim_of(x), 2))
     for axis, ((before, after), (value_before, value_after)) in enumerate(zip(widths, values)):

@@ -119,6 +119,8 @@ ROWS = [
     ("polyder_polyint", lambda p: np.polyval(np.polyder(p, 2), 0.7) + np.polyint(p), (V,)),
     ("polyadd_sub_mul", lambda a, b: np.polyadd(a, b) * np.polysub(b, a) + np.polymul(a, b)[:4], (W, W[:2])),
     ("vander", lambda x: np.vander(x, 4) + np.vander(x, 4, increasing=True), (V,)),
+    ("polyfit", lambda x, y: np.polyfit(x, y, 2), (V, np.sin(3 * V))),
+    ("polyfit_2d", lambda y: np.polyfit(V[:5], y, 1), (M.T,)),
     ("nanquantile", lambda m: np.nanquantile(_with_nans(m), [0.3, 0.8], axis=1), (M,)),
     ("nanpercentile", lambda m: np.nanpercentile(_with_nans(m), 40), (M,)),
     ("nanmedian", lambda m: np.nanmedian(_with_nans(m), axis=0, keepdims=True), (M,)),

@@ -885,6 +885,25 @@ def polymul(a1, a2):
     return convolve(a1, a2)
 
 
+def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):
+    """Least squares through jitad's lstsq on NumPy's column-scaled Vandermonde matrix: differentiable
+    in x and y. NumPy's RankWarning cannot be decided while tracing (the rank is a traced value)."""
+    if full or cov or w is not None:
+        raise UnsupportedOperationError("np.polyfit with full, cov or w", "Call np.linalg.lstsq on np.vander(x, "
+                                        "deg + 1) yourself for the residuals, rank and singular values. ")
+    x, y = _float(x), _float(y)
+    order = operator.index(deg) + 1
+    if order < 1:
+        raise ValueError("expected deg >= 0")
+    if ops.ndim_of(x) != 1 or ops.ndim_of(y) not in (1, 2) or ops.shape_of(x)[0] != ops.shape_of(y)[0]:
+        raise TypeError("expected 1-D x and 1-D or 2-D y of the same length")
+    rcond = ops.shape_of(x)[0] * np.finfo(x.dtype).eps if rcond is None else rcond
+    lhs = vander(x, order)
+    scale = P.sqrt_p(ops.sum(lhs * lhs, axis=0))
+    coefficients = linalg_ops.lstsq(lhs / scale, y, rcond)[0]
+    return coefficients / (ops.reshape(scale, (-1, 1)) if ops.ndim_of(y) == 2 else scale)
+
+
 def vander(x, N=None, increasing=False):
     x = ops.asarray(x)
     if ops.ndim_of(x) != 1:
@@ -1029,7 +1048,7 @@ FUNCTIONS = {
     np.rollaxis: rollaxis, np.hsplit: hsplit, np.vsplit: vsplit, np.dsplit: dsplit,
     np.broadcast_arrays: broadcast_arrays, np.unstack: unstack, np.cumulative_sum: cumulative_sum,
     np.cumulative_prod: cumulative_prod, np.fix: fix, np.polyval: polyval, np.polyder: polyder, np.polyint: polyint,
-    np.polyadd: polyadd, np.polysub: polysub, np.polymul: polymul, np.vander: vander,
+    np.polyfit: polyfit, np.polyadd: polyadd, np.polysub: polysub, np.polymul: polymul, np.vander: vander,
     np.nanquantile: nanquantile, np.nanpercentile: nanpercentile, np.nanmedian: nanmedian,
     np.apply_along_axis: apply_along_axis, np.isin: isin, np.angle: angle, np.linalg.cond: cond,
     np.linalg.matrix_rank: matrix_rank,

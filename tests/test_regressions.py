@@ -215,3 +215,54 @@ def test_float32_values_recomputed_across_nests_agree():
         jitad.config.compile = saved
     assert g.dtype == np.float32 and np.all(np.isfinite(g)) and np.isfinite(t)
     np.testing.assert_allclose(g, 0.0, atol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="open: jitad/frontend/numpy_extra.py keeps float32 (fuzz known.py "
+                                       "'float32-vander-cov-dtype'); remove this mark once fixed")
+def test_float32_vander_cov_corrcoef_are_float64_like_numpy():
+    """Fuzz finding (session 3, wrong dtype): NumPy computes np.vander, np.cov and np.corrcoef of
+    float32 arrays in float64 (vander promotes with int, cov/corrcoef with float64); jitad
+    returned float32."""
+    x = np.array([0.3, -0.5, 0.7], dtype=np.float32)
+    m = np.array([[0.3, 0.2, 0.1], [0.5, -0.1, 0.9]], dtype=np.float32)
+    cases = [(lambda x: np.vander(x, 3), x), (lambda x: np.vander(x, 1), x), (lambda m: np.cov(m), m),
+             (lambda m: np.cov(m, rowvar=False, ddof=0), m), (lambda m: np.corrcoef(m), m)]
+    for f, a in cases:
+        want = f(a.copy())
+        got = jitad.jit(f)(a)
+        assert np.asarray(got).dtype == want.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="open: traced arrays are assumed C-ordered, NumPy's ufunc results and np.copy "
+                                       "keep their input's layout (fuzz known.py 'layout-of-ufunc-results'); "
+                                       "remove this mark once fixed")
+def test_ravel_of_fortran_ordered_result_is_a_copy_like_numpy():
+    """Fuzz finding (session 3, silently wrong value): NumPy's ufuncs and np.copy keep their
+    input's memory layout (order='K'), so `x.T * 1.0` is Fortran-ordered, its ravel/reshape(-1)
+    is a copy (a write into it leaves the array alone) and its .T.reshape(-1) is a view (a write
+    goes through). jitad treated every traced result as C-ordered: the first write went through,
+    the second was lost."""
+    x = np.arange(6.0).reshape(2, 3) + 1.0
+
+    def ravel_copy(x):
+        y = x.T * 1.0
+        np.ravel(y)[1] = 50.0
+        return y
+
+    def reshape_copy(x):
+        y = np.cos(x.T)
+        y.reshape(-1)[1] = 50.0
+        return y
+
+    def np_copy_keeps_layout(x):
+        y = np.copy(x.T)
+        y.reshape(-1)[1] = 50.0
+        return y
+
+    def transposed_reshape_view(x):
+        y = x.T * 1.0
+        y.T.reshape(-1)[1] = 50.0
+        return y
+    for f in (ravel_copy, reshape_copy, np_copy_keeps_layout, transposed_reshape_view):
+        np.testing.assert_array_equal(jitad.jit(f)(x), f(x.copy()), err_msg=f.__name__)

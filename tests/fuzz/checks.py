@@ -25,7 +25,8 @@ from . import gen
 FD_STEP = 3e-5
 SECOND_FD_STEP = 1e-4
 ALL_CHECKS = ("forward.jit", "forward.recall", "forward.vag", "grad.fd", "jvp.primal", "jvp.fd", "vjp.primal", "vjp.fd",
-              "jacfwd.fd", "jacrev.fd", "jacobian.auto", "hessian.fd", "hvp.fd", "autograd.grad", "raises")
+              "jacfwd.fd", "jacrev.fd", "jacobian.auto", "hessian.fd", "hvp.fd", "autograd.grad", "pytree.vag",
+              "inputs.unmodified", "raises")
 COMPILED_STAGES = ("jit", "vag", "jvp", "hvp")
 FAST_STAGES = ("jit", "vag")
 
@@ -69,6 +70,9 @@ HOW = {  # how to run each check on a repro (which defines f, g and args)
     "hessian.fd": f"jitad.hessian(g, {_ARGN})(*args) vs central differences of jitad.grad(g)",
     "hvp.fd": "jitad.hvp(g, args, tangents) vs central differences of jitad.grad(g)",
     "autograd.grad": "jitad.grad(g) vs autograd.grad(g) (where autograd agrees with finite differences)",
+    "pytree.vag": "jitad.value_and_grad(h)(tree): g's inputs packed in a dict/list/tuple/registered dataclass, "
+                  "vs jitad.value_and_grad(g, argnums=...)(*args)",
+    "inputs.unmodified": "every jitad call above leaves the caller's arrays (args) unchanged",
     "raises": "f(*args) raises in NumPy; jitad.jit(f)(*args) must raise too",
     "compiled.jit": "jitad.jit(f)(*args) on the numba backend (config.compile='eager') vs NumPy and the reference",
     "compiled.vag": f"jitad.value_and_grad(g, {_ARGN})(*args) compiled vs the reference backend",
@@ -156,7 +160,7 @@ def _tb_tail(e, n=6):
 # --- functions from programs -------------------------------------------------------------------
 def make_functions(program, np_module=np):
     """Fresh function objects f and g (fresh, so no jitad cache is shared between backends)."""
-    ns = {"np": np_module}
+    ns = {"np": np_module, "scipy": gen.scipy}
     src = program.source(with_g=not program.expect_error)
     exec(compile(src, f"<fuzz seed {program.seed}>", "exec"), ns)
     return ns["f"], ns.get("g")
@@ -380,6 +384,20 @@ def check_program(program, only=None, second_order=True, use_autograd=True, stat
         ref.ok.add(name)
         return result
 
+    snapshot = [gen._copy(x) for x in xs]
+    failures_out, ref = _check_program(program, xs, only, second_order, use_autograd, stats, jacobians, failures, ref,
+                                       want, run)
+    if want("inputs.unmodified"):
+        def unmodified():
+            for name, x, x0 in zip(program.inputs, xs, snapshot):
+                if isinstance(x, np.ndarray) and not np.array_equal(x, x0, equal_nan=True):
+                    raise Mismatch(f"jitad modified the caller's array {name}", x0, x)
+        run("inputs.unmodified", unmodified)
+        failures_out = merge(failures)
+    return failures_out, ref
+
+
+def _check_program(program, xs, only, second_order, use_autograd, stats, jacobians, failures, ref, want, run):
     with backend("reference"), np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if program.expect_error:
@@ -518,8 +536,11 @@ def check_program(program, only=None, second_order=True, use_autograd=True, stat
                 compare_fd("hvp of g", _flat(tuple(res)), H @ t, HE @ np.abs(t))
             run("hvp.fd", hvp_check)
 
+        if grads is not None and want("pytree.vag") and program.seed % 3 == 1:
+            run("pytree.vag", lambda: _pytree_check(program, g, xs, value_of_g=ref.gvalue, grads=grads))
+
         if use_autograd and _autograd is not None and grads is not None and want("autograd.grad") and \
-                dtype == np.float64:
+                dtype == np.float64 and not program.in_place:
             ag = _autograd_grads(program, xs)
             # autograd has bugs of its own (and FD may be inconclusive): a disagreement counts
             # only where autograd agrees with finite differences
@@ -528,6 +549,44 @@ def check_program(program, only=None, second_order=True, use_autograd=True, stat
                 run("autograd.grad", lambda: compare_close("jitad grad vs autograd", tuple(ag), tuple(
                     np.asarray(v, dtype=float) for v in grads), rtol=1e-8))
     return merge(failures), ref
+
+
+@dataclass
+class _Params:        # a registered dataclass as an argument of value_and_grad (the pytree check)
+    first: object
+    rest: object
+
+
+jitad.register_dataclass(_Params)
+
+
+def _pack(kind, xs, names):
+    """xs as a pytree of `kind`, and the function that unpacks it back to the list."""
+    if kind == "dict":
+        return {n: x for n, x in zip(names, xs)}, lambda t: [t[n] for n in names]
+    if kind == "list":
+        return list(xs), lambda t: list(t)
+    if kind == "nested":   # a tuple holding a dict and a list
+        return (xs[0], {"more": list(xs[1:])}), lambda t: [t[0]] + list(t[1]["more"])
+    return _Params(xs[0], tuple(xs[1:])), lambda t: [t.first] + list(t.rest)
+
+
+def _pytree_check(program, g, xs, value_of_g, grads):
+    """value_and_grad of g with its inputs packed in a pytree: the same value and gradients
+    (as a pytree of the same structure) as with positional arguments."""
+    kind = ("dict", "list", "nested", "dataclass")[(program.seed // 3) % 4]
+    tree, unpack = _pack(kind, xs, program.inputs)
+
+    def h(t):
+        return g(*unpack(t))
+    value, gtree = jitad.value_and_grad(h)(tree)
+    if type(gtree) is not type(tree):
+        raise Mismatch(f"pytree ({kind}): gradient is a {type(gtree).__name__}, not a {type(tree).__name__}",
+                       type(tree).__name__, type(gtree).__name__)
+    compare_close(f"pytree ({kind}) value", (np.asarray(value_of_g),), (np.asarray(value),), rtol=1e-12)
+    got = unpack(gtree)
+    compare_close(f"pytree ({kind}) gradients", tuple(np.asarray(v) for v in grads),
+                  tuple(np.asarray(v) for v in got), rtol=1e-10)
 
 
 def merge(failures):
@@ -563,7 +622,7 @@ def _quiet(fn):
 def _np_g(program, xs):
     _, g = make_functions(program)
     with np.errstate(all="ignore"):
-        return g(*xs)
+        return g(*[gen._copy(x) for x in xs])
 
 
 def _autograd_grads(program, xs):
@@ -580,7 +639,7 @@ def program_scale(program):
     env = gen.numpy_env()
     m = 1.0
     for name in program.inputs:
-        env[name] = program.values[name]
+        env[name] = gen._copy(program.values[name])
         m = max(m, float(np.max(np.abs(program.values[name]), initial=0)))
     for op in program.ops:
         v = gen.exec_op(op, env, guards=False)
@@ -607,7 +666,7 @@ def batch_source(programs):
 
 
 def _batch_fns(programs):
-    ns = {"np": np}
+    ns = {"np": np, "scipy": gen.scipy}
     exec(compile(batch_source(programs), "<fuzz batch>", "exec"), ns)
     return ns["F"], ns["G"], ns["G_aux"]
 

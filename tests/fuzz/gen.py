@@ -21,6 +21,9 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
+import scipy
+import scipy.special
+import scipy.stats
 
 MAX_SIZE = 60          # elements of any intermediate value
 MAX_ABS = 1e3          # values stay well scaled for finite differences
@@ -79,6 +82,15 @@ class Program:
     def kinds(self):
         return [op.kind for op in self.ops]
 
+    @property
+    def in_place(self):
+        """The program writes into arrays (autograd cannot differentiate it)."""
+        return any(op.kind.startswith("inplace:") for op in self.ops)
+
+    def fresh_values(self):
+        """The input values as new arrays (in-place programs write into their arguments)."""
+        return {n: _copy(v) for n, v in self.values.items()}
+
     # --- rendering ------------------------------------------------------------------------
     def source(self, name="f", with_g=None, g_name="g"):
         with_g = (not self.expect_error) if with_g is None else with_g
@@ -129,7 +141,7 @@ class Program:
         return "\n".join(parts)
 
     def repro(self):
-        return ("import numpy as np\n\n" + self.source() + "\n" + self.input_source() +
+        return ("import numpy as np\nimport scipy.special\nimport scipy.stats\n\n" + self.source() + "\n" + self.input_source() +
                 f"\nargs = ({', '.join(self.inputs)}{',' if len(self.inputs) == 1 else ''})\n")
 
 
@@ -290,8 +302,12 @@ def exec_op(op, env, guards=True):
     return value
 
 
+def _copy(v):
+    return v.copy() if isinstance(v, np.ndarray) else v
+
+
 def numpy_env(np_module=np):
-    return {"np": np_module, "__builtins__": __builtins__}
+    return {"np": np_module, "scipy": scipy, "__builtins__": __builtins__}
 
 
 def run_numpy(program, values=None, guards=False, check=False):
@@ -299,7 +315,7 @@ def run_numpy(program, values=None, guards=False, check=False):
     env = numpy_env()
     vals = program.values if values is None else values
     for name in program.inputs:
-        env[name] = vals[name]
+        env[name] = _copy(vals[name])
     for op in program.ops:
         v = exec_op(op, env, guards=guards)
         if check:
@@ -319,7 +335,7 @@ def numpy_raises(program):
     """The exception NumPy raises on `program`, or None."""
     env = numpy_env()
     for name in program.inputs:
-        env[name] = program.values[name]
+        env[name] = _copy(program.values[name])
     try:
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -373,7 +389,7 @@ class State:
         self.program = program
         self.env = numpy_env()
         for name in program.inputs:
-            self.env[name] = program.values[name]
+            self.env[name] = _copy(program.values[name])
         self.vars = list(program.inputs)
         self.tags = {}
         self.counter = 0
@@ -1066,6 +1082,372 @@ def b_chain(st):
     return first + [("then", then)]
 
 
+# --- in-place writes (autograd cannot run these: the autograd comparison skips them) -----------
+def _write_key(st, shape):
+    """A concrete key for a write into an array of `shape` (basic, integer lists with repeats,
+    masks, mixed), and the shape of the selection it addresses."""
+    rng = st.rng
+    for _ in range(6):
+        mode = str(rng.choice(["basic", "basic", "int", "adv", "mixed", "mask_full", "repeat"]))
+        if mode == "int":
+            key = ", ".join(str(int(rng.integers(-d, d))) for d in shape[:int(rng.integers(1, len(shape) + 1))])
+        elif mode == "repeat":   # repeated positions (x[[1, 1, 3]] += v applies once per position: buffered)
+            n = shape[0]
+            i = int(rng.integers(-n, n))
+            key = str([i, i] + _int_list(rng, n, int(rng.integers(0, 3))))
+        else:
+            key = _index_key(st, shape, mode)
+        try:
+            sel = np.empty(shape)[eval(key, {"np": np})] if key != "..." else np.empty(shape)
+        except Exception:
+            continue
+        if 0 < np.size(sel) <= MAX_SIZE:
+            return key, np.shape(sel)
+    return None, None
+
+
+def _write_value(st, tshape, exclude=()):
+    """An expression (with operand {1} when it reads a variable) of a value that broadcasts to `tshape`."""
+    rng = st.rng
+    n = math.prod(tshape)
+    r = rng.random()
+    src = st.pick(lambda v: v.size >= n, exclude=exclude) if r < 0.6 else None
+    if src is not None:
+        fn = str(rng.choice(["np.sin", "np.tanh", "", "2.0 * ", "np.exp"]))
+        flat = f"np.ravel({{1}})[{int(rng.integers(0, np.size(st.value(src)) - n + 1))}:][:{n}]"
+        return f"{fn}({flat}).reshape({tuple(tshape)!r})" if fn else f"{flat}.reshape({tuple(tshape)!r})", src
+    src = st.pick(lambda v: True, exclude=exclude)
+    if src is not None and r < 0.85:
+        return str(rng.choice(["np.sum({1}) * 0.5", "np.cos(np.mean({1}))", "np.max({1} * 0.0) + 0.3"])), src
+    return const_expr(rng, tshape if rng.random() < 0.6 else ()), None
+
+
+def b_inplace(st):
+    rng = st.rng
+    a = st.pick(lambda v: v.ndim >= 1 and v.size >= 1)
+    if a is None:
+        return None
+    shape = st.shape(a)
+    out = st.fresh()
+    which = str(rng.choice(["copy", "copy", "aug", "arg", "view", "loop", "add_at", "out", "alias"]))
+    key, tshape = _write_key(st, shape)
+    if key is None:
+        return None
+    val, src = _write_value(st, tshape)
+    args = (a,) if src is None else (a, src)
+    if which == "copy":   # z = x.copy(); z[...] = v
+        first = str(rng.choice(["{0}.copy()", "np.copy({0})", "np.array({0})", "{0} * 1.0"]))
+        tmpl = f"{{out}} = {first}\n{{out}}[{key}] = {val}"
+        return [Op(out, tmpl, args, "inplace:copy", block=True)]
+    if which == "aug":    # z[idx] += v (repeated positions: once, as NumPy)
+        opname = str(rng.choice(["+=", "-=", "*="]))
+        tmpl = f"{{out}} = {{0}} + 0.0\n{{out}}[{key}] {opname} {val}"
+        return [Op(out, tmpl, args, "inplace:aug", block=True)]
+    if which == "arg":    # a write into an existing variable (an input or an intermediate): later uses see it
+        tmpl = f"{{0}}[{key}] = {val}\n{{out}} = np.sin({{0}})"
+        if src == a:
+            return None
+        return [Op(out, tmpl, args, "inplace:arg", block=True)]
+    if which == "view":   # writes through a view change the array it views
+        views = ["{out}[1:]", "{out}[::-1]", "{out}[..., ::2]", "{out}.T", "{out}.reshape(-1)",
+                 "np.swapaxes({out}, 0, -1)", "{out}[None]", "np.ravel({out})"]
+        view = str(rng.choice(views))
+        vshape = eval(view.replace("{out}", "_x"), {"np": np, "_x": np.empty(shape)}).shape
+        if not all(vshape):
+            return None
+        vkey, vt = _write_key(st, vshape)
+        if vkey is None:
+            return None
+        vval, vsrc = _write_value(st, vt)
+        vargs = (a,) if vsrc is None else (a, vsrc)
+        tmpl = (f"{{out}} = np.cos({{0}})\n_w = {view}\n_w[{vkey}] = {vval}\n"
+                + ("{out} = {out} + _w.sum() * 0.5" if rng.random() < 0.3 else "{out}[...] = {out} * 2.0"))
+        return [Op(out, tmpl, vargs, "inplace:view", block=True)]
+    if which == "loop":   # out = np.zeros(n); writes in a loop reading earlier writes
+        n = shape[0]
+        if n > 6:
+            return None
+        body = str(rng.choice(["np.sin({0}[_i]) * ({out}[_i - 1] if _i else 1.0)",
+                               "{0}[_i] * 0.5 + ({out}[_i - 1] * 0.7 if _i else 0.0)",
+                               "np.tanh({0}[_i] + {out}[max(_i - 1, 0)])"]))
+        tmpl = (f"{{out}} = np.zeros({shape!r})\nfor _i in range({n}):\n    {{out}}[_i] = {body}")
+        return [Op(out, tmpl, (a,), "inplace:loop", block=True)]
+    if which == "add_at":  # np.add.at / np.subtract.at with repeated indices (unbuffered: repeats add up)
+        n = shape[0]
+        idx = _int_list(rng, n, int(rng.integers(2, 6)))
+        idx[-1] = idx[0]
+        m = len(idx)
+        vshape = (m,) + tuple(shape[1:])
+        vval, vsrc = _write_value(st, vshape)
+        ufunc = str(rng.choice(["add", "add", "subtract"]))
+        start = str(rng.choice(["np.zeros({shape!r})".format(shape=shape), "{0} * 1.0"]))
+        vargs = (a,) if vsrc is None else (a, vsrc)
+        tmpl = f"{{out}} = {start}\nnp.{ufunc}.at({{out}}, {idx!r}, {vval})"
+        return [Op(out, tmpl, vargs, "inplace:add_at", block=True)]
+    if which == "out":    # ufuncs with out=
+        b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
+        form = str(rng.choice(["np.multiply({0}, {1}, out={out})", "np.add({0}, {1}, out={out})",
+                               "np.sin({0}, out={out})", "np.exp({1} * 0.5, out={out})",
+                               "np.subtract({1}, {0}, out={out}); {out} += 1.0"]))
+        into = str(rng.choice(["np.empty({shape!r})".format(shape=shape), "np.zeros_like({0})"]))
+        tmpl = f"{{out}} = {into}\n" + form.replace("; ", "\n")
+        if rng.random() < 0.3 and shape[0] >= 2:   # into a view of a copy
+            tmpl = (f"{{out}} = {{0}} * 1.0\nnp.tanh({{1}}[1:] if np.ndim({{1}}) == {len(shape)} "
+                    f"and np.shape({{1}})[0] == {shape[0]} else {{out}}[1:], out={{out}}[1:])")
+        return [Op(out, tmpl, (a, b), "inplace:out", block=True)]
+    # alias: z = y; z += v changes y too
+    b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
+    tmpl = "_y = {0} * 1.0\n_z = _y\n_z += np.sin({1})\n{out} = _y + _z"
+    return [Op(out, tmpl, (a, b), "inplace:alias", block=True)]
+
+
+# --- NumPy functions of numpy_extra.py -----------------------------------------------------------
+def _g_knots(x, xp):
+    """Distance of x from the knots xp (the kinks of np.interp)."""
+    x = np.ravel(np.asarray(x, dtype=float))
+    xp = np.ravel(np.asarray(xp, dtype=float))
+    if x.size == 0 or xp.size == 0:
+        return np.inf
+    return float(np.min(np.abs(x[:, None] - xp[None, :])))
+
+
+GUARD_HELPERS["_g_knots"] = _g_knots
+
+
+def b_extra(st):
+    rng = st.rng
+    a = st.pick()
+    shape = st.shape(a)
+    nd = len(shape)
+    size = math.prod(shape)
+    out = st.fresh()
+    which = str(rng.choice(["linspace", "logspace", "geomspace", "gradient", "interp", "quantile", "nan",
+                            "cov", "corrcoef", "convolve", "einsum", "r_", "c_", "cumprod", "trapezoid",
+                            "select", "polyval", "vander", "ediff1d", "insert", "cumulative"]))
+    ax = int(rng.integers(-nd, nd)) if nd else None
+    if which == "linspace":
+        num = int(rng.integers(2, 6))
+        ep = "" if rng.random() < 0.6 else ", endpoint=False"
+        if nd == 0 or rng.random() < 0.5:
+            s0 = "np.sum({0}) * 0.3" if nd else "{0}"
+            return [Op(out, f"np.linspace({s0}, 1.5, {num}{ep})", (a,), "extra:linspace")]
+        if size * num > MAX_SIZE:
+            return None
+        axis = int(rng.integers(-nd - 1, nd + 1))
+        return [Op(out, f"np.linspace({{0}}, 2.0 * {{0}} + 1.0, {num}{ep}, axis={axis})", (a,), "extra:linspace")]
+    if which == "logspace":
+        base = str(rng.choice(["", ", base=2.0"]))
+        return [Op(out, f"np.logspace(0.3 * np.tanh({{0}}), 0.5, {int(rng.integers(2, 5))}{base})", (a,),
+                   "extra:logspace")]
+    if which == "geomspace":
+        return [Op(out, f"np.geomspace({{0}} * {{0}} + 0.5, 3.0, {int(rng.integers(2, 5))})", (a,),
+                   "extra:geomspace")]
+    if which == "gradient":
+        if nd == 0 or shape[ax] < 2:
+            return None
+        eo = ", edge_order=2" if shape[ax] >= 3 and rng.random() < 0.4 else ""
+        sp = str(rng.choice(["", ", 0.5", f", np.linspace(0.0, 2.0, {shape[ax]}) ** 1.5"]))
+        if nd == 1 and rng.random() < 0.5:
+            return [Op(out, f"np.gradient({{0}}{sp}{eo})", (a,), "extra:gradient")]
+        return [Op(out, f"np.gradient({{0}}{sp}, axis={ax}{eo})", (a,), "extra:gradient")]
+    if which == "interp":
+        k = int(rng.integers(3, 7))
+        xp = f"np.linspace(-1.2, 1.3, {k})"
+        fp_var = st.pick(lambda v: v.shape == (k,))
+        if fp_var is not None and rng.random() < 0.5:   # differentiable in fp (the points are constants)
+            return [Op(out, f"np.interp({const_expr(rng, (3,))}, {xp}, {{0}})", (fp_var,), "extra:interp")]
+        lr = ", left=-0.5, right=0.25" if rng.random() < 0.3 else ""
+        return [Op(out, f"np.interp({{0}}, {xp}, np.cos({xp}) * 1.3{lr})", (a,), "extra:interp",
+                   f"min(_g_knots({{0}}, {xp}), _g_knots({{0}}, [-1.2, 1.3]))")]
+    if which == "quantile":
+        if nd == 0:
+            return None
+        fn = str(rng.choice(["quantile", "percentile"]))
+        q = rng.choice([0.3, 0.5, 0.85, "[0.2, 0.7]"])
+        if fn == "percentile":
+            q = rng.choice([30.0, 50.0, 85.0, "[20.0, 70.0]"])
+        axis = None if rng.random() < 0.3 else ax
+        method = str(rng.choice(["", "", ", method='lower'", ", method='higher'", ", method='midpoint'",
+                                 ", method='nearest'"]))
+        keep = ", keepdims=True" if rng.random() < 0.2 else ""
+        return [Op(out, f"np.{fn}({{0}}, {q}, axis={axis}{method}{keep})", (a,), f"extra:{fn}",
+                   f"_g_sortgap({{0}}, {axis})")]
+    if which == "nan":
+        if nd == 0 or size < 2:
+            return None
+        fn = str(rng.choice(["nansum", "nanmean", "nanvar", "nanstd", "nanmax", "nanmin", "nanprod", "nancumsum",
+                             "nanmedian"]))
+        mask = f"np.arange({size}).reshape{shape} % {int(rng.integers(3, 5))} == 1"
+        axis = None if rng.random() < 0.4 else ax
+        kw = "" if axis is None else f", axis={axis}"
+        guard = None
+        masked = f"np.where({mask}, 0.0, {{0}})"
+        if fn in ("nanmax", "nanmin"):
+            guard = f"_g_gap(np.where({mask}, np.nan, {{0}})[~({mask})], None)" if axis is None else None
+            if axis is not None:
+                return None
+        if fn == "nanmedian":
+            if axis is not None:
+                return None
+            guard = f"_g_sortgap({{0}}[~({mask})], None)"
+        if fn == "nanstd":
+            guard = f"_g_std({masked}, {axis!r})"
+        return [Op(out, f"np.{fn}(np.where({mask}, np.nan, {{0}}){kw})", (a,), f"extra:{fn}", guard)]
+    if which in ("cov", "corrcoef"):
+        if nd != 2 and nd != 1:
+            return None
+        kw = str(rng.choice(["", ", rowvar=False", ", bias=True", ", ddof=0"] if which == "cov" else
+                            ["", ", rowvar=False"]))
+        guard = None
+        if which == "corrcoef":
+            ax_std = None if nd == 1 else (1 if "rowvar" not in kw else 0)
+            guard = f"_g_std({{0}}, {ax_std!r})"
+        n_obs = shape[-1] if "rowvar" not in kw else shape[0]
+        if n_obs < 2:
+            return None
+        return [Op(out, f"np.{which}({{0}}{kw})", (a,), f"extra:{which}", guard)]
+    if which == "convolve":
+        if nd != 1:
+            return None
+        b = st.pick(lambda v: v.ndim == 1 and v.size >= 1)
+        mode = str(rng.choice(["", ", 'full'", ", 'same'", ", 'valid'"]))
+        fn = str(rng.choice(["convolve", "correlate"]))
+        if b is None or rng.random() < 0.3:
+            return [Op(out, f"np.{fn}({{0}}, {const_expr(rng, (int(rng.integers(1, 4)),))}{mode})", (a,),
+                       f"extra:{fn}")]
+        return [Op(out, f"np.{fn}({{0}}, {{1}}{mode})", (a, b), f"extra:{fn}")]
+    if which == "einsum":
+        if nd == 0:
+            return None
+        r = rng.random()
+        if r < 0.35:
+            b = st.partner(a, _broadcastable)
+            return [Op(out, 'np.einsum("...i,...i->...", {0}, {1})', (a, b), "extra:einsum")]
+        if r < 0.55:
+            return [Op(out, 'np.einsum("...i->...", {0})' if rng.random() < 0.5 else 'np.einsum("i...->...", {0})',
+                       (a,), "extra:einsum")]
+        if r < 0.8 and nd == 2:
+            m, n = shape
+            k = int(rng.integers(1, 4))
+            c = st.partner(a, lambda x, y: y in ((k,), (1,)))
+            third = "{1}" if c is not None else const_expr(rng, (k,))
+            return [Op(out, f'np.einsum("ij,jk,k->i", {{0}}, {const_expr(rng, (n, k))}, {third})',
+                       (a, c) if c is not None else (a,), "extra:einsum3")]
+        if nd == 2:   # size-1 broadcasting of a named axis
+            b = st.partner(a, lambda x, y: len(y) == 2 and (y[0] in (1, x[0])) and (y[1] in (1, x[1])))
+            return [Op(out, 'np.einsum("ij,ij->i", {0}, {1})', (a, b), "extra:einsum")]
+        return None
+    if which in ("r_", "c_"):
+        b = st.pick(lambda v: v.ndim == 1) if nd == 1 else None
+        if nd != 1:
+            return [Op(out, "np.r_[np.ravel({0}), 0.5, np.ravel({0})[:2] * 2.0]", (a,), "extra:r_")]
+        if which == "c_":
+            bb = st.partner(a, lambda x, y: y == x)
+            return [Op(out, "np.c_[{0}, np.sin({1})]", (a, bb), "extra:c_")]
+        return [Op(out, "np.r_[{0}, -0.5, np.cos({1})]" if b else "np.r_[{0}, 1.5]", (a, b) if b else (a,),
+                   "extra:r_")]
+    if which == "cumprod":
+        axis = None if nd == 0 or rng.random() < 0.3 else ax
+        if rng.random() < 0.3:
+            return [Op(out, "{0}.cumprod(" + ("" if axis is None else f"axis={axis}") + ")", (a,), "extra:cumprod")]
+        return [Op(out, "np.cumprod({0}" + ("" if axis is None else f", axis={axis}") + ")", (a,), "extra:cumprod")]
+    if which == "trapezoid":
+        if nd == 0:
+            return None
+        kw = str(rng.choice(["", ", dx=0.5", f", x=np.linspace(0.0, 1.0, {shape[ax]}) ** 2"]))
+        return [Op(out, f"np.trapezoid({{0}}{kw}, axis={ax})", (a,), "extra:trapezoid")]
+    if which == "select":
+        return [Op(out, "np.select([{0} > 0.2, {0} < -0.3], [{0} ** 2, np.sin({0})], default=0.5)", (a,),
+                   "extra:select", "min(_g_absmin({0} - 0.2), _g_absmin({0} + 0.3))")]
+    if which == "polyval":
+        p = st.pick(lambda v: v.ndim == 1 and 1 <= v.size <= 4)
+        if p is None:
+            return [Op(out, "np.polyval([0.5, -1.0, 0.3], {0})", (a,), "extra:polyval")]
+        return [Op(out, "np.polyval({1}, {0})", (a, p), "extra:polyval")]
+    if which == "vander":
+        if nd != 1 or size > 6:
+            return None
+        return [Op(out, f"np.vander({{0}}, {int(rng.integers(1, 4))}" + (", increasing=True)" if rng.random() < 0.5
+                                                                         else ")"), (a,), "extra:vander")]
+    if which == "ediff1d":
+        return [Op(out, "np.ediff1d({0}" + (", to_begin=0.5)" if rng.random() < 0.4 else ")"), (a,), "extra:ediff1d")]
+    if which == "insert":
+        if nd == 0:
+            return None
+        pos = int(rng.integers(0, shape[0] + 1))
+        return [Op(out, f"np.insert({{0}}, {pos}, 0.75, axis=0)", (a,), "extra:insert")]
+    axis = ax if nd else None
+    if nd > 1 and axis is None:
+        return None
+    fn = str(rng.choice(["cumulative_sum", "cumulative_prod"]))
+    if nd == 0:
+        return None
+    return [Op(out, f"np.{fn}({{0}}, axis={axis}, include_initial={bool(rng.random() < 0.5)})", (a,),
+               f"extra:{fn}")]
+
+
+# --- scipy.special and scipy.stats (arguments kept inside each function's domain) ----------------
+SPECIAL_UNARY = [
+    "scipy.special.expit({0})", "scipy.special.log_expit({0})", "scipy.special.logit(0.45 * np.tanh({0}) + 0.5)",
+    "scipy.special.gammaln({0} * {0} + 0.5)", "scipy.special.digamma({0} * {0} + 0.5)", "scipy.special.erf({0})",
+    "scipy.special.erfc({0})", "scipy.special.ndtr({0})", "scipy.special.log_ndtr(2.0 * {0})",
+    "scipy.special.ndtri(0.45 * np.tanh({0}) + 0.5)", "scipy.special.erfinv(0.9 * np.tanh({0}))",
+    "scipy.special.gamma(0.5 * np.tanh({0}) + 1.5)", "scipy.special.entr({0} * {0} + 0.1)",
+    "scipy.special.i0({0})", "scipy.special.i1({0})", "scipy.special.i0e({0})", "scipy.special.i1e({0})",
+    "scipy.special.erfcinv(0.9 * np.tanh({0}) + 1.0)", "scipy.special.polygamma(1, {0} * {0} + 0.5)",
+    "scipy.special.multigammaln({0} * {0} + 2.0, 2)",
+    "scipy.stats.norm.logpdf({0})", "scipy.stats.norm.cdf({0})", "scipy.stats.norm.logcdf({0})",
+    "scipy.stats.norm.sf({0})", "scipy.stats.norm.pdf({0}, 0.3, 1.7)",
+    "scipy.stats.norm.ppf(0.45 * np.tanh({0}) + 0.5)",
+    "scipy.stats.t.logpdf({0}, 3.0)", "scipy.stats.t.pdf({0}, df=2.5, loc=0.2)",
+    "scipy.stats.gamma.logpdf({0} * {0} + 0.1, 2.0)", "scipy.stats.expon.logpdf({0} * {0} + 0.1, scale=1.5)",
+    "scipy.stats.beta.logpdf(0.45 * np.tanh({0}) + 0.5, 2.0, 3.0)", "scipy.stats.chi2.logpdf({0} * {0} + 0.2, 3.0)",
+    "scipy.stats.poisson.logpmf(3.0, {0} * {0} + 0.5)",
+]
+SPECIAL_BINARY = [
+    "scipy.special.xlogy({0}, {1} * {1} + 0.5)", "scipy.special.xlog1py({0}, {1} * {1})",
+    "scipy.special.betaln({0} * {0} + 0.5, {1} * {1} + 0.5)",
+    "scipy.stats.norm.logpdf({0}, loc={1}, scale=1.3)", "scipy.stats.norm.logpdf({0}, {1}, {1} * {1} + 0.5)",
+    "scipy.stats.norm.cdf({0}, scale={1} * {1} + 0.5)", "scipy.stats.t.logpdf({0}, df={1} * {1} + 1.0)",
+    "scipy.stats.t.logpdf({0}, 4.0, loc={1}, scale=0.7)", "scipy.stats.gamma.logpdf({0} * {0} + 0.1, {1} * {1} + 1.0)",
+    "scipy.stats.beta.logpdf(0.45 * np.tanh({0}) + 0.5, {1} * {1} + 1.0, 2.0)",
+]
+
+
+def b_special(st):
+    rng = st.rng
+    a = st.pick()
+    nd = len(st.shape(a))
+    out = st.fresh()
+    r = rng.random()
+    if r < 0.4:
+        tmpl = SPECIAL_UNARY[int(rng.integers(len(SPECIAL_UNARY)))]
+        return [Op(out, tmpl, (a,), "special:" + tmpl.split("(")[0].replace("scipy.", ""))]
+    if r < 0.6:
+        tmpl = SPECIAL_BINARY[int(rng.integers(len(SPECIAL_BINARY)))]
+        b = st.partner(a, _broadcastable)
+        return [Op(out, tmpl, (a, b), "special:" + tmpl.split("(")[0].replace("scipy.", ""))]
+    if r < 0.75 and rng.random() < 0.5:  # laplace: a kink at loc
+        return [Op(out, "scipy.stats.laplace.logpdf({0}, 0.1, 0.8)", (a,), "special:stats.laplace.logpdf",
+                   "_g_absmin({0} - 0.1)")]
+    fn = str(rng.choice(["logsumexp", "logsumexp", "softmax", "log_softmax"]))
+    axis = _rand_axis(rng, nd) if fn == "logsumexp" else (None if nd == 0 or rng.random() < 0.3 else
+                                                           int(rng.integers(-nd, nd)))
+    kw = "" if axis is None else f", axis={axis!r}"
+    if fn == "logsumexp":
+        if rng.random() < 0.3:
+            kw += ", keepdims=True"
+        if rng.random() < 0.3:   # weights b: a positive variable, or a positive constant
+            b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
+            if b is not None and rng.random() < 0.6:
+                return [Op(out, f"scipy.special.logsumexp({{0}}{kw}, b={{1}} * {{1}} + 0.2)", (a, b),
+                           "special:logsumexp/b")]
+            shape = st.shape(a)
+            const = f"np.linspace(0.2, 1.5, {math.prod(shape)})" + (f".reshape{shape}" if len(shape) > 1 else "")
+            kw += f", b={const}" if shape else ", b=0.7"
+    return [Op(out, f"scipy.special.{fn}({{0}}{kw})", (a,), f"special:{fn}")]
+
+
 FAMILIES = [
     (b_unary, 14), (b_binary, 16), (b_reduce, 10), (b_reduce_more, 2), (b_index, 16), (b_struct, 22),
     (b_matmul, 8), (b_linalg, 5), (b_loop, 4), (b_where_mask, 2), (b_chain, 8),
@@ -1073,7 +1455,12 @@ FAMILIES = [
 # index maps only (slices, reshapes, transposes, diag, flips, ...): cheap to compile, and what
 # the code generator's index arithmetic is made of
 STRUCTURAL = [(b_index, 20), (b_struct, 25), (b_chain, 20), (b_binary, 5), (b_unary, 3), (b_reduce, 4)]
-PROFILES = {"full": FAMILIES, "structural": STRUCTURAL}
+# the features of session 3: in-place writes, numpy_extra's functions, scipy.special/stats
+NEW = [(b_inplace, 14), (b_extra, 12), (b_special, 10), (b_unary, 4), (b_binary, 6), (b_reduce, 3), (b_index, 4),
+       (b_struct, 4)]
+# everything ("long"): the old families and the new ones
+LONG = FAMILIES + [(b_inplace, 10), (b_extra, 8), (b_special, 7)]
+PROFILES = {"full": FAMILIES, "structural": STRUCTURAL, "new": NEW, "long": LONG}
 
 
 # --- invalid ops: NumPy raises, so jitad must raise too ----------------------------------------
@@ -1157,7 +1544,7 @@ def make_inputs(rng, dtype="float64"):
 def _apply(st, ops):
     """Run `ops` on the state (all or none). Returns the list of Op objects applied."""
     applied = []
-    saved_env = dict(st.env)
+    saved_env = {k: _copy(v) for k, v in st.env.items()}
     try:
         for item in ops:
             if isinstance(item, tuple) and item[0] == "deferred":

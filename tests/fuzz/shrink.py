@@ -57,11 +57,11 @@ def candidates(p):
     if not p.expect_error or len(ops) > 1:
         env = gen.numpy_env()
         for name in p.inputs:
-            env[name] = p.values[name]
+            env[name] = gen._copy(p.values[name])
         values = {}
         try:
             for op in ops:
-                values[op.out] = gen.exec_op(op, env, guards=False)
+                values[op.out] = gen._copy(gen.exec_op(op, env, guards=False))
         except gen.Reject:   # an error program's last op: the values before it are what counts
             pass
         used = set(p.inputs)

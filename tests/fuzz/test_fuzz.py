@@ -62,13 +62,27 @@ def test_fuzz_reference(fuzz_opts, capsys):
     """Programs on the reference backend: forward values vs NumPy, derivatives vs finite
     differences (grad, jvp, vjp, jacfwd, jacrev; hessian, hvp, jacobian on every third),
     autograd when installed, and errors where NumPy raises."""
-    n = fuzz_opts["count"] or (3000 if fuzz_opts["long"] else 220)
+    n = fuzz_opts["count"] or (3000 if fuzz_opts["long"] else 170)
     seed = 0 if fuzz_opts["seed"] is None else fuzz_opts["seed"]
     t = time.time()
     res = run.fuzz(n, seed=seed, compiled=False, shrink_budget=8.0, max_shrinks_per_key=1, log=_log,
-                   progress_every=10 ** 9, skip_shrink=lambda f: known.match(f) is not None)
+                   progress_every=10 ** 9, skip_shrink=lambda f: known.match(f) is not None,
+                   profile="long" if fuzz_opts["long"] else "full")
     print(f"reference fuzz: {res.programs} programs, {res.checks} checks in {time.time() - t:.1f} s")
     _outcome(res, "reference fuzz")
+
+
+def test_fuzz_reference_new_features(fuzz_opts):
+    """The features of session 3 (in-place writes, views, np.add.at, out=; numpy_extra's
+    functions; scipy.special/stats) on the reference backend, every check; pytree arguments
+    of value_and_grad on every third program; the caller's arrays are never modified."""
+    n = (fuzz_opts["count"] or 1000) if fuzz_opts["long"] else 50
+    seed = 3 if fuzz_opts["seed"] is None else fuzz_opts["seed"] + 3
+    t = time.time()
+    res = run.fuzz(n, seed=seed, compiled=False, shrink_budget=8.0, max_shrinks_per_key=1, log=_log,
+                   progress_every=10 ** 9, skip_shrink=lambda f: known.match(f) is not None, profile="new")
+    print(f"reference fuzz (new features): {res.programs} programs, {res.checks} checks in {time.time() - t:.1f} s")
+    _outcome(res, "reference fuzz (new features)")
 
 
 def test_fuzz_compiled(fuzz_opts):
@@ -82,7 +96,7 @@ def test_fuzz_compiled(fuzz_opts):
     res = run.fuzz(n, seed=seed, compiled=True, compiled_every=1, batch=4, stages=stages, shrink_budget=8.0,
                    compiled_shrink_budget=30.0, max_shrinks_per_key=1, log=_log, progress_every=10 ** 9,
                    second_order_every=1, error_every=10 ** 9, use_autograd=False,
-                   skip_shrink=lambda f: known.match(f) is not None)
+                   skip_shrink=lambda f: known.match(f) is not None, profile="long" if long else "full")
     print(f"compiled fuzz: {res.programs} programs, {res.checks} checks ({res.compiled_checks} compiled) "
           f"in {time.time() - t:.1f} s")
     _outcome(res, "compiled fuzz")
@@ -139,6 +153,48 @@ def test_generator_covers_the_surface():
               "struct:concatenate", "struct:stack", "struct:cumsum", "struct:diff", "matmul:einsum", "linalg:solve",
               "linalg:cholesky", "linalg:det", "reduce:max", "reduce:std"]:
         assert k in kinds, k
+
+
+def test_generator_covers_the_new_features():
+    """In-place writes (copies, augmented, into arguments, through views, loops, np.add.at, out=,
+    aliases), numpy_extra's functions and scipy.special/stats all appear, and the programs are
+    valid NumPy that leave their inputs alone."""
+    kinds = set()
+    for s in range(250):
+        p = gen.generate(s, profile="new")
+        kinds.update(k.split("/")[0] for k in p.kinds())
+        before = {n: gen._copy(v) for n, v in p.values.items()}
+        gen.run_numpy(p)
+        for n, v in p.values.items():
+            np.testing.assert_array_equal(v, before[n])
+    for k in ["inplace:copy", "inplace:aug", "inplace:arg", "inplace:view", "inplace:loop", "inplace:add_at",
+              "inplace:out", "inplace:alias", "extra:linspace", "extra:gradient", "extra:interp", "extra:quantile",
+              "extra:cov", "extra:convolve", "extra:einsum", "extra:einsum3", "extra:r_", "extra:cumprod",
+              "extra:trapezoid", "extra:select", "special:logsumexp", "special:softmax", "special:log_softmax"]:
+        assert k in kinds, k
+    assert any(k.startswith("special:stats.") for k in kinds)
+    assert any(k.startswith("extra:nan") for k in kinds)
+
+
+def test_checks_catch_a_modified_argument(monkeypatch):
+    """A jitad that wrote into the caller's array would be reported (inputs.unmodified), and an
+    in-place program is checked against NumPy run on copies of the inputs."""
+    x = np.array([0.3, -0.7, 1.1])
+    p = gen.Program(["x0"], {"x0": x}, [gen.Op("v0", "{0}[1] = 2.0 * {0}[0]\n{out} = np.sin({0})", ("x0",),
+                                               "inplace:arg", block=True)], ["v0"], seed=1)
+    fails, _ = checks.check_program(p)
+    assert not fails, "\n".join(f.report() for f in fails)
+    np.testing.assert_array_equal(x, [0.3, -0.7, 1.1])
+    real_jit = checks.jitad.jit
+
+    def leaky_jit(f, *a, **k):
+        def call(*args):
+            args[0][1] = 0.0
+            return real_jit(f, *a, **k)(*args)
+        return call
+    monkeypatch.setattr(checks.jitad, "jit", leaky_jit)
+    fails, _ = checks.check_program(p.copy(values={"x0": x.copy()}), only={"forward.jit", "inputs.unmodified"})
+    assert "inputs.unmodified" in {f.check for f in fails}
 
 
 def test_shrinker_finds_the_culprit():

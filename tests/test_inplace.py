@@ -419,3 +419,28 @@ def test_writes_through_view_functions():
         diagonal_write(X.copy())
     with pytest.raises(ValueError, match="read-only"):
         jitad.grad(diagonal_write)(X)
+
+
+@pytest.mark.usefixtures("reference_backend")
+def test_views_of_views_and_nested_transforms():
+    def broadcast_of_view(x):  # a read-only broadcast of a reshaped view still sees the write
+        y = x * 1.0
+        w = np.broadcast_to(y.reshape(3, 1), (3, 3))
+        y[0] = 5.0 * x[2]
+        return np.sum(w * w)
+
+    x = np.arange(1.0, 4.0)
+    value, g = jitad.value_and_grad(broadcast_of_view)(x)
+    np.testing.assert_allclose(value, broadcast_of_view(x.copy()), rtol=1e-12)
+    jitad.check_grads(broadcast_of_view, (x,), order=1)
+
+    def writes_outer_from_inner(x):
+        y = x * 1.0
+
+        def inner(z):
+            y[0] = z[0]  # y belongs to the enclosing trace
+            return np.sum(z * z)
+        return np.sum(jitad.grad(inner)(x) * y)
+
+    with pytest.raises(jitad.InPlaceUpdateError, match="enclosing function"):
+        jitad.grad(writes_outer_from_inner)(x)

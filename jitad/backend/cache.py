@@ -580,10 +580,11 @@ class TieredSplit(TieredGraph):
                        "on the NumPy executor; set jitad.config.compile = 'eager' to compile in this process.")
 
 
-def compile_graph(graph, mode="eager"):
+def compile_graph(graph, mode="eager", labels=None):
     """An executor for `graph`: compiled now ("eager"), on the NumPy tier while a worker
     compiles ("background"), or NumPy only ("off"). Graphs of more than SPLIT_NODES nodes
-    compile in the split form."""
+    compile in the split form. `labels`: optional text per graph input (the caller's argument
+    path) for the kernel's header comment."""
     if any(n.prim.kind == "callback" for n in graph.nodes):
         STATS["reference_fallbacks"] += 1
         return ReferenceGraph(graph)
@@ -592,12 +593,12 @@ def compile_graph(graph, mode="eager"):
     if len(graph.nodes) > SPLIT_NODES:
         from jitad.backend.codegen import generate_split
         with phase("codegen"):
-            split = generate_split(graph)
+            split = generate_split(graph, labels)
         note(graph, split.plan, [split.source, *split.nests], split.nests)
         return TieredSplit(graph, split) if mode == "background" else SplitCompiledGraph(graph, split)
     from jitad.backend.codegen import generate
     with phase("codegen"):
-        source, consts, fresh, plan = generate(graph)
+        source, consts, fresh, plan = generate(graph, labels)
     note(graph, plan, [source])
     if mode == "background":
         return TieredGraph(graph, source, consts, fresh, plan)

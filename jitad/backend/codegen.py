@@ -1,10 +1,24 @@
 """Codegen: a fusion plan becomes the readable source of one @numba.njit kernel.
 
-Every statement carries a `# %id = prim(...)` comment naming its node; loops are
-explicit; fused loops hold no NumPy temporaries; outputs are allocated once. Sizes come
-from the input arrays (or the `dims` argument), never from literals, and non-trivial
-constants are arguments, so the source -- the kernel cache key -- is shared by every
-size and every closure with the same structure.
+The source reads as if written by hand. A header maps each argument to what the caller
+passed (`# x0: input 0 (32, 8) float64`). Every computing line carries a comment naming its
+node by its number in the graph (`Graph.numbering`, the numbers `explain` uses) with the
+primitive's parameters: `# %6 = power_scalar(%4, exponent=2)`. Names come from the graph:
+`tanh3` is node %3's value, `matmul2_i` an element of the array `matmul2`, inputs are
+`x0, x1, ...` and constants `c0, c1, ...`; a `_2` suffix appears only where one node is
+computed twice (at another index, or in another nest). Loops are explicit; fused loops hold no
+NumPy temporaries; a value a nest stores is written where it is computed (no copies);
+outputs are allocated once; identical constants are one argument; only the modules the body
+uses are imported. Sizes come from the input arrays (or the `dims` argument), never from
+literals, and non-trivial constants are arguments, so the source is shared by every size and
+every closure with the same structure (the disk cache keys a kernel by the hash of its code
+without comments, `cache.source_hash`).
+
+A loop nest's statements are collected first and written out once every nest is known, so the
+choice of the vectorisable exp/expm1/tanh (`VECTORISABLE_CALLS`) is made while emitting, per
+node for the whole kernel: a node whose inner loop can vectorise in some nest takes the fast
+version in every nest (a max's tie mask compares a value recomputed in two nests), all others
+libm.
 """
 import re
 
@@ -17,141 +31,65 @@ from jitad.profiling import phase
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")
+_LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
+# calls an inner loop may hold and still vectorise
+_VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysign", "isnan", "isfinite", "isinf",
+                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh"}
+# the modules a kernel may use, imported only when its body does
+_MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),
+            ("KL", "from jitad.backend import kernels_linalg as KL"))
+# short names of values, by primitive (any other primitive's value is named by the primitive)
+_SHORT = {"multiply": "mul", "subtract": "sub", "divide": "div", "power_scalar": "pow", "power": "pow",
+          "negative": "neg", "reciprocal": "recip", "reduce_sum": "sum", "reduce_max": "max",
+          "reduce_min": "min", "reduce_prod": "prod", "broadcast_to": "bcast", "transpose": "tr",
+          "logical_and": "and", "logical_or": "or", "logical_xor": "xor", "logical_not": "not",
+          "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "equal": "eq",
+          "not_equal": "ne", "scatter_add": "scatter", "concatenate": "concat"}
 
 
-class Source:
-    """An indent-aware source builder."""
-
-    def __init__(self):
-        self.lines, self.depth = [], 0
-
-    def line(self, text="", comment=None):
-        pad = "    " * self.depth
-        self.lines.append(f"{pad}{text}  # {comment}" if comment else f"{pad}{text}")
-
-    def indent(self):
-        self.depth += 1
-
-    def dedent(self):
-        self.depth -= 1
-
-    def text(self):
-        return "\n".join(self.lines) + "\n"
+def _param_text(value):
+    if isinstance(value, np.ndarray):
+        return f"<array {value.dtype.name}{list(value.shape)}>"
+    if callable(value) and hasattr(value, "__name__"):
+        return value.__name__
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
-def describe(node, local):
-    """The `# %3 = sin(%1)` comment of a node, with ids local to the kernel (stable names)."""
-    args = ", ".join(f"%{local[i.id]}" for i in node.inputs)
-    return f"%{local[node.id]} = {node.prim.name}({args})"
+def describe(node, number, params=True):
+    """The `%3 = sin(%1)` comment of a node (`number(node)` is a node's number), with its
+    parameters unless `params` is false."""
+    args = [f"%{number(i)}" for i in node.inputs]
+    if params:
+        args += [f"{k}={_param_text(v)}" for k, v in node.params.items()]
+    return f"%{number(node)} = {node.prim.name}({', '.join(args)})"
 
 
-def _integer_bound(init, dtype):
-    """A max/min reduction's start, ±inf, has no integer value (cast, it is garbage): integers start
-    from their dtype's bounds."""
-    if np.dtype(dtype).kind in "iu" and init in ("np.inf", "-np.inf"):
-        info = np.iinfo(dtype)
-        return str(int(info.max if init == "np.inf" else info.min))
-    return init
+_DTYPE_CODES = {}
 
 
 def _dtype_code(dtype):
-    return f"np.{np.dtype(dtype).name}" if np.dtype(dtype).name != "bool" else "np.bool_"
+    code = _DTYPE_CODES.get(dtype)
+    if code is None:
+        name = np.dtype(dtype).name
+        code = _DTYPE_CODES[dtype] = f"np.{name}" if name != "bool" else "np.bool_"
+    return code
 
 
-_LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
-_VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysign", "isnan", "isfinite", "isinf",
-                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh"}
+_FAST_CALLS = []
 
 
-_COMMENT_NODE = re.compile(r"^%(\d+) = ")
-
-
-def _vectorisable_nodes(statements):
-    """Local ids of the nodes whose exp/expm1/tanh may use the SIMD-friendly versions: those
-    in an inner loop that can vectorise at all (no other library call, no branch, no scalar
-    accumulator)."""
-    texts = [text for text, _ in statements]
-    blocked = any(text.lstrip().startswith("if ") or re.match(r"\s*(a\d+) = \1 ", text) for text in texts) or \
-        any(name not in _VECTOR_SAFE for text in texts for _, name in _LIBRARY_CALL.findall(text))
-    if blocked:
-        return set()
-    from jitad.primitives.elementwise import VECTORISABLE_CALLS
-    found = set()
-    for text, comment in statements:
-        match = _COMMENT_NODE.match(comment or "")
-        if match and any(call in text for call in VECTORISABLE_CALLS):
-            found.add(int(match.group(1)))
-    return found
-
-
-def _fast_math(expr):
-    from jitad.primitives.elementwise import VECTORISABLE_CALLS
-    for call, fast in VECTORISABLE_CALLS.items():
-        expr = expr.replace(call, fast)
-    return expr
-
-
-_DIMS = re.compile(r"\bdims\b")
+def _vectorisable_calls():
+    if not _FAST_CALLS:
+        from jitad.primitives.elementwise import VECTORISABLE_CALLS
+        _FAST_CALLS.extend(VECTORISABLE_CALLS.items())
+    return _FAST_CALLS
 
 
 def uses_dims(source):
-    """Whether generated code reads the `dims` argument (sizes not read from any input)."""
-    return _DIMS.search(source) is not None
-
-
-_NAME = re.compile(r"(?<![.\w])([A-Za-z_]\w*)")
-_ASSIGNED = re.compile(r"^\s*([A-Za-z_]\w*)\s*(?:\[[^=]*\])?\s*=(?!=)")
-_LOOP_VAR = re.compile(r"^\s*for (\w+) in ")
-_OUTER_NAME = re.compile(r"^(?:[xcvosk]\d+|dims)$")   # names a nest reads from the driver
-_LOCAL_NAME = re.compile(r"^([a-z]+)\d+(?:_\d+)?$")
-_NODE_REF = re.compile(r"%(\d+)")
-
-
-def _nest_kernel(lines, roots):
-    """A loop nest's lines as the canonical source of a kernel of its own, and the driver's
-    names it takes as arguments (in order). Names and node numbers are renumbered by first
-    appearance, so the same nest anywhere (another step of a loop, another program) has the
-    same source, hence one cache entry and one compilation."""
-    code = [(line, "", "") if line.lstrip().startswith("#") else line.partition("  # ") for line in lines]
-    defined, free = set(), []
-    for text, _, _ in code:
-        for match in (_ASSIGNED.match(text), _LOOP_VAR.match(text)):
-            if match:
-                defined.add(match.group(1))
-        if text.lstrip().startswith("#"):
-            continue
-        for name in _NAME.findall(text):
-            if _OUTER_NAME.match(name) and name not in defined and name not in free:
-                free.append(name)
-    rename, counts = {}, {}
-
-    def new_name(match):
-        name = match.group(1)
-        local = _LOCAL_NAME.match(name)
-        if name in rename or not local or name.startswith("i") and name[1:].isdigit():
-            return rename.get(name, name)
-        prefix = local.group(1)
-        counts[prefix] = counts.get(prefix, -1) + 1
-        rename[name] = f"{prefix}{counts[prefix]}"
-        return rename[name]
-    params = [_NAME.sub(new_name, name) for name in free]
-    refs = {}
-
-    def new_ref(match):
-        return "%" + str(refs.setdefault(match.group(1), len(refs)))
-    body = []
-    for text, sep, comment in code:
-        if text.lstrip().startswith("#"):  # a comment line (the nest's header)
-            body.append(_NODE_REF.sub(new_ref, _NAME.sub(new_name, text)))
-            continue
-        line = _NAME.sub(new_name, text)
-        body.append(f"{line}{sep}{_NODE_REF.sub(new_ref, comment)}" if sep else line)
-    outs = ", ".join(rename.get(r, r) for r in roots)
-    source = "\n".join([
-        "import numpy as np", "import numba", "from jitad.backend import kernels as K", "", "",
-        '@numba.njit(cache=True, error_model="numpy")', f"def kernel({', '.join(params)}):",
-        *body, f"    return ({outs},)", ""])
-    return source, free
+    """Whether the kernel in `source` takes the `dims` argument (sizes not read from any input)."""
+    signature = re.search(r"^def kernel\(([^)]*)\)", source, re.M)
+    return signature is not None and "dims" in signature.group(1).split(", ")
 
 
 def _scalar_argument(value):
@@ -174,82 +112,231 @@ def _literal(value):
     return repr(value)
 
 
-class KernelWriter:
-    """Writes the kernel for one plan. Names: x* inputs, c* constants, v* values, o* outputs."""
+def _is_literal_value(value):
+    return value.dtype.kind in "biu" or float(value.reshape(())) in _LITERALS or not np.isfinite(value.reshape(()))
 
-    def __init__(self, graph, fast_nodes=frozenset(), split=False, plan=None):
+
+class _Stmt:
+    """One statement of a loop nest, `lhs = rhs` (or `rhs` alone: a branch), with its comment.
+    `fast` is rhs with the vectorisable exp/expm1/tanh, taken when node `node` is in the
+    kernel's fast set; `blocks`: the statement keeps its loop from vectorising (a branch, a
+    scalar accumulator, a libm call)."""
+
+    __slots__ = ("lhs", "rhs", "comment", "fast", "node", "blocks", "indent")
+
+    def __init__(self, lhs, rhs, comment=None, fast=None, node=None, blocks=False):
+        self.lhs, self.rhs, self.comment = lhs, rhs, comment
+        self.fast, self.node, self.blocks, self.indent = fast, node, blocks, 0
+
+    def code(self, fast_nodes):
+        rhs = self.fast if self.fast is not None and self.node in fast_nodes else self.rhs
+        return "    " * self.indent + (rhs if self.lhs is None else f"{self.lhs} = {rhs}")
+
+
+class _Function:
+    """The names of one generated function: the kernel (or the split form's driver), whose
+    nodes are numbered as in the graph, or a split nest kernel, whose nodes are numbered by
+    first use and whose arguments are the driver's names it reads, named by kind and position
+    (`x0`, `c0`, `v0`, `o0`, `s0`, `k0`, `dims`): the same nest anywhere (another step of a
+    loop, another program) has the same source, hence one compilation."""
+
+    def __init__(self, numbers=None):
+        self.numbers = numbers if numbers is not None else {}
+        self.fixed = numbers is not None
+        self.taken = set()
+        self.params, self.args, self._param_of, self._counts = [], [], {}, {}
+        self.uses_dims = False  # the kernel's: some function reads `dims`
+
+    def number(self, node):
+        if self.fixed:
+            return self.numbers[node.id]
+        return self.numbers.setdefault(node.id, len(self.numbers))
+
+    def unique(self, base):
+        """`base`, or `base_2`, `base_3`, ... when it is taken."""
+        name, k = base, 1
+        while name in self.taken:
+            k += 1
+            name = f"{base}_{k}"
+        self.taken.add(name)
+        return name
+
+    def outer(self, name, kind):
+        """The driver's `name` as this function reads it (a nest kernel: its parameter)."""
+        if self.fixed:
+            return name
+        param = self._param_of.get(name)
+        if param is None:
+            if kind == "dims":
+                param = "dims"
+            else:
+                count = self._counts.get(kind, 0)
+                self._counts[kind] = count + 1
+                param = f"{kind}{count}"
+            self._param_of[name] = param
+            self.taken.add(param)
+            self.params.append(param)
+            self.args.append(name)
+        return param
+
+
+class _Nest:
+    """A loop nest's statements by loop level, written out at the end (`lines`)."""
+
+    def __init__(self, step, function, bounds, rank, header):
+        self.step, self.function, self.bounds, self.rank, self.header = step, function, bounds, rank, header
+        self.levels = [[] for _ in range(rank + 1)]  # statements placed inside loop a-1
+        self.after = [[] for _ in range(rank + 1)]   # statements after loop a-1 closes
+        self.before = []                             # allocations, before the loops
+        self.roots = []                              # split: the nest kernel's names of its roots
+
+    def vectorisable(self):
+        """Nodes whose exp/expm1/tanh may take the vectorisable version: those in an inner loop
+        that can vectorise at all (no other library call, no branch, no scalar accumulator)."""
+        inner = self.levels[self.rank] if self.rank else []
+        if not inner or any(s.blocks for s in inner):
+            return set()
+        return {s.node for s in inner if s.fast is not None}
+
+    def lines(self, fast_nodes):
+        """(text, comment, depth) of the nest's lines, depth relative to the nest."""
+        out = [(self.header, None, 0)] if self.header else []
+        out += [(s.code(fast_nodes), s.comment, 0) for s in self.before]
+        self._level(0, fast_nodes, out)
+        return out
+
+    def _level(self, level, fast_nodes, out):
+        out += [(s.code(fast_nodes), s.comment, level) for s in self.levels[level]]
+        if level < self.rank:
+            out.append((f"for i{level} in range({self.bounds[level]}):", None, level))
+            self._level(level + 1, fast_nodes, out)
+            out += [(s.code(fast_nodes), s.comment, level) for s in self.after[level + 1]]
+
+
+class KernelWriter:
+    """Writes the kernel for one plan. Names: x* inputs, c* constants, `<prim><number>` values."""
+
+    def __init__(self, graph, split=False, labels=None):
         self.graph = graph
         # split: each loop nest is a kernel of its own, in canonical form (its arrays, sizes and
         # slice starts are arguments), called from a plain Python driver; a nest repeated by a
         # Python loop (each step of an RNN, each mixture component) is then compiled once
         self.split = split
+        self.labels = labels
         self.nests = []           # split: the distinct nest kernels' sources, in first-use order
         self.calls = []           # split: (nest index, driver names passed) per call
         self.start_values = {}    # split: start argument name -> its code in the driver
         self._start_names = {}
-        # nodes computed with the vectorisable exp/expm1/tanh: decided per node for the whole
-        # kernel, so a value recomputed in several loop nests is bitwise the same in each
-        # (a max's tie mask compares them); everywhere else libm
-        self.fast_nodes = fast_nodes
-        self.vectorisable = set()
-        self.local = {n.id: k for k, n in enumerate(list(graph.inputs) + [n for n in graph.nodes
-                                                                          if n not in graph.inputs])}
-        self.names = {}
-        self.args = []          # argument names in order
-        self.const_args = []    # constant values passed as arguments
+        self._nest_index = {}     # split: a nest's code -> its index in `nests`
+        self.numbers = graph.numbering()  # the numbers `explain` shows
+        self.kernel = self.fn = _Function(self.numbers)
+        self.names = {}           # node id -> the kernel's (driver's) name of its whole value
+        self.kinds = {}           # node id -> kind of that name (x, c, v, o, s), for nest arguments
         for k, node in enumerate(graph.inputs):
-            self.names[node.id] = f"x{k}"
-        for node in graph.nodes:
-            if node.prim is const_p and node.id not in self.names and not self._is_literal(node):
-                self.names[node.id] = f"c{len(self.const_args)}"
-                value = node.value
-                self.const_args.append(np.ascontiguousarray(value) if value.ndim else _scalar_argument(value))
-        self.const_values = {f"c{k}": v for k, v in enumerate(self.const_args)}
-        self.arg_names = {nid: n for nid, n in self.names.items()}
+            self.names[node.id] = self.kernel.unique(f"x{k}")
+            self.kinds[node.id] = "x"
+        # constants that are arguments, named (c0, c1, ...) when first read; identical ones share one
+        consts = [n for n in graph.nodes if n.prim is const_p and n.id not in self.names and not self._is_literal(n)]
+        self.const_ids = {n.id for n in consts}
+        self.const_args, self.const_values, self._const_groups, self._const_nodes = [], {}, {}, {}
+        # the plan's size codes read `<token>.shape[a]`; `dim_code` reads tokens as names
+        self._tokens = {}
+        arg_tokens = {}
+        for node in list(graph.inputs) + consts:
+            if node.ndim > 0:
+                token = self.names.get(node.id) or f"C{node.id}"
+                arg_tokens[node.id] = token
+                self._tokens[token] = node
         with phase("fusion"):
-            self.plan = plan or make_plan(graph, {nid: n for nid, n in self.names.items()
-                                                  if self._node(nid).ndim > 0}, split)
+            self.plan = make_plan(graph, arg_tokens, split)
         self.dims = self.plan.dims
-        self.src = Source()
-        self.counter = 0
-        self.ready = set(self.names)  # nodes whose whole value is stored and can be read
-
-    def _node(self, node_id):
-        if not hasattr(self, "_by_id"):
-            self._by_id = {n.id: n for n in list(self.graph.inputs) + list(self.graph.nodes)}
-        return self._by_id[node_id]
-
-    @staticmethod
-    def _is_literal_value(value):
-        return value.dtype.kind in "biu" or float(value.reshape(())) in _LITERALS or \
-            not np.isfinite(value.reshape(()))
+        self.ready = set(self.names) | self.const_ids  # nodes whose whole value is stored and can be read
+        self.contiguous = set(self.const_ids)          # of those, the ones known C-contiguous
+        self.uses = {}
+        self.body = []            # the kernel's steps: (text, comment) lines and _Nest objects
+        self.nest = None
 
     @staticmethod
     def _is_literal(node):
-        return node.ndim == 0 and (node.value.dtype.kind in "biu" or float(node.value) in _LITERALS or
-                                   not np.isfinite(node.value))
+        return node.ndim == 0 and _is_literal_value(node.value)
+
+    # --- names ----------------------------------------------------------------------------
+    def value_name(self, node, function):
+        short = _SHORT.get(node.prim.name, node.prim.name)
+        number = function.number(node)
+        return function.unique(f"{short}_{number}" if short[-1].isdigit() else f"{short}{number}")
+
+    def describe(self, node):
+        # a nest kernel's comments leave out parameters: they may differ between the calls that
+        # share it (the starts of an RNN step's slice are its arguments)
+        return describe(node, self.fn.number, params=self.fn.fixed)
+
+    def whole_name(self, node):
+        """The kernel's (driver's) name of node's whole value; a constant's argument is made when
+        it is first read, and an identical constant's argument is reused."""
+        name = self.names.get(node.id)
+        if name is None:
+            name = self.names[node.id] = self._const_argument(node)
+            self.kinds[node.id] = "c"
+            self._const_nodes.setdefault(name, []).append(self.numbers[node.id])
+        return name
+
+    def _const_argument(self, node):
+        value = node.value
+        group = self._const_groups.setdefault((value.dtype.str, value.shape), [])
+        for other, name in group:
+            if other is value or other.tobytes() == value.tobytes():
+                return name
+        name = self.kernel.unique(f"c{len(self.const_args)}")
+        group.append((value, name))
+        argument = np.ascontiguousarray(value) if value.ndim else _scalar_argument(value)
+        self.const_args.append(argument)
+        self.const_values[name] = argument
+        return name
+
+    def read_name(self, node, function=None):
+        """Node's whole value as `function` (default: the one being written) reads it."""
+        name = self.whole_name(node)
+        return (function or self.fn).outer(name, self.kinds[node.id])
 
     # --- sizes ----------------------------------------------------------------------------
+    def dim_code(self, dim, function=None):
+        function = function or self.fn
+        dim = self.dims.canon(dim)
+        if isinstance(dim, int):
+            return str(dim)
+        root, off = dim
+        code = self.dims.code[root]
+        if code.startswith("dims["):
+            self.kernel.uses_dims = True
+            code = function.outer("dims", "dims") + code[4:]
+        else:
+            token, _, rest = code.partition(".")
+            code = f"{self.read_name(self._tokens[token], function)}.{rest}"
+        return code if off == 0 else f"({code} {'+' if off > 0 else '-'} {abs(off)})"
+
     def size(self, node, axis):
-        dim = self.plan.shapes[node.id][axis]
-        return self.dims.source(dim)
+        return self.dim_code(self.plan.shapes[node.id][axis])
 
     def start(self, node, axis):
         start = self.plan.starts.get((node.id, axis), node.params["starts"][axis])
-        code = self.dims.source(start)
-        if self.split and code != "0":  # the driver computes it: nests of a loop's steps stay one
-            name = self._start_names.get((node.id, axis))
-            if name is None:
-                name = self._start_names[(node.id, axis)] = f"k{len(self.start_values)}"
-                self.start_values[name] = code
-            return name
-        return code
+        if not self.split:
+            return self.dim_code(start)
+        code = self.dim_code(start, self.kernel)
+        if code == "0":
+            return code
+        # the driver computes it and passes it: the nests of a loop's steps stay one kernel
+        name = self._start_names.get((node.id, axis))
+        if name is None:
+            name = self._start_names[(node.id, axis)] = f"k{len(self.start_values)}"
+            self.start_values[name] = code
+        return self.fn.outer(name, "k")
 
     def is_contiguous(self, node, code):
         """Whether `code` reads `node` as an array this kernel knows is C-contiguous: a loop
         nest's output (np.empty), a constant argument (made contiguous) or a matrix product."""
         return code == self.names.get(node.id) and node.ndim > 0 and \
-            (code[0] in "oc" or node.prim.name == "matmul")
+            (node.id in self.contiguous or node.prim.name == "matmul")
 
     def shape_code(self, node):
         sizes = [self.size(node, a) for a in range(node.ndim)]
@@ -257,22 +344,6 @@ class KernelWriter:
 
     # --- the kernel -----------------------------------------------------------------------
     def write(self):
-        params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in range(len(self.const_args))]
-        src = self.src
-        src.line("import numpy as np")
-        if not self.split:
-            src.line("import numba")
-        src.line("from jitad.backend import kernels as K")
-        if any(getattr(s, "node", None) is not None and s.node.prim.name not in _STRUCTURAL_LIBRARY
-               for s in self.plan.steps if isinstance(s, LibraryCall)):
-            src.line("from jitad.backend import kernels_linalg as KL")
-        src.line()
-        src.line()
-        if not self.split:
-            src.line('@numba.njit(cache=True, error_model="numpy")')
-        src.line(f"def kernel({', '.join(params)}):")
-        signature_line = len(src.lines) - 1
-        src.indent()
         for step in self.plan.steps:
             if isinstance(step, LibraryCall):
                 self.library_call(step.node)
@@ -281,27 +352,69 @@ class KernelWriter:
         # an output that is an input or a captured constant is copied: callers own their results
         outs = [f"{self.read_whole(o)}.copy()" if o.ndim and o.prim.kind == "leaf" else self.read_whole(o)
                 for o in self.graph.outputs]
-        src.line(f"return ({', '.join(outs)},)")
-        # constants that ended up as literals (or unused) are not parameters
-        body = "\n".join(src.lines[signature_line + 1:])
-        used = [k for k in range(len(self.const_args)) if re.search(rf"\bc{k}\b", body)]
-        self.const_args = [self.const_args[k] for k in used]
-        params = [self.names[n.id] for n in self.graph.inputs] + [f"c{k}" for k in used]
-        if uses_dims(body):
+        # a node takes the vectorisable exp/expm1/tanh in every nest if it can in one
+        fast = set()
+        for item in self.body:
+            if isinstance(item, _Nest):
+                fast |= item.vectorisable()
+        lines = []
+        for item in self.body:
+            if not isinstance(item, _Nest):
+                lines.append((item[0], item[1], 0))
+            elif self.split:
+                lines.append(self._nest_call(item, fast))
+            else:
+                lines += item.lines(fast)
+        lines.append((f"return ({', '.join(outs)},)", None, 0))
+        params = [self.names[n.id] for n in self.graph.inputs] + list(self.const_values)
+        if self.kernel.uses_dims:
             params.append("dims")
-        src.lines[signature_line] = f"def kernel({', '.join(params)}):"
-        return src.text()
+        return _function_source(params, self._header(), lines, jit=not self.split)
+
+    def _header(self):
+        """Comment lines mapping the kernel's arguments to what the caller passes."""
+        lines = []
+        for k, node in enumerate(self.graph.inputs):
+            label = self.labels[k] if self.labels is not None else f"input {k}"
+            lines.append(f"# {self.names[node.id]}: {str(label).replace(chr(10), ' ')} "
+                         f"{tuple(node.shape)} {node.dtype.name}")
+        for name, value in self.const_values.items():
+            numbers = ", ".join(f"%{k}" for k in self._const_nodes[name])
+            shape = tuple(np.shape(value))
+            dtype = np.asarray(value).dtype.name
+            lines.append(f"# {name}: constant {numbers} {shape} {dtype}")
+        if self.kernel.uses_dims:
+            lines.append(f"# dims: sizes no argument has {tuple(self.plan.fresh)}")
+        return lines
+
+    def _nest_call(self, nest, fast):
+        """Split form: the nest as a kernel of its own (shared with identical nests), and the
+        driver's line calling it."""
+        function = nest.function
+        lines = nest.lines(fast)
+        lines.append((f"return ({', '.join(nest.roots)},)", None, 0))
+        code = "\n".join(text for text, _, _ in lines)  # identical code, one kernel
+        index = self._nest_index.get(code)
+        if index is None:
+            index = self._nest_index[code] = len(self.nests)
+            self.nests.append(_function_source(function.params, [], lines, jit=True))
+        self.calls.append((index, function.args))
+        roots = [self.names[r.id] for r in nest.step.roots]
+        call = f"N{index}({', '.join(self.start_values.get(a, a) for a in function.args)})"
+        return (f"{', '.join(roots)}, = {call}", "loop nest: " + ", ".join(f"%{self.numbers[r.id]}"
+                                                                          for r in nest.step.roots), 0)
 
     def read_whole(self, node):
-        if node.prim is const_p and node.id not in self.names:
+        if node.prim is const_p and node.id not in self.const_ids:
             return _literal(node.value[()])
         if node.id not in self.ready and is_matrix_transpose(node):
             inner = self.read_whole(node.inputs[0])
             return f"np.ascontiguousarray({inner}).T" if node.inputs[0].prim.kind == "leaf" else f"{inner}.T"
-        return self.names[node.id]
+        return self.whole_name(node)
 
     def library_call(self, node):
-        out = self.names[node.id] = f"v{self.local[node.id]}"
+        out = self.names[node.id] = self.value_name(node, self.kernel)
+        self.kinds[node.id] = "v"
         ins = [self.read_whole(i) for i in node.inputs]
         self.ready.add(node.id)
         lower = getattr(node.prim, "lower", None) or _STRUCTURAL_LIBRARY.get(node.prim.name)
@@ -313,118 +426,118 @@ class KernelWriter:
             code = lower(node, out, ins)
         lines = code.strip("\n").split("\n")
         for k, text in enumerate(lines):
-            self.src.line(text, describe(node, self.local) if k == len(lines) - 1 else None)
+            self.body.append((text, self.describe(node) if k == len(lines) - 1 else None))
 
     # --- loop nests ----------------------------------------------------------------------
     def loop_nest(self, step):
-        if not self.split:
-            return self._loop_nest(step)
-        driver = self.src
-        self.src = Source()
-        self.src.depth = 1
-        self._loop_nest(step)
-        lines, self.src = self.src.lines, driver
-        roots = [self.root_name(r) for r in step.roots]
-        source, args = _nest_kernel(lines, roots)
-        if source not in self.nests:
-            self.nests.append(source)
-        self.calls.append((self.nests.index(source), args))
-        call = f"N{self.nests.index(source)}({', '.join(self.start_values.get(a, a) for a in args)})"
-        driver.line(f"{', '.join(roots)}, = {call}",
-                    "loop nest: " + ", ".join(f"%{self.local[r.id]}" for r in step.roots))
+        if self.split:
+            self.fn = _Function()
+        try:
+            self.body.append(self._loop_nest(step))
+        finally:
+            self.fn = self.kernel
 
     def _loop_nest(self, step):
-        src = self.src
         rank = len(step.domain)
-        bounds = [self.dims.source(d) for d in step.domain]
+        fn = self.fn
+        bounds = [self.dim_code(d) for d in step.domain]
         index = tuple(Ix.of(f"i{a}") for a in range(rank))
-        src.line(f"# loop nest over ({', '.join(bounds)}): " + ", ".join(f"%{self.local[r.id]}" for r in step.roots))
-        self.levels = [[] for _ in range(rank + 1)]  # statements placed inside loop a-1
-        self.after = [[] for _ in range(rank + 1)]   # statements after loop a-1 closes
-        self.before = []
-        self.cache = {}
+        header = f"# loop nest over ({', '.join(bounds)}): " + ", ".join(f"%{fn.number(r)}" for r in step.roots)
+        self.nest = nest = _Nest(step, fn, bounds, rank, header)
+        self.cache, self.uses, self.defines, self.element_names = {}, {}, {}, {}
         self.block = None
+        names, stores = {}, []
         for root in step.roots:
-            name = self.root_name(root)
+            # the root's name in this function: the kernel's name, or the nest kernel's own
+            name = names[root.id] = self.value_name(root, fn)
             if root.prim.kind == "reduction":
                 self.reduction_root(root, name, index[:root.inputs[0].ndim])
-            else:
-                # a root over a prefix of the domain runs once per outer iteration
-                own = index[:root.ndim]
-                if root.ndim:
-                    self.before.append((f"{name} = np.empty({self.shape_code(root)}, {_dtype_code(root.dtype)})",
-                                        describe(root, self.local)))
-                value = self.value(root, own)
-                level = max(self.cache[(root.id, own)][1], root.ndim)
-                target = f"{name}[{', '.join(own)}]" if root.ndim else name
-                self.place(f"{target} = {value}", describe(root, self.local), level)
+                continue
+            # a root over a prefix of the domain runs once per outer iteration
+            own = index[:root.ndim]
+            if root.ndim:
+                nest.before.append(_Stmt(name, f"np.empty({self.shape_code(root)}, {_dtype_code(root.dtype)})"))
+                self.element_names[(root.id, own)] = f"{name}_i"  # its element, if it needs a name
+            value = self.operand(root, own)
+            value_level = self.cache[(root.id, own)][1]
+            level = max(value_level, root.ndim)
+            target = f"{name}[{', '.join(own)}]" if root.ndim else name
+            statements = nest.levels[int(level)] if level == int(level) else nest.after[int(level) + 1]
+            last = statements[-1] if statements else None
+            # a store of the root's own element computes nothing: the element's line says what it is
+            store = _Stmt(target, value, None if self.defines.get(value) == root.id else self.describe(root))
+            self.place(store, level)
+            if level == value_level and last is not None and last.lhs == value and last.indent == 0:
+                stores.append((statements, last, store))
+        for statements, computed, store in stores:
+            if self.uses[store.rhs] == 1:  # read by the store alone: computed into the output, no copy
+                statements.remove(store)
+                computed.lhs, computed.comment = store.lhs, computed.comment or store.comment
         for root in step.roots:
-            self.names[root.id] = self.root_name(root)
+            kernel_name = names[root.id] if fn is self.kernel else self.value_name(root, self.kernel)
+            self.names[root.id] = kernel_name
+            self.kinds[root.id] = "o" if root.ndim or root.prim.kind != "reduction" else "s"
             self.ready.add(root.id)
-        if rank:
-            self.vectorisable |= _vectorisable_nodes(self.levels[rank])
-        for text, comment in self.before:
-            src.line(text, comment)
-        self._emit_level(0, rank, bounds)
+            if root.ndim:
+                self.contiguous.add(root.id)
+        nest.roots = [names[r.id] for r in step.roots]
+        self.nest = None
+        return nest
 
-    def place(self, text, comment, level):
+    def place(self, stmt, level):
         """Put a statement inside loop `level - 1` (an int), or just after loop `level - 0.5` closes."""
         if level == int(level):
-            self.levels[int(level)].append((text, comment))
+            self.nest.levels[int(level)].append(stmt)
         else:
-            self.after[int(level) + 1].append((text, comment))
-
-    def root_name(self, root):
-        prefix = "o" if root.ndim or root.prim.kind != "reduction" else "s"
-        return f"{prefix}{self.local[root.id]}"
-
-    def _emit_level(self, level, rank, bounds):
-        for text, comment in self.levels[level]:
-            self.src.line(text, comment)
-        if level < rank:
-            self.src.line(f"for i{level} in range({bounds[level]}):")
-            self.src.indent()
-            self._emit_level(level + 1, rank, bounds)
-            self.src.dedent()
-            for text, comment in self.after[level + 1]:
-                self.src.line(text, comment)
+            self.nest.after[int(level) + 1].append(stmt)
 
     def reduction_root(self, root, name, index):
         axes = root.params["axes"]
         x = root.inputs[0]
         rank = x.ndim
         init, combine = root.prim.accumulate
-        init = _integer_bound(init, root.dtype)
         kept = [index[a] for a in range(rank) if a not in axes]
         suffix = tuple(range(rank - len(axes), rank)) == tuple(axes)
-        value = self.value(x, index)
+        value = self.operand(x, index)
         level = max(self.cache[(x.id, index)][1], rank)
         dtype = _dtype_code(root.dtype)
+        nest = self.nest
         if suffix:
             outer = rank - len(axes)
-            acc = f"a{self.local[root.id]}"
             if root.ndim:
-                self.before.append((f"{name} = np.empty({self.shape_code(root)}, {dtype})", describe(root, self.local)))
-            self.levels[outer].append((f"{acc} = {init}", None))
-            self.place(f"{acc} = {combine.format(acc=acc, x=value)}", describe(root, self.local), level)
-            store = f"{name}[{', '.join(kept)}] = {acc}" if root.ndim else f"{name} = {acc}"
-            self.after[outer + 1].append((store, None))
+                nest.before.append(_Stmt(name, f"np.empty({self.shape_code(root)}, {dtype})"))
+                acc = self.fn.unique(f"{name}_acc")
+            else:
+                acc = name  # a scalar root is its accumulator
+            nest.levels[outer].append(_Stmt(acc, init))
+            # a running sum or product (its order kept) keeps its inner loop scalar
+            self.place(_Stmt(acc, combine.format(acc=acc, x=value), self.describe(root),
+                             blocks=combine.startswith("{acc} ")), level)
+            if root.ndim:
+                nest.after[outer + 1].append(_Stmt(f"{name}[{', '.join(kept)}]", acc))
             # later roots of this nest on the outer axes read the finished accumulator
             self.cache[(root.id, tuple(kept))] = (acc, outer + 0.5)
         else:
-            self.before.append((f"{name} = np.full({self.shape_code(root)}, {init}, {dtype})", describe(root, self.local)))
+            nest.before.append(_Stmt(name, f"np.full({self.shape_code(root)}, {init}, {dtype})"))
             target = f"{name}[{', '.join(kept)}]"
-            self.place(f"{target} = {combine.format(acc=target, x=value)}", describe(root, self.local), level)
+            self.place(_Stmt(target, combine.format(acc=target, x=value), self.describe(root)), level)
 
     # --- one element of a node --------------------------------------------------------------
-    def emit(self, text, comment, level):
+    def emit(self, stmt, level):
         # inside a guarded branch (a pad's or diagonal embedding's condition) everything stays in
         # the branch, loop-invariant or not: the guard is what keeps its reads in bounds (a read
         # of a zero-size or shorter array hoisted out of it read past the end)
         if self.block is not None:
-            self.block.append((text, comment))
+            self.block.append(stmt)
         else:
-            self.place(text, comment, level)
+            self.place(stmt, level)
+
+    def operand(self, node, index):
+        """`value`, counted as one use of the code it returns (a value used once, by the store
+        of its nest's output, is computed into the output directly)."""
+        code = self.value(node, index)
+        self.uses[code] = self.uses.get(code, 0) + 1
+        return code
 
     def value(self, node, index):
         """Code for node's element at `index` (a tuple of index code), emitting what it needs."""
@@ -437,38 +550,45 @@ class KernelWriter:
         return result
 
     def _value(self, node, index):
-        if node.prim is const_p and (node.id not in self.names or
-                                     (node.value.size == 1 and self._is_literal_value(node.value))):
+        if node.prim is const_p and (node.id not in self.const_ids or
+                                     (node.value.size == 1 and _is_literal_value(node.value))):
             return _literal(node.value.reshape(())[()]), 0
         if node.id in self.ready:
-            name = self.names[node.id]
+            name = self.read_name(node)
             if node.ndim == 0:
                 return name, 0
             read = f"{name}[{', '.join(index)}]"
+            found = self.cache.get(read)  # one read of an array (identical constants are one array)
+            if found is not None:
+                return found
             level = max((int(m) + 1 for i in index for m in _INDEX_VAR.findall(i)), default=0)
-            var = f"r{self.local[node.id]}_{self._fresh()}"
-            self.emit(f"{var} = {read}", None, level)
+            var = self.fn.unique(f"{name}_i")
+            self.emit(_Stmt(var, read), level)
+            self.cache[read] = (var, level)
             return var, level
         if node.prim.kind == "elementwise":
             args, level = [], 0
             for i in node.inputs:
                 sub = self._broadcast_index(i, node, index)
-                code = self.value(i, sub)
-                args.append(code)
+                args.append(self.operand(i, sub))
                 level = max(level, self.cache[(i.id, sub)][1])
             template = node.prim.scalar
             if callable(template):
                 template = template(**node.params)
             expr = template.format(*args, **node.params)
-            if self.local[node.id] in self.fast_nodes:
-                expr = _fast_math(expr)
+            fast = expr
+            for call, fast_call in _vectorisable_calls():
+                fast = fast.replace(call, fast_call)
+            fast = fast if fast != expr else None
             if node.dtype == np.float32:
                 # rounded to float32 at every node, as NumPy does: Numba computes float32 with
                 # float64 literals (and the vectorisable exp) in float64, and a value recomputed
                 # in one nest must equal the one another nest stored (a max's tie mask)
                 expr = f"np.float32({expr})"
-            var = f"v{self.local[node.id]}_{self._fresh()}"
-            self.emit(f"{var} = {expr}", describe(node, self.local), level)
+                fast = fast and f"np.float32({fast})"
+            blocks = any(name not in _VECTOR_SAFE for _, name in _LIBRARY_CALL.findall(expr))
+            var = self.element_var(node, index)
+            self.emit(_Stmt(var, expr, self.describe(node), fast, node.id, blocks), level)
             return var, level
         if node.prim.kind == "index":
             sub, cond = node.prim.index_map(node, list(index), self)
@@ -477,14 +597,14 @@ class KernelWriter:
             if cond is None:
                 code = self.value(x, sub)
                 return code, self.cache[(x.id, sub)][1]
-            var = f"v{self.local[node.id]}_{self._fresh()}"
+            var = self.element_var(node, index)
             zero = "False" if node.dtype == bool else "0.0"
             outer_block = self.block
             block = []
             self.block = block
             saved = self.cache
             self.cache = dict(saved)
-            inner = self.value(x, sub)
+            inner = self.operand(x, sub)
             inner_level = self.cache[(x.id, sub)][1]
             self.cache = saved
             self.block = outer_block
@@ -492,23 +612,49 @@ class KernelWriter:
             # not deeper (a root over a prefix of the nest reads it once per outer iteration)
             used = _INDEX_VAR.findall(" ".join([cond, *sub]))
             level = max([inner_level, 0] + [int(m) + 1 for m in used])
-            self.emit(f"{var} = {zero}", None, level)
-            self.emit(f"if {cond}:", describe(node, self.local), level)
-            for text, comment in block:
-                self.emit("    " + text, comment, level)
-            self.emit(f"    {var} = {inner}", None, level)
+            self.emit(_Stmt(var, zero), level)
+            self.emit(_Stmt(None, f"if {cond}:", self.describe(node), blocks=True), level)
+            if block and block[-1].lhs == inner and self.uses[inner] == 1:
+                block[-1].lhs = var  # computed into the branch's value, no copy
+            else:
+                block.append(_Stmt(var, inner))
+            for stmt in block:
+                stmt.indent += 1
+                self.emit(stmt, level)
             return var, level
         raise NotImplementedError(f"cannot fuse `{node.prim.name}`")
 
-    def _fresh(self):
-        self.counter += 1
-        return self.counter
+    def element_var(self, node, index):
+        """The name of node's element at `index`: `tanh3`, or `mul12_i` for the element of the
+        nest's output `mul12` at the output's own index."""
+        base = self.element_names.get((node.id, index))
+        var = self.fn.unique(base) if base else self.value_name(node, self.fn)
+        self.defines[var] = node.id
+        return var
 
     @staticmethod
     def _broadcast_index(inp, node, index):
         lead = node.ndim - inp.ndim
         return tuple(Ix.of(0) if n == 1 and node.shape[lead + a] != 1 else index[lead + a]
                      for a, n in enumerate(inp.shape))
+
+
+def _function_source(params, header, lines, jit):
+    """A module defining `kernel(*params)`: the imports its body uses, the header comments,
+    and the body's (text, comment, depth) lines."""
+    body = [f"{'    ' * (depth + 1)}{text}  # {comment}" if comment else f"{'    ' * (depth + 1)}{text}"
+            for text, comment, depth in lines]
+    code = "\n".join(text for text, _, _ in lines)
+    out = [statement for alias, statement in _MODULES if re.search(rf"\b{alias}\.", code)]
+    if jit:
+        out.insert(1 if out and out[0].startswith("import numpy") else 0, "import numba")
+    out += ["", ""]
+    if jit:
+        out.append('@numba.njit(cache=True, error_model="numpy")')
+    out.append(f"def kernel({', '.join(params)}):")
+    out += [f"    {line}" for line in header]
+    out += body
+    return "\n".join(out) + "\n"
 
 
 # --- lowerings of the structural library primitives -------------------------------------------
@@ -616,22 +762,17 @@ class SplitForm:
         return out
 
 
-def generate_split(graph):
+def generate_split(graph, labels=None):
     """The split form of `graph` (a `SplitForm`): each loop nest a kernel of its own, called
-    from a plain Python driver; repeated nests (a loop's steps) share one kernel."""
-    writer = KernelWriter(graph, split=True)
-    source = writer.write()
-    if writer.vectorisable:
-        writer = KernelWriter(graph, frozenset(writer.vectorisable), split=True, plan=writer.plan)
-        source = writer.write()
-    return SplitForm(writer, source)
+    from a plain Python driver; repeated nests (a loop's steps) share one kernel. `labels`:
+    optional text per graph input for the driver's header (default `input k`)."""
+    writer = KernelWriter(graph, split=True, labels=labels)
+    return SplitForm(writer, writer.write())
 
 
-def generate(graph):
-    """Returns (source, constant arguments, fresh sizes, plan)."""
-    writer = KernelWriter(graph)
+def generate(graph, labels=None):
+    """Returns (source, constant arguments, fresh sizes, plan). `labels`: optional text per
+    graph input for the kernel's header, say the caller's argument path (default `input k`)."""
+    writer = KernelWriter(graph, labels=labels)
     source = writer.write()
-    if writer.vectorisable:  # write again, with the nodes that vectorise somewhere fast everywhere
-        writer = KernelWriter(graph, frozenset(writer.vectorisable), plan=writer.plan)
-        source = writer.write()
     return source, writer.const_args, writer.plan.fresh, writer.plan

@@ -266,3 +266,67 @@ def test_ravel_of_fortran_ordered_result_is_a_copy_like_numpy():
         return y
     for f in (ravel_copy, reshape_copy, np_copy_keeps_layout, transposed_reshape_view):
         np.testing.assert_array_equal(jitad.jit(f)(x), f(x.copy()), err_msg=f.__name__)
+
+
+def _write_through(expr):
+    """f(x): y = x * 1.0; z = <expr of y>; z[0, 0] = 50.0; return y (NumPy decides whether z is y's view)."""
+    ns = {"np": np}
+    exec(f"def f(x):\n    y = x * 1.0\n    z = {expr}\n    z[(0,) * z.ndim] = 50.0\n    return y\n", ns)
+    return ns["f"]
+
+
+# NumPy gives a new array; jitad returned the argument's own Tracer object, so a write into the
+# result changed the argument too
+COPIES_JITAD_ALIASED = ["np.positive(y)", "np.conj(y)", "np.conjugate(y)", "y ** 1", "np.concatenate([y])",
+                        "np.hstack([y])", "np.vstack([y])", "np.column_stack([y])", "np.block([y])", "np.r_[y]",
+                        "np.add.reduce(y, axis=())"]
+# NumPy gives a view (or the array itself); jitad made a copy, so the write was lost
+VIEWS_JITAD_COPIED = ["y.astype(y.dtype, copy=False)", "np.array(y, copy=None)", "y.conj()", "np.unstack(y)[1]",
+                      "np.broadcast_arrays(y, y)[0]", "np.diff(y, n=0)", "np.einsum('ij->ij', y)", "np.einsum('ij', y)"]
+
+
+@pytest.mark.xfail(strict=True, reason="open: builders that return their argument Tracer itself (identity "
+                                       "shortcuts) alias what NumPy copies; remove this mark once fixed")
+@pytest.mark.parametrize("expr", COPIES_JITAD_ALIASED)
+def test_write_into_a_copy_leaves_the_original_alone(expr):
+    """Fuzz/hand finding (session 3, silently wrong value): a write into the result of
+    np.positive(y), np.conj(y) of a real y, y ** 1, np.concatenate([y]) ... changed y under jitad;
+    NumPy's result is a new array. Likely cause: the builder returns the input Tracer object
+    unchanged in the trivial case, and in-place writes mutate that object."""
+    x = np.array([[0.3, -0.7, 1.1], [0.5, -0.2, 0.9]])
+    f = _write_through(expr)
+    np.testing.assert_array_equal(jitad.jit(f)(x), f(x.copy()))
+
+
+@pytest.mark.xfail(strict=True, reason="open: these NumPy calls return views (or the array itself), jitad "
+                                       "copies; remove this mark once fixed")
+@pytest.mark.parametrize("expr", VIEWS_JITAD_COPIED)
+def test_write_into_a_view_reaches_the_original(expr):
+    """Hand finding (session 3, silently wrong value): NumPy returns the array itself or a view for
+    y.astype(y.dtype, copy=False), np.array(y, copy=None), y.conj() of a real y, np.unstack,
+    np.broadcast_arrays, np.diff(y, n=0), np.einsum('ij->ij', y); a write into it changes y.
+    jitad copied, so the write was lost (or jitad must raise a named error)."""
+    x = np.array([[0.3, -0.7, 1.1], [0.5, -0.2, 0.9]])
+    f = _write_through(expr)
+    try:
+        got = jitad.jit(f)(x)
+    except jitad.JitadError:
+        return   # a named error is an acceptable answer; a silently lost write is not
+    np.testing.assert_array_equal(got, f(x.copy()))
+
+
+@pytest.mark.xfail(strict=True, reason="open: ndarray.sort/.fill/.view on a Tracer raise AttributeError; "
+                                       "remove this mark once fixed")
+@pytest.mark.parametrize("method", ["y.sort()", "y[1:3].fill(1.5)", "y.view()[0] = 2.0"])
+def test_in_place_methods_work_or_raise_a_named_error(method):
+    """Hand finding (session 3): in-place ndarray methods on traced arrays raised a bare
+    AttributeError ('Tracer' object has no attribute 'sort'), not a jitad error naming the way out."""
+    ns = {"np": np}
+    exec(f"def f(x):\n    y = x * 1.0\n    {method}\n    return y\n", ns)
+    f = ns["f"]
+    x = np.array([0.3, -0.7, 1.1, 0.5])
+    try:
+        got = jitad.jit(f)(x)
+    except jitad.JitadError:
+        return
+    np.testing.assert_array_equal(got, f(x.copy()))

@@ -1,0 +1,157 @@
+"""Issue 11's benchmark programs in steady state: the time per call of value_and_grad, once
+compiled and warm, of
+
+  gp_n500         the log marginal likelihood of a Gaussian process (squared-exponential kernel,
+                  traced log length scale / amplitude / noise, n = 500) through
+                  scipy.stats.multivariate_normal.logpdf(y, mean, K),
+  gmm_logsumexp   a 25-component diagonal Gaussian mixture, n = 10,000 points in 2-D, with
+                  scipy.special.logsumexp over the components,
+  inplace_n1000 / inplace_n10000
+                  a loop filling an output array with in-place writes (bench_inplace.py's loop),
+
+under jitad (compiled; and its NumPy reference executor, `jitad_reference`), autograd
+(autograd.scipy's functions) and JAX (jax.scipy's, under jax.jit). The programs are
+`_programs.PROGRAMS`, written once; first results are in `bench_firstresult.py`.
+
+    python asv_benchmarks/bench_programs.py [--only NAME ...] [--impls ...] [--rounds N]
+
+prints the same cases side by side from ONE process, timed in interleaved rounds
+(`ratios.measure`), with each peer's loss and gradient checked against jitad's.
+"""
+import argparse
+import os
+import sys
+
+if __package__:
+    from ._common import need_jax, warmed
+    from ._programs import PROGRAMS, loss_for
+    from .firstresult import SKIP
+else:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from asv_benchmarks._common import need_jax, warmed
+    from asv_benchmarks._programs import PROGRAMS, loss_for
+    from asv_benchmarks.firstresult import SKIP
+
+import numpy as np  # noqa: E402
+
+import jitad  # noqa: E402
+
+NAMES = ["gp_n500", "gmm_logsumexp", "inplace_n1000", "inplace_n10000"]
+IMPLS = ["jitad", "jitad_reference", "autograd", "jax"]
+
+
+def _skip_reason(name, impl):
+    if name.startswith("inplace") and impl == "autograd":
+        return "autograd cannot differentiate in-place writes into an ndarray"
+    # the compiled runs SKIP names for first results are impractical in steady state too
+    return SKIP.get((name, "jitad" if impl == "jitad" else impl))
+
+
+def prepare(name, impl):
+    """(no-argument callable running value_and_grad once, its first result); warm."""
+    reason = _skip_reason(name, impl)
+    if reason:
+        raise NotImplementedError(reason)
+    args = PROGRAMS[name][1]()
+    if impl in ("jitad", "jitad_reference"):
+        saved = jitad.config.backend
+        jitad.config.backend = "numba" if impl == "jitad" else "reference"
+        try:
+            fn = jitad.value_and_grad(loss_for(name, "numpy"))
+            result = fn(*args)
+        finally:
+            jitad.config.backend = saved
+
+        def call():
+            previous = jitad.config.backend
+            jitad.config.backend = "numba" if impl == "jitad" else "reference"
+            try:
+                return fn(*args)
+            finally:
+                jitad.config.backend = previous
+        return call, result
+    if impl == "autograd":
+        try:
+            import autograd
+        except ImportError:
+            raise NotImplementedError("autograd is not installed (optional peer)") from None
+        fn = autograd.value_and_grad(loss_for(name, "autograd"))
+        return warmed(fn, *args), fn(*args)
+    jax, jnp = need_jax()
+    jitted = jax.jit(jax.value_and_grad(loss_for(name, "jax")))
+    device_args = jax.tree_util.tree_map(jnp.asarray, args)
+    result = jax.block_until_ready(jitted(*device_args))  # compiles
+
+    def call():
+        return jax.block_until_ready(jitted(*device_args))
+    return call, result
+
+
+class ProgramSteady:
+    params = (NAMES, IMPLS)
+    param_names = ["program", "impl"]
+    timeout = 1800  # jax.jit of the 1,000-step loop compiles for minutes
+
+    def setup(self, program, impl):
+        self.call, _ = prepare(program, impl)
+
+    def time_value_and_grad(self, program, impl):
+        self.call()
+
+
+def _leaves(tree):
+    if isinstance(tree, (tuple, list)):
+        return [leaf for part in tree for leaf in _leaves(part)]
+    return [np.asarray(tree, dtype=float)]
+
+
+def max_rel_diff(result, reference):
+    """The largest difference between two (value, grad) results, relative to the reference's size."""
+    worst = 0.0
+    for a, b in zip(_leaves(result), _leaves(reference)):
+        scale = max(float(np.max(np.abs(b))), 1e-300)
+        worst = max(worst, float(np.max(np.abs(a - b))) / scale)
+    return worst
+
+
+def _fmt(seconds):
+    return f"{seconds * 1e3:.2f} ms" if seconds < 1 else f"{seconds:.2f} s"
+
+
+def main(argv=None):
+    if __package__:
+        from .ratios import measure
+    else:
+        from asv_benchmarks.ratios import measure
+    jitad.config.compile = "eager"
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--only", nargs="*", default=None)
+    parser.add_argument("--impls", default=",".join(IMPLS))
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--min-batch", type=float, default=0.2, help="seconds per timed batch")
+    opts = parser.parse_args(argv)
+    impls = opts.impls.split(",")
+    names = [n for n in NAMES if opts.only is None or n in opts.only]
+    print("| program | " + " | ".join(impls) + " | jitad / jax | jitad / autograd | max rel. diff vs jitad |")
+    print("|---|" + "---|" * (len(impls) + 3))
+    for name in names:
+        calls, results, notes = {}, {}, {}
+        for impl in impls:
+            try:
+                calls[impl], results[impl] = prepare(name, impl)
+            except NotImplementedError as why:
+                notes[impl] = f"skipped ({why})"
+            except Exception as error:  # a program a library cannot run is a finding, not a crash
+                notes[impl] = f"error: {type(error).__name__}: {str(error)[:80]}"
+        times = measure(calls, opts.rounds, opts.min_batch) if calls else {}
+        cells = [_fmt(times[i]) if i in times else notes[i] for i in impls]
+        ratios = []
+        for peer in ("jax", "autograd"):
+            ratios.append(f"{times['jitad'] / times[peer]:.2f}" if "jitad" in times and peer in times else "—")
+        base = "jitad" if "jitad" in results else "jitad_reference"
+        diffs = [f"{i} {max_rel_diff(results[i], results[base]):.1e}" for i in impls if i in results and i != base]
+        print(f"| {name} | " + " | ".join(cells + ratios) + " | " + (", ".join(diffs) or "—") + " |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -330,3 +330,18 @@ def test_in_place_methods_work_or_raise_a_named_error(method):
     except jitad.JitadError:
         return
     np.testing.assert_array_equal(got, f(x.copy()))
+
+
+@pytest.mark.xfail(strict=True, reason="open: jitad/frontend/numpy_extra.py quantile promotes to float64 (fuzz "
+                                       "known.py 'float32-quantile-dtype'); remove this mark once fixed")
+def test_float32_quantile_with_python_float_q_stays_float32():
+    """Fuzz finding (session 3, wrong dtype): np.quantile/np.percentile/np.nanquantile of a float32
+    array at a Python float q are float32 in NumPy (q is a weak scalar; a list q is float64);
+    jitad gave float64 for the interpolating methods."""
+    x = np.array([[0.3, -0.5, 0.7], [0.1, 0.2, -0.4]], dtype=np.float32)
+    for f in (lambda x: np.percentile(x, 85.0, axis=0), lambda x: np.quantile(x, 0.3),
+              lambda x: np.nanquantile(x, 0.3), lambda x: np.quantile(x, [0.2, 0.7], axis=1)):
+        want = f(x.copy())
+        got = jitad.jit(f)(x)
+        assert np.asarray(got).dtype == want.dtype
+        np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -1122,6 +1122,18 @@ def _write_value(st, tshape, exclude=()):
     return const_expr(rng, tshape if rng.random() < 0.6 else ()), None
 
 
+# what a write goes through: views (the write changes the array) and copies NumPy makes in
+# trivial cases (it does not); NumPy decides which, and jitad must agree
+WRITE_THROUGH = ["{out}[1:]", "{out}[::-1]", "{out}[..., ::2]", "{out}.T", "{out}.reshape(-1)",
+                 "np.swapaxes({out}, 0, -1)", "{out}[None]", "np.ravel({out})", "np.asarray({out})",
+                 "np.atleast_1d({out})", "np.real({out})", "np.flip({out})", "np.moveaxis({out}, 0, -1)",
+                 "np.split({out}, 1)[0]", "np.expand_dims({out}, 0)", "{out}.squeeze()",
+                 "np.conj({out})", "np.positive({out})", "{out} ** 1", "np.concatenate([{out}])", "{out}.conj()",
+                 "{out}.astype({out}.dtype, copy=False)", "np.array({out}, copy=None)", "np.copy({out})",
+                 "{out}.astype(np.float64)", "np.diff({out}, n=0)", "np.einsum('...->...', {out})",
+                 "np.broadcast_arrays({out}, {out})[0]"]
+
+
 def b_inplace(st):
     rng = st.rng
     a = st.pick(lambda v: v.ndim >= 1 and v.size >= 1)
@@ -1149,10 +1161,11 @@ def b_inplace(st):
             return None
         return [Op(out, tmpl, args, "inplace:arg", block=True)]
     if which == "view":   # writes through a view change the array it views
-        views = ["{out}[1:]", "{out}[::-1]", "{out}[..., ::2]", "{out}.T", "{out}.reshape(-1)",
-                 "np.swapaxes({out}, 0, -1)", "{out}[None]", "np.ravel({out})"]
-        view = str(rng.choice(views))
-        vshape = eval(view.replace("{out}", "_x"), {"np": np, "_x": np.empty(shape)}).shape
+        view = str(rng.choice(WRITE_THROUGH))
+        try:
+            vshape = eval(view.replace("{out}", "_x"), {"np": np, "_x": np.empty(shape)}).shape
+        except Exception:
+            return None
         if not all(vshape):
             return None
         vkey, vt = _write_key(st, vshape)

@@ -6,7 +6,7 @@ empty jitad cache; autograd's and JAX's first calls side by side where they are 
 from ._programs import PROGRAMS
 from .firstresult import SKIP, available, run_child
 
-IMPLS = ["jitad", "jitad_eager", "autograd", "jax"]
+IMPLS = ["jitad", "jitad_eager", "jitad_reference", "autograd", "jax"]
 
 
 class FirstResult:
@@ -19,6 +19,9 @@ class FirstResult:
     def setup(self, program, impl):
         if not available(impl):
             raise NotImplementedError(f"{impl} is not installed (optional peer)")
+        if impl == "jitad_reference" and not program.startswith("inplace"):
+            raise NotImplementedError("jitad's NumPy tier alone is measured for the in-place loops only "
+                                      "(elsewhere `jitad` first result is that tier's)")
         if (program, impl) in SKIP:
             raise NotImplementedError(SKIP[program, impl])
 

@@ -41,10 +41,8 @@ IMPLS = ["jitad", "jitad_reference", "autograd", "jax"]
 
 
 def _skip_reason(name, impl):
-    if name.startswith("inplace") and impl == "autograd":
-        return "autograd cannot differentiate in-place writes into an ndarray"
-    # the compiled runs SKIP names for first results are impractical in steady state too
-    return SKIP.get((name, "jitad" if impl == "jitad" else impl))
+    # what is impractical (or impossible) for a first result is so in steady state too
+    return SKIP.get((name, impl))
 
 
 def prepare(name, impl):

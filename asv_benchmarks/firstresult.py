@@ -85,6 +85,8 @@ SKIP = {
     ("inplace_n10000", "jitad"): "the compiled tier of a 10,000-step unrolled loop is impractical here",
     ("inplace_n10000", "jitad_eager"): "compiling a 10,000-step unrolled loop is impractical here",
     ("inplace_n10000", "jax"): "jax.jit of a 10,000-step unrolled loop is impractical here (n = 1,000: 443 s)",
+    **{(name, "autograd"): "autograd cannot differentiate in-place writes into an ndarray"
+       for name in ("inplace_n1000", "inplace_n10000")},
 }
 
 # programs whose calls take seconds: fewer steady-state calls

@@ -8,6 +8,10 @@ import pytest
 
 import jitad
 
+# pytrees are flattened before any kernel sees them: the reference executor tests them without
+# spending Numba compile time (tests/test_compiled.py covers the kernels)
+pytestmark = pytest.mark.usefixtures("reference_backend")
+
 
 class Kernel:
     """A kernel-function class holding coefficient arrays, as in a GP program."""

@@ -345,3 +345,18 @@ def test_float32_quantile_with_python_float_q_stays_float32():
         got = jitad.jit(f)(x)
         assert np.asarray(got).dtype == want.dtype
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+@pytest.mark.xfail(strict=True, reason="open: jitad/frontend/numpy_extra.py promotes to float64 (fuzz known.py "
+                                       "'float32-quantile-dtype'); remove this mark once fixed")
+def test_float32_nanmedian_and_ediff1d_to_begin_stay_float32():
+    """Fuzz finding (session 3, wrong dtype): np.nanmedian, np.nanpercentile and np.ediff1d(...,
+    to_begin=0.5) of float32 arrays are float32 in NumPy (ediff1d casts to_begin to the array's
+    dtype); jitad gave float64."""
+    x = np.array([[0.3, -0.5, 0.7], [0.1, 0.2, -0.4]], dtype=np.float32)
+    for f in (lambda x: np.nanmedian(np.where(x > 0.25, np.nan, x)), lambda x: np.nanmedian(x, axis=0),
+              lambda x: np.nanpercentile(x, 30.0), lambda x: np.ediff1d(x, to_begin=0.5)):
+        want = f(x.copy())
+        got = jitad.jit(f)(x)
+        assert np.asarray(got).dtype == want.dtype == np.float32
+        np.testing.assert_allclose(got, want, rtol=1e-6)

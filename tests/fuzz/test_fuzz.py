@@ -197,6 +197,21 @@ def test_checks_catch_a_modified_argument(monkeypatch):
     assert "inputs.unmodified" in {f.check for f in fails}
 
 
+def test_pytree_check_compares_every_structure():
+    """The pytree check packs the inputs as dict, list, nested and registered dataclass, and
+    reports gradients that differ from the positional ones."""
+    p = gen.Program(["x0", "x1"], {"x0": np.array([0.3, -0.7]), "x1": 0.4},
+                    [gen.Op("v0", "np.sin({0}) * {1}", ("x0", "x1"), "binary:*")], ["v0"], seed=1)
+    _, g = checks.make_functions(p)
+    xs = [p.values["x0"], p.values["x1"]]
+    value, grads = checks.jitad.value_and_grad(g, argnums=(0, 1))(*xs)
+    for seed in (1, 4, 7, 10):   # the four kinds
+        q = p.copy(seed=seed)
+        checks._pytree_check(q, g, xs, value, grads)
+        with pytest.raises(checks.Mismatch):
+            checks._pytree_check(q, g, xs, value, (grads[0] * 1.001, grads[1]))
+
+
 def test_shrinker_finds_the_culprit():
     """Shrinking with a synthetic predicate ('contains np.diag') ends at a one-op program."""
     p = None

@@ -637,6 +637,41 @@ def _float32_rows():
     ]
 
 
+# The compiled selection. Numba's compile time is the suite's budget, so a row whose kernels another row
+# already compiles (another spelling of the same primitive applications, on the same kind of shapes) is
+# not compiled again, and second order is compiled for one row per family of rules.
+_SAME_KERNELS = {
+    # products: einsum and tensordot lower to the matmul / multiply / transpose / diagonal / sum that
+    # dot, matmul, inner, outer, einsum_batched, einsum_trace, einsum_diag_pair, einsum_sum, einsum_three
+    # and tensordot_pairs compile
+    "dot_method", "matmul_operator", "tensordot_2", "tensordot_0", "einsum_implicit", "einsum_inner_full",
+    "einsum_dot", "einsum_matvec", "einsum_outer", "einsum_mult", "einsum_abt", "einsum_sum_free", "einsum_diag",
+    "einsum_transpose", "multi_dot",
+    # decompositions: the same library calls, on the same shapes, as the linalg rows and the decomposition
+    # rows kept (batched, broadcast, both triangles, wide and tall, every mode)
+    "solve_vector", "solve_matrix", "solve_batched", "inv_4x4", "det_4x4", "det_batched", "slogdet_batched",
+    "cholesky_spd", "cholesky_lower_triangle", "eigvalsh_4x4", "eigh_vectors", "svdvals_tall",
+    "svdvals_wide_batched", "svd_tall", "qr_tall", "qr_square_batched", "pinv_tall", "matrix_power_5",
+    "norm_2", "norm_minus_2", "matrix_norm_api", "vector_norm_api", "trace_multi_dot", "solve_triangular_lower",
+    "cho_factor_solve", "scipy_cholesky",
+}
+_SECOND_ORDER = {
+    "shapes": {"reshape", "reshape_method_minus_one", "transpose_axes", "dot_T", "slice_2d", "slice_negative_steps_2d",
+               "int_index", "none_ellipsis", "int_array_index_axis1", "int_array_index_pair", "bool_mask_index",
+               "expand_dims", "squeeze", "broadcast_to", "concatenate", "stack_axis1", "np_array_of_traced", "diff",
+               "roll", "tile_repeat", "pad_constant", "split", "sort", "cross_kron"},
+    "products": {"dot", "matmul", "rmatmul_constant", "vdot", "inner", "outer", "tensordot", "tensordot_pairs",
+                 "einsum_batched", "einsum_trace", "einsum_diag_pair", "einsum_three", "trace", "diag_of_vector",
+                 "diag_of_matrix", "diagonal", "triu", "tril", "cumsum_axis", "norm", "norm_axis"},
+}
+
+
+def _select(rows):
+    rows = [replace(row, group=None) if row.name in _SAME_KERNELS else row for row in rows]
+    return [replace(row, compiled_order=1) if row.group in _SECOND_ORDER and row.name not in _SECOND_ORDER[row.group]
+            else row for row in rows]
+
+
 # section, its compiled group and the default order of its compiled check: second order is compiled for the
 # sections whose rules are cheap to compile twice over; reductions, linear algebra and SciPy pick a few rows
 TABLE = (section(_custom_rows(), "custom", 1) + section(_unary_rows(), "unary", 2)
@@ -646,6 +681,9 @@ TABLE = (section(_custom_rows(), "custom", 1) + section(_unary_rows(), "unary", 
          + section(_decomposition_rows(), "linalg", 1) + section(_direct_rows(), "direct", 1)
          + section(_special_rows(), "special", 1) + section(_stats_rows(), None, 1)
          + section(_float32_rows(), "float32", 1))
+TABLE = _select(TABLE)
+assert not _SAME_KERNELS - {row.name for row in TABLE}, "_SAME_KERNELS names rows that do not exist"
+assert all(names <= {row.name for row in TABLE} for names in _SECOND_ORDER.values())
 ROWS = {row.name: row for row in TABLE}
 assert len(ROWS) == len(TABLE), "row names must be unique"
 

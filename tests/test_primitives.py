@@ -175,3 +175,11 @@ def test_reductions_any_axes(shape, data):
     fn = data.draw(st.sampled_from([np.sum, np.mean, np.max, np.var, np.std]))
     x = np.random.default_rng(len(shape)).uniform(-2.0, 2.0, shape)
     jitad.check_grads(lambda v: fn(v, axis=axis, keepdims=keepdims), (x,), order=1)
+
+
+def test_a_cotangent_made_inside_a_trace_reaches_scatter_add():
+    """Regression (found by test_every_primitive_has_a_row): np.ones made while tracing is a hooked array;
+    the vjp of a fancy index folds scatter_add on it with np.add.at, which the in-place hooks must pass."""
+    x = np.arange(3.0)
+    f = lambda x: np.sum(jitad.vjp(lambda y: y[[0, 2, 2]], x)[1](np.ones(3))[0] * x)  # noqa: E731
+    np.testing.assert_allclose(jitad.grad(f)(x), [1.0, 0.0, 2.0])

@@ -10,7 +10,6 @@ import subprocess
 import sys
 
 import numpy as np
-import optree
 import pytest
 import scipy.special as sc
 import scipy.stats as st
@@ -170,88 +169,6 @@ def test_special_kernels_match_scipy():
         assert _relative(ours, theirs) < 1e-13, name
     # log Γ near its roots at 1 and 2: small values, SciPy's own error there is ~1e-13 relative
     np.testing.assert_allclose(vec(K.gammaln, x), sc.gammaln(x), rtol=1e-13, atol=1e-15)
-
-
-# --- compiled == reference, a few kernels for many functions -----------------------------------------
-# Each group is one kernel of values and reverse-mode gradient (every scalar kernel and the lowering of
-# every derivative rule); Numba compiles cost seconds, so second order and forward mode get one small
-# kernel. The NumPy additions and the stats methods are compositions of primitives compiled elsewhere.
-def special_group(x, y):
-    return {
-        "expit": sc.expit(x), "logit": sc.logit(x), "log_expit": sc.log_expit(x - 0.5), "gammaln": sc.gammaln(x + 0.5),
-        "gamma": sc.gamma(x + 0.5), "digamma": sc.digamma(x + 0.5), "polygamma": sc.polygamma(2, x + 0.5),
-        "betaln": sc.betaln(x + 0.5, y + 1.0), "erf": sc.erf(x), "erfc": sc.erfc(x), "erfinv": sc.erfinv(x - 0.5),
-        "erfcinv": sc.erfcinv(x), "ndtr": sc.ndtr(x), "log_ndtr": sc.log_ndtr(x - 3.0), "ndtri": sc.ndtri(x),
-        "xlogy": sc.xlogy(x, y), "xlog1py": sc.xlog1py(x, y), "entr": sc.entr(x), "i0": sc.i0(x),
-        "i1e": sc.i1e(x - 0.5), "sinc": np.sinc(x - 0.5),
-    }
-
-
-def reductions_and_stats_group(x, y):
-    """log-sum-exp's shift, NaN and infinite constants (nan_to_num, invalid-parameter checks), distributions."""
-    return {
-        "logsumexp": sc.logsumexp(x, axis=1), "lse_big": sc.logsumexp(2000.0 * x - 1000.0, axis=0),
-        "heaviside": np.heaviside(x - 0.5, 0.25) * x, "nan_to_num": np.nan_to_num(x + np.array([0.0, np.inf, np.nan, 1.0])),
-        "norm": st.norm.logpdf(x, y, 1.5), "norm_cdf": st.norm.logcdf(x, scale=y + 1.0),
-        "gamma": st.gamma.logpdf(x, y + 1.0), "poisson": st.poisson.logpmf(np.array([0, 1, 3, 4]), y),
-        "t": st.t.logpdf(x, y + 2.0),
-    }
-
-
-def second_order_group(x, y):
-    return {"digamma": sc.digamma(x + 0.5), "ndtri": sc.ndtri(x), "log_ndtr": sc.log_ndtr(x - 3.0),
-            "i1e": sc.i1e(x - 0.5), "sinc": np.sinc(x - 0.5), "logsumexp": sc.logsumexp(x, axis=0),
-            "xlogy": sc.xlogy(x, y)}
-
-
-def _both_backends(fn):
-    saved = jitad.config.backend
-    try:
-        jitad.config.backend = "numba"
-        compiled = fn()
-        jitad.config.backend = "reference"
-        reference = fn()
-    finally:
-        jitad.config.backend = saved
-    return compiled, reference
-
-
-def _assert_trees_close(compiled, reference, what):
-    assert optree.tree_structure(compiled) == optree.tree_structure(reference)
-    for path, a, b in zip(optree.tree_paths(compiled), optree.tree_leaves(compiled), optree.tree_leaves(reference)):
-        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-10, atol=1e-12, err_msg=f"{what} at {path}")
-
-
-GROUPS = [("special", special_group), ("reductions_and_stats", reductions_and_stats_group)]
-GX = np.random.default_rng(1).uniform(0.2, 0.9, (3, 4))
-GY = np.random.default_rng(2).uniform(0.2, 0.9, (4,))
-
-
-@pytest.mark.parametrize("name, fn", GROUPS, ids=[g[0] for g in GROUPS])
-def test_compiled_matches_reference(name, fn):
-    """Values and a reverse-mode gradient, in one kernel per group (value_and_grad with the values as aux)."""
-    out = fn(GX, GY)
-    ct = {k: np.random.default_rng(3).standard_normal(np.shape(v)) for k, v in out.items()}
-
-    def weighted(x, y):
-        values = fn(x, y)
-        return sum(np.sum(v * ct[k]) for k, v in values.items()), values
-
-    compiled, reference = _both_backends(lambda: jitad.value_and_grad(weighted, argnums=(0, 1), has_aux=True)(GX, GY))
-    _assert_trees_close(compiled, reference, name)
-    _assert_trees_close(compiled[0][1], out, f"{name}: SciPy's values")
-
-
-def test_compiled_second_order_and_forward_match_reference():
-    tangents = (np.random.default_rng(4).standard_normal(GX.shape), np.random.default_rng(5).standard_normal(GY.shape))
-
-    def scalar(x, y):
-        return sum(np.sum(np.sin(v)) for v in second_order_group(x, y).values())
-
-    def run():
-        return jitad.hvp(scalar, (GX, GY), tangents), jitad.jvp(second_order_group, (GX, GY), tangents)
-    compiled, reference = _both_backends(run)
-    _assert_trees_close(compiled, reference, "second order / jvp")
 
 
 # --- names bound before tracing ----------------------------------------------------------------

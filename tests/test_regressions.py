@@ -285,8 +285,6 @@ VIEWS_JITAD_COPIED = ["y.astype(y.dtype, copy=False)", "np.array(y, copy=None)",
                       "np.broadcast_arrays(y, y)[0]", "np.diff(y, n=0)", "np.einsum('ij->ij', y)", "np.einsum('ij', y)"]
 
 
-@pytest.mark.xfail(strict=True, reason="open: builders that return their argument Tracer itself (identity "
-                                       "shortcuts) alias what NumPy copies; remove this mark once fixed")
 @pytest.mark.parametrize("expr", COPIES_JITAD_ALIASED)
 def test_write_into_a_copy_leaves_the_original_alone(expr):
     """Fuzz/hand finding (session 3, silently wrong value): a write into the result of
@@ -298,8 +296,6 @@ def test_write_into_a_copy_leaves_the_original_alone(expr):
     np.testing.assert_array_equal(jitad.jit(f)(x), f(x.copy()))
 
 
-@pytest.mark.xfail(strict=True, reason="open: these NumPy calls return views (or the array itself), jitad "
-                                       "copies; remove this mark once fixed")
 @pytest.mark.parametrize("expr", VIEWS_JITAD_COPIED)
 def test_write_into_a_view_reaches_the_original(expr):
     """Hand finding (session 3, silently wrong value): NumPy returns the array itself or a view for
@@ -315,8 +311,6 @@ def test_write_into_a_view_reaches_the_original(expr):
     np.testing.assert_array_equal(got, f(x.copy()))
 
 
-@pytest.mark.xfail(strict=True, reason="open: ndarray.sort/.fill/.view on a Tracer raise AttributeError; "
-                                       "remove this mark once fixed")
 @pytest.mark.parametrize("method", ["y.sort()", "y[1:3].fill(1.5)", "y.view()[0] = 2.0"])
 def test_in_place_methods_work_or_raise_a_named_error(method):
     """Hand finding (session 3): in-place ndarray methods on traced arrays raised a bare

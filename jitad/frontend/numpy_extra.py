@@ -664,7 +664,10 @@ def _axis_concatenate(self, key):
     dtype = np.result_type(*[o if j in scalars else o.dtype for j, o in enumerate(objs)])
     objs = [ops.reshape(np.asarray(o, dtype), (1,) * builtins.max(ndmin, 1)) if j in scalars else
             ops.astype(o, dtype) for j, o in enumerate(objs)]
-    return ops.concatenate(objs, axis=axis)
+    result = ops.concatenate(objs, axis=axis)
+    if any(result is item for item in key):  # np.r_[y] is a new array: a write into it must not reach y
+        result = type(result)(result.node, result.builder)
+    return result
 
 
 # --- indices of extremes, counts, searches (integer results: no derivative) ------------------------

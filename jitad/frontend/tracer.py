@@ -84,9 +84,9 @@ class Tracer:
             if kwargs.get("where", True) is not True:
                 raise UnsupportedOperationError(f"np.{ufunc.__name__}(where=...)", "Use np.where instead. ")
             result = builder(*inputs)
-            return result if dtype is None else numpy_ops.astype(result, dtype)
+            return _fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs)
         if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:
-            return numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs)
+            return _fresh(numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs), inputs)
         if method == "accumulate" and ufunc is np.add:
             return numpy_ops.cumsum(*inputs, **{k: v for k, v in kwargs.items() if k == "axis"})
         raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method}")
@@ -105,6 +105,9 @@ class Tracer:
             if result is args[0] and func in (np.asarray, np.asanyarray):
                 return result
             return _view_of(args[0], result, lambda p: func(p, *args[1:], **kwargs))
+        if func is np.einsum and len(args) == 2 and isinstance(args[0], str) and is_tracer(args[1]):
+            # one operand: NumPy's result is a view when the subscripts only permute or take a diagonal
+            return _view_of(args[1], _fresh(result, args), lambda p: func(args[0], p, **kwargs))
         return _fresh(result, args)
 
     def __array__(self, dtype=None, copy=None):
@@ -256,7 +259,9 @@ class Tracer:
     def squeeze(self, axis=None):
         return _view_of(self, numpy_ops.squeeze(self, axis), lambda p: p.squeeze(axis))
 
-    def astype(self, dtype, *args, **kwargs):
+    def astype(self, dtype, order="K", casting="unsafe", subok=True, copy=True):
+        if not copy and np.dtype(dtype) == self.dtype:
+            return self  # NumPy hands back the array itself
         return _fresh(numpy_ops.astype(self, dtype), (self,))
 
     def copy(self, order="C"):
@@ -276,7 +281,19 @@ class Tracer:
                         lambda p: p.diagonal(offset, axis1, axis2))
 
     def conj(self):
-        return _fresh(self, (self,))
+        return self  # real arrays only: NumPy's ndarray.conj() of a real array is the array itself
+
+    def sort(self, axis=-1, kind=None, order=None):
+        """In place, as ndarray.sort: the array (and its views) now hold the sorted values."""
+        self[...] = numpy_ops.FUNCTIONS[np.sort](self, axis=axis)
+
+    def fill(self, value):
+        self[...] = value
+
+    def view(self, dtype=None, type=None):
+        if dtype is not None or type is not None:
+            raise UnsupportedOperationError("ndarray.view(dtype) of a traced value (reinterpreting its bytes)")
+        return _view_of(self, Tracer(self.node, self.builder), lambda p: p.view())
 
     conjugate = conj
 
@@ -292,11 +309,28 @@ class Tracer:
 
 Builder.tracer_type = Tracer
 
+
+def _new_array_operator(op):
+    """An operator whose result is always a new array in NumPy, even where a builder simplifies
+    (x ** 1, x * 1.0, x + 0): a later write into the result must not reach an operand."""
+    def method(self, *others):
+        return _fresh(op(self, *others), (self, *others))
+    method.__name__ = op.__name__
+    return method
+
+
+for _name in ("__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__", "__rtruediv__",
+              "__pow__", "__rpow__", "__matmul__", "__rmatmul__", "__mod__", "__rmod__", "__floordiv__",
+              "__rfloordiv__", "__divmod__", "__rdivmod__", "__round__", "__neg__", "__abs__"):
+    setattr(Tracer, _name, _new_array_operator(getattr(Tracer, _name)))
+
 # NumPy functions that return a view of their first argument (jitad follows writes through them)
 _VIEW_FUNCTIONS = frozenset((np.reshape, np.transpose, np.swapaxes, np.moveaxis, np.ravel, np.squeeze,
                              np.expand_dims, np.diagonal, np.atleast_1d, np.atleast_2d, np.atleast_3d,
                              np.real, np.flip, np.flipud, np.fliplr, np.rot90, np.broadcast_to, np.asarray,
                              np.asanyarray, np.split, np.array_split, np.hsplit, np.vsplit, np.dsplit,
+                             np.diff, np.broadcast_arrays,
+                             *((np.unstack,) if hasattr(np, "unstack") else ()),
                              np.matrix_transpose if hasattr(np, "matrix_transpose") else np.transpose,
                              np.permute_dims if hasattr(np, "permute_dims") else np.transpose))
 
@@ -309,12 +343,18 @@ def _basic(key):
 
 
 def _fresh(result, inputs):
-    """`result` as a new array object: a builder may hand back its input unchanged, but NumPy
-    copies (x.copy(), x.astype(same), +x, ...), and a later write must not reach the input."""
-    if is_tracer(result) and any(result is i for i in inputs):
-        return Tracer(result.node, result.builder)
-    if isinstance(result, (list, tuple)) and any(is_tracer(r) and any(r is i for i in inputs) for r in result):
-        return type(result)(_fresh(r, inputs) for r in result)
+    """`result` as a new array object: a builder may hand back its input unchanged (x ** 1,
+    np.positive(x), np.concatenate([x]), x.copy(), ...), but NumPy gives a new array there, and a
+    later write into the result must not reach the input. `inputs` may nest lists and tuples."""
+    seen = {id(leaf) for leaf in inplace._leaves(inputs) if is_tracer(leaf)}
+    return _fresh_ids(result, seen)
+
+
+def _fresh_ids(result, seen):
+    if is_tracer(result):
+        return Tracer(result.node, result.builder) if id(result) in seen else result
+    if isinstance(result, (list, tuple)) and not hasattr(result, "_fields"):
+        return type(result)(_fresh_ids(r, seen) for r in result)
     return result
 
 
@@ -375,7 +415,7 @@ def _array(obj, dtype=None, *args, **kwargs):
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
         result = numpy_ops.asarray(obj, dtype=dtype)
         copy = kwargs.get("copy", args[0] if args else True)
-        return _fresh(result, (obj,)) if copy is not False else result
+        return _fresh(result, (obj,)) if copy else result  # copy=None/False: NumPy's array itself
     return _made_by_user(_original_array(obj, dtype, *args, **kwargs), sys._getframe(1))
 
 

@@ -5,6 +5,7 @@ A `Builder` records nodes while a function is traced; it hash-conses them, so a 
 built twice from the same inputs and parameters is the same node (CSE for free).
 `bind` is the single entry point every primitive goes through.
 """
+import enum
 import itertools
 import threading
 
@@ -107,7 +108,7 @@ class Graph:
         for node in self.nodes:
             if node.id in input_ids:
                 continue
-            if node.prim.name == "const":
+            if node.prim is const_p:
                 value = node.value
                 text = repr(value.item()) if value.size == 1 else f"<array {value.dtype.name}{list(value.shape)}>"
                 lines.append(f"  %{node.id}:{node.dtype.name}{list(node.shape)} = const {text}")
@@ -202,6 +203,23 @@ class building:
         _local.stack.pop()
 
 
+def build_graph(fun, avals):
+    """The graph of `fun` over fresh inputs of the given (shape, dtype) pairs, built from its
+    primitive binds alone (no NumPy front-end hooks): for passes and transforms that re-emit
+    a graph. `fun` returns a list of values; returns (graph, captured outer tracers)."""
+    builder = Builder()
+    with building(builder):
+        args = [builder.new_input(shape, dtype) for shape, dtype in avals]
+        outputs = []
+        for value in fun(*args):
+            if is_tracer(value):
+                outputs.append(value.node if value.builder is builder else builder.capture(value))
+            else:
+                outputs.append(builder.const(np.asarray(value)))
+    captured = [tracer for tracer, _ in builder.captured.values()]
+    return Graph(builder.inputs + [node for _, node in builder.captured.values()], outputs), captured
+
+
 class LeakedTracerError(JitadError):
     def __init__(self):
         super().__init__(
@@ -247,15 +265,56 @@ def bind(prim, args, params):
     return builder.wrap(builder.add(prim, nodes, params, shape, dtype))
 
 
-# Two primitives every graph needs; the rest live in jitad.primitives.
-class _Leaf:
+class Kind(str, enum.Enum):
+    """What a primitive is to the transforms and the backend.
+
+    ELEMENTWISE: broadcasting, computed inline in a loop nest (`scalar` code per element).
+    REDUCTION: an accumulator over `axes` in a loop nest (`accumulate`).
+    INDEX: a pure index mapping, fused as a read through its `index_map`.
+    LIBRARY: a call between loop nests (`lower` emits it).
+    LEAF: a graph input or a constant. ALIAS: custom_vjp/custom_jvp/checkpoint markers,
+    replaced by their first input once AD is done. CALLBACK: a Python function run on arrays.
+    (A str enum: `kind == "leaf"` keeps working for code written against the strings.)
+    """
+    ELEMENTWISE = "elementwise"
+    REDUCTION = "reduction"
+    INDEX = "index"
+    LIBRARY = "library"
+    LEAF = "leaf"
+    ALIAS = "alias"
+    CALLBACK = "callback"
+
+    def __str__(self):
+        return self.value
+
+
+class Leaf:
+    """The two primitives every graph needs: graph inputs and constants. They compute nothing,
+    so they have no rules; the fields transforms and the backend read are fixed here."""
+
+    __slots__ = ("name",)
+    kind = Kind.LEAF
+    differentiable = False
+    foldable = False
+    impl = shape_rule = jvp_rule = vjp_rule = batch = simplify = lower = None
+    scalar = accumulate = index_map = symbolic_shape = stored_operands = ufunc = domain = None
+    injective = contiguous_output = False
+    kernel_module = "K"
+    inline_cost = 0
+
     def __init__(self, name):
         self.name = name
-        self.kind = "leaf"
+
+    @property
+    def short(self):
+        return self.name
+
+    def cost(self, node):
+        return 0
 
     def __repr__(self):
         return self.name
 
 
-input_p = _Leaf("input")
-const_p = _Leaf("const")
+input_p = Leaf("input")
+const_p = Leaf("const")

@@ -13,7 +13,7 @@ LAYERS = [
     {"ixexpr", "profiling"},
     {"ir"},
     {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural",
-     "primitives.linalg", "primitives.special", "primitives.ode"},
+     "primitives.linalg", "primitives.special", "primitives.ode", "primitives.builders"},
     {"interpreter", "passes"},
     {"transforms", "transforms.ad", "transforms.batching"},
     {"frontend", "frontend.tracer", "frontend.inplace", "frontend.numpy_ops", "frontend.linalg_ops",

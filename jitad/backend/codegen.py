@@ -38,13 +38,6 @@ _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysi
 # the modules a kernel may use, imported only when its body does
 _MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),
             ("KL", "from jitad.backend import kernels_linalg as KL"))
-# short names of values, by primitive (any other primitive's value is named by the primitive)
-_SHORT = {"multiply": "mul", "subtract": "sub", "divide": "div", "power_scalar": "pow", "power": "pow",
-          "negative": "neg", "reciprocal": "recip", "reduce_sum": "sum", "reduce_max": "max",
-          "reduce_min": "min", "reduce_prod": "prod", "broadcast_to": "bcast", "transpose": "tr",
-          "logical_and": "and", "logical_or": "or", "logical_xor": "xor", "logical_not": "not",
-          "greater": "gt", "greater_equal": "ge", "less": "lt", "less_equal": "le", "equal": "eq",
-          "not_equal": "ne", "scatter_add": "scatter", "concatenate": "concat"}
 
 
 def _param_text(value):
@@ -262,7 +255,7 @@ class KernelWriter:
 
     # --- names ----------------------------------------------------------------------------
     def value_name(self, node, function):
-        short = _SHORT.get(node.prim.name, node.prim.name)
+        short = node.prim.short  # declared with the primitive (`mul`, `sum`, `bcast`)
         number = function.number(node)
         return function.unique(f"{short}_{number}" if short[-1].isdigit() else f"{short}{number}")
 
@@ -336,7 +329,7 @@ class KernelWriter:
         """Whether `code` reads `node` as an array this kernel knows is C-contiguous: a loop
         nest's output (np.empty), a constant argument (made contiguous) or a matrix product."""
         return code == self.names.get(node.id) and node.ndim > 0 and \
-            (node.id in self.contiguous or node.prim.name == "matmul")
+            (node.id in self.contiguous or (node.prim.kind != "leaf" and node.prim.contiguous_output))
 
     def shape_code(self, node):
         sizes = [self.size(node, a) for a in range(node.ndim)]
@@ -417,13 +410,9 @@ class KernelWriter:
         self.kinds[node.id] = "v"
         ins = [self.read_whole(i) for i in node.inputs]
         self.ready.add(node.id)
-        lower = getattr(node.prim, "lower", None) or _STRUCTURAL_LIBRARY.get(node.prim.name)
-        if lower is None:
+        if node.prim.lower is None:
             raise NotImplementedError(f"no compiled lowering for `{node.prim.name}`")
-        try:
-            code = lower(node, out, ins, self)
-        except TypeError:
-            code = lower(node, out, ins)
+        code = node.prim.lower(node, out, ins, self)
         lines = code.strip("\n").split("\n")
         for k, text in enumerate(lines):
             self.body.append((text, self.describe(node) if k == len(lines) - 1 else None))
@@ -655,76 +644,6 @@ def _function_source(params, header, lines, jit):
     out += [f"    {line}" for line in header]
     out += body
     return "\n".join(out) + "\n"
-
-
-# --- lowerings of the structural library primitives -------------------------------------------
-def _three(ctx, node, axis, extent_of):
-    """Code for the (before, axis, after) sizes of `node` around `axis`."""
-    before = " * ".join(ctx.size(node, a) for a in range(axis)) or "1"
-    after = " * ".join(ctx.size(node, a) for a in range(axis + 1, node.ndim)) or "1"
-    return before, extent_of, after
-
-
-def _as_dtype(code, node, dtype):
-    """Operand code cast to `dtype` when it differs (BLAS and np.concatenate in Numba need one dtype)."""
-    return code if node.dtype == dtype else f"{code}.astype({_dtype_code(dtype)})"
-
-
-def _lower_matmul(node, out, ins, ctx):
-    a, b = node.inputs
-    ins = [_as_dtype(code, operand, node.dtype) for code, operand in zip(ins, node.inputs)]
-    if a.ndim == 2 and b.ndim == 2:
-        operands = [code if code.endswith(".T") or ctx.is_contiguous(operand, code) else f"np.ascontiguousarray({code})"
-                    for code, operand in zip(ins, node.inputs)]
-        # in a kernel, K.dot: Numba's np.dot would compile its BLAS call again in every process
-        return f"{out} = {'np' if ctx.split else 'K'}.dot({operands[0]}, {operands[1]})"
-    batch = [ctx.size(node, k) for k in range(node.ndim - 2)]
-    bsize = " * ".join(batch)
-    m, kk, n = ctx.size(a, a.ndim - 2), ctx.size(a, a.ndim - 1), ctx.size(b, b.ndim - 1)
-    bshape = ", ".join(batch)
-    return "\n".join([
-        f"a3_{out} = np.ascontiguousarray(np.broadcast_to({ins[0]}, ({bshape}, {m}, {kk}))).reshape(({bsize}, {m}, {kk}))",
-        f"b3_{out} = np.ascontiguousarray(np.broadcast_to({ins[1]}, ({bshape}, {kk}, {n}))).reshape(({bsize}, {kk}, {n}))",
-        f"{out} = K.bmm(a3_{out}, b3_{out}).reshape({ctx.shape_code(node)})",
-    ])
-
-
-def _lower_take(node, out, ins, ctx):
-    x, idx = node.inputs
-    axis = node.params["axis"]
-    before, extent, after = _three(ctx, x, axis, ctx.size(x, axis))
-    idx_code = f"np.ascontiguousarray({ins[1]}).ravel()" if idx.ndim else f"np.array([{ins[1]}])"
-    return (f"{out} = K.take3(np.ascontiguousarray({ins[0]}).reshape(({before}, {extent}, {after})), "
-            f"{idx_code}).reshape({ctx.shape_code(node)})")
-
-
-def _lower_scatter_add(node, out, ins, ctx):
-    g, idx = node.inputs
-    axis = node.params["axis"]
-    before = " * ".join(ctx.size(g, a) for a in range(axis)) or "1"
-    after = " * ".join(ctx.size(g, a) for a in range(axis + idx.ndim, g.ndim)) or "1"
-    extent = " * ".join(ctx.size(idx, a) for a in range(idx.ndim)) or "1"
-    idx_code = f"np.ascontiguousarray({ins[1]}).ravel()" if idx.ndim else f"np.array([{ins[1]}])"
-    return (f"{out} = K.scatter_add3(np.ascontiguousarray({ins[0]}).reshape(({before}, {extent}, {after})), "
-            f"{idx_code}, {ctx.size(node, axis)}).reshape({ctx.shape_code(node)})")
-
-
-def _lower_concatenate(node, out, ins, ctx):
-    parts = ", ".join(f"np.ascontiguousarray({_as_dtype(code, part, node.dtype)})"
-                      for code, part in zip(ins, node.inputs))
-    return f"{out} = np.concatenate(({parts},), axis={node.params['axis']})"
-
-
-def _lower_cumsum(node, out, ins, ctx):
-    (x,) = node.inputs
-    axis = node.params["axis"]
-    before, extent, after = _three(ctx, x, axis, ctx.size(x, axis))
-    return (f"{out} = K.cumsum3(np.ascontiguousarray({ins[0]}).reshape(({before}, {extent}, {after})))"
-            f".reshape({ctx.shape_code(node)})")
-
-
-_STRUCTURAL_LIBRARY = {"matmul": _lower_matmul, "take": _lower_take, "scatter_add": _lower_scatter_add,
-                       "concatenate": _lower_concatenate, "cumsum": _lower_cumsum}
 
 
 class SplitForm:

@@ -15,12 +15,11 @@ kernel does not embed the sizes it was traced at and is reused for new sizes.
 """
 from dataclasses import dataclass, field
 
-from jitad.ir import const_p
+from jitad.ir import Kind, const_p
+from jitad.primitives.elementwise import add_p
+from jitad.primitives.structural import is_matrix_transpose
 
-# relative cost of recomputing one element of a node inline
-_EXPENSIVE = {"exp", "exp2", "expm1", "log", "log1p", "log2", "log10", "sin", "cos", "tan", "arcsin",
-              "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
-              "power", "sqrt", "cbrt", "hypot", "logaddexp", "safe_sqrt", "divide", "reciprocal"}
+# the relative cost of recomputing one element of a node inline is its primitive's `inline_cost`
 RECOMPUTE_LIMIT = 12  # materialize a value several nests need once recomputing it costs more
 INLINE_LIMIT = 48     # materialize a value whose inline recomputation would cost more than this
 
@@ -99,11 +98,11 @@ class Plan:
 
 
 def is_fusible(node):
-    return node.prim.kind in ("elementwise", "index", "reduction")
+    return node.prim.kind in (Kind.ELEMENTWISE, Kind.INDEX, Kind.REDUCTION)
 
 
 def is_pointwise(node):
-    return node.prim.kind in ("elementwise", "index")
+    return node.prim.kind in (Kind.ELEMENTWISE, Kind.INDEX)
 
 
 class _ShapeInference:
@@ -154,9 +153,9 @@ class _ShapeInference:
         return self.dims.value[root] + off
 
     def infer(self, node):
-        kind, name = node.prim.kind, node.prim.name
+        kind = node.prim.kind
         ins = [self.shapes[i.id] for i in node.inputs]
-        if kind == "elementwise":
+        if kind is Kind.ELEMENTWISE:
             out = []
             for axis in range(node.ndim):
                 chosen = 1
@@ -169,60 +168,17 @@ class _ShapeInference:
                             self.dims.unify(chosen, shape[k])
                 out.append(chosen)
             return tuple(out)
-        if kind == "reduction":
+        if kind is Kind.REDUCTION:
             axes = node.params["axes"]
             return tuple(d for a, d in enumerate(ins[0]) if a not in axes)
-        x = node.inputs[0] if node.inputs else None
-        if name == "transpose":
-            return tuple(ins[0][p] for p in node.params["perm"])
-        if name == "broadcast_to":
-            lead = node.ndim - x.ndim
-            return tuple(self.fresh_dim(n) if a < lead or x.shape[a - lead] != n else ins[0][a - lead]
-                         for a, n in enumerate(node.shape))
-        if name == "reshape":
-            kept_in = [d for d, n in zip(ins[0], x.shape) if n != 1]
-            kept_out = [a for a, n in enumerate(node.shape) if n != 1]
-            if [n for n in x.shape if n != 1] == [node.shape[a] for a in kept_out]:
-                out = [1] * node.ndim
-                for a, d in zip(kept_out, kept_in):
-                    out[a] = d
-                return tuple(out)
-            return tuple(self.matching(n, ins[0]) if n != 1 else 1 for n in node.shape)
-        if name == "slice":
-            starts, steps = node.params["starts"], node.params["steps"]
-            out = []
-            for axis, (n, start, step) in enumerate(zip(node.shape, starts, steps)):
-                base = ins[0][axis]
-                self.starts[(node.id, axis)] = self._start(base, x.shape[axis], start)
-                out.append(self.near(base, n) if step == 1 else self.fresh_dim(n))
-            return tuple(out)
-        if name == "pad":
-            out = []
-            for axis, (n, start) in enumerate(zip(node.shape, node.params["starts"])):
-                base = ins[0][axis]
-                dim = self.near(base, n) if node.params["steps"][axis] == 1 else self.fresh_dim(n)
-                out.append(dim)
-                self.starts[(node.id, axis)] = self._start(dim, n, start)
-            return tuple(out)
-        if name == "matmul":
-            a, b = node.inputs
-            self.dims.unify(ins[0][-1], ins[1][-2])
-            batch = []
-            for axis in range(node.ndim - 2):
-                chosen = 1
-                for i, shape in zip((a, b), ins):
-                    k = axis - (node.ndim - i.ndim)
-                    if k >= 0 and i.shape[k] != 1:
-                        chosen = shape[k] if chosen == 1 else chosen
-                batch.append(chosen)
-            return tuple(batch) + (ins[0][-2], ins[1][-1])
-        if name in ("cumsum",):
-            return ins[0]
-        if name == "take":
-            axis = node.params["axis"]
-            return ins[0][:axis] + ins[1] + ins[0][axis + 1:]
+        if node.prim.symbolic_shape is not None:
+            return node.prim.symbolic_shape(node, ins, self)
         candidates = [d for shape in ins for d in shape]
         return tuple(self.matching(n, candidates) if n != 1 else 1 for n in node.shape)
+
+    def record_start(self, node, axis, size_dim, size, start):
+        """Record the start of a slice or pad along `axis` (code read at run time when near the end)."""
+        self.starts[(node.id, axis)] = self._start(size_dim, size, start)
 
     def _start(self, size_dim, size, start):
         """A slice start as code-able Dim: literal when small, size - c when near the end."""
@@ -237,10 +193,10 @@ def inline_cost(node, materialized, memo):
     """Cost of recomputing one element of `node` inline (up to materialized values)."""
     if node.id in memo:
         return memo[node.id]
-    if node.id in materialized or node.prim.kind == "leaf":
+    if node.id in materialized or node.prim.kind is Kind.LEAF:
         cost = 0
     else:
-        own = 4 if node.prim.name in _EXPENSIVE else (0 if node.prim.kind == "index" else 1)
+        own = node.prim.inline_cost
         cost = own + sum(inline_cost(i, materialized, memo) for i in node.inputs)
     memo[node.id] = cost
     return cost
@@ -248,7 +204,7 @@ def inline_cost(node, materialized, memo):
 
 def _expands(node, consumer):
     """Whether `consumer` reads `node` at more points than `node` has (broadcast/index reuse)."""
-    if consumer.prim.kind == "reduction" or consumer.prim.name in ("pad", "diag_embed", "reshape", "transpose"):
+    if consumer.prim.kind is Kind.REDUCTION or consumer.prim.injective:
         return False
     return node.size < consumer.size and node.size > 1
 
@@ -262,14 +218,14 @@ def plan(graph, arg_names, split=False):
     how many such values a program has (an unrolled loop's steps)."""
     shapes = _ShapeInference(graph, arg_names)
     users = graph.consumers()
-    materialized = {o.id for o in graph.outputs if o.prim.kind not in ("leaf",)}
+    materialized = {o.id for o in graph.outputs if o.prim.kind is not Kind.LEAF}
     for node in graph.nodes:
-        if node.prim.kind == "leaf":
+        if node.prim.kind is Kind.LEAF:
             continue
-        if not is_fusible(node) or node.prim.kind == "reduction":
+        if not is_fusible(node) or node.prim.kind is Kind.REDUCTION:
             materialized.add(node.id)
             if not is_fusible(node):
-                materialized.update(i.id for i in _library_operands(node) if i.prim.kind != "leaf")
+                materialized.update(i.id for i in _library_operands(node) if i.prim.kind is not Kind.LEAF)
     isolated = _store_accumulations(graph, materialized) if split else set()
     memo = {}
     for node in graph.nodes:  # in topological order: each cost is computed from its inputs' memos
@@ -295,28 +251,24 @@ def _store_accumulations(graph, materialized):
     small nest whatever the number of steps, instead of one nest whose size grows with it."""
     links = set()
     for node in graph.nodes:
-        if node.prim.name != "add":
+        if node.prim is not add_p:
             continue
         for inner, other in (node.inputs, node.inputs[::-1]):
-            if inner.prim.name == "add" and other.id in materialized and other.prim.kind != "leaf":
+            if inner.prim is add_p and other.id in materialized and other.prim.kind is not Kind.LEAF:
                 links.add(inner.id)
     materialized |= links
     return links  # each in a nest of its own: a chain does not gather into one growing nest
 
 
-def is_matrix_transpose(node):
-    return node.prim.name == "transpose" and node.params["perm"] == (1, 0)
-
-
 def _library_operands(node):
-    """The values a library call needs stored; BLAS reads a 2-D transpose as a view of its input."""
-    if node.prim.name == "matmul" and node.ndim == 2:
-        return [i.inputs[0] if is_matrix_transpose(i) else i for i in node.inputs]
+    """The values a library call needs stored (its primitive may read some through views)."""
+    if node.prim.stored_operands is not None:
+        return node.prim.stored_operands(node)
     return list(node.inputs)
 
 
 def _domain(node, shapes):
-    if node.prim.kind == "reduction":
+    if node.prim.kind is Kind.REDUCTION:
         return shapes.shapes[node.inputs[0].id], node.inputs[0].shape
     return shapes.shapes[node.id], node.shape
 
@@ -329,18 +281,18 @@ def _reads(node, materialized):
     value is then computed in the same iteration, so it need not be finished first.
     """
     out = {}
-    aligned_root = node.prim.kind in ("elementwise", "reduction")
-    stack = [(i, aligned_root and (node.prim.kind == "reduction" or i.shape == node.shape)) for i in node.inputs]
+    aligned_root = node.prim.kind in (Kind.ELEMENTWISE, Kind.REDUCTION)
+    stack = [(i, aligned_root and (node.prim.kind is Kind.REDUCTION or i.shape == node.shape)) for i in node.inputs]
     seen = {}
     while stack:
         n, aligned = stack.pop()
         if seen.get(n.id) is False or seen.get(n.id) == aligned:
             continue
         seen[n.id] = aligned and seen.get(n.id, True)
-        if n.id in materialized or n.prim.kind == "leaf":
+        if n.id in materialized or n.prim.kind is Kind.LEAF:
             out[n.id] = out.get(n.id, True) and aligned
         else:
-            stack.extend((i, aligned and n.prim.kind == "elementwise" and i.shape == n.shape) for i in n.inputs)
+            stack.extend((i, aligned and n.prim.kind is Kind.ELEMENTWISE and i.shape == n.shape) for i in n.inputs)
     return out
 
 
@@ -365,7 +317,7 @@ def _joinable(node, domain, step, index, deps, owner, by_id, shapes):
         if is_pointwise(dep):
             if dep.ndim != len(domain):
                 return False
-        elif dep.prim.kind == "reduction":
+        elif dep.prim.kind is Kind.REDUCTION:
             inner = tuple(range(len(domain), rank))
             if len(domain) == rank or dep.inputs[0].ndim != rank or tuple(dep.params["axes"]) != inner:
                 return False
@@ -379,7 +331,7 @@ def _inline_set(node, materialized):
     out, stack = set(), [node]
     while stack:
         n = stack.pop()
-        if n.id in out or n.prim.kind == "leaf" or (n.id in materialized and n is not node):
+        if n.id in out or n.prim.kind is Kind.LEAF or (n.id in materialized and n is not node):
             continue
         out.add(n.id)
         stack.extend(n.inputs)
@@ -434,7 +386,7 @@ def _shared_expensive(graph, materialized, steps, owner):
             stack = list(root.inputs) if isinstance(step, LoopNest) else []
             while stack:
                 n = stack.pop()
-                if n.id in seen or n.id in materialized or n.prim.kind == "leaf":
+                if n.id in seen or n.id in materialized or n.prim.kind is Kind.LEAF:
                     continue
                 seen.add(n.id)
                 used_in.setdefault(n.id, set()).add(index)

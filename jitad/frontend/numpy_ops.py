@@ -938,16 +938,16 @@ def sqrt(x):
 
 
 def _sum_of_squares(node):
-    name = node.prim.name
-    if name == "square" or (name == "power_scalar" and node.params["exponent"] == 2):
+    prim = node.prim
+    if prim is P.square_p or (prim is P.power_scalar_p and node.params["exponent"] == 2):
         return True
-    if name == "multiply":
+    if prim is P.multiply_p:
         return node.inputs[0] is node.inputs[1]
-    if name in ("reduce_sum", "add", "reshape", "broadcast_to", "transpose"):
+    if prim in (P.reduce_sum_p, P.add_p, P.reshape_p, P.broadcast_to_p, P.transpose_p):
         return all(_sum_of_squares(i) for i in node.inputs)
-    if name == "matmul":  # x @ x of a vector: a (1, n) row times an (n, 1) column of the same x
+    if prim is P.matmul_p:  # x @ x of a vector: a (1, n) row times an (n, 1) column of the same x
         a, b = node.inputs
-        return a.prim.name == b.prim.name == "reshape" and a.inputs[0] is b.inputs[0] and \
+        return a.prim is b.prim is P.reshape_p and a.inputs[0] is b.inputs[0] and \
             a.inputs[0].ndim == 1 and a.shape[-2] == 1 and b.shape[-1] == 1
     return False
 
@@ -1064,27 +1064,18 @@ def _float_power(x, y):
 add, subtract, multiply, divide = P.add_p, P.subtract_p, P.multiply_p, P.divide_p
 absolute, not_equal = P.abs_p, P.not_equal_p
 
-UFUNCS = {
-    np.add: P.add_p, np.subtract: P.subtract_p, np.multiply: P.multiply_p, np.true_divide: P.divide_p,
-    np.negative: P.negative_p, np.positive: _pos, np.power: power, np.float_power: _float_power,
-    np.square: P.square_p, np.sqrt: sqrt, np.cbrt: P.cbrt_p, np.reciprocal: P.reciprocal_p,
-    np.exp: P.exp_p, np.exp2: P.exp2_p, np.expm1: P.expm1_p, np.log: P.log_p, np.log1p: P.log1p_p,
-    np.log2: P.log2_p, np.log10: P.log10_p, np.sin: P.sin_p, np.cos: P.cos_p, np.tan: P.tan_p,
-    np.arcsin: P.arcsin_p, np.arccos: P.arccos_p, np.arctan: P.arctan_p, np.arctan2: P.arctan2_p,
-    np.sinh: P.sinh_p, np.cosh: P.cosh_p, np.tanh: P.tanh_p, np.arcsinh: P.arcsinh_p,
-    np.arccosh: P.arccosh_p, np.arctanh: P.arctanh_p, np.absolute: P.abs_p, np.fabs: _fabs,
-    np.sign: P.sign_p, np.floor: P.floor_p, np.ceil: P.ceil_p, np.rint: P.rint_p, np.trunc: P.trunc_p,
-    np.maximum: P.maximum_p, np.minimum: P.minimum_p, np.fmax: P.fmax_p, np.fmin: P.fmin_p,
-    np.hypot: P.hypot_p, np.logaddexp: P.logaddexp_p, np.logaddexp2: _logaddexp2,
-    np.greater: P.greater_p, np.greater_equal: P.greater_equal_p, np.less: P.less_p,
-    np.less_equal: P.less_equal_p, np.equal: P.equal_p, np.not_equal: P.not_equal_p,
-    np.logical_and: P.logical_and_p, np.logical_or: P.logical_or_p, np.logical_xor: P.logical_xor_p,
-    np.logical_not: P.logical_not_p, np.bitwise_and: _boolean(P.logical_and_p, "bitwise_and"),
+# A ufunc that is one primitive is named by the primitive's declaration (`ufunc=`); the rest
+# below are compositions, or choose between primitives (np.sqrt of a sum of squares, np.power
+# by a constant exponent), and override a declared entry.
+UFUNCS = {prim.ufunc: prim for prim in P.REGISTRY.values() if prim.ufunc is not None}
+UFUNCS.update({
+    np.positive: _pos, np.power: power, np.float_power: _float_power, np.sqrt: sqrt, np.fabs: _fabs,
+    np.logaddexp2: _logaddexp2, np.bitwise_and: _boolean(P.logical_and_p, "bitwise_and"),
     np.bitwise_or: _boolean(P.logical_or_p, "bitwise_or"), np.bitwise_xor: _boolean(P.logical_xor_p, "bitwise_xor"),
-    np.invert: _boolean(P.logical_not_p, "invert"), np.isnan: P.isnan_p, np.isfinite: P.isfinite_p, np.isinf: P.isinf_p,
+    np.invert: _boolean(P.logical_not_p, "invert"),
     np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide, np.fmod: fmod, np.conjugate: _pos,
     np.deg2rad: _deg2rad, np.radians: _deg2rad, np.rad2deg: _rad2deg, np.degrees: _rad2deg,
-}
+})
 
 UFUNC_REDUCE = {np.add: sum, np.multiply: prod, np.maximum: amax, np.minimum: amin}
 

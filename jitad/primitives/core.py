@@ -1,45 +1,123 @@
 """The Primitive class and the factories that declare primitives from their math.
 
-A primitive holds, in one place: its shape/dtype rule, its NumPy reference
-implementation, its JVP rule, its VJP rule, and its lowering for the compiled
-backend. Rules are written with NumPy calls on IR values (tracers), so every rule is
-itself traceable and transforms compose (grad of grad).
+A primitive holds, in one place, everything the rest of jitad needs to know about it:
+its shape/dtype rule, its NumPy reference implementation, its JVP and VJP rules, its
+loop lowering (scalar code, accumulator, index map) or library call, its batching rule,
+its cost for the Jacobian scheduler, its fusion facts and its algebraic identities. It
+is given all of them at construction: its fields are __slots__, so nothing can be
+attached afterwards, and tests/test_primitive_declarations.py fails on library code that
+assigns to a field outside a declaration (tests may still mutate a rule to show a check
+can fail). So no other module keeps a table keyed by a primitive's name.
+
+Factories for the families: `linear` (the JVP is the op on the tangent; give only the
+transpose), `bilinear` (products), `reduction`, `library_call` here; `unary`, `binary` and
+`comparison` (from local derivatives) in jitad.primitives.elementwise. Rules are written
+on IR values, so every rule is itself traceable and transforms compose (grad of grad).
 """
 import functools
 import warnings
 
 import numpy as np
 
-from jitad.ir import bind, is_tracer
+from jitad.ir import Kind, bind, const_p, is_tracer
 
 REGISTRY = {}
 
+# relative cost of recomputing one element of a node inline, for fusion's decisions
+CHEAP, EXPENSIVE = 1, 4
+
+# kind -> the fields a declaration of that kind must give (besides impl and shape_rule)
+REQUIRED = {
+    Kind.ELEMENTWISE: ("scalar", "inline_cost"),
+    Kind.REDUCTION: ("accumulate", "batch"),
+    Kind.INDEX: ("index_map", "batch"),
+    Kind.LIBRARY: ("lower",),
+    Kind.ALIAS: (),
+    Kind.CALLBACK: (),
+}
+
+
+def size_cost(node):
+    """Element operations of a node that touches each output element once."""
+    return node.size
+
+
+def input_size_cost(node):
+    """A reduction reads each input element once."""
+    return node.inputs[0].size
+
+
+def dense_cost(node):
+    """Dense linear algebra: about n^3 for the largest operand of n x n."""
+    if not node.inputs:
+        return node.size
+    biggest = max(node.inputs, key=lambda n: n.size)
+    return biggest.size * max(biggest.shape or (1,))
+
+
+_DEFAULT_COST = {Kind.REDUCTION: input_size_cost, Kind.LIBRARY: dense_cost}
+
 
 class Primitive:
-    """One operation of the IR.
+    """One operation of the IR, declared once with all its rules.
 
-    kind: "elementwise" (broadcasting, fusible), "reduction" (fusible accumulator),
-    "index" (a pure index mapping: fusible as a read), or "library" (a call between
-    loop nests). `scalar` is the expression the fused loop computes for one element
-    (a format string over the operand names and params). `jvp(primals, tangents, out,
-    **params)` returns the output tangent; tangents of constant inputs are None.
-    `vjp(g, out, *primals, **params)` returns one cotangent per input (None = zero).
+    Rules: `impl(*arrays, **params)` is the NumPy reference; `shape_rule(*nodes, **params)`
+    returns (shape, dtype); `jvp(primals, tangents, out, **params)` returns the output
+    tangent (tangents of constant inputs are None); `vjp(g, out, *primals, **params)`
+    returns one cotangent per input (None = zero).
+
+    Lowering: ELEMENTWISE gives `scalar`, the code of one element (a format string over
+    the operand names and params, or a function of the params returning one);
+    REDUCTION gives `accumulate = (init, combine)`; INDEX gives `index_map(node,
+    out_index, ctx) -> (input_index, condition)`; LIBRARY gives `lower(node, out, ins,
+    ctx)`, the statements of the call, and `kernel_module`, the kernels module they use.
+
+    Transforms and backend: `batch(node, values, batched, k)` is the batching rule
+    (None: kind default -- elementwise broadcasts, others run k slices); it may return
+    None to fall back to k slices. `cost(node)` is the element operations the Jacobian
+    scheduler estimates; `inline_cost` the cost fusion counts per recomputed element;
+    `injective` says each input element is read at most once (no broadcast reuse);
+    `symbolic_shape(node, ins, shapes)` gives fusion symbolic dims when its shape
+    is not elementwise or a reduction's; `stored_operands(node)` the inputs a library
+    call needs stored (BLAS reads a transpose as a view); `contiguous_output` that a
+    library call's result is C-contiguous; `simplify(node, inputs, values)` an
+    algebraic identity (the value to use instead of the node, or None); `ufunc` the NumPy
+    ufunc the front-end maps to it; `short` its name in generated code (`mul`, `sum`).
+    `domain` is the test domain of safe inputs.
     """
 
-    def __init__(self, name, *, impl, shape_rule, jvp=None, vjp=None, kind="library",
-                 scalar=None, differentiable=True, foldable=True, domain=None):
-        self.name = name
-        self.impl = impl
-        self.shape_rule = shape_rule
-        self.jvp_rule = jvp
-        self.vjp_rule = vjp
-        self.kind = kind
-        self.scalar = scalar
-        self.differentiable = differentiable
-        self.foldable = foldable
-        self.domain = domain  # test domain: (low, high) of safe inputs, for the test table
-        assert name not in REGISTRY, name
-        REGISTRY[name] = self
+    __slots__ = ("name", "kind", "impl", "shape_rule", "jvp_rule", "vjp_rule", "differentiable", "foldable",
+                 "domain", "scalar", "inline_cost", "ufunc", "accumulate", "index_map", "injective", "lower",
+                 "kernel_module", "stored_operands", "contiguous_output", "symbolic_shape", "batch", "cost",
+                 "simplify", "short")
+
+    def __init__(self, name, *, impl, shape_rule, jvp=None, vjp=None, kind=Kind.LIBRARY, scalar=None,
+                 differentiable=True, foldable=True, domain=None, inline_cost=None, ufunc=None,
+                 accumulate=None, index_map=None, injective=False, lower=None, kernel_module="K",
+                 stored_operands=None, contiguous_output=False, symbolic_shape=None, batch=None, cost=None,
+                 simplify=None, short=None, register=True):
+        kind = Kind(kind)
+        if inline_cost is None:
+            inline_cost = {Kind.ELEMENTWISE: CHEAP, Kind.INDEX: 0}.get(kind)
+        fields = dict(
+            name=name, kind=kind, impl=impl, shape_rule=shape_rule, jvp_rule=jvp, vjp_rule=vjp,
+            differentiable=differentiable, foldable=foldable, domain=domain, scalar=scalar,
+            inline_cost=inline_cost, ufunc=ufunc, accumulate=accumulate, index_map=index_map,
+            injective=injective, lower=lower, kernel_module=kernel_module, stored_operands=stored_operands,
+            contiguous_output=contiguous_output, symbolic_shape=symbolic_shape, batch=batch,
+            cost=cost or _DEFAULT_COST.get(kind, size_cost), simplify=simplify, short=short or name)
+        for key, value in fields.items():
+            setattr(self, key, value)
+        if register:
+            assert name not in REGISTRY, name
+            REGISTRY[name] = self
+
+    def missing(self):
+        """The fields its kind needs that the declaration does not give (empty when complete)."""
+        needed = ["impl", "shape_rule", "cost", *REQUIRED[self.kind]]
+        if self.differentiable:
+            needed += ["jvp_rule", "vjp_rule"]
+        return [f for f in needed if getattr(self, f) is None]
 
     def __repr__(self):
         return self.name
@@ -72,27 +150,6 @@ def broadcast_shapes(*shapes):
         raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast") from None
 
 
-def unbroadcast(g, shape):
-    """Sum a cotangent down to `shape` (the transpose of NumPy broadcasting)."""
-    if g is None:
-        return None
-    gshape = np.shape(g)
-    if tuple(gshape) == tuple(shape):
-        return g
-    lead = len(gshape) - len(shape)
-    axes = tuple(range(lead)) + tuple(
-        lead + i for i, n in enumerate(shape) if n == 1 and gshape[lead + i] != 1)
-    if axes:
-        g = np.sum(g, axis=axes)
-    if np.shape(g) != tuple(shape):
-        g = np.reshape(g, shape)
-    return g
-
-
-def zeros_like_node(node):
-    return np.zeros(node.shape, node.dtype)
-
-
 def elementwise_shape(np_fn):
     def rule(*nodes, **params):
         shape = broadcast_shapes(*(n.shape for n in nodes))
@@ -100,77 +157,119 @@ def elementwise_shape(np_fn):
     return rule
 
 
-def _float_dtype(dtype):
-    return dtype if np.issubdtype(dtype, np.floating) else np.dtype(np.float64)
+def linear(name, impl, shape_rule, transpose, kind=Kind.LIBRARY, **facts):
+    """A primitive linear in its first operand (any others are non-differentiable data, such as
+    indices). Its JVP is itself applied to the tangent, so only the transpose is given:
+    `transpose(g, *primals, **params)` returns one cotangent per operand."""
+    def jvp(primals, tangents, out, **params):
+        return prim.bind(tangents[0], *primals[1:], **params)
+
+    def vjp(g, out, *primals, **params):
+        return transpose(g, *primals, **params)
+
+    prim = Primitive(name, impl=impl, shape_rule=shape_rule, jvp=jvp, vjp=vjp, kind=kind, **facts)
+    return prim
 
 
-def unary(name, np_fn, derivative, scalar, domain=(-2.0, 2.0)):
-    """An elementwise one-argument primitive from its local derivative d(x, y)."""
+def bilinear(name, impl, shape_rule, transpose_lhs, transpose_rhs, **facts):
+    """A primitive linear in each of its two operands (a product): d(a b) = da b + a db, so only
+    the two transposes are given, `transpose_lhs(g, a, b)` and `transpose_rhs(g, a, b)`."""
     def jvp(primals, tangents, out):
-        (x,), (t,) = primals, tangents
-        return scale(t, derivative(x, out))
-
-    def vjp(g, out, x):
-        return (mul_cotangent(g, derivative(x, out)),)
-
-    return Primitive(name, impl=np_fn, shape_rule=elementwise_shape(np_fn), jvp=jvp,
-                     vjp=vjp, kind="elementwise", scalar=scalar, domain=domain)
-
-
-def binary(name, np_fn, dx, dy, scalar, domain=(-2.0, 2.0)):
-    """An elementwise two-argument primitive from its partial derivatives d(x, y, out)."""
-    def jvp(primals, tangents, out):
-        x, y = primals
-        tx, ty = tangents
+        (a, b), (ta, tb) = primals, tangents
         terms = []
-        if tx is not None:
-            terms.append(scale(tx, dx(x, y, out)))
-        if ty is not None:
-            terms.append(scale(ty, dy(x, y, out)))
-        total = terms[0] if len(terms) == 1 else terms[0] + terms[1]
-        return np.broadcast_to(total, np.shape(out))
+        if ta is not None:
+            terms.append(prim.bind(ta, b))
+        if tb is not None:
+            terms.append(prim.bind(a, tb))
+        return terms[0] if len(terms) == 1 else terms[0] + terms[1]
 
-    def vjp(g, out, x, y):
-        return (unbroadcast(mul_cotangent(g, dx(x, y, out)), np.shape(x)),
-                unbroadcast(mul_cotangent(g, dy(x, y, out)), np.shape(y)))
+    def vjp(g, out, a, b):
+        return transpose_lhs(g, a, b), transpose_rhs(g, a, b)
 
-    return Primitive(name, impl=np_fn, shape_rule=elementwise_shape(np_fn), jvp=jvp,
-                     vjp=vjp, kind="elementwise", scalar=scalar, domain=domain)
+    prim = Primitive(name, impl=impl, shape_rule=shape_rule, jvp=jvp, vjp=vjp, **facts)
+    return prim
 
 
-def comparison(name, np_fn, scalar):
-    """A primitive with a boolean (or otherwise non-differentiable) result."""
-    return Primitive(name, impl=np_fn, shape_rule=elementwise_shape(np_fn),
-                     kind="elementwise", scalar=scalar, differentiable=False)
+def reduce_shape(x, axes):
+    return tuple(n for i, n in enumerate(x.shape) if i not in axes), x.dtype
 
 
-def scale(t, d):
-    """t * d without recording a multiplication by a literal 1 or -1."""
-    if isinstance(d, float):
-        if d == 1.0:
-            return t
-        if d == -1.0:
-            return -t
-    return t * d
+def shift_params(adjust):
+    """A batching rule for a primitive whose first operand alone may carry the batch axis:
+    the same primitive with its axis-valued params shifted by `adjust(params, k)`."""
+    def rule(node, values, batched, k):
+        if any(batched[1:]):
+            return None
+        return node.prim.bind(*values, **adjust(node.params, k))
+    return rule
 
 
-def mul_cotangent(g, d):
-    """g * d, kept finite where g comes from an untaken np.where branch.
-
-    The adjoint of np.where(c, a, b) sends where(c, g, 0) to `a`. Multiplying that by a
-    local derivative that is inf or NaN where the branch is not taken (sqrt at
-    negatives, log at 0) would give 0 * inf = NaN. Pushing the product inside the
-    select keeps the untaken lanes exactly 0, as the user's np.where intends.
-    """
-    if is_tracer(g) and g.node.prim.name == "where":
-        cond, a, b = g.node.inputs
-        wrap = g.builder.wrap
-        if _is_zero(b):
-            return np.where(wrap(cond), wrap(a) * d, 0.0)
-        if _is_zero(a):
-            return np.where(wrap(cond), 0.0, wrap(b) * d)
-    return scale(g, d)
+def shift_axes(params, k):
+    return {**params, "axes": tuple(a + 1 for a in params["axes"])}
 
 
-def _is_zero(node):
-    return node.prim.name == "const" and node.value.size == 1 and node.value.item() == 0
+def shift_axis(params, k):
+    return {**params, "axis": params["axis"] + 1}
+
+
+def reduction(name, impl, jvp, vjp, accumulate, **facts):
+    """A fusible reduction over `axes`: `impl(x, axes)`, its accumulator `(init, combine)`
+    (code, with `{acc}` and `{x}` in `combine`); it batches by shifting its axes."""
+    return Primitive(name, impl=impl, shape_rule=reduce_shape, jvp=jvp, vjp=vjp, kind=Kind.REDUCTION,
+                     accumulate=accumulate, batch=shift_params(shift_axes), **facts)
+
+
+def library_call(name, impl, shape_rule, jvp, vjp, lower, kernel_module="K", **facts):
+    """A primitive computed by a call between loop nests: `lower(node, out, ins, ctx)` returns
+    the statements (code) that store its value in `out`, reading its operands `ins`; the
+    calls use the kernels module `kernel_module` (K: jitad.backend.kernels, KL: kernels_linalg)."""
+    return Primitive(name, impl=impl, shape_rule=shape_rule, jvp=jvp, vjp=vjp, kind=Kind.LIBRARY, lower=lower,
+                     kernel_module=kernel_module, **facts)
+
+
+# --- helpers for lowerings ------------------------------------------------------------------
+def dtype_code(dtype):
+    return f"np.{np.dtype(dtype).name}" if np.dtype(dtype).name != "bool" else "np.bool_"
+
+
+def as_dtype(code, node, dtype):
+    """Operand code cast to `dtype` when it differs (BLAS and np.concatenate in Numba need one dtype)."""
+    return code if node.dtype == dtype else f"{code}.astype({dtype_code(dtype)})"
+
+
+def three_sizes(ctx, node, axis, extent_of):
+    """Code for the (before, axis, after) sizes of `node` around `axis`."""
+    before = " * ".join(ctx.size(node, a) for a in range(axis)) or "1"
+    after = " * ".join(ctx.size(node, a) for a in range(axis + 1, node.ndim)) or "1"
+    return before, extent_of, after
+
+
+# --- helpers for algebraic identities -------------------------------------------------------
+def same_type(node, other):
+    return node.shape == other.shape and node.dtype == other.dtype
+
+
+def const_scalar(node):
+    """The value of a node that is one constant broadcast or reshaped, else None."""
+    while node.prim.name in ("broadcast_to", "reshape"):
+        node = node.inputs[0]
+    if node.prim is const_p and node.value.size == 1:
+        return node.value.item()
+    return None
+
+
+def drop_neutral(neutral, either_side=True):
+    """The identity x op neutral = x (and neutral op x = x when `either_side`) of a binary op."""
+    def simplify(node, inputs, values):
+        a, b = inputs
+        if const_scalar(b) == neutral and same_type(node, a):
+            return values[0]
+        if either_side and const_scalar(a) == neutral and same_type(node, b):
+            return values[1]
+        return None
+    return simplify
+
+
+def wrap_like(value, node):
+    """`node` as a value of the trace `value` belongs to (None when `value` is not traced)."""
+    return value.builder.wrap(node) if is_tracer(value) else None

@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from jitad.primitives.core import Primitive
+from jitad.primitives.core import library_call
 from jitad.errors import NonDifferentiableError, ShapeError
 
 __all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "cholesky_p",
@@ -56,10 +56,9 @@ def _each(fn, out_core, dtype, *arrays):
 
 
 def _library(name, impl, shape_rule, jvp, vjp, lower, differentiable=True):
-    prim = Primitive(name, impl=impl, shape_rule=shape_rule, jvp=jvp, vjp=vjp, kind="library",
-                     differentiable=differentiable, foldable=True)
-    prim.lower = lower
-    return prim
+    """A LAPACK-backed primitive: its lowering calls jitad.backend.kernels_linalg (KL); it has
+    no batching rule (k slices) and the scheduler's cost of dense linear algebra."""
+    return library_call(name, impl, shape_rule, jvp, vjp, lower, kernel_module="KL", differentiable=differentiable)
 
 
 def _batched_scalar(node, out, call, ctx):

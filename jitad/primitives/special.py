@@ -9,7 +9,10 @@ import math
 
 import numpy as np
 
-from jitad.primitives.core import Primitive, binary, mul_cotangent, scale, unary
+from jitad.ir import Kind
+from jitad.primitives.core import Primitive
+from jitad.primitives.elementwise import (abs_p, binary, cos_p, exp_p, log1p_p, log_p, mul_cotangent, scale, sign_p,
+                                         unary, where_p)
 from jitad.errors import NonDifferentiableError
 
 __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma_p", "polygamma_p", "betaln_p",
@@ -43,7 +46,7 @@ def _float_shape(x, **params):
 
 def _safe(condition, x):
     """x where not `condition`, 1 where it holds: keeps an untaken np.where lane finite."""
-    return np.where(condition, 1.0, x)
+    return where_p(condition, 1.0, x)
 
 
 # --- logistic ------------------------------------------------------------------------------------
@@ -68,31 +71,31 @@ polygamma_p = Primitive(
     "polygamma", impl=_polygamma, shape_rule=_float_shape,
     jvp=lambda primals, tangents, out, n: scale(tangents[0], polygamma_p(primals[0], n=n + 1)),
     vjp=lambda g, out, x, n: (mul_cotangent(g, polygamma_p(x, n=n + 1)),),
-    kind="elementwise", scalar=lambda n: f"K.polygamma({int(n)}, {{0}})", domain=(0.5, 3.0))
+    kind=Kind.ELEMENTWISE, scalar=lambda n: f"K.polygamma({int(n)}, {{0}})", domain=(0.5, 3.0))
 betaln_p = binary("betaln", _scipy("betaln"), lambda a, b, o: digamma_p(a) - digamma_p(a + b),
                   lambda a, b, o: digamma_p(b) - digamma_p(a + b), "K.betaln({0}, {1})", domain=(0.5, 3.0))
 
 # --- error function and the normal distribution --------------------------------------------------
-erf_p = unary("erf", _scipy("erf"), lambda x, y: _TWO_OVER_SQRT_PI * np.exp(-x * x), "K.erf({0})")
-erfc_p = unary("erfc", _scipy("erfc"), lambda x, y: -_TWO_OVER_SQRT_PI * np.exp(-x * x), "K.erfc({0})")
-erfinv_p = unary("erfinv", _scipy("erfinv"), lambda x, y: _HALF_SQRT_PI * np.exp(y * y), "K.erfinv({0})",
+erf_p = unary("erf", _scipy("erf"), lambda x, y: _TWO_OVER_SQRT_PI * exp_p(-x * x), "K.erf({0})")
+erfc_p = unary("erfc", _scipy("erfc"), lambda x, y: -_TWO_OVER_SQRT_PI * exp_p(-x * x), "K.erfc({0})")
+erfinv_p = unary("erfinv", _scipy("erfinv"), lambda x, y: _HALF_SQRT_PI * exp_p(y * y), "K.erfinv({0})",
                  domain=(-0.9, 0.9))
-ndtr_p = unary("ndtr", _scipy("ndtr"), lambda x, y: np.exp(-0.5 * x * x) * (1.0 / _SQRT_2PI), "K.ndtr({0})")
+ndtr_p = unary("ndtr", _scipy("ndtr"), lambda x, y: exp_p(-0.5 * x * x) * (1.0 / _SQRT_2PI), "K.ndtr({0})")
 # φ(x) / Φ(x) as exp(log φ - log Φ): finite far into the lower tail, where both underflow
-log_ndtr_p = unary("log_ndtr", _scipy("log_ndtr"), lambda x, y: np.exp(-0.5 * x * x - _LOG_SQRT_2PI - y),
+log_ndtr_p = unary("log_ndtr", _scipy("log_ndtr"), lambda x, y: exp_p(-0.5 * x * x - _LOG_SQRT_2PI - y),
                    "K.log_ndtr({0})", domain=(-4.0, 3.0))
-ndtri_p = unary("ndtri", _scipy("ndtri"), lambda x, y: _SQRT_2PI * np.exp(0.5 * y * y), "K.ndtri({0})",
+ndtri_p = unary("ndtri", _scipy("ndtri"), lambda x, y: _SQRT_2PI * exp_p(0.5 * y * y), "K.ndtri({0})",
                 domain=(0.05, 0.95))
 
 # --- information: x log y with 0 log 0 = 0 ------------------------------------------------------
 # xlogy(0, y) = 0 for every y, so its y-derivative there is 0 (also at y = 0, where x / y is not)
-xlogy_p = binary("xlogy", _scipy("xlogy"), lambda x, y, o: np.log(y),
-                 lambda x, y, o: np.where(x == 0, 0.0, x / _safe(x == 0, y)), "K.xlogy({0}, {1})",
+xlogy_p = binary("xlogy", _scipy("xlogy"), lambda x, y, o: log_p(y),
+                 lambda x, y, o: where_p(x == 0, 0.0, x / _safe(x == 0, y)), "K.xlogy({0}, {1})",
                  domain=((-2.0, 2.0), (0.3, 3.0)))
-xlog1py_p = binary("xlog1py", _scipy("xlog1py"), lambda x, y, o: np.log1p(y),
-                   lambda x, y, o: np.where(x == 0, 0.0, x / _safe(x == 0, 1.0 + y)), "K.xlog1py({0}, {1})",
+xlog1py_p = binary("xlog1py", _scipy("xlog1py"), lambda x, y, o: log1p_p(y),
+                   lambda x, y, o: where_p(x == 0, 0.0, x / _safe(x == 0, 1.0 + y)), "K.xlog1py({0}, {1})",
                    domain=((-2.0, 2.0), (-0.5, 2.0)))
-entr_p = unary("entr", _scipy("entr"), lambda x, y: -(np.log(x) + 1.0), "K.entr({0})", domain=(0.1, 3.0))
+entr_p = unary("entr", _scipy("entr"), lambda x, y: -(log_p(x) + 1.0), "K.entr({0})", domain=(0.1, 3.0))
 
 
 # --- modified Bessel functions of the first kind, integer order n: I_n' = (I_{n-1} + I_{n+1}) / 2 ---
@@ -108,14 +111,14 @@ def _bessel_i_derivative(x, out, n, scaled):
     """I_{-1} = I_1; the scaled e^-|x| I_n(x) adds -sign(x) times itself (a kink at 0, like |x|)."""
     d = bessel_i_p(x, n=1, scaled=scaled) if n == 0 else \
         0.5 * (bessel_i_p(x, n=n - 1, scaled=scaled) + bessel_i_p(x, n=n + 1, scaled=scaled))
-    return d - np.sign(x) * out if scaled else d
+    return d - sign_p(x) * out if scaled else d
 
 
 bessel_i_p = Primitive(
     "bessel_i", impl=_bessel_i, shape_rule=_float_shape,
     jvp=lambda primals, tangents, out, n, scaled: scale(tangents[0], _bessel_i_derivative(primals[0], out, n, scaled)),
     vjp=lambda g, out, x, n, scaled: (mul_cotangent(g, _bessel_i_derivative(x, out, n, scaled)),),
-    kind="elementwise", scalar=lambda n, scaled: f"K.bessel_i({int(n)}, {{0}}, {bool(scaled)})")
+    kind=Kind.ELEMENTWISE, scalar=lambda n, scaled: f"K.bessel_i({int(n)}, {{0}}, {bool(scaled)})")
 
 
 # --- np.sinc -------------------------------------------------------------------------------------
@@ -125,12 +128,12 @@ _SINC_SERIES = tuple((-1) ** k * 2 * k * math.pi ** (2 * k) / math.factorial(2 *
 
 
 def _sinc_derivative(x, y):
-    small = np.abs(x) < 0.1
+    small = abs_p(x) < 0.1
     x2, poly = x * x, _SINC_SERIES[-1]
     for c in reversed(_SINC_SERIES[:-1]):
         poly = c + x2 * poly
     safe_x = _safe(small, x)
-    return np.where(small, x * poly, (np.cos(math.pi * safe_x) - y) / safe_x)
+    return where_p(small, x * poly, (cos_p(math.pi * safe_x) - y) / safe_x)
 
 
 sinc_p = unary("sinc", np.sinc, _sinc_derivative, "(1.0 if {0} == 0.0 else np.sin(np.pi * {0}) / (np.pi * {0}))")
@@ -140,7 +143,7 @@ sinc_p = unary("sinc", np.sinc, _sinc_derivative, "(1.0 if {0} == 0.0 else np.si
 # The shift of a stable log-sum-exp: the max where finite, else 0. The result does not depend on
 # it, so AD treats it as a constant (a stop-gradient) and the derivative is exactly softmax.
 finite_shift_p = Primitive("finite_shift", impl=lambda x: np.where(np.isfinite(x), x, np.zeros((), x.dtype)),
-                           shape_rule=lambda x: (x.shape, x.dtype), kind="elementwise",
+                           shape_rule=lambda x: (x.shape, x.dtype), kind=Kind.ELEMENTWISE,
                            scalar="({0} if np.isfinite({0}) else 0.0)", differentiable=False)
 
 
@@ -152,4 +155,4 @@ def _no_derivative(*args, what, **_):
 # not exist (a discrete count, an integer order), which would otherwise get a formula's derivative.
 no_derivative_p = Primitive("no_derivative", impl=lambda x, what: x, shape_rule=lambda x, what: (x.shape, x.dtype),
                             jvp=_no_derivative, vjp=_no_derivative,
-                            kind="elementwise", scalar="{0}")
+                            kind=Kind.ELEMENTWISE, scalar="{0}")

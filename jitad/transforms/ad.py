@@ -7,19 +7,18 @@ applied again.
 """
 import numpy as np
 
-from jitad.frontend import numpy_ops
 from jitad.errors import NonDifferentiableError
 from jitad.interpreter import replay
-from jitad.ir import const_p, input_p
-from jitad.primitives import unbroadcast
+from jitad.ir import Kind, const_p, input_p
+from jitad.primitives import builders as B
 
 
 def active_nodes(graph, wrt):
-    """Ids of nodes that depend on the differentiated inputs through differentiable numpy_ops."""
-    # integer and boolean values carry no derivative (x.astype(int) is a step function, like floor)
+    """Ids of nodes that depend on the differentiated inputs through differentiable primitives.
+    Integer and boolean values carry no derivative (x.astype(int) is a step function, like floor)."""
     active = {graph.inputs[i].id for i in wrt}
     for node in graph.nodes:
-        if node.prim.kind != "leaf" and getattr(node.prim, "differentiable", True) and node.dtype.kind == "f" and \
+        if node.prim.differentiable and node.dtype.kind == "f" and \
                 any(i.id in active for i in node.inputs):
             active.add(node.id)
     return active
@@ -28,10 +27,10 @@ def active_nodes(graph, wrt):
 def _fit(value, node):
     """A cotangent or tangent with the node's shape and dtype."""
     if np.shape(value) != node.shape:
-        value = unbroadcast(value, node.shape) if len(np.shape(value)) >= node.ndim \
-            else numpy_ops.broadcast_to(value, node.shape)
+        value = B.unbroadcast(value, node.shape) if len(np.shape(value)) >= node.ndim \
+            else B.broadcast_to(value, node.shape)
     if node.dtype.kind == "f" and getattr(value, "dtype", node.dtype) != node.dtype:
-        value = numpy_ops.astype(value, node.dtype) if not isinstance(value, np.ndarray) else value.astype(node.dtype)
+        value = B.astype(value, node.dtype) if not isinstance(value, np.ndarray) else value.astype(node.dtype)
     return value
 
 
@@ -59,7 +58,7 @@ def jvp_values(graph, primals, tangent_sets, wrt):
                 continue
             rule = _rule(node, "jvp")
             tan[node.id] = _fit(rule([env[i.id] for i in node.inputs], ins, env[node.id], **node.params), node)
-        results.append([tan[o.id] if o.id in tan else numpy_ops.full(o.shape, 0, _tangent_dtype(o))
+        results.append([tan[o.id] if o.id in tan else B.full(o.shape, 0, _tangent_dtype(o))
                         for o in graph.outputs])
     return outs, results
 
@@ -74,7 +73,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt):
     outs = [env[o.id] for o in graph.outputs]
     active = active_nodes(graph, wrt)
     results = []
-    order = [n for n in reversed(graph.nodes) if n.id in active and n.prim.kind != "leaf"]
+    order = [n for n in reversed(graph.nodes) if n.id in active and n.prim.kind is not Kind.LEAF]
     for cotangents in cotangent_sets:
         ct = {}
         for o, c in zip(graph.outputs, cotangents):
@@ -92,7 +91,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt):
         grads = []
         for i in wrt:
             node = graph.inputs[i]
-            grads.append(ct[node.id] if node.id in ct else numpy_ops.full(node.shape, 0, node.dtype))
+            grads.append(ct[node.id] if node.id in ct else B.full(node.shape, 0, node.dtype))
         results.append(grads)
     return outs, results
 

@@ -9,8 +9,9 @@ per-node and a per-call overhead) and takes the cheapest:
              c reverse sweeps on the input side, c forward sweeps on the output
              side, then one (m x c) @ (c x n) product
 
-A sweep's cost is read off its traced graph (`jitad.sweeps.sweep_body`) with 1 and 2
-directions, so what the estimate counts is what the sweep runs.
+A node's cost is what its primitive declares (`prim.cost(node)`). A sweep's cost is read off
+its traced graph (`jitad.sweeps.sweep_body`) with 1 and 2 directions, so what the estimate
+counts is what the sweep runs.
 """
 import functools
 
@@ -18,6 +19,7 @@ import numpy as np
 
 from jitad import backend
 from jitad.frontend.tracer import trace
+from jitad.ir import Kind
 from jitad.passes import optimize
 from jitad.sweeps import sweep_body
 from jitad.transforms import ad, batching
@@ -72,32 +74,17 @@ def min_vertex_cut(graph, wrt):
             and ("in", node.id) in source_side and ("out", node.id) not in source_side]
 
 
-def _work(node):
-    """Element operations one node costs (flops for products and factorisations)."""
-    prim = node.prim
-    if prim.kind == "leaf":
-        return 0
-    if prim.name == "matmul":
-        return node.size * node.inputs[0].shape[-1]
-    if prim.kind == "reduction":
-        return node.inputs[0].size
-    if prim.kind == "library" and prim.name not in ("take", "scatter_add", "concatenate", "cumsum") \
-            and node.inputs:
-        biggest = max(node.inputs, key=lambda n: n.size)  # dense linear algebra: ~ n^3
-        return biggest.size * max(biggest.shape or (1,))
-    return node.size
-
-
 def graph_cost(graph):
     """Estimated cost of evaluating `graph` once, in element operations."""
     per_node = NODE_OVERHEAD.get(backend.config.backend, DEFAULT_NODE_OVERHEAD)
-    return sum(_work(n) + per_node for n in graph.nodes if n.prim.kind != "leaf")
+    # each primitive declares its cost in element operations (flops for products and factorisations)
+    return sum(n.prim.cost(n) + per_node for n in graph.nodes if n.prim.kind is not Kind.LEAF)
 
 
 def default_chunk(graph):
     """Directions per sweep for `graph` when the user fixes none."""
     if all(batching.has_rule(n.prim) for n in graph.nodes):
-        values = sum(n.size for n in graph.nodes if n.prim.kind != "leaf") + sum(n.size for n in graph.inputs)
+        values = sum(n.size for n in graph.nodes if n.prim.kind is not Kind.LEAF) + sum(n.size for n in graph.inputs)
         return max(1, min(MAX_CHUNK, ELEMENT_BUDGET // max(1, values)))
     return max(1, min(UNROLLED_CHUNK, NODE_BUDGET // max(1, len(graph.nodes))))
 

@@ -315,7 +315,7 @@ class Workspace(np.ndarray):
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
         out = kwargs.pop("out", None)
         if method == "at":
-            if _has_tracer(inputs) or Workspace.current(inputs[0]) is not None:
+            if _has_tracer(inputs) or (isinstance(inputs[0], Workspace) and Workspace.current(inputs[0]) is not None):
                 return add_at(ufunc, *inputs)
             return ufunc.at(*[_plain(i) for i in inputs])
         traced = _has_tracer(inputs) or any(isinstance(i, Workspace) and i.current() is not None

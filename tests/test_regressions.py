@@ -217,8 +217,6 @@ def test_float32_values_recomputed_across_nests_agree():
     np.testing.assert_allclose(g, 0.0, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="open: jitad/frontend/numpy_extra.py keeps float32 (fuzz known.py "
-                                       "'float32-vander-cov-dtype'); remove this mark once fixed")
 def test_float32_vander_cov_corrcoef_are_float64_like_numpy():
     """Fuzz finding (session 3, wrong dtype): NumPy computes np.vander, np.cov and np.corrcoef of
     float32 arrays in float64 (vander promotes with int, cov/corrcoef with float64); jitad
@@ -326,8 +324,6 @@ def test_in_place_methods_work_or_raise_a_named_error(method):
     np.testing.assert_array_equal(got, f(x.copy()))
 
 
-@pytest.mark.xfail(strict=True, reason="open: jitad/frontend/numpy_extra.py quantile promotes to float64 (fuzz "
-                                       "known.py 'float32-quantile-dtype'); remove this mark once fixed")
 def test_float32_quantile_with_python_float_q_stays_float32():
     """Fuzz finding (session 3, wrong dtype): np.quantile/np.percentile/np.nanquantile of a float32
     array at a Python float q are float32 in NumPy (q is a weak scalar; a list q is float64);
@@ -341,8 +337,6 @@ def test_float32_quantile_with_python_float_q_stays_float32():
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="open: jitad/frontend/numpy_extra.py promotes to float64 (fuzz known.py "
-                                       "'float32-quantile-dtype'); remove this mark once fixed")
 def test_float32_nanmedian_and_ediff1d_to_begin_stay_float32():
     """Fuzz finding (session 3, wrong dtype): np.nanmedian, np.nanpercentile and np.ediff1d(...,
     to_begin=0.5) of float32 arrays are float32 in NumPy (ediff1d casts to_begin to the array's

@@ -246,10 +246,18 @@ def cumprod(a, axis=None, dtype=None, out=None):
 
 def ediff1d(ary, to_end=None, to_begin=None):
     flat = ops.ravel(ops.asarray(ary))
-    parts = [ops.ravel(ops.asarray(to_begin))] if to_begin is not None else []
+    dtype = flat.dtype
+
+    def cast(extra, name):  # NumPy casts to_begin and to_end to the array's dtype, same_kind only
+        extra = ops.ravel(ops.asarray(extra))
+        if not np.can_cast(extra.dtype, dtype, "same_kind"):
+            raise TypeError(f"dtype of `{name}` must be compatible with input `ary` under the `same_kind` rule.")
+        return ops.astype(extra, dtype)
+
+    parts = [cast(to_begin, "to_begin")] if to_begin is not None else []
     parts.append(ops.diff(flat))
     if to_end is not None:
-        parts.append(ops.ravel(ops.asarray(to_end)))
+        parts.append(cast(to_end, "to_end"))
     return ops.concatenate(parts) if len(parts) > 1 else parts[0]
 
 
@@ -313,7 +321,8 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", 
                                         f"{', '.join(_QUANTILE_METHODS)}. ")
     if weights is not None:
         raise UnsupportedOperationError(f"np.{_name}(weights=...)", "")
-    q = np.asarray(_concrete(q, f"np.{_name} with q"), dtype=np.float64)
+    q_given = _concrete(q, f"np.{_name} with q")  # a Python float q keeps a float32 array's dtype
+    q = np.asarray(q_given, dtype=np.float64)
     if _name == "percentile":
         q = np.true_divide(q, 100)
     if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
@@ -321,7 +330,8 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", 
                          "Quantiles must be in the range [0, 1]")
     a = ops.asarray(a)
     shape = ops.shape_of(a)
-    out_dtype = _numpy_dtype(np.quantile, np.zeros((2,), a.dtype), q[()] if q.ndim == 0 else q, method=method)
+    out_dtype = _numpy_dtype(np.percentile if _name == "percentile" else np.quantile, np.zeros((2,), a.dtype),
+                             q_given, method=method)
     axes = ops._axes(axis, len(shape))
     kept = [d for d in range(len(shape)) if d not in axes]
     n = int(np.prod([shape[d] for d in axes], dtype=np.int64))
@@ -443,14 +453,15 @@ nanmin = _nan_extreme("nanmin", ops.amin, np.inf)
 def cov(m, y=None, rowvar=True, bias=False, ddof=None, fweights=None, aweights=None, *, dtype=None):
     if fweights is not None or aweights is not None:
         raise UnsupportedOperationError("np.cov with fweights/aweights", "")
-    x = _float(m)
+    x = ops.asarray(m)
+    x = ops.astype(x, np.result_type(x.dtype, np.float64))  # NumPy computes in float64 at least
     if ops.ndim_of(x) > 2:
         raise ValueError("m has more than 2 dimensions")
     x = ops.atleast_2d(x)
     if not rowvar and ops.shape_of(x)[0] != 1:
         x = ops.transpose(x)
     if y is not None:
-        y = ops.atleast_2d(_float(y))
+        y = ops.atleast_2d(ops.astype(ops.asarray(y), x.dtype))
         if not rowvar and ops.shape_of(y)[0] != 1:
             y = ops.transpose(y)
         x = ops.concatenate([x, y], axis=0)
@@ -912,6 +923,9 @@ def vander(x, N=None, increasing=False):
     if ops.ndim_of(x) != 1:
         raise ValueError("x must be a one-dimensional array or sequence.")
     n = ops.shape_of(x)[0] if N is None else operator.index(N)
+    dtype = np.promote_types(x.dtype, np.int_)  # NumPy multiplies into an array of that dtype
+    if dtype != x.dtype:
+        x = ops.astype(x, dtype)
     powers = range(n) if increasing else range(n - 1, -1, -1)
     columns = [ops.ones_like(x) if k == 0 else P.power_scalar_p(x, exponent=k) for k in powers]
     return ops.stack(columns, axis=1) if columns else ops.reshape(x, (-1, 0))
@@ -928,7 +942,8 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     if method != "linear" or weights is not None:
         raise UnsupportedOperationError(f"np.{_name}(method={method!r}{', weights' if weights is not None else ''})",
                                         "jitad implements the default 'linear' method without weights. ")
-    q = np.asarray(_concrete(q, f"np.{_name} with q"), dtype=np.float64)
+    q_given = _concrete(q, f"np.{_name} with q")  # a Python float q keeps a float32 array's dtype
+    q = np.asarray(q_given, dtype=np.float64)
     if _name == "nanpercentile":
         q = np.true_divide(q, 100)
     if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
@@ -938,7 +953,8 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     if a.dtype.kind != "f":
         return quantile(a, q * 100 if _name == "nanpercentile" else q, axis=axis, keepdims=keepdims,
                         _name=_name.replace("nan", ""))
-    out_dtype = _numpy_dtype(np.nanquantile, np.zeros((2,), a.dtype), q[()] if q.ndim == 0 else q)
+    out_dtype = _numpy_dtype(np.nanpercentile if _name == "nanpercentile" else np.nanquantile,
+                             np.zeros((2,), a.dtype), q_given)
     shape = ops.shape_of(a)
     axes = ops._axes(axis, len(shape))
     kept = [d for d in range(len(shape)) if d not in axes]

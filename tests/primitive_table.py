@@ -647,22 +647,28 @@ _SAME_KERNELS = {
     "dot_method", "matmul_operator", "tensordot_2", "tensordot_0", "einsum_implicit", "einsum_inner_full",
     "einsum_dot", "einsum_matvec", "einsum_outer", "einsum_mult", "einsum_abt", "einsum_sum_free", "einsum_diag",
     "einsum_transpose", "multi_dot",
-    # decompositions: the same library calls, on the same shapes, as the linalg rows and the decomposition
-    # rows kept (batched, broadcast, both triangles, wide and tall, every mode)
+    # decompositions: the same library calls and rules as the linalg rows (2-D and batched; qr, svd both ways,
+    # solve_triangular lower and transposed) and the decomposition rows kept (solve broadcast over a batch,
+    # cholesky upper, eigvalsh upper batched, wide svd and qr, unit-diagonal triangular solve)
     "solve_vector", "solve_matrix", "solve_batched", "inv_4x4", "det_4x4", "det_batched", "slogdet_batched",
     "cholesky_spd", "cholesky_lower_triangle", "eigvalsh_4x4", "eigh_vectors", "svdvals_tall",
     "svdvals_wide_batched", "svd_tall", "qr_tall", "qr_square_batched", "pinv_tall", "matrix_power_5",
     "norm_2", "norm_minus_2", "matrix_norm_api", "vector_norm_api", "trace_multi_dot", "solve_triangular_lower",
-    "cho_factor_solve", "scipy_cholesky",
+    "cho_factor_solve", "scipy_cholesky", "inv_batched", "solve_vector_batched_a", "eigh_both_batched",
+    "svd_square_full", "svd_batched", "qr_r_only", "pinv_wide_batched", "matrix_power_negative", "norm_nuc_axes",
+    "solve_triangular_upper_trans", "cho_solve_lower",
 }
+# Second order (reverse over reverse) and forward mode compiled: every elementwise rule, one row per family
+# of structural and product rules (each row has inputs of its own, so a second-order kernel grows with
+# every row: these kernels are the suite's slowest)
 _SECOND_ORDER = {
-    "shapes": {"reshape", "reshape_method_minus_one", "transpose_axes", "dot_T", "slice_2d", "slice_negative_steps_2d",
-               "int_index", "none_ellipsis", "int_array_index_axis1", "int_array_index_pair", "bool_mask_index",
-               "expand_dims", "squeeze", "broadcast_to", "concatenate", "stack_axis1", "np_array_of_traced", "diff",
-               "roll", "tile_repeat", "pad_constant", "split", "sort", "cross_kron"},
-    "products": {"dot", "matmul", "rmatmul_constant", "vdot", "inner", "outer", "tensordot", "tensordot_pairs",
-                 "einsum_batched", "einsum_trace", "einsum_diag_pair", "einsum_three", "trace", "diag_of_vector",
-                 "diag_of_matrix", "diagonal", "triu", "tril", "cumsum_axis", "norm", "norm_axis"},
+    "binary": {"add", "subtract", "multiply", "divide", "maximum", "minimum", "fmax", "fmin", "hypot", "logaddexp",
+               "logaddexp2", "arctan2", "power", "float_power", "clip_traced_bounds", "where_traced_cond",
+               "power_scalar[2.5]", "power_scalar[-1]", "power_scalar_negative_base"},
+    "shapes": {"reshape_method_minus_one", "transpose_axes", "slice_negative_steps_2d", "none_ellipsis",
+               "int_array_index_pair", "bool_mask_index", "concatenate", "np_array_of_traced", "pad_constant", "sort"},
+    "products": {"dot", "matmul", "tensordot_pairs", "einsum_batched", "einsum_trace", "diag_of_matrix", "triu",
+                 "cumsum_axis", "norm_axis"},
 }
 
 

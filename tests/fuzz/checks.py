@@ -661,7 +661,11 @@ def batch_source(programs):
         calls_g.append(f"g_{k}({', '.join(names)})")
     parts.append(f"def F({', '.join(params)}):\n    return ({', '.join(calls_f)},)\n")
     parts.append(f"def G({', '.join(params)}):\n    return " + " + ".join(calls_g) + "\n")
-    parts.append(f"def G_aux({', '.join(params)}):\n    return (G({', '.join(params)}), F({', '.join(params)}))\n")
+    # G and F each call every program once: in-place programs write into their arguments, so G
+    # gets copies (NumPy semantics: a second call would see the first call's writes)
+    copies = ", ".join(f"_fresh({p})" for p in params)
+    parts.append("def _fresh(v):\n    return v.copy() if hasattr(v, 'copy') else v\n")
+    parts.append(f"def G_aux({', '.join(params)}):\n    return (G({copies}), F({', '.join(params)}))\n")
     return "\n".join(parts)
 
 

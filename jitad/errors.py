@@ -131,3 +131,8 @@ class NonDifferentiableError(JitadError):
 
     def __init__(self, message):
         super().__init__(f"{message}{_where()}")
+
+
+class CompileError(JitadError, RuntimeError):
+    """Numba could not compile a kernel jitad generated for a valid program (a limit of jitad's
+    code generation, not of the user's code); the NumPy executor can still run it."""

@@ -7,6 +7,7 @@ import sys
 import textwrap
 
 import numpy as np
+import pytest
 
 import jitad
 from jitad.backend.cache import cache_dir, cache_info
@@ -133,3 +134,20 @@ def test_explain_shows_the_jacobian_plan():
     A = np.ones((3, 2000))  # R^2000 -> R^3: reverse mode, one sweep of 3 cotangents
     report = jitad.explain(jitad.jacobian(lambda x: np.tanh(A @ x)), np.ones(2000), print_report=False)
     assert "reverse mode" in report and "est. cost" in report
+
+
+def test_a_kernel_numba_cannot_compile_raises_a_named_error(monkeypatch):
+    """Numba's passes recurse over very deep expressions (a chain of hundreds of in-place writes
+    into one array): the caller gets jitad.CompileError naming the way out, not a raw RecursionError."""
+    from jitad.backend import cache
+    saved = jitad.config.compile
+    jitad.config.compile = "eager"
+    try:
+        def deep(*args):
+            raise RecursionError("maximum recursion depth exceeded")
+        monkeypatch.setattr(cache.CompiledGraph, "direct", lambda self, args: deep())
+        f = jitad.jit(lambda x: np.sin(x) * 3.0 + x)
+        with pytest.raises(jitad.CompileError, match="compile = 'off'"):
+            f(np.arange(3.0))
+    finally:
+        jitad.config.compile = saved

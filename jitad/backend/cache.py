@@ -352,7 +352,16 @@ class CompiledGraph:
     def _counted_call(self, args):
         before = len(self.dispatcher.signatures)
         hits = sum(self.dispatcher.stats.cache_hits.values())
-        outs = self.direct(args)
+        try:
+            outs = self.direct(args)
+        except RecursionError as exc:  # Numba's passes recurse over very deep expressions
+            from jitad.errors import CompileError
+            raise CompileError(
+                f"Numba could not compile the generated kernel ({len(self.graph.nodes)} graph nodes): its "
+                "expressions nest too deeply (RecursionError in Numba). This happens for very long chains "
+                "of in-place writes or elementwise operations on one array. Way out: "
+                "jitad.config.compile = 'off' runs the function on the NumPy executor (same results), or "
+                "write the loop as whole-array operations.") from exc
         if len(self.dispatcher.signatures) > before:
             if sum(self.dispatcher.stats.cache_hits.values()) > hits:
                 STATS["disk_loads"] += 1
@@ -471,8 +480,7 @@ class TieredGraph:
             else:
                 message = job.message or f"the background compile ended with status {job.status!r}"
             self.job = worker.NEVER
-            _warn_once(job.status, f"jitad: {message}. This function keeps running on the NumPy executor; "
-                                   "set jitad.config.compile = 'eager' to compile in this process.")
+            _warn_once(job.status, f"jitad: {message}. {_staying(job.status)}")
 
 
 # --- the split form: one kernel per distinct loop nest, called from a plain Python driver -----------
@@ -576,8 +584,18 @@ class TieredSplit(TieredGraph):
                 job = failed[0]
                 message = job.message or f"the background compile ended with status {job.status!r}"
             self.jobs = [worker.NEVER]
-            _warn_once(failed[0].status if failed else "load", f"jitad: {message}. This function keeps running "
-                       "on the NumPy executor; set jitad.config.compile = 'eager' to compile in this process.")
+            status = failed[0].status if failed else "load"
+            _warn_once(status, f"jitad: {message}. {_staying(status)}")
+
+
+def _staying(status):
+    """What a caller left on the NumPy tier should know: compiling in this process helps only when the
+    worker could not run; a kernel that failed to compile (status "error") would fail here too."""
+    if status == "error":
+        return ("This function keeps running on the NumPy executor (same results). Please report the error "
+                "with the program; jitad.config.compile = 'off' silences this.")
+    return ("This function keeps running on the NumPy executor; set jitad.config.compile = 'eager' to "
+            "compile in this process.")
 
 
 def compile_graph(graph, mode="eager", labels=None):

@@ -232,9 +232,6 @@ def test_float32_vander_cov_corrcoef_are_float64_like_numpy():
         np.testing.assert_allclose(got, want, rtol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="open: traced arrays are assumed C-ordered, NumPy's ufunc results and np.copy "
-                                       "keep their input's layout (fuzz known.py 'layout-of-ufunc-results'); "
-                                       "remove this mark once fixed")
 def test_ravel_of_fortran_ordered_result_is_a_copy_like_numpy():
     """Fuzz finding (session 3, silently wrong value): NumPy's ufuncs and np.copy keep their
     input's memory layout (order='K'), so `x.T * 1.0` is Fortran-ordered, its ravel/reshape(-1)

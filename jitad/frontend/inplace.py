@@ -43,7 +43,9 @@ def root_positions(shape):
 
 def positions_of(tracer):
     view = tracer._view
-    return root_positions(tracer.shape) if view is None else view[1]
+    if view is None:  # a root: its own positions, in its memory layout (C unless recorded)
+        return root_positions(tracer.shape) if tracer._layout is None else tracer._layout
+    return view[1]
 
 
 def root_of(tracer):

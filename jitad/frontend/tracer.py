@@ -23,7 +23,7 @@ class Tracer:
     A view (`x[1:]`, `x.T`, ...) records its root tracer and the root positions it shows, and
     re-reads the root when the root changed since."""
 
-    __slots__ = ("_node", "builder", "_view", "_version")
+    __slots__ = ("_node", "builder", "_view", "_version", "_layout")
     __array_priority__ = 1000
 
     def __init__(self, node, builder):
@@ -31,6 +31,7 @@ class Tracer:
         self.builder = builder
         self._view = None  # (root tracer, positions in the root, root version seen) for a view
         self._version = 0  # bumped by each write into this (root) tracer
+        self._layout = None  # None: C order; else this root's positions laid out as NumPy lays out its memory
 
     @property
     def node(self):
@@ -84,7 +85,7 @@ class Tracer:
             if kwargs.get("where", True) is not True:
                 raise UnsupportedOperationError(f"np.{ufunc.__name__}(where=...)", "Use np.where instead. ")
             result = builder(*inputs)
-            return _fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs)
+            return _layout_k(_fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs), inputs)
         if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:
             return _fresh(numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs), inputs)
         if method == "accumulate" and ufunc is np.add:
@@ -105,6 +106,8 @@ class Tracer:
             if result is args[0] and func in (np.asarray, np.asanyarray):
                 return result
             return _view_of(args[0], result, lambda p: func(p, *args[1:], **kwargs))
+        if func is _originals["copy"] and args and kwargs.get("order", args[1] if len(args) > 1 else "K") == "K":
+            return _layout_k(_fresh(result, args), args[:1])
         if func is np.einsum and len(args) == 2 and isinstance(args[0], str) and is_tracer(args[1]):
             # one operand: NumPy's result is a view when the subscripts only permute or take a diagonal
             return _view_of(args[1], _fresh(result, args), lambda p: func(args[0], p, **kwargs))
@@ -314,7 +317,7 @@ def _new_array_operator(op):
     """An operator whose result is always a new array in NumPy, even where a builder simplifies
     (x ** 1, x * 1.0, x + 0): a later write into the result must not reach an operand."""
     def method(self, *others):
-        return _fresh(op(self, *others), (self, *others))
+        return _layout_k(_fresh(op(self, *others), (self, *others)), (self, *others))
     method.__name__ = op.__name__
     return method
 
@@ -355,6 +358,30 @@ def _fresh_ids(result, seen):
         return Tracer(result.node, result.builder) if id(result) in seen else result
     if isinstance(result, (list, tuple)) and not hasattr(result, "_fields"):
         return type(result)(_fresh_ids(r, seen) for r in result)
+    return result
+
+
+def _layout_k(result, operands):
+    """A new array from an elementwise operation (or np.copy) is laid out like its operands (NumPy's
+    order='K'): `x.T * 1.0` is Fortran-ordered, so its ravel is a copy and its .T.ravel() a view.
+    Record that layout on the result so views of it follow NumPy's view-or-copy decisions."""
+    if not is_tracer(result) or result._view is not None:
+        return result
+    arrays = [inplace.positions_of(o) if is_tracer(o) else o for o in inplace._leaves(operands)
+              if is_tracer(o) or (isinstance(o, np.ndarray) and o.ndim)]
+    if all(a.flags.c_contiguous for a in arrays):
+        return result  # the common case: C order
+    try:
+        combined = arrays[0]
+        for a in arrays[1:]:  # the iterator NumPy's ufuncs use picks the layout from the operands' strides
+            combined = np.add(combined, np.empty_like(a, dtype=np.int64) if a.dtype.kind not in "iu" else a)
+        template = np.empty_like(combined, dtype=np.int64, order="K")
+    except (ValueError, TypeError):
+        return result
+    if template.shape != result.shape or template.flags.c_contiguous:
+        return result
+    template[...] = inplace.root_positions(result.shape)
+    result._layout = template
     return result
 
 
@@ -415,7 +442,10 @@ def _array(obj, dtype=None, *args, **kwargs):
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
         result = numpy_ops.asarray(obj, dtype=dtype)
         copy = kwargs.get("copy", args[0] if args else True)
-        return _fresh(result, (obj,)) if copy else result  # copy=None/False: NumPy's array itself
+        if not copy:
+            return result  # copy=None/False: NumPy's array itself
+        result = _fresh(result, (obj,))
+        return _layout_k(result, (obj,)) if is_tracer(obj) and kwargs.get("order", "K") == "K" else result
     return _made_by_user(_original_array(obj, dtype, *args, **kwargs), sys._getframe(1))
 
 

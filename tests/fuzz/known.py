@@ -6,7 +6,6 @@ failure by its check, exception and message (a wrong value: by what its program 
 fix makes the entry simply stop matching (then delete it). Keep the list short and specific.
 """
 
-import numpy as np
 
 # (id, description, predicate(failure) -> bool)
 KNOWN = [
@@ -15,30 +14,10 @@ KNOWN = [
     #   empty-batched-matmul jacfwd of a matmul with a zero-length contraction (batching._matmul)
     #   median-tuple-axis    np.median(x, axis=(k,)) raised TypeError (ops.median)
     # ("empty-scatter-add", "...", lambda f: f.exc == "ValueError" and "cannot reshape array of size 0" in f.message),
-    # fixed in session 3 (fc25032, b99835b): float32-vander-cov-dtype, float32-quantile-dtype,
+    # fixed in session 3: float32-vander-cov-dtype, float32-quantile-dtype,
     # view-or-copy-of-trivial-ops (writes through np.positive/np.conj/x ** 1/astype(copy=False)/...)
-    # session 3 (tests/test_regressions.py::test_ravel_of_fortran_ordered_result_is_a_copy_like_numpy)
-    ("layout-of-ufunc-results", "writes through ravel/reshape of a ufunc result of a transposed view: NumPy keeps "
-     "the input's layout (a copy), jitad assumes C order (a view)",
-     lambda f: f.program is not None and "dtype" not in f.message and
-     _writes_through_ravel_of_non_c_layout(f.program)),
+    # and layout-of-ufunc-results (a ufunc result of a transposed view is Fortran-ordered, as in NumPy)
 ]
-
-
-def _writes_through_ravel_of_non_c_layout(program):
-    """The program writes through a ravel/reshape of an array that NumPy holds in a non-C layout
-    (the result of a ufunc of a transposed or reversed view keeps that layout)."""
-    from . import gen
-    env = gen.numpy_env()
-    for name in program.inputs:
-        env[name] = gen._copy(program.values[name])
-    for op in program.ops:
-        if op.kind == "inplace:view" and ("ravel" in op.template or "reshape(-1)" in op.template):
-            operand = env.get(op.args[0])
-            if isinstance(operand, np.ndarray) and operand.ndim >= 2 and not operand.flags.c_contiguous:
-                return True
-        gen.exec_op(op, env, guards=False)
-    return False
 
 
 def match(failure):

@@ -39,6 +39,7 @@ from jitad.errors import InputDtypeError, LeafTypeError, ShapeError
 from jitad.frontend import linalg_ops, rng
 from jitad.frontend.tracer import Tracer, trace
 from jitad.interpreter import replay
+from jitad.primitives.core import quiet_folding
 from jitad.passes import optimize
 from jitad.profiling import phase
 from jitad.pytrees import tree_flatten, tree_unflatten
@@ -429,7 +430,7 @@ def transform_of(fun, key, make):
 def run_eagerly(body, args):
     """A transform's body run on concrete arrays: each primitive's NumPy implementation, op by
     op (no graph), as autograd would. Outputs that are inputs are copies (callers own them)."""
-    with np.errstate(all="ignore"):
+    with quiet_folding():
         outs = body(*args)
     ids = {id(a) for a in args}
     return [np.array(o) if id(o) in ids else o for o in outs]

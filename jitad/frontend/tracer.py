@@ -313,11 +313,25 @@ class Tracer:
 Builder.tracer_type = Tracer
 
 
+def _plain_c(o):
+    """An operand that cannot make a result non-C-ordered: a scalar, a C-ordered array or root."""
+    if is_tracer(o):
+        return o._view is None and o._layout is None
+    return not isinstance(o, np.ndarray) or o.flags.c_contiguous
+
+
 def _new_array_operator(op):
     """An operator whose result is always a new array in NumPy, even where a builder simplifies
     (x ** 1, x * 1.0, x + 0): a later write into the result must not reach an operand."""
     def method(self, *others):
-        return _layout_k(_fresh(op(self, *others), (self, *others)), (self, *others))
+        result = op(self, *others)
+        if is_tracer(result):
+            if result is self or any(result is o for o in others):
+                result = Tracer(result.node, result.builder)
+            if self._view is None and self._layout is None and all(map(_plain_c, others)):
+                return result  # the common case: C-ordered operands, nothing to record
+            return _layout_k(result, (self, *others))
+        return _layout_k(_fresh(result, (self, *others)), (self, *others))
     method.__name__ = op.__name__
     return method
 
@@ -367,10 +381,22 @@ def _layout_k(result, operands):
     Record that layout on the result so views of it follow NumPy's view-or-copy decisions."""
     if not is_tracer(result) or result._view is not None:
         return result
-    arrays = [inplace.positions_of(o) if is_tracer(o) else o for o in inplace._leaves(operands)
-              if is_tracer(o) or (isinstance(o, np.ndarray) and o.ndim)]
-    if all(a.flags.c_contiguous for a in arrays):
-        return result  # the common case: C order
+    arrays, c_order = [], True
+    for o in inplace._leaves(operands):
+        if is_tracer(o):
+            if o._view is None and o._layout is None:  # a C-ordered root: the common case, no array needed
+                arrays.append(None)
+                continue
+            o = inplace.positions_of(o)
+        elif not (isinstance(o, np.ndarray) and o.ndim):
+            continue
+        arrays.append(o)
+        c_order = c_order and o.flags.c_contiguous
+    if c_order:
+        return result
+    arrays = [inplace.root_positions(shape) if a is None else a
+              for a, shape in zip(arrays, [getattr(o, "shape", None) for o in inplace._leaves(operands)
+                                           if is_tracer(o) or (isinstance(o, np.ndarray) and o.ndim)])]
     try:
         combined = arrays[0]
         for a in arrays[1:]:  # the iterator NumPy's ufuncs use picks the layout from the operands' strides

@@ -14,7 +14,9 @@ transpose), `bilinear` (products), `reduction`, `library_call` here; `unary`, `b
 `comparison` (from local derivatives) in jitad.primitives.elementwise. Rules are written
 on IR values, so every rule is itself traceable and transforms compose (grad of grad).
 """
+import contextlib
 import functools
+import threading
 import warnings
 
 import numpy as np
@@ -129,10 +131,30 @@ class Primitive:
 
     def evaluate(self, args, params):
         """Constant folding: all arguments concrete, so run the NumPy reference."""
+        if getattr(_QUIET, "on", False):  # inside quiet_folding(): NumPy's errors are already off
+            return self.impl(*[np.asarray(a) for a in args], **params)
         # np.errstate is per thread; warnings.catch_warnings would not be (transforms are also
         # traced in a background thread while the caller's thread folds constants)
         with np.errstate(all="ignore"):
             return self.impl(*[np.asarray(a) for a in args], **params)
+
+
+_QUIET = threading.local()
+
+
+@contextlib.contextmanager
+def quiet_folding():
+    """NumPy's floating-point errors off for a whole run of constant folding (the NumPy tier runs
+    a transform op by op): one np.errstate for the run instead of one per primitive."""
+    if getattr(_QUIET, "on", False):
+        yield
+        return
+    with np.errstate(all="ignore"):
+        _QUIET.on = True
+        try:
+            yield
+        finally:
+            _QUIET.on = False
 
 
 @functools.lru_cache(maxsize=None)

@@ -468,6 +468,8 @@ def _array(obj, dtype=None, *args, **kwargs):
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
         result = numpy_ops.asarray(obj, dtype=dtype)
         copy = kwargs.get("copy", args[0] if args else True)
+        if isinstance(copy, np._CopyMode):  # NumPy's own callers pass the enum (IF_NEEDED, NEVER, ALWAYS)
+            copy = copy is np._CopyMode.ALWAYS
         if not copy:
             return result  # copy=None/False: NumPy's array itself
         result = _fresh(result, (obj,))

@@ -310,6 +310,20 @@ def _quantile_points(n, q, method):
     return previous, following, gamma
 
 
+def _quantile_q(q, name):
+    """(q as given, q as fractions in [0, 1]) for np.quantile/percentile and their nan forms. The
+    q as given sets the result dtype as NumPy's: a Python float keeps a float32 array's dtype."""
+    q_given = _concrete(q, f"np.{name} with q")
+    q = np.asarray(q_given, dtype=np.float64)
+    percent = name.endswith("percentile")
+    if percent:
+        q = np.true_divide(q, 100)
+    if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
+        raise ValueError("Percentiles must be in the range [0, 100]" if percent else
+                         "Quantiles must be in the range [0, 1]")
+    return q_given, q
+
+
 def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", keepdims=False, *, weights=None,
              interpolation=None, _name="quantile"):
     """Quantiles of the sorted values, interpolated as NumPy's `method` ('linear' by default; also 'lower',
@@ -321,13 +335,7 @@ def quantile(a, q, axis=None, out=None, overwrite_input=False, method="linear", 
                                         f"{', '.join(_QUANTILE_METHODS)}. ")
     if weights is not None:
         raise UnsupportedOperationError(f"np.{_name}(weights=...)", "")
-    q_given = _concrete(q, f"np.{_name} with q")  # a Python float q keeps a float32 array's dtype
-    q = np.asarray(q_given, dtype=np.float64)
-    if _name == "percentile":
-        q = np.true_divide(q, 100)
-    if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
-        raise ValueError("Percentiles must be in the range [0, 100]" if _name == "percentile" else
-                         "Quantiles must be in the range [0, 1]")
+    q_given, q = _quantile_q(q, _name)
     a = ops.asarray(a)
     shape = ops.shape_of(a)
     out_dtype = _numpy_dtype(np.percentile if _name == "percentile" else np.quantile, np.zeros((2,), a.dtype),
@@ -942,13 +950,7 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     if method != "linear" or weights is not None:
         raise UnsupportedOperationError(f"np.{_name}(method={method!r}{', weights' if weights is not None else ''})",
                                         "jitad implements the default 'linear' method without weights. ")
-    q_given = _concrete(q, f"np.{_name} with q")  # a Python float q keeps a float32 array's dtype
-    q = np.asarray(q_given, dtype=np.float64)
-    if _name == "nanpercentile":
-        q = np.true_divide(q, 100)
-    if np.any(q < 0) or np.any(q > 1) or np.any(np.isnan(q)):
-        raise ValueError("Percentiles must be in the range [0, 100]" if _name == "nanpercentile" else
-                         "Quantiles must be in the range [0, 1]")
+    q_given, q = _quantile_q(q, _name)
     a = ops.asarray(a)
     if a.dtype.kind != "f":
         return quantile(a, q * 100 if _name == "nanpercentile" else q, axis=axis, keepdims=keepdims,

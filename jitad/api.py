@@ -12,7 +12,7 @@ import functools
 import numpy as np
 import optree
 
-from jitad import ir
+from jitad import backend, ir
 from jitad.errors import InputDtypeError, NonScalarOutputError, ShapeError
 from jitad.frontend.tracer import Tracer
 from jitad.pytrees import tree_flatten, tree_unflatten
@@ -96,8 +96,10 @@ def value_and_grad(fun, argnums=0, has_aux=False):
 
 
 def _fast_key(args):
-    """A cheap signature for calls whose every argument is a Python float or a float array."""
-    key = []
+    """A cheap signature for calls whose every argument is a Python float or a float array. It holds
+    the backend too: the fast path of one transform (shared by every wrapper of the same function)
+    must not serve a compiled kernel after `jitad.config.backend = "reference"`, or the other way."""
+    key = [backend.config.backend, backend.config.compile == "off"]
     for a in args:
         kind = type(a)
         if kind is float:

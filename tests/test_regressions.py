@@ -345,3 +345,34 @@ def test_float32_nanmedian_and_ediff1d_to_begin_stay_float32():
         got = jitad.jit(f)(x)
         assert np.asarray(got).dtype == want.dtype == np.float32
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_compiled_integer_min_max_reductions_start_from_the_dtype_bounds():
+    """Found again (session 3): a codegen rewrite lost the fix; np.argmax's compiled min-reduction
+    over integer positions started from np.inf cast to int64 (garbage), so a loss using argmax
+    came out wrong (-1232.1 instead of 5.83), only when compiled."""
+    x = np.random.default_rng(1).uniform(0.2, 0.9, (3, 4))
+
+    def f(x):
+        return np.sum(x[0] * np.argmax(x, axis=0)) + np.sum(x * np.argmin(x, axis=1)[:, None])
+    np.testing.assert_allclose(jitad.jit(f)(x), f(x), rtol=1e-12)
+
+
+def test_switching_the_backend_is_not_served_by_a_fast_path(monkeypatch):
+    """Found in session 3: value_and_grad(f) made again after jitad.config.backend = "reference"
+    was still answered by the compiled kernel through the shared fast path, so compiled-vs-reference
+    tests compared the kernel with itself."""
+    from jitad.backend import cache
+    calls = []
+    original = cache.ReferenceGraph.__call__
+    monkeypatch.setattr(cache.ReferenceGraph, "__call__", lambda self, args: calls.append(1) or original(self, args))
+    f = lambda x: np.sum(np.sin(x) ** 3)  # noqa: E731
+    x = np.arange(3.0)
+    jitad.value_and_grad(f)(x)
+    saved = jitad.config.backend
+    try:
+        jitad.config.backend = "reference"
+        jitad.value_and_grad(f)(x)
+    finally:
+        jitad.config.backend = saved
+    assert calls, "the reference backend was asked for but the compiled kernel answered"

@@ -61,6 +61,15 @@ def describe(node, number, params=True):
 _DTYPE_CODES = {}
 
 
+def _integer_bound(init, dtype):
+    """A max/min reduction's start, +-inf, has no integer value (cast, it is garbage): integers start
+    from their dtype's bounds."""
+    if np.dtype(dtype).kind in "iu" and init in ("np.inf", "-np.inf"):
+        info = np.iinfo(dtype)
+        return str(int(info.max if init == "np.inf" else info.min))
+    return init
+
+
 def _dtype_code(dtype):
     code = _DTYPE_CODES.get(dtype)
     if code is None:
@@ -485,6 +494,7 @@ class KernelWriter:
         x = root.inputs[0]
         rank = x.ndim
         init, combine = root.prim.accumulate
+        init = _integer_bound(init, root.dtype)
         kept = [index[a] for a in range(rank) if a not in axes]
         suffix = tuple(range(rank - len(axes), rank)) == tuple(axes)
         value = self.operand(x, index)

@@ -102,8 +102,15 @@ class Graph:
         order = list(self.inputs) + [n for n in self.nodes if n.id not in inputs]
         return {n.id: k for k, n in enumerate(order)}
 
-    def __repr__(self):
-        lines = [f"graph({', '.join(f'%{n.id}:{n.dtype.name}{list(n.shape)}' for n in self.inputs)}):"]
+    def text(self, number=None):
+        """The graph as text; `number` maps node ids to the numbers shown (default: the ids;
+        `explain` passes `self.numbering()`)."""
+        def ref(node):
+            return f"%{node.id if number is None else number[node.id]}"
+
+        def typed(node):
+            return f"{ref(node)}:{node.dtype.name}{list(node.shape)}"
+        lines = [f"graph({', '.join(typed(n) for n in self.inputs)}):"]
         input_ids = {n.id for n in self.inputs}
         for node in self.nodes:
             if node.id in input_ids:
@@ -111,11 +118,14 @@ class Graph:
             if node.prim is const_p:
                 value = node.value
                 text = repr(value.item()) if value.size == 1 else f"<array {value.dtype.name}{list(value.shape)}>"
-                lines.append(f"  %{node.id}:{node.dtype.name}{list(node.shape)} = const {text}")
-            else:
-                lines.append(f"  {node!r}")
-        lines.append(f"  return {', '.join(f'%{n.id}' for n in self.outputs)}")
+                lines.append(f"  {typed(node)} = const {text}")
+                continue
+            args = [ref(i) for i in node.inputs] + [f"{k}={v}" for k, v in node.params.items()]
+            lines.append(f"  {typed(node)} = {node.prim.name}({', '.join(args)})")
+        lines.append(f"  return {', '.join(ref(n) for n in self.outputs)}")
         return "\n".join(lines)
+
+    __repr__ = text
 
 
 class Builder:

@@ -11,7 +11,6 @@ which for the compiled graph is also the number in the fusion plan and in the ke
 from jitad import backend, profiling
 from jitad.api import jit, value_and_grad
 from jitad.backend.fusion import LibraryCall
-from jitad.ir import const_p
 from jitad.staging import Signature, Transform, trace_user
 
 # how each transform reads in the report's header
@@ -25,27 +24,7 @@ _MODES = {
 
 def graph_text(graph):
     """The graph as text, its nodes numbered by `Graph.numbering`."""
-    number = graph.numbering()
-
-    def ref(node):
-        return f"%{number[node.id]}"
-
-    def typed(node):
-        return f"{ref(node)}:{node.dtype.name}{list(node.shape)}"
-    lines = [f"graph({', '.join(typed(n) for n in graph.inputs)}):"]
-    inputs = set(n.id for n in graph.inputs)
-    for node in graph.nodes:
-        if node.id in inputs:
-            continue
-        if node.prim is const_p:
-            value = node.value
-            text = repr(value.item()) if value.size == 1 else f"<array {value.dtype.name}{list(value.shape)}>"
-            lines.append(f"  {typed(node)} = const {text}")
-            continue
-        args = [ref(i) for i in node.inputs] + [f"{k}={v}" for k, v in node.params.items()]
-        lines.append(f"  {typed(node)} = {node.prim.name}({', '.join(args)})")
-    lines.append(f"  return {', '.join(ref(n) for n in graph.outputs)}")
-    return "\n".join(lines)
+    return graph.text(graph.numbering())
 
 
 def plan_text(plan, graph):

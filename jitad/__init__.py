@@ -8,7 +8,8 @@ from jitad.transforms.custom import checkpoint, custom_jvp, custom_vjp
 from jitad.tools.explain import explain
 from jitad.jacobians import hessian, hutchinson_trace, hvp, jacfwd, jacobian, jacrev
 from jitad.errors import (AxisError, CompileError, ConcretizationError, InPlaceUpdateError, InputDtypeError, JitadError, LeafTypeError,
-                     NonDifferentiableError, NonScalarOutputError, ShapeError, UnsupportedOperationError)
+                     NonDifferentiableError, NonScalarOutputError, ShapeError, SpecializationError,
+                     UnsupportedOperationError)
 
 __version__ = "0.1.0"
 
@@ -18,5 +19,5 @@ __all__ = [
     "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "hutchinson_trace",
     "JitadError", "UnsupportedOperationError", "ConcretizationError", "InPlaceUpdateError",
     "NonScalarOutputError", "InputDtypeError", "LeafTypeError", "ShapeError", "AxisError", "NonDifferentiableError",
-    "CompileError",
+    "CompileError", "SpecializationError",
 ]

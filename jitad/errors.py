@@ -52,16 +52,37 @@ class UnsupportedOperationError(JitadError, TypeError):
 
 
 class ConcretizationError(JitadError, TypeError):
-    """Python control flow or a conversion that needs the concrete value of a traced array."""
+    """Python control flow or a conversion that needs the concrete value of a traced array
+    where jitad cannot take it (see `jitad.frontend.guards`)."""
 
-    def __init__(self, what):
+    def __init__(self, what, reason=None):
+        reason = reason or (
+            "its value is not known here: jitad takes the values of the arguments of a call for "
+            "Python `if`/`while`, but not inside a derivative rule, a value drawn at random, or "
+            "a trace made without the call's arguments")
         super().__init__(
-            f"{what} needs the concrete value of a traced array{_where()}, but jitad traces "
-            "your function once per input signature, so values are not known while tracing. "
-            "Use np.where(cond, a, b) (or np.maximum/np.minimum/np.clip) instead of a Python "
-            "`if`/`while` on a traced value; build arrays with np.array([...]), np.stack or "
-            "np.concatenate instead of assigning into a NumPy array; for a value you need "
-            "outside, return it from the function (or use has_aux=True).")
+            f"{what}{_where()}: {reason}. Use np.where(cond, a, b) (or np.maximum/np.minimum/np.clip) "
+            "instead of a Python `if` on a traced value, jitad.while_loop/jitad.fori_loop instead "
+            "of a Python `while`; build arrays with np.array([...]), np.stack or np.concatenate "
+            "instead of assigning into a NumPy array; for a value you need outside, return it "
+            "from the function (or use has_aux=True).")
+
+
+class SpecializationError(JitadError):
+    """A function whose Python `if`/`while` on traced values took more different paths (for
+    one input signature) than `jitad.config.specializations` allows."""
+
+    def __init__(self, transform, function, variants, guards):
+        lines = sorted({g.where for g in guards})
+        super().__init__(
+            f"{transform} of `{function}` has been traced for {len(variants)} different paths through "
+            f"its Python control flow on traced values, and this call takes yet another one. The "
+            f"conditions are at {', '.join(lines[:5])}{' ...' if len(lines) > 5 else ''}. Each path "
+            "is traced and compiled for itself; a condition whose outcome (or a loop whose trip count) "
+            "changes from call to call should be written without Python control flow: "
+            "np.where(cond, a, b) for a branch, jitad.while_loop / jitad.fori_loop for a loop. "
+            "Or raise jitad.config.specializations.")
+        self.lines = lines
 
 
 class InPlaceUpdateError(JitadError, TypeError):

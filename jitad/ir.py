@@ -61,6 +61,8 @@ def freeze(value):
 class Graph:
     """A function as IR: input nodes, output nodes, and everything between them."""
 
+    guards = ()  # a traced user function's: what the trace assumed of values (frontend.guards)
+
     def __init__(self, inputs, outputs):
         self.inputs = tuple(inputs)
         self.outputs = tuple(outputs)
@@ -137,6 +139,69 @@ class Builder:
         self.interned = {}
         self.inputs = []
         self.captured = {}  # id(outer tracer's node) -> (outer tracer, input node here)
+        # concrete values, for Python control flow on traced values (jitad.frontend.guards):
+        # input node id -> its array, or the outer tracer it stands for; None: nothing known
+        self.sources = None
+        self.differentiated = frozenset()  # ids of input nodes that are differentiated
+        self.values = {}  # node id -> array, for the nodes evaluated so far
+        self.guards = []  # what the trace assumed of concrete values (frontend.guards.Guard)
+
+    def know(self, values, differentiated=()):
+        """Give the inputs made so far concrete values (an array, or the outer tracer an input
+        stands for, or None when unknown), `differentiated`: indices of differentiated inputs."""
+        self.sources = {node.id: v for node, v in zip(self.inputs, values) if v is not None}
+        self.differentiated = frozenset(self.inputs[i].id for i in differentiated)
+
+    def evaluate(self, node):
+        """The concrete value of `node` (an array), evaluated from the inputs' values with each
+        primitive's NumPy implementation and remembered; None when some input's value is not
+        known (an abstract trace, a random draw)."""
+        values = self.values
+        if node.id in values:
+            return values[node.id]
+        if self.sources is None:
+            return None
+        stack = [node]
+        with np.errstate(all="ignore"):
+            while stack:
+                n = stack[-1]
+                if n.id in values:
+                    stack.pop()
+                    continue
+                missing = [i for i in n.inputs if i.id not in values]
+                if missing:
+                    stack.extend(missing)
+                    continue
+                stack.pop()
+                if n.prim is const_p:
+                    value = n.value
+                elif n.prim is input_p:
+                    value = self.sources.get(n.id)
+                    if value is not None and isinstance(value, Builder.tracer_type):
+                        value = value.builder.evaluate(value.node)
+                    if value is None:
+                        return None
+                else:
+                    value = n.prim.impl(*[values[i.id] for i in n.inputs], **n.params)
+                values[n.id] = np.asarray(value, dtype=n.dtype)
+        return values[node.id]
+
+    def depends(self, node):
+        """Whether `node` depends on a differentiated input (of this trace or an outer one)."""
+        seen, stack = set(), [node]
+        while stack:
+            n = stack.pop()
+            if n.id in seen:
+                continue
+            seen.add(n.id)
+            if n.prim is input_p:
+                if n.id in self.differentiated:
+                    return True
+                source = (self.sources or {}).get(n.id)
+                if isinstance(source, Builder.tracer_type) and source.builder.depends(source.node):
+                    return True
+            stack.extend(n.inputs)
+        return False
 
     def new_input(self, shape, dtype):
         node = Node(input_p, (), {}, shape, dtype)
@@ -175,6 +240,8 @@ class Builder:
             node = Node(input_p, (), {}, tracer.node.shape, tracer.node.dtype)
             entry = (tracer, node)
             self.captured[tracer.node.id] = entry
+            if self.sources is not None:
+                self.sources[node.id] = tracer
         return entry[1]
 
 

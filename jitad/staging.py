@@ -35,8 +35,8 @@ import numpy as np
 
 from jitad import backend, ir
 from jitad.backend.cache import STATS
-from jitad.errors import InputDtypeError, LeafTypeError, ShapeError
-from jitad.frontend import linalg_ops, rng
+from jitad.errors import InputDtypeError, LeafTypeError, ShapeError, SpecializationError
+from jitad.frontend import guards, linalg_ops, rng
 from jitad.frontend.tracer import Tracer, trace
 from jitad.interpreter import replay
 from jitad.primitives.core import quiet_folding
@@ -158,8 +158,12 @@ def trace_user(fun, sig, kwargs, draws=None):
                 raise LeafTypeError("(output)", leaf)
         return leaves
 
+    values = [sig.leaves[i] if isinstance(sig.leaves[i], Tracer) else np.asarray(sig.leaves[i], sig.kinds[i][2])
+              for i in sig.traced]
+    differentiated = sig.traced_positions_of(sig.diff_argnums)
+
     def traced_graph():
-        graph, captured = trace(flat, sig.avals())
+        graph, captured = trace(flat, sig.avals(), values, differentiated)
         graph.draws = box["draws"]
         return graph, captured
 
@@ -307,6 +311,7 @@ class Transform:
         # (signature key, extra inputs' shapes and dtypes, backend, compile == "off") -> Stage
         self.stages = {}
         self.fast = {}  # api's fast paths: a cheap key of plain float/array arguments -> a direct kernel call
+        self.variants = {}  # signature key -> the specialisations of a function with guards (Stages)
         self.latest = None  # the Stage of the latest call
         self.last = None  # the compiled kernel that served the latest call, if any (for fast paths)
         self.last_draws = ()  # the random draws of the latest call (rng.perform), to pass back as `draws`
@@ -332,11 +337,54 @@ class Transform:
         stage = Stage(self, None)
         stage.n_traced = len(sig.traced)
         stage.graph, _, out_tree = trace_user(self.fun, sig, kwargs or {})
-        stage.body, stage.extra_avals, stage.meta = self.build(stage.graph, sig, out_tree)
+        stage.body, stage.extra_avals, stage.meta = self._build(stage.graph, sig, out_tree)
         stage.avals = [(n.shape, n.dtype) for n in stage.graph.inputs] + list(stage.extra_avals)
         stage.run_transform()
         stage.run_passes()
         return stage
+
+    def _build(self, graph, sig, out_tree):
+        """`build`, with the checks of the trace's guards (`guards.Guard`) appended to the body's
+        outputs as one boolean vector: every call computes them with everything else."""
+        body, extra_avals, meta = self.build(graph, sig, out_tree)
+        if not graph.guards:
+            return body, extra_avals, meta
+        checked = ir.Graph(graph.inputs, [g.node for g in graph.guards])
+        n = len(graph.inputs)
+
+        def body_and_guards(*inputs):
+            outs = list(body(*inputs))
+            env = replay(checked, inputs[:n])
+            return outs + [np.stack([g.holds(env[g.node.id]) for g in graph.guards])]
+        return body_and_guards, extra_avals, meta
+
+    @staticmethod
+    def _call(stage, flat, sig, draws, transform):
+        compiled = stage.executor
+        # a function that draws random numbers draws them first (rng.Drawing)
+        return compiled(flat, sig, draws, transform) if type(compiled) is rng.Drawing else compiled(flat)
+
+    def _checked(self, stage, outs):
+        """(outputs without the guards' vector, whether every guard held) of a guarded stage."""
+        if not stage.graph.guards:
+            return outs, True
+        return outs[:-1], bool(np.all(outs[-1]))
+
+    def _specialisation(self, key, failed, flat, sig, draws):
+        """After the guards of `failed` did not hold for a call: (stage, outputs) of another
+        specialisation of the same signature whose guards hold, or (None, None) when none does
+        and there is room for a new one; a SpecializationError when there is not."""
+        variants = self.variants.setdefault(key, [failed])
+        for other in variants:
+            if other is failed:
+                continue
+            outs, held = self._checked(other, self._call(other, flat, sig, draws, self))
+            if held:
+                self.stages[key] = other
+                return other, outs
+        if len(variants) >= backend.config.specializations:
+            raise SpecializationError(self.name, failed.function, variants, failed.graph.guards)
+        return None, None
 
     def run(self, args, kwargs, extra=(), draws=None):
         """Returns (flat outputs, meta, signature). `draws`: the `last_draws` of an earlier run whose
@@ -351,25 +399,31 @@ class Transform:
                    backend.config.backend, backend.config.compile == "off")
             stage = self.stages.get(key)
             if stage is not None:
-                compiled, self.latest = stage.executor, stage
+                self.latest = stage
                 flat = [sig.leaves[i] for i in sig.traced] + list(extra)
-                # a function that draws random numbers draws them first (rng.Drawing)
-                outs = compiled(flat, sig, draws, self) if type(compiled) is rng.Drawing else compiled(flat)
-                # a kernel compiled in the background serves from some later call on: fast paths then
-                self.last = None if extra else compiled.serving
-                return outs, stage.meta, sig
+                outs, held = self._checked(stage, self._call(stage, flat, sig, draws, self))
+                if held:
+                    # a kernel compiled in the background serves from some later call on: fast paths then
+                    self.last = None if extra or stage.graph.guards else stage.executor.serving
+                    return outs, stage.meta, sig
+                # the call takes another path through the function's `if`/`while`
+                other, outs = self._specialisation(key, stage, flat, sig, draws)
+                if other is not None:
+                    self.latest, self.last = other, None
+                    return outs, other.meta, sig
         STATS["traces"] += 1
         stage = self.latest = Stage(self, key)
         stage.n_traced = len(sig.traced)
         with stage.timed("trace", self):
             graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws)
         stage.graph = graph
-        body, extra_avals, meta = self.build(graph, sig, out_tree)
+        body, extra_avals, meta = self._build(graph, sig, out_tree)
         stage.body, stage.extra_avals, stage.meta = body, extra_avals, meta
         for e, (shape, _) in zip(extra, extra_avals):
             if np.shape(e) != tuple(shape):
                 raise ShapeError(f"expected an array of shape {tuple(shape)}, got shape {np.shape(e)}")
         stage.avals = [(n.shape, n.dtype) for n in graph.inputs] + list(extra_avals)
+        guarded = bool(graph.guards)
         if key is not None and not captured and not isinstance(graph.draws, rng.Retraced) and \
                 backend.config.backend == "numba" and backend.config.compile in ("background", "off"):
             # first answer without waiting: the transform runs on the arrays at once (the NumPy
@@ -382,9 +436,9 @@ class Transform:
             if background:  # after the first result: the thread would slow it
                 pending.build(first_args=values)
             stage.executor = rng.Drawing(pending, graph.draws, len(sig.traced)) if graph.draws else pending
-            self.stages[key] = stage
+            self._keep(key, stage)
             self.last = None
-            return outs, meta, sig
+            return (outs[:-1] if guarded else outs), meta, sig
         stage.run_transform()
         drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
         values = [sig.leaves[i] for i in sig.traced] + drawn + list(captured) + list(extra)
@@ -392,18 +446,40 @@ class Transform:
             stage.inlined = True
             env = replay(stage.transformed, values)
             self.last = None
-            return [env[o.id] for o in stage.transformed.outputs], meta, sig
+            outs = [env[o.id] for o in stage.transformed.outputs]
+            if guarded:  # the enclosing trace assumes what this one did
+                outs, checks = outs[:-1], outs[-1]
+                _enclosing_guard(checks, graph.guards)
+            return outs, meta, sig
         stage.run_passes()
         with stage.timed("backend", profiled=False):  # fusion, codegen, kernel import: phases of their own
             compiled = backend.compile(stage.optimized)
         stage.executor = rng.Drawing(compiled, graph.draws, len(sig.traced)) if graph.draws else compiled
         if key is not None:
-            self.stages[key] = stage
+            self._keep(key, stage)
         with stage.timed("first call"):
             outs = compiled(values)
         # callers install fast paths on `last` only when the compiled kernel serves (not on the NumPy tier)
-        self.last = compiled.serving if key is not None and not extra and not graph.draws else None
-        return outs, meta, sig
+        self.last = compiled.serving if key is not None and not extra and not graph.draws and not guarded else None
+        return (outs[:-1] if guarded else outs), meta, sig
+
+    def _keep(self, key, stage):
+        """Cache `stage` for signature `key`; a guarded one joins the specialisations of `key`."""
+        self.stages[key] = stage
+        if stage.graph.guards:
+            self.variants.setdefault(key, []).append(stage)
+
+
+def _enclosing_guard(checks, assumed):
+    """A transform inlined into an enclosing trace (`checks`: the tracer of its guards' vector)
+    makes the enclosing trace assume what it did: every one of its guards holds."""
+    builder = ir.current_builder()
+    if not ir.is_tracer(checks) or builder is None:
+        if not np.all(checks):
+            raise RuntimeError("jitad: a nested transform's guards do not hold for the values it traced")
+        return
+    builder.guards.append(guards.Guard(checks.node, "value", np.ones(len(assumed), bool),
+                                       "; ".join(sorted({g.where for g in assumed}))))
 
 
 def transform_of(fun, key, make):

@@ -27,8 +27,12 @@ class Config:
                       compiles the kernel into the disk cache; later calls run the kernel
         "eager"       compile in this process before the first result
         "off"         never compile: the NumPy executor only (Numba is not even imported)
+    specializations: how many paths through Python `if`/`while` on traced values one function
+        keeps per input signature (each traced and compiled for itself) before a call that
+        takes yet another path is an error (default 16).
     """
     backend = "numba"
+    specializations = 16
 
     def __init__(self):
         self._compile = _compile_default()

@@ -11,7 +11,7 @@ import operator
 import numpy as np
 
 from jitad import primitives as P
-from jitad.errors import AxisError, ConcretizationError, ShapeError, UnsupportedOperationError
+from jitad.errors import AxisError, ShapeError, UnsupportedOperationError
 from jitad.ir import is_tracer
 
 
@@ -878,11 +878,19 @@ def _value_dependent(name):
     return builder
 
 
-def _value_dependent_bool(name):
-    """Functions that return one Python bool: a traced value cannot decide it."""
-    def builder(*args, **kwargs):
-        raise ConcretizationError(f"{name} (a Python bool from traced values)")
-    return builder
+def _allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    """np.allclose: a Python bool, taken from the concrete values (a guard: jitad.frontend.guards)."""
+    return bool(_isclose(a, b, rtol, atol, equal_nan).all())
+
+
+def _array_equal(a1, a2, equal_nan=False):
+    """np.array_equal: False for different shapes, else all elements equal (a guard, as `_allclose`)."""
+    if shape_of(a1) != shape_of(a2):
+        return False
+    same = P.equal_p(a1, a2)
+    if equal_nan:
+        same = P.logical_or_p(same, P.logical_and_p(P.isnan_p(a1), P.isnan_p(a2)))
+    return bool(same.all()) if is_tracer(same) else bool(np.all(same))
 
 
 def _isclose(a, b, rtol, atol, equal_nan):
@@ -1098,7 +1106,7 @@ FUNCTIONS = {
     np.nonzero: _value_dependent("np.nonzero"), np.argwhere: _value_dependent("np.argwhere"),
     np.flatnonzero: _value_dependent("np.flatnonzero"), np.unique: _value_dependent("np.unique"),
     np.isclose: lambda a, b, rtol=1e-05, atol=1e-08, equal_nan=False: _isclose(a, b, rtol, atol, equal_nan),
-    np.allclose: _value_dependent_bool("np.allclose"), np.array_equal: _value_dependent_bool("np.array_equal"),
+    np.allclose: _allclose, np.array_equal: _array_equal,
     np.result_type: lambda *args: np.result_type(*[a.dtype if is_tracer(a) else a for a in args]),
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],

@@ -6,7 +6,7 @@ import threading
 
 import numpy as np
 
-from jitad.frontend import inplace
+from jitad.frontend import guards, inplace
 from jitad.frontend import linalg_ops
 from jitad.frontend import numpy_ops
 from jitad import primitives as P
@@ -120,26 +120,34 @@ class Tracer:
             "Converting a traced array to a NumPy array (np.asarray / np.array of it, or assigning it "
             "into a NumPy array)")
 
+    # Python control flow and conversions take the concrete value and record a guard
+    # (jitad.frontend.guards); NumPy's store of a traced value into a plain array stays an error
     def __bool__(self):
-        raise ConcretizationError("A Python `if`, `while`, `and`/`or` or bool() on a traced value")
+        return guards.truth(self)
 
     def __float__(self):
-        raise _conversion_error("float() (or a math-module function) on a traced value")
+        _refuse_store()
+        return guards.scalar(self, float, "float() (or a math-module function) on a traced value")
 
     def __int__(self):
-        raise _conversion_error("int() on a traced value")
+        _refuse_store()
+        return guards.scalar(self, int, "int() on a traced value")
 
     def __index__(self):
-        raise ConcretizationError("Using a traced value as a Python index or size")
+        if self.dtype.kind not in "iub":
+            raise TypeError("only integer scalar arrays can be converted to a scalar index")
+        return guards.scalar(self, int, "Using a traced value as a Python index or size")
 
     def __complex__(self):
         raise ConcretizationError("complex() on a traced value")
 
     def item(self, *args):
-        raise ConcretizationError(".item() on a traced value")
+        if args:
+            return self.reshape(-1)[np.ravel_multi_index(args, self.shape) if len(args) > 1 else args[0]].item()
+        return guards.scalar(self, lambda v: v.item(), ".item() on a traced value")
 
     def tolist(self):
-        raise ConcretizationError(".tolist() on a traced value")
+        return guards.values(self, ".tolist() on a traced value").tolist()
 
     def __setitem__(self, key, value):
         inplace.setitem(self, inplace.resolve_tree(key), value)
@@ -443,18 +451,32 @@ def _augmented(target, other, ufunc):
 _STORE_OPCODES = {dis.opmap[name] for name in ("STORE_SUBSCR", "STORE_SLICE") if name in dis.opmap}
 
 
-def _conversion_error(what):
-    """ConcretizationError, or InPlaceUpdateError when NumPy converts the value for `array[i] = traced`.
+def _store_error(depth):
+    """An InPlaceUpdateError when NumPy is converting a traced value for `array[i] = traced` (a
+    store into an array jitad does not trace, which would drop the value's dependence on the
+    inputs), else None.
 
-    NumPy calls __array__/__float__ from C, so the frame above the dunder is the user's,
-    and it is executing a subscript store exactly when the user writes into an array.
+    NumPy calls __array__/__float__ from C, so the frame `depth` above the caller of this
+    function is the user's, and it executes a subscript store exactly when the user writes
+    into an array.
     """
-    frame = sys._getframe(2)
+    frame = sys._getframe(depth)
     if frame.f_code.co_code[frame.f_lasti] in _STORE_OPCODES:
         return InPlaceUpdateError(
             "assignment of a traced value into a NumPy array that is not traced (`array[i] = traced`)",
             inplace.NOT_TRACED)
-    return ConcretizationError(what)
+    return None
+
+
+def _refuse_store():
+    error = _store_error(3)
+    if error is not None:
+        raise error
+
+
+def _conversion_error(what):
+    """ConcretizationError, or InPlaceUpdateError when NumPy converts the value for `array[i] = traced`."""
+    return _store_error(3) or ConcretizationError(what)
 
 
 # np.array and np.asarray are not dispatched through __array_function__, yet users build
@@ -546,16 +568,20 @@ def numpy_array_hooks():
                     setattr(np, name, original)
 
 
-def trace(fun, avals):
-    """Trace `fun` on abstract inputs of the given (shape, dtype) pairs.
+def trace(fun, avals, concrete=None, differentiated=()):
+    """Trace `fun` on inputs of the given (shape, dtype) pairs.
 
-    Returns (graph, outputs, captured): `outputs` is whatever `fun` returned with traced
-    leaves replaced by their graph output position, and `captured` lists the outer
-    tracers this trace closed over (they are the graph's trailing inputs).
+    Returns (graph, captured): `captured` lists the outer tracers this trace closed over (they
+    are the graph's trailing inputs). `concrete`: the inputs' values when they are at hand (an
+    array, or the outer tracer an input stands for, or None), so Python control flow on traced
+    values can take them (jitad.frontend.guards); `differentiated`: indices of the inputs whose
+    derivatives are taken. What the trace assumed of the values is `graph.guards`.
     """
     builder = Builder()
     with building(builder), numpy_array_hooks(), linalg_ops.scipy_hooks():
         args = [builder.new_input(shape, dtype) for shape, dtype in avals]
+        if concrete is not None:
+            builder.know(concrete, differentiated)
         try:
             result = fun(*args)
         except ValueError as error:
@@ -567,7 +593,9 @@ def trace(fun, avals):
         outputs = [_to_node(builder, r) for r in result]
     captured = [tracer for tracer, _ in builder.captured.values()]
     inputs = builder.inputs + [node for _, node in builder.captured.values()]
-    return Graph(inputs, outputs), captured
+    graph = Graph(inputs, outputs)
+    graph.guards = builder.guards
+    return graph, captured
 
 
 def _to_node(builder, value):

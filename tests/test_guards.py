@@ -242,3 +242,11 @@ def test_compiled_kernels_check_their_guards():
         np.testing.assert_allclose(g(v), expected, rtol=1e-13)
     stage = g.jitad_transform.latest
     assert stage.tier.startswith("compiled") or "kernel" in stage.tier, stage.tier
+
+
+def test_specializations_zero_is_strict(tier, monkeypatch):
+    monkeypatch.setattr(jitad.config, "specializations", 0)
+    with pytest.raises(jitad.ConcretizationError, match="specializations"):
+        jitad.grad(lambda x: x if x > 0 else -x)(0.5)
+    with pytest.raises(ValueError):
+        jitad.config.specializations = -1

@@ -2,6 +2,8 @@
 import os
 import warnings
 
+from jitad.frontend import guards
+
 COMPILE_MODES = ("background", "eager", "off")
 
 
@@ -29,10 +31,20 @@ class Config:
         "off"         never compile: the NumPy executor only (Numba is not even imported)
     specializations: how many paths through Python `if`/`while` on traced values one function
         keeps per input signature (each traced and compiled for itself) before a call that
-        takes yet another path is an error (default 16).
+        takes yet another path is an error (default 16); 0 makes any Python control flow on a
+        traced value a ConcretizationError (as JAX's jit does).
     """
     backend = "numba"
-    specializations = 16
+
+    @property
+    def specializations(self):
+        return guards.limits["specializations"]
+
+    @specializations.setter
+    def specializations(self, value):
+        if not isinstance(value, int) or value < 0:
+            raise ValueError(f"jitad.config.specializations must be a non-negative int, got {value!r}")
+        guards.limits["specializations"] = value
 
     def __init__(self):
         self._compile = _compile_default()

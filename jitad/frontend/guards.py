@@ -20,6 +20,9 @@ from jitad import primitives as P
 from jitad.errors import ConcretizationError, _innermost_user_frame
 
 
+limits = {"specializations": 16}  # jitad.config.specializations; 0: no Python control flow on traced values
+
+
 class Guard:
     """One assumption of a trace: the value of `node` (in `builder`'s graph) was `expected`.
 
@@ -60,6 +63,9 @@ def _where():
 
 def concrete(tracer, what):
     """The concrete value of `tracer` (an array), or a ConcretizationError saying why there is none."""
+    if not limits["specializations"]:
+        raise ConcretizationError(what, "jitad.config.specializations is 0, which turns off Python control "
+                                  "flow on traced values")
     value = tracer.builder.evaluate(tracer.node)
     if value is None:
         raise ConcretizationError(what)

@@ -1461,6 +1461,74 @@ def b_special(st):
     return [Op(out, f"scipy.special.{fn}({{0}}{kw})", (a,), f"special:{fn}")]
 
 
+# --- Python control flow on traced values (jitad.frontend.guards) ------------------------------
+_BRANCH_TESTS = ["np.sum({0})", "np.max({0})", "np.mean(np.sin({0}))", "np.min({0} * {0})", "np.sum({0} * {1})"]
+_BRANCH_ARMS = ["np.tanh({0}) * {1}", "{0} ** 2 + {1}", "np.sin({0} + {1})", "{0} * 0.5 - {1}",
+                "np.exp(-{0} * {0}) * {1}"]
+_WHILE_BODIES = {"damp": "{out} * 0.7 + 0.1 * np.sin({1})", "cubic": "{out} - 0.2 * {out} ** 3 + 0.05 * {1}"}
+
+
+def _g_while(x, b, threshold, body, limit):
+    """The distance of each test of the fuzzer's `while` loop from its threshold (smallest)."""
+    step = {"damp": lambda o: o * 0.7 + 0.1 * np.sin(b), "cubic": lambda o: o - 0.2 * o ** 3 + 0.05 * b}[body]
+    out, k, margin = x, 0, np.inf
+    while True:
+        test = float(np.sum(np.abs(out)))
+        margin = min(margin, abs(test - threshold))
+        if not (test > threshold and k < limit):
+            return margin
+        out, k = step(out), k + 1
+
+
+GUARD_HELPERS["_g_while"] = _g_while
+
+
+def b_branch(st):
+    """`if`/`elif`/`while` on traced values, `and`/`or`, int() of a traced count: both arms are
+    valid NumPy, and the tests stay MARGIN away from their thresholds (so finite differences do
+    not cross them; the recall at inputs * 1.01 may take the other path, which jitad must trace)."""
+    rng = st.rng
+    a = st.pick()
+    b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
+    if a is None or b is None:
+        return None
+    env = dict(st.env)
+    r = rng.random()
+
+    def value_of(text):
+        with np.errstate(all="ignore"):
+            return float(eval(text.replace("{0}", a).replace("{1}", b), env))
+
+    def threshold(test):
+        v = value_of(test)
+        return round(v + float(rng.choice([-1, 1])) * float(rng.uniform(0.05, 0.5)) * max(1.0, abs(v)), 3)
+    if r < 0.55:
+        test, test2 = (str(t) for t in rng.choice(_BRANCH_TESTS, 2))
+        c1, c2 = threshold(test), threshold(test2)
+        arm1, arm2, arm3 = (str(t) for t in rng.choice(_BRANCH_ARMS, 3))
+        join = str(rng.choice(["and", "or"]))
+        if rng.random() < 0.5:
+            tmpl = f"if {test} > {c1}:\n    {{out}} = {arm1}\nelse:\n    {{out}} = {arm2}"
+            guard = f"abs({test} - {c1})"
+        else:
+            tmpl = (f"if {test} > {c1} {join} {test2} < {c2}:\n    {{out}} = {arm1}\n"
+                    f"elif {test2} > {c2}:\n    {{out}} = {arm2}\nelse:\n    {{out}} = {arm3}")
+            guard = f"min(abs({test} - {c1}), abs({test2} - {c2}))"
+        return [Op(st.fresh(), tmpl, (a, b), "control:if", guard, block=True)]
+    if r < 0.85:
+        body = str(rng.choice(list(_WHILE_BODIES)))
+        limit = int(rng.integers(2, 7))
+        start = value_of("np.sum(np.abs({0}))")
+        c = round(start * float(rng.uniform(0.2, 0.9)), 3)
+        tmpl = (f"{{out}} = {{0}}\n_k = 0\nwhile np.sum(np.abs({{out}})) > {c} and _k < {limit}:\n"
+                f"    {{out}} = {_WHILE_BODIES[body]}\n    _k += 1")
+        return [Op(st.fresh(), tmpl, (a, b), "control:while", f"_g_while({{0}}, {{1}}, {c}, {body!r}, {limit})",
+                   block=True)]
+    # int() of a traced count: a piecewise-constant factor (derivative zero)
+    return [Op(st.fresh(), "{0} * float(int(np.sum({1} > 0)) + 1)", (a, b), "control:int",
+               "np.min(np.abs({1}))")]
+
+
 FAMILIES = [
     (b_unary, 14), (b_binary, 16), (b_reduce, 10), (b_reduce_more, 2), (b_index, 16), (b_struct, 22),
     (b_matmul, 8), (b_linalg, 5), (b_loop, 4), (b_where_mask, 2), (b_chain, 8),
@@ -1472,8 +1540,10 @@ STRUCTURAL = [(b_index, 20), (b_struct, 25), (b_chain, 20), (b_binary, 5), (b_un
 NEW = [(b_inplace, 14), (b_extra, 12), (b_special, 10), (b_unary, 4), (b_binary, 6), (b_reduce, 3), (b_index, 4),
        (b_struct, 4)]
 # everything ("long"): the old families and the new ones
-LONG = FAMILIES + [(b_inplace, 10), (b_extra, 8), (b_special, 7)]
-PROFILES = {"full": FAMILIES, "structural": STRUCTURAL, "new": NEW, "long": LONG}
+LONG = FAMILIES + [(b_inplace, 10), (b_extra, 8), (b_special, 7), (b_branch, 6)]
+# session 4: Python control flow on traced values
+CONTROL = [(b_branch, 14), (b_unary, 4), (b_binary, 6), (b_reduce, 3), (b_index, 3), (b_loop, 2), (b_inplace, 2)]
+PROFILES = {"full": FAMILIES, "structural": STRUCTURAL, "new": NEW, "long": LONG, "control": CONTROL}
 
 
 # --- invalid ops: NumPy raises, so jitad must raise too ----------------------------------------

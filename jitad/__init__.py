@@ -6,6 +6,7 @@ from jitad.tools.checks import check_grads
 from jitad.pytrees import register_dataclass, register_pytree_node
 from jitad.transforms.custom import checkpoint, custom_jvp, custom_vjp
 from jitad.tools.explain import explain
+from jitad.frontend.loops import LoopCarryError, fori_loop, scan, while_loop
 from jitad.jacobians import hessian, hutchinson_trace, hvp, jacfwd, jacobian, jacrev
 from jitad.errors import (AxisError, CompileError, ConcretizationError, InPlaceUpdateError, InputDtypeError, JitadError, LeafTypeError,
                      NonDifferentiableError, NonScalarOutputError, ShapeError, SpecializationError,
@@ -19,5 +20,5 @@ __all__ = [
     "jacfwd", "jacrev", "jacobian", "hessian", "hvp", "hutchinson_trace",
     "JitadError", "UnsupportedOperationError", "ConcretizationError", "InPlaceUpdateError",
     "NonScalarOutputError", "InputDtypeError", "LeafTypeError", "ShapeError", "AxisError", "NonDifferentiableError",
-    "CompileError", "SpecializationError",
+    "CompileError", "fori_loop", "scan", "while_loop", "LoopCarryError", "SpecializationError",
 ]

@@ -20,12 +20,13 @@ node for the whole kernel: a node whose inner loop can vectorise in some nest ta
 version in every nest (a max's tie mask compares a value recomputed in two nests), all others
 libm.
 """
+import hashlib
 import re
 
 import numpy as np
 
 from jitad.backend.fusion import LibraryCall, is_matrix_transpose, plan as make_plan
-from jitad.ir import const_p
+from jitad.ir import build_graph, const_p
 from jitad.ixexpr import Ix, index_tuple
 from jitad.profiling import phase
 
@@ -116,6 +117,13 @@ def _literal(value):
 
 def _is_literal_value(value):
     return value.dtype.kind in "biu" or float(value.reshape(())) in _LITERALS or not np.isfinite(value.reshape(()))
+
+
+class _Constant:
+    """A constant that is no node of the graph (a loop body's), as `_const_argument` reads it."""
+
+    def __init__(self, value):
+        self.value = value
 
 
 class _Stmt:
@@ -255,6 +263,7 @@ class KernelWriter:
         self.ready = set(self.names) | self.const_ids  # nodes whose whole value is stored and can be read
         self.contiguous = set(self.const_ids)          # of those, the ones known C-contiguous
         self.uses = {}
+        self.helpers = {}         # name -> definition of a function the kernel calls (a loop's body)
         self.body = []            # the kernel's steps: (text, comment) lines and _Nest objects
         self.nest = None
 
@@ -295,6 +304,24 @@ class KernelWriter:
         self.const_args.append(argument)
         self.const_values[name] = argument
         return name
+
+    def constant(self, value):
+        """The argument name of a constant a library call's lowering reads (a loop body's constant)."""
+        name = self._const_argument(_Constant(np.asarray(value)))
+        self._const_nodes.setdefault(name, [])
+        return name
+
+    def call_subkernel(self, graph, args):
+        """Code calling `graph` compiled as an njit function of its own (a loop's body), defined once
+        in this kernel's module before the kernel, on the argument codes `args` (0-d values as
+        scalars); it returns the tuple of the graph's outputs. Its constants become arguments of
+        this kernel."""
+        name, definition, values, fresh = subkernel(graph)
+        self.helpers.setdefault(name, definition)
+        extra = [self.constant(v) for v in values]
+        if fresh is not None:
+            extra.append(repr(tuple(int(d) for d in fresh)))
+        return f"{name}({', '.join(list(args) + extra)})"
 
     def read_name(self, node, function=None):
         """Node's whole value as `function` (default: the one being written) reads it."""
@@ -371,7 +398,7 @@ class KernelWriter:
         params = [self.names[n.id] for n in self.graph.inputs] + list(self.const_values)
         if self.kernel.uses_dims:
             params.append("dims")
-        return _function_source(params, self._header(), lines, jit=not self.split)
+        return _function_source(params, self._header(), lines, jit=not self.split, helpers=self.helpers.values())
 
     def _header(self):
         """Comment lines mapping the kernel's arguments to what the caller passes."""
@@ -638,15 +665,66 @@ class KernelWriter:
                      for a, n in enumerate(inp.shape))
 
 
-def _function_source(params, header, lines, jit):
+_SUBKERNELS = {}  # id(graph) -> (graph, subkernel(graph))
+
+
+def _hoisted(graph):
+    """`graph` with its constants that would be kernel arguments as extra trailing inputs, and their values."""
+    consts = [n for n in graph.nodes if n.prim is const_p and not KernelWriter._is_literal(n)]
+    if not consts:
+        return graph, []
+
+    def fun(*args):
+        env = {node.id: a for node, a in zip(list(graph.inputs) + consts, args)}
+        for node in graph.nodes:
+            if node.id not in env:
+                env[node.id] = node.value if node.prim is const_p else \
+                    node.prim.bind(*[env[i.id] for i in node.inputs], **node.params)
+        return [env[o.id] for o in graph.outputs]
+    new, captured = build_graph(fun, [(n.shape, n.dtype) for n in list(graph.inputs) + consts])
+    assert not captured
+    return new, [n.value for n in consts]
+
+
+def subkernel(graph):
+    """(name, definition, constant values, fresh sizes or None) of `graph` as an njit function of its
+    own (`KernelWriter.call_subkernel`), made once per graph: its pass pipeline, its constants as
+    trailing arguments, its kernel's source renamed `subkernel_<hash>` without the imports."""
+    entry = _SUBKERNELS.get(id(graph))
+    if entry is not None and entry[0] is graph:
+        return entry[1]
+    from jitad.errors import CompileError
+    from jitad.passes import optimize
+    optimized = optimize(graph)  # custom_vjp/checkpoint aliases go, as before any codegen
+    if any(n.prim.kind == "callback" for n in optimized.nodes):
+        raise CompileError("a loop body calls back into Python (an untraceable custom rule or an ODE solve), "
+                           "which a compiled loop cannot do; jitad.config.compile = 'off' runs it on the NumPy "
+                           "executor")
+    optimized, values = _hoisted(optimized)
+    source, consts, fresh, _ = generate(optimized)
+    assert not consts, "a subkernel's constants are its arguments"
+    name = f"subkernel_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
+    lines = [line for line in source.splitlines() if not line.startswith(("import ", "from jitad.backend import"))]
+    definition = "\n".join(lines).strip("\n").replace("def kernel(", f"def {name}(", 1)
+    info = (name, definition, values, tuple(fresh) if uses_dims(source) else None)
+    _SUBKERNELS[id(graph)] = (graph, info)
+    return info
+
+
+def _function_source(params, header, lines, jit, helpers=()):
     """A module defining `kernel(*params)`: the imports its body uses, the header comments,
-    and the body's (text, comment, depth) lines."""
+    and the body's (text, comment, depth) lines; `helpers` (njit function definitions the body
+    calls) come before it. In a plain-Python driver (not `jit`) they compile in memory: exec'd
+    source has no file for Numba's cache."""
     body = [f"{'    ' * (depth + 1)}{text}  # {comment}" if comment else f"{'    ' * (depth + 1)}{text}"
             for text, comment, depth in lines]
-    code = "\n".join(text for text, _, _ in lines)
+    helpers = [h if jit else h.replace("numba.njit(cache=True, ", "numba.njit(") for h in helpers]
+    code = "\n".join([text for text, _, _ in lines] + helpers)
     out = [statement for alias, statement in _MODULES if re.search(rf"\b{alias}\.", code)]
-    if jit:
+    if jit or helpers:
         out.insert(1 if out and out[0].startswith("import numpy") else 0, "import numba")
+    for helper in helpers:
+        out += ["", "", helper]
     out += ["", ""]
     if jit:
         out.append('@numba.njit(cache=True, error_model="numpy")')

@@ -5,3 +5,4 @@ from jitad.primitives.elementwise import *  # noqa: F401,F403
 from jitad.primitives.linalg import *  # noqa: F401,F403
 from jitad.primitives.special import *  # noqa: F401,F403
 from jitad.primitives.ode import *  # noqa: F401,F403
+from jitad.primitives.control import *  # noqa: F401,F403

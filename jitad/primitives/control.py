@@ -1,0 +1,448 @@
+"""Loops that stay loops: `scan`, `while` and the reverse pass of `while`, each one node whose
+body is a traced sub-graph (a `Body`).
+
+A loop node's value *packs* all its results into one flat array (as a factorisation node
+does, see jitad.primitives.linalg): the final carries, then the stacked per-step outputs, in
+that order, raveled, in the common dtype of them all (`Layout`). The front-end
+(jitad.frontend.loops) reads them back with ordinary slices, reshapes and casts, so the AD and
+fusion of the pieces are those of the existing primitives. Integers packed with floats are held
+as float64: exact below 2**53.
+
+- `scan(*init, *xs, *consts, body, length, reverse)`: body(i, *carry, *x_i, *consts) ->
+  (*carry', *y_i), for the element index i = 0..length-1 (length-1..0 when `reverse`); the
+  value packs (*final carry, *stacked ys). fori_loop is a scan without xs.
+- `while(*init, *consts, cond, body)`: carry = body(*carry, *consts) while cond(*carry, *consts);
+  the value packs (*final carry, trip count).
+- `while_vjp(out, g, *init, *consts, cond, body)`: the cotangents of a while loop's float
+  carries and consts, packed.
+
+Derivatives are loops again, over bodies derived from the body's traced jvp and vjp (traced once
+per body, kept on the `Body`):
+- scan, forward mode: one scan over (carry, carry tangent) with the jvp of the body.
+- scan, reverse mode: a forward scan that also stacks the carry each step starts from (stored,
+  not recomputed), then a scan in the opposite direction over those stacked carries, the xs and
+  the ys' cotangents, whose body is the vjp of the body: carry = (carry cotangent, running sum
+  of the consts' cotangents), per-step output = the x cotangent. Both are `scan` nodes, so
+  derivatives of derivatives (grad of grad, hessian) apply the same rules again.
+- while, forward mode: one while loop over (carry, carry tangent) with the same condition.
+- while, reverse mode: `while_vjp` reads the trip count n the forward loop recorded (the last
+  element of its value), runs the body n times again storing each step's starting carry (an
+  (n, ...) stack: the count is known before it is allocated), then runs the body's vjp n times
+  backwards. Its own derivatives raise NonDifferentiableError (second order through a
+  while_loop needs a fixed trip count: use fori_loop or scan).
+
+Compiled, a loop is a real loop in the kernel: each body is compiled once as an njit function of
+its own, defined in the kernel's module before the kernel and called from a `for`/`while` loop
+(`KernelWriter.call_subkernel`), so the kernel's size does not depend on the trip count.
+Constants of a body become arguments of the kernel.
+"""
+import threading
+
+import numpy as np
+
+from jitad.errors import NonDifferentiableError
+from jitad.ir import Kind, is_tracer
+from jitad.primitives.core import Primitive, dtype_code
+
+__all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout"]
+
+
+def _is_float(dtype):
+    return np.dtype(dtype).kind == "f"
+
+
+class Layout:
+    """Where each of a list of (shape, dtype) values sits in one packed flat array."""
+
+    def __init__(self, avals):
+        self.avals = [(tuple(s), np.dtype(d)) for s, d in avals]
+        self.dtype = np.result_type(*[d for _, d in self.avals]) if self.avals else np.dtype(np.float64)
+        self.slots, offset = [], 0
+        for shape, _ in self.avals:
+            size = int(np.prod(shape, dtype=np.int64))
+            self.slots.append((offset, size))
+            offset += size
+        self.total = offset
+
+    def pack(self, values, dtype=None):
+        """One flat array of `values` (traced or concrete) in `dtype` (default: the layout's)."""
+        dtype = np.dtype(dtype or self.dtype)
+        pieces = []
+        for v, (shape, _) in zip(values, self.avals):
+            if is_tracer(v):
+                pieces.append(np.reshape(v.astype(dtype) if v.dtype != dtype else v, (-1,)))
+            else:
+                pieces.append(np.ravel(np.asarray(v, dtype)))
+        if not pieces:
+            return np.zeros(0, dtype)
+        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+
+    def unpack(self, packed):
+        """The values of a packed array, each with its own shape and dtype."""
+        out = []
+        for (shape, dtype), (offset, size) in zip(self.avals, self.slots):
+            piece = np.reshape(packed[offset:offset + size], shape)
+            if piece.dtype != dtype:
+                piece = piece.astype(dtype)
+            out.append(piece)
+        return out
+
+
+class Body:
+    """A loop body as a traced graph, with the counts of its inputs by role and the bodies derived
+    from it (its jvp, its vjp, ...), each traced once on first use and kept.
+
+    Inputs: `lead` index inputs (1 for a scan body: the element index, an int64 scalar; 0 for a
+    while body or condition), then `n_carry` carries, `n_xs` per-step slices, `n_consts` loop
+    invariants. Outputs: the new carries (the condition's: one bool) then the per-step outputs.
+    A Body is a primitive parameter: nodes with the same Body object and inputs are one node.
+
+    Tracing and evaluating graphs belong to later layers: `rules` is the module that derives
+    bodies and runs them (jitad.frontend.loops, which sets it when it is imported).
+    """
+
+    rules = None
+
+    def __init__(self, graph, lead, n_carry, n_xs, name="body"):
+        self.graph, self.lead, self.n_carry, self.n_xs, self.name = graph, lead, n_carry, n_xs, name
+        self.n_consts = len(graph.inputs) - lead - n_carry - n_xs
+        self._derived, self._lock = {}, threading.RLock()
+
+    def __repr__(self):
+        return f"{self.name}[{len(self.graph.nodes)} nodes]"
+
+    @staticmethod
+    def _avals(nodes):
+        return [(n.shape, n.dtype) for n in nodes]
+
+    @property
+    def carry_avals(self):
+        return self._avals(self.graph.inputs[self.lead:self.lead + self.n_carry])
+
+    @property
+    def x_avals(self):
+        start = self.lead + self.n_carry
+        return self._avals(self.graph.inputs[start:start + self.n_xs])
+
+    @property
+    def const_avals(self):
+        return self._avals(self.graph.inputs[self.lead + self.n_carry + self.n_xs:])
+
+    @property
+    def y_avals(self):
+        return self._avals(self.graph.outputs[self.n_carry:])
+
+    def scan_layout(self, length):
+        """The layout of a scan's value: final carries, then the ys stacked over `length` steps."""
+        return Layout(self.carry_avals + [((length,) + s, d) for s, d in self.y_avals])
+
+    def while_layout(self):
+        """The layout of a while loop's value: final carries, then the trip count."""
+        return Layout(self.carry_avals + [((), np.dtype(np.int64))])
+
+    def run(self, args):
+        """The outputs on concrete arrays (the reference executor)."""
+        return self.rules.run(self, args)
+
+    def _made(self, key, make, *args):
+        with self._lock:
+            if key not in self._derived:
+                self._derived[key] = make(self, *args)
+            return self._derived[key]
+
+    def jvp_body(self, fx, fk):
+        """The scan body of forward mode (see `rules.jvp_body`), for tangents of xs `fx`, consts `fk`."""
+        return self._made(("jvp", fx, fk), self.rules.jvp_body, fx, fk)
+
+    def record_body(self):
+        """The body that also outputs the carry each step starts from."""
+        return self._made("record", self.rules.record_body)
+
+    def adjoint_body(self, fx, fk):
+        """One step of the reverse sweep of a scan (see `rules.adjoint_body`)."""
+        return self._made(("vjp", fx, fk), self.rules.adjoint_body, fx, fk)
+
+    def while_jvp_bodies(self, cond, fk):
+        """(condition, body) of the tangent while loop."""
+        return self._made(("while jvp", id(cond), fk), self.rules.while_jvp_bodies, cond, fk)
+
+    def while_adjoint(self):
+        """One step of the reverse sweep of a while loop."""
+        return self._made("while vjp", self.rules.while_adjoint)
+
+
+def split(seq, *sizes):
+    out, k = [], 0
+    for n in sizes:
+        out.append(list(seq[k:k + n]))
+        k += n
+    out.append(list(seq[k:]))
+    return out
+
+
+def zeros(aval):
+    return np.zeros(aval[0], aval[1])
+
+
+# --- scan ---------------------------------------------------------------------------------------
+def _scan_impl(*args, body, length, reverse):
+    carry, xs, consts = split(args, body.n_carry, body.n_xs)
+    layout = body.scan_layout(length)
+    ys = [np.empty(shape, dtype) for shape, dtype in layout.avals[body.n_carry:]]
+    for i in (range(length - 1, -1, -1) if reverse else range(length)):
+        outs = body.run([np.int64(i), *carry, *[x[i] for x in xs], *consts])
+        carry = outs[:body.n_carry]
+        for y, value in zip(ys, outs[body.n_carry:]):
+            y[i] = value
+    return layout.pack(list(carry) + ys)
+
+
+def _scan_shape(*nodes, body, length, reverse):
+    layout = body.scan_layout(length)
+    return (layout.total,), layout.dtype
+
+
+def floats(avals, present=None):
+    return tuple(j for j, (_, d) in enumerate(avals) if _is_float(d) and (present is None or present[j]))
+
+
+def _scan_jvp(primals, tangents, out, body, length, reverse):
+    nc, nx = body.n_carry, body.n_xs
+    init, xs, consts = split(primals, nc, nx)
+    tc, tx, tk = split(tangents, nc, nx)
+    fc = floats(body.carry_avals)
+    fx = floats(body.x_avals, [t is not None for t in tx])
+    fk = floats(body.const_avals, [t is not None for t in tk])
+    jb = body.jvp_body(fx, fk)
+    cdot = [tc[j] if tc[j] is not None else zeros(body.carry_avals[j]) for j in fc]
+    value = scan_p(*init, *cdot, *xs, *[tx[j] for j in fx], *consts, *[tk[j] for j in fk],
+                   body=jb, length=length, reverse=reverse)
+    parts = jb.scan_layout(length).unpack(value)
+    fy = floats(body.y_avals)
+    layout = body.scan_layout(length)
+    tangent = [None] * len(layout.avals)
+    for n, j in enumerate(fc):
+        tangent[j] = parts[nc + n]
+    for n, j in enumerate(fy):
+        tangent[nc + j] = parts[nc + len(fc) + len(body.y_avals) + n]
+    return layout.pack([t if t is not None else zeros(a) for t, a in zip(tangent, layout.avals)])
+
+
+def _scan_vjp(g, out, *primals, body, length, reverse):
+    nc, nx = body.n_carry, body.n_xs
+    init, xs, consts = split(primals, nc, nx)
+    fc, fy = floats(body.carry_avals), floats(body.y_avals)
+    fx, fk = floats(body.x_avals), floats(body.const_avals)
+    record = body.record_body()
+    stored = record.scan_layout(length).unpack(scan_p(*init, *xs, *consts, body=record, length=length,
+                                                      reverse=reverse))[nc + len(body.y_avals):]
+    g_parts = body.scan_layout(length).unpack(g)
+    ab = body.adjoint_body(fx, fk)
+    carry = [g_parts[j] for j in fc] + [zeros(body.const_avals[j]) for j in fk]
+    value = scan_p(*carry, *stored, *xs, *[g_parts[nc + j] for j in fy], *consts,
+                   body=ab, length=length, reverse=not reverse)
+    gc, gk, gx = split(ab.scan_layout(length).unpack(value), len(fc), len(fk))
+    result = [None] * len(primals)
+    for j, ct in zip(fc, gc):
+        result[j] = ct
+    for j, ct in zip(fx, gx):
+        result[nc + j] = ct
+    for j, ct in zip(fk, gk):
+        result[nc + nx + j] = ct
+    return tuple(result)
+
+
+# --- while --------------------------------------------------------------------------------------
+def _while_layout(body):
+    return body.while_layout()
+
+
+def _while_impl(*args, cond, body):
+    carry, consts = split(args, body.n_carry)
+    count = 0
+    while cond.run([*carry, *consts])[0]:
+        carry = body.run([*carry, *consts])
+        count += 1
+    return _while_layout(body).pack(list(carry) + [count])
+
+
+def _while_shape(*nodes, cond, body):
+    layout = _while_layout(body)
+    return (layout.total,), layout.dtype
+
+
+def _while_jvp(primals, tangents, out, cond, body):
+    nc = body.n_carry
+    init, consts = split(primals, nc)
+    tc, tk = split(tangents, nc)
+    fc = floats(body.carry_avals)
+    fk = floats(body.const_avals, [t is not None for t in tk])
+    jcond, jbody = body.while_jvp_bodies(cond, fk)
+    cdot = [tc[j] if tc[j] is not None else zeros(body.carry_avals[j]) for j in fc]
+    value = while_p(*init, *cdot, *consts, *[tk[j] for j in fk], cond=jcond, body=jbody)
+    parts = _while_layout(jbody).unpack(value)
+    layout = _while_layout(body)
+    tangent = [zeros(a) for a in layout.avals]
+    for n, j in enumerate(fc):
+        tangent[j] = parts[nc + n]
+    return layout.pack(tangent)
+
+
+def _while_vjp(g, out, *primals, cond, body):
+    nc = body.n_carry
+    fc, fk = floats(body.carry_avals), floats(body.const_avals)
+    if not fc and not fk:
+        return (None,) * len(primals)
+    value = while_vjp_p(out, g, *primals, cond=cond, body=body)
+    parts = _while_vjp_layout(body).unpack(value)
+    result = [None] * len(primals)
+    for j, ct in zip(fc, parts):
+        result[j] = ct
+    for j, ct in zip(fk, parts[len(fc):]):
+        result[nc + j] = ct
+    return tuple(result)
+
+
+def _while_vjp_layout(body):
+    fc, fk = floats(body.carry_avals), floats(body.const_avals)
+    return Layout([body.carry_avals[j] for j in fc] + [body.const_avals[j] for j in fk])
+
+
+def _while_vjp_impl(out, g, *args, cond, body):
+    nc = body.n_carry
+    carry, consts = split(args, nc)
+    count = int(_while_layout(body).unpack(out)[-1])
+    stored = []
+    for _ in range(count):  # the forward loop again, its trip count known: store each step's carry
+        stored.append(carry)
+        carry = body.run([*carry, *consts])
+    adjoint = body.while_adjoint()
+    parts = _while_layout(body).unpack(g)
+    fc, fk = floats(body.carry_avals), floats(body.const_avals)
+    cts = [parts[j] for j in fc] + [zeros(body.const_avals[j]) for j in fk]
+    for carry in reversed(stored):
+        cts = adjoint.run([*cts, *carry, *consts])
+    return _while_vjp_layout(body).pack(cts)
+
+
+def _while_vjp_shape(out, g, *nodes, cond, body):
+    layout = _while_vjp_layout(body)
+    return (layout.total,), layout.dtype
+
+
+def _second_order(*args, **params):
+    raise NonDifferentiableError(
+        "jitad cannot differentiate the reverse pass of a jitad.while_loop again (a second derivative, "
+        "e.g. hessian or grad of grad, through a while_loop): its trip count is only known at run time. "
+        "Use jitad.fori_loop or jitad.scan with a fixed trip count, which differentiate to any order")
+
+
+# --- compiled form -----------------------------------------------------------------------------
+def _targets(names):
+    return f"{', '.join(names)}," if names else "_"
+
+
+def _store(out, offset, size, shape, value):
+    """Statement writing `value` into the packed `out` at its slot."""
+    if not shape:
+        return f"{out}[{offset}] = {value}"
+    return f"{out}[{offset}:{offset + size}] = np.ascontiguousarray({value}).ravel()"
+
+
+def _lower_scan(node, out, ins, ctx):
+    body, length, reverse = node.params["body"], node.params["length"], node.params["reverse"]
+    nc, nx = body.n_carry, body.n_xs
+    init, xs, consts = split(ins, nc, nx)
+    layout = body.scan_layout(length)
+    carry = [f"{out}_c{j}" for j in range(nc)]
+    ys = [f"{out}_y{j}" for j in range(len(body.y_avals))]
+    step = f"{out}_i"
+    lines = [f"{out} = np.empty({layout.total}, {dtype_code(layout.dtype)})"]
+    lines += [f"{c} = {v}" for c, v in zip(carry, init)]
+    for j, name in enumerate(ys):
+        shape, _ = layout.avals[nc + j]
+        offset, size = layout.slots[nc + j]
+        lines.append(f"{name}_all = {out}[{offset}:{offset + size}].reshape({shape!r})")
+    order = f"range({length} - 1, -1, -1)" if reverse else f"range({length})"
+    call = ctx.call_subkernel(body.graph, [step, *carry, *[f"{x}[{step}]" for x in xs], *consts])
+    lines.append(f"for {step} in {order}:")
+    lines.append(f"    {_targets(carry + ys)} = {call}")
+    lines += [f"    {y}_all[{step}] = {y}" for y in ys]
+    for j, c in enumerate(carry):
+        offset, size = layout.slots[j]
+        lines.append(_store(out, offset, size, layout.avals[j][0], c))
+    return "\n".join(lines)
+
+
+def _lower_while(node, out, ins, ctx):
+    cond, body = node.params["cond"], node.params["body"]
+    nc = body.n_carry
+    init, consts = split(ins, nc)
+    layout = _while_layout(body)
+    carry = [f"{out}_c{j}" for j in range(nc)]
+    count = f"{out}_n"
+    lines = [f"{c} = {v}" for c, v in zip(carry, init)] + [f"{count} = 0"]
+    lines.append(f"while {ctx.call_subkernel(cond.graph, carry + consts)}[0]:")
+    lines.append(f"    {_targets(carry)} = {ctx.call_subkernel(body.graph, carry + consts)}")
+    lines.append(f"    {count} += 1")
+    lines.append(f"{out} = np.empty({layout.total}, {dtype_code(layout.dtype)})")
+    for j, c in enumerate(carry + [count]):
+        offset, size = layout.slots[j]
+        lines.append(_store(out, offset, size, layout.avals[j][0], c))
+    return "\n".join(lines)
+
+
+def _read(packed, layout, j):
+    offset, size = layout.slots[j]
+    shape, dtype = layout.avals[j]
+    if not shape:
+        return f"{dtype_code(dtype)}({packed}[{offset}])"
+    return f"{packed}[{offset}:{offset + size}].reshape({shape!r}).astype({dtype_code(dtype)})"
+
+
+def _lower_while_vjp(node, out, ins, ctx):
+    body = node.params["body"]
+    nc = body.n_carry
+    fc, fk = floats(body.carry_avals), floats(body.const_avals)
+    packed, g, rest = ins[0], ins[1], ins[2:]
+    init, consts = split(rest, nc)
+    layout, result = _while_layout(body), _while_vjp_layout(body)
+    carry = [f"{out}_c{j}" for j in range(nc)]
+    stacks = [f"{out}_s{j}" for j in range(nc)]
+    cts = [f"{out}_g{j}" for j in range(len(fc) + len(fk))]
+    count, step = f"{out}_n", f"{out}_i"
+    lines = [f"{count} = int({packed}[{layout.slots[-1][0]}])"]
+    lines += [f"{c} = {v}" for c, v in zip(carry, init)]
+    lines += [f"{s} = np.empty(({count},) + {shape!r}, {dtype_code(dtype)})"
+              for s, (shape, dtype) in zip(stacks, body.carry_avals)]
+    lines.append(f"for {step} in range({count}):")
+    lines += [f"    {s}[{step}] = {c}" for s, c in zip(stacks, carry)]
+    lines.append(f"    {_targets(carry)} = {ctx.call_subkernel(body.graph, carry + consts)}")
+    lines += [f"{ct} = {_read(g, layout, j)}" for ct, j in zip(cts, fc)]
+    lines += [f"{ct} = np.zeros({body.const_avals[j][0]!r}, {dtype_code(body.const_avals[j][1])})"
+              if body.const_avals[j][0] else f"{ct} = {dtype_code(body.const_avals[j][1])}(0)"
+              for ct, j in zip(cts[len(fc):], fk)]
+    lines.append(f"for {step} in range({count} - 1, -1, -1):")
+    adjoint = body.while_adjoint()
+    lines.append(f"    {_targets(cts)} = {ctx.call_subkernel(adjoint.graph, cts + [f'{s}[{step}]' for s in stacks] + consts)}")
+    lines.append(f"{out} = np.empty({result.total}, {dtype_code(result.dtype)})")
+    for j, ct in enumerate(cts):
+        offset, size = result.slots[j]
+        lines.append(_store(out, offset, size, result.avals[j][0], ct))
+    return "\n".join(lines)
+
+
+def _loop_cost(node):
+    """The scheduler's estimate: the body's element operations times the trip count."""
+    body = node.params["body"]
+    per_step = sum(n.size for n in body.graph.nodes)
+    return per_step * node.params.get("length", 100)
+
+
+scan_p = Primitive("scan", impl=_scan_impl, shape_rule=_scan_shape, jvp=_scan_jvp, vjp=_scan_vjp,
+                   kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True)
+while_p = Primitive("while", impl=_while_impl, shape_rule=_while_shape, jvp=_while_jvp, vjp=_while_vjp,
+                    kind=Kind.LIBRARY, lower=_lower_while, cost=_loop_cost, contiguous_output=True)
+while_vjp_p = Primitive("while_vjp", impl=_while_vjp_impl, shape_rule=_while_vjp_shape, jvp=_second_order,
+                        vjp=_second_order, kind=Kind.LIBRARY, lower=_lower_while_vjp, cost=_loop_cost,
+                        contiguous_output=True)

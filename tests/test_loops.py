@@ -1,0 +1,269 @@
+"""jitad.fori_loop, jitad.scan and jitad.while_loop against the same loops unrolled in Python:
+values on every executor (reference, NumPy tier, compiled, plain arrays), forward and reverse
+mode at order 1 and 2, Jacobians and Hessians through loops, the compiled loop staying a loop,
+and the errors of a body that changes its carry."""
+import numpy as np
+import pytest
+
+import jitad
+from jitad.frontend.loops import LoopCarryError
+
+RNG = np.random.default_rng(0)
+W = RNG.normal(size=(3, 3)) * 0.5
+U = RNG.normal(size=(3, 2))
+XS = RNG.normal(size=(5, 2))
+ZS = RNG.normal(size=(5,))
+
+
+@pytest.fixture
+def backend():
+    """Restore jitad.config after a test that switches executors."""
+    saved = jitad.config.backend, jitad.config.compile
+    yield
+    jitad.config.backend, jitad.config.compile = saved
+
+
+def _executors():
+    """(name, setup) for the reference executor, the NumPy tier and the compiled kernel."""
+    def reference():
+        jitad.config.backend = "reference"
+
+    def numpy_tier():
+        jitad.config.backend, jitad.config.compile = "numba", "off"
+
+    def compiled():
+        jitad.config.backend, jitad.config.compile = "numba", "eager"
+    return [("reference", reference), ("numpy", numpy_tier), ("compiled", compiled)]
+
+
+# --- the programs: each as a loop primitive and unrolled -----------------------------------
+def rnn_scan(w, b, h0):
+    """Tuple carry (h, acc), xs of two arrays, closed-over differentiated w and b, ys stacked."""
+    def step(carry, x):
+        h, acc = carry
+        xt, z = x
+        h = np.tanh(w @ h + U @ xt + b * z)
+        return (h, acc + np.sum(h ** 2)), h * z
+    (h, acc), ys = jitad.scan(step, (h0, 0.0), (XS, ZS))
+    return np.sum(h) + acc + np.sum(ys ** 2)
+
+
+def rnn_unrolled(w, b, h0):
+    h, acc, ys = h0, 0.0, []
+    for t in range(len(XS)):
+        h = np.tanh(w @ h + U @ XS[t] + b * ZS[t])
+        acc = acc + np.sum(h ** 2)
+        ys.append(h * ZS[t])
+    return np.sum(h) + acc + np.sum(np.stack(ys) ** 2)
+
+
+def reverse_scan(w, b, h0):
+    h, ys = jitad.scan(lambda h, x: (np.sin(h * w[0] + x[0]) + b, np.cos(h) * x[1]), h0, XS, reverse=True)
+    return np.sum(h * ys[1]) + np.sum(ys ** 2)
+
+
+def reverse_unrolled(w, b, h0):
+    h, ys = h0, [None] * len(XS)
+    for t in reversed(range(len(XS))):
+        ys[t] = np.cos(h) * XS[t][1]
+        h = np.sin(h * w[0] + XS[t][0]) + b
+    ys = np.stack(ys)
+    return np.sum(h * ys[1]) + np.sum(ys ** 2)
+
+
+def fori(w, b, h0):
+    """fori_loop with a tuple carry holding an integer counter and the loop index in the body."""
+    def body(i, carry):
+        h, k = carry
+        return np.tanh(w @ h + b * i) * 1.1, k + 1
+    h, k = jitad.fori_loop(2, 6, body, (h0, 0))
+    return np.sum(h ** 3) * k
+
+
+def fori_unrolled(w, b, h0):
+    h, k = h0, 0
+    for i in range(2, 6):
+        h, k = np.tanh(w @ h + b * i) * 1.1, k + 1
+    return np.sum(h ** 3) * k
+
+
+ARGS = (W, RNG.normal(size=3), RNG.normal(size=3))
+PAIRS = [(rnn_scan, rnn_unrolled), (reverse_scan, reverse_unrolled), (fori, fori_unrolled)]
+
+
+# --- 1. values ------------------------------------------------------------------------------
+def test_plain_arrays_just_run_the_loop():
+    for looped, unrolled in PAIRS:
+        np.testing.assert_allclose(looped(*ARGS), unrolled(*ARGS), rtol=1e-12)
+    assert jitad.while_loop(lambda c: c[0] < 5, lambda c: (c[0] + 1, c[1] * 2.0), (0, 1.0)) == (5, 32.0)
+    carry, ys = jitad.scan(lambda c, x: (c + x, c * x), 0.0, np.arange(4.0))
+    assert carry == 6.0 and np.array_equal(ys, [0.0, 0.0, 2.0, 9.0])
+
+
+def test_values_and_gradients_on_every_executor(backend):
+    """Values, gradients and second derivatives (hessian) of the three loops on the reference
+    executor, the NumPy tier and compiled, against the unrolled loops on the reference executor."""
+    jitad.config.backend = "reference"
+    expected = [(unrolled(*ARGS), jitad.grad(unrolled, argnums=(0, 1, 2))(*ARGS),
+                 jitad.hessian(unrolled, argnums=1)(*ARGS)) for _, unrolled in PAIRS]
+    for name, setup in _executors():
+        setup()
+        for (looped, _), (value, grads, hess) in zip(PAIRS, expected):
+            np.testing.assert_allclose(jitad.jit(looped)(*ARGS), value, rtol=1e-12, err_msg=name)
+            for e, g in zip(grads, jitad.grad(looped, argnums=(0, 1, 2))(*ARGS)):
+                np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12, err_msg=f"{name} {looped.__name__}")
+            if name != "compiled" or looped is rnn_scan:  # second order compiled once (compiles cost seconds)
+                np.testing.assert_allclose(jitad.hessian(looped, argnums=1)(*ARGS), hess, rtol=1e-9, atol=1e-12,
+                                           err_msg=f"{name} {looped.__name__}")
+
+
+# --- 2. forward and reverse mode, order 1 and 2 (reference executor) ------------------------
+def test_jvp_matches_unrolled(reference_backend):
+    tangents = tuple(RNG.normal(size=np.shape(a)) for a in ARGS)
+    for looped, unrolled in PAIRS:
+        out, t = jitad.jvp(looped, ARGS, tangents)
+        out_u, t_u = jitad.jvp(unrolled, ARGS, tangents)
+        np.testing.assert_allclose(out, out_u, rtol=1e-12)
+        np.testing.assert_allclose(t, t_u, rtol=1e-10)
+
+
+def test_grad_of_grad_and_hvp(reference_backend):
+    for looped, unrolled in PAIRS:
+        def inner(f):
+            return lambda w, b, h0: np.sum(jitad.grad(f, argnums=2)(w, b, h0) ** 2)
+        for argnums in (0, 1):
+            np.testing.assert_allclose(jitad.grad(inner(looped), argnums=argnums)(*ARGS),
+                                       jitad.grad(inner(unrolled), argnums=argnums)(*ARGS), rtol=1e-9, atol=1e-12)
+        v = RNG.normal(size=3)
+        for got, expected in zip(jitad.hvp(looped, ARGS, (W, v, v)), jitad.hvp(unrolled, ARGS, (W, v, v))):
+            np.testing.assert_allclose(got, expected, rtol=1e-9, atol=1e-12)
+
+
+def test_jacobians_through_a_scan(reference_backend):
+    def states(h0):
+        _, hs = jitad.scan(lambda h, x: (np.tanh(W @ h + U @ x), h * 2.0), h0, XS)
+        return hs.ravel()
+
+    def unrolled(h0):
+        h, hs = h0, []
+        for x in XS:
+            hs.append(h * 2.0)
+            h = np.tanh(W @ h + U @ x)
+        return np.stack(hs).ravel()
+    h0 = ARGS[2]
+    for jac in (jitad.jacfwd, jitad.jacrev, jitad.jacobian):
+        np.testing.assert_allclose(jac(states)(h0), jac(unrolled)(h0), rtol=1e-10, atol=1e-12)
+
+
+def test_gradient_matches_finite_differences(reference_backend):
+    eps, b = 1e-6, ARGS[1]
+    g = jitad.grad(rnn_scan, argnums=1)(*ARGS)
+    for k in range(3):
+        e = np.zeros(3)
+        e[k] = eps
+        fd = (rnn_scan(W, b + e, ARGS[2]) - rnn_scan(W, b - e, ARGS[2])) / (2 * eps)
+        np.testing.assert_allclose(g[k], fd, rtol=1e-6)
+
+
+# --- 3. while_loop --------------------------------------------------------------------------
+def newton_sqrt(a, x0):
+    """Newton's method for sqrt(a), run to convergence: a data-dependent trip count."""
+    def cond(state):
+        x, k = state
+        return (np.abs(x * x - a) > 1e-12) & (k < 100)
+
+    def body(state):
+        x, k = state
+        return 0.5 * (x + a / x), k + 1
+    x, _ = jitad.while_loop(cond, body, (x0, 0))
+    return x
+
+
+def taylor_exp(x):
+    """exp(x) as its Taylor series summed while the term matters; the carry holds an int counter."""
+    def cond(state):
+        return np.abs(state[1]) > 1e-16
+
+    def body(state):
+        total, term, n = state
+        return total + term, term * x / (n + 1), n + 1
+    total, _, _ = jitad.while_loop(cond, body, (0.0, 1.0 + 0.0 * x, 0))
+    return total
+
+
+def test_while_values_and_derivatives(backend):
+    for name, setup in _executors():
+        setup()
+        for a in (2.0, 9.0):
+            np.testing.assert_allclose(jitad.jit(newton_sqrt)(a, 1.0), np.sqrt(a), rtol=1e-12, err_msg=name)
+            np.testing.assert_allclose(jitad.grad(newton_sqrt)(a, 1.0), 0.5 / np.sqrt(a), rtol=1e-8, err_msg=name)
+        np.testing.assert_allclose(jitad.grad(taylor_exp)(0.7), np.exp(0.7), rtol=1e-12, err_msg=name)
+    # forward mode: a while loop over (carry, tangent)
+    jitad.config.backend = "reference"
+    value, tangent = jitad.jvp(taylor_exp, (0.7,), (2.0,))
+    np.testing.assert_allclose([value, tangent], [np.exp(0.7), 2.0 * np.exp(0.7)], rtol=1e-12)
+    np.testing.assert_allclose(jitad.jacfwd(newton_sqrt)(4.0, 1.0), 0.25, rtol=1e-8)
+
+
+def test_while_reverse_mode_matches_unrolled(reference_backend):
+    """Closed-over differentiated values, a vector carry: grad with respect to the closure."""
+    def f(w, h0):
+        h, _ = jitad.while_loop(lambda c: c[1] < 4, lambda c: (np.tanh(w @ c[0]) + 0.1, c[1] + 1), (h0, 0))
+        return np.sum(h ** 2)
+
+    def unrolled(w, h0):
+        h = h0
+        for _ in range(4):
+            h = np.tanh(w @ h) + 0.1
+        return np.sum(h ** 2)
+    for argnums in (0, 1):
+        np.testing.assert_allclose(jitad.grad(f, argnums=argnums)(W, ARGS[2]),
+                                   jitad.grad(unrolled, argnums=argnums)(W, ARGS[2]), rtol=1e-10)
+
+
+def test_second_order_through_while_raises(reference_backend):
+    with pytest.raises(jitad.NonDifferentiableError, match="while_loop"):
+        jitad.hessian(taylor_exp)(0.7)
+    with pytest.raises(jitad.NonDifferentiableError, match="while_loop"):
+        jitad.grad(jitad.grad(taylor_exp))(0.7)
+
+
+def test_fori_loop_with_traced_bounds_is_a_while_loop(reference_backend):
+    def f(x, n):
+        return jitad.fori_loop(0, n, lambda i, c: c * x, 1.0)
+    np.testing.assert_allclose(jitad.jit(f)(1.5, np.int64(3)), 1.5 ** 3)
+    np.testing.assert_allclose(jitad.grad(f)(1.5, np.int64(3)), 3 * 1.5 ** 2)
+
+
+# --- 4. compiled: a loop stays a loop --------------------------------------------------------
+def _kernel_lines(steps):
+    f = jitad.jit(lambda h: jitad.fori_loop(0, steps, lambda i, c: np.tanh(W @ c) + 0.5, h))
+    report = jitad.explain(f, ARGS[2], print_report=False)
+    return report.source, f(ARGS[2])
+
+
+def test_compiled_kernel_size_does_not_depend_on_trip_count(backend):
+    jitad.config.backend, jitad.config.compile = "numba", "eager"
+    source10, _ = _kernel_lines(10)
+    source1000, value = _kernel_lines(1000)
+    assert len(source10.splitlines()) == len(source1000.splitlines())
+    assert "for " in source1000 and "range(1000)" in source1000
+    h = ARGS[2]
+    for _ in range(1000):
+        h = np.tanh(W @ h) + 0.5
+    np.testing.assert_allclose(value, h, rtol=1e-12)
+
+
+# --- 6. errors ----------------------------------------------------------------------------
+def test_body_changing_the_carry_is_a_named_error():
+    f_shape = jitad.jit(lambda x: jitad.fori_loop(0, 3, lambda i, c: (c[0], np.stack([c[1], c[1]])), (x, x)))
+    with pytest.raises(jitad.ShapeError, match=r"carry\[1\] of shape \(2, 3\)"):
+        f_shape(np.ones(3))
+    f_dtype = jitad.jit(lambda x: jitad.scan(lambda c, z: (c.astype(np.float32), z), x, np.ones(3)))
+    with pytest.raises(LoopCarryError, match="float32"):
+        f_dtype(np.ones(2))
+    f_tree = jitad.jit(lambda x: jitad.while_loop(lambda c: c[0] < 3.0, lambda c: c[0], (x,)))
+    with pytest.raises(LoopCarryError, match="structure"):
+        f_tree(1.0)
+    with pytest.raises(LoopCarryError, match="boolean scalar"):
+        jitad.jit(lambda x: jitad.while_loop(lambda c: c, lambda c: c + 1.0, x))(1.0)

@@ -136,10 +136,12 @@ def test_only_used_modules_are_imported():
 
 def test_vectorisable_calls_are_chosen_per_node_while_emitting():
     def f(x, y):
-        return np.exp(x) * 3.0, np.sum(np.tanh(y))
+        return np.exp(x) * 3.0, np.sum(np.tanh(y) > 0.5), np.sum(np.tanh(x))
     source = codegen.generate(graph_of(f, np.ones(5), np.ones(4)))[0]
-    # exp's inner loop can vectorise; tanh's has a running sum (kept in order): libm
-    assert "K.fexp(" in source and "np.tanh(" in source and "K.ftanh(" not in source, source
+    # exp's inner loop can vectorise; y's tanh has an integer running sum (kept in order): libm;
+    # x's tanh is summed through the reassociable K.radd, which vectorises
+    assert "K.fexp(x0_i)" in source and "np.tanh(x1_i)" in source, source
+    assert "K.ftanh(x0_i)" in source and "K.radd(" in source and "K.ftanh(x1_i)" not in source, source
 
 
 def test_source_hash_ignores_comments_but_not_code():

@@ -35,7 +35,11 @@ _INDEX_VAR = re.compile(r"\bi(\d+)\b")
 _LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
 # calls an inner loop may hold and still vectorise
 _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysign", "isnan", "isfinite", "isinf",
-                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh"}
+                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh", "radd", "rmul"}
+# vectorisable versions of libm calls (jitad.backend.kernels_vecmath), next to the primitives' own
+# VECTORISABLE_CALLS; a call with one keeps its loop vectorisable
+_VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in ("sin", "cos", "log", "log1p", "log2", "log10")}
+_VECTOR_SAFE |= {fast[2:-1] for fast in _VECMATH_CALLS.values()}
 # the modules a kernel may use, imported only when its body does
 _MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),
             ("KL", "from jitad.backend import kernels_linalg as KL"))
@@ -80,12 +84,15 @@ def _dtype_code(dtype):
 
 
 _FAST_CALLS = []
+# a sum's or product's step in the form LLVM may vectorise (kernels_vecmath.radd: NaN and inf unchanged)
+_REASSOCIABLE = {"{acc} + {x}": "K.radd({acc}, {x})", "{acc} * {x}": "K.rmul({acc}, {x})"}
 
 
 def _vectorisable_calls():
     if not _FAST_CALLS:
         from jitad.primitives.elementwise import VECTORISABLE_CALLS
         _FAST_CALLS.extend(VECTORISABLE_CALLS.items())
+        _FAST_CALLS.extend(_VECMATH_CALLS.items())
     return _FAST_CALLS
 
 
@@ -536,7 +543,9 @@ class KernelWriter:
             else:
                 acc = name  # a scalar root is its accumulator
             nest.levels[outer].append(_Stmt(acc, init))
-            # a running sum or product (its order kept) keeps its inner loop scalar
+            # a float sum or product accumulates through a reassociable add or multiply, which LLVM
+            # vectorises with partial sums; an integer one keeps its order and its loop scalar
+            combine = _REASSOCIABLE.get(combine, combine) if np.dtype(root.dtype).kind == "f" else combine
             self.place(_Stmt(acc, combine.format(acc=acc, x=value), self.describe(root),
                              blocks=combine.startswith("{acc} ")), level)
             if root.ndim:
@@ -612,7 +621,7 @@ class KernelWriter:
                 # in one nest must equal the one another nest stored (a max's tie mask)
                 expr = f"np.float32({expr})"
                 fast = fast and f"np.float32({fast})"
-            blocks = any(name not in _VECTOR_SAFE for _, name in _LIBRARY_CALL.findall(expr))
+            blocks = any(name not in _VECTOR_SAFE for _, name in _LIBRARY_CALL.findall(fast or expr))
             var = self.element_var(node, index)
             self.emit(_Stmt(var, expr, self.describe(node), fast, node.id, blocks), level)
             return var, level

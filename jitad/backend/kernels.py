@@ -150,5 +150,8 @@ def ftanh(x):
     return x if x != x else y
 
 
+# vectorisable sin, cos, log, ... and the reassociable sum and product steps (K.fsin, K.radd, ...)
+from jitad.backend.kernels_vecmath import *  # noqa: E402,F401,F403
+
 # scalar special functions (scipy.special on traced values), called as K.<name> like the ones above
 from jitad.backend.kernels_special import *  # noqa: E402,F401,F403

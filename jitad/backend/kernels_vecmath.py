@@ -1,0 +1,384 @@
+"""Vectorisable elementary functions: straight-line arithmetic LLVM's loop vectoriser turns into SIMD.
+
+The llvmlite wheels carry no vector math library, so `np.sin(x)` in a fused loop is one libm
+call per element and keeps the loop scalar. Each function here is a range reduction, a
+polynomial, and the special cases (±0, ±inf, NaN, subnormals, overflow) chosen by selects, so a
+loop that calls them vectorises. Each agrees with NumPy to <= 2 ulp over its whole domain
+(tests/test_vecmath.py sweeps >= 1e6 points per function). The polynomials are truncated Taylor
+series (their truncation error is stated where they are defined), evaluated by Horner's rule.
+
+sin and cos reduce |x| <= 2^22 by Cody-Waite (pi/2 in four parts) and larger arguments by a
+branch-free Payne-Hanek reduction (a table of the bits of 2/pi, one row per exponent), both computed
+and one selected: the loop stays vector code for every argument, sin(1e300) included. Where the
+CPU has FMA (Numba compiles for the host), exact products use it.
+
+`forceinline` (LLVM's alwaysinline): compiled once, cached on disk, and inlined by LLVM into each
+call site before it vectorises (see kernels.py). Names: `f<numpy name>` for float64.
+"""
+import numba
+import numpy as np
+from llvmlite import ir as _llvm_ir
+from numba.core import types as _types
+from numba.extending import intrinsic as _intrinsic
+
+__all__ = ["fsin", "fcos", "flog", "flog1p", "flog2", "flog10", "radd", "rmul"]
+
+_JIT = dict(forceinline=True, error_model="numpy", cache=True)
+
+_LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: e * _LN2_HI is exact for |e| < 2^21
+_LN2_LO = 1.90821492927058770002e-10
+_SQRT2 = 1.4142135623730951
+_TINY = 2.2250738585072014e-308  # smallest normal float64
+
+
+# --- bits -------------------------------------------------------------------------------------
+@_intrinsic
+def _bits(typingctx, x):
+    """The IEEE bits of a float64 as an int64."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _llvm_ir.IntType(64))
+    return _types.int64(_types.float64), codegen
+
+
+@_intrinsic
+def _from_bits(typingctx, bits):
+    """The float64 whose IEEE bits are `bits`."""
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], _llvm_ir.DoubleType())
+    return _types.float64(_types.int64), codegen
+
+
+# --- reductions that vectorise -----------------------------------------------------------------
+def _reassoc(op):
+    """acc <op> x as an LLVM `fadd`/`fmul` that may be reassociated (`reassoc`, and only that: NaN,
+    inf and signed zeros keep their IEEE meaning). A loop accumulating through it may be
+    vectorised with several partial accumulators, summed at the end; the result differs from the
+    sequential one by rounding only (as NumPy's pairwise sum does)."""
+    @_intrinsic
+    def reassoc(typingctx, acc, x):
+        if not isinstance(acc, _types.Float) or not isinstance(x, _types.Float):
+            return None
+        result = acc if acc.bitwidth >= x.bitwidth else x
+
+        def codegen(context, builder, signature, args):
+            a, b = (context.cast(builder, v, t, result) for v, t in zip(args, signature.args))
+            return getattr(builder, op)(a, b, flags=("reassoc",))
+        return result(acc, x), codegen
+    return reassoc
+
+
+_radd = _reassoc("fadd")
+_rmul = _reassoc("fmul")
+
+
+@numba.njit(forceinline=True, cache=True)
+def radd(acc, x):
+    """acc + x, reassociable: the step of a sum reduction that LLVM may vectorise."""
+    return _radd(acc, x)
+
+
+@numba.njit(forceinline=True, cache=True)
+def rmul(acc, x):
+    """acc * x, reassociable: the step of a product reduction that LLVM may vectorise."""
+    return _rmul(acc, x)
+
+
+# --- sin, cos ---------------------------------------------------------------------------------
+# pi/2 = _PIO2_1 + _PIO2_2 + _PIO2_3 + _PIO2_4 + O(5e-45): the first three have 30 significant
+# bits, so q * _PIO2_k is exact for |q| < 2^23 (computed with mpmath: each part the nearest
+# 30-bit (53-bit for the last) number to the remainder).
+_PIO2_1 = 1.5707963276654482
+_PIO2_2 = -8.705515692000731e-10
+_PIO2_3 = -3.503434396954818e-19
+_PIO2_4 = -1.1351118607522202e-28
+_2_OVER_PI = 0.6366197723675814
+_TRIG_LIMIT = 4194304.0  # 2^22: beyond, libm
+
+
+@numba.njit(**_JIT)
+def _two_sum_err(a, b, s):
+    """The rounding error of s = fl(a + b), exactly (Knuth's TwoSum, any order of magnitudes)."""
+    bb = s - a
+    return (a - (s - bb)) + (b - bb)
+
+
+@numba.njit(**_JIT)
+def _sin_poly(hi, lo):
+    """sin(hi + lo) for |hi| <= pi/4 + eps, |lo| <= ulp(hi): Taylor to x^17 (remainder < 2^-64 |sin|)."""
+    z = hi * hi
+    p = z * (-1.0 / 6 + z * (1.0 / 120 + z * (-1.0 / 5040 + z * (1.0 / 362880 + z * (
+        -1.0 / 39916800 + z * (1.0 / 6227020800 + z * (-1.0 / 1307674368000 + z * (1.0 / 355687428096000))))))))
+    return hi + (lo - 0.5 * z * lo + hi * p)
+
+
+@numba.njit(**_JIT)
+def _cos_poly(hi, lo):
+    """cos(hi + lo) for |hi| <= pi/4 + eps: Taylor to x^16 (remainder < 2^-60), 1 - z/2 compensated."""
+    z = hi * hi
+    hz = 0.5 * z
+    w = 1.0 - hz
+    tail = z * z * (1.0 / 24 + z * (-1.0 / 720 + z * (1.0 / 40320 + z * (-1.0 / 3628800 + z * (
+        1.0 / 479001600 + z * (-1.0 / 87178291200 + z * (1.0 / 20922789888000)))))))
+    return w + (((1.0 - w) - hz) + (tail - hi * lo))
+
+
+@numba.njit(**_JIT)
+def _reduce_pio2(x):
+    """(q, hi, lo): x = q pi/2 + (hi + lo) with |hi + lo| <= pi/4 + eps, for |x| <= 2^22."""
+    q = np.rint(x * _2_OVER_PI)
+    t = x - q * _PIO2_1  # exact: q * _PIO2_1 is, and it is within a factor 2 of x (q != 0)
+    a = -q * _PIO2_2
+    r = t + a
+    err = _two_sum_err(t, a, r)
+    b = -q * _PIO2_3
+    r2 = r + b
+    err = err + _two_sum_err(r, b, r2) - q * _PIO2_4
+    hi = r2 + err
+    return q, hi, (r2 - hi) + err
+
+
+# Payne-Hanek reduction for |x| > 2^22, branch-free: x = m 2^(e-52) with m an integer, so the
+# bits of 2/pi of weight 2^-k with k <= e - 54 add multiples of 4 to x 2/pi (whole turns): only the
+# following bits matter. Row k0 of the table holds bits k0+1 ... k0+212 of 2/pi as four doubles
+# (53 bits each, the last rounded), scaled by 2^k0; they multiply x 2^-k0 (exact).
+def _two_over_pi_table(rows=970, bits=212):
+    """(rows * 4,) float64: row k0 = the bits k0+1 ... k0+bits of 2/pi times 2^k0, as four doubles of
+    53, 53, 53 and bits - 159 bits (each exact)."""
+    precision = rows + bits + 64
+    two_over_pi = (1 << (2 * precision)) // _pi_scaled(precision)  # about 2/pi 2^(precision - 1)
+    table = np.empty(rows * 4)
+    widths = (53, 53, 53, bits - 159)
+    for k0 in range(rows):
+        end = precision - 1 - k0  # its low `end` bits: the bits of 2/pi below 2^-k0
+        for j, width in enumerate(widths):
+            end -= width
+            chunk = (two_over_pi >> end) & ((1 << width) - 1)
+            table[4 * k0 + j] = float(chunk) * 2.0 ** -(sum(widths[:j + 1]))
+    return table
+
+
+def _pi_scaled(precision):
+    """floor(pi 2^precision) in integers (Machin: pi = 16 atan(1/5) - 4 atan(1/239)), guard bits dropped."""
+    guard = precision + 32
+    def atan_inv(n):
+        total, term, k, n2 = 0, (1 << guard) // n, 1, n * n
+        while term:
+            total += term // k if k % 4 == 1 else -(term // k)
+            term //= n2
+            k += 2
+        return total
+    return (16 * atan_inv(5) - 4 * atan_inv(239)) >> 32
+
+
+_TWO_OVER_PI = _two_over_pi_table()
+_PIO2_HI = 1.5707963267948966  # pi/2 = _PIO2_HI + _PIO2_LO to 107 bits
+_PIO2_LO = 6.123233995736766e-17
+_SPLIT = 134217729.0  # 2^27 + 1
+
+
+@_intrinsic
+def _fma(typingctx, a, b, c):
+    """a b + c rounded once (LLVM's llvm.fma: one instruction where the CPU has FMA)."""
+    def codegen(context, builder, signature, args):
+        double = _llvm_ir.DoubleType()
+        fn = builder.module.declare_intrinsic("llvm.fma", [double], _llvm_ir.FunctionType(double, [double] * 3))
+        return builder.call(fn, args)
+    return _types.float64(_types.float64, _types.float64, _types.float64), codegen
+
+
+def _host_has_fma():
+    import llvmlite.binding as llvm
+    try:
+        return bool(llvm.get_host_cpu_features().get("fma"))
+    except RuntimeError:
+        return False
+
+
+_HAS_FMA = _host_has_fma()  # Numba compiles for the host CPU (and keys its disk cache by it)
+
+
+@numba.njit(**_JIT)
+def _two_prod_err(a, b, p):
+    """The rounding error of p = fl(a b), exactly: one FMA, or Dekker's product without one."""
+    if _HAS_FMA:
+        return _fma(a, b, -p)
+    t = _SPLIT * a
+    ah = t - (t - a)
+    al = a - ah
+    t = _SPLIT * b
+    bh = t - (t - b)
+    bl = b - bh
+    return ((ah * bh - p) + ah * bl + al * bh) + al * bl
+
+
+@numba.njit(**_JIT)
+def _mod4(q):
+    """An integral float modulo 4 as an int64 (exact for any magnitude)."""
+    return np.int64(q - 4.0 * np.floor(q * 0.25))
+
+
+@numba.njit(**_JIT)
+def _reduce_pio2_large(x):
+    """(n, hi, lo): x = (n + 4 j) pi/2 + (hi + lo), |hi + lo| <= pi/4, for finite 2^22 <= |x| (hi
+    to about 2^-106 |hi|). Integer parts are removed stage by stage (exactly) before the small
+    terms are summed, so a near-cancellation keeps its low bits."""
+    k0 = max(((_bits(x) >> 52) & 0x7FF) - 1023 - 54, 0)
+    xs = x * _from_bits((1023 - k0) << 52)  # x 2^-k0, exact
+    row = 4 * k0
+    p = xs * _TWO_OVER_PI[row]
+    e = _two_prod_err(xs, _TWO_OVER_PI[row], p)
+    q1 = np.rint(p)
+    t0 = p - q1  # exact
+    t = t0 + e
+    t_err = _two_sum_err(t0, e, t)
+    q2 = np.rint(t)
+    t = t - q2
+    p2 = xs * _TWO_OVER_PI[row + 1]
+    e2 = _two_prod_err(xs, _TWO_OVER_PI[row + 1], p2)
+    u = t + p2
+    u_err = _two_sum_err(t, p2, u)
+    q3 = np.rint(u)
+    u = u - q3
+    p3 = xs * _TWO_OVER_PI[row + 2]
+    e3 = _two_prod_err(xs, _TWO_OVER_PI[row + 2], p3)
+    small = xs * _TWO_OVER_PI[row + 3] + e3
+    v = u + p3
+    lo = _two_sum_err(u, p3, v) + small
+    w = v + e2
+    lo = lo + _two_sum_err(v, e2, w)
+    v = w + u_err
+    lo = lo + _two_sum_err(w, u_err, v)
+    w = v + t_err
+    lo = lo + _two_sum_err(v, t_err, w)
+    f = w + lo  # the fraction of x 2/pi, in [-1/2, 1/2]
+    f_lo = (w - f) + lo
+    hi = f * _PIO2_HI
+    lo = _two_prod_err(f, _PIO2_HI, hi) + (f * _PIO2_LO + f_lo * _PIO2_HI)
+    r = hi + lo
+    return _mod4(q1) + _mod4(q2) + _mod4(q3), r, (hi - r) + lo
+
+
+@numba.njit(**_JIT)
+def _sincos_quadrant(x, shift):
+    """sin(x + shift pi/2) for finite x (shift 0: sin, 1: cos)."""
+    small = np.abs(x) <= _TRIG_LIMIT
+    q, hi, lo = _reduce_pio2(x if small else 0.0)
+    n_large, hi_large, lo_large = _reduce_pio2_large(0.0 if small else x)
+    n = (np.int64(q) if small else n_large) + shift
+    hi = hi if small else hi_large
+    lo = lo if small else lo_large
+    s = _sin_poly(hi, lo)
+    c = _cos_poly(hi, lo)
+    y = c if n & 1 else s
+    return -y if n & 2 else y
+
+
+@numba.njit(**_JIT)
+def fsin(x):
+    """sin(x), vectorisable."""
+    y = _sincos_quadrant(x if np.abs(x) < np.inf else 0.0, 0)
+    y = x if np.abs(x) < 7.450580596923828e-09 else y  # 2^-27: sin x = x, also -0.0 and subnormals
+    return y if np.abs(x) < np.inf else np.nan
+
+
+@numba.njit(**_JIT)
+def fcos(x):
+    """cos(x), vectorisable."""
+    y = _sincos_quadrant(x if np.abs(x) < np.inf else 0.0, 1)
+    return y if np.abs(x) < np.inf else np.nan
+
+
+# --- log, log1p, log2, log10 ------------------------------------------------------------------
+@numba.njit(**_JIT)
+def _log_parts(u):
+    """(e, f, hfsq, tail) with log(u) = e ln2 + f - hfsq + tail, for a finite u > 0:
+    u = 2^e (1 + f), sqrt(2)/2 <= 1 + f < sqrt(2), hfsq = f^2 / 2 and tail small (s (hfsq + R))."""
+    sub = u < _TINY
+    bits = _bits(u * 18014398509481984.0 if sub else u)  # 2^54: subnormals scaled to normal
+    e = ((bits >> 52) & 0x7FF) - (1023 + 54 if sub else 1023)
+    m = _from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)  # in [1, 2)
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    e = e + 1 if big else e
+    f = m - 1.0  # exact
+    s = f / (2.0 + f)  # log(1 + f) = 2 atanh(s), |s| < 0.1716
+    z = s * s
+    # R = sum_{k>=1} 2 z^k / (2k + 1); z^12 term < 2^-60 of the result
+    r = z * (2.0 / 3 + z * (2.0 / 5 + z * (2.0 / 7 + z * (2.0 / 9 + z * (2.0 / 11 + z * (2.0 / 13 + z * (
+        2.0 / 15 + z * (2.0 / 17 + z * (2.0 / 19 + z * (2.0 / 21 + z * (2.0 / 23)))))))))))
+    hfsq = 0.5 * f * f
+    return np.float64(e), f, hfsq, s * (hfsq + r)
+
+
+@numba.njit(**_JIT)
+def _log_special(x, y):
+    """log's value at x where it is a special case (x <= 0, inf, NaN), else y."""
+    y = np.inf if x == np.inf else y
+    y = -np.inf if x == 0.0 else y
+    y = np.nan if x < 0.0 else y
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def flog(x):
+    """log(x), vectorisable."""
+    e, f, hfsq, tail = _log_parts(x if x > 0.0 and x < np.inf else 1.0)
+    y = e * _LN2_HI + (f - (hfsq - (tail + e * _LN2_LO)))
+    return _log_special(x, y)
+
+
+@numba.njit(**_JIT)
+def flog1p(x):
+    """log(1 + x), vectorisable, accurate near 0: log(u) + c / u for u = fl(1 + x), c its rounding error."""
+    finite = x > -1.0 and x < np.inf
+    xf = x if finite else 0.0
+    u = 1.0 + xf
+    c = _two_sum_err(1.0, xf, u) / u
+    e, f, hfsq, tail = _log_parts(u)
+    y = e * _LN2_HI + (f - (hfsq - ((tail + c) + e * _LN2_LO)))
+    y = x if np.abs(x) < 5.551115123125783e-17 else y  # 2^-54: log1p x = x, also -0.0 and subnormals
+    y = np.inf if x == np.inf else y
+    y = -np.inf if x == -1.0 else y
+    y = np.nan if x < -1.0 else y
+    return x if x != x else y
+
+
+_HI_MASK = -(1 << 32)  # keeps a float64's top 20 mantissa bits: products with 32-bit constants exact
+
+
+@numba.njit(**_JIT)
+def _log_split(x):
+    """(hi, lo, e) with log(x) = e ln2 + hi + lo for finite x > 0, where hi has 21 significant
+    bits, so its products with the 32-bit constants below are exact."""
+    e, f, hfsq, tail = _log_parts(x)
+    hi = _from_bits(_bits(f - hfsq) & _HI_MASK)
+    return hi, (f - hi) - hfsq + tail, e
+
+
+# c = c_hi + c_lo with c_hi the nearest 32-bit number (computed with mpmath)
+_INV_LN2_HI, _INV_LN2_LO = 1.4426950407214463, 1.6751713164886512e-10  # 1 / ln 2
+_INV_LN10_HI, _INV_LN10_LO = 0.4342944818781689, 2.5082946711645275e-11  # 1 / ln 10
+_LOG10_2_HI, _LOG10_2_LO = 0.3010299956658855, -1.9043128467164274e-12  # log10(2)
+
+
+@numba.njit(**_JIT)
+def flog2(x):
+    """log2(x), vectorisable: e + log(m) / ln 2 with the product carried in two parts."""
+    hi, lo, e = _log_split(x if x > 0.0 and x < np.inf else 1.0)
+    val_hi = hi * _INV_LN2_HI
+    val_lo = (lo + hi) * _INV_LN2_LO + lo * _INV_LN2_HI
+    w = e + val_hi
+    val_lo = val_lo + ((e - w) + val_hi)
+    return _log_special(x, w + val_lo)
+
+
+@numba.njit(**_JIT)
+def flog10(x):
+    """log10(x), vectorisable: e log10(2) + log(m) / ln 10 with the products carried in two parts."""
+    hi, lo, e = _log_split(x if x > 0.0 and x < np.inf else 1.0)
+    val_hi = hi * _INV_LN10_HI
+    val_lo = (lo + hi) * _INV_LN10_LO + lo * _INV_LN10_HI + e * _LOG10_2_LO
+    eh = e * _LOG10_2_HI
+    w = eh + val_hi
+    val_lo = val_lo + ((eh - w) + val_hi)
+    return _log_special(x, w + val_lo)

@@ -4,12 +4,13 @@ Each function is swept over >= 1e6 points of its whole domain: random IEEE bit p
 exponent, subnormals, both signs, a few infinities and NaNs), the ranges where the function
 varies, the neighbourhoods of its hard points, and the special values. The largest error must be
 <= 2 ulp, and ±0, ±inf and NaN must come out as NumPy's. All functions run in ONE njit'd loop (one
-compilation, cached on disk), selected by number. A fused kernel must call them and agree with the
+compilation per session), selected by number. A fused kernel must call them and agree with the
 reference executor.
 """
 import numba
 import numpy as np
 import pytest
+from scipy import special
 
 import jitad
 from jitad.backend import kernels as K
@@ -24,13 +25,18 @@ EDGES = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 5e-324, -5e-324, 1e-310, -
 HARD = 6381956970095103 * 2.0 ** 797
 COS_HARD = -4.687165924254628e-19
 
-# name: (index in the sweep loop, NumPy's function)
-FUNCTIONS = {"sin": (0, np.sin), "cos": (1, np.cos), "log": (2, np.log), "log1p": (3, np.log1p),
-             "log2": (4, np.log2), "log10": (5, np.log10)}
+# name: NumPy's (or SciPy's) function; the sweep loop below calls K.f<name> by its index here
+UNARY = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "log": np.log, "log1p": np.log1p, "log2": np.log2,
+         "log10": np.log10, "exp": np.exp, "expm1": np.expm1, "tanh": np.tanh, "sinh": np.sinh, "cosh": np.cosh,
+         "arctan": np.arctan, "arcsinh": np.arcsinh, "arctanh": np.arctanh, "cbrt": np.cbrt,
+         "log_expit": special.log_expit}
+BINARY = {"arctan2": np.arctan2, "hypot": np.hypot}
+WHICH = {name: k for k, name in enumerate(list(UNARY) + list(BINARY))}
 
 
-@numba.njit(cache=True, error_model="numpy")
-def _sweep(which, x, out):
+@numba.njit(error_model="numpy")  # no cache=True: Numba's cache would not see kernels_vecmath change
+def _sweep(which, x, y, out):
+    """out[i] = K.f<name>(x[i]) (or (x[i], y[i])) for the function numbered `which` in WHICH."""
     for i in range(x.shape[0]):
         v = x[i]
         if which == 0:
@@ -38,13 +44,39 @@ def _sweep(which, x, out):
         elif which == 1:
             out[i] = K.fcos(v)
         elif which == 2:
-            out[i] = K.flog(v)
+            out[i] = K.ftan(v)
         elif which == 3:
-            out[i] = K.flog1p(v)
+            out[i] = K.flog(v)
         elif which == 4:
-            out[i] = K.flog2(v)
+            out[i] = K.flog1p(v)
         elif which == 5:
+            out[i] = K.flog2(v)
+        elif which == 6:
             out[i] = K.flog10(v)
+        elif which == 7:
+            out[i] = K.fexp(v)
+        elif which == 8:
+            out[i] = K.fexpm1(v)
+        elif which == 9:
+            out[i] = K.ftanh(v)
+        elif which == 10:
+            out[i] = K.fsinh(v)
+        elif which == 11:
+            out[i] = K.fcosh(v)
+        elif which == 12:
+            out[i] = K.farctan(v)
+        elif which == 13:
+            out[i] = K.farcsinh(v)
+        elif which == 14:
+            out[i] = K.farctanh(v)
+        elif which == 15:
+            out[i] = K.fcbrt(v)
+        elif which == 16:
+            out[i] = K.flog_expit(v)
+        elif which == 17:
+            out[i] = K.farctan2(v, y[i])
+        elif which == 18:
+            out[i] = K.fhypot(v, y[i])
 
 
 def ulp_distance(a, b):
@@ -69,48 +101,79 @@ def _random_bits(rng, n):
 
 def _points(name, rng):
     u = rng.uniform
-    if name in ("sin", "cos"):
+    if name in ("sin", "cos", "tan"):
         k = rng.integers(-10 ** 6, 10 ** 6, 100_000)
         parts = [u(-10, 10, 300_000), u(-5e6, 5e6, 200_000), u(-1e-6, 1e-6, 50_000),
                  k * (np.pi / 2) + u(-1e-9, 1e-9, k.size), _random_bits(rng, 350_000), [HARD, -HARD]]
     elif name == "log1p":
         parts = [u(-1, 3, 300_000), u(-1e-6, 1e-6, 100_000), -1.0 + u(0, 1e-9, 50_000), u(-1e-3, 1e-3, 100_000),
                  np.abs(_random_bits(rng, 400_000)), _random_bits(rng, 50_000)]
-    else:
+    elif name.startswith("log") and name != "log_expit":
         parts = [u(0, 4, 300_000), 1.0 + u(-1e-6, 1e-6, 100_000), u(0.5, 2.0, 100_000),
                  np.abs(_random_bits(rng, 450_000)), _random_bits(rng, 50_000), 10.0 ** np.arange(-320, 309)]
+    elif name == "arctanh":
+        parts = [u(-1, 1, 400_000), 1.0 - u(0, 1e-6, 100_000), u(-1e-6, 1e-6, 100_000), _random_bits(rng, 400_000)]
+    else:  # exp-like (all of the real line) and the algebraic ones
+        parts = [u(-750, 750, 200_000), u(-30, 30, 200_000), u(-3, 3, 200_000), u(-1e-6, 1e-6, 50_000),
+                 _random_bits(rng, 350_000)]
     x = np.concatenate([np.asarray(p, np.float64) for p in parts] + [EDGES])
     assert x.size >= N
     return x
 
 
-@pytest.mark.parametrize("name", list(FUNCTIONS))
-def test_agrees_with_numpy_within_2_ulp(name):
-    which, reference = FUNCTIONS[name]
-    x = _points(name, np.random.default_rng(13))
-    out = np.empty_like(x)
-    _sweep(which, x, out)
-    with np.errstate(all="ignore"):
-        expected = reference(x)
-    if name == "cos":  # where NumPy is off (see HARD), against the correctly rounded value
-        expected[np.abs(x) == HARD] = COS_HARD
+def _pairs(rng):
+    """(y, x) for the two-argument functions: the quadrants, both scales, and every pair of edge values."""
+    edges = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 5e-324, -5e-324, 1e300, -1e300,
+                      1.7976931348623157e308, 2.0])
+    ey, ex = (e.ravel() for e in np.meshgrid(edges, edges))
+    y = np.concatenate([rng.uniform(-10, 10, 400_000), _random_bits(rng, 400_000), rng.uniform(-1, 1, 100_000),
+                        rng.uniform(-3, 3, 100_000) * 1e-10, ey])
+    x = np.concatenate([rng.uniform(-10, 10, 400_000), _random_bits(rng, 400_000),
+                        rng.uniform(-1, 1, 100_000) * 1e-200, rng.uniform(-3, 3, 100_000), ex])
+    return y, x
+
+
+def _check(name, args, out, expected):
     d = ulp_distance(out, expected)
     worst = int(np.argmax(d))
-    assert d[worst] <= 2, f"{name}({x[worst]!r}) = {out[worst]!r}, NumPy {expected[worst]!r}: {d[worst]} ulp"
+    assert d[worst] <= 2, (f"{name}{tuple(a[worst] for a in args)} = {out[worst]!r}, "
+                           f"NumPy {expected[worst]!r}: {d[worst]} ulp")
     zero = expected == 0
     np.testing.assert_array_equal(np.signbit(out[zero]), np.signbit(expected[zero]), err_msg=f"{name}: sign of 0")
     np.testing.assert_array_equal(out[np.isinf(expected)], expected[np.isinf(expected)])
+
+
+@pytest.mark.parametrize("name", list(UNARY))
+def test_agrees_with_numpy_within_2_ulp(name):
+    x = _points(name, np.random.default_rng(13))
+    out = np.empty_like(x)
+    _sweep(WHICH[name], x, x, out)
+    with np.errstate(all="ignore"):
+        expected = UNARY[name](x)
+    if name == "cos":  # where NumPy is off (see HARD), against the correctly rounded value
+        expected[np.abs(x) == HARD] = COS_HARD
+    _check(name, (x,), out, expected)
+
+
+@pytest.mark.parametrize("name", list(BINARY))
+def test_two_argument_ones_agree_with_numpy_within_2_ulp(name):
+    y, x = _pairs(np.random.default_rng(17))
+    out = np.empty_like(x)
+    _sweep(WHICH[name], y, x, out)
+    with np.errstate(all="ignore"):
+        expected = BINARY[name](y, x)
+    _check(name, (y, x), out, expected)
 
 
 def test_float32_arguments_are_computed_in_float64():
     """Generated kernels call the same functions on float32 values (then round to float32): the
     result is the float64 one, so within 1 float32 ulp of the exact value (NumPy's own float32
     loops are up to a few float32 ulp off)."""
-    x = np.random.default_rng(3).uniform(0.01, 30, 100_000).astype(np.float32)
+    x = np.random.default_rng(3).uniform(0.01, 0.99, 100_000).astype(np.float32)
     out = np.empty(x.size)
-    for name, (which, reference) in FUNCTIONS.items():
-        _sweep(which, x, out)
-        exact = reference(x.astype(np.float64))
+    for name, reference in {**UNARY, **BINARY}.items():
+        _sweep(WHICH[name], x, x[::-1].copy(), out)
+        exact = reference(x.astype(np.float64)) if name in UNARY else reference(x.astype(np.float64), x[::-1])
         d = ulp_distance(out.astype(np.float32).astype(np.float64), exact.astype(np.float32).astype(np.float64))
         assert d.max() <= 2 ** 29, name  # one float32 ulp, in float64 ulps
 
@@ -134,16 +197,19 @@ def test_sum_steps_keep_nan_and_inf():
 
 
 def _fused(x, y):
-    return np.sum(np.sin(x) * x + np.cos(x) + np.log1p(x * x) + np.log(y) + np.log2(y) * np.log10(y))
+    return np.sum(np.sin(x) * x + np.cos(x) + np.log1p(x * x) + np.log(y) + np.log2(y) * np.log10(y)
+                  + np.tan(x / 3) + np.arctan(x) + np.arctan2(x, y) + np.sinh(x) * np.cosh(x) + np.arcsinh(x)
+                  + np.arctanh(x / 4) + np.cbrt(y) + np.hypot(x, y) + special.log_expit(x))
 
 
 def test_fused_kernel_calls_them_and_matches_the_reference():
     x, y = np.linspace(-3, 3, 1001), np.linspace(0.1, 40, 1001)
     vg = jitad.value_and_grad(_fused, argnums=(0, 1))
     source = str(jitad.explain(vg, x, y)).split("== generated source ==", 1)[1]
-    for call in ("K.fsin(", "K.fcos(", "K.flog1p(", "K.flog(", "K.flog2(", "K.flog10(", "K.radd("):
-        assert call in source, source
-    assert "np.sin(" not in source and "np.log(" not in source, source
+    for name in ("sin", "cos", "tan", "log1p", "log", "log2", "log10", "arctan", "arctan2", "sinh", "cosh", "arcsinh",
+                 "arctanh", "cbrt", "hypot"):
+        assert f"K.f{name}(" in source and f"np.{name}(" not in source, (name, source)
+    assert "K.flog_expit(" in source and "K.radd(" in source, source
     value, (gx, gy) = vg(x, y)
     saved = jitad.config.backend
     jitad.config.backend = "reference"

@@ -38,7 +38,10 @@ _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysi
                 "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh", "radd", "rmul"}
 # vectorisable versions of libm calls (jitad.backend.kernels_vecmath), next to the primitives' own
 # VECTORISABLE_CALLS; a call with one keeps its loop vectorisable
-_VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in ("sin", "cos", "log", "log1p", "log2", "log10")}
+_VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
+    "sin", "cos", "tan", "log", "log1p", "log2", "log10", "arctan", "arctan2", "sinh", "cosh", "arcsinh", "arctanh",
+    "cbrt", "hypot")}
+_VECMATH_CALLS["K.log_expit("] = "K.flog_expit("
 _VECTOR_SAFE |= {fast[2:-1] for fast in _VECMATH_CALLS.values()}
 # the modules a kernel may use, imported only when its body does
 _MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),

@@ -4,16 +4,25 @@ The llvmlite wheels carry no vector math library, so `np.sin(x)` in a fused loop
 call per element and keeps the loop scalar. Each function here is a range reduction, a
 polynomial, and the special cases (±0, ±inf, NaN, subnormals, overflow) chosen by selects, so a
 loop that calls them vectorises. Each agrees with NumPy to <= 2 ulp over its whole domain
-(tests/test_vecmath.py sweeps >= 1e6 points per function). The polynomials are truncated Taylor
-series (their truncation error is stated where they are defined), evaluated by Horner's rule.
+(tests/test_vecmath.py sweeps >= 1e6 points per function; most are <= 1 ulp), with NumPy's
+values at ±0, ±inf and NaN. The polynomials are truncated Taylor series or near-minimax fits
+computed with mpmath (their error is stated where they are defined), by Horner's rule.
 
-sin and cos reduce |x| <= 2^22 by Cody-Waite (pi/2 in four parts) and larger arguments by a
-branch-free Payne-Hanek reduction (a table of the bits of 2/pi, one row per exponent), both computed
-and one selected: the loop stays vector code for every argument, sin(1e300) included. Where the
-CPU has FMA (Numba compiles for the host), exact products use it.
+sin, cos and tan reduce |x| <= 2^22 by Cody-Waite (pi/2 in four parts) and larger arguments by
+a branch-free Payne-Hanek reduction (a table of the bits of 2/pi, one row per exponent), both
+computed and one selected: the loop stays vector code for every argument, sin(1e300) included
+(the large-argument path costs about as much as the rest: the table reads are gathers). Where the
+CPU has FMA (Numba compiles for the host), exact products use it; elsewhere Dekker's product.
 
-`forceinline` (LLVM's alwaysinline): compiled once, cached on disk, and inlined by LLVM into each
-call site before it vectorises (see kernels.py). Names: `f<numpy name>` for float64.
+Float32 arguments are computed in float64 (generated kernels round the result to float32).
+`radd`/`rmul` are the steps of sum/product reductions that may be reassociated (so vectorised).
+
+`forceinline` (LLVM's alwaysinline), not `inline="always"` (Numba-IR inlining): each is compiled
+once (and cached on disk) and LLVM inlines it into every call site before it vectorises, the same
+machine code; copying its Numba IR into every call site instead made Numba's IR passes, type
+inference and lowering of a kernel grow with its number of calls. Names: `f<numpy name>`,
+called from generated code as K.f<name> (codegen's _VECMATH_CALLS and the primitives'
+VECTORISABLE_CALLS map the libm calls to them).
 """
 import numba
 import numpy as np
@@ -21,7 +30,8 @@ from llvmlite import ir as _llvm_ir
 from numba.core import types as _types
 from numba.extending import intrinsic as _intrinsic
 
-__all__ = ["fsin", "fcos", "flog", "flog1p", "flog2", "flog10", "radd", "rmul"]
+__all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", "flog", "flog1p", "flog2", "flog10",
+           "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "radd", "rmul"]
 
 _JIT = dict(forceinline=True, error_model="numpy", cache=True)
 
@@ -81,6 +91,106 @@ def radd(acc, x):
 def rmul(acc, x):
     """acc * x, reassociable: the step of a product reduction that LLVM may vectorise."""
     return _rmul(acc, x)
+
+
+# --- exp, expm1, tanh, sinh, cosh -------------------------------------------------------------
+_LOG2E = 1.4426950408889634
+
+
+@numba.njit(**_JIT)
+def _pow2(k):
+    """2.0 ** k for an integral float k in [-1022, 1023], from its exponent bits."""
+    return _from_bits((np.int64(k) + 1023) << 52)
+
+
+@numba.njit(**_JIT)
+def _expm1_reduced(r):
+    """e**r - 1 for |r| <= ln(2)/2 + eps: r + r^2 P(r) with P Taylor to r^13 (remainder < 2^-60),
+    the leading r added last (so the error is about that one rounding)."""
+    return r + r * (r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
+        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
+            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800)))))))))))))
+
+
+@numba.njit(**_JIT)
+def _exp_split(x):
+    """(k, q) with e**x = 2^k (1 + q), |q| <= 0.42, for x in [-746, 711] (clamped there): the
+    reduced argument is carried as r + c (c its rounding error) into q = expm1(r) + c e^r."""
+    clamped = min(max(x, -746.0), 711.0)
+    k = np.floor(clamped * _LOG2E + 0.5)
+    hi = clamped - k * _LN2_HI  # exact
+    lo = k * _LN2_LO
+    r = hi - lo
+    c = (hi - r) - lo
+    q = _expm1_reduced(r)
+    return k, q + (c + c * q)
+
+
+@numba.njit(**_JIT)
+def _scale(y, k):
+    """y 2^k for an integral float k in [-1075, 1025], as two factors: subnormal results and
+    k = 1024 stay exact."""
+    half = np.floor(k * 0.5)
+    return y * _pow2(half) * _pow2(k - half)
+
+
+@numba.njit(**_JIT)
+def fexp(x):
+    """exp(x), vectorisable."""
+    k, q = _exp_split(x)
+    y = _scale(1.0 + q, k)
+    y = np.inf if x > 709.782712893384 else y
+    y = 0.0 if x < -745.1332191019412 else y
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def fexpm1(x):
+    """exp(x) - 1, vectorisable, accurate near 0."""
+    k, q = _exp_split(max(x, -40.0))
+    small = _pow2(min(k, 60.0))
+    y = small * q + (small - 1.0)  # = 2^k (1 + q) - 1, exact for k = 0
+    y = _scale(q + 1.0, k) - 1.0 if k > 60.0 else y  # 2^k beyond 2^1023
+    y = np.inf if x > 709.782712893384 else y
+    y = -1.0 if x < -40.0 else y
+    y = x if np.abs(x) < 5.551115123125783e-17 else y  # 2^-54: expm1 x = x, also -0.0 and subnormals
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def ftanh(x):
+    """tanh(x) = t / (t + 2) with t = expm1(2|x|), sign restored; vectorisable."""
+    t = fexpm1(2.0 * min(np.abs(x), 20.0))
+    d = t + 2.0
+    q = t / d
+    y = np.copysign(q - q * (_two_sum_err(t, 2.0, d) / d), x)  # t / (t + 2) with t + 2 unrounded
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def fsinh(x):
+    """sinh(x), vectorisable: (t + t / (t + 1)) / 2 with t = expm1(|x|), e^|x| / 2 from |x| > 22
+    (scaled, so no overflow before 710.47...), sign restored."""
+    a = np.abs(x)
+    t = fexpm1(min(a, 22.0))
+    y = 0.5 * (t + t / (t + 1.0))
+    k, q = _exp_split(a)
+    y = _scale(1.0 + q, k - 1.0) if a > 22.0 else y
+    y = np.inf if a > 710.4758600739439 else y
+    y = a if a < 3.725290298461914e-09 else y  # 2^-28: sinh x = x, also subnormals
+    return x if x != x else np.copysign(y, x)
+
+
+@numba.njit(**_JIT)
+def fcosh(x):
+    """cosh(x), vectorisable: (E + 1 / E) / 2 with E = e^|x|, e^|x| / 2 from |x| > 22 (scaled)."""
+    a = np.abs(x)
+    k, q = _exp_split(a)
+    e = _scale(1.0 + q, k)
+    y = 0.5 * e + 0.5 / e
+    y = _scale(1.0 + q, k - 1.0) if a > 22.0 else y
+    y = np.inf if a > 710.4758600739439 else y
+    return x if x != x else y
 
 
 # --- sin, cos ---------------------------------------------------------------------------------
@@ -382,3 +492,165 @@ def flog10(x):
     w = eh + val_hi
     val_lo = val_lo + ((eh - w) + val_hi)
     return _log_special(x, w + val_lo)
+
+
+@numba.njit(**_JIT)
+def ftan(x):
+    """tan(x), vectorisable: sin/cos of the reduced argument, or -cos/sin in odd quadrants."""
+    finite = np.abs(x) < np.inf
+    xf = x if finite else 0.0
+    small = np.abs(xf) <= _TRIG_LIMIT
+    q, hi, lo = _reduce_pio2(xf if small else 0.0)
+    n_large, hi_large, lo_large = _reduce_pio2_large(0.0 if small else xf)
+    n = np.int64(q) if small else n_large
+    hi = hi if small else hi_large
+    lo = lo if small else lo_large
+    s = _sin_poly(hi, lo)
+    c = _cos_poly(hi, lo)
+    y = -c / s if n & 1 else s / c
+    y = x if np.abs(x) < 7.450580596923828e-09 else y  # 2^-27: tan x = x, also -0.0 and subnormals
+    return y if finite else np.nan
+
+
+# --- arctan, arctan2 --------------------------------------------------------------------------
+# atan(t) = t + t z P(z), z = t^2 <= (7/16)^2: P a near-minimax polynomial (mpmath.chebyfit, degree
+# 11, |error| < 4e-18 in P, so < 2^-60 relative in atan)
+_ATAN_P = (-0.3333333333333333, 0.1999999999999941, -0.14285714285566806, 0.11111111096645038,
+           -0.09090908355602592, 0.07692285554889286, -0.06666241923359964, 0.05876946456755061,
+           -0.05216679739313656, 0.04492259293193656, -0.033128134256069586, 0.014773184616983806)
+# atan(c) = hi + lo for the anchors c = 1/2, 1, 3/2, inf (mpmath)
+_ATAN_HALF = (0.4636476090008061, 2.2698777452961687e-17)
+_ATAN_ONE = (0.7853981633974483, 3.061616997868383e-17)
+_ATAN_THREE_HALVES = (0.982793723247329, 1.3903311031230998e-17)
+_PI_HI, _PI_LO = 3.141592653589793, 1.2246467991473532e-16
+
+
+@numba.njit(**_JIT)
+def _atan_poly(t):
+    z = t * t
+    p = _ATAN_P
+    return t * z * (p[0] + z * (p[1] + z * (p[2] + z * (p[3] + z * (p[4] + z * (p[5] + z * (p[6] + z * (
+        p[7] + z * (p[8] + z * (p[9] + z * (p[10] + z * p[11])))))))))))
+
+
+@numba.njit(**_JIT)
+def _atan_ratio(a, b):
+    """(hi, rest) with atan(a / b) = hi + rest for a, b >= 0: atan(c) + atan(t) around the anchor
+    c in {0, 1/2, 1, 3/2, inf} nearest a / b, t = (a - c b) / (b + c a) (or -b / a) in one division."""
+    ratio = a / b
+    far = ratio >= 2.4375
+    c = 1.5 if ratio >= 1.1875 else (1.0 if ratio >= 0.6875 else (0.5 if ratio >= 0.4375 else 0.0))
+    t = (-b if far else (a - c * b if c > 0.0 else a)) / (a if far else (b + c * a if c > 0.0 else b))
+    hi = _ATAN_THREE_HALVES[0] if c == 1.5 else (_ATAN_ONE[0] if c == 1.0 else (_ATAN_HALF[0] if c == 0.5 else 0.0))
+    lo = _ATAN_THREE_HALVES[1] if c == 1.5 else (_ATAN_ONE[1] if c == 1.0 else (_ATAN_HALF[1] if c == 0.5 else 0.0))
+    hi = _PIO2_HI if far else hi
+    lo = _PIO2_LO if far else lo
+    return hi, lo + (t + _atan_poly(t))
+
+
+@numba.njit(**_JIT)
+def farctan(x):
+    """arctan(x), vectorisable."""
+    hi, rest = _atan_ratio(np.abs(x), 1.0)
+    return x if x != x else np.copysign(hi + rest, x)
+
+
+@numba.njit(**_JIT)
+def farctan2(y, x):
+    """arctan2(y, x), vectorisable, with NumPy's values at zeros and infinities."""
+    a, b = np.abs(y), np.abs(x)
+    m = max(a, b)  # scaled (exactly, by a power of 2) so that b + c a neither overflows nor loses bits
+    scale = 0.0625 if m > 1e300 else (1.152921504606847e18 if m < 1e-290 else 1.0)  # 2^-4, 2^60
+    hi, rest = _atan_ratio(a * scale, b * scale)
+    west = np.copysign(1.0, x) < 0.0  # x < 0, or x = -0.0
+    s = _PI_HI - hi
+    v = s + ((_two_sum_err(_PI_HI, -hi, s) + _PI_LO) - rest) if west else hi + rest
+    v = (_PI_HI if west else 0.0) if a == 0.0 and b == 0.0 else v
+    v = (2.356194490192345 if west else 0.7853981633974483) if a == np.inf and b == np.inf else v
+    v = np.copysign(v, y)
+    return v if x == x else x
+
+
+# --- log_expit, arcsinh, arctanh ------------------------------------------------------------------
+@numba.njit(**_JIT)
+def flog_expit(x):
+    """log(1 / (1 + e^-x)) = min(x, 0) - log1p(e^-|x|), vectorisable."""
+    y = -(flog1p(fexp(-np.abs(x))) - min(x, 0.0))  # -0.0 where the log1p underflows, as SciPy
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def farcsinh(x):
+    """arcsinh(x), vectorisable: log1p(a + a^2 / (1 + sqrt(1 + a^2))) for a = |x| <= 2,
+    log(2a + 1 / (a + sqrt(a^2 + 1))) up to 2^28, log(a) + ln 2 beyond; sign restored."""
+    a = np.abs(x)
+    m = min(a, 2.0 ** 28)
+    w = np.sqrt(m * m + 1.0)
+    small = flog1p(m + m * m / (1.0 + w))
+    mid = flog(2.0 * m + 1.0 / (m + w))
+    big = flog(a if a < np.inf else 1.0) + 6.93147180559945286227e-01
+    y = small if a <= 2.0 else (mid if a <= 2.0 ** 28 else big)
+    y = np.inf if a == np.inf else y
+    y = a if a < 3.725290298461914e-09 else y  # 2^-28: arcsinh x = x, also subnormals
+    return x if x != x else np.copysign(y, x)
+
+
+@numba.njit(**_JIT)
+def farctanh(x):
+    """arctanh(x) = log1p(2a / (1 - a)) / 2 for a = |x| (2a + 2a^2 / (1 - a) below 1/2), vectorisable."""
+    a = np.abs(x)
+    m = min(a, 0.9999999999999999)
+    d = 1.0 - m  # exact for m >= 1/2
+    u = 2.0 * m + 2.0 * m * m / d if m < 0.5 else 2.0 * m / d
+    y = 0.5 * flog1p(u)
+    y = np.inf if a == 1.0 else y
+    y = np.nan if a > 1.0 else y
+    y = a if a < 3.725290298461914e-09 else y  # 2^-28: arctanh x = x, also subnormals
+    return x if x != x else np.copysign(y, x)
+
+
+# --- cbrt, hypot ------------------------------------------------------------------------------
+@numba.njit(**_JIT)
+def fcbrt(x):
+    """cbrt(x), vectorisable: |x| = m 2^(3j) with m in [1, 8), cbrt(m) from a first guess (the
+    bits of m divided by 3), three Halley steps and a Newton step on the exactly computed
+    residual m - y^3, times 2^j."""
+    a = np.abs(np.float64(x))
+    sub = a < _TINY
+    bits = _bits(a * 18014398509481984.0 if sub else a)  # 2^54: subnormals scaled
+    e = ((bits >> 52) & 0x7FF) - (1023 + 54 if sub else 1023)
+    j = np.int64(np.floor((e + 0.5) / 3.0))  # e // 3, in float arithmetic (vectorisable)
+    m = _from_bits((bits & 0x000FFFFFFFFFFFFF) | ((1023 + e - 3 * j) << 52))  # in [1, 8)
+    y = _from_bits(np.int64(np.float64(_bits(m)) / 3.0) + 0x2A9F7893782DA1CE)  # within ~6% of cbrt(m)
+    for _ in range(3):
+        y3 = y * y * y
+        y = y * (y3 + 2.0 * m) / (2.0 * y3 + m)  # Halley: ~3x the correct bits each step
+    y2 = y * y
+    y2_lo = _two_prod_err(y, y, y2)
+    p = y2 * y
+    residual = (m - p) - (_two_prod_err(y2, y, p) + y2_lo * y)
+    y = (y + residual / (3.0 * y2)) * _from_bits((1023 + j) << 52)
+    y = x if a == 0.0 or a == np.inf else np.copysign(y, x)
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def fhypot(x, y):
+    """sqrt(x^2 + y^2) without overflow or underflow (scaled by a power of 2), the sum of squares
+    carried in two parts and the square root corrected once: vectorisable."""
+    a, b = np.abs(np.float64(x)), np.abs(np.float64(y))
+    big = max(a, b)
+    small = min(a, b)
+    k = min(max(((_bits(big) >> 52) & 0x7FF) - 1023, -1022), 1022)
+    down = _from_bits((1023 - k) << 52)
+    big_s = big * down if big < np.inf else 1.0
+    small_s = small * down if big < np.inf else 0.0
+    p = big_s * big_s
+    q = small_s * small_s
+    s = p + q
+    s_lo = _two_sum_err(p, q, s) + _two_prod_err(big_s, big_s, p) + _two_prod_err(small_s, small_s, q)
+    r = np.sqrt(s)
+    r = r + ((s - r * r) - _two_prod_err(r, r, r * r) + s_lo) / (2.0 * r) if s > 0.0 else r
+    h = r * _from_bits((1023 + k) << 52)
+    h = h if x == x and y == y else np.nan
+    return np.inf if a == np.inf or b == np.inf else h  # also hypot(inf, nan), as NumPy

@@ -21,6 +21,7 @@ from jitad.interpreter import evaluate, replay
 from jitad.ir import build_graph, current_builder, is_tracer
 from jitad.primitives.control import Body, floats, scan_p, split, while_p
 from jitad.pytrees import NAMESPACE, tree_flatten, tree_unflatten
+from jitad.transforms import batching
 from jitad.transforms.ad import jvp_values, vjp_values
 
 __all__ = ["fori_loop", "scan", "while_loop", "LoopCarryError"]
@@ -116,6 +117,20 @@ def adjoint_body(body, fx, fk):
     avals = ([((), np.dtype(np.int64))] + [ca[j] for j in fc] + [ka[j] for j in fk] + ca + xa +
              [ya[j] for j in fy] + ka)
     return _traced_body(fun, avals, 1, len(fc) + len(fk), nc + nx + len(fy), f"vjp of {body.name}")
+
+
+def batched_body(body, bx, bk, k):
+    """Inputs (i, *c[k, ...], *x (with [k] where bx), *consts (with [k] where bk)), outputs
+    (*c'[k, ...], *y[k, ...]): the body replayed over the batch (transforms.batching), its
+    unbatched outputs broadcast."""
+    nc, nx = body.n_carry, body.n_xs
+    flags = [False] + [True] * nc + list(bx) + list(bk)
+
+    def fun(*args):
+        outs, hot = batching.batch_replay(body.graph, list(args), flags, k)
+        return [o if b else np.broadcast_to(o, (k,) + node.shape) for o, b, node in zip(outs, hot, body.graph.outputs)]
+    avals = [((k,) + s if b else s, d) for (s, d), b in zip(Body._avals(body.graph.inputs), flags)]
+    return _traced_body(fun, avals, 1, nc, nx, f"{body.name} (batched)")
 
 
 def while_jvp_bodies(body, cond, fk):

@@ -162,6 +162,11 @@ class Body:
         """One step of the reverse sweep of a scan (see `rules.adjoint_body`)."""
         return self._made(("vjp", fx, fk), self.rules.adjoint_body, fx, fk)
 
+    def batched_body(self, bx, bk, k):
+        """The body over a batch of k loops: every carry and y with a leading axis of k, the xs in
+        `bx` and the consts in `bk` too (see `rules.batched_body`)."""
+        return self._made(("batch", bx, bk, k), self.rules.batched_body, bx, bk, k)
+
     def while_jvp_bodies(self, cond, fk):
         """(condition, body) of the tangent while loop."""
         return self._made(("while jvp", id(cond), fk), self.rules.while_jvp_bodies, cond, fk)
@@ -250,6 +255,24 @@ def _scan_vjp(g, out, *primals, body, length, reverse):
     for j, ct in zip(fk, gk):
         result[nc + nx + j] = ct
     return tuple(result)
+
+
+def _scan_batch(node, values, batched, k):
+    """k scans as one: every carry and y gets the batch axis (an unbatched one is broadcast), a
+    batched x (k, length, ...) is scanned as (length, k, ...); the body is the body batched."""
+    body, length, reverse = node.params["body"], node.params["length"], node.params["reverse"]
+    nc, nx = body.n_carry, body.n_xs
+    init, xs, consts = split(values, nc, nx)
+    _, bx, bk = split(batched, nc, nx)
+    bb = body.batched_body(tuple(bx), tuple(bk), k)
+    init = [v if b else np.broadcast_to(v, (k,) + tuple(aval[0])) for v, b, aval in
+            zip(init, batched[:nc], body.carry_avals)]
+    xs = [np.swapaxes(x, 0, 1) if b else x for x, b in zip(xs, bx)]
+    value = scan_p(*init, *xs, *consts, body=bb, length=length, reverse=reverse)
+    parts = bb.scan_layout(length).unpack(value)
+    parts = parts[:nc] + [np.swapaxes(y, 0, 1) for y in parts[nc:]]
+    return np.concatenate([np.reshape(p if p.dtype == node.dtype else p.astype(node.dtype), (k, -1))
+                           for p in parts], axis=1)
 
 
 # --- while --------------------------------------------------------------------------------------
@@ -440,7 +463,7 @@ def _loop_cost(node):
 
 
 scan_p = Primitive("scan", impl=_scan_impl, shape_rule=_scan_shape, jvp=_scan_jvp, vjp=_scan_vjp,
-                   kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True)
+                   kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True, batch=_scan_batch)
 while_p = Primitive("while", impl=_while_impl, shape_rule=_while_shape, jvp=_while_jvp, vjp=_while_vjp,
                     kind=Kind.LIBRARY, lower=_lower_while, cost=_loop_cost, contiguous_output=True)
 while_vjp_p = Primitive("while_vjp", impl=_while_vjp_impl, shape_rule=_while_vjp_shape, jvp=_second_order,

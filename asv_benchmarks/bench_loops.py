@@ -1,0 +1,162 @@
+"""Loops that stay loops (issue 12, item 2): the gradient of a 1,000-step tanh recurrence
+h <- tanh(W h + x_t), hidden 256, loss sum(h_T ** 2), with respect to W:
+
+  scan       written with jitad.scan (one scan node; its adjoint a reverse scan)
+  unrolled   the same recurrence as a plain Python for loop: 1,000 steps in the trace (the pass
+             that rolls repeated steps back into a loop, jitad.frontend.rolling, is switched
+             off for it)
+
+timed per call once compiled and warm (`time_grad`), and the first call of a fresh process with
+an empty disk cache: trace + transform + compile + run (`track_first_call`, seconds).
+
+    python asv_benchmarks/bench_loops.py [--steps N] [--rounds N]
+
+prints both side by side from one process (steady state, interleaved rounds) and the first
+calls from fresh subprocesses.
+"""
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+if __package__:
+    from . import _common  # noqa: F401 -- the benchmarks' disk cache and compile="eager"
+else:
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    from asv_benchmarks import _common  # noqa: F401
+
+import numpy as np  # noqa: E402
+
+import jitad  # noqa: E402
+
+HIDDEN, STEPS = 256, 1000
+FORMS = ["scan", "unrolled"]
+
+
+def data(steps=STEPS, hidden=HIDDEN):
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(hidden, hidden)) / np.sqrt(hidden)
+    xs = rng.normal(size=(steps, hidden)) * 0.1
+    h0 = np.zeros(hidden)
+    return w, xs, h0
+
+
+def loss_scan(w, xs, h0):
+    h, _ = jitad.scan(lambda h, x: (np.tanh(w @ h + x), None), h0, xs)
+    return np.sum(h ** 2)
+
+
+def loss_unrolled(w, xs, h0):
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(w @ h + xs[t])
+    return np.sum(h ** 2)
+
+
+LOSSES = {"scan": loss_scan, "unrolled": loss_unrolled}
+
+
+def rolling(enabled):
+    """Switch the pass that rolls a Python loop's steps into a scan (where jitad has it)."""
+    try:
+        from jitad.frontend import rolling as module
+    except ImportError:
+        return
+    module.settings["enabled"] = enabled
+
+
+def grad_of(form):
+    """The gradient function of `form`, traced (by its first call) with rolling off for "unrolled"."""
+    fn = jitad.grad(LOSSES[form])
+
+    def call(*args):
+        rolling(form != "unrolled")
+        try:
+            return fn(*args)
+        finally:
+            rolling(True)
+    return call
+
+
+class LoopGrad:
+    params = (FORMS,)
+    param_names = ["form"]
+    timeout = 1800
+
+    def setup(self, form):
+        self.args = data()
+        self.fn = grad_of(form)
+        self.fn(*self.args)  # compiles
+
+    def time_grad(self, form):
+        self.fn(*self.args)
+
+
+_FIRST_CALL = """
+import time, sys
+sys.path.insert(0, {root!r})
+t0 = time.perf_counter()
+import jitad
+jitad.config.compile = "eager"
+from asv_benchmarks.bench_loops import data, grad_of
+args = data({steps})
+t1 = time.perf_counter()
+grad_of({form!r})(*args)
+print(time.perf_counter() - t1)
+"""
+
+
+def first_call(form, steps=STEPS):
+    """Seconds of the first grad call (trace, transform, compile, run) in a fresh process with an
+    empty disk cache."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    with tempfile.TemporaryDirectory() as cache:
+        env = dict(os.environ, JITAD_CACHE_DIR=cache)
+        out = subprocess.run([sys.executable, "-c", _FIRST_CALL.format(root=root, steps=steps, form=form)],
+                             env=env, capture_output=True, text=True, check=True, timeout=3600)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+class LoopFirstCall:
+    params = (FORMS,)
+    param_names = ["form"]
+    timeout = 3600
+    number, repeat = 1, 1
+
+    def track_first_call(self, form):
+        return first_call(form)
+
+    track_first_call.unit = "seconds"
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=STEPS)
+    parser.add_argument("--rounds", type=int, default=5)
+    opts = parser.parse_args(argv)
+    args = data(opts.steps)
+    grads, times = {}, {form: [] for form in FORMS}
+    fns = {form: grad_of(form) for form in FORMS}
+    for form in FORMS:
+        grads[form] = fns[form](*args)
+    for _ in range(opts.rounds):
+        for form in FORMS:
+            t0 = time.perf_counter()
+            fns[form](*args)
+            times[form].append(time.perf_counter() - t0)
+    diff = np.max(np.abs(grads["scan"] - grads["unrolled"])) / np.max(np.abs(grads["unrolled"]))
+    print(f"| {opts.steps}-step tanh recurrence, hidden {HIDDEN}, grad | scan | unrolled | scan / unrolled |")
+    print("|---|---|---|---|")
+    best = {form: min(times[form]) for form in FORMS}
+    print(f"| steady state per call | {best['scan'] * 1e3:.1f} ms | {best['unrolled'] * 1e3:.1f} ms | "
+          f"{best['scan'] / best['unrolled']:.2f} |", flush=True)
+    first = {form: first_call(form, opts.steps) for form in FORMS}
+    print(f"| first call, fresh process and cache | {first['scan']:.2f} s | {first['unrolled']:.2f} s | "
+          f"{first['scan'] / first['unrolled']:.2f} |")
+    print(f"gradients agree to {diff:.1e} (relative)")
+
+
+if __name__ == "__main__":
+    main()

@@ -26,7 +26,7 @@ import re
 import numpy as np
 
 from jitad.backend.fusion import LibraryCall, is_matrix_transpose, plan as make_plan
-from jitad.ir import build_graph, const_p
+from jitad.ir import const_p
 from jitad.ixexpr import Ix, index_tuple
 from jitad.profiling import phase
 
@@ -680,28 +680,11 @@ class KernelWriter:
 _SUBKERNELS = {}  # id(graph) -> (graph, subkernel(graph))
 
 
-def _hoisted(graph):
-    """`graph` with its constants that would be kernel arguments as extra trailing inputs, and their values."""
-    consts = [n for n in graph.nodes if n.prim is const_p and not KernelWriter._is_literal(n)]
-    if not consts:
-        return graph, []
-
-    def fun(*args):
-        env = {node.id: a for node, a in zip(list(graph.inputs) + consts, args)}
-        for node in graph.nodes:
-            if node.id not in env:
-                env[node.id] = node.value if node.prim is const_p else \
-                    node.prim.bind(*[env[i.id] for i in node.inputs], **node.params)
-        return [env[o.id] for o in graph.outputs]
-    new, captured = build_graph(fun, [(n.shape, n.dtype) for n in list(graph.inputs) + consts])
-    assert not captured
-    return new, [n.value for n in consts]
-
-
 def subkernel(graph):
     """(name, definition, constant values, fresh sizes or None) of `graph` as an njit function of its
-    own (`KernelWriter.call_subkernel`), made once per graph: its pass pipeline, its constants as
-    trailing arguments, its kernel's source renamed `subkernel_<hash>` without the imports."""
+    own (`KernelWriter.call_subkernel`), made once per graph: the graph after its pass pipeline
+    as a kernel (its constants are its trailing arguments), renamed `subkernel_<hash>`, without
+    the imports."""
     entry = _SUBKERNELS.get(id(graph))
     if entry is not None and entry[0] is graph:
         return entry[1]
@@ -712,13 +695,11 @@ def subkernel(graph):
         raise CompileError("a loop body calls back into Python (an untraceable custom rule or an ODE solve), "
                            "which a compiled loop cannot do; jitad.config.compile = 'off' runs it on the NumPy "
                            "executor")
-    optimized, values = _hoisted(optimized)
     source, consts, fresh, _ = generate(optimized)
-    assert not consts, "a subkernel's constants are its arguments"
     name = f"subkernel_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
     lines = [line for line in source.splitlines() if not line.startswith(("import ", "from jitad.backend import"))]
     definition = "\n".join(lines).strip("\n").replace("def kernel(", f"def {name}(", 1)
-    info = (name, definition, values, tuple(fresh) if uses_dims(source) else None)
+    info = (name, definition, consts, tuple(fresh) if uses_dims(source) else None)
     _SUBKERNELS[id(graph)] = (graph, info)
     return info
 

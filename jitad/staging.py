@@ -36,7 +36,7 @@ import numpy as np
 from jitad import backend, ir
 from jitad.backend.cache import STATS
 from jitad.errors import InputDtypeError, LeafTypeError, ShapeError, SpecializationError
-from jitad.frontend import guards, linalg_ops, rng
+from jitad.frontend import guards, linalg_ops, rng, rolling
 from jitad.frontend.tracer import Tracer, trace
 from jitad.interpreter import replay
 from jitad.primitives.core import quiet_folding
@@ -164,6 +164,7 @@ def trace_user(fun, sig, kwargs, draws=None):
 
     def traced_graph():
         graph, captured = trace(flat, sig.avals(), values, differentiated)
+        graph = rolling.roll(graph)  # a Python loop's repeated steps become one scan node
         graph.draws = box["draws"]
         return graph, captured
 

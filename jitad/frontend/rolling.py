@@ -1,0 +1,343 @@
+"""Plain Python loops rolled back into loops: repeated pieces of a trace become one `scan` node.
+
+A Python `for` loop over traced values unrolls into the trace: T steps, T copies of the same
+nodes. `roll(graph)` finds such runs and replaces each by one scan node
+(jitad.primitives.control) whose body is one copy, so transforming and compiling the program
+costs the same for 10 steps or 10,000 (tracing still runs the Python loop: it is the only way
+to see it).
+
+A *region* is a run of nodes (in creation order) made of r >= `settings["min_steps"]` copies
+of a piece of p nodes with the same primitives, parameters, shapes and dtypes (`_signature`).
+It is rolled only when every input of every node of the piece is, across the copies, one of:
+
+    internal   the same position q < j of the same copy;
+    carry      position q of the previous copy (copy 0: one node from before the region, the
+               initial value);
+    const      one node from outside the region, the same in every copy;
+    xs         a different node from outside the region in each copy (same shape and dtype):
+               stacked into a per-step input.
+
+Nodes whose parameters differ between copies (the `slice` of `xs[t]`) must not depend on a
+carry: they are *hoisted* -- left out of the body, computed before the loop as they were, and
+stacked into a per-step input (consecutive slices of one array become one strided slice).
+Values of the region used after it become the loop's results: the last copy's carries are the
+final carry, any other value is a stacked per-step output read back by index.
+
+Anything else (a copy that reads a value two steps back, a node whose parameters vary and that
+depends on the carry, such as a write at position t) leaves the region unrolled: rolling changes
+how a program is computed, never what it computes.
+"""
+import bisect
+from collections import defaultdict
+
+import numpy as np
+
+from jitad.ir import Graph, const_p, freeze, input_p
+from jitad.primitives import slice_p
+
+# min_steps: copies before a run is rolled; min_nodes: nodes the run covers (p * r) before a
+# loop is worth it; max_period: the largest piece considered; enabled: jitad.config.roll_loops
+settings = {"enabled": True, "min_steps": 4, "min_nodes": 40, "max_period": 4000}
+# regions rolled (and the steps they cover) in this process; `failed`: rolls that raised (the
+# program then runs unrolled, which is right but slow: the tests and the fuzzer require 0)
+counts = {"regions": 0, "steps": 0, "failed": 0}
+_CANDIDATES = 16  # periods tried per position: the next occurrences of the same signature
+VARYING = {slice_p: ("starts",)}  # parameters that may differ between copies (the node is then hoisted)
+
+
+def _signature(node):
+    varying = VARYING.get(node.prim, ())
+    params = {k: v for k, v in node.params.items() if k not in varying}
+    return hash((node.prim.name, freeze(params), node.shape, node.dtype.str, len(node.inputs)))
+
+
+class Region:
+    """r copies of a piece of p nodes starting at position `start` of the node sequence, with the
+    role of every input (see the module docstring) once `plan` has checked it."""
+
+    def __init__(self, seq, start, period, steps):
+        self.start, self.period, self.steps = start, period, steps
+        self.copies = [seq[start + k * period:start + (k + 1) * period] for k in range(steps)]
+        self.where = {node.id: (k, j) for k, copy in enumerate(self.copies) for j, node in enumerate(copy)}
+
+    def plan(self):
+        """Classify every input; False when the copies do not form a loop."""
+        p, r, copies = self.period, self.steps, self.copies
+        self.roles = []  # per position j: a list of roles of its inputs
+        self.carry_init = {}  # carried position q -> the node before the region it starts from
+        self.depends = [False] * p  # whether position j depends on a carry
+        varying = []
+        for j in range(p):
+            column = [copies[k][j] for k in range(r)]
+            params = freeze(column[0].params)
+            varying.append(any(freeze(n.params) != params for n in column[1:]))
+            roles = []
+            for m in range(len(column[0].inputs)):
+                role = self._role([n.inputs[m] for n in column], j)
+                if role is None:
+                    return False
+                roles.append(role)
+                if role[0] == "carry" or (role[0] == "internal" and self.depends[role[1]]):
+                    self.depends[j] = True
+            self.roles.append(roles)
+        if any(v and d for v, d in zip(varying, self.depends)):
+            return False
+        # hoisted: the varying positions and what they are computed from (none depends on a carry)
+        self.hoisted = set()
+        for j in reversed(range(p)):
+            if varying[j] or j in self.hoisted:
+                self.hoisted.add(j)
+                self.hoisted.update(role[1] for role in self.roles[j] if role[0] == "internal")
+        if any(q in self.hoisted for q in self.carry_init):
+            return False  # a value carried from a hoisted position: the pieces are misaligned
+        return any(j not in self.hoisted for j in range(p))
+
+    def _role(self, sources, j):
+        where = self.where
+        inside = [where.get(s.id) for s in sources]
+        k0 = inside[0]
+        if k0 is not None:  # internal: the same earlier position of the same copy
+            q = k0[1]
+            if all(w == (k, q) for k, w in enumerate(inside)) and q < j:
+                return ("internal", q)
+            return None
+        rest = inside[1:]
+        if rest and rest[0] is not None:  # carried: position q of the copy before
+            q = rest[0][1]
+            if not all(w == (k, q) for k, w in enumerate(rest)):
+                return None
+            init = self.carry_init.setdefault(q, sources[0])
+            if init is not sources[0] or (init.shape, init.dtype) != (self.copies[0][q].shape, self.copies[0][q].dtype):
+                return None
+            return ("carry", q)
+        if any(w is not None for w in rest):
+            return None
+        if all(s is sources[0] for s in sources):
+            return ("const", sources[0])
+        if any((s.shape, s.dtype) != (sources[0].shape, sources[0].dtype) for s in sources):
+            return None
+        return ("xs", tuple(sources))
+
+
+def _regions(seq):
+    """Non-overlapping regions of `seq` that `Region.plan` accepts, longest first at each start."""
+    sigs = [_signature(n) for n in seq]
+    positions = defaultdict(list)
+    for i, h in enumerate(sigs):
+        positions[h].append(i)
+    min_steps, min_nodes, max_period = settings["min_steps"], settings["min_nodes"], settings["max_period"]
+    found, i, n = [], 0, len(seq)
+    while i < n:
+        occurrences = positions[sigs[i]]
+        first = bisect.bisect_right(occurrences, i)
+        candidates = []
+        for j in occurrences[first:first + _CANDIDATES]:
+            p = j - i
+            if p > max_period:
+                break
+            run = 0
+            while i + run + p < n and sigs[i + run] == sigs[i + run + p]:
+                run += 1
+            steps = run // p + 1
+            if steps >= min_steps and p * steps >= min_nodes:
+                candidates.append((p * steps, p, steps))
+        region = None
+        # the shortest piece that covers about as much as the best one: a period that is a
+        # multiple of another covers the same run, and one copy of it is a bigger body
+        best = max((c[0] for c in candidates), default=0)
+        for _, p, steps in sorted((c for c in candidates if 2 * c[0] >= best), key=lambda c: c[1]):
+            region = Region(seq, i, p, steps)
+            if region.plan():
+                break
+            region = None
+        if region is None:
+            i += 1
+            continue
+        found.append(region)
+        counts["regions"] += 1
+        counts["steps"] += region.steps
+        i += region.period * region.steps
+    return found
+
+
+def roll(graph):
+    """`graph` with its runs of repeated pieces rolled into scan nodes (the same graph when there
+    are none). Its guards (what a trace assumed of values) are carried over to the new nodes."""
+    if not settings["enabled"]:
+        return graph
+    roots = list(graph.outputs) + [g.node for g in graph.guards]
+    whole = Graph(graph.inputs, roots)  # the guards' tests too
+    seq = sorted((n for n in whole.nodes if n.prim is not input_p and n.prim is not const_p), key=lambda n: n.id)
+    if len(seq) < settings["min_nodes"]:
+        return graph
+    regions = _regions(seq)
+    if not regions:
+        return graph
+    from jitad.frontend.tracer import trace
+    try:
+        rolled, captured = trace(lambda *inputs: _Rebuild(whole, regions).run(inputs, roots),
+                                 [(n.shape, n.dtype) for n in graph.inputs])
+    except Exception:  # noqa: BLE001 -- a bug of rolling must not stop a program that runs unrolled
+        counts["failed"] += 1
+        return graph
+    assert not captured
+    new = Graph(rolled.inputs, rolled.outputs[:len(graph.outputs)])
+    new.guards = [_moved(g, node) for g, node in zip(graph.guards, rolled.outputs[len(graph.outputs):])]
+    for name in ("draws",):
+        if hasattr(graph, name):
+            setattr(new, name, getattr(graph, name))
+    return new
+
+
+def _moved(guard, node):
+    from jitad.frontend.guards import Guard
+    return Guard(node, guard.kind, guard.expected, guard.where)
+
+
+class _Rebuild:
+    """Replays a graph into the current trace with each region's body nodes replaced by a scan."""
+
+    def __init__(self, graph, regions):
+        self.graph = graph
+        self.regions = regions
+        self.owner = {}  # id of a node in a region's body -> the region
+        for region in regions:
+            for k, copy in enumerate(region.copies):
+                for j, node in enumerate(copy):
+                    if j not in region.hoisted:
+                        self.owner[node.id] = region
+        self.env = {}
+        self.results = {}  # id(region) -> {id of a region node used after it: its value}
+
+    def run(self, inputs, roots):
+        env = self.env
+        for node, value in zip(self.graph.inputs, inputs):
+            env[node.id] = value
+        for node in sorted(self.graph.nodes, key=lambda n: n.id):
+            if node.id in env or node.id in self.owner:
+                continue
+            if node.prim is const_p:
+                env[node.id] = node.value
+                continue
+            env[node.id] = node.prim.bind(*[self.value(i) for i in node.inputs], **node.params)
+        return [self.value(r) for r in roots]
+
+    def value(self, node):
+        if node.id in self.env:
+            return self.env[node.id]
+        region = self.owner[node.id]
+        results = self.results.get(id(region))
+        if results is None:
+            results = self.results[id(region)] = self._scan(region)
+        return results[node.id]
+
+    def _scan(self, region):
+        """Emit the scan of `region`; returns the values of its nodes that are used after it."""
+        from jitad.frontend.tracer import trace
+        from jitad.primitives.control import Body, scan_p
+        p, r, copies = region.period, region.steps, region.copies
+        body_positions = [j for j in range(p) if j not in region.hoisted]
+        carried = sorted(region.carry_init)
+        # per-step inputs: xs from outside, and hoisted positions the body reads
+        xs_keys, consts = [], []
+        for j in body_positions:
+            for role in region.roles[j]:
+                if role[0] == "xs" and ("xs", role[1]) not in xs_keys:
+                    xs_keys.append(("xs", role[1]))
+                elif role[0] == "internal" and role[1] in region.hoisted and ("hoisted", role[1]) not in xs_keys:
+                    xs_keys.append(("hoisted", role[1]))
+                elif role[0] == "const" and all(c is not role[1] for c in consts):
+                    consts.append(role[1])
+        used_after = self._used_after(region)
+        ys = sorted({region.where[i][1] for i in used_after
+                     if not (region.where[i][0] == r - 1 and region.where[i][1] in carried)})
+        template = copies[0]
+
+        def body_fun(index, *args):
+            carry = dict(zip(carried, args[:len(carried)]))
+            xs = dict(zip(xs_keys, args[len(carried):len(carried) + len(xs_keys)]))
+            const_values = {c.id: v for c, v in zip(consts, args[len(carried) + len(xs_keys):])}
+            local = {}
+            for j in body_positions:
+                ins = []
+                for role in region.roles[j]:
+                    kind = role[0]
+                    if kind == "internal":
+                        ins.append(xs[("hoisted", role[1])] if role[1] in region.hoisted else local[role[1]])
+                    elif kind == "carry":
+                        ins.append(carry[role[1]])
+                    elif kind == "const":
+                        ins.append(const_values[role[1].id])
+                    else:
+                        ins.append(xs[("xs", role[1])])
+                node = template[j]
+                local[j] = node.prim.bind(*ins, **node.params)
+            return [local[q] for q in carried] + [local[j] for j in ys]
+
+        x_avals = []
+        for key in xs_keys:
+            node = key[1][0] if key[0] == "xs" else template[key[1]]
+            x_avals.append((node.shape, node.dtype))
+        avals = [((), np.dtype(np.int64))] + [(template[q].shape, template[q].dtype) for q in carried] + \
+            x_avals + [(c.shape, c.dtype) for c in consts]
+        graph, captured = trace(body_fun, avals)
+        assert not captured
+        # a loop inside the loop: its steps repeat within one copy
+        body = Body(roll(graph), 1, len(carried), len(xs_keys), name="rolled loop")
+        init = [self.value(region.carry_init[q]) for q in carried]
+        xs_values = [self._stacked(key, region) for key in xs_keys]
+        packed = scan_p(*init, *xs_values, *[self.value(c) for c in consts], body=body, length=r, reverse=False)
+        outs = body.scan_layout(r).unpack(packed)
+        finals, stacked = outs[:len(carried)], dict(zip(ys, outs[len(carried):]))
+        results = {}
+        for node_id in used_after:
+            k, j = region.where[node_id]
+            if k == r - 1 and j in carried and j not in stacked:
+                results[node_id] = finals[carried.index(j)]
+            else:
+                results[node_id] = stacked[j][k]
+        return results
+
+    def _used_after(self, region):
+        """Ids of the region's body nodes that nodes outside the body (or the roots) use."""
+        inside = {n.id for copy in region.copies for j, n in enumerate(copy) if j not in region.hoisted}
+        used = set()
+        for node in self.graph.nodes:
+            if node.id in inside:
+                continue
+            used.update(i.id for i in node.inputs if i.id in inside)
+        used.update(n.id for n in self.graph.outputs if n.id in inside)
+        return sorted(used)
+
+    def _stacked(self, key, region):
+        """The per-step input `key` over all copies, stacked along a new leading axis."""
+        if key[0] == "xs":
+            nodes = list(key[1])
+        else:
+            nodes = [copy[key[1]] for copy in region.copies]
+        strided = _strided_slices(nodes, self)
+        if strided is not None:
+            return strided
+        return np.stack([self.value(n) for n in nodes])
+
+def _strided_slices(nodes, rebuild):
+    """Consecutive `slice` nodes of one array that take one index along an axis, stepping by a
+    fixed amount: as one strided slice (with that axis first), else None."""
+    first = nodes[0]
+    if first.prim is not slice_p or any(n.prim is not slice_p or n.inputs[0] is not first.inputs[0] for n in nodes):
+        return None
+    starts = [n.params["starts"] for n in nodes]
+    moving = [a for a in range(len(first.shape)) if len({s[a] for s in starts}) > 1]
+    if len(moving) != 1 or len(nodes) < 2:
+        return None
+    axis = moving[0]
+    delta = starts[1][axis] - starts[0][axis]
+    if first.shape[axis] != 1 or delta == 0 or any(s[axis] != starts[0][axis] + k * delta for k, s in enumerate(starts)) \
+            or any(s[:axis] + s[axis + 1:] != starts[0][:axis] + starts[0][axis + 1:] for s in starts):
+        return None
+    steps = list(first.params["steps"])
+    steps[axis] = delta
+    shape = list(first.shape)
+    shape[axis] = len(nodes)
+    whole = slice_p(rebuild.value(first.inputs[0]), starts=tuple(starts[0]), steps=tuple(steps), shape=tuple(shape))
+    return np.expand_dims(np.moveaxis(whole, axis, 0), axis + 1)

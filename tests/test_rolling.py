@@ -1,0 +1,199 @@
+"""Plain Python loops rolled into scan nodes (jitad.frontend.rolling): the rolled program gives
+the values and derivatives of the unrolled one, and its graph does not grow with the trip count."""
+import numpy as np
+import pytest
+
+import jitad
+from jitad.frontend import rolling
+
+RNG = np.random.default_rng(7)
+H, B, D = 6, 4, 3
+W = RNG.normal(size=(H, H)) * 0.4
+U = RNG.normal(size=(H, D)) * 0.4
+
+
+def rnn(W, U, xs, h0):
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ W + xs[t] @ U.T)
+    return np.sum(h ** 2)
+
+
+def rnn_outputs(W, U, xs, h0):
+    """Every step's state is used after the loop (a stacked per-step output)."""
+    h, hs = h0, []
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ W + xs[t] @ U.T)
+        hs.append(h)
+    return np.sum(np.stack(hs) * np.arange(1.0, len(hs) + 1)[:, None, None]) + np.sum(hs[2])
+
+
+def backwards(W, U, xs, h0):
+    h = h0
+    for t in reversed(range(xs.shape[0])):
+        h = np.sin(h @ W) * 0.5 + xs[t] @ U.T
+    return np.sum(h * h)
+
+
+def lstm(W, U, xs, h0):
+    h, c = h0, h0 * 0.5
+    for t in range(xs.shape[0]):
+        z = h @ W + xs[t] @ U.T
+        i, f = 1 / (1 + np.exp(-z)), 1 / (1 + np.exp(z * 0.5))
+        c = f * c + i * np.tanh(z)
+        h = np.tanh(c) * i
+    return np.sum(h) + np.sum(c ** 2)
+
+
+def time_dependent(W, U, xs, h0):
+    """Per-step constants (t * 0.1) differ between steps: a stacked per-step input."""
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ W * (1.0 + 0.1 * t) + xs[t] @ U.T)
+    return np.sum(h)
+
+
+def branchy(W, U, xs, h0):
+    """A Python `if` on a traced value inside the loop: its guards move into the scan."""
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ W + xs[t] @ U.T)
+        if np.sum(h) > 100.0:
+            h = h * 0.5
+    return np.sum(h ** 2)
+
+
+def written(W, U, xs, h0):
+    """Each step writes row t of an array (a varying write on the carry): left unrolled."""
+    out = np.zeros((xs.shape[0], B))
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ W + xs[t] @ U.T)
+        out[t] = np.sum(h, axis=1)
+    return np.sum(out ** 2)
+
+
+PROGRAMS = [rnn, rnn_outputs, backwards, lstm, time_dependent, branchy, written]
+
+
+def _inputs(T):
+    return W, U, RNG.normal(size=(T, B, D)), RNG.normal(size=(B, H)) * 0.1
+
+
+def _unrolled(fun):
+    saved = rolling.settings["enabled"]
+    rolling.settings["enabled"] = False
+    try:
+        return jitad.value_and_grad(lambda *a: fun(*a), argnums=(0, 1, 2))
+    finally:
+        rolling.settings["enabled"] = saved
+
+
+def _scans(vg):
+    return sum(n.prim.name == "scan" for n in vg.jitad_transform.latest.graph.nodes)
+
+
+@pytest.fixture(autouse=True)
+def rolling_never_fails():
+    """A roll that raises falls back to the unrolled program (right, but slow): never here."""
+    before = rolling.counts["failed"]
+    yield
+    assert rolling.counts["failed"] == before
+
+
+@pytest.fixture
+def numpy_tier():
+    saved = jitad.config.compile
+    jitad.config.compile = "off"
+    yield
+    jitad.config.compile = saved
+
+
+@pytest.mark.parametrize("fun", PROGRAMS, ids=lambda f: f.__name__)
+def test_rolled_equals_unrolled(fun, numpy_tier):
+    args = _inputs(12)
+    vg = jitad.value_and_grad(fun, argnums=(0, 1, 2))
+    value, grads = vg(*args)
+    saved = rolling.settings["enabled"]
+    rolling.settings["enabled"] = False
+    try:
+        ref_value, ref_grads = jitad.value_and_grad(lambda *a: fun(*a), argnums=(0, 1, 2))(*args)
+    finally:
+        rolling.settings["enabled"] = saved
+    assert value == pytest.approx(float(fun(*args)), rel=1e-12)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    rolled = _scans(vg)
+    assert rolled == 1, rolled  # (written: the recurrence rolls; the writes of its steps stay outside)
+
+
+def test_graph_size_does_not_grow_with_the_trip_count(numpy_tier):
+    sizes = []
+    for T in (10, 300):
+        vg = jitad.value_and_grad(lambda *a: rnn(*a), argnums=(0, 1))
+        vg(*_inputs(T))
+        sizes.append(len(vg.jitad_transform.latest.graph.nodes))
+    assert sizes[0] == sizes[1], sizes
+
+
+def test_second_order_and_forward_mode_through_a_rolled_loop(numpy_tier):
+    _, _, xs, h0 = _inputs(8)
+
+    def loss(w):
+        return rnn(w.reshape(H, H), U, xs, h0)
+    w = W.ravel()[:H * H]
+    hess = jitad.hessian(loss)(w)
+    saved = rolling.settings["enabled"]
+    rolling.settings["enabled"] = False
+    try:
+        ref = jitad.hessian(lambda v: loss(v))(w)
+    finally:
+        rolling.settings["enabled"] = saved
+    np.testing.assert_allclose(hess, ref, rtol=1e-9, atol=1e-12)
+    v = RNG.normal(size=w.shape)
+    _, tangent = jitad.jvp(loss, (w,), (v,))
+    assert tangent == pytest.approx(float(jitad.grad(loss)(w) @ v), rel=1e-10)
+
+
+def test_short_loops_stay_unrolled(numpy_tier):
+    vg = jitad.value_and_grad(lambda *a: rnn(*a), argnums=(0,))
+    vg(*_inputs(2))
+    assert _scans(vg) == 0
+
+
+def test_compiled_rolled_loop():
+    """Compiled: one kernel for the loop body, whatever the trip count; the same values."""
+    args = _inputs(40)
+    vg = jitad.value_and_grad(rnn, argnums=(0, 1, 2))
+    value, grads = vg(*args)
+    value2, grads2 = vg(*args)
+    ref_value, ref_grads = _unrolled(rnn)(*args)
+    assert _scans(vg) == 1
+    assert value == pytest.approx(ref_value, rel=1e-12) and value2 == value
+    for g, g2, ref in zip(grads, grads2, ref_grads):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+        np.testing.assert_array_equal(g, g2)
+
+
+def nested(W, U, xs, h0):
+    """A loop inside a loop: the outer steps roll, and the inner steps inside the outer body."""
+    h = h0
+    for t in range(xs.shape[0]):
+        for _ in range(12):
+            h = np.sin(h @ W) * 0.5 + h * 0.3
+        h = np.tanh(h + xs[t] @ U.T)
+    return np.sum(h ** 2)
+
+
+def test_nested_loops_roll_inside_the_body(numpy_tier):
+    args = _inputs(9)
+    vg = jitad.value_and_grad(nested, argnums=(0, 1, 2))
+    value, grads = vg(*args)
+    ref_value, ref_grads = _unrolled(nested)(*args)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    # (the first outer step, which computes U.T once for all, stays unrolled with its inner loop rolled)
+    scans = [n for n in vg.jitad_transform.latest.graph.nodes if n.prim.name == "scan"]
+    assert any(any(n.prim.name == "scan" for n in s.params["body"].graph.nodes) for s in scans)

@@ -102,6 +102,7 @@ class Body:
     """
 
     rules = None
+    recorded_from = None  # the body this one is with its carries as extra per-step outputs (`record_body`)
 
     def __init__(self, graph, lead, n_carry, n_xs, name="body"):
         self.graph, self.lead, self.n_carry, self.n_xs, self.name = graph, lead, n_carry, n_xs, name
@@ -156,7 +157,12 @@ class Body:
 
     def record_body(self):
         """The body that also outputs the carry each step starts from."""
-        return self._made("record", self.rules.record_body)
+        return self._made("record", self._recording)
+
+    def _recording(self, body):
+        recorded = self.rules.record_body(body)
+        recorded.recorded_from = body
+        return recorded
 
     def adjoint_body(self, fx, fk):
         """One step of the reverse sweep of a scan (see `rules.adjoint_body`)."""
@@ -387,10 +393,17 @@ def _lower_scan(node, out, ins, ctx):
         offset, size = layout.slots[nc + j]
         lines.append(f"{name}_all = {out}[{offset}:{offset + size}].reshape({shape!r})")
     order = f"range({length} - 1, -1, -1)" if reverse else f"range({length})"
-    call = ctx.call_subkernel(body.graph, [step, *carry, *[f"{x}[{step}]" for x in xs], *consts])
+    args = [step, *carry, *[f"{x}[{step}]" for x in xs], *consts]
     lines.append(f"for {step} in {order}:")
-    lines.append(f"    {_targets(carry + ys)} = {call}")
-    lines += [f"    {y}_all[{step}] = {y}" for y in ys]
+    source = body.recorded_from
+    if source is None:
+        lines.append(f"    {_targets(carry + ys)} = {ctx.call_subkernel(body.graph, args)}")
+        lines += [f"    {y}_all[{step}] = {y}" for y in ys]
+    else:  # the body that also stacks its carries: the carries stored here, one sub-kernel for both
+        own, stored = ys[:len(source.y_avals)], ys[len(source.y_avals):]
+        lines += [f"    {y}_all[{step}] = {c}" for y, c in zip(stored, carry)]
+        lines.append(f"    {_targets(carry + own)} = {ctx.call_subkernel(source.graph, args)}")
+        lines += [f"    {y}_all[{step}] = {y}" for y in own]
     for j, c in enumerate(carry):
         offset, size = layout.slots[j]
         lines.append(_store(out, offset, size, layout.avals[j][0], c))

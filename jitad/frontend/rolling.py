@@ -46,6 +46,8 @@ VARYING = {slice_p: ("starts",)}  # parameters that may differ between copies (t
 
 
 def _signature(node):
+    if node.prim.kind in ("alias", "callback"):
+        return ("unique", node.id)  # user rules and Python callbacks stay where they are
     varying = VARYING.get(node.prim, ())
     params = {k: v for k, v in node.params.items() if k not in varying}
     return hash((node.prim.name, freeze(params), node.shape, node.dtype.str, len(node.inputs)))

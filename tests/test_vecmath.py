@@ -28,9 +28,9 @@ COS_HARD = -4.687165924254628e-19
 # name: NumPy's (or SciPy's) function; the sweep loop below calls K.f<name> by its index here
 UNARY = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "log": np.log, "log1p": np.log1p, "log2": np.log2,
          "log10": np.log10, "exp": np.exp, "expm1": np.expm1, "tanh": np.tanh, "sinh": np.sinh, "cosh": np.cosh,
-         "arctan": np.arctan, "arcsinh": np.arcsinh, "arctanh": np.arctanh, "cbrt": np.cbrt,
+         "arcsin": np.arcsin, "arccos": np.arccos, "arctan": np.arctan, "arcsinh": np.arcsinh, "arctanh": np.arctanh, "cbrt": np.cbrt,
          "log_expit": special.log_expit}
-BINARY = {"arctan2": np.arctan2, "hypot": np.hypot}
+BINARY = {"arctan2": np.arctan2, "hypot": np.hypot, "power": np.power}
 WHICH = {name: k for k, name in enumerate(list(UNARY) + list(BINARY))}
 
 
@@ -64,19 +64,25 @@ def _sweep(which, x, y, out):
         elif which == 11:
             out[i] = K.fcosh(v)
         elif which == 12:
-            out[i] = K.farctan(v)
+            out[i] = K.farcsin(v)
         elif which == 13:
-            out[i] = K.farcsinh(v)
+            out[i] = K.farccos(v)
         elif which == 14:
-            out[i] = K.farctanh(v)
+            out[i] = K.farctan(v)
         elif which == 15:
-            out[i] = K.fcbrt(v)
+            out[i] = K.farcsinh(v)
         elif which == 16:
-            out[i] = K.flog_expit(v)
+            out[i] = K.farctanh(v)
         elif which == 17:
-            out[i] = K.farctan2(v, y[i])
+            out[i] = K.fcbrt(v)
         elif which == 18:
+            out[i] = K.flog_expit(v)
+        elif which == 19:
+            out[i] = K.farctan2(v, y[i])
+        elif which == 20:
             out[i] = K.fhypot(v, y[i])
+        elif which == 21:
+            out[i] = K.fpow(v, y[i])
 
 
 def ulp_distance(a, b):
@@ -111,8 +117,9 @@ def _points(name, rng):
     elif name.startswith("log") and name != "log_expit":
         parts = [u(0, 4, 300_000), 1.0 + u(-1e-6, 1e-6, 100_000), u(0.5, 2.0, 100_000),
                  np.abs(_random_bits(rng, 450_000)), _random_bits(rng, 50_000), 10.0 ** np.arange(-320, 309)]
-    elif name == "arctanh":
-        parts = [u(-1, 1, 400_000), 1.0 - u(0, 1e-6, 100_000), u(-1e-6, 1e-6, 100_000), _random_bits(rng, 400_000)]
+    elif name in ("arctanh", "arcsin", "arccos"):
+        parts = [u(-1, 1, 400_000), 1.0 - u(0, 1e-6, 100_000), u(-1e-6, 1e-6, 100_000), u(-0.51, -0.49, 50_000),
+                 u(0.49, 0.51, 50_000), -1.0 + u(0, 1e-6, 50_000), _random_bits(rng, 300_000)]
     else:  # exp-like (all of the real line) and the algebraic ones
         parts = [u(-750, 750, 200_000), u(-30, 30, 200_000), u(-3, 3, 200_000), u(-1e-6, 1e-6, 50_000),
                  _random_bits(rng, 350_000)]
@@ -121,16 +128,22 @@ def _points(name, rng):
     return x
 
 
-def _pairs(rng):
-    """(y, x) for the two-argument functions: the quadrants, both scales, and every pair of edge values."""
+def _pairs(name, rng):
+    """(first, second) arguments for the two-argument functions: both scales, random bits, and
+    every pair of edge values; for power, bases near 1, integral and huge exponents."""
     edges = np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1.0, -1.0, 5e-324, -5e-324, 1e300, -1e300,
-                      1.7976931348623157e308, 2.0])
+                      1.7976931348623157e308, 2.0, 0.5, -2.0, 3.0, -3.0])
     ey, ex = (e.ravel() for e in np.meshgrid(edges, edges))
-    y = np.concatenate([rng.uniform(-10, 10, 400_000), _random_bits(rng, 400_000), rng.uniform(-1, 1, 100_000),
-                        rng.uniform(-3, 3, 100_000) * 1e-10, ey])
-    x = np.concatenate([rng.uniform(-10, 10, 400_000), _random_bits(rng, 400_000),
-                        rng.uniform(-1, 1, 100_000) * 1e-200, rng.uniform(-3, 3, 100_000), ex])
-    return y, x
+    u = rng.uniform
+    if name == "power":
+        first = [u(0, 3, 300_000), np.abs(_random_bits(rng, 200_000)), u(-3, 3, 100_000),
+                 1.0 + u(-1e-6, 1e-6, 100_000), u(0.5, 2, 100_000), u(0, 1e-300, 100_000), u(-10, 10, 100_000), ey]
+        second = [u(-10, 10, 300_000), u(-3, 3, 200_000), np.round(u(-20, 20, 100_000)), u(-1e6, 1e6, 100_000),
+                  u(-1000, 1000, 100_000), u(-1.2, 1.2, 100_000), _random_bits(rng, 100_000), ex]
+    else:
+        first = [u(-10, 10, 400_000), _random_bits(rng, 400_000), u(-1, 1, 100_000), u(-3, 3, 100_000) * 1e-10, ey]
+        second = [u(-10, 10, 400_000), _random_bits(rng, 400_000), u(-1, 1, 100_000) * 1e-200, u(-3, 3, 100_000), ex]
+    return np.concatenate(first), np.concatenate(second)
 
 
 def _check(name, args, out, expected):
@@ -157,7 +170,7 @@ def test_agrees_with_numpy_within_2_ulp(name):
 
 @pytest.mark.parametrize("name", list(BINARY))
 def test_two_argument_ones_agree_with_numpy_within_2_ulp(name):
-    y, x = _pairs(np.random.default_rng(17))
+    y, x = _pairs(name, np.random.default_rng(17))
     out = np.empty_like(x)
     _sweep(WHICH[name], y, x, out)
     with np.errstate(all="ignore"):
@@ -199,17 +212,19 @@ def test_sum_steps_keep_nan_and_inf():
 def _fused(x, y):
     return np.sum(np.sin(x) * x + np.cos(x) + np.log1p(x * x) + np.log(y) + np.log2(y) * np.log10(y)
                   + np.tan(x / 3) + np.arctan(x) + np.arctan2(x, y) + np.sinh(x) * np.cosh(x) + np.arcsinh(x)
-                  + np.arctanh(x / 4) + np.cbrt(y) + np.hypot(x, y) + special.log_expit(x))
+                  + np.arctanh(x / 4) + np.cbrt(y) + np.hypot(x, y) + special.log_expit(x) + np.arcsin(x / 4)
+                  + np.arccos(x / 5) + y ** (x / 3) + y ** 1.7)
 
 
 def test_fused_kernel_calls_them_and_matches_the_reference():
     x, y = np.linspace(-3, 3, 1001), np.linspace(0.1, 40, 1001)
     vg = jitad.value_and_grad(_fused, argnums=(0, 1))
     source = str(jitad.explain(vg, x, y)).split("== generated source ==", 1)[1]
-    for name in ("sin", "cos", "tan", "log1p", "log", "log2", "log10", "arctan", "arctan2", "sinh", "cosh", "arcsinh",
-                 "arctanh", "cbrt", "hypot"):
+    for name in ("sin", "cos", "tan", "log1p", "log", "log2", "log10", "arcsin", "arccos", "arctan", "arctan2", "sinh",
+                 "cosh", "arcsinh", "arctanh", "cbrt", "hypot"):
         assert f"K.f{name}(" in source and f"np.{name}(" not in source, (name, source)
-    assert "K.flog_expit(" in source and "K.radd(" in source, source
+    assert "K.flog_expit(" in source and "K.radd(" in source and "**" not in source, source
+    assert "K.fpow(x1_i, 1.7)" in source, source
     value, (gx, gy) = vg(x, y)
     saved = jitad.config.backend
     jitad.config.backend = "reference"

@@ -39,10 +39,12 @@ _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysi
 # vectorisable versions of libm calls (jitad.backend.kernels_vecmath), next to the primitives' own
 # VECTORISABLE_CALLS; a call with one keeps its loop vectorisable
 _VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
-    "sin", "cos", "tan", "log", "log1p", "log2", "log10", "arctan", "arctan2", "sinh", "cosh", "arcsinh", "arctanh",
-    "cbrt", "hypot")}
+    "sin", "cos", "tan", "log", "log1p", "log2", "log10", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
+    "arcsinh", "arctanh", "cbrt", "hypot")}
 _VECMATH_CALLS["K.log_expit("] = "K.flog_expit("
-_VECTOR_SAFE |= {fast[2:-1] for fast in _VECMATH_CALLS.values()}
+_VECTOR_SAFE |= {fast[2:-1] for fast in _VECMATH_CALLS.values()} | {"fpow"}
+# a float power `(a ** b)` (power, power_scalar) takes K.fpow(a, b) where its loop vectorises
+_POWER = re.compile(r"^\((.+) \*\* (.+)\)$")
 # the modules a kernel may use, imported only when its body does
 _MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),
             ("KL", "from jitad.backend import kernels_linalg as KL"))
@@ -618,6 +620,8 @@ class KernelWriter:
             for call, fast_call in _vectorisable_calls():
                 fast = fast.replace(call, fast_call)
             fast = fast if fast != expr else None
+            power = _POWER.match(expr) if np.dtype(node.dtype).kind == "f" else None
+            fast = f"K.fpow({power.group(1)}, {power.group(2)})" if power else fast
             if node.dtype == np.float32:
                 # rounded to float32 at every node, as NumPy does: Numba computes float32 with
                 # float64 literals (and the vectorisable exp) in float64, and a value recomputed

@@ -31,7 +31,8 @@ from numba.core import types as _types
 from numba.extending import intrinsic as _intrinsic
 
 __all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", "flog", "flog1p", "flog2", "flog10",
-           "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "radd", "rmul"]
+           "farcsin", "farccos", "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "fpow",
+           "radd", "rmul"]
 
 _JIT = dict(forceinline=True, error_model="numpy", cache=True)
 
@@ -654,3 +655,148 @@ def fhypot(x, y):
     h = r * _from_bits((1023 + k) << 52)
     h = h if x == x and y == y else np.nan
     return np.inf if a == np.inf or b == np.inf else h  # also hypot(inf, nan), as NumPy
+
+
+# --- arcsin, arccos -------------------------------------------------------------------------------
+# asin(t) = t + t z P(z), z = t^2 <= 1/4: P a near-minimax polynomial (mpmath.chebyfit, degree 12,
+# |error| < 2e-17 in P, so < 2^-60 relative in asin)
+_ASIN_P = (0.16666666666666669, 0.07499999999998433, 0.04464285714635543, 0.030381944138531247,
+           0.02237217294214989, 0.017352392720869973, 0.013971212973552933, 0.011479177415184906,
+           0.01032281435018578, 0.005457506718640358, 0.01740087944269402, -0.014851887071247204,
+           0.028757851367421566)
+
+
+@numba.njit(**_JIT)
+def _asin_tail(t):
+    """asin(t) - t for |t| <= 1/2."""
+    z = t * t
+    p = _ASIN_P
+    return t * z * (p[0] + z * (p[1] + z * (p[2] + z * (p[3] + z * (p[4] + z * (p[5] + z * (p[6] + z * (
+        p[7] + z * (p[8] + z * (p[9] + z * (p[10] + z * (p[11] + z * p[12]))))))))))))
+
+
+@numba.njit(**_JIT)
+def _asin_of_sqrt(w):
+    """(s, rest) with asin(sqrt(w)) = s + rest for 0 <= w <= 1/4: sqrt(w) = s + s_lo (s_lo from the
+    exactly computed residual w - s^2), asin(s + s_lo) = s + s_lo + tail(s)."""
+    s = np.sqrt(w)
+    ss = s * s
+    s_lo = ((w - ss) - _two_prod_err(s, s, ss)) / (2.0 * s) if s > 0.0 else 0.0
+    return s, s_lo + _asin_tail(s)
+
+
+@numba.njit(**_JIT)
+def farcsin(x):
+    """arcsin(x), vectorisable: the series for |x| <= 1/2, pi/2 - 2 asin(sqrt((1 - |x|) / 2)) above."""
+    a = np.abs(x)
+    inside = a <= 1.0
+    s, rest = _asin_of_sqrt(0.5 * (1.0 - a) if inside and a > 0.5 else 0.25)
+    t = 2.0 * s
+    head = _PIO2_HI - t
+    far = head + ((_two_sum_err(_PIO2_HI, -t, head) + _PIO2_LO) - 2.0 * rest)
+    near = a + _asin_tail(a if a <= 0.5 else 0.5)
+    y = near if a <= 0.5 else far
+    y = y if inside else np.nan
+    return x if x != x else np.copysign(y, x)
+
+
+@numba.njit(**_JIT)
+def farccos(x):
+    """arccos(x), vectorisable: pi/2 - asin(x) for |x| <= 1/2, 2 asin(sqrt((1 - x) / 2)) above,
+    pi - 2 asin(sqrt((1 + x) / 2)) below."""
+    a = np.abs(x)
+    inside = a <= 1.0
+    s, rest = _asin_of_sqrt(0.5 * (1.0 - a) if inside and a > 0.5 else 0.25)
+    t = 2.0 * s
+    head = _PI_HI - t
+    west = head + ((_two_sum_err(_PI_HI, -t, head) + _PI_LO) - 2.0 * rest)  # x < -1/2
+    east = t + 2.0 * rest  # x > 1/2
+    m = x if a <= 0.5 else 0.0
+    near = _PIO2_HI - (m + (_asin_tail(m) - _PIO2_LO))
+    y = near if a <= 0.5 else (east if x > 0.0 else west)
+    y = y if inside else np.nan
+    return x if x != x else y
+
+
+# --- power ------------------------------------------------------------------------------------
+# x^y = e^(y log x) with log x and the product carried in two doubles (~2^-100 relative), so the
+# exponential's argument is right to < 2^-64 |y log x| and the result to about 1 ulp.
+_TWO_THIRDS_HI, _TWO_THIRDS_LO = 0.6666666666666666, 3.700743415417188e-17
+_LN2_LO2 = 1.1612227229362532e-26  # ln 2 - _LN2_HI - _LN2_LO
+
+
+@numba.njit(**_JIT)
+def _log_dd(x):
+    """(hi, lo) with log(x) = hi + lo to ~2^-64 relative, for finite x > 0: log(2^e m) =
+    e ln2 + 2s + 2s^3/3 + s^5 R(s^2), s = (m - 1) / (m + 1), the first two terms in two parts."""
+    sub = x < _TINY
+    bits = _bits(x * 18014398509481984.0 if sub else x)
+    e = ((bits >> 52) & 0x7FF) - (1023 + 54 if sub else 1023)
+    m = _from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    e = np.float64(e + 1 if big else e)
+    f = m - 1.0  # exact
+    d = 2.0 + f
+    d_lo = _two_sum_err(2.0, f, d)
+    sh = f / d
+    sl = ((f - sh * d) - _two_prod_err(sh, d, sh * d) - sh * d_lo) / d  # s = sh + sl
+    s2 = sh * sh
+    s2_lo = _two_prod_err(sh, sh, s2) + 2.0 * sh * sl
+    s3 = s2 * sh
+    s3_lo = _two_prod_err(s2, sh, s3) + (s2_lo * sh + s2 * sl)
+    t3 = s3 * _TWO_THIRDS_HI
+    t3_lo = _two_prod_err(s3, _TWO_THIRDS_HI, t3) + (s3 * _TWO_THIRDS_LO + s3_lo * _TWO_THIRDS_HI)
+    z = s2
+    # R = sum_{k>=2} 2 z^(k-2) / (2k + 1); the z^10 term is < 2^-60 of R
+    r = 2.0 / 5 + z * (2.0 / 7 + z * (2.0 / 9 + z * (2.0 / 11 + z * (2.0 / 13 + z * (2.0 / 15 + z * (
+        2.0 / 17 + z * (2.0 / 19 + z * (2.0 / 21 + z * (2.0 / 23 + z * 2.0 / 25)))))))))
+    tail = s3 * z * r
+    two_s = 2.0 * sh
+    m_hi = two_s + t3
+    m_lo = _two_sum_err(two_s, t3, m_hi) + (2.0 * sl + t3_lo + tail)
+    e_hi = e * _LN2_HI  # exact
+    hi = e_hi + m_hi
+    lo = _two_sum_err(e_hi, m_hi, hi) + (m_lo + e * _LN2_LO + e * _LN2_LO2)
+    h = hi + lo
+    return h, (hi - h) + lo
+
+
+@numba.njit(**_JIT)
+def _exp_dd(hi, lo):
+    """e^(hi + lo) for |lo| <= ulp(hi), hi clamped to [-746, 710] (beyond: 0 or inf)."""
+    h = min(max(hi, -746.0), 710.0)
+    k = np.floor(h * _LOG2E + 0.5)
+    r0 = h - k * _LN2_HI  # exact
+    b = k * _LN2_LO
+    r = r0 - b
+    c = ((r0 - r) - b) + (lo - k * _LN2_LO2)
+    q = _expm1_reduced(r)
+    return _scale(1.0 + (q + (c + c * q)), k)
+
+
+@numba.njit(**_JIT)
+def fpow(x, y):
+    """x ** y (NumPy's np.power for floats), vectorisable: |x|^y = e^(y log|x|) in two-part
+    arithmetic, the sign of a negative base from y's parity, the C99 special cases by selects."""
+    x, y = np.float64(x), np.float64(y)
+    a = np.abs(x)
+    finite = a < np.inf and a > 0.0
+    lh, ll = _log_dd(a if finite else 1.0)
+    ph = y * lh
+    pl = _two_prod_err(y, lh, ph) + y * ll
+    inside = np.abs(ph) < 746.0  # else over- or underflow, whatever pl is (pl may be NaN there)
+    v = _exp_dd(ph if inside else (np.copysign(746.0, ph) if ph == ph else 0.0), pl if inside else 0.0)
+    integral = np.floor(y) == y
+    odd = integral and np.abs(y) < 9007199254740992.0 and np.floor(0.5 * y) * 2.0 != y
+    v = v if x > 0.0 or integral else np.nan  # a negative base needs an integral exponent
+    # zero and infinite bases: 0^y is 0 for y > 0, inf for y < 0; inf^y the other way round
+    v = (0.0 if y > 0.0 else np.inf) if a == 0.0 else v
+    v = (np.inf if y > 0.0 else 0.0) if a == np.inf else v
+    v = -v if odd and np.copysign(1.0, x) < 0.0 else v  # also -0.0 ** odd, -inf ** odd
+    # infinite exponents: |x| < 1 or > 1 decides, and (-1) ** ±inf = 1
+    grow = a > 1.0
+    v = ((np.inf if grow else 0.0) if y > 0.0 else (0.0 if grow else np.inf)) if np.abs(y) == np.inf else v
+    v = 1.0 if a == 1.0 and np.abs(y) == np.inf else v
+    v = np.nan if x != x or y != y else v
+    return 1.0 if y == 0.0 or x == 1.0 else v

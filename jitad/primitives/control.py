@@ -367,15 +367,25 @@ def _second_order(*args, **params):
 
 
 # --- compiled form -----------------------------------------------------------------------------
+# Values are copied into packed arrays element by element: a slice assignment of arrays makes Numba
+# compile its shape-mismatch error message (string formatting: seconds of compile time).
 def _targets(names):
     return f"{', '.join(names)}," if names else "_"
 
 
-def _store(out, offset, size, shape, value):
-    """Statement writing `value` into the packed `out` at its slot."""
+def _store(out, start, shape, value, index):
+    """Lines writing `value` (of `shape`) into the flat array `out` from position `start` (code);
+    `index` names the loop variable."""
     if not shape:
-        return f"{out}[{offset}] = {value}"
-    return f"{out}[{offset}:{offset + size}] = np.ascontiguousarray({value}).ravel()"
+        return [f"{out}[{start}] = {value}"]
+    size = int(np.prod(shape, dtype=np.int64))
+    return [f"{index}_v = np.ascontiguousarray({value}).ravel()",
+            f"for {index} in range({size}):",
+            f"    {out}[{start} + {index}] = {index}_v[{index}]"]
+
+
+def _indented(lines):
+    return ["    " + line for line in lines]
 
 
 def _lower_scan(node, out, ins, ctx):
@@ -385,28 +395,31 @@ def _lower_scan(node, out, ins, ctx):
     layout = body.scan_layout(length)
     carry = [f"{out}_c{j}" for j in range(nc)]
     ys = [f"{out}_y{j}" for j in range(len(body.y_avals))]
-    step = f"{out}_i"
+    step, k = f"{out}_i", f"{out}_k"
     lines = [f"{out} = np.empty({layout.total}, {dtype_code(layout.dtype)})"]
     lines += [f"{c} = {v}" for c, v in zip(carry, init)]
-    for j, name in enumerate(ys):
-        shape, _ = layout.avals[nc + j]
-        offset, size = layout.slots[nc + j]
-        lines.append(f"{name}_all = {out}[{offset}:{offset + size}].reshape({shape!r})")
     order = f"range({length} - 1, -1, -1)" if reverse else f"range({length})"
     args = [step, *carry, *[f"{x}[{step}]" for x in xs], *consts]
+
+    def stack(j, value):  # y j of this step into its stacked slot
+        shape, _ = body.y_avals[j]
+        size = int(np.prod(shape, dtype=np.int64))
+        return _indented(_store(out, f"{layout.slots[nc + j][0]} + {step} * {size}", shape, value, k))
     lines.append(f"for {step} in {order}:")
     source = body.recorded_from
     if source is None:
         lines.append(f"    {_targets(carry + ys)} = {ctx.call_subkernel(body.graph, args)}")
-        lines += [f"    {y}_all[{step}] = {y}" for y in ys]
+        for j, y in enumerate(ys):
+            lines += stack(j, y)
     else:  # the body that also stacks its carries: the carries stored here, one sub-kernel for both
-        own, stored = ys[:len(source.y_avals)], ys[len(source.y_avals):]
-        lines += [f"    {y}_all[{step}] = {c}" for y, c in zip(stored, carry)]
-        lines.append(f"    {_targets(carry + own)} = {ctx.call_subkernel(source.graph, args)}")
-        lines += [f"    {y}_all[{step}] = {y}" for y in own]
+        own = len(source.y_avals)
+        for j, c in enumerate(carry):
+            lines += stack(own + j, c)
+        lines.append(f"    {_targets(carry + ys[:own])} = {ctx.call_subkernel(source.graph, args)}")
+        for j, y in enumerate(ys[:own]):
+            lines += stack(j, y)
     for j, c in enumerate(carry):
-        offset, size = layout.slots[j]
-        lines.append(_store(out, offset, size, layout.avals[j][0], c))
+        lines += _store(out, layout.slots[j][0], layout.avals[j][0], c, k)
     return "\n".join(lines)
 
 
@@ -423,17 +436,16 @@ def _lower_while(node, out, ins, ctx):
     lines.append(f"    {count} += 1")
     lines.append(f"{out} = np.empty({layout.total}, {dtype_code(layout.dtype)})")
     for j, c in enumerate(carry + [count]):
-        offset, size = layout.slots[j]
-        lines.append(_store(out, offset, size, layout.avals[j][0], c))
+        lines += _store(out, layout.slots[j][0], layout.avals[j][0], c, f"{out}_k")
     return "\n".join(lines)
 
 
-def _read(packed, layout, j):
-    offset, size = layout.slots[j]
-    shape, dtype = layout.avals[j]
+def _read(packed, start, shape, dtype):
+    """Code reading a value of `shape` from the flat array `packed` at position `start` (code)."""
     if not shape:
-        return f"{dtype_code(dtype)}({packed}[{offset}])"
-    return f"{packed}[{offset}:{offset + size}].reshape({shape!r}).astype({dtype_code(dtype)})"
+        return f"{dtype_code(dtype)}({packed}[{start}])"
+    size = int(np.prod(shape, dtype=np.int64))
+    return f"{packed}[{start}:{start} + {size}].reshape({shape!r}).astype({dtype_code(dtype)})"
 
 
 def _lower_while_vjp(node, out, ins, ctx):
@@ -446,25 +458,27 @@ def _lower_while_vjp(node, out, ins, ctx):
     carry = [f"{out}_c{j}" for j in range(nc)]
     stacks = [f"{out}_s{j}" for j in range(nc)]
     cts = [f"{out}_g{j}" for j in range(len(fc) + len(fk))]
-    count, step = f"{out}_n", f"{out}_i"
+    count, step, k = f"{out}_n", f"{out}_i", f"{out}_k"
+    sizes = [int(np.prod(shape, dtype=np.int64)) for shape, _ in body.carry_avals]
     lines = [f"{count} = int({packed}[{layout.slots[-1][0]}])"]
     lines += [f"{c} = {v}" for c, v in zip(carry, init)]
-    lines += [f"{s} = np.empty(({count},) + {shape!r}, {dtype_code(dtype)})"
-              for s, (shape, dtype) in zip(stacks, body.carry_avals)]
-    lines.append(f"for {step} in range({count}):")
-    lines += [f"    {s}[{step}] = {c}" for s, c in zip(stacks, carry)]
+    lines += [f"{st} = np.empty({count} * {size}, {dtype_code(dtype)})"
+              for st, size, (_, dtype) in zip(stacks, sizes, body.carry_avals)]
+    lines.append(f"for {step} in range({count}):")  # the forward loop again, storing each step's carry
+    for st, c, size, (shape, _) in zip(stacks, carry, sizes, body.carry_avals):
+        lines += _indented(_store(st, f"{step} * {size}", shape, c, k))
     lines.append(f"    {_targets(carry)} = {ctx.call_subkernel(body.graph, carry + consts)}")
-    lines += [f"{ct} = {_read(g, layout, j)}" for ct, j in zip(cts, fc)]
-    lines += [f"{ct} = np.zeros({body.const_avals[j][0]!r}, {dtype_code(body.const_avals[j][1])})"
-              if body.const_avals[j][0] else f"{ct} = {dtype_code(body.const_avals[j][1])}(0)"
-              for ct, j in zip(cts[len(fc):], fk)]
+    lines += [f"{ct} = {_read(g, layout.slots[j][0], *body.carry_avals[j])}" for ct, j in zip(cts, fc)]
+    for ct, j in zip(cts[len(fc):], fk):
+        shape, dtype = body.const_avals[j]
+        lines.append(f"{ct} = np.zeros({shape!r}, {dtype_code(dtype)})" if shape else f"{ct} = {dtype_code(dtype)}(0)")
     lines.append(f"for {step} in range({count} - 1, -1, -1):")
+    stored = [_read(st, f"{step} * {size}", *aval) for st, size, aval in zip(stacks, sizes, body.carry_avals)]
     adjoint = body.while_adjoint()
-    lines.append(f"    {_targets(cts)} = {ctx.call_subkernel(adjoint.graph, cts + [f'{s}[{step}]' for s in stacks] + consts)}")
+    lines.append(f"    {_targets(cts)} = {ctx.call_subkernel(adjoint.graph, cts + stored + consts)}")
     lines.append(f"{out} = np.empty({result.total}, {dtype_code(result.dtype)})")
     for j, ct in enumerate(cts):
-        offset, size = result.slots[j]
-        lines.append(_store(out, offset, size, result.avals[j][0], ct))
+        lines += _store(out, result.slots[j][0], result.avals[j][0], ct, k)
     return "\n".join(lines)
 
 

@@ -81,12 +81,12 @@ def _inputs(T):
 
 
 def _unrolled(fun):
-    saved = rolling.settings["enabled"]
-    rolling.settings["enabled"] = False
+    saved = jitad.config.roll_loops
+    jitad.config.roll_loops = False
     try:
         return jitad.value_and_grad(lambda *a: fun(*a), argnums=(0, 1, 2))
     finally:
-        rolling.settings["enabled"] = saved
+        jitad.config.roll_loops = saved
 
 
 def _scans(vg):

@@ -2,7 +2,7 @@
 import os
 import warnings
 
-from jitad.frontend import guards
+from jitad.frontend import guards, rolling
 
 COMPILE_MODES = ("background", "eager", "off")
 
@@ -35,6 +35,15 @@ class Config:
         traced value a ConcretizationError (as JAX's jit does).
     """
     backend = "numba"
+
+    @property
+    def roll_loops(self):
+        """Whether repeated steps of a traced Python loop become one scan node (frontend.rolling)."""
+        return rolling.settings["enabled"]
+
+    @roll_loops.setter
+    def roll_loops(self, value):
+        rolling.settings["enabled"] = bool(value)
 
     @property
     def specializations(self):

@@ -265,6 +265,41 @@ def test_compiled_kernel_size_does_not_depend_on_trip_count(backend):
     np.testing.assert_allclose(value, h, rtol=1e-12)
 
 
+def test_reverse_mode_is_a_loop_too(reference_backend):
+    """The gradient's graph of a 10-step and of a 1,000-step scan have the same size: the forward
+    pass and its adjoint are scan nodes, not unrolled steps."""
+    def size(n):
+        xs = np.ones((n, 3)) * 0.1
+        f = lambda w: np.sum(jitad.scan(lambda h, x: (np.tanh(w @ h + x), h), np.zeros(3), xs)[1])  # noqa: E731
+        graph = jitad.explain(jitad.grad(f), W, print_report=False).optimized
+        return len(graph.nodes), sum(node.prim.name == "scan" for node in graph.nodes)
+    small = size(10)
+    assert small == size(1000) and small[1] >= 2
+
+
+def test_nested_loops(backend):
+    """A fori_loop inside a fori_loop's body closing over a differentiated value, on the reference
+    executor and compiled (the inner body's constant becomes an argument of the kernel)."""
+    a = RNG.normal(size=(4, 4)) * 0.3
+    x = np.linspace(0.1, 0.4, 4)
+
+    def nested(x):
+        return np.sum(jitad.fori_loop(0, 4, lambda i, c: jitad.fori_loop(0, 3, lambda j, d: np.sin(a @ d) + x * j, c), x))
+
+    def unrolled(x):
+        c = x
+        for _ in range(4):
+            for j in range(3):
+                c = np.sin(a @ c) + x * j
+        return np.sum(c)
+    jitad.config.backend = "reference"
+    expected = unrolled(x), jitad.grad(unrolled)(x)
+    for name, setup in _executors()[::2]:
+        setup()
+        np.testing.assert_allclose(jitad.jit(nested)(x), expected[0], rtol=1e-12, err_msg=name)
+        np.testing.assert_allclose(jitad.grad(nested)(x), expected[1], rtol=1e-10, err_msg=name)
+
+
 # --- 6. errors ----------------------------------------------------------------------------
 def test_body_changing_the_carry_is_a_named_error():
     f_shape = jitad.jit(lambda x: jitad.fori_loop(0, 3, lambda i, c: (c[0], np.stack([c[1], c[1]])), (x, x)))

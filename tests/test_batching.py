@@ -46,6 +46,11 @@ CASES = {
     "matvec": (lambda a, x: a @ x, [(4, 3), (3,)]),
     "vecmat": (lambda x, a: x @ a, [(4,), (4, 3)]),
     "matmul_stacked": (lambda a, b: a @ b, [(2, 4, 3), (3, 2)]),
+    # loops: the body batched (a while loop whose condition differs between the k loops: k loops)
+    "scan": (lambda h, xs, w: list(jitad.scan(lambda c, x: (np.tanh(w * c + x), c * x), h, xs)), [(3,), (4, 3), (3,)]),
+    "while": (lambda h, a: jitad.while_loop(lambda c: c[1] < 3, lambda c: (np.sin(c[0]) + a, c[1] + 1), (h, 0))[0],
+              [(3,), (3,)]),
+    "while_diverging": (lambda x: jitad.while_loop(lambda c: np.sum(c) < 5.0, lambda c: c + 1.0, x), [(2,)]),
     # no rule: unbatched (k slices, apply, stack)
     "fallback_linalg": (lambda a, b: np.linalg.solve(a + 4.0 * np.eye(3), b), [(3, 3), (3,)]),
 }

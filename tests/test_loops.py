@@ -232,6 +232,25 @@ def test_while_reverse_mode_matches_unrolled(reference_backend):
                                    jitad.grad(unrolled, argnums=argnums)(W, ARGS[2]), rtol=1e-10)
 
 
+def test_jacobians_through_a_while_loop(reference_backend):
+    """jacfwd batches the tangents through one while loop (its condition is the same for all of
+    them); jacrev runs the reverse pass per cotangent."""
+    def f(a):
+        return jitad.while_loop(lambda c: c[1] < 4, lambda c: (np.tanh(W @ c[0] + a), c[1] + 1), (np.zeros(3), 0))[0]
+
+    def unrolled(a):
+        h = np.zeros(3)
+        for _ in range(4):
+            h = np.tanh(W @ h + a)
+        return h
+    a = np.array([0.1, -0.2, 0.3])
+    expected = jitad.jacfwd(unrolled)(a)
+    np.testing.assert_allclose(jitad.jacfwd(f)(a), expected, rtol=1e-12)
+    np.testing.assert_allclose(jitad.jacrev(f)(a), expected, rtol=1e-12)
+    graph = jitad.explain(jitad.jacfwd(f), a, print_report=False).optimized
+    assert sum(node.prim.name == "while" for node in graph.nodes) == 1
+
+
 def test_second_order_through_while_raises(reference_backend):
     with pytest.raises(jitad.NonDifferentiableError, match="while_loop"):
         jitad.hessian(taylor_exp)(0.7)

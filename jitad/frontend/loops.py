@@ -133,6 +133,31 @@ def batched_body(body, bx, bk, k):
     return _traced_body(fun, avals, 1, nc, nx, f"{body.name} (batched)")
 
 
+def while_batched_bodies(body, cond, bc, bk, k):
+    """(condition, body) of k while loops as one, the carries in `bc` and consts in `bk` with a
+    leading axis of k (the caller widens `bc` until the body keeps it), or None when the condition
+    differs between the k loops (then they cannot run as one loop)."""
+    flags = list(bc) + list(bk)
+    avals = [((k,) + s if b else s, d) for (s, d), b in zip(Body._avals(body.graph.inputs), flags)]
+    box = {}
+
+    def cond_fun(*args):
+        (pred,), (hot,) = batching.batch_replay(cond.graph, list(args), flags, k)
+        box["batched"] = hot
+        return [pred]
+
+    def body_fun(*args):
+        outs, hot = batching.batch_replay(body.graph, list(args), flags, k)
+        box["carries"] = hot
+        return [o if h or not b else np.broadcast_to(o, (k,) + node.shape)
+                for o, h, b, node in zip(outs, hot, bc, body.graph.outputs)]
+    new_cond = _traced_body(cond_fun, avals, 0, body.n_carry, 0, f"{cond.name} (batched)")
+    new_body = _traced_body(body_fun, avals, 0, body.n_carry, 0, f"{body.name} (batched)")
+    if box["batched"]:
+        return None
+    return new_cond, new_body, tuple(box["carries"])
+
+
 def while_jvp_bodies(body, cond, fk):
     """The condition and body of the tangent while loop over (*c, *ċ[float]) with consts
     (*k, *k̇[fk])."""

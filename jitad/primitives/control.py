@@ -173,6 +173,10 @@ class Body:
         `bx` and the consts in `bk` too (see `rules.batched_body`)."""
         return self._made(("batch", bx, bk, k), self.rules.batched_body, bx, bk, k)
 
+    def while_batched_bodies(self, cond, bc, bk, k):
+        """(condition, body, which carries the body batches) of k while loops as one, or None."""
+        return self._made(("while batch", id(cond), bc, bk, k), self.rules.while_batched_bodies, cond, bc, bk, k)
+
     def while_jvp_bodies(self, cond, fk):
         """(condition, body) of the tangent while loop."""
         return self._made(("while jvp", id(cond), fk), self.rules.while_jvp_bodies, cond, fk)
@@ -298,6 +302,30 @@ def _while_impl(*args, cond, body):
 def _while_shape(*nodes, cond, body):
     layout = _while_layout(body)
     return (layout.total,), layout.dtype
+
+
+def _while_batch(node, values, batched, k):
+    """k while loops as one when they take the same steps (their condition is not batched):
+    the batched carries (widened to every carry the body makes batched) get the leading axis."""
+    cond, body = node.params["cond"], node.params["body"]
+    nc = body.n_carry
+    bc, bk = tuple(batched[:nc]), tuple(batched[nc:])
+    while True:
+        made = body.while_batched_bodies(cond, bc, bk, k)
+        if made is None:
+            return None  # the loops would stop at different steps: k loops
+        wider = tuple(a or b for a, b in zip(bc, made[2]))
+        if wider == bc:
+            break
+        bc = wider
+    new_cond, new_body, _ = made
+    init, consts = split(values, nc)
+    init = [np.broadcast_to(v, (k,) + tuple(a[0])) if b and not was else v
+            for v, b, was, a in zip(init, bc, batched[:nc], body.carry_avals)]
+    parts = new_body.while_layout().unpack(while_p(*init, *consts, cond=new_cond, body=new_body))
+    parts = [p if b else np.broadcast_to(p, (k,) + tuple(np.shape(p))) for p, b in zip(parts, bc + (False,))]
+    return np.concatenate([np.reshape(p if p.dtype == node.dtype else p.astype(node.dtype), (k, -1))
+                           for p in parts], axis=1)
 
 
 def _while_jvp(primals, tangents, out, cond, body):
@@ -492,7 +520,7 @@ def _loop_cost(node):
 scan_p = Primitive("scan", impl=_scan_impl, shape_rule=_scan_shape, jvp=_scan_jvp, vjp=_scan_vjp,
                    kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True, batch=_scan_batch)
 while_p = Primitive("while", impl=_while_impl, shape_rule=_while_shape, jvp=_while_jvp, vjp=_while_vjp,
-                    kind=Kind.LIBRARY, lower=_lower_while, cost=_loop_cost, contiguous_output=True)
+                    kind=Kind.LIBRARY, lower=_lower_while, cost=_loop_cost, contiguous_output=True, batch=_while_batch)
 while_vjp_p = Primitive("while_vjp", impl=_while_vjp_impl, shape_rule=_while_vjp_shape, jvp=_second_order,
                         vjp=_second_order, kind=Kind.LIBRARY, lower=_lower_while_vjp, cost=_loop_cost,
                         contiguous_output=True)

@@ -294,6 +294,9 @@ def fori_loop(lower, upper, body_fun, init_val):
 
     Like jax.lax.fori_loop. With integer bounds the loop is a scan of upper - lower steps
     (differentiable in both modes, to any order); with traced bounds it is a while loop.
+    The body sees `i` as a traced integer: it indexes traced arrays (`xs[i]` of an argument),
+    but not a NumPy array, whose indexing needs a concrete number (pass the array as an
+    argument, or scan over it with jitad.scan).
 
     >>> import numpy as np, jitad
     >>> f = lambda x: jitad.fori_loop(0, 3, lambda i, c: c * x + i, 1.0)

@@ -7,6 +7,7 @@ built twice from the same inputs and parameters is the same node (CSE for free).
 """
 import enum
 import itertools
+import math
 import threading
 
 import numpy as np
@@ -36,7 +37,7 @@ class Node:
 
     @property
     def size(self):
-        return int(np.prod(self.shape, dtype=np.int64))
+        return int(math.prod(self.shape))
 
     def __repr__(self):
         args = ", ".join(f"%{n.id}" for n in self.inputs)
@@ -45,8 +46,27 @@ class Node:
         return f"%{self.id}:{self.dtype.name}{list(self.shape)} = {self.prim.name}({args}{sep}{params})"
 
 
+_PLAIN = frozenset((int, float, bool, str, type(None)))  # hashable as they are
+
+
 def freeze(value):
-    """A hashable stand-in for a parameter value."""
+    """A hashable stand-in for a parameter value: equal values give equal stand-ins (a dict's
+    items sorted by key, lists as tuples, arrays by identity, dtypes by their `str`)."""
+    if type(value) is dict:  # a node's params: most values are ints, strings or tuples of ints
+        items = []
+        for k, v in value.items():
+            t = type(v)
+            if t is tuple:
+                for e in v:
+                    if type(e) is not int:
+                        v = freeze(v)
+                        break
+            elif t not in _PLAIN:
+                v = freeze(v)
+            items.append((k, v))
+        if len(items) > 1:
+            items.sort()  # keys are unique: only they are compared
+        return tuple(items)
     if isinstance(value, (list, tuple)):
         return tuple(freeze(v) for v in value)
     if isinstance(value, dict):
@@ -212,7 +232,8 @@ class Builder:
         return Builder.tracer_type(node, self)
 
     def add(self, prim, inputs, params, shape, dtype):
-        key = (prim, tuple(n.id for n in inputs), freeze(params))
+        inputs = tuple(inputs)
+        key = (prim, inputs, freeze(params))  # nodes hash and compare by identity
         node = self.interned.get(key)
         if node is None:
             node = Node(prim, inputs, params, shape, dtype)
@@ -313,31 +334,37 @@ def bind(prim, args, params):
     """Apply a primitive: record a node if any argument is traced, else compute with NumPy."""
     stack = _local.stack
     builder = stack[-1] if stack else None
-    traced = False
+    tracer_type = Builder.tracer_type
     for a in args:
-        if isinstance(a, Builder.tracer_type):
-            traced = True
+        if isinstance(a, tracer_type):
             break
-    if not traced and (prim.foldable or builder is None):
-        return prim.evaluate(args, params)
+    else:  # nothing traced (the NumPy tier runs every op here): fold, unless a trace wants the node
+        if prim.foldable or builder is None:
+            return prim.evaluate(args, params)
+    nodes = []  # the traced arguments' nodes (None for the others, made constants below)
+    traced = False
     weak_dtype = None  # Python scalars take the dtype of a traced float operand (NumPy 2)
     for a in args:
-        if isinstance(a, Builder.tracer_type) and a.node.dtype.kind == "f":
-            weak_dtype = a.node.dtype
-            break
-    nodes = []
-    for a in args:
-        if isinstance(a, Builder.tracer_type):
+        if isinstance(a, tracer_type):
             if a.builder is builder:
-                nodes.append(a.node)
+                node = a.node
             elif a.builder in stack:
-                nodes.append(builder.capture(a))
+                node = builder.capture(a)
             else:
                 raise LeakedTracerError()
-        elif weak_dtype is not None and type(a) in (float, int):
-            nodes.append(builder.const(np.asarray(a, weak_dtype)))
+            if weak_dtype is None and node.dtype.kind == "f":
+                weak_dtype = node.dtype
+            traced = True
+            nodes.append(node)
         else:
-            nodes.append(builder.const(a))
+            nodes.append(None)
+    if not traced:
+        nodes = [builder.const(a) for a in args]
+    elif None in nodes:
+        for k, a in enumerate(args):
+            if nodes[k] is None:
+                weak = weak_dtype is not None and type(a) in (float, int)
+                nodes[k] = builder.const(np.asarray(a, weak_dtype) if weak else a)
     shape, dtype = prim.shape_rule(*nodes, **params)
     return builder.wrap(builder.add(prim, nodes, params, shape, dtype))
 

@@ -16,7 +16,10 @@ from jitad.ir import is_tracer
 
 
 def shape_of(x):
-    return tuple(x.shape) if hasattr(x, "shape") else np.shape(x)
+    try:
+        return tuple(x.shape)
+    except AttributeError:
+        return np.shape(x)
 
 
 def ndim_of(x):
@@ -50,15 +53,18 @@ def reshape(x, *shape, order="C"):
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
         shape = shape[0]
     shape = tuple(int(s) for s in shape)
-    size = int(np.prod(shape_of(x), dtype=np.int64))
+    current = shape_of(x)
+    if shape == current:  # the common no-op (a matmul of matrices, x[i] of a vector, ...)
+        return x
+    size = math.prod(current)
     if -1 in shape:
-        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        known = math.prod(s for s in shape if s != -1)
         if not known:  # NumPy: -1 cannot be inferred next to a zero-size axis
             raise ShapeError(f"cannot reshape array of size {size} into shape {shape}")
         shape = tuple(size // known if s == -1 else s for s in shape)
-    if int(np.prod(shape, dtype=np.int64)) != size:
-        raise ShapeError(f"cannot reshape array of shape {shape_of(x)} into shape {shape}")
-    if shape == shape_of(x):
+    if math.prod(shape) != size:
+        raise ShapeError(f"cannot reshape array of shape {current} into shape {shape}")
+    if shape == current:
         return x
     return P.reshape_p(x, shape=shape)
 
@@ -389,6 +395,12 @@ def getitem(x, key):
     if not isinstance(key, tuple):
         key = (key,)
     shape = shape_of(x)
+    window = _basic_window(key, shape)
+    if window is not None:  # ints and slices only (x[t], z[:, :n]): the nodes the general path makes
+        starts, steps, counts, layout = window
+        if counts != shape or any(s != 1 for s in steps):
+            x = P.slice_p(x, starts=starts, steps=steps, shape=counts)
+        return reshape(x, layout)
     items = []
     for k in key:
         if is_tracer(k):
@@ -481,6 +493,33 @@ def getitem(x, key):
             out = transpose(out, moved + [a for a in range(rank) if a not in moved])
         return out
     return _take_many(x, advanced, front)
+
+
+def _basic_window(key, shape):
+    """(starts, steps, counts, layout) of a key of Python ints and slices alone, at most one per
+    axis and every int in range, as `getitem`'s general path computes them; else None (that path
+    then decides, and raises NumPy's errors)."""
+    if len(key) > len(shape):
+        return None
+    starts, steps, counts, layout = [], [], [], []
+    for k, n in zip(key, shape):
+        if type(k) is slice:
+            start, stop, step = k.indices(n)
+            count = len(range(start, stop, step))
+            starts.append(start if count else 0)
+            steps.append(step)
+            counts.append(count)
+            layout.append(count)
+        elif type(k) is int and -n <= k < n:
+            starts.append(k % n)
+            steps.append(1)
+            counts.append(1)
+        else:
+            return None
+    rest = shape[len(key):]
+    counts.extend(rest)
+    layout.extend(rest)
+    return (tuple(starts) + (0,) * len(rest), tuple(steps) + (1,) * len(rest), tuple(counts), tuple(layout))
 
 
 def _check_masks(key, items, shape):
@@ -631,6 +670,9 @@ def cumsum(x, axis=None, dtype=None, out=None):
 # --- products -----------------------------------------------------------------------------------
 def matmul(a, b, out=None, **_):
     a, b = asarray(a), asarray(b)
+    sa, sb = shape_of(a), shape_of(b)
+    if len(sa) == len(sb) == 2 and sa[1] == sb[0]:  # matrices: one node, no reshapes to undo
+        return P.matmul_p(a, b)
     if ndim_of(a) == 0 or ndim_of(b) == 0:
         raise ShapeError("matmul: input operand does not have enough dimensions (use * for scalars)")
     inner = shape_of(b)[-2] if ndim_of(b) > 1 else shape_of(b)[0]

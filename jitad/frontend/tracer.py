@@ -373,6 +373,14 @@ def _fresh(result, inputs):
     """`result` as a new array object: a builder may hand back its input unchanged (x ** 1,
     np.positive(x), np.concatenate([x]), x.copy(), ...), but NumPy gives a new array there, and a
     later write into the result must not reach the input. `inputs` may nest lists and tuples."""
+    if type(result) is Tracer:  # the common case: a flat tuple of operands, checked without the tree walk
+        for i in inputs:
+            if i is result:
+                return Tracer(result.node, result.builder)
+            if isinstance(i, (list, tuple)):
+                break
+        else:
+            return result
     seen = {id(leaf) for leaf in inplace._leaves(inputs) if is_tracer(leaf)}
     return _fresh_ids(result, seen)
 
@@ -390,6 +398,15 @@ def _layout_k(result, operands):
     order='K'): `x.T * 1.0` is Fortran-ordered, so its ravel is a copy and its .T.ravel() a view.
     Record that layout on the result so views of it follow NumPy's view-or-copy decisions."""
     if not is_tracer(result) or result._view is not None:
+        return result
+    for o in operands:  # the common case: C-ordered roots and scalars, nothing to record
+        if type(o) is Tracer:
+            if o._view is None and o._layout is None:
+                continue
+        elif type(o) in (float, int, bool):
+            continue
+        break
+    else:
         return result
     arrays, c_order = [], True
     for o in inplace._leaves(operands):

@@ -131,7 +131,7 @@ class Primitive:
 
     def evaluate(self, args, params):
         """Constant folding: all arguments concrete, so run the NumPy reference."""
-        if getattr(_QUIET, "on", False):  # inside quiet_folding(): NumPy's errors are already off
+        if _QUIET.on:  # inside quiet_folding(): NumPy's errors are already off
             return self.impl(*[np.asarray(a) for a in args], **params)
         # np.errstate is per thread; warnings.catch_warnings would not be (transforms are also
         # traced in a background thread while the caller's thread folds constants)
@@ -139,14 +139,18 @@ class Primitive:
             return self.impl(*[np.asarray(a) for a in args], **params)
 
 
-_QUIET = threading.local()
+class _Quiet(threading.local):
+    on = False  # whether this thread is inside quiet_folding()
+
+
+_QUIET = _Quiet()
 
 
 @contextlib.contextmanager
 def quiet_folding():
     """NumPy's floating-point errors off for a whole run of constant folding (the NumPy tier runs
     a transform op by op): one np.errstate for the run instead of one per primitive."""
-    if getattr(_QUIET, "on", False):
+    if _QUIET.on:
         yield
         return
     with np.errstate(all="ignore"):
@@ -164,17 +168,38 @@ def numpy_dtype(np_fn, dtypes):
         return np.asarray(np_fn(*[np.ones((), d) for d in dtypes])).dtype
 
 
+_BROADCASTS = {}  # shapes -> their broadcast: a trace meets the same few combinations again and again
+
+
 def broadcast_shapes(*shapes):
-    from jitad.errors import ShapeError
-    try:
-        return np.broadcast_shapes(*shapes)
-    except ValueError:
-        raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast") from None
+    """NumPy's broadcast of `shapes` (tuples of ints) as a tuple of Python ints, in plain Python
+    and remembered (the tracer asks for every elementwise op; np.broadcast_shapes makes arrays)."""
+    out = _BROADCASTS.get(shapes)
+    if out is None:
+        out = _broadcast(shapes)
+        if len(_BROADCASTS) > 4096:
+            _BROADCASTS.clear()
+        _BROADCASTS[shapes] = out
+    return out
+
+
+def _broadcast(shapes):
+    ndim = max(len(s) for s in shapes)
+    out = [1] * ndim
+    for s in shapes:
+        for axis, n in enumerate(s, ndim - len(s)):
+            m = out[axis]
+            if n != m and n != 1:
+                if m != 1:
+                    from jitad.errors import ShapeError
+                    raise ShapeError(f"shapes {', '.join(str(tuple(s)) for s in shapes)} do not broadcast")
+                out[axis] = int(n)
+    return tuple(out)
 
 
 def elementwise_shape(np_fn):
     def rule(*nodes, **params):
-        shape = broadcast_shapes(*(n.shape for n in nodes))
+        shape = broadcast_shapes(*[n.shape for n in nodes])
         return shape, numpy_dtype(np_fn, tuple(n.dtype for n in nodes))
     return rule
 

@@ -554,6 +554,8 @@ def _matmul_shape(a, b):
     if a.shape[-1] != b.shape[-2]:
         raise ShapeError(f"matmul: shapes {a.shape} and {b.shape} are not aligned "
                          f"({a.shape[-1]} != {b.shape[-2]})")
+    if a.ndim == b.ndim == 2:  # the common case: no batch axes to broadcast
+        return (a.shape[0], b.shape[1]), np.result_type(a.dtype, b.dtype)
     batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2])
     return tuple(batch) + (a.shape[-2], b.shape[-1]), np.result_type(a.dtype, b.dtype)
 

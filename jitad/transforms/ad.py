@@ -18,17 +18,19 @@ def active_nodes(graph, wrt):
     Integer and boolean values carry no derivative (x.astype(int) is a step function, like floor)."""
     active = {graph.inputs[i].id for i in wrt}
     for node in graph.nodes:
-        if node.prim.differentiable and node.dtype.kind == "f" and \
-                any(i.id in active for i in node.inputs):
-            active.add(node.id)
+        if node.prim.differentiable and node.dtype.kind == "f":
+            for i in node.inputs:
+                if i.id in active:
+                    active.add(node.id)
+                    break
     return active
 
 
 def _fit(value, node):
     """A cotangent or tangent with the node's shape and dtype."""
-    if np.shape(value) != node.shape:
-        value = B.unbroadcast(value, node.shape) if len(np.shape(value)) >= node.ndim \
-            else B.broadcast_to(value, node.shape)
+    shape = value.shape if type(value) is np.ndarray else np.shape(value)
+    if shape != node.shape:
+        value = B.unbroadcast(value, node.shape) if len(shape) >= node.ndim else B.broadcast_to(value, node.shape)
     if node.dtype.kind == "f" and getattr(value, "dtype", node.dtype) != node.dtype:
         value = B.astype(value, node.dtype) if not isinstance(value, np.ndarray) else value.astype(node.dtype)
     return value

@@ -159,6 +159,11 @@ class Body:
         """The body that also outputs the carry each step starts from."""
         return self._made("record", self._recording)
 
+    def recorded(self):
+        """The recording body if reverse mode made one, else None."""
+        with self._lock:
+            return self._derived.get("record")
+
     def _recording(self, body):
         recorded = self.rules.record_body(body)
         recorded.recorded_from = body
@@ -283,6 +288,19 @@ def _scan_batch(node, values, batched, k):
     parts = parts[:nc] + [np.swapaxes(y, 0, 1) for y in parts[nc:]]
     return np.concatenate([np.reshape(p if p.dtype == node.dtype else p.astype(node.dtype), (k, -1))
                            for p in parts], axis=1)
+
+
+def _scan_simplify(node, inputs, values):
+    """A scan whose body reverse mode also ran recording its carries reads its results from that
+    recording scan (the same node, by hash-consing, as the one the adjoint reads): one forward
+    pass instead of two. The recording's value begins with the scan's own value."""
+    body, length, reverse = node.params["body"], node.params["length"], node.params["reverse"]
+    record = body.recorded()
+    if record is None or not any(is_tracer(v) for v in values):
+        return None
+    recorded = scan_p(*values, body=record, length=length, reverse=reverse)
+    assert recorded.dtype == node.dtype, "the stored carries have the carries' dtypes"
+    return recorded[:node.shape[0]]
 
 
 # --- while --------------------------------------------------------------------------------------
@@ -518,7 +536,8 @@ def _loop_cost(node):
 
 
 scan_p = Primitive("scan", impl=_scan_impl, shape_rule=_scan_shape, jvp=_scan_jvp, vjp=_scan_vjp,
-                   kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True, batch=_scan_batch)
+                   kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True, batch=_scan_batch,
+                   simplify=_scan_simplify)
 while_p = Primitive("while", impl=_while_impl, shape_rule=_while_shape, jvp=_while_jvp, vjp=_while_vjp,
                     kind=Kind.LIBRARY, lower=_lower_while, cost=_loop_cost, contiguous_output=True, batch=_while_batch)
 while_vjp_p = Primitive("while_vjp", impl=_while_vjp_impl, shape_rule=_while_vjp_shape, jvp=_second_order,

@@ -22,7 +22,8 @@ per body, kept on the `Body`):
 - scan, reverse mode: a forward scan that also stacks the carry each step starts from (stored,
   not recomputed), then a scan in the opposite direction over those stacked carries, the xs and
   the ys' cotangents, whose body is the vjp of the body: carry = (carry cotangent, running sum
-  of the consts' cotangents), per-step output = the x cotangent. Both are `scan` nodes, so
+  of the consts' cotangents), per-step output = the x cotangent. After AD the primal scan reads
+  its value from the recording one (`_scan_simplify`): the forward loop runs once. Both are `scan` nodes, so
   derivatives of derivatives (grad of grad, hessian) apply the same rules again.
 - while, forward mode: one while loop over (carry, carry tangent) with the same condition.
 - while, reverse mode: `while_vjp` reads the trip count n the forward loop recorded (the last

@@ -22,6 +22,7 @@ libm.
 """
 import hashlib
 import re
+import weakref
 
 import numpy as np
 
@@ -681,7 +682,7 @@ class KernelWriter:
                      for a, n in enumerate(inp.shape))
 
 
-_SUBKERNELS = {}  # id(graph) -> (graph, subkernel(graph))
+_SUBKERNELS = weakref.WeakKeyDictionary()  # graph -> subkernel(graph), while the graph lives
 
 
 def subkernel(graph):
@@ -689,9 +690,9 @@ def subkernel(graph):
     own (`KernelWriter.call_subkernel`), made once per graph: the graph after its pass pipeline
     as a kernel (its constants are its trailing arguments), renamed `subkernel_<hash>`, without
     the imports."""
-    entry = _SUBKERNELS.get(id(graph))
-    if entry is not None and entry[0] is graph:
-        return entry[1]
+    info = _SUBKERNELS.get(graph)
+    if info is not None:
+        return info
     from jitad.errors import CompileError
     from jitad.passes import optimize
     optimized = optimize(graph)  # custom_vjp/checkpoint aliases go, as before any codegen
@@ -704,7 +705,7 @@ def subkernel(graph):
     lines = [line for line in source.splitlines() if not line.startswith(("import ", "from jitad.backend import"))]
     definition = "\n".join(lines).strip("\n").replace("def kernel(", f"def {name}(", 1)
     info = (name, definition, consts, tuple(fresh) if uses_dims(source) else None)
-    _SUBKERNELS[id(graph)] = (graph, info)
+    _SUBKERNELS[graph] = info
     return info
 
 

@@ -16,8 +16,8 @@ calls from fresh subprocesses.
 
 Measured 2026-12-02 on the shared 2-core machine (load average 6-7 from other sessions: read the
 ratios), `python asv_benchmarks/bench_loops.py --steps 1000 --rounds 5`: steady state scan
-152 ms, unrolled 288 ms (0.53); first call scan 14.6 s, unrolled 18.6 s (0.79; from 10 to 26 s
-between runs under that load). CPU seconds of the first call by `python -m jitad profile-compile`
+142 ms, unrolled 285 ms (0.50); first call scan 11.5 s, unrolled 21.4 s (0.54; each from 10 to
+26 s between runs under that load). CPU seconds of the first call by `python -m jitad profile-compile`
 (less sensitive to the load): scan 2.8 s (graph 15 nodes, 133 source lines, Numba helper
 compiles 8), unrolled 3.9 s (16,006 nodes, 6,157 source lines in the split form, 9 distinct
 nest kernels). Gradients agree to 1e-15.

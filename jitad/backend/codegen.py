@@ -411,7 +411,7 @@ class KernelWriter:
         params = [self.names[n.id] for n in self.graph.inputs] + list(self.const_values)
         if self.kernel.uses_dims:
             params.append("dims")
-        return _function_source(params, self._header(), lines, jit=not self.split, helpers=self.helpers.values())
+        return _function_source(params, self._header(), lines, jit=not self.split, helpers=self.helpers)
 
     def _header(self):
         """Comment lines mapping the kernel's arguments to what the caller passes."""
@@ -709,20 +709,27 @@ def subkernel(graph):
     return info
 
 
-def _function_source(params, header, lines, jit, helpers=()):
+def _function_source(params, header, lines, jit, helpers=None):
     """A module defining `kernel(*params)`: the imports its body uses, the header comments,
-    and the body's (text, comment, depth) lines; `helpers` (njit function definitions the body
-    calls) come before it. In a plain-Python driver (not `jit`) they compile in memory: exec'd
-    source has no file for Numba's cache."""
+    and the body's (text, comment, depth) lines. `helpers` (name -> njit function definition
+    the body calls, a loop's body) come before it; a plain-Python driver (not `jit`) loads each
+    as a kernel module of its own (`cache.load_kernel`: exec'd source has no file for Numba's
+    disk cache)."""
     body = [f"{'    ' * (depth + 1)}{text}  # {comment}" if comment else f"{'    ' * (depth + 1)}{text}"
             for text, comment, depth in lines]
-    helpers = [h if jit else h.replace("numba.njit(cache=True, ", "numba.njit(") for h in helpers]
-    code = "\n".join([text for text, _, _ in lines] + helpers)
+    helpers = helpers or {}
+    code = "\n".join([text for text, _, _ in lines] + (list(helpers.values()) if jit else []))
     out = [statement for alias, statement in _MODULES if re.search(rf"\b{alias}\.", code)]
-    if jit or helpers:
+    if jit:
         out.insert(1 if out and out[0].startswith("import numpy") else 0, "import numba")
-    for helper in helpers:
-        out += ["", "", helper]
+        for definition in helpers.values():
+            out += ["", "", definition]
+    elif helpers:
+        out.append("from jitad.backend.cache import load_kernel")
+        for name, definition in helpers.items():
+            module = _function_module(definition, name)
+            literal = f"'''\\\n{module}'''" if "'''" not in module and "\\" not in module else repr(module)
+            out += ["", f"{name} = load_kernel({literal})"]
     out += ["", ""]
     if jit:
         out.append('@numba.njit(cache=True, error_model="numpy")')
@@ -730,6 +737,14 @@ def _function_source(params, header, lines, jit, helpers=()):
     out += [f"    {line}" for line in header]
     out += body
     return "\n".join(out) + "\n"
+
+
+def _function_module(definition, name):
+    """A module of its own for the njit function `name` (with the functions it calls), as
+    `cache.load_kernel` loads one: its entry point is `kernel`."""
+    uses = [statement for alias, statement in _MODULES if re.search(rf"\b{alias}\.", definition)]
+    uses.insert(1 if uses and uses[0].startswith("import numpy") else 0, "import numba")
+    return "\n".join(uses + ["", "", definition, "", "", f"kernel = {name}"]) + "\n"
 
 
 class SplitForm:

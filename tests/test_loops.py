@@ -319,6 +319,19 @@ def test_nested_loops(backend):
         np.testing.assert_allclose(jitad.grad(nested)(x), expected[1], rtol=1e-10, err_msg=name)
 
 
+def test_split_form_loads_the_loop_body_as_a_kernel_module():
+    """A graph large enough for the split form (a plain-Python driver) loads the compiled body from
+    the disk cache (`load_kernel`), where Numba can cache it, instead of defining it in exec'd code."""
+    from jitad.backend import codegen
+
+    def f(x):
+        return np.sum(jitad.fori_loop(0, 5, lambda i, c: np.cos(c) + x, x))
+    graph = jitad.value_and_grad(f).jitad_transform.prepare((np.ones(4),)).optimized
+    split = codegen.generate_split(graph)
+    assert "= load_kernel(" in split.source and "\ndef subkernel_" not in split.source
+    assert "for " in split.source and "range(5)" in split.source
+
+
 # --- 6. errors ----------------------------------------------------------------------------
 def test_body_changing_the_carry_is_a_named_error():
     f_shape = jitad.jit(lambda x: jitad.fori_loop(0, 3, lambda i, c: (c[0], np.stack([c[1], c[1]])), (x, x)))

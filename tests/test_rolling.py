@@ -197,3 +197,32 @@ def test_nested_loops_roll_inside_the_body(numpy_tier):
     # (the first outer step, which computes U.T once for all, stays unrolled with its inner loop rolled)
     scans = [n for n in vg.jitad_transform.latest.graph.nodes if n.prim.name == "scan"]
     assert any(any(n.prim.name == "scan" for n in s.params["body"].graph.nodes) for s in scans)
+
+
+def stacked_layers(W, U, xs, h0):
+    """Two recurrent layers, the second reading the first's outputs step by step (a language
+    model's stacked LSTM/RNN), the inputs listed before the loop: both layers roll, and the
+    second takes the first's stacked outputs whole."""
+    inputs = [xs[t] @ U.T for t in range(xs.shape[0])]
+    for layer in range(2):
+        h, outputs = h0, []
+        for x in inputs:
+            h = np.tanh(h @ W * (1.0 + 0.5 * layer) + x)
+            outputs.append(h)
+        inputs = outputs
+    return np.sum(inputs[-1] ** 2) + np.sum(inputs[0])
+
+
+def test_stacked_layers_roll_without_growing(numpy_tier):
+    sizes = []
+    for T in (16, 40):  # (long enough for the 3-node loop that lists the inputs to roll too)
+        args = _inputs(T)
+        vg = jitad.value_and_grad(stacked_layers, argnums=(0, 1, 2))
+        value, grads = vg(*args)
+        ref_value, ref_grads = _unrolled(stacked_layers)(*args)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        for g, ref in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+        assert _scans(vg) == 3
+        sizes.append(len(vg.jitad_transform.latest.graph.nodes))
+    assert sizes[0] == sizes[1], sizes

@@ -33,7 +33,7 @@ from collections import defaultdict
 import numpy as np
 
 from jitad.ir import Graph, const_p, freeze, input_p
-from jitad.primitives import slice_p
+from jitad.primitives import reshape_p, slice_p
 
 # min_steps: copies before a run is rolled; min_nodes: nodes the run covers (p * r) before a
 # loop is worth it; max_period: the largest piece considered; enabled: jitad.config.roll_loops
@@ -50,7 +50,8 @@ def _signature(node):
         return ("unique", node.id)  # user rules and Python callbacks stay where they are
     varying = VARYING.get(node.prim, ())
     params = {k: v for k, v in node.params.items() if k not in varying}
-    return hash((node.prim.name, freeze(params), node.shape, node.dtype.str, len(node.inputs)))
+    return hash((node.prim.name, freeze(params), node.shape, node.dtype.str,
+                 tuple((i.shape, i.dtype.str) for i in node.inputs)))
 
 
 class Region:
@@ -92,7 +93,8 @@ class Region:
                 self.hoisted.update(role[1] for role in self.roles[j] if role[0] == "internal")
         if any(q in self.hoisted for q in self.carry_init):
             return False  # a value carried from a hoisted position: the pieces are misaligned
-        return any(j not in self.hoisted for j in range(p))
+        # a loop is worth it when its body computes something (not only slices and reshapes)
+        return any(j not in self.hoisted and self.copies[0][j].prim.kind != "index" for j in range(p))
 
     def _role(self, sources, j):
         where = self.where
@@ -129,6 +131,7 @@ def _regions(seq):
         positions[h].append(i)
     min_steps, min_nodes, max_period = settings["min_steps"], settings["min_nodes"], settings["max_period"]
     found, i, n = [], 0, len(seq)
+    failed = {}  # period -> position up to which it was tried and failed
     while i < n:
         occurrences = positions[sigs[i]]
         first = bisect.bisect_right(occurrences, i)
@@ -148,10 +151,17 @@ def _regions(seq):
         # multiple of another covers the same run, and one copy of it is a bigger body
         best = max((c[0] for c in candidates), default=0)
         for _, p, steps in sorted((c for c in candidates if 2 * c[0] >= best), key=lambda c: c[1]):
+            if failed.get(p, -1) > i:
+                continue
             region = Region(seq, i, p, steps)
             if region.plan():
                 break
+            # the first copy often differs (it computes what later copies share): one copy later
+            region = Region(seq, i + p, p, steps - 1) if steps - 1 >= min_steps else None
+            if region is not None and region.plan():
+                break
             region = None
+            failed[p] = i + p * steps  # this period fails throughout its run
         if region is None:
             i += 1
             continue
@@ -210,6 +220,7 @@ class _Rebuild:
                         self.owner[node.id] = region
         self.env = {}
         self.results = {}  # id(region) -> {id of a region node used after it: its value}
+        self.rows = {}  # id of a value read from a loop's stacked outputs -> (the stack, its index)
 
     def run(self, inputs, roots):
         env = self.env
@@ -298,6 +309,7 @@ class _Rebuild:
                 results[node_id] = finals[carried.index(j)]
             else:
                 results[node_id] = stacked[j][k]
+                self.rows[id(results[node_id])] = (stacked[j], k)
         return results
 
     def _used_after(self, region):
@@ -320,26 +332,44 @@ class _Rebuild:
         strided = _strided_slices(nodes, self)
         if strided is not None:
             return strided
-        return np.stack([self.value(n) for n in nodes])
+        # values that are an earlier loop's outputs, step by step, are taken from its stacked
+        # outputs in runs (its first step may have been computed before it: another piece)
+        pieces = []  # [stack, first row, number of rows] or [value, None, 1]
+        for value in (self.value(n) for n in nodes):
+            row = self.rows.get(id(value))
+            last = pieces[-1] if pieces else None
+            if row is not None and last is not None and last[0] is row[0] and last[1] + last[2] == row[1]:
+                last[2] += 1
+            else:
+                pieces.append([row[0], row[1], 1] if row is not None else [value, None, 1])
+        parts = [np.expand_dims(v, 0) if first is None else
+                 (v if (first, count) == (0, v.shape[0]) else v[first:first + count])
+                 for v, first, count in pieces]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
 
 def _strided_slices(nodes, rebuild):
-    """Consecutive `slice` nodes of one array that take one index along an axis, stepping by a
-    fixed amount: as one strided slice (with that axis first), else None."""
+    """Consecutive `slice` nodes of one array (each maybe reshaped the same way) that take one
+    index along an axis, stepping by a fixed amount: as one strided slice, stacked along a new
+    leading axis; else None."""
+    shape = nodes[0].shape
+    if all(n.prim is reshape_p and n.inputs[0].prim is slice_p for n in nodes):
+        nodes = [n.inputs[0] for n in nodes]
     first = nodes[0]
-    if first.prim is not slice_p or any(n.prim is not slice_p or n.inputs[0] is not first.inputs[0] for n in nodes):
+    if len(nodes) < 2 or any(n.prim is not slice_p or n.inputs[0] is not first.inputs[0] for n in nodes):
         return None
     starts = [n.params["starts"] for n in nodes]
     moving = [a for a in range(len(first.shape)) if len({s[a] for s in starts}) > 1]
-    if len(moving) != 1 or len(nodes) < 2:
+    if len(moving) != 1:
         return None
     axis = moving[0]
     delta = starts[1][axis] - starts[0][axis]
-    if first.shape[axis] != 1 or delta == 0 or any(s[axis] != starts[0][axis] + k * delta for k, s in enumerate(starts)) \
+    if first.shape[axis] != 1 or any(s[axis] != starts[0][axis] + k * delta for k, s in enumerate(starts)) \
             or any(s[:axis] + s[axis + 1:] != starts[0][:axis] + starts[0][axis + 1:] for s in starts):
         return None
     steps = list(first.params["steps"])
     steps[axis] = delta
-    shape = list(first.shape)
-    shape[axis] = len(nodes)
-    whole = slice_p(rebuild.value(first.inputs[0]), starts=tuple(starts[0]), steps=tuple(steps), shape=tuple(shape))
-    return np.expand_dims(np.moveaxis(whole, axis, 0), axis + 1)
+    whole_shape = list(first.shape)
+    whole_shape[axis] = len(nodes)
+    whole = slice_p(rebuild.value(first.inputs[0]), starts=tuple(starts[0]), steps=tuple(steps),
+                    shape=tuple(whole_shape))
+    return np.reshape(np.moveaxis(whole, axis, 0), (len(nodes),) + tuple(shape))

@@ -7,6 +7,8 @@ varies, the neighbourhoods of its hard points, and the special values. The large
 compilation per session), selected by number. A fused kernel must call them and agree with the
 reference executor.
 """
+import re
+
 import numba
 import numpy as np
 import pytest
@@ -235,3 +237,19 @@ def test_fused_kernel_calls_them_and_matches_the_reference():
     np.testing.assert_allclose(value, ref_value, rtol=1e-13)
     np.testing.assert_allclose(gx, ref_gx, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(gy, ref_gy, rtol=1e-14, atol=1e-15)
+
+
+def test_max_and_min_reductions_propagate_nan_like_numpy():
+    """Compiled max/min reductions step through K.rmax/K.rmin (llvm.maximum/minimum): a NaN wins, as in
+    NumPy (Python's max/min, which kernels used before, dropped a NaN met after a number)."""
+    def f(x):
+        return np.max(x * 2.0, axis=1), np.min(x, axis=0), np.max(x), np.min(x[0])
+    x = np.arange(12.0).reshape(3, 4) - 5.0
+    x[1, 2] = np.nan
+    source = str(jitad.explain(jitad.jit(f), x)).split("== generated source ==", 1)[1]
+    assert "K.rmax(" in source and "K.rmin(" in source and not re.search(r"(?<![\w.])(max|min)\(", source), source
+    for got, want in zip(jitad.jit(f)(x), f(x)):
+        np.testing.assert_array_equal(got, want)
+    clean = np.nan_to_num(x)
+    for got, want in zip(jitad.jit(f)(clean), f(clean)):
+        np.testing.assert_array_equal(got, want)

@@ -36,7 +36,8 @@ _INDEX_VAR = re.compile(r"\bi(\d+)\b")
 _LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
 # calls an inner loop may hold and still vectorise
 _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysign", "isnan", "isfinite", "isinf",
-                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh", "radd", "rmul"}
+                "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh", "radd", "rmul",
+                "rmax", "rmin"}
 # vectorisable versions of libm calls (jitad.backend.kernels_vecmath), next to the primitives' own
 # VECTORISABLE_CALLS; a call with one keeps its loop vectorisable
 _VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
@@ -90,8 +91,11 @@ def _dtype_code(dtype):
 
 
 _FAST_CALLS = []
-# a sum's or product's step in the form LLVM may vectorise (kernels_vecmath.radd: NaN and inf unchanged)
-_REASSOCIABLE = {"{acc} + {x}": "K.radd({acc}, {x})", "{acc} * {x}": "K.rmul({acc}, {x})"}
+# a float reduction's step in the form LLVM vectorises: a sum or product through an add or multiply
+# that may be reassociated (kernels_vecmath.radd; NaN and inf unchanged), a max or min through
+# llvm.maximum/minimum, NaN if either operand is (Python's max/min drop a NaN operand; NumPy's don't)
+_FLOAT_STEPS = {"{acc} + {x}": "K.radd({acc}, {x})", "{acc} * {x}": "K.rmul({acc}, {x})",
+                "max({acc}, {x})": "K.rmax({acc}, {x})", "min({acc}, {x})": "K.rmin({acc}, {x})"}
 
 
 def _vectorisable_calls():
@@ -535,6 +539,7 @@ class KernelWriter:
         rank = x.ndim
         init, combine = root.prim.accumulate
         init = _integer_bound(init, root.dtype)
+        combine = _FLOAT_STEPS.get(combine, combine) if np.dtype(root.dtype).kind == "f" else combine
         kept = [index[a] for a in range(rank) if a not in axes]
         suffix = tuple(range(rank - len(axes), rank)) == tuple(axes)
         value = self.operand(x, index)
@@ -549,9 +554,8 @@ class KernelWriter:
             else:
                 acc = name  # a scalar root is its accumulator
             nest.levels[outer].append(_Stmt(acc, init))
-            # a float sum or product accumulates through a reassociable add or multiply, which LLVM
-            # vectorises with partial sums; an integer one keeps its order and its loop scalar
-            combine = _REASSOCIABLE.get(combine, combine) if np.dtype(root.dtype).kind == "f" else combine
+            # a float sum or product vectorises with partial sums (_FLOAT_STEPS); an integer one keeps
+            # its order and its loop scalar
             self.place(_Stmt(acc, combine.format(acc=acc, x=value), self.describe(root),
                              blocks=combine.startswith("{acc} ")), level)
             if root.ndim:

@@ -32,7 +32,7 @@ from numba.extending import intrinsic as _intrinsic
 
 __all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", "flog", "flog1p", "flog2", "flog10",
            "farcsin", "farccos", "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "fpow",
-           "radd", "rmul"]
+           "radd", "rmul", "rmax", "rmin"]
 
 _JIT = dict(forceinline=True, error_model="numpy", cache=True)
 
@@ -82,6 +82,40 @@ _radd = _reassoc("fadd")
 _rmul = _reassoc("fmul")
 
 
+def _nan_extremum(name):
+    """max/min of two floats by LLVM's llvm.maximum/llvm.minimum: NaN if either is NaN (as NumPy's
+    max/min reductions), -0.0 below +0.0. A loop reducing through it vectorises."""
+    @_intrinsic
+    def extremum(typingctx, acc, x):
+        if not isinstance(acc, _types.Float) or not isinstance(x, _types.Float):
+            return None
+        result = acc if acc.bitwidth >= x.bitwidth else x
+
+        def codegen(context, builder, signature, args):
+            a, b = (context.cast(builder, v, t, result) for v, t in zip(args, signature.args))
+            ty = a.type
+            fn = builder.module.declare_intrinsic(name, [ty], _llvm_ir.FunctionType(ty, [ty, ty]))
+            return builder.call(fn, [a, b])
+        return result(acc, x), codegen
+    return extremum
+
+
+_rmax = _nan_extremum("llvm.maximum")
+_rmin = _nan_extremum("llvm.minimum")
+
+
+@numba.njit(forceinline=True, cache=True)
+def rmax(acc, x):
+    """The larger of acc and x, NaN if either is NaN: the step of a max reduction (vectorises)."""
+    return _rmax(acc, x)
+
+
+@numba.njit(forceinline=True, cache=True)
+def rmin(acc, x):
+    """The smaller of acc and x, NaN if either is NaN: the step of a min reduction (vectorises)."""
+    return _rmin(acc, x)
+
+
 @numba.njit(forceinline=True, cache=True)
 def radd(acc, x):
     """acc + x, reassociable: the step of a sum reduction that LLVM may vectorise."""
@@ -107,10 +141,14 @@ def _pow2(k):
 @numba.njit(**_JIT)
 def _expm1_reduced(r):
     """e**r - 1 for |r| <= ln(2)/2 + eps: r + r^2 P(r) with P Taylor to r^13 (remainder < 2^-60),
-    the leading r added last (so the error is about that one rounding)."""
-    return r + r * (r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (
-        1.0 / 720 + r * (1.0 / 5040 + r * (1.0 / 40320 + r * (1.0 / 362880 + r * (
-            1.0 / 3628800 + r * (1.0 / 39916800 + r * (1.0 / 479001600 + r * (1.0 / 6227020800)))))))))))))
+    the leading r added last (so the error is about that one rounding). P by Estrin's scheme
+    (a short dependency chain: a loop of these is bound by throughput, not latency)."""
+    r2 = r * r
+    r4 = r2 * r2
+    q0 = (0.5 + r * (1.0 / 6)) + r2 * (1.0 / 24 + r * (1.0 / 120))
+    q1 = (1.0 / 720 + r * (1.0 / 5040)) + r2 * (1.0 / 40320 + r * (1.0 / 362880))
+    q2 = (1.0 / 3628800 + r * (1.0 / 39916800)) + r2 * (1.0 / 479001600 + r * (1.0 / 6227020800))
+    return r + r2 * (q0 + r4 * (q1 + r4 * q2))
 
 
 @numba.njit(**_JIT)
@@ -433,7 +471,7 @@ def _log_special(x, y):
 @numba.njit(**_JIT)
 def flog(x):
     """log(x), vectorisable."""
-    e, f, hfsq, tail = _log_parts(x if x > 0.0 and x < np.inf else 1.0)
+    e, f, hfsq, tail = _log_parts(min(max(x, 5e-324), 1.7976931348623157e308))
     y = e * _LN2_HI + (f - (hfsq - (tail + e * _LN2_LO)))
     return _log_special(x, y)
 
@@ -475,7 +513,7 @@ _LOG10_2_HI, _LOG10_2_LO = 0.3010299956658855, -1.9043128467164274e-12  # log10(
 @numba.njit(**_JIT)
 def flog2(x):
     """log2(x), vectorisable: e + log(m) / ln 2 with the product carried in two parts."""
-    hi, lo, e = _log_split(x if x > 0.0 and x < np.inf else 1.0)
+    hi, lo, e = _log_split(min(max(x, 5e-324), 1.7976931348623157e308))
     val_hi = hi * _INV_LN2_HI
     val_lo = (lo + hi) * _INV_LN2_LO + lo * _INV_LN2_HI
     w = e + val_hi
@@ -486,7 +524,7 @@ def flog2(x):
 @numba.njit(**_JIT)
 def flog10(x):
     """log10(x), vectorisable: e log10(2) + log(m) / ln 10 with the products carried in two parts."""
-    hi, lo, e = _log_split(x if x > 0.0 and x < np.inf else 1.0)
+    hi, lo, e = _log_split(min(max(x, 5e-324), 1.7976931348623157e308))
     val_hi = hi * _INV_LN10_HI
     val_lo = (lo + hi) * _INV_LN10_LO + lo * _INV_LN10_HI + e * _LOG10_2_LO
     eh = e * _LOG10_2_HI
@@ -739,8 +777,9 @@ def _log_dd(x):
     f = m - 1.0  # exact
     d = 2.0 + f
     d_lo = _two_sum_err(2.0, f, d)
-    sh = f / d
-    sl = ((f - sh * d) - _two_prod_err(sh, d, sh * d) - sh * d_lo) / d  # s = sh + sl
+    inv = 1.0 / d
+    sh = f * inv
+    sl = ((f - sh * d) - _two_prod_err(sh, d, sh * d) - sh * d_lo) * inv  # s = sh + sl, from the exact residual
     s2 = sh * sh
     s2_lo = _two_prod_err(sh, sh, s2) + 2.0 * sh * sl
     s3 = s2 * sh
@@ -749,8 +788,11 @@ def _log_dd(x):
     t3_lo = _two_prod_err(s3, _TWO_THIRDS_HI, t3) + (s3 * _TWO_THIRDS_LO + s3_lo * _TWO_THIRDS_HI)
     z = s2
     # R = sum_{k>=2} 2 z^(k-2) / (2k + 1); the z^10 term is < 2^-60 of R
-    r = 2.0 / 5 + z * (2.0 / 7 + z * (2.0 / 9 + z * (2.0 / 11 + z * (2.0 / 13 + z * (2.0 / 15 + z * (
-        2.0 / 17 + z * (2.0 / 19 + z * (2.0 / 21 + z * (2.0 / 23 + z * 2.0 / 25)))))))))
+    z2 = z * z
+    z4 = z2 * z2
+    r = ((2.0 / 5 + z * (2.0 / 7)) + z2 * (2.0 / 9 + z * (2.0 / 11))) + z4 * (
+        ((2.0 / 13 + z * (2.0 / 15)) + z2 * (2.0 / 17 + z * (2.0 / 19)))
+        + z4 * ((2.0 / 21 + z * (2.0 / 23)) + z2 * (2.0 / 25)))  # Estrin's scheme
     tail = s3 * z * r
     two_s = 2.0 * sh
     m_hi = two_s + t3

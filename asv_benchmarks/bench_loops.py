@@ -3,7 +3,7 @@ h <- tanh(W h + x_t), hidden 256, loss sum(h_T ** 2), with respect to W:
 
   scan       written with jitad.scan (one scan node; its adjoint a reverse scan)
   unrolled   the same recurrence as a plain Python for loop: 1,000 steps in the trace (the pass
-             that rolls repeated steps back into a loop, jitad.frontend.rolling, is switched
+             that rolls repeated steps back into a loop, jitad.config.roll_loops, is switched
              off for it)
 
 timed per call once compiled and warm (`time_grad`), and the first call of a fresh process with
@@ -66,26 +66,32 @@ def loss_unrolled(w, xs, h0):
 LOSSES = {"scan": loss_scan, "unrolled": loss_unrolled}
 
 
-def rolling(enabled):
-    """Switch the pass that rolls a Python loop's steps into a scan (where jitad has it)."""
-    try:
-        from jitad.frontend import rolling as module
-    except ImportError:
-        return
-    module.settings["enabled"] = enabled
-
-
 def grad_of(form):
-    """The gradient function of `form`, traced (by its first call) with rolling off for "unrolled"."""
+    """The gradient function of `form`, traced (by its first call) with jitad.config.roll_loops off
+    for "unrolled" (the pass that rolls a Python loop's steps into a scan)."""
     fn = jitad.grad(LOSSES[form])
 
     def call(*args):
-        rolling(form != "unrolled")
+        saved = jitad.config.roll_loops
+        jitad.config.roll_loops = form != "unrolled"
         try:
             return fn(*args)
         finally:
-            rolling(True)
+            jitad.config.roll_loops = saved
     return call
+
+
+def jax_grad(steps=STEPS):
+    """(no-argument call of JAX's jit(grad) of the lax.scan version, its first result) on `data`."""
+    jax, jnp = _common.need_jax()
+
+    def loss(w, xs, h0):
+        h, _ = jax.lax.scan(lambda h, x: (jnp.tanh(w @ h + x), None), h0, xs)
+        return jnp.sum(h ** 2)
+    fn = jax.jit(jax.grad(loss))
+    args = [jnp.asarray(a) for a in data(steps)]
+    result = np.asarray(jax.block_until_ready(fn(*args)))
+    return (lambda: jax.block_until_ready(fn(*args))), result
 
 
 class LoopGrad:
@@ -154,6 +160,17 @@ def main(argv=None):
             t0 = time.perf_counter()
             fns[form](*args)
             times[form].append(time.perf_counter() - t0)
+    try:
+        t0 = time.perf_counter()
+        jax_call, grads["jax"] = jax_grad(opts.steps)
+        jax_first = time.perf_counter() - t0
+        times["jax"] = []
+        for _ in range(opts.rounds):
+            t0 = time.perf_counter()
+            jax_call()
+            times["jax"].append(time.perf_counter() - t0)
+    except NotImplementedError:
+        jax_first = None
     diff = np.max(np.abs(grads["scan"] - grads["unrolled"])) / np.max(np.abs(grads["unrolled"]))
     print(f"| {opts.steps}-step tanh recurrence, hidden {HIDDEN}, grad | scan | unrolled | scan / unrolled |")
     print("|---|---|---|---|")
@@ -163,6 +180,11 @@ def main(argv=None):
     first = {form: first_call(form, opts.steps) for form in FORMS}
     print(f"| first call, fresh process and cache | {first['scan']:.2f} s | {first['unrolled']:.2f} s | "
           f"{first['scan'] / first['unrolled']:.2f} |")
+    if jax_first is not None:
+        jdiff = np.max(np.abs(grads["scan"] - grads["jax"])) / np.max(np.abs(grads["jax"]))
+        print(f"JAX jit(grad) of lax.scan: steady state {min(times['jax']) * 1e3:.1f} ms (scan / JAX "
+              f"{best['scan'] / min(times['jax']):.2f}), first call in this process {jax_first:.2f} s "
+              f"(JAX's import not counted); gradient agrees with jitad's to {jdiff:.1e}")
     print(f"gradients agree to {diff:.1e} (relative)")
 
 

@@ -42,8 +42,9 @@ import threading
 import numpy as np
 
 from jitad.errors import NonDifferentiableError
-from jitad.ir import Kind, is_tracer
+from jitad.ir import Graph, Kind, is_tracer
 from jitad.primitives.core import Primitive, dtype_code
+from jitad.primitives.elementwise import add_p
 
 __all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout"]
 
@@ -452,10 +453,21 @@ def _lower_scan(node, out, ins, ctx):
         shape, _ = body.y_avals[j]
         size = int(np.prod(shape, dtype=np.int64))
         return _indented(_store(out, f"{layout.slots[nc + j][0]} + {step} * {size}", shape, value, k))
-    lines.append(f"for {step} in {order}:")
     source = body.recorded_from
+    increments = _increments(body) if source is None else {}
+    for j in increments:  # a buffer of its own, added to in place
+        size = int(np.prod(body.carry_avals[j][0], dtype=np.int64))
+        lines += [f"{carry[j]} = np.copy({carry[j]})", f"{carry[j]}_f = {carry[j]}.reshape({size})"]
+    lines.append(f"for {step} in {order}:")
     if source is None:
-        lines.append(f"    {_targets(carry + ys)} = {ctx.call_subkernel(body.graph, args)}")
+        graph = _accumulating(body).graph if increments else body.graph
+        targets = [f"{c}_inc" if j in increments else c for j, c in enumerate(carry)]
+        lines.append(f"    {_targets(targets + ys)} = {ctx.call_subkernel(graph, args)}")
+        for j in increments:
+            size = int(np.prod(body.carry_avals[j][0], dtype=np.int64))
+            lines += [f"    {k}_v = np.ascontiguousarray({carry[j]}_inc).reshape({size})",
+                      f"    for {k} in range({size}):",
+                      f"        {carry[j]}_f[{k}] += {k}_v[{k}]"]
         for j, y in enumerate(ys):
             lines += stack(j, y)
     else:  # the body that also stacks its carries: the carries stored here, one sub-kernel for both
@@ -468,6 +480,31 @@ def _lower_scan(node, out, ins, ctx):
     for j, c in enumerate(carry):
         lines += _store(out, layout.slots[j][0], layout.avals[j][0], c, k)
     return "\n".join(lines)
+
+
+def _increments(body):
+    """{carry j: its increment node} for the array carries the body updates as `carry + increment`
+    (an adjoint's running sum of cotangents): the compiled loop adds the increment into a buffer in
+    place, instead of allocating the sum at every step."""
+    graph, found = body.graph, {}
+    for j in range(body.n_carry):
+        node, carried = graph.outputs[j], graph.inputs[body.lead + j]
+        if node.prim is not add_p or node.ndim == 0:
+            continue
+        a, b = node.inputs
+        other = b if a is carried else a if b is carried else None
+        if other is not None and other is not carried and other.shape == node.shape and other.dtype == node.dtype:
+            found[j] = other
+    return found
+
+
+def _accumulating(body):
+    """The body returning the increments (`_increments`) of those carries instead of their sums."""
+    def make(body):
+        increments = _increments(body)
+        outputs = [increments.get(j, o) for j, o in enumerate(body.graph.outputs)]
+        return Body(Graph(body.graph.inputs, outputs), body.lead, body.n_carry, body.n_xs, f"{body.name} (increments)")
+    return body._made("increments", make)
 
 
 def _lower_while(node, out, ins, ctx):

@@ -132,6 +132,7 @@ def _regions(seq):
     min_steps, min_nodes, max_period = settings["min_steps"], settings["min_nodes"], settings["max_period"]
     found, i, n = [], 0, len(seq)
     failed = {}  # period -> position up to which it was tried and failed
+    ends = {}  # period -> where the latest run of that period ends
     while i < n:
         occurrences = positions[sigs[i]]
         first = bisect.bisect_right(occurrences, i)
@@ -140,9 +141,15 @@ def _regions(seq):
             p = j - i
             if p > max_period:
                 break
-            run = 0
-            while i + run + p < n and sigs[i + run] == sigs[i + run + p]:
-                run += 1
+            if failed.get(p, -1) > i:
+                continue
+            end = ends.get(p, -1)  # sigs[k] == sigs[k + p] for k from an earlier start up to `end`
+            if end <= i:
+                end = i
+                while end + p < n and sigs[end] == sigs[end + p]:
+                    end += 1
+                ends[p] = end
+            run = end - i
             steps = run // p + 1
             if steps >= min_steps and p * steps >= min_nodes:
                 candidates.append((p * steps, p, steps))

@@ -33,7 +33,8 @@ UNARY = {"sin": np.sin, "cos": np.cos, "tan": np.tan, "log": np.log, "log1p": np
          "arcsin": np.arcsin, "arccos": np.arccos, "arctan": np.arctan, "arcsinh": np.arcsinh, "arctanh": np.arctanh, "cbrt": np.cbrt,
          "log_expit": special.log_expit}
 BINARY = {"arctan2": np.arctan2, "hypot": np.hypot, "power": np.power}
-WHICH = {name: k for k, name in enumerate(list(UNARY) + list(BINARY))}
+FLOAT32 = {"sin32": np.sin, "cos32": np.cos, "tan32": np.tan}  # for float32 arguments only
+WHICH = {name: k for k, name in enumerate(list(UNARY) + list(BINARY) + list(FLOAT32))}
 
 
 @numba.njit(error_model="numpy")  # no cache=True: Numba's cache would not see kernels_vecmath change
@@ -85,6 +86,12 @@ def _sweep(which, x, y, out):
             out[i] = K.fhypot(v, y[i])
         elif which == 21:
             out[i] = K.fpow(v, y[i])
+        elif which == 22:
+            out[i] = K.fsin32(v)
+        elif which == 23:
+            out[i] = K.fcos32(v)
+        elif which == 24:
+            out[i] = K.ftan32(v)
 
 
 def ulp_distance(a, b):
@@ -193,6 +200,23 @@ def test_float32_arguments_are_computed_in_float64():
         assert d.max() <= 2 ** 29, name  # one float32 ulp, in float64 ulps
 
 
+@pytest.mark.parametrize("name", list(FLOAT32))
+def test_float32_trig_is_the_rounded_float64_value(name):
+    """K.fsin32/fcos32/ftan32 (float32 nodes) over every float32 exponent: rounded to float32, the
+    float64 value NumPy's float64 function gives, rounded (NumPy's own float32 tan is up to 3 ulp off)."""
+    rng = np.random.default_rng(19)
+    x = np.concatenate([rng.integers(-2 ** 31, 2 ** 31, 700_000).astype(np.int32).view(np.float32),
+                        rng.uniform(-10, 10, 200_000).astype(np.float32),
+                        rng.uniform(-1e5, 1e5, 100_000).astype(np.float32),
+                        np.array([0.0, -0.0, np.inf, -np.inf, np.nan, 1e-45, 3.4028235e38, 1.5707964], np.float32)])
+    out = np.empty(x.size)
+    _sweep(WHICH[name], x, x, out)
+    with np.errstate(all="ignore"):
+        expected = FLOAT32[name](x.astype(np.float64)).astype(np.float32)
+    _check(name, (x,), out.astype(np.float32).astype(np.float64), expected.astype(np.float64))
+    assert ulp_distance(out.astype(np.float32).astype(np.float64), expected.astype(np.float64)).max() <= 2 ** 29
+
+
 def test_sum_steps_keep_nan_and_inf():
     @numba.njit(error_model="numpy")
     def total(x):
@@ -253,3 +277,23 @@ def test_max_and_min_reductions_propagate_nan_like_numpy():
     clean = np.nan_to_num(x)
     for got, want in zip(jitad.jit(f)(clean), f(clean)):
         np.testing.assert_array_equal(got, want)
+
+
+def test_float32_kernel_takes_the_float32_trig():
+    x = np.linspace(0.1, 3, 999).astype(np.float32)
+
+    def f(x):
+        return np.sum(np.sin(x) * np.cos(x) + np.tan(x / 3))
+    vg = jitad.value_and_grad(f)
+    source = str(jitad.explain(vg, x)).split("== generated source ==", 1)[1]
+    assert "K.fsin32(" in source and "K.fcos32(" in source and "K.ftan32(" in source, source
+    value, grad = vg(x)
+    saved = jitad.config.backend
+    jitad.config.backend = "reference"
+    try:
+        ref_value, ref_grad = vg(x)
+    finally:
+        jitad.config.backend = saved
+    assert grad.dtype == np.float32
+    np.testing.assert_allclose(value, ref_value, rtol=1e-5)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-6, atol=1e-6)

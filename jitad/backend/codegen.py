@@ -44,7 +44,9 @@ _VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
     "sin", "cos", "tan", "log", "log1p", "log2", "log10", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
     "arcsinh", "arctanh", "cbrt", "hypot")}
 _VECMATH_CALLS["K.log_expit("] = "K.flog_expit("
-_VECTOR_SAFE |= {fast[2:-1] for fast in _VECMATH_CALLS.values()} | {"fpow"}
+# a float32 sin/cos/tan node (its argument a float32 value) takes the cheaper reduction of K.fsin32, ...
+_FLOAT32_CALLS = {f"K.f{name}(": f"K.f{name}32(" for name in ("sin", "cos", "tan")}
+_VECTOR_SAFE |= {fast[2:-1] for fast in (*_VECMATH_CALLS.values(), *_FLOAT32_CALLS.values())} | {"fpow"}
 # a float power `(a ** b)` (power, power_scalar) takes K.fpow(a, b) where its loop vectorises
 _POWER = re.compile(r"^\((.+) \*\* (.+)\)$")
 # the modules a kernel may use, imported only when its body does
@@ -632,6 +634,9 @@ class KernelWriter:
                 # float64 literals (and the vectorisable exp) in float64, and a value recomputed
                 # in one nest must equal the one another nest stored (a max's tie mask)
                 expr = f"np.float32({expr})"
+                if node.prim.name in ("sin", "cos", "tan"):  # not sinc's np.sin(np.pi * x): a float64
+                    for call, call32 in _FLOAT32_CALLS.items():
+                        fast = fast and fast.replace(call, call32)
                 fast = fast and f"np.float32({fast})"
             blocks = any(name not in _VECTOR_SAFE for _, name in _LIBRARY_CALL.findall(fast or expr))
             var = self.element_var(node, index)

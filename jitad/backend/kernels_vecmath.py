@@ -32,7 +32,7 @@ from numba.extending import intrinsic as _intrinsic
 
 __all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", "flog", "flog1p", "flog2", "flog10",
            "farcsin", "farccos", "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "fpow",
-           "radd", "rmul", "rmax", "rmin"]
+           "fsin32", "fcos32", "ftan32", "radd", "rmul", "rmax", "rmin"]
 
 _JIT = dict(forceinline=True, error_model="numpy", cache=True)
 
@@ -241,7 +241,7 @@ _PIO2_2 = -8.705515692000731e-10
 _PIO2_3 = -3.503434396954818e-19
 _PIO2_4 = -1.1351118607522202e-28
 _2_OVER_PI = 0.6366197723675814
-_TRIG_LIMIT = 4194304.0  # 2^22: beyond, libm
+_TRIG_LIMIT = 4194304.0  # 2^22: beyond, the Payne-Hanek reduction
 
 
 @numba.njit(**_JIT)
@@ -435,6 +435,72 @@ def fcos(x):
     """cos(x), vectorisable."""
     y = _sincos_quadrant(x if np.abs(x) < np.inf else 0.0, 1)
     return y if np.abs(x) < np.inf else np.nan
+
+
+# float32 arguments (the sin/cos/tan of a float32 node) have 24 significant bits: two chunks of the
+# same table suffice (the third would add < 2^-80 to the fraction), and no Cody-Waite path is needed
+@numba.njit(**_JIT)
+def _reduce_pio2_f32(x):
+    """(n, hi, lo): x = (n + 4 j) pi/2 + (hi + lo), |hi + lo| <= pi/4, for a finite float32 value x
+    (held in a float64); hi + lo to < 2^-78 absolute."""
+    k0 = max(((_bits(x) >> 52) & 0x7FF) - 1023 - 25, 0)
+    xs = x * _from_bits((1023 - k0) << 52)  # x 2^-k0, exact
+    row = 4 * k0
+    p = xs * _TWO_OVER_PI[row]
+    e = _two_prod_err(xs, _TWO_OVER_PI[row], p)
+    q1 = np.rint(p)
+    t0 = p - q1  # exact
+    t = t0 + e
+    t_err = _two_sum_err(t0, e, t)
+    q2 = np.rint(t)
+    t = t - q2
+    p2 = xs * _TWO_OVER_PI[row + 1]
+    e2 = _two_prod_err(xs, _TWO_OVER_PI[row + 1], p2)
+    u = t + p2
+    u_err = _two_sum_err(t, p2, u)
+    q3 = np.rint(u)
+    u = u - q3
+    lo = e2 + (u_err + t_err)
+    f = u + lo  # the fraction of x 2/pi, in [-1/2, 1/2]
+    f_lo = (u - f) + lo
+    hi = f * _PIO2_HI
+    lo = _two_prod_err(f, _PIO2_HI, hi) + (f * _PIO2_LO + f_lo * _PIO2_HI)
+    r = hi + lo
+    return _mod4(q1) + _mod4(q2) + _mod4(q3), r, (hi - r) + lo
+
+
+@numba.njit(**_JIT)
+def _trig_f32(x, which):
+    """sin (which 0), cos (1) or tan (2) of a float32 value x, in float64 (the caller rounds)."""
+    v = np.float64(x)
+    finite = np.abs(v) < np.inf
+    n, hi, lo = _reduce_pio2_f32(v if finite else 0.0)
+    s = _sin_poly(hi, lo)
+    c = _cos_poly(hi, lo)
+    n = n + 1 if which == 1 else n
+    y = c if n & 1 else s
+    y = -y if n & 2 else y
+    y = (-c / s if n & 1 else s / c) if which == 2 else y
+    y = v if np.abs(v) < 7.450580596923828e-09 and which != 1 else y  # 2^-27: sin x = tan x = x
+    return y if finite else np.nan
+
+
+@numba.njit(**_JIT)
+def fsin32(x):
+    """sin(x) for a float32 value x (a float32 node's argument), vectorisable; float64 result."""
+    return _trig_f32(x, 0)
+
+
+@numba.njit(**_JIT)
+def fcos32(x):
+    """cos(x) for a float32 value x, vectorisable; float64 result."""
+    return _trig_f32(x, 1)
+
+
+@numba.njit(**_JIT)
+def ftan32(x):
+    """tan(x) for a float32 value x, vectorisable; float64 result."""
+    return _trig_f32(x, 2)
 
 
 # --- log, log1p, log2, log10 ------------------------------------------------------------------

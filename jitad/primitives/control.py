@@ -45,6 +45,7 @@ from jitad.errors import NonDifferentiableError
 from jitad.ir import Graph, Kind, is_tracer
 from jitad.primitives.core import Primitive, dtype_code
 from jitad.primitives.elementwise import add_p
+from jitad.primitives.structural import matmul_p
 
 __all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout"]
 
@@ -461,13 +462,22 @@ def _lower_scan(node, out, ins, ctx):
     lines.append(f"for {step} in {order}:")
     if source is None:
         graph = _accumulating(body).graph if increments else body.graph
+        outer = [j for j in increments if _outer_factors(increments[j])]
         targets = [f"{c}_inc" if j in increments else c for j, c in enumerate(carry)]
-        lines.append(f"    {_targets(targets + ys)} = {ctx.call_subkernel(graph, args)}")
+        call = ctx.call_subkernel(graph, args)
+        lines.append(f"    {_targets(targets + ys + [f'{carry[j]}_inc2' for j in outer])} = {call}")
         for j in increments:
-            size = int(np.prod(body.carry_avals[j][0], dtype=np.int64))
-            lines += [f"    {k}_v = np.ascontiguousarray({carry[j]}_inc).reshape({size})",
+            c, (shape, _) = carry[j], body.carry_avals[j]
+            if j in outer:  # c += a @ b for a column a and a row b: one pass over c, no product stored
+                lines += [f"    for {k} in range({shape[0]}):",
+                          f"        {k}_a = {c}_inc[{k}, 0]",
+                          f"        for {k}2 in range({shape[1]}):",
+                          f"            {c}[{k}, {k}2] += {k}_a * {c}_inc2[0, {k}2]"]
+                continue
+            size = int(np.prod(shape, dtype=np.int64))
+            lines += [f"    {k}_v = np.ascontiguousarray({c}_inc).reshape({size})",
                       f"    for {k} in range({size}):",
-                      f"        {carry[j]}_f[{k}] += {k}_v[{k}]"]
+                      f"        {c}_f[{k}] += {k}_v[{k}]"]
         for j, y in enumerate(ys):
             lines += stack(j, y)
     else:  # the body that also stacks its carries: the carries stored here, one sub-kernel for both
@@ -498,12 +508,29 @@ def _increments(body):
     return found
 
 
+def _outer_factors(node):
+    """(a, b) when `node` is a @ b of a column (n, 1) and a row (1, m) (the cotangent of a matrix
+    in a matrix-vector product), else None. The product is exact: the sum has one term."""
+    if node.prim is not matmul_p or node.ndim != 2:
+        return None
+    a, b = node.inputs
+    if a.shape == (node.shape[0], 1) and b.shape == (1, node.shape[1]) and a.dtype == b.dtype == node.dtype:
+        return a, b
+    return None
+
+
 def _accumulating(body):
-    """The body returning the increments (`_increments`) of those carries instead of their sums."""
+    """The body returning the increments (`_increments`) of those carries instead of their sums; an
+    outer-product increment as its column (in the carry's place) and its row (after the ys)."""
     def make(body):
         increments = _increments(body)
-        outputs = [increments.get(j, o) for j, o in enumerate(body.graph.outputs)]
-        return Body(Graph(body.graph.inputs, outputs), body.lead, body.n_carry, body.n_xs, f"{body.name} (increments)")
+        outputs, rows = list(body.graph.outputs), []
+        for j, inc in increments.items():
+            factors = _outer_factors(inc)
+            outputs[j] = factors[0] if factors else inc
+            rows += [factors[1]] if factors else []
+        return Body(Graph(body.graph.inputs, outputs + rows), body.lead, body.n_carry, body.n_xs,
+                    f"{body.name} (increments)")
     return body._made("increments", make)
 
 

@@ -14,18 +14,17 @@ an empty disk cache: trace + transform + compile + run (`track_first_call`, seco
 prints both side by side from one process (steady state, interleaved rounds) and the first
 calls from fresh subprocesses.
 
-Measured 2026-12-02 on the shared 2-core machine (load average 7-8 from other sessions: read the
-ratios, and expect 2x between runs), `python asv_benchmarks/bench_loops.py --steps 1000 --rounds 5`
-after the in-place accumulation of the adjoint's cotangent sums: steady state scan 100 ms,
-unrolled 244 ms (0.41), JAX's jit(grad) of lax.scan 74 ms (scan / JAX 1.35; an earlier run under
-other load: JAX 30 ms, scan 290 ms); first call in a fresh process and cache scan 6.0 s,
-unrolled 7.8 s (0.77; 11.5 s vs 21.4 s in another run). CPU seconds of the first call by
-`python -m jitad profile-compile` (less sensitive to the load): scan 2.8 s (graph 15 nodes, 133
-source lines, Numba helper compiles 8), unrolled 3.9 s (16,006 nodes, 6,157 source lines in the
-split form, 9 distinct nest kernels). Gradients agree to 2e-15. Where the scan's time goes: the
-forward loop is 11 ms; each adjoint step materialises the (256, 256) outer product of W's
-cotangent (BLAS dgemm with an inner size of 1) before adding it into the running sum, about
-0.1 ms of memory traffic per step, where XLA fuses the product into the accumulation.
+Measured 2026-12-02 on the shared 2-core machine (load average 8-9 from other sessions: read the
+ratios, and expect 2x between runs), `python asv_benchmarks/bench_loops.py --steps 1000 --rounds 5`:
+steady state scan 68 ms, unrolled 294 ms (0.23), JAX's jit(grad) of lax.scan 77 ms (scan / JAX
+0.89); first call in a fresh process and cache scan 7.3 s, unrolled 9.0 s (0.81; 11.5 s vs 21.4 s
+in a run under other load). CPU seconds of the first call by `python -m jitad profile-compile`
+(less sensitive to the load): scan 2.8 s (graph 15 nodes, 133 source lines, Numba helper compiles
+8), unrolled 3.9 s (16,006 nodes, 6,157 source lines in the split form, 9 distinct nest kernels).
+Gradients agree to 2e-15. History of the scan's steady state in that session: 152 ms (the forward
+loop run twice, the adjoint's running sum of W's cotangent a new array every step), 142 ms
+(forward once), 134 ms (the sum added in place), 95 -> 68 ms (W's outer-product increment added
+in one pass without storing it).
 """
 import argparse
 import os

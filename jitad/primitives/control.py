@@ -35,7 +35,9 @@ per body, kept on the `Body`):
 Compiled, a loop is a real loop in the kernel: each body is compiled once as an njit function of
 its own, defined in the kernel's module before the kernel and called from a `for`/`while` loop
 (`KernelWriter.call_subkernel`), so the kernel's size does not depend on the trip count.
-Constants of a body become arguments of the kernel.
+Constants of a body become arguments of the kernel. A carry the body updates as carry + increment
+(the adjoint's running sums of cotangents) is a buffer the loop adds the increment to in place,
+an outer-product increment (W's cotangent in W @ h) in one pass without storing it.
 """
 import threading
 

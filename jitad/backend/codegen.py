@@ -44,6 +44,7 @@ _VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
     "sin", "cos", "tan", "log", "log1p", "log2", "log10", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
     "arcsinh", "arctanh", "cbrt", "hypot")}
 _VECMATH_CALLS["K.log_expit("] = "K.flog_expit("
+_VECMATH_CALLS["K.erf("] = "K.ferf("
 # a float32 sin/cos/tan node (its argument a float32 value) takes the cheaper reduction of K.fsin32, ...
 _FLOAT32_CALLS = {f"K.f{name}(": f"K.f{name}32(" for name in ("sin", "cos", "tan")}
 _VECTOR_SAFE |= {fast[2:-1] for fast in (*_VECMATH_CALLS.values(), *_FLOAT32_CALLS.values())} | {"fpow"}

@@ -345,3 +345,29 @@ def test_body_changing_the_carry_is_a_named_error():
         f_tree(1.0)
     with pytest.raises(LoopCarryError, match="boolean scalar"):
         jitad.jit(lambda x: jitad.while_loop(lambda c: c, lambda c: c + 1.0, x))(1.0)
+
+
+def test_loop_body_calling_back_into_python(backend):
+    """A body with an untraceable custom_vjp (a Python callback) runs on the NumPy executor; a
+    compiled loop cannot call it, which is a CompileError saying so (not a wrong value)."""
+    import scipy.special
+
+    @jitad.custom_vjp
+    def erf(x):
+        return scipy.special.erf(x)
+    erf.defvjp(lambda x: (erf(x), x), lambda x, g: (g * 2 / np.sqrt(np.pi) * np.exp(-x ** 2),))
+
+    def f(x):
+        return np.sum(jitad.scan(lambda c, z: (erf(c) + z, c), x, np.ones(3))[0])
+
+    def unrolled(x):
+        c = x
+        for _ in range(3):
+            c = erf(c) + 1.0
+        return np.sum(c)
+    x = np.ones(2) * 0.3
+    jitad.config.backend, jitad.config.compile = "numba", "off"
+    np.testing.assert_allclose(jitad.grad(f)(x), jitad.grad(unrolled)(x), rtol=1e-12)
+    jitad.config.compile = "eager"
+    with pytest.raises(jitad.CompileError, match="calls back into Python"):
+        jitad.grad(f)(x)

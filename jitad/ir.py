@@ -20,7 +20,7 @@ _ids = itertools.count()
 class Node:
     """One value in a graph: `prim(*inputs, **params)` with a static shape and dtype."""
 
-    __slots__ = ("prim", "inputs", "params", "shape", "dtype", "value", "id")
+    __slots__ = ("prim", "inputs", "params", "shape", "dtype", "value", "id", "_frozen")
 
     def __init__(self, prim, inputs, params, shape, dtype, value=None):
         self.prim = prim
@@ -30,6 +30,15 @@ class Node:
         self.dtype = np.dtype(dtype)
         self.value = value  # the array of a constant node
         self.id = next(_ids)
+        self._frozen = None
+
+    @property
+    def frozen(self):
+        """`freeze(self.params)`, computed once: a node's params never change after it is made."""
+        frozen = self._frozen
+        if frozen is None:
+            frozen = self._frozen = freeze(self.params)
+        return frozen
 
     @property
     def ndim(self):
@@ -233,10 +242,12 @@ class Builder:
 
     def add(self, prim, inputs, params, shape, dtype):
         inputs = tuple(inputs)
-        key = (prim, inputs, freeze(params))  # nodes hash and compare by identity
+        frozen = freeze(params)
+        key = (prim, inputs, frozen)  # nodes hash and compare by identity
         node = self.interned.get(key)
         if node is None:
             node = Node(prim, inputs, params, shape, dtype)
+            node._frozen = frozen
             self.interned[key] = node
         return node
 

@@ -52,7 +52,7 @@ def reshape(x, *shape, order="C"):
         raise UnsupportedOperationError(f"reshape(order={order!r})", "Only C order is supported. ")
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
         shape = shape[0]
-    shape = tuple(int(s) for s in shape)
+    shape = tuple(map(int, shape))
     current = shape_of(x)
     if shape == current:  # the common no-op (a matmul of matrices, x[i] of a vector, ...)
         return x
@@ -400,7 +400,7 @@ def getitem(x, key):
         starts, steps, counts, layout = window
         if counts != shape or any(s != 1 for s in steps):
             x = P.slice_p(x, starts=starts, steps=steps, shape=counts)
-        return reshape(x, layout)
+        return x if layout == counts else P.reshape_p(x, shape=layout)  # (`reshape`, its checks hold)
     items = []
     for k in key:
         if is_tracer(k):

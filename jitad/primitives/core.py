@@ -198,9 +198,19 @@ def _broadcast(shapes):
 
 
 def elementwise_shape(np_fn):
+    """The shape rule of an elementwise primitive: NumPy's broadcast of the operands' shapes and
+    the dtype NumPy gives `np_fn` (remembered per operand shapes and dtypes)."""
+    known = {}
+
     def rule(*nodes, **params):
-        shape = broadcast_shapes(*[n.shape for n in nodes])
-        return shape, numpy_dtype(np_fn, tuple(n.dtype for n in nodes))
+        key = tuple([(n.shape, n.dtype) for n in nodes])
+        found = known.get(key)
+        if found is None:
+            found = broadcast_shapes(*[n.shape for n in nodes]), numpy_dtype(np_fn, tuple(n.dtype for n in nodes))
+            if len(known) > 1024:
+                known.clear()
+            known[key] = found
+        return found
     return rule
 
 

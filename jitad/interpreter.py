@@ -6,19 +6,43 @@ from jitad.ir import const_p, input_p
 
 def evaluate(graph, args):
     """Run `graph` on concrete arrays with each primitive's NumPy reference implementation."""
-    env = {node.id: np.asarray(a) for node, a in zip(graph.inputs, args)}
-    with np.errstate(all="ignore"):
-        for node in graph.nodes:
-            if node.id in env:
-                continue
-            if node.prim is const_p:
-                env[node.id] = node.value
-            elif node.prim is input_p:
-                raise ValueError(f"graph input %{node.id} was not given a value")
-            else:
-                value = node.prim.impl(*[env[i.id] for i in node.inputs], **node.params)
-                env[node.id] = np.asarray(value, dtype=node.dtype)
-    return [env[o.id] for o in graph.outputs]
+    run = graph.__dict__.get("_evaluator")
+    if run is None:
+        run = graph._evaluator = _evaluator(graph)
+    return run(args)
+
+
+def _evaluator(graph):
+    """A function running `graph` on a list of arrays, with the walk over the graph done once:
+    the nodes in order as (implementation, input slots, parameters, dtype). Loop bodies run it
+    once per step."""
+    slot = {node.id: k for k, node in enumerate(graph.inputs)}
+    consts, steps = [], []
+    for node in graph.nodes:
+        if node.id in slot:
+            continue
+        if node.prim is input_p:
+            raise ValueError(f"graph input %{node.id} was not given a value")
+        slot[node.id] = len(slot)
+        if node.prim is const_p:
+            consts.append((slot[node.id], node.value))
+        else:
+            steps.append((node.prim.impl, tuple(slot[i.id] for i in node.inputs), node.params, node.dtype,
+                          slot[node.id]))
+    outputs = [slot[o.id] for o in graph.outputs]
+    size, n_inputs = len(slot), len(graph.inputs)
+
+    def run(args):
+        env = [None] * size
+        env[:n_inputs] = [np.asarray(a) for a in args]
+        for k, value in consts:
+            env[k] = value
+        with np.errstate(all="ignore"):
+            for impl, ins, params, dtype, k in steps:
+                value = impl(*[env[i] for i in ins], **params)
+                env[k] = value if type(value) is np.ndarray and value.dtype == dtype else np.asarray(value, dtype=dtype)
+        return [env[k] for k in outputs]
+    return run
 
 
 def replay(graph, args, rewrite=None):

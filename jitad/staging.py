@@ -141,8 +141,10 @@ class Signature:
         return [k for k, i in enumerate(self.traced) if self.owner[i] in argnums]
 
 
-def trace_user(fun, sig, kwargs, draws=None):
-    """Trace the user's function; returns (graph, captured, out_tree).
+def trace_user(fun, sig, kwargs, draws=None, roll=True):
+    """Trace the user's function; returns (graph, captured, out_tree). `roll`: roll the repeated
+    steps of its Python loops into scans (`rolling.roll`; the NumPy tier's first call runs the
+    unrolled trace while the rolled one is built in the background).
 
     Its random draws become graph inputs after the traced arguments' (`graph.draws` describes
     them; `rng.perform` makes them at call time). `draws`: those of an earlier run to reuse."""
@@ -164,7 +166,8 @@ def trace_user(fun, sig, kwargs, draws=None):
 
     def traced_graph():
         graph, captured = trace(flat, sig.avals(), values, differentiated)
-        graph = rolling.roll(graph)  # a Python loop's repeated steps become one scan node
+        if roll:
+            graph = rolling.roll(graph)  # a Python loop's repeated steps become one scan node
         graph.draws = box["draws"]
         return graph, captured
 
@@ -415,8 +418,13 @@ class Transform:
         STATS["traces"] += 1
         stage = self.latest = Stage(self, key)
         stage.n_traced = len(sig.traced)
+        tier_first = key is not None and backend.config.backend == "numba" and \
+            backend.config.compile in ("background", "off")
         with stage.timed("trace", self):
-            graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws)
+            graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws, roll=not tier_first)
+        if tier_first and (captured or isinstance(graph.draws, rng.Retraced)):
+            tier_first = False
+            graph = rolling.roll(graph)
         stage.graph = graph
         body, extra_avals, meta = self._build(graph, sig, out_tree)
         stage.body, stage.extra_avals, stage.meta = body, extra_avals, meta
@@ -425,14 +433,14 @@ class Transform:
                 raise ShapeError(f"expected an array of shape {tuple(shape)}, got shape {np.shape(e)}")
         stage.avals = [(n.shape, n.dtype) for n in graph.inputs] + list(extra_avals)
         guarded = bool(graph.guards)
-        if key is not None and not captured and not isinstance(graph.draws, rng.Retraced) and \
-                backend.config.backend == "numba" and backend.config.compile in ("background", "off"):
+        if tier_first:
             # first answer without waiting: the transform runs on the arrays at once (the NumPy
-            # tier); its graph is built, optimised and compiled in the background
+            # tier, on the unrolled trace); its loops are rolled and its graph is built,
+            # optimised and compiled in the background
             drawn, self.last_draws = rng.perform(graph.draws, sig, draws)
             values = [sig.leaves[i] for i in sig.traced] + drawn + list(extra)
             background = backend.config.compile == "background"
-            pending = Pending(stage, counted=background)
+            pending = Pending(stage, counted=background, reroll=lambda g: self._build(g, sig, out_tree)[0])
             outs = pending(values)
             if background:  # after the first result: the thread would slow it
                 pending.build(first_args=values)
@@ -524,9 +532,10 @@ class Pending:
     (builders are per thread); a failure leaves the function on the NumPy tier with a warning.
     """
 
-    def __init__(self, stage, counted=True):
+    def __init__(self, stage, counted=True, reroll=None):
         self.stage = stage
         self.body = stage.body
+        self.reroll = reroll  # graph -> the transform's body over it: for the rolled graph
         self.counted = counted  # NumPy-tier calls are counted while a compiled form is on its way
         self.executor = None
         self.thread = None
@@ -546,6 +555,11 @@ class Pending:
     def _build(self, first_args):
         stage = self.stage
         try:
+            rolled = rolling.roll(stage.graph) if self.reroll is not None else stage.graph
+            if rolled is not stage.graph:  # the compiled form runs the loops as loops
+                stage.body = self.reroll(rolled)
+                stage.avals = [(n.shape, n.dtype) for n in rolled.inputs] + list(stage.extra_avals)
+                stage.graph = rolled
             stage.run_transform()
             stage.run_passes()
             with stage.timed("backend", profiled=False):

@@ -103,10 +103,12 @@ def rolling_never_fails():
 
 @pytest.fixture
 def numpy_tier():
-    saved = jitad.config.compile
-    jitad.config.compile = "off"
+    """The reference executor: its stages hold the rolled graph from the first call (the numba
+    backend's NumPy tier runs the unrolled trace first and rolls in the background)."""
+    saved = jitad.config.backend
+    jitad.config.backend = "reference"
     yield
-    jitad.config.compile = saved
+    jitad.config.backend = saved
 
 
 @pytest.mark.parametrize("fun", PROGRAMS, ids=lambda f: f.__name__)
@@ -226,3 +228,53 @@ def test_stacked_layers_roll_without_growing(numpy_tier):
         assert _scans(vg) == 3
         sizes.append(len(vg.jitad_transform.latest.graph.nodes))
     assert sizes[0] == sizes[1], sizes
+
+
+def filled(W, U, xs, h0):
+    """`out[t] = ...` in a loop: the array is written, never read, at fresh rows each step; the
+    loop outputs the rows and one scatter after it writes them (no array carried through)."""
+    out = np.zeros((xs.shape[0], B, H))
+    first = np.zeros(H + 1)
+    h = h0
+    for t in range(xs.shape[0]):
+        h = np.tanh(h @ W + xs[t] @ U.T)
+        out[t] = h * 2.0
+        first[t % 3] = h[0, 0]  # the same three places again and again: the last write wins
+    return np.sum(out ** 2) + np.sum(np.sin(out[1:-1:2])) + np.sum(first * np.arange(H + 1.0))
+
+
+def test_write_only_arrays_are_not_carried(numpy_tier):
+    args = _inputs(12)
+    vg = jitad.value_and_grad(filled, argnums=(0, 1, 2))
+    value, grads = vg(*args)
+    ref_value, ref_grads = _unrolled(filled)(*args)
+    assert value == pytest.approx(float(filled(*args)), rel=1e-12)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    (scan,) = [n for n in vg.jitad_transform.latest.graph.nodes if n.prim.name == "scan"]
+    body = scan.params["body"]
+    # carried: h and `first` (its places repeat), not `out`: it is written after the loop
+    shapes = [s for s, _ in body.carry_avals]
+    assert (B, H) in shapes and (H + 1,) in shapes and (12, B, H) not in shapes, shapes
+
+
+def test_numpy_tier_runs_the_unrolled_trace_first():
+    """compile="background": the first call answers from the unrolled trace; the compiled form
+    is built from the rolled one, and later calls give the same values."""
+    saved = jitad.config.compile
+    jitad.config.compile = "background"
+    try:
+        args = _inputs(30)
+        vg = jitad.value_and_grad(lambda *a: rnn(*a), argnums=(0, 1))
+        first = vg(*args)
+        stage = vg.jitad_transform.latest
+        stage.executor.wait()
+        assert _scans(vg) == 1  # the stage's graph is the rolled one now
+        for _ in range(3):
+            again = vg(*args)
+            assert again[0] == pytest.approx(first[0], rel=1e-12)
+            for g, ref in zip(again[1], first[1]):
+                np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    finally:
+        jitad.config.compile = saved

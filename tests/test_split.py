@@ -25,8 +25,15 @@ def rnn_args(steps, seed=0):
 
 
 def value_and_grad_graph(fun, args):
-    """The optimised value-and-gradient graph jitad compiles for `fun(*args)`."""
-    return jitad.value_and_grad(fun).jitad_transform.prepare(args).optimized
+    """The optimised value-and-gradient graph jitad compiles for `fun(*args)`, with the Python
+    loop left unrolled (rolling it into a scan is tests/test_rolling.py's): the split form is
+    what serves a long program whose repeated steps do not roll."""
+    saved = jitad.config.roll_loops
+    jitad.config.roll_loops = False
+    try:
+        return jitad.value_and_grad(fun).jitad_transform.prepare(args).optimized
+    finally:
+        jitad.config.roll_loops = saved
 
 
 def test_loop_steps_share_nest_kernels_whatever_the_length():

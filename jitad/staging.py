@@ -106,9 +106,9 @@ class Signature:
 
     def key(self):
         parts = []
-        for kind in self.kinds:
-            if kind[0] == "traced":
-                parts.append((kind[1], kind[2].str))
+        for kind, leaf in zip(self.kinds, self.leaves):
+            if kind[0] == "traced":  # (a scalar argument is no array: nothing can be a view of it)
+                parts.append((kind[1], kind[2].str, isinstance(leaf, (np.ndarray, Tracer))))
             else:
                 value = kind[1]
                 if isinstance(value, rng.GENERATOR_TYPES):  # drawn from at call time: any generator of its type
@@ -151,6 +151,9 @@ def trace_user(fun, sig, kwargs, draws=None, roll=True):
     box = {}
 
     def flat(*traced):
+        for i, tracer in zip(sig.traced, traced):
+            if not isinstance(sig.leaves[i], (np.ndarray, Tracer)):  # a Python or NumPy scalar
+                tracer._scalar = True
         with rng.recording(fun, sig, kwargs) as rec, linalg_ops.bound_names(fun):
             out = fun(*rec.arguments(sig.rebuild(traced)), **rec.keywords(kwargs))
         box["draws"] = rec.draws

@@ -4,6 +4,7 @@ Each test is the minimal program that once gave a silently wrong result; it stat
 right answer, from NumPy itself or from the closed form.
 """
 import numpy as np
+import scipy.special
 import pytest
 
 import jitad
@@ -376,3 +377,29 @@ def test_switching_the_backend_is_not_served_by_a_fast_path(monkeypatch):
     finally:
         jitad.config.backend = saved
     assert calls, "the reference backend was asked for but the compiled kernel answered"
+
+
+def test_views_of_a_scalar_argument_are_copies():
+    """A Python float argument is no array: np.reshape(x) is a new array in NumPy, so writing into
+    it leaves x alone (jitad traced x as a 0-d array and took the reshape for a view of it). A 0-d
+    ndarray argument still has views."""
+    def f(x):
+        v = np.reshape(x, (1,))
+        v[-1] = 2.0 * x
+        a = np.asarray(x)
+        return v, x - v, a
+    with_reference = jitad.config.backend
+    jitad.config.backend = "reference"
+    try:
+        for x in (-0.4, np.float64(-0.4), np.array(-0.4)):
+            for got, want in zip(jitad.jit(f)(x), f(np.array(x) if isinstance(x, np.ndarray) else x)):
+                np.testing.assert_allclose(got, want)
+    finally:
+        jitad.config.backend = with_reference
+
+
+def test_logsumexp_with_a_python_weight_keeps_float32():
+    x = np.array([1.0, 2.0], dtype=np.float32)
+    out = jitad.jit(lambda v: scipy.special.logsumexp(v, b=0.7))(x)
+    assert out.dtype == np.float32
+    np.testing.assert_allclose(out, scipy.special.logsumexp(x, b=0.7), rtol=1e-6)

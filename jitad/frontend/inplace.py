@@ -88,6 +88,8 @@ def opaque_view(result, base):
     """A result that may share memory with `base` in a way jitad cannot follow: reading it is fine
     until `base` is written; a write into it is an error."""
     root = root_of(base)
+    if root._scalar:  # NumPy made a new array of a scalar argument
+        return result
     result._view = (root, None, root._version)
     return result
 
@@ -96,7 +98,8 @@ def make_view(result, base, positions):
     """Mark `result` (a fresh Tracer of the same values) as a view of `base` if `positions`
     (NumPy's answer on base's positions array) shares memory with them; else leave it a copy."""
     base_positions = positions_of(base)
-    if not isinstance(positions, np.ndarray) or not np.may_share_memory(positions, base_positions):
+    if not isinstance(positions, np.ndarray) or not np.may_share_memory(positions, base_positions) or \
+            root_of(base)._scalar:  # (NumPy makes a new array of a scalar argument)
         return result
     if positions.shape != result.shape:
         raise AssertionError(f"view positions {positions.shape} do not match the value {result.shape}")

@@ -89,8 +89,9 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
             "(the default). ")
     a = _float(numpy_ops.asarray(a))
     if b is not None:
+        python_scalar = type(b) in (int, float)  # weak, as in NumPy 2: a float32 `a` stays float32
         b = numpy_ops.asarray(b)
-        dtype = np.result_type(a.dtype, b.dtype)
+        dtype = a.dtype if python_scalar else np.result_type(a.dtype, b.dtype)
         shape = tuple(np.broadcast_shapes(numpy_ops.shape_of(a), numpy_ops.shape_of(b)))
         a, b = numpy_ops.broadcast_to(_float(a, dtype), shape), numpy_ops.broadcast_to(_float(b, dtype), shape)
     if a.ndim == 0:  # SciPy works on at least one dimension

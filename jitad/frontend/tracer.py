@@ -23,7 +23,7 @@ class Tracer:
     A view (`x[1:]`, `x.T`, ...) records its root tracer and the root positions it shows, and
     re-reads the root when the root changed since."""
 
-    __slots__ = ("_node", "builder", "_view", "_version", "_layout")
+    __slots__ = ("_node", "builder", "_view", "_version", "_layout", "_scalar")
     __array_priority__ = 1000
 
     def __init__(self, node, builder):
@@ -32,6 +32,7 @@ class Tracer:
         self._view = None  # (root tracer, positions in the root, root version seen) for a view
         self._version = 0  # bumped by each write into this (root) tracer
         self._layout = None  # None: C order; else this root's positions laid out as NumPy lays out its memory
+        self._scalar = False  # a Python/NumPy scalar argument: nothing is a view of it (NumPy copies it)
 
     @property
     def node(self):
@@ -104,7 +105,7 @@ class Tracer:
             return inplace.write_out(out, result, f"np.{func.__name__}")
         if func in _VIEW_FUNCTIONS and args and is_tracer(args[0]):
             if result is args[0] and func in (np.asarray, np.asanyarray):
-                return result
+                return _fresh(result, ()) if inplace.root_of(result)._scalar else result
             return _view_of(args[0], result, lambda p: func(p, *args[1:], **kwargs))
         if func is np.linalg.matrix_power and result is args[0]:
             return result  # n == 1: NumPy hands back the array itself

@@ -208,6 +208,109 @@ def roll(graph):
     return new
 
 
+class _Write:
+    """A carried array that each step only writes into, at positions no other step writes
+    (`out[t] = v` in a loop, jitad.frontend.inplace's where(mask, scatter_add(v, positions), old)):
+    the loop outputs the written values instead of carrying the array, and one scatter after the
+    loop writes them all. `positions`: the body positions this replaces; `value`: the role of
+    the written value; `indices`: the concrete positions of every step, (steps, k)."""
+
+    def __init__(self, carry, positions, value, indices, scatter, where_node, shape):
+        self.carry, self.positions, self.value, self.indices = carry, positions, value, indices
+        self.scatter, self.where_node, self.shape = scatter, where_node, shape
+
+    def apply(self, initial, values):
+        """The array after the loop: `initial` with each step's written `values` at its positions."""
+        from jitad.primitives import greater_p, reshape_p, scatter_add_p, where_p
+        flat_values = np.reshape(values, (-1,) + tuple(values.shape[2:]))
+        flat_indices = self.indices.reshape(-1)
+        size, axis = self.scatter.params["size"], self.scatter.params["axis"]
+        scattered = scatter_add_p(flat_values, flat_indices, axis=axis, size=size)
+        ones = np.ones(flat_values.shape, np.dtype(self.scatter.dtype))
+        mask = greater_p(scatter_add_p(ones, flat_indices, axis=axis, size=size), np.zeros((), ones.dtype))
+        old = initial if tuple(np.shape(initial)) == self.where_node.shape else \
+            reshape_p(initial, shape=self.where_node.shape)
+        new = where_p(mask, scattered, old)
+        return new if new.shape == self.shape else reshape_p(new, shape=self.shape)
+
+
+def _writes(region, used_after):
+    """{carried position: _Write} for the carries of `region` that are written into and never read."""
+    from jitad.interpreter import evaluate
+    from jitad.primitives import greater_p, reshape_p, scatter_add_p, where_p
+    p, copies = region.period, region.copies
+    template = copies[0]
+    users = defaultdict(list)  # position -> positions of the body that read it
+    for j in range(p):
+        for role in region.roles[j]:
+            if role[0] in ("internal", "carry"):
+                users[(role[0], role[1])].append(j)
+    outside = {region.where[i] for i in used_after}
+    found = {}
+    for q in region.carry_init:
+        readers = users[("carry", q)]
+        if len(readers) != 1 or q in region.hoisted:
+            continue
+        w, pre = readers[0], []
+        if template[w].prim is reshape_p and len(users[("internal", w)]) == 1:  # where(m, s, reshape(old))
+            pre, w = [w], users[("internal", w)][0]
+        node = template[w]
+        roles = region.roles[w]
+        if node.prim is not where_p or roles[2] != (("internal", pre[0]) if pre else ("carry", q)) \
+                or roles[0][0] != "internal" or roles[1][0] != "internal":
+            continue
+        # the chain from the where to the carried value: reshapes only, read by nothing else
+        chain, j = pre + [w], w
+        while j != q:
+            nxt = users[("internal", j)]
+            if len(nxt) != 1 or template[nxt[0]].prim is not reshape_p:
+                break
+            j = nxt[0]
+            chain.append(j)
+        if j != q or users[("internal", q)] or any(users[("internal", c)] != [chain[i + 1]] for i, c in
+                                                   enumerate(chain[:-1])):
+            continue
+        if any(region.hoisted & set(chain)):
+            continue
+        if any(pos[1] in chain and pos != (region.steps - 1, q) for pos in outside):
+            continue  # the array is read between steps
+        m, sc = roles[0][1], roles[1][1]
+        mask, scatter = template[m], template[sc]
+        if mask.prim is not greater_p or scatter.prim is not scatter_add_p:
+            continue
+        ones_scatter = template[region.roles[m][0][1]] if region.roles[m][0][0] == "internal" else None
+        if ones_scatter is None or ones_scatter.prim is not scatter_add_p or \
+                ones_scatter.params != scatter.params or region.roles[m][1][0] != "const":
+            continue
+        index_role = region.roles[sc][1]
+        if region.roles[region.roles[m][0][1]][1] != index_role or index_role[0] != "xs" or \
+                any(n.prim is not const_p for n in index_role[1]) or scatter.params.get("axis") != 0:
+            continue
+        try:  # the mask's zero and ones must be what inplace writes: concrete constants
+            zero = evaluate(Graph([], [region.roles[m][1][1]]), [])[0]
+            ones_role = region.roles[region.roles[m][0][1]][0]
+            if ones_role[0] != "const":
+                continue
+            ones = evaluate(Graph([], [ones_role[1]]), [])[0]
+        except Exception:  # noqa: BLE001 -- not constants: not a plain write
+            continue
+        if np.any(zero != 0) or np.any(ones != 1):
+            continue
+        indices = np.stack([n.value for n in index_role[1]])
+        if np.unique(indices).size != indices.size:
+            continue  # some position is written twice: the last write wins, as the loop says
+        value = region.roles[sc][0]
+        if value[0] == "internal" and (value[1] in region.hoisted or value[1] in chain):
+            continue
+        positions = set(chain)
+        for extra in (sc, m, region.roles[m][0][1]):  # the write's own mask and scatter, if only it reads them
+            if all(u in positions or u == m for u in users[("internal", extra)]) and \
+                    not any(pos[1] == extra for pos in outside):
+                positions.add(extra)
+        found[q] = _Write(q, positions, value, indices, scatter, node, template[q].shape)
+    return found
+
+
 def _moved(guard, node):
     from jitad.frontend.guards import Guard
     return Guard(node, guard.kind, guard.expected, guard.where)
@@ -256,8 +359,11 @@ class _Rebuild:
         from jitad.frontend.tracer import trace
         from jitad.primitives.control import Body, scan_p
         p, r, copies = region.period, region.steps, region.copies
-        body_positions = [j for j in range(p) if j not in region.hoisted]
-        carried = sorted(region.carry_init)
+        used_after = self._used_after(region)
+        writes = _writes(region, used_after)
+        removed = set().union(*[w.positions for w in writes.values()]) if writes else set()
+        body_positions = [j for j in range(p) if j not in region.hoisted and j not in removed]
+        carried = [q for q in sorted(region.carry_init) if q not in writes]
         # per-step inputs: xs from outside, and hoisted positions the body reads
         xs_keys, consts = [], []
         for j in body_positions:
@@ -268,9 +374,8 @@ class _Rebuild:
                     xs_keys.append(("hoisted", role[1]))
                 elif role[0] == "const" and all(c is not role[1] for c in consts):
                     consts.append(role[1])
-        used_after = self._used_after(region)
         ys = sorted({region.where[i][1] for i in used_after
-                     if not (region.where[i][0] == r - 1 and region.where[i][1] in carried)})
+                     if not (region.where[i][0] == r - 1 and region.where[i][1] in region.carry_init)})
         template = copies[0]
 
         def body_fun(index, *args):
@@ -292,7 +397,12 @@ class _Rebuild:
                         ins.append(xs[("xs", role[1])])
                 node = template[j]
                 local[j] = node.prim.bind(*ins, **node.params)
-            return [local[q] for q in carried] + [local[j] for j in ys]
+            written = []
+            for write in writes.values():  # the value each step writes: a per-step output
+                kind, what = write.value
+                written.append(carry[what] if kind == "carry" else local[what] if kind == "internal" else
+                               const_values[what.id] if kind == "const" else xs[("xs", what)])
+            return [local[q] for q in carried] + [local[j] for j in ys] + written
 
         x_avals = []
         for key in xs_keys:
@@ -308,7 +418,10 @@ class _Rebuild:
         xs_values = [self._stacked(key, region) for key in xs_keys]
         packed = scan_p(*init, *xs_values, *[self.value(c) for c in consts], body=body, length=r, reverse=False)
         outs = body.scan_layout(r).unpack(packed)
-        finals, stacked = outs[:len(carried)], dict(zip(ys, outs[len(carried):]))
+        finals, stacked = outs[:len(carried)], dict(zip(ys, outs[len(carried):len(carried) + len(ys)]))
+        for write, values in zip(writes.values(), outs[len(carried) + len(ys):]):
+            finals.append(write.apply(self.value(region.carry_init[write.carry]), values))
+        carried = carried + list(writes)
         results = {}
         for node_id in used_after:
             k, j = region.where[node_id]

@@ -113,7 +113,9 @@ class Graph:
                         continue
                     seen.add(node.id)
                     stack.append((node, True))
-                    stack.extend((i, False) for i in reversed(node.inputs) if i.id not in seen)
+                    for i in reversed(node.inputs):
+                        if i.id not in seen:
+                            stack.append((i, False))
             self._nodes = order
         return self._nodes
 

@@ -326,7 +326,7 @@ def take_along_axis(x, indices, axis):
     axis = normalize_axis(axis, ndim_of(x))
     x, indices = moveaxis(x, axis, -1), moveaxis(asarray(indices), axis, -1)
     n = shape_of(x)[-1]
-    rows = int(np.prod(shape_of(indices)[:-1], dtype=np.int64))
+    rows = int(math.prod(shape_of(indices)[:-1]))
     offsets = (np.arange(rows, dtype=np.int64) * n).reshape(shape_of(indices)[:-1] + (1,))
     flat = P.take_p(ravel(x), add(indices, offsets), axis=0)
     return moveaxis(flat, -1, axis)
@@ -354,7 +354,7 @@ def median(x, axis=None, out=None, overwrite_input=False, keepdims=False):
     shape = shape_of(x)
     axes = _axes(axis, len(shape))
     kept = [a for a in range(len(shape)) if a not in axes]
-    n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    n = int(math.prod([shape[a] for a in axes]))
     flat = reshape(transpose(x, kept + list(axes)), tuple(shape[a] for a in kept) + (n,))
     middle = _take_slice(sort(flat, -1), len(kept), (n - 1) // 2, n // 2 + 1)
     result = mean(middle, axis=-1)
@@ -562,7 +562,7 @@ def _take_many(x, advanced, front):
     rest = [a for a in range(len(shape)) if a not in positions]
     order = rest[:target] + positions + rest[target:]
     x = transpose(x, order)
-    merged = shape_of(x)[:target] + (int(np.prod([shape[p] for p in positions])),) + \
+    merged = shape_of(x)[:target] + (int(math.prod([shape[p] for p in positions])),) + \
         shape_of(x)[target + len(positions):]
     x = reshape(x, merged)
     flat = np.ravel_multi_index(tuple(arrays), tuple(shape[p] for p in positions))
@@ -621,7 +621,7 @@ def _per(n):
 
 def _count(x, axis):
     shape = shape_of(x)
-    return int(np.prod([shape[a] for a in _axes(axis, len(shape))], dtype=np.int64))
+    return int(math.prod([shape[a] for a in _axes(axis, len(shape))]))
 
 
 def mean(x, axis=None, dtype=None, out=None, keepdims=False, where=None):
@@ -728,9 +728,9 @@ def tensordot(a, b, axes=2):
             raise ShapeError(f"tensordot: shape mismatch for sum ({sa[i]} != {sb[j]})")
     free_a = [i for i in range(na) if i not in axes_a]
     free_b = [j for j in range(nb) if j not in axes_b]
-    k = int(np.prod([sa[i] for i in axes_a], dtype=np.int64))
-    m = int(np.prod([sa[i] for i in free_a], dtype=np.int64))
-    n = int(np.prod([sb[j] for j in free_b], dtype=np.int64))
+    k = int(math.prod([sa[i] for i in axes_a]))
+    m = int(math.prod([sa[i] for i in free_a]))
+    n = int(math.prod([sb[j] for j in free_b]))
     a2 = reshape(transpose(a, free_a + axes_a), (m, k))
     b2 = reshape(transpose(b, axes_b + free_b), (k, n))
     return reshape(P.matmul_p(a2, b2), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
@@ -862,7 +862,7 @@ def _einsum_pair(a, sa, b, sb, later):
     size.update(zip(sb, shape_of(b)))
 
     def prod(letters):
-        return int(np.prod([size[c] for c in letters], dtype=np.int64))
+        return int(math.prod([size[c] for c in letters]))
 
     a3 = reshape(transpose(a, [sa.index(c) for c in batch + free_a + contract]),
                  (prod(batch), prod(free_a), prod(contract)))
@@ -1150,7 +1150,7 @@ FUNCTIONS = {
     np.isclose: lambda a, b, rtol=1e-05, atol=1e-08, equal_nan=False: _isclose(a, b, rtol, atol, equal_nan),
     np.allclose: _allclose, np.array_equal: _array_equal,
     np.result_type: lambda *args: np.result_type(*[a.dtype if is_tracer(a) else a for a in args]),
-    np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(np.prod(shape_of(x))) if axis is None
+    np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(math.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],
 }
 

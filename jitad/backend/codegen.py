@@ -41,8 +41,8 @@ _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysi
 # vectorisable versions of libm calls (jitad.backend.kernels_vecmath), next to the primitives' own
 # VECTORISABLE_CALLS; a call with one keeps its loop vectorisable
 _VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
-    "sin", "cos", "tan", "log", "log1p", "log2", "log10", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh",
-    "arcsinh", "arctanh", "cbrt", "hypot")}
+    "sin", "cos", "tan", "log", "log1p", "log2", "log10", "exp2", "arcsin", "arccos", "arctan", "arctan2", "sinh",
+    "cosh", "arcsinh", "arccosh", "arctanh", "cbrt", "hypot")}
 _VECMATH_CALLS["K.log_expit("] = "K.flog_expit("
 _VECMATH_CALLS["K.erf("] = "K.ferf("
 # a float32 sin/cos/tan node (its argument a float32 value) takes the cheaper reduction of K.fsin32, ...

@@ -32,7 +32,7 @@ from numba.extending import intrinsic as _intrinsic
 
 __all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", "flog", "flog1p", "flog2", "flog10",
            "farcsin", "farccos", "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "fpow",
-           "fsin32", "fcos32", "ftan32", "ferf", "radd", "rmul", "rmax", "rmin"]
+           "fsin32", "fcos32", "ftan32", "ferf", "fexp2", "farccosh", "radd", "rmul", "rmax", "rmin"]
 
 _JIT = dict(forceinline=True, error_model="numpy", cache=True)
 
@@ -958,3 +958,39 @@ def ferf(x):
     large = 1.0 - fexp(-(m * m)) * r
     y = small if a < 1.0 else (large if a < 6.0 else 1.0)
     return x if x != x else np.copysign(y, x)
+
+
+# --- exp2, arccosh --------------------------------------------------------------------------------
+_LN2 = 0.6931471805599453  # ln 2 = _LN2 + _LN2_TAIL
+_LN2_TAIL = 2.3190468138462996e-17
+
+
+@numba.njit(**_JIT)
+def fexp2(x):
+    """2 ** x, vectorisable: 2^k 2^r with k = rint(x), r = x - k exact, 2^r = e^(r ln 2) with r ln 2
+    in two parts."""
+    c = min(max(x, -1080.0), 1030.0)
+    k = np.rint(c)
+    r = c - k  # exact, |r| <= 1/2
+    hi = r * _LN2
+    lo = _two_prod_err(r, _LN2, hi) + r * _LN2_TAIL
+    q = _expm1_reduced(hi)
+    y = _scale(1.0 + (q + (lo + lo * q)), min(max(k, -1075.0), 1025.0))
+    y = np.inf if x >= 1024.0 else y
+    y = 0.0 if x < -1075.0 else y
+    return x if x != x else y
+
+
+@numba.njit(**_JIT)
+def farccosh(x):
+    """arccosh(x), vectorisable: log1p(t + sqrt(2t + t^2)) with t = x - 1 for x <= 2, log(2x - 1 / (x +
+    sqrt(x^2 - 1))) up to 2^28, log(x) + ln 2 beyond; NaN below 1."""
+    m = min(max(x, 1.0), 2.0 ** 28)
+    t = m - 1.0  # exact for m <= 2
+    small = flog1p(t + np.sqrt(2.0 * t + t * t))
+    mid = flog(2.0 * m - 1.0 / (m + np.sqrt(m * m - 1.0)))
+    big = flog(min(x, 1.7976931348623157e308)) + 6.93147180559945286227e-01
+    y = small if x <= 2.0 else (mid if x <= 2.0 ** 28 else big)
+    y = np.inf if x == np.inf else y
+    y = np.nan if x < 1.0 else y
+    return x if x != x else y

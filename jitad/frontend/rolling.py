@@ -175,7 +175,7 @@ def _regions(seq):
         found.append(region)
         counts["regions"] += 1
         counts["steps"] += region.steps
-        i += region.period * region.steps
+        i = region.start + region.period * region.steps
     return found
 
 

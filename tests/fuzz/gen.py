@@ -1042,12 +1042,30 @@ def b_linalg(st):
     return ops
 
 
+_WRITE_LOOPS = [  # (template, kind): writes inside a loop (rolling's write-only arrays and their limits)
+    ("{out} = np.zeros(%(shape)s)\n_h = {0}[0] * 0.5\nfor _i in range(%(n)d):\n"
+     "    _h = np.tanh(_h + {0}[_i])\n    {out}[_i] = _h * 2.0", "inplace:loop_fill"),
+    ("{out} = np.ones(%(shape)s)\n_h = {0}[0]\nfor _i in range(%(n)d):\n"
+     "    _h = np.sin(_h) * 0.9 + {0}[_i] * 0.1\n    {out}[_i] += _h", "inplace:loop_aug"),
+    ("{out} = np.zeros(%(shape)s)\nfor _i in range(%(n)d):\n"
+     "    {out}[_i] = np.cos({0}[_i]) + np.sum({out}) * 0.1", "inplace:loop_read"),
+    ("{out} = np.zeros(%(shape)s)\n_h = {0}[0]\nfor _i in range(%(n)d):\n"
+     "    _h = np.tanh(_h * 1.1 + {0}[_i])\n    {out}[_i %% 2] = _h", "inplace:loop_repeat"),
+    ("{out} = np.zeros(%(shape)s)\n_h = {0}[0]\nfor _i in range(%(n)d):\n"
+     "    _h = np.tanh(_h * 0.7) + {0}[_i]\n    {out}[%(n)d - 1 - _i] = _h\n    _h = _h + {out}[0] * 0.1",
+     "inplace:loop_reversed"),
+]
+
+
 def b_loop(st):
     rng = st.rng
     a = st.pick()
     sa = st.shape(a)
     r = rng.random()
     K = int(rng.integers(2, 5))
+    if len(sa) >= 1 and 2 <= sa[0] <= 8 and rng.random() < 0.45:
+        tmpl, kind = _WRITE_LOOPS[int(rng.integers(len(_WRITE_LOOPS)))]
+        return [Op(st.fresh(), tmpl % {"shape": tuple(sa), "n": sa[0]}, (a,), kind, None, block=True)]
     if r < 0.4:
         b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
         body = str(rng.choice(["np.tanh({out} * 0.8 + {1})", "np.sin({out}) * {1} + 0.5 * {out}",
@@ -1543,7 +1561,10 @@ NEW = [(b_inplace, 14), (b_extra, 12), (b_special, 10), (b_unary, 4), (b_binary,
 LONG = FAMILIES + [(b_inplace, 10), (b_extra, 8), (b_special, 7), (b_branch, 6)]
 # session 4: Python control flow on traced values
 CONTROL = [(b_branch, 14), (b_unary, 4), (b_binary, 6), (b_reduce, 3), (b_index, 3), (b_loop, 2), (b_inplace, 2)]
-PROFILES = {"full": FAMILIES, "structural": STRUCTURAL, "new": NEW, "long": LONG, "control": CONTROL}
+# session 4: Python loops (rolled into scans) with recurrences and writes
+LOOPS = [(b_loop, 16), (b_branch, 3), (b_unary, 4), (b_binary, 5), (b_reduce, 3), (b_index, 3), (b_inplace, 3)]
+PROFILES = {"full": FAMILIES, "structural": STRUCTURAL, "new": NEW, "long": LONG, "control": CONTROL,
+            "loops": LOOPS}
 
 
 # --- invalid ops: NumPy raises, so jitad must raise too ----------------------------------------

@@ -387,7 +387,8 @@ def test_views_of_a_scalar_argument_are_copies():
         v = np.reshape(x, (1,))
         v[-1] = 2.0 * x
         a = np.asarray(x)
-        return v, x - v, a
+        a[...] = 3.0  # a view of a 0-d array; a new array for a scalar
+        return v, x - v, a, x * 1.0
     with_reference = jitad.config.backend
     jitad.config.backend = "reference"
     try:

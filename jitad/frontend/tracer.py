@@ -105,7 +105,7 @@ class Tracer:
             return inplace.write_out(out, result, f"np.{func.__name__}")
         if func in _VIEW_FUNCTIONS and args and is_tracer(args[0]):
             if result is args[0] and func in (np.asarray, np.asanyarray):
-                return _fresh(result, ()) if inplace.root_of(result)._scalar else result
+                return _not_the_scalar(result)
             return _view_of(args[0], result, lambda p: func(p, *args[1:], **kwargs))
         if func is np.linalg.matrix_power and result is args[0]:
             return result  # n == 1: NumPy hands back the array itself
@@ -513,7 +513,7 @@ def _array(obj, dtype=None, *args, **kwargs):
         if isinstance(copy, np._CopyMode):  # NumPy's own callers pass the enum (IF_NEEDED, NEVER, ALWAYS)
             copy = copy is np._CopyMode.ALWAYS
         if not copy:
-            return result  # copy=None/False: NumPy's array itself
+            return _not_the_scalar(result)  # copy=None/False: NumPy's array itself
         result = _fresh(result, (obj,))
         return _layout_k(result, (obj,)) if is_tracer(obj) and kwargs.get("order", "K") == "K" else result
     return _made_by_user(_original_array(obj, dtype, *args, **kwargs), sys._getframe(1))
@@ -527,8 +527,16 @@ def _asarray(obj, dtype=None, *args, **kwargs):
         if dtype is None or np.dtype(dtype) == obj.dtype:
             return obj
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
-        return numpy_ops.asarray(inplace.resolve_tree(obj), dtype=dtype)
+        return _not_the_scalar(numpy_ops.asarray(inplace.resolve_tree(obj), dtype=dtype))
     return _original_asarray(obj, dtype, *args, **kwargs)
+
+
+def _not_the_scalar(result):
+    """`result`, or a new tracer of its value when it is a scalar argument (NumPy makes an array
+    of a Python or NumPy scalar: a write into it must not reach the argument)."""
+    if is_tracer(result) and inplace.root_of(result)._scalar:
+        return Tracer(result.node, result.builder)
+    return result
 
 
 def _made_by_user(array, frame):

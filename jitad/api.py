@@ -15,6 +15,7 @@ import optree
 from jitad import backend, ir
 from jitad.errors import InputDtypeError, NonScalarOutputError, ShapeError
 from jitad.frontend.tracer import Tracer
+from jitad.primitives import control
 from jitad.pytrees import tree_flatten, tree_unflatten
 from jitad.staging import FLOAT_TYPES, Transform, transform_of
 from jitad.transforms import ad
@@ -62,8 +63,32 @@ def scalar_output(graph, out_tree, has_aux):
     return out
 
 
-def value_and_grad(fun, argnums=0, has_aux=False):
+def _memory_key(key, memory):
+    """A transform's cache key with its memory policy ("store" keeps the key it always had)."""
+    return key if memory == "store" else key + (("memory", memory),)
+
+
+def _per_memory(memory, make):
+    """`memory` checked, and a function of the call: the transform of the policy it uses (`memory`,
+    else jitad.config.memory at the call), each made once by `make(policy)`."""
+    if memory is not None:
+        memory = control.check_memory(memory)
+    made = {}
+
+    def transform_for():
+        policy = memory or control.settings["memory"]
+        found = made.get(policy)
+        if found is None:
+            found = made[policy] = make(policy)
+        return found
+    return transform_for
+
+
+def value_and_grad(fun, argnums=0, has_aux=False, memory=None):
     """Return a function computing `(fun(*args), gradient)`.
+
+    `memory` ("store", "recompute" or a byte budget; default: jitad.config.memory at each call)
+    is what reverse mode through loops keeps (see jitad.config).
 
     >>> import numpy as np, jitad
     >>> v, g = jitad.value_and_grad(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
@@ -72,14 +97,16 @@ def value_and_grad(fun, argnums=0, has_aux=False):
     """
     spec = _argnums_key(argnums)
     single = isinstance(spec, int)
-    transform = transform_of(fun, ("value_and_grad", spec, has_aux), lambda: Transform(
-        fun, _build_value_and_grad(has_aux), spec, "value_and_grad", "reverse"))
-    fast = transform.fast  # fast path: plain float / array arguments -> one compiled call
+    transform_for = _per_memory(memory, lambda policy: transform_of(
+        fun, _memory_key(("value_and_grad", spec, has_aux), policy), lambda: Transform(
+            fun, _build_value_and_grad(has_aux, policy), spec, "value_and_grad", "reverse")))
+    transform = transform_for()
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
+        transform = transform_for()
         if not kwargs and not ir.builders():
-            hit = fast.get(_fast_key(args))
+            hit = transform.fast.get(_fast_key(args))  # plain float / array arguments -> one compiled call
             if hit is not None:
                 return hit(args)
         outs, out_tree, sig = transform.run(args, kwargs)
@@ -87,11 +114,13 @@ def value_and_grad(fun, argnums=0, has_aux=False):
         result = tree_unflatten(out_tree, [_to_python(v) for v in outs[:out_tree.num_leaves]])
         key = _fast_key(args)
         if key is not None and not kwargs and not has_aux and transform.last is not None:
-            fast[key] = _fast_value_and_grad(transform.last, single)
+            transform.fast[key] = _fast_value_and_grad(transform.last, single)
         return result, grads
     # set on every wrapper: functools.wraps copied those of `fun` if it is a transform itself
+    # (jitad_transform: the transform of the memory policy when the wrapper was made)
     value_and_grad_fun.jitad_transform, value_and_grad_fun.jitad_name = transform, "value_and_grad"
-    value_and_grad_fun._jitad_fast = fast
+    value_and_grad_fun._jitad_transform_for = transform_for
+    value_and_grad_fun._jitad_fast = transform.fast  # the fast paths of that transform
     return value_and_grad_fun
 
 
@@ -121,39 +150,41 @@ def _fast_value_and_grad(compiled, single):
     return lambda args: (lambda outs: (outs[0], tuple(outs[1:])))(call(args))
 
 
-def _build_value_and_grad(has_aux):
+def _build_value_and_grad(has_aux, memory="store"):
     def build(graph, sig, out_tree):
         out = scalar_output(graph, out_tree, has_aux)
         wrt = sig.traced_positions_of(sig.diff_argnums)
 
         def body(*inputs):
             seeds = [np.ones((), out.dtype)] + [None] * (len(graph.outputs) - 1)
-            outs, (grads,) = ad.vjp_values(graph, inputs, [seeds], wrt)
+            with control.memory_policy(memory):
+                outs, (grads,) = ad.vjp_values(graph, inputs, [seeds], wrt)
             return outs + grads
         return body, (), out_tree
     return build
 
 
-def grad(fun, argnums=0, has_aux=False):
-    """Return a function computing the gradient of scalar-valued `fun`.
+def grad(fun, argnums=0, has_aux=False, memory=None):
+    """Return a function computing the gradient of scalar-valued `fun` (`memory`: see value_and_grad).
 
     >>> import numpy as np, jitad
     >>> jitad.grad(lambda x1, x2: x1 * x2 + np.sin(x1), argnums=(0, 1))(2.0, 5.0)
     (4.583853163452858, 2.0)
     """
-    vg = value_and_grad(fun, argnums, has_aux)
-    fast = vg._jitad_fast
+    vg = value_and_grad(fun, argnums, has_aux, memory)
+    transform_for = vg._jitad_transform_for
 
     @functools.wraps(fun)
     def grad_fun(*args, **kwargs):
         if not kwargs and not ir.builders():
-            hit = fast.get(_fast_key(args))
+            hit = transform_for().fast.get(_fast_key(args))
             if hit is not None:
                 return hit(args)[1]
         value, g = vg(*args, **kwargs)
         return (g, value[1]) if has_aux else g
     grad_fun.jitad_transform, grad_fun.jitad_name = vg.jitad_transform, "grad"
-    grad_fun._jitad_fast = fast
+    grad_fun._jitad_transform_for = transform_for
+    grad_fun._jitad_fast = vg._jitad_fast
     return grad_fun
 
 
@@ -168,7 +199,7 @@ def _value_tree(out_tree, has_aux):
     return out_tree.children()[0] if has_aux else out_tree
 
 
-def _build_vjp_backward(has_aux):
+def _build_vjp_backward(has_aux, memory="store"):
     def build(graph, sig, out_tree):
         wrt = sig.traced_positions_of(sig.diff_argnums)
         n_value = _value_tree(out_tree, has_aux).num_leaves
@@ -176,16 +207,18 @@ def _build_vjp_backward(has_aux):
 
         def body(*inputs):
             cts = list(inputs[k:]) + [None] * (len(graph.outputs) - n_value)
-            _, (grads,) = ad.vjp_values(graph, inputs[:k], [cts], wrt)
+            with control.memory_policy(memory):
+                _, (grads,) = ad.vjp_values(graph, inputs[:k], [cts], wrt)
             return grads
         return body, [(o.shape, _cotangent_dtype(o)) for o in graph.outputs[:n_value]], None
     return build
 
 
-def vjp(fun, *primals, has_aux=False):
+def vjp(fun, *primals, has_aux=False, memory=None):
     """Return `(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` is a tuple, one entry per primal.
 
-    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux).
+    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux). `memory`:
+    see value_and_grad.
 
     >>> import numpy as np, jitad
     >>> out, vjp_fn = jitad.vjp(lambda x: x * x, np.array([1.0, 2.0]))
@@ -201,8 +234,9 @@ def vjp(fun, *primals, has_aux=False):
     value_tree = _value_tree(out_tree, has_aux)
     value_dtypes = [_float_dtype(np.dtype(getattr(v, "dtype", None) or np.result_type(v)))
                     for v in outs[:value_tree.num_leaves]]
-    backward = transform_of(fun, ("vjp_backward", nums, has_aux), lambda: Transform(
-        fun, _build_vjp_backward(has_aux), nums, "vjp", "reverse"))
+    backward = _per_memory(memory, lambda policy: transform_of(
+        fun, _memory_key(("vjp_backward", nums, has_aux), policy), lambda: Transform(
+            fun, _build_vjp_backward(has_aux, policy), nums, "vjp", "reverse")))()
 
     def vjp_fn(cotangent):
         ct_leaves, ct_tree = tree_flatten(cotangent)

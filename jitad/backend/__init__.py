@@ -3,6 +3,7 @@ import os
 import warnings
 
 from jitad.frontend import guards, rolling
+from jitad.primitives import control
 
 COMPILE_MODES = ("background", "eager", "off")
 
@@ -29,6 +30,15 @@ class Config:
                       compiles the kernel into the disk cache; later calls run the kernel
         "eager"       compile in this process before the first result
         "off"         never compile: the NumPy executor only (Numba is not even imported)
+    memory: what reverse mode through a loop (jitad.scan, fori_loop, a rolled Python loop) keeps
+        for its reverse pass (default "store"; `grad(f, memory=...)` overrides it for one transform):
+        "store"       every step's carry (memory O(n) carries, no recomputation)
+        "recompute"   every ~sqrt(n)-th carry; each segment is run again in the reverse pass
+                      (O(sqrt(n)) carries, about one extra forward pass)
+        an int        a byte budget: at most budget // (bytes of one carry) carries held at once
+                      (all n when they fit; else more levels of checkpoints, each one more
+                      forward pass). See jitad.primitives.control.
+        Read when a reverse pass is traced; grad, value_and_grad and vjp key their cache on it.
     specializations: how many paths through Python `if`/`while` on traced values one function
         keeps per input signature (each traced and compiled for itself) before a call that
         takes yet another path is an error (default 16); 0 makes any Python control flow on a
@@ -44,6 +54,14 @@ class Config:
     @roll_loops.setter
     def roll_loops(self, value):
         rolling.settings["enabled"] = bool(value)
+
+    @property
+    def memory(self):
+        return control.settings["memory"]
+
+    @memory.setter
+    def memory(self, value):
+        control.settings["memory"] = control.check_memory(value)
 
     @property
     def specializations(self):

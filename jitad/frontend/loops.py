@@ -19,7 +19,7 @@ from jitad.errors import JitadError, ShapeError
 from jitad.frontend.tracer import trace
 from jitad.interpreter import evaluate, replay
 from jitad.ir import build_graph, current_builder, is_tracer
-from jitad.primitives.control import Body, floats, scan_p, split, while_p
+from jitad.primitives.control import Body, floats, reverse_scan, scan_p, split, while_p
 from jitad.pytrees import NAMESPACE, tree_flatten, tree_unflatten
 from jitad.transforms import batching
 from jitad.transforms.ad import jvp_values, vjp_values
@@ -117,6 +117,55 @@ def adjoint_body(body, fx, fk):
     avals = ([((), np.dtype(np.int64))] + [ca[j] for j in fc] + [ka[j] for j in fk] + ca + xa +
              [ya[j] for j in fy] + ka)
     return _traced_body(fun, avals, 1, len(fc) + len(fk), nc + nx + len(fy), f"vjp of {body.name}")
+
+
+def shifted_body(body, offset):
+    """Inputs (j, *c, *x, *k), or (j, *c, *x, i0, *k) when `offset` is None: the body at element
+    index j + offset (j + i0): a segment of a checkpointed scan (control.reverse_scan)."""
+    nc, nx = body.n_carry, body.n_xs
+    index = ((), np.dtype(np.int64))
+
+    def fun(j, *args):
+        c, x, k = split(args, nc, nx)
+        if offset is None:
+            i0, k = k[0], k[1:]
+        env = replay(body.graph, [j + (i0 if offset is None else offset), *c, *x, *k])
+        return [env[o.id] for o in body.graph.outputs]
+    avals = [index] + body.carry_avals + body.x_avals + ([index] if offset is None else []) + body.const_avals
+    return _traced_body(fun, avals, 1, nc, nx, f"{body.name} (from {'i0' if offset is None else offset})")
+
+
+def segment_forward_body(body, k, start, reverse):
+    """Inputs (s, *c, *x[k, ...], *consts), outputs (*c after the segment, *y[k, ...], *c): segment s
+    of a checkpointed scan (elements start + s*k ...), which outputs its starting carry too."""
+    nc, nx = body.n_carry, body.n_xs
+    inner = body.shifted(None, "forward")
+
+    def fun(s, *args):
+        c, x, consts = split(args, nc, nx)
+        value = scan_p(*c, *x, s * k + start, *consts, body=inner, length=k, reverse=reverse)
+        return inner.scan_layout(k).unpack(value) + list(c)
+    avals = ([((), np.dtype(np.int64))] + body.carry_avals + [((k,) + s, d) for s, d in body.x_avals] +
+             body.const_avals)
+    return _traced_body(fun, avals, 1, nc, nx, f"{body.name} ({k}-step segments)")
+
+
+def segment_adjoint_body(body, k, start, reverse, schedule):
+    """Inputs (s, *c̄[fc], *k̄[fk], *c, *x[k, ...], *ȳ[k, fy], *consts), outputs (*c̄ before segment s,
+    *k̄ summed, *x̄[k, fx]): segment s run again from its checkpoint c, then reversed
+    (control.reverse_scan with `schedule`)."""
+    nc, nx = body.n_carry, body.n_xs
+    ca, xa, ka, ya = body.carry_avals, body.x_avals, body.const_avals, body.y_avals
+    fc, fy, fk = floats(ca), floats(ya), floats(ka)
+    inner = body.shifted(None, "reverse")
+
+    def fun(s, *args):
+        cb, kb, c, x, yb, consts = split(args, len(fc), len(fk), nc, nx, len(fy))
+        gc, gk, gx = reverse_scan(inner, c, x, [s * k + start, *consts], cb, kb, yb, k, reverse, schedule)
+        return gc + gk + gx
+    avals = ([((), np.dtype(np.int64))] + [ca[j] for j in fc] + [ka[j] for j in fk] + ca +
+             [((k,) + s, d) for s, d in xa] + [((k,) + ya[j][0], ya[j][1]) for j in fy] + ka)
+    return _traced_body(fun, avals, 1, len(fc) + len(fk), nc + nx + len(fy), f"vjp of {body.name} ({k}-step segments)")
 
 
 def batched_body(body, bx, bk, k):

@@ -25,6 +25,23 @@ per body, kept on the `Body`):
   of the consts' cotangents), per-step output = the x cotangent. After AD the primal scan reads
   its value from the recording one (`_scan_simplify`): the forward loop runs once. Both are `scan` nodes, so
   derivatives of derivatives (grad of grad, hessian) apply the same rules again.
+- scan, reverse mode under a memory budget (`jitad.config.memory` / `grad(..., memory=)`, read
+  while the reverse pass is traced: `memory_policy`): "store" is the above. Otherwise the n steps
+  are cut into c = ceil(n/k) - 1 segments of k steps and a last one of r = n - c*k steps (1 <= r
+  <= k; the last in execution order). The forward pass is an outer scan over the segments whose
+  body runs an inner scan of k steps and outputs the carry its segment starts from (c
+  checkpoints stored), then a scan over the last r steps. The reverse pass reverses the last r
+  steps first (stored, or checkpointed again), then an outer scan over the segments in the
+  opposite direction whose body re-runs its segment forward from the checkpoint, storing its k
+  carries, and runs the body's vjp backwards over them (`reverse_scan`). "recompute" takes k =
+  ceil(sqrt(n)) (at most c + k ~ 2 sqrt(n) carries held, ~1 extra forward pass); a byte budget B
+  allows C = B // (bytes of one carry) carries held at once: all n stored when C >= n, else the
+  fewest levels d (each an extra forward pass) and, at each level, the fewest checkpoints whose
+  segments fit in the rest (`plan`). Held carries = checkpoints of every level + the stored
+  carries of one innermost segment; the inputs, the ys and the cotangents are not counted. The
+  cotangents are summed in the order "store" sums them: the gradients are the same bits. After
+  AD the primal scan reads its value from the checkpointing forward pass (`_scan_simplify`).
+  Every piece is a scan node, so derivatives of it apply these rules again.
 - while, forward mode: one while loop over (carry, carry tangent) with the same condition.
 - while, reverse mode: `while_vjp` reads the trip count n the forward loop recorded (the last
   element of its value), runs the body n times again storing each step's starting carry (an
@@ -39,7 +56,11 @@ Constants of a body become arguments of the kernel. A carry the body updates as 
 (the adjoint's running sums of cotangents) is a buffer the loop adds the increment to in place,
 an outer-product increment (W's cotangent in W @ h) in one pass without storing it.
 """
+import contextlib
+import functools
+import math
 import threading
+import warnings
 
 import numpy as np
 
@@ -49,7 +70,7 @@ from jitad.primitives.core import Primitive, dtype_code
 from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import matmul_p
 
-__all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout"]
+__all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout", "memory_policy", "check_memory", "plan"]
 
 
 def _is_float(dtype):
@@ -195,6 +216,29 @@ class Body:
         """One step of the reverse sweep of a while loop."""
         return self._made("while vjp", self.rules.while_adjoint)
 
+    # --- checkpointed reverse mode (`reverse_scan`) ---
+    def shifted(self, offset, copy=""):
+        """The body at element index j + offset (an int), or j + i0 for a first extra const i0
+        (offset None). `copy` names distinct Body objects of the same body: a scan over one of
+        them is not merged with (or read from the recording of) a scan over another."""
+        return self._made(("shift", offset, copy), self.rules.shifted_body, offset)
+
+    def segment_forward(self, k, start, reverse):
+        """The outer forward body over segments of k steps (see `reverse_scan`)."""
+        return self._made(("segment", k, start, reverse), self.rules.segment_forward_body, k, start, reverse)
+
+    def segment_adjoint(self, k, start, reverse, inner):
+        """The outer reverse body over segments of k steps, each reversed by the plan `inner`."""
+        return self._made(("segment vjp", k, start, reverse, inner), self.rules.segment_adjoint_body,
+                          k, start, reverse, inner)
+
+    def checkpointed(self, length, reverse, schedule=None):
+        """The plan a checkpointed reverse pass used for a scan of this body (set with `schedule`)."""
+        with self._lock:
+            if schedule is not None:
+                self._derived.setdefault(("checkpointed", length, reverse), schedule)
+            return self._derived.get(("checkpointed", length, reverse))
+
 
 def split(seq, *sizes):
     out, k = [], 0
@@ -207,6 +251,128 @@ def split(seq, *sizes):
 
 def zeros(aval):
     return np.zeros(aval[0], aval[1])
+
+
+# --- memory policy of reverse mode ------------------------------------------------------------
+settings = {"memory": "store"}  # jitad.config.memory
+_local = threading.local()
+
+
+def check_memory(value):
+    """`value` as a memory policy: "store", "recompute" or a positive int (bytes); else ValueError."""
+    if value in ("store", "recompute"):
+        return value
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+        return int(value)
+    raise ValueError(f'jitad memory must be "store", "recompute" or a positive int byte budget, got {value!r}')
+
+
+@contextlib.contextmanager
+def memory_policy(value):
+    """Reverse passes traced inside use the policy `value` (None: jitad.config.memory)."""
+    saved = getattr(_local, "memory", None)
+    _local.memory = None if value is None else check_memory(value)
+    try:
+        yield
+    finally:
+        _local.memory = saved
+
+
+def current_memory():
+    """The memory policy reverse passes traced now use."""
+    value = getattr(_local, "memory", None)
+    return settings["memory"] if value is None else value
+
+
+def carry_bytes(body):
+    return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in body.carry_avals)
+
+
+MAX_LEVELS = 4
+
+
+def _need2(n):
+    """The fewest carries held reversing n steps with one level of checkpoints (c + k)."""
+    root = math.isqrt(n)
+    return min(math.ceil(n / k) - 1 + k for k in range(max(1, root - 1), root + 3))
+
+
+@functools.lru_cache(maxsize=4096)
+def _need(n, levels):
+    """The fewest carries held reversing n steps with `levels` levels (1: all stored)."""
+    if levels == 1 or n <= 2:
+        return n
+    if levels == 2:
+        return _need2(n)
+    best = n
+    for c in range(1, n):
+        if c >= best:  # c checkpoints alone hold c carries
+            break
+        best = min(best, c + _need(math.ceil(n / (c + 1)), levels - 1))
+    return best
+
+
+def _schedule(n, count, levels):
+    """At most `count` carries held over `levels` levels: at this level the fewest checkpoints whose
+    segments fit (when none fits, the least held)."""
+    if levels == 1 or count >= n or n <= 2:
+        return None
+    fits = least = None
+    for c in range(1, n):
+        total = c + _need(math.ceil(n / (c + 1)), levels - 1)
+        if total <= count:
+            fits = c
+            break
+        if least is None or total < least[1]:
+            least = (c, total)
+        if c >= least[1]:
+            break
+    c = fits if fits is not None else least[0]
+    k = math.ceil(n / (c + 1))
+    c = math.ceil(n / k) - 1
+    r = n - c * k
+    return (k, _schedule(k, count - c, levels - 1), _schedule(r, count - c, levels - 1))
+
+
+def held(schedule, n):
+    """The carries a reverse pass of n steps with `schedule` holds at once (see `reverse_scan`)."""
+    if schedule is None:
+        return n
+    k, inner, last = schedule
+    c = math.ceil(n / k) - 1
+    return c + max(held(inner, k), held(last, n - c * k))
+
+
+def plan(n, count=None):
+    """The schedule of a reverse pass of n steps: None (store all n carries) or (k, schedule of a
+    k-step segment, schedule of the last segment). count None ("recompute"): k = ceil(sqrt(n)),
+    segments stored; else at most `count` carries held: the fewest levels that fit, each with the
+    fewest checkpoints that fit (a warning when even MAX_LEVELS levels do not: the least held)."""
+    if count is None:
+        if n <= 2:
+            return None
+        k = math.isqrt(n - 1) + 1
+        return (k, None, None) if k < n else None
+    if count >= n:
+        return None
+    for levels in range(2, MAX_LEVELS + 1):
+        if _need(n, levels) <= count:
+            return _schedule(n, count, levels)
+    schedule = _schedule(n, 0, MAX_LEVELS)
+    warnings.warn(f"jitad: the memory budget holds {count} carries of a {n}-step scan; the schedule "
+                  f"with the fewest ({held(schedule, n)}, {MAX_LEVELS} levels) exceeds it", RuntimeWarning,
+                  stacklevel=2)
+    return schedule
+
+
+def scan_schedule(body, length):
+    """The schedule of the current memory policy for a scan of `body` over `length` steps."""
+    mode = current_memory()
+    if mode == "store":
+        return None
+    if mode == "recompute":
+        return plan(length)
+    return plan(length, max(1, mode // max(1, carry_bytes(body))))
 
 
 # --- scan ---------------------------------------------------------------------------------------
@@ -258,15 +424,11 @@ def _scan_vjp(g, out, *primals, body, length, reverse):
     init, xs, consts = split(primals, nc, nx)
     fc, fy = floats(body.carry_avals), floats(body.y_avals)
     fx, fk = floats(body.x_avals), floats(body.const_avals)
-    record = body.record_body()
-    stored = record.scan_layout(length).unpack(scan_p(*init, *xs, *consts, body=record, length=length,
-                                                      reverse=reverse))[nc + len(body.y_avals):]
     g_parts = body.scan_layout(length).unpack(g)
-    ab = body.adjoint_body(fx, fk)
-    carry = [g_parts[j] for j in fc] + [zeros(body.const_avals[j]) for j in fk]
-    value = scan_p(*carry, *stored, *xs, *[g_parts[nc + j] for j in fy], *consts,
-                   body=ab, length=length, reverse=not reverse)
-    gc, gk, gx = split(ab.scan_layout(length).unpack(value), len(fc), len(fk))
+    carry = [g_parts[j] for j in fc]
+    sums = [zeros(body.const_avals[j]) for j in fk]
+    gc, gk, gx = reverse_scan(body, init, xs, consts, carry, sums, [g_parts[nc + j] for j in fy], length,
+                              reverse, scan_schedule(body, length))
     result = [None] * len(primals)
     for j, ct in zip(fc, gc):
         result[j] = ct
@@ -275,6 +437,99 @@ def _scan_vjp(g, out, *primals, body, length, reverse):
     for j, ct in zip(fk, gk):
         result[nc + nx + j] = ct
     return tuple(result)
+
+
+def _pieces(n, k, reverse):
+    """(c segments, r last steps, first element of the segments, first element of the last piece)."""
+    c = math.ceil(n / k) - 1
+    r = n - c * k
+    return c, r, (r if reverse else 0), (0 if reverse else c * k)
+
+
+def _same(body, value, key, make):
+    """make(value); for a concrete value (a constant of the graph), the same array object each time
+    (kept on `body`): a constant node is that object, so the scans reading it stay one node."""
+    if is_tracer(value):
+        return make(value)
+    return body._made(("constant", id(value)) + key, lambda _: (value, make(value)))[1]
+
+
+def _segmented(body, values, start, c, k):
+    return [_same(body, v, ("segments", start, c, k),
+                  lambda v: np.reshape(v[start:start + c * k], (c, k) + tuple(np.shape(v)[1:]))) for v in values]
+
+
+def _sliced(body, values, start, r):
+    return [_same(body, v, ("slice", start, r), lambda v: v[start:start + r]) for v in values]
+
+
+def _joined(rest, last, reverse):
+    """Per-element arrays of the segments (c, k, ...) and of the last piece, in element order."""
+    out = []
+    for a, b in zip(rest, last):
+        a = np.reshape(a, (-1,) + tuple(np.shape(a)[2:]))
+        out.append(np.concatenate([b, a] if reverse else [a, b]))
+    return out
+
+
+def _checkpoint_forward(body, init, xs, consts, length, reverse, schedule):
+    """(outer scan's parts: carry after the segments, ys (c, k, ...), checkpoints) of a schedule."""
+    k = schedule[0]
+    c, _, start, _ = _pieces(length, k, reverse)
+    sf = body.segment_forward(k, start, reverse)
+    value = scan_p(*init, *_segmented(body, xs, start, c, k), *consts, body=sf, length=c, reverse=reverse)
+    return sf.scan_layout(c).unpack(value)
+
+
+def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, reverse, schedule):
+    """The reverse pass of `scan(*init, *xs, *consts, body, length, reverse)`: from the cotangents
+    of its float final carries `ct_carry`, of its float ys `ct_ys` and running sums `ct_sums` of its
+    float consts' cotangents, returns (float init cotangents, the sums with this scan's terms
+    added, float xs cotangents). `schedule` (see `plan`): None stores every step's carry; else
+    checkpointed segments (the module docstring)."""
+    nc, ny = body.n_carry, len(body.y_avals)
+    fc, fx, fk = floats(body.carry_avals), floats(body.x_avals), floats(body.const_avals)
+    if schedule is None:
+        record = body.record_body()
+        stored = record.scan_layout(length).unpack(scan_p(*init, *xs, *consts, body=record, length=length,
+                                                          reverse=reverse))[nc + ny:]
+        ab = body.adjoint_body(fx, fk)
+        value = scan_p(*ct_carry, *ct_sums, *stored, *xs, *ct_ys, *consts, body=ab, length=length,
+                       reverse=not reverse)
+        return split(ab.scan_layout(length).unpack(value), len(fc), len(fk))
+    body.checkpointed(length, reverse, schedule)
+    k, inner, last = schedule
+    c, r, start, last_start = _pieces(length, k, reverse)
+    parts = _checkpoint_forward(body, init, xs, consts, length, reverse, schedule)
+    middle, checkpoints = parts[:nc], parts[nc + ny:]
+    lb = body.shifted(last_start)
+    gc, gk, gx_last = reverse_scan(lb, middle, _sliced(body, xs, last_start, r), consts, ct_carry, ct_sums,
+                                   _sliced(body, ct_ys, last_start, r), r, reverse, last)
+    sa = body.segment_adjoint(k, start, reverse, inner)
+    value = scan_p(*gc, *gk, *checkpoints, *_segmented(body, xs, start, c, k), *_segmented(body, ct_ys, start, c, k),
+                   *consts, body=sa, length=c, reverse=not reverse)
+    gc, gk, gx_rest = split(sa.scan_layout(c).unpack(value), len(fc), len(fk))
+    return gc, gk, _joined(gx_rest, gx_last, reverse)
+
+
+def _forward(body, init, xs, consts, length, reverse):
+    """The packed value of the scan, read from what reverse mode made for it: the scan recording its
+    carries, or the checkpointing forward pass (the same nodes, by hash-consing)."""
+    record = body.recorded()
+    if record is not None:
+        recorded = scan_p(*init, *xs, *consts, body=record, length=length, reverse=reverse)
+        return recorded[:body.scan_layout(length).total]
+    schedule = body.checkpointed(length, reverse)
+    if schedule is None:
+        return scan_p(*init, *xs, *consts, body=body, length=length, reverse=reverse)
+    nc = body.n_carry
+    c, r, start, last_start = _pieces(length, schedule[0], reverse)
+    parts = _checkpoint_forward(body, init, xs, consts, length, reverse, schedule)
+    lb = body.shifted(last_start)
+    tail = lb.scan_layout(r).unpack(_forward(lb, parts[:nc], _sliced(body, xs, last_start, r),
+                                             consts, r, reverse))
+    ys = _joined(parts[nc:nc + len(body.y_avals)], tail[nc:], reverse)
+    return body.scan_layout(length).pack(tail[:nc] + ys)
 
 
 def _scan_batch(node, values, batched, k):
@@ -298,14 +553,17 @@ def _scan_batch(node, values, batched, k):
 def _scan_simplify(node, inputs, values):
     """A scan whose body reverse mode also ran recording its carries reads its results from that
     recording scan (the same node, by hash-consing, as the one the adjoint reads): one forward
-    pass instead of two. The recording's value begins with the scan's own value."""
+    pass instead of two. The recording's value begins with the scan's own value. A checkpointed
+    one reads them from the checkpointing forward pass (`_forward`)."""
     body, length, reverse = node.params["body"], node.params["length"], node.params["reverse"]
-    record = body.recorded()
-    if record is None or not any(is_tracer(v) for v in values):
+    if body.recorded() is None and body.checkpointed(length, reverse) is None:
         return None
-    recorded = scan_p(*values, body=record, length=length, reverse=reverse)
-    assert recorded.dtype == node.dtype, "the stored carries have the carries' dtypes"
-    return recorded[:node.shape[0]]
+    if not any(is_tracer(v) for v in values):
+        return None
+    init, xs, consts = split(values, body.n_carry, body.n_xs)
+    value = _forward(body, init, xs, consts, length, reverse)
+    assert value.dtype == node.dtype and value.shape == node.shape, "the stored carries have the carries' dtypes"
+    return value
 
 
 # --- while --------------------------------------------------------------------------------------

@@ -1,0 +1,177 @@
+"""Reverse mode through loops under a memory policy (jitad.config.memory, grad(..., memory=)):
+"store" (every step's carry), "recompute" (sqrt(n) checkpoints, segments run again) and a byte
+budget give the same gradients (the same bits: the cotangents are summed in the same order) through
+scan, fori_loop and rolled Python loops, at order 2 too, on every executor; the checkpointed
+graph holds checkpoint scans, not a stack of every carry; the lectures' three strategies on an
+n-layer chain agree."""
+import math
+import warnings
+
+import numpy as np
+import pytest
+
+import jitad
+from jitad.primitives import control
+
+RNG = np.random.default_rng(3)
+W = RNG.normal(size=(3, 3)) * 0.5
+H0 = RNG.normal(size=3)
+CARRY = 4 * 8  # bytes of one carry of rnn: h (3,) and acc, float64
+
+
+@pytest.fixture
+def config():
+    saved = jitad.config.backend, jitad.config.compile, jitad.config.memory
+    yield
+    jitad.config.backend, jitad.config.compile, jitad.config.memory = saved
+
+
+def rnn(xs, reverse=False):
+    def f(w, h0):
+        def step(carry, x):
+            h, acc = carry
+            h = np.tanh(w @ h + x[:3] * x[3])
+            return (h, acc + np.sum(h ** 2)), np.sum(h * x[:3])
+        (h, acc), ys = jitad.scan(step, (h0, 0.0), xs, reverse=reverse)
+        return np.sum(h) + acc + np.sum(ys ** 2)
+    return f
+
+
+def fori(n):
+    def f(w, h0):
+        return np.sum(jitad.fori_loop(1, n + 1, lambda i, h: np.sin(w @ h) * 0.9 + h0 / i, h0) ** 2)
+    return f
+
+
+def rolled(n):
+    def f(w, h0):
+        h = h0
+        for _ in range(n):
+            h = np.tanh(w @ h) + 0.1 * h0
+        return np.sum(h ** 2)
+    return f
+
+
+POLICIES = ["recompute", 4 * CARRY, 7 * CARRY, 2 * CARRY]
+
+
+def _grads(f, memory):
+    return jitad.grad(f, argnums=(0, 1), memory=memory)(W, H0)
+
+
+def _same(f, label):
+    expected = _grads(f, "store")
+    for memory in POLICIES:
+        got = _grads(f, memory)
+        for a, b in zip(got, expected):
+            np.testing.assert_array_equal(a, b, err_msg=f"{label}, memory={memory!r}")
+
+
+@pytest.mark.parametrize("n", [1, 2, 13, 16])
+def test_scan_gradients_equal_store(reference_backend, n):
+    """n = 1 (nothing to checkpoint), prime and square trip counts, both directions."""
+    xs = RNG.normal(size=(n, 4))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 1 carry: below the fewest any schedule holds
+        _same(rnn(xs), f"scan n={n}")
+        _same(rnn(xs, reverse=True), f"reverse scan n={n}")
+
+
+def test_fori_loop_and_rolled_loop_equal_store(reference_backend):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # 2 carries: below the fewest any schedule holds
+        _same(fori(11), "fori_loop")
+        _same(rolled(17), "rolled Python loop")
+    graph = jitad.explain(jitad.grad(rolled(17), memory="recompute"), W, H0, print_report=False).optimized
+    assert sum(node.prim.name == "scan" for node in graph.nodes) > 2  # it rolled, and it was checkpointed
+
+
+def test_the_checkpointed_graph_stores_segments(reference_backend):
+    """Recompute: no scan stacks all n carries; the forward pass runs once (the primal scan reads
+    its value from the checkpointing scan)."""
+    n = 100
+    xs = RNG.normal(size=(n, 4))
+    graph = jitad.explain(jitad.grad(rnn(xs), memory="recompute"), W, H0, print_report=False).optimized
+    scans = [node for node in graph.nodes if node.prim.name == "scan"]
+    assert all(node.params["length"] < n for node in scans), [node.params["length"] for node in scans]
+    assert sorted(node.params["length"] for node in scans) == [9, 9, 10, 10]
+
+
+def test_schedules():
+    assert control.plan(100) == (10, None, None) and control.plan(101) == (11, None, None)
+    assert control.plan(1) is None and control.plan(100, 100) is None
+    for n in (7, 100, 1000, 997):
+        least = control._need(n, control.MAX_LEVELS)
+        for count in (2 * math.isqrt(n) + 2, n // 3, n // 10, 12):
+            with warnings.catch_warnings():
+                warnings.simplefilter("error" if count >= least else "ignore", RuntimeWarning)
+                schedule = control.plan(n, count)
+            assert control.held(schedule, n) <= max(count, least), (n, count, schedule)
+    assert control.plan(1000, 100)[0] > 32  # the fewest checkpoints that fit: long segments
+    assert control.held(control.plan(1000, 30), 1000) <= 30  # three levels
+
+
+def test_hessian_and_grad_of_grad(config):
+    xs = RNG.normal(size=(7, 4))
+    f = rnn(xs)
+    jitad.config.backend = "reference"
+    g = lambda w: jitad.grad(f)(w, H0)  # noqa: E731
+    expected = jitad.hessian(lambda h0: f(W, h0))(H0), jitad.grad(lambda w: np.sum(g(w) ** 2))(W)
+    jitad.config.memory = "recompute"
+    g = lambda w: jitad.grad(f)(w, H0)  # noqa: E731
+    np.testing.assert_allclose(jitad.hessian(lambda h0: f(W, h0))(H0), expected[0], rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(jitad.grad(lambda w: np.sum(g(w) ** 2))(W), expected[1], rtol=1e-12, atol=1e-14)
+
+
+def test_config_and_keyword(config):
+    f = rnn(RNG.normal(size=(9, 4)))
+    jitad.config.backend = "reference"
+    expected = jitad.grad(f)(W, H0)
+    graph = lambda fun: jitad.explain(fun, W, H0, print_report=False).optimized  # noqa: E731
+    jitad.config.memory = "recompute"
+    vg = jitad.value_and_grad(f)
+    np.testing.assert_array_equal(vg(W, H0)[1], expected)
+    assert max(n.params["length"] for n in graph(vg).nodes if n.prim.name == "scan") < 9
+    assert max(n.params["length"] for n in graph(jitad.grad(f, memory="store")).nodes
+               if n.prim.name == "scan") == 9  # the keyword wins over the config
+    out, vjp_fn = jitad.vjp(f, W, H0, memory=5 * CARRY)
+    np.testing.assert_array_equal(vjp_fn(1.0)[0], expected)
+    with pytest.raises(ValueError):
+        jitad.config.memory = "some"
+    with pytest.raises(ValueError):
+        jitad.grad(f, memory=-1)
+
+
+def test_every_executor(config):
+    """The NumPy tier and the compiled kernel (one compile) give the reference's gradients."""
+    f = rnn(RNG.normal(size=(11, 4)), reverse=True)
+    jitad.config.backend = "reference"
+    expected = jitad.grad(f, memory="store")(W, H0)
+    jitad.config.backend, jitad.config.compile = "numba", "off"
+    np.testing.assert_array_equal(jitad.grad(f, memory="recompute")(W, H0), expected)
+    jitad.config.compile = "eager"
+    np.testing.assert_allclose(jitad.grad(f, memory="recompute")(W, H0), expected, rtol=1e-13, atol=1e-15)
+
+
+def chain(n):
+    """An n-layer chain: layer j is tanh(w_j * h + b)."""
+    def f(ws, h0):
+        return np.sum(jitad.scan(lambda h, w: (np.tanh(w * h + 0.3), None), h0, ws)[0] ** 2)
+    return f
+
+
+def test_three_strategies_on_a_chain(reference_backend):
+    """The lectures' three backprop memory strategies on an n-layer chain: store every layer's
+    input, recompute every layer from the input (a budget of 2 layers' inputs: levels of
+    checkpoints), checkpoint every sqrt(n)-th layer. Identical gradients."""
+    n = 24
+    ws, h0 = RNG.normal(size=(n, 5)), RNG.normal(size=5)
+    f = chain(n)
+    store = jitad.grad(f, argnums=(0, 1), memory="store")(ws, h0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        recompute_all = jitad.grad(f, argnums=(0, 1), memory=2 * 5 * 8)(ws, h0)
+    checkpoint = jitad.grad(f, argnums=(0, 1), memory="recompute")(ws, h0)
+    for got in (recompute_all, checkpoint):
+        for a, b in zip(got, store):
+            np.testing.assert_array_equal(a, b)

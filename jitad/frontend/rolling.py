@@ -374,6 +374,12 @@ class _Rebuild:
                     xs_keys.append(("hoisted", role[1]))
                 elif role[0] == "const" and all(c is not role[1] for c in consts):
                     consts.append(role[1])
+        for write in writes.values():  # a written value the body does not otherwise read
+            kind, what = write.value
+            if kind == "xs" and ("xs", what) not in xs_keys:
+                xs_keys.append(("xs", what))
+            elif kind == "const" and all(c is not what for c in consts):
+                consts.append(what)
         ys = sorted({region.where[i][1] for i in used_after
                      if not (region.where[i][0] == r - 1 and region.where[i][1] in region.carry_init)})
         template = copies[0]

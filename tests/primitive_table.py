@@ -705,6 +705,14 @@ EXEMPT = {
     "ode_solve": "scipy.integrate.odeint / solve_ivp: SciPy's integrator on a traced right-hand side, a graph per call "
                  "site (no row of fixed functions reaches it); values, both modes and orders 2 and 3 are checked in "
                  "tests/test_integrate.py",
+    "scan": "jitad.scan / fori_loop and the loops jitad rolls: a node whose body is a traced sub-graph (no row of "
+            "fixed functions reaches it); values on every executor, both modes, orders 1 and 2, batching and "
+            "compiled == reference are checked against the unrolled loops in tests/test_loops.py and "
+            "tests/test_rolling.py",
+    "while": "jitad.while_loop (and fori_loop with traced bounds): a sub-graph body; tests/test_loops.py checks it "
+             "against the unrolled loop in both modes",
+    "while_vjp": "reverse mode of a while loop, made only by while's vjp rule; its own derivatives raise "
+                 "NonDifferentiableError (tests/test_loops.py::test_second_order_through_while_raises)",
 }
 
 

@@ -49,8 +49,8 @@ def _signature(node):
     if node.prim.kind in ("alias", "callback"):
         return ("unique", node.id)  # user rules and Python callbacks stay where they are
     varying = VARYING.get(node.prim, ())
-    params = {k: v for k, v in node.params.items() if k not in varying}
-    return hash((node.prim.name, freeze(params), node.shape, node.dtype.str,
+    params = freeze({k: v for k, v in node.params.items() if k not in varying}) if varying else node.frozen
+    return hash((node.prim.name, params, node.shape, node.dtype.str,
                  tuple((i.shape, i.dtype.str) for i in node.inputs)))
 
 
@@ -72,8 +72,8 @@ class Region:
         varying = []
         for j in range(p):
             column = [copies[k][j] for k in range(r)]
-            params = freeze(column[0].params)
-            varying.append(any(freeze(n.params) != params for n in column[1:]))
+            params = column[0].frozen
+            varying.append(any(n.frozen != params for n in column[1:]))
             roles = []
             for m in range(len(column[0].inputs)):
                 role = self._role([n.inputs[m] for n in column], j)

@@ -135,37 +135,45 @@ def shifted_body(body, offset):
     return _traced_body(fun, avals, 1, nc, nx, f"{body.name} (from {'i0' if offset is None else offset})")
 
 
-def segment_forward_body(body, k, start, reverse):
-    """Inputs (s, *c, *x[k, ...], *consts), outputs (*c after the segment, *y[k, ...], *c): segment s
-    of a checkpointed scan (elements start + s*k ...), which outputs its starting carry too."""
+def _rows(values, s, k, start):
+    """Rows start + s*k ... of each array in `values` (a gather: no copy of the whole array)."""
+    rows = s * k + start + np.arange(k)
+    return [v[rows] for v in values]
+
+
+def segment_forward_body(body, n, k, start, reverse):
+    """Inputs (s, *c, *xs[n, ...], *consts), outputs (*c after the segment, *y[k, ...], *c): segment
+    s of a checkpointed scan of n steps (elements start + s*k ...), which outputs its starting
+    carry too. The xs are consts, whole: each segment reads its k rows."""
     nc, nx = body.n_carry, body.n_xs
     inner = body.shifted(None, "forward")
 
     def fun(s, *args):
-        c, x, consts = split(args, nc, nx)
-        value = scan_p(*c, *x, s * k + start, *consts, body=inner, length=k, reverse=reverse)
+        c, xs, consts = split(args, nc, nx)
+        value = scan_p(*c, *_rows(xs, s, k, start), s * k + start, *consts, body=inner, length=k, reverse=reverse)
         return inner.scan_layout(k).unpack(value) + list(c)
-    avals = ([((), np.dtype(np.int64))] + body.carry_avals + [((k,) + s, d) for s, d in body.x_avals] +
+    avals = ([((), np.dtype(np.int64))] + body.carry_avals + [((n,) + s, d) for s, d in body.x_avals] +
              body.const_avals)
-    return _traced_body(fun, avals, 1, nc, nx, f"{body.name} ({k}-step segments)")
+    return _traced_body(fun, avals, 1, nc, 0, f"{body.name} ({k}-step segments)")
 
 
-def segment_adjoint_body(body, k, start, reverse, schedule):
-    """Inputs (s, *c̄[fc], *k̄[fk], *c, *x[k, ...], *ȳ[k, fy], *consts), outputs (*c̄ before segment s,
-    *k̄ summed, *x̄[k, fx]): segment s run again from its checkpoint c, then reversed
-    (control.reverse_scan with `schedule`)."""
+def segment_adjoint_body(body, n, k, start, reverse, schedule):
+    """Inputs (s, *c̄[fc], *k̄[fk], *c, *xs[n, ...], *ȳ[n, fy], *consts), outputs (*c̄ before segment
+    s, *k̄ summed, *x̄[k, fx]): segment s run again from its checkpoint c, then reversed
+    (control.reverse_scan with `schedule`); the xs and ȳ are consts, whole."""
     nc, nx = body.n_carry, body.n_xs
     ca, xa, ka, ya = body.carry_avals, body.x_avals, body.const_avals, body.y_avals
     fc, fy, fk = floats(ca), floats(ya), floats(ka)
     inner = body.shifted(None, "reverse")
 
     def fun(s, *args):
-        cb, kb, c, x, yb, consts = split(args, len(fc), len(fk), nc, nx, len(fy))
-        gc, gk, gx = reverse_scan(inner, c, x, [s * k + start, *consts], cb, kb, yb, k, reverse, schedule)
+        cb, kb, c, xs, yb, consts = split(args, len(fc), len(fk), nc, nx, len(fy))
+        gc, gk, gx = reverse_scan(inner, c, _rows(xs, s, k, start), [s * k + start, *consts], cb, kb,
+                                  _rows(yb, s, k, start), k, reverse, schedule)
         return gc + gk + gx
     avals = ([((), np.dtype(np.int64))] + [ca[j] for j in fc] + [ka[j] for j in fk] + ca +
-             [((k,) + s, d) for s, d in xa] + [((k,) + ya[j][0], ya[j][1]) for j in fy] + ka)
-    return _traced_body(fun, avals, 1, len(fc) + len(fk), nc + nx + len(fy), f"vjp of {body.name} ({k}-step segments)")
+             [((n,) + s, d) for s, d in xa] + [((n,) + ya[j][0], ya[j][1]) for j in fy] + ka)
+    return _traced_body(fun, avals, 1, len(fc) + len(fk), nc, f"vjp of {body.name} ({k}-step segments)")
 
 
 def batched_body(body, bx, bk, k):

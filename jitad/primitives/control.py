@@ -30,7 +30,8 @@ per body, kept on the `Body`):
   are cut into c = ceil(n/k) - 1 segments of k steps and a last one of r = n - c*k steps (1 <= r
   <= k; the last in execution order). The forward pass is an outer scan over the segments whose
   body runs an inner scan of k steps and outputs the carry its segment starts from (c
-  checkpoints stored), then a scan over the last r steps. The reverse pass reverses the last r
+  checkpoints stored), then a scan over the last r steps. The segment bodies take the xs (and
+  the ys' cotangents) whole, as consts, and gather their k rows: nothing of size n is copied. The reverse pass reverses the last r
   steps first (stored, or checkpointed again), then an outer scan over the segments in the
   opposite direction whose body re-runs its segment forward from the checkpoint, storing its k
   carries, and runs the body's vjp backwards over them (`reverse_scan`). "recompute" takes k =
@@ -223,14 +224,14 @@ class Body:
         them is not merged with (or read from the recording of) a scan over another."""
         return self._made(("shift", offset, copy), self.rules.shifted_body, offset)
 
-    def segment_forward(self, k, start, reverse):
-        """The outer forward body over segments of k steps (see `reverse_scan`)."""
-        return self._made(("segment", k, start, reverse), self.rules.segment_forward_body, k, start, reverse)
+    def segment_forward(self, n, k, start, reverse):
+        """The outer forward body over segments of k of n steps (see `reverse_scan`)."""
+        return self._made(("segment", n, k, start, reverse), self.rules.segment_forward_body, n, k, start, reverse)
 
-    def segment_adjoint(self, k, start, reverse, inner):
-        """The outer reverse body over segments of k steps, each reversed by the plan `inner`."""
-        return self._made(("segment vjp", k, start, reverse, inner), self.rules.segment_adjoint_body,
-                          k, start, reverse, inner)
+    def segment_adjoint(self, n, k, start, reverse, inner):
+        """The outer reverse body over segments of k of n steps, each reversed by the plan `inner`."""
+        return self._made(("segment vjp", n, k, start, reverse, inner), self.rules.segment_adjoint_body,
+                          n, k, start, reverse, inner)
 
     def checkpointed(self, length, reverse, schedule=None):
         """The plan a checkpointed reverse pass used for a scan of this body (set with `schedule`)."""
@@ -454,11 +455,6 @@ def _same(body, value, key, make):
     return body._made(("constant", id(value)) + key, lambda _: (value, make(value)))[1]
 
 
-def _segmented(body, values, start, c, k):
-    return [_same(body, v, ("segments", start, c, k),
-                  lambda v: np.reshape(v[start:start + c * k], (c, k) + tuple(np.shape(v)[1:]))) for v in values]
-
-
 def _sliced(body, values, start, r):
     return [_same(body, v, ("slice", start, r), lambda v: v[start:start + r]) for v in values]
 
@@ -476,8 +472,8 @@ def _checkpoint_forward(body, init, xs, consts, length, reverse, schedule):
     """(outer scan's parts: carry after the segments, ys (c, k, ...), checkpoints) of a schedule."""
     k = schedule[0]
     c, _, start, _ = _pieces(length, k, reverse)
-    sf = body.segment_forward(k, start, reverse)
-    value = scan_p(*init, *_segmented(body, xs, start, c, k), *consts, body=sf, length=c, reverse=reverse)
+    sf = body.segment_forward(length, k, start, reverse)
+    value = scan_p(*init, *xs, *consts, body=sf, length=c, reverse=reverse)
     return sf.scan_layout(c).unpack(value)
 
 
@@ -505,9 +501,8 @@ def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, rever
     lb = body.shifted(last_start)
     gc, gk, gx_last = reverse_scan(lb, middle, _sliced(body, xs, last_start, r), consts, ct_carry, ct_sums,
                                    _sliced(body, ct_ys, last_start, r), r, reverse, last)
-    sa = body.segment_adjoint(k, start, reverse, inner)
-    value = scan_p(*gc, *gk, *checkpoints, *_segmented(body, xs, start, c, k), *_segmented(body, ct_ys, start, c, k),
-                   *consts, body=sa, length=c, reverse=not reverse)
+    sa = body.segment_adjoint(length, k, start, reverse, inner)
+    value = scan_p(*gc, *gk, *checkpoints, *xs, *ct_ys, *consts, body=sa, length=c, reverse=not reverse)
     gc, gk, gx_rest = split(sa.scan_layout(c).unpack(value), len(fc), len(fk))
     return gc, gk, _joined(gx_rest, gx_last, reverse)
 

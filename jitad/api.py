@@ -68,6 +68,12 @@ def _memory_key(key, memory):
     return key if memory == "store" else key + (("memory", memory),)
 
 
+def _with_memory(transform, memory):
+    """`transform`, marked with the memory policy its reverse passes use (`explain` shows it)."""
+    transform.memory = memory
+    return transform
+
+
 def _per_memory(memory, make):
     """`memory` checked, and a function of the call: the transform of the policy it uses (`memory`,
     else jitad.config.memory at the call), each made once by `make(policy)`."""
@@ -81,6 +87,7 @@ def _per_memory(memory, make):
         if found is None:
             found = made[policy] = make(policy)
         return found
+    transform_for.made = made
     return transform_for
 
 
@@ -98,8 +105,8 @@ def value_and_grad(fun, argnums=0, has_aux=False, memory=None):
     spec = _argnums_key(argnums)
     single = isinstance(spec, int)
     transform_for = _per_memory(memory, lambda policy: transform_of(
-        fun, _memory_key(("value_and_grad", spec, has_aux), policy), lambda: Transform(
-            fun, _build_value_and_grad(has_aux, policy), spec, "value_and_grad", "reverse")))
+        fun, _memory_key(("value_and_grad", spec, has_aux), policy), lambda: _with_memory(Transform(
+            fun, _build_value_and_grad(has_aux, policy), spec, "value_and_grad", "reverse"), policy)))
     transform = transform_for()
 
     @functools.wraps(fun)
@@ -235,8 +242,8 @@ def vjp(fun, *primals, has_aux=False, memory=None):
     value_dtypes = [_float_dtype(np.dtype(getattr(v, "dtype", None) or np.result_type(v)))
                     for v in outs[:value_tree.num_leaves]]
     backward = _per_memory(memory, lambda policy: transform_of(
-        fun, _memory_key(("vjp_backward", nums, has_aux), policy), lambda: Transform(
-            fun, _build_vjp_backward(has_aux, policy), nums, "vjp", "reverse")))()
+        fun, _memory_key(("vjp_backward", nums, has_aux), policy), lambda: _with_memory(Transform(
+            fun, _build_vjp_backward(has_aux, policy), nums, "vjp", "reverse"), policy)))()
 
     def vjp_fn(cotangent):
         ct_leaves, ct_tree = tree_flatten(cotangent)

@@ -128,6 +128,9 @@ def test_config_and_keyword(config):
     jitad.config.backend = "reference"
     expected = jitad.grad(f)(W, H0)
     graph = lambda fun: jitad.explain(fun, W, H0, print_report=False).optimized  # noqa: E731
+    report = str(jitad.explain(jitad.grad(f, memory=5 * CARRY), W, H0, print_report=False))
+    assert "== memory: 160 ==" in report and "scan of 9 steps: 2 checkpoints, 3-step segments run again; " \
+        "at most 5 carries held (160 bytes)" in report, report
     jitad.config.memory = "recompute"
     vg = jitad.value_and_grad(f)
     np.testing.assert_array_equal(vg(W, H0)[1], expected)

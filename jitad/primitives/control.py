@@ -31,8 +31,9 @@ per body, kept on the `Body`):
   <= k; the last in execution order). The forward pass is an outer scan over the segments whose
   body runs an inner scan of k steps and outputs the carry its segment starts from (c
   checkpoints stored), then a scan over the last r steps. The segment bodies take the xs (and
-  the ys' cotangents) whole, as consts, and gather their k rows: nothing of size n is copied. The reverse pass reverses the last r
-  steps first (stored, or checkpointed again), then an outer scan over the segments in the
+  the ys' cotangents) whole, as consts, and gather their k rows: nothing of size n is copied.
+  The reverse pass reverses the last r steps first (stored, or checkpointed again), then an
+  outer scan over the segments in the
   opposite direction whose body re-runs its segment forward from the checkpoint, storing its k
   carries, and runs the body's vjp backwards over them (`reverse_scan`). "recompute" takes k =
   ceil(sqrt(n)) (at most c + k ~ 2 sqrt(n) carries held, ~1 extra forward pass); a byte budget B
@@ -71,7 +72,8 @@ from jitad.primitives.core import Primitive, dtype_code
 from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import matmul_p
 
-__all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout", "memory_policy", "check_memory", "plan"]
+__all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout", "memory_policy", "check_memory", "plan",
+           "describe"]
 
 
 def _is_float(dtype):
@@ -364,6 +366,19 @@ def plan(n, count=None):
                   f"with the fewest ({held(schedule, n)}, {MAX_LEVELS} levels) exceeds it", RuntimeWarning,
                   stacklevel=2)
     return schedule
+
+
+def describe(schedule, n, carry):
+    """A schedule of n steps in words, with what it holds (`carry`: bytes of one carry)."""
+    if schedule is None:
+        return f"every carry stored ({n} x {carry} bytes)"
+    k, inner, last = schedule
+    c = math.ceil(n / k) - 1
+    text = f"{c} checkpoints, {k}-step segments run again"
+    if inner is not None or last is not None:
+        text += f" (each: {describe(inner, k, carry)})"
+    peak = held(schedule, n)
+    return f"{text}; at most {peak} carries held ({peak * carry} bytes)"
 
 
 def scan_schedule(body, length):

@@ -112,6 +112,19 @@ def _generated(stage):
     return plan, source, ()
 
 
+def _loop_memory(graph):
+    """What the reverse pass keeps of each scan of the traced graph (jitad.primitives.control)."""
+    from jitad.primitives import control  # noqa: PLC0415
+    number, lines = graph.numbering(), []
+    for node in graph.nodes:
+        if node.prim.name == "scan":
+            body, length = node.params["body"], node.params["length"]
+            schedule = body.checkpointed(length, node.params["reverse"])
+            lines.append(f"  %{number[node.id]} scan of {length} steps: "
+                         f"{control.describe(schedule, length, control.carry_bytes(body))}")
+    return lines
+
+
 def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=False):
     """Report how jitad runs `fun` at `args`: print it and return an `Explanation`.
 
@@ -133,6 +146,9 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
     """
     target, name = _explained(fun, args, transform, argnums)
     staged = target.jitad_transform
+    per_memory = getattr(target, "_jitad_transform_for", None)  # grad, value_and_grad: one transform per policy
+    if per_memory is not None and any(t is staged for t in per_memory.made.values()):  # not copied by wraps
+        staged = per_memory()  # the policy a call would use now
     stage = staged.stage_for(args)
     if stage is None:
         target(*args)
@@ -152,6 +168,9 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
         sections.append("random draws made at each call: " + ", ".join(draws))
     why = _MODES.get(name)
     sections.append(f"== {name}, {mode}" + (f" ({why})" if why else "") + " ==")
+    loops = _loop_memory(graph) if getattr(staged, "memory", None) is not None else []
+    if loops:  # reverse mode through loops
+        sections += [f"== memory: {staged.memory!r} =="] + loops
     if jacobian_plan is not None:
         sections += ["== Jacobian plan ==", repr(jacobian_plan), "== sweep graph =="]
     sections.append(graph_text(stage.transformed))

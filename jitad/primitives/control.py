@@ -67,7 +67,7 @@ import warnings
 import numpy as np
 
 from jitad.errors import NonDifferentiableError
-from jitad.ir import Graph, Kind, is_tracer
+from jitad.ir import Graph, Kind, current_builder, is_tracer
 from jitad.primitives.core import Primitive, dtype_code
 from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import matmul_p
@@ -464,8 +464,9 @@ def _pieces(n, k, reverse):
 
 def _same(body, value, key, make):
     """make(value); for a concrete value (a constant of the graph), the same array object each time
-    (kept on `body`): a constant node is that object, so the scans reading it stay one node."""
-    if is_tracer(value):
+    (kept on `body`) while a graph is built: a constant node is that object, so the scans reading
+    it stay one node. Run eagerly (the NumPy tier: no graph), nothing is kept."""
+    if is_tracer(value) or current_builder() is None:
         return make(value)
     return body._made(("constant", id(value)) + key, lambda _: (value, make(value)))[1]
 

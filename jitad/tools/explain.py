@@ -117,7 +117,7 @@ def _loop_memory(graph):
     from jitad.primitives import control  # noqa: PLC0415
     number, lines = graph.numbering(), []
     for node in graph.nodes:
-        if node.prim.name == "scan":
+        if node.prim is control.scan_p:
             body, length = node.params["body"], node.params["length"]
             schedule = body.checkpointed(length, node.params["reverse"])
             lines.append(f"  %{number[node.id]} scan of {length} steps: "

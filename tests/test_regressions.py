@@ -404,3 +404,15 @@ def test_logsumexp_with_a_python_weight_keeps_float32():
     out = jitad.jit(lambda v: scipy.special.logsumexp(v, b=0.7))(x)
     assert out.dtype == np.float32
     np.testing.assert_allclose(out, scipy.special.logsumexp(x, b=0.7), rtol=1e-6)
+
+
+def test_compiled_maximum_and_minimum_propagate_nan_and_pick_as_numpy(monkeypatch):
+    """Found in session 4: compiled np.maximum/np.minimum were Python's max/min, which drop a NaN
+    that comes second ([1, nan] gave 1) and keep the first of two equal values (signed zeros)."""
+    monkeypatch.setattr(jitad.config, "compile", "eager")
+    f = jitad.jit(lambda x, y: (np.maximum(x, y), np.minimum(x, y), np.maximum(y, x), np.minimum(y, x)))
+    x = np.array([1.0, np.nan, 2.0, -0.0, 0.0])
+    y = np.array([np.nan, 1.0, 1.0, 0.0, -0.0])
+    for got, want in zip(f(x, y), (np.maximum(x, y), np.minimum(x, y), np.maximum(y, x), np.minimum(y, x))):
+        np.testing.assert_array_equal(got, want)
+        np.testing.assert_array_equal(np.signbit(got), np.signbit(want))

@@ -77,8 +77,20 @@ def _salt():
     if _VERSION_SALT is None:
         from jitad import __version__
         _VERSION_SALT = f"jitad {__version__} numba {_numba_version()} numpy {np.__version__} " \
-                        f"python {sys.version_info[:2]}\n"
+                        f"python {sys.version_info[:2]} helpers {_helpers_hash()}\n"
     return _VERSION_SALT
+
+
+def _helpers_hash():
+    """The hash of the helper modules generated kernels call and inline (K., KL.: kernels*.py):
+    a change to one of them must not let a kernel compiled against the old one be loaded."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    digest = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.startswith("kernels") and name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                digest.update(name.encode() + b"\0" + f.read())
+    return digest.hexdigest()[:16]
 
 
 def source_hash(source):

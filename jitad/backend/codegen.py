@@ -37,7 +37,7 @@ _LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
 # calls an inner loop may hold and still vectorise
 _VECTOR_SAFE = {"sqrt", "abs", "floor", "ceil", "trunc", "rint", "sign", "copysign", "isnan", "isfinite", "isinf",
                 "float64", "float32", "bool_", "int64", "exp", "expm1", "tanh", "fexp", "fexpm1", "ftanh", "radd", "rmul",
-                "rmax", "rmin"}
+                "rmax", "rmin", "nmax", "nmin"}
 # vectorisable versions of libm calls (jitad.backend.kernels_vecmath), next to the primitives' own
 # VECTORISABLE_CALLS; a call with one keeps its loop vectorisable
 _VECMATH_CALLS = {f"np.{name}(": f"K.f{name}(" for name in (
@@ -47,6 +47,8 @@ _VECMATH_CALLS["K.log_expit("] = "K.flog_expit("
 _VECMATH_CALLS["K.erf("] = "K.ferf("
 # a float32 sin/cos/tan node (its argument a float32 value) takes the cheaper reduction of K.fsin32, ...
 _FLOAT32_CALLS = {f"K.f{name}(": f"K.f{name}32(" for name in ("sin", "cos", "tan")}
+# the templates whose one call takes the node's own float32 operand (np.sin(x), not sinc's np.sin(np.pi * x))
+_FLOAT32_TEMPLATES = {f"np.{name}({{0}})" for name in ("sin", "cos", "tan")}
 _VECTOR_SAFE |= {fast[2:-1] for fast in (*_VECMATH_CALLS.values(), *_FLOAT32_CALLS.values())} | {"fpow"}
 # a float power `(a ** b)` (power, power_scalar) takes K.fpow(a, b) where its loop vectorises
 _POWER = re.compile(r"^\((.+) \*\* (.+)\)$")
@@ -635,7 +637,7 @@ class KernelWriter:
                 # float64 literals (and the vectorisable exp) in float64, and a value recomputed
                 # in one nest must equal the one another nest stored (a max's tie mask)
                 expr = f"np.float32({expr})"
-                if node.prim.name in ("sin", "cos", "tan"):  # not sinc's np.sin(np.pi * x): a float64
+                if node.prim.scalar in _FLOAT32_TEMPLATES:  # not sinc's np.sin(np.pi * x): a float64
                     for call, call32 in _FLOAT32_CALLS.items():
                         fast = fast and fast.replace(call, call32)
                 fast = fast and f"np.float32({fast})"

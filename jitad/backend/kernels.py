@@ -73,6 +73,19 @@ def argsort_rows(x):
     return out
 
 
+@numba.njit(forceinline=True, cache=True)
+def nmax(a, b):
+    """np.maximum of two scalars: NaN when either is (Python's max drops a NaN that comes second),
+    the second of two equal ones (np.maximum(0.0, -0.0) is -0.0). A select: it vectorises."""
+    return a if a > b or a != a else b
+
+
+@numba.njit(forceinline=True, cache=True)
+def nmin(a, b):
+    """np.minimum of two scalars, as `nmax`."""
+    return a if a < b or a != a else b
+
+
 # vectorisable exp, expm1, tanh, sin, cos, log, ... and the reassociable sum and product steps
 # (K.fexp, K.fsin, K.radd, ...): jitad/backend/kernels_vecmath.py
 from jitad.backend.kernels_vecmath import *  # noqa: E402,F401,F403

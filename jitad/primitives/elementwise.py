@@ -247,10 +247,11 @@ hypot_p = binary("hypot", np.hypot,
                  lambda x, y, o: where_p(o == 0, 0.0, x / where_p(o == 0, 1.0, o)),
                  lambda x, y, o: where_p(o == 0, 0.0, y / where_p(o == 0, 1.0, o)),
                  "np.hypot({0}, {1})", inline_cost=EXPENSIVE)
+# (NaN-propagating, as NumPy's: Python's max/min drop a NaN that comes second)
 maximum_p = binary("maximum", np.maximum, lambda x, y, o: _select_first(x, y),
-                   lambda x, y, o: _select_first(y, x), "max({0}, {1})")
+                   lambda x, y, o: _select_first(y, x), "K.nmax({0}, {1})")
 minimum_p = binary("minimum", np.minimum, lambda x, y, o: _select_first(-x, -y),
-                   lambda x, y, o: _select_first(-y, -x), "min({0}, {1})")
+                   lambda x, y, o: _select_first(-y, -x), "K.nmin({0}, {1})")
 # fmax/fmin ignore a NaN operand: the other one gets the whole cotangent.
 fmax_p = binary("fmax", np.fmax,
                 lambda x, y, o: where_p(isnan_p(y), 1.0, _select_first(x, y)),

@@ -1057,15 +1057,23 @@ _WRITE_LOOPS = [  # (template, kind): writes inside a loop (rolling's write-only
 ]
 
 
+def b_write_loop(st):
+    """A Python loop writing into an array (profile "loops"; its own family, so the other profiles
+    draw the programs they drew before)."""
+    rng = st.rng
+    a = st.pick(lambda v: v.ndim >= 1 and 2 <= v.shape[0] <= 8)
+    if a is None:
+        return None
+    tmpl, kind = _WRITE_LOOPS[int(rng.integers(len(_WRITE_LOOPS)))]
+    return [Op(st.fresh(), tmpl % {"shape": tuple(st.shape(a)), "n": st.shape(a)[0]}, (a,), kind, None, block=True)]
+
+
 def b_loop(st):
     rng = st.rng
     a = st.pick()
     sa = st.shape(a)
     r = rng.random()
     K = int(rng.integers(2, 5))
-    if len(sa) >= 1 and 2 <= sa[0] <= 8 and rng.random() < 0.45:
-        tmpl, kind = _WRITE_LOOPS[int(rng.integers(len(_WRITE_LOOPS)))]
-        return [Op(st.fresh(), tmpl % {"shape": tuple(sa), "n": sa[0]}, (a,), kind, None, block=True)]
     if r < 0.4:
         b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
         body = str(rng.choice(["np.tanh({out} * 0.8 + {1})", "np.sin({out}) * {1} + 0.5 * {out}",
@@ -1562,7 +1570,8 @@ LONG = FAMILIES + [(b_inplace, 10), (b_extra, 8), (b_special, 7), (b_branch, 6)]
 # session 4: Python control flow on traced values
 CONTROL = [(b_branch, 14), (b_unary, 4), (b_binary, 6), (b_reduce, 3), (b_index, 3), (b_loop, 2), (b_inplace, 2)]
 # session 4: Python loops (rolled into scans) with recurrences and writes
-LOOPS = [(b_loop, 16), (b_branch, 3), (b_unary, 4), (b_binary, 5), (b_reduce, 3), (b_index, 3), (b_inplace, 3)]
+LOOPS = [(b_loop, 10), (b_write_loop, 8), (b_branch, 3), (b_unary, 4), (b_binary, 5), (b_reduce, 3), (b_index, 3),
+         (b_inplace, 3)]
 PROFILES = {"full": FAMILIES, "structural": STRUCTURAL, "new": NEW, "long": LONG, "control": CONTROL,
             "loops": LOOPS}
 

@@ -34,6 +34,7 @@ import warnings
 import numpy as np
 
 from jitad import backend, ir
+from jitad.backend import worker
 from jitad.backend.cache import STATS
 from jitad.errors import InputDtypeError, LeafTypeError, ShapeError, SpecializationError
 from jitad.frontend import guards, linalg_ops, rng, rolling
@@ -423,6 +424,8 @@ class Transform:
         stage.n_traced = len(sig.traced)
         tier_first = key is not None and backend.config.backend == "numba" and \
             backend.config.compile in ("background", "off")
+        if tier_first and backend.config.compile == "background":
+            worker.warm()  # the compile worker starts (and imports Numba) while this call traces and runs
         with stage.timed("trace", self):
             graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws, roll=not tier_first)
         if tier_first and (captured or isinstance(graph.draws, rng.Retraced)):
@@ -569,6 +572,7 @@ class Pending:
                 executor = backend.compile(stage.optimized)
             if first_args is not None and hasattr(executor, "start"):
                 executor.start(first_args)  # the worker starts on the kernel for the first call's types
+                import numba  # noqa: F401 -- loading its kernel needs Numba here: import it while the worker compiles
             self.executor = executor
         except Exception as exc:  # noqa: BLE001 -- the NumPy tier keeps answering; say why once
             warnings.warn(f"jitad: building the compiled form failed ({type(exc).__name__}: {exc}); "

@@ -86,6 +86,15 @@ class Client:
             self.cond.notify()
         return job
 
+    def warm(self):
+        """Start the worker now, before any job (it imports Numba meanwhile): called when a first
+        call starts tracing, so the worker is ready when the kernel is."""
+        with self.cond:
+            if self.unavailable or self.thread is not None:
+                return
+            self.thread = threading.Thread(target=self._run, name="jitad-compile-client", daemon=True)
+            self.thread.start()
+
     # --- the client's thread ----------------------------------------------------------------
     def _next(self):
         with self.cond:
@@ -99,6 +108,10 @@ class Client:
             return job
 
     def _run(self):
+        try:
+            self._ensure_worker()  # at once: the worker's imports overlap the caller's first call
+        except Exception:  # noqa: BLE001 -- _serve starts it again and reports why it cannot
+            pass
         while True:
             job = self._next()
             if job is None:
@@ -274,15 +287,23 @@ _client = None
 _client_lock = threading.Lock()
 
 
-def submit(request):
-    """Queue a kernel for the background worker; returns its `Job`."""
+def _the_client():
     global _client
     with _client_lock:
         if _client is None or _client.pid != os.getpid():
             _client = Client()
             atexit.register(_client.shutdown)
-        client = _client
-    return client.submit(request)
+        return _client
+
+
+def submit(request):
+    """Queue a kernel for the background worker; returns its `Job`."""
+    return _the_client().submit(request)
+
+
+def warm():
+    """Start this process's worker if it is not running (it starts lazily otherwise)."""
+    _the_client().warm()
 
 
 def take_notes():

@@ -220,6 +220,23 @@ def findings_markdown(res, title="jitad fuzz findings"):
     return "\n".join(lines)
 
 
+def roll_everything():
+    """Rolling's thresholds down to 2 copies of 2 nodes, so the fuzzer's short loops and repeated
+    ops roll, and a roll that raises fails the program (jitad itself falls back to the unrolled
+    program, which is right but hides the bug)."""
+    from jitad.frontend import rolling
+    rolling.settings.update(min_steps=2, min_nodes=2)
+    original = rolling.roll
+
+    def strict(graph):
+        before = rolling.counts["failed"]
+        out = original(graph)
+        if rolling.counts["failed"] != before:
+            raise RuntimeError("rolling failed on this program (it would run unrolled)")
+        return out
+    rolling.roll = strict
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--programs", type=int, default=1000)
@@ -239,7 +256,12 @@ def main(argv=None):
     ap.add_argument("--time-limit", type=float, default=None, help="stop after this many seconds")
     ap.add_argument("--log", default=None, help="also append progress to this file")
     ap.add_argument("--findings", default=None, help="write the distinct failures as markdown here")
+    ap.add_argument("--roll-everything", action="store_true",
+                    help="roll every run of 2 or more repeated pieces into a scan (jitad.frontend.rolling), "
+                         "and fail a program whose roll raises instead of running it unrolled")
     args = ap.parse_args(argv)
+    if args.roll_everything:
+        roll_everything()
     logf = open(args.log, "a", encoding="utf-8") if args.log else None
 
     def log(msg):
@@ -256,6 +278,9 @@ def main(argv=None):
                seeds=[int(x) for x in args.seeds.split(",")] if args.seeds else None)
     log("\n" + res.repros())
     log(res.summary())
+    if args.roll_everything:
+        from jitad.frontend import rolling
+        log(f"rolled: {rolling.counts}")
     log("checks by kind: " + ", ".join(f"{k}={v}" for k, v in sorted(res.counts.items())))
     if args.findings:
         with open(args.findings, "w", encoding="utf-8") as f:

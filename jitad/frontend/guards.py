@@ -17,7 +17,7 @@ never a silent zero.
 import numpy as np
 
 from jitad import primitives as P
-from jitad.errors import ConcretizationError, _innermost_user_frame
+from jitad.errors import ConcretizationError, user_frame
 
 
 limits = {"specializations": 16}  # jitad.config.specializations; 0: no Python control flow on traced values
@@ -56,11 +56,6 @@ _DROPPED = ("the value depends on a differentiated argument, and a Python float 
             "`if x > 0:` are fine)")
 
 
-def _where():
-    frame = _innermost_user_frame()
-    return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else "?"
-
-
 def concrete(tracer, what):
     """The concrete value of `tracer` (an array), or a ConcretizationError saying why there is none."""
     if not limits["specializations"]:
@@ -73,7 +68,7 @@ def concrete(tracer, what):
 
 
 def _record(tracer, kind, expected):
-    tracer.builder.guards.append(Guard(tracer.node, kind, expected, _where()))
+    tracer.builder.guards.append(Guard(tracer.node, kind, expected, user_frame() or "?"))
 
 
 def truth(tracer):

@@ -932,7 +932,7 @@ def _array_equal(a1, a2, equal_nan=False):
     same = P.equal_p(a1, a2)
     if equal_nan:
         same = P.logical_or_p(same, P.logical_and_p(P.isnan_p(a1), P.isnan_p(a2)))
-    return bool(same.all()) if is_tracer(same) else bool(np.all(same))
+    return bool(same.all())
 
 
 def _isclose(a, b, rtol, atol, equal_nan):

@@ -32,6 +32,7 @@ from collections import defaultdict
 
 import numpy as np
 
+from jitad.frontend.guards import Guard
 from jitad.ir import Graph, const_p, freeze, input_p
 from jitad.primitives import reshape_p, slice_p
 
@@ -202,9 +203,8 @@ def roll(graph):
     assert not captured
     new = Graph(rolled.inputs, rolled.outputs[:len(graph.outputs)])
     new.guards = [_moved(g, node) for g, node in zip(graph.guards, rolled.outputs[len(graph.outputs):])]
-    for name in ("draws",):
-        if hasattr(graph, name):
-            setattr(new, name, getattr(graph, name))
+    if hasattr(graph, "draws"):
+        new.draws = graph.draws
     return new
 
 
@@ -312,7 +312,6 @@ def _writes(region, used_after):
 
 
 def _moved(guard, node):
-    from jitad.frontend.guards import Guard
     return Guard(node, guard.kind, guard.expected, guard.where)
 
 

@@ -17,7 +17,7 @@ LAYERS = [
     {"interpreter", "passes"},
     {"transforms", "transforms.ad", "transforms.batching"},
     {"frontend", "frontend.tracer", "frontend.inplace", "frontend.numpy_ops", "frontend.linalg_ops",
-     "frontend.scipy_ops", "frontend.numpy_extra", "frontend.rng", "frontend.integrate",
+     "frontend.scipy_ops", "frontend.scipy_names", "frontend.numpy_extra", "frontend.rng", "frontend.integrate",
      "frontend.guards", "frontend.loops", "frontend.rolling"},
     {"transforms.custom"},
     {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special",

@@ -192,3 +192,47 @@ def test_scipy_function_imported_by_name_before_tracing(reference_backend):
     e2 = np.exp(2.0 * x - _bound_logsumexp(2.0 * x))
     np.testing.assert_allclose(g, e + 2.0 * e2, rtol=1e-12)
     assert _bound_logsumexp is sc.logsumexp  # restored after the trace
+
+
+_HELPER_MODULE = '''
+import functools
+import numpy as np
+import scipy.stats
+from scipy.special import logsumexp, log_softmax, gammaln
+from scipy.stats import norm, multivariate_normal
+logpdf = norm.logpdf                              # a bound method
+stats_norm = scipy.stats.norm                     # an alias of the distribution
+lse_rows = functools.partial(logsumexp, axis=1)   # a partial
+frozen_logpdf = norm(0.5, 2.0).logpdf             # a frozen distribution's bound method
+mvn_logpdf = multivariate_normal.logpdf
+
+
+def loss(x, lse=logsumexp):                       # a default argument
+    return (logsumexp(x) + np.sum(logpdf(x, 0.0, 2.0)) + np.sum(stats_norm.logcdf(x)) + np.sum(lse_rows(x))
+            + np.sum(frozen_logpdf(x)) + np.sum(mvn_logpdf(x, np.zeros(3), np.eye(3))) + lse(2.0 * x)
+            + np.sum(log_softmax(x)[0]) + np.sum(gammaln(x + 3.0)))
+'''
+
+
+def test_every_way_of_binding_a_scipy_function_before_tracing(tmp_path, monkeypatch):
+    """A helper module (not the traced function's own) binds SciPy's functions the ways programs do;
+    while tracing they are jitad's, after it SciPy's own again."""
+    import importlib
+    import scipy.special
+    import scipy.stats
+    (tmp_path / "jitad_bound_helper.py").write_text(_HELPER_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    helper = importlib.import_module("jitad_bound_helper")
+    before = dict(vars(helper)), helper.loss.__defaults__
+    x = np.array([[0.3, 1.2, -0.4], [0.1, -2.0, 0.7]])
+    value, g = jitad.value_and_grad(lambda v: helper.loss(v))(x)
+    np.testing.assert_allclose(value, helper.loss(x), rtol=1e-13)
+    expected = (sc.softmax(x) - x / 4.0 + np.exp(st.norm.logpdf(x) - st.norm.logcdf(x)) + sc.softmax(x, axis=1)
+                - (x - 0.5) / 4.0 - x + 2.0 * sc.softmax(2.0 * x) + sc.digamma(x + 3.0))
+    expected[0] += 1.0  # d/dx Σ log_softmax(x)[0], a softmax over all entries
+    expected -= 3.0 * sc.softmax(x)
+    np.testing.assert_allclose(g, expected, rtol=1e-11)
+    jitad.check_grads(lambda v: helper.loss(v), (x,), order=2, modes=("fwd", "rev"))
+    assert dict(vars(helper)) == before[0] and helper.loss.__defaults__ == before[1]  # put back
+    assert helper.logsumexp is scipy.special.logsumexp and helper.logpdf.__func__ is type(st.norm).logpdf
+    assert type(helper.lse_rows.func) is type(scipy.special.logsumexp) and helper.lse_rows.func is sc.logsumexp

@@ -5,8 +5,9 @@ Importing this module registers the builders in `jitad.frontend.numpy_ops.FUNCTI
 `__array_function__` (they convert their arguments with np.asarray first), so while
 jitad traces it swaps the few it implements (`SCIPY_FUNCTIONS`) on the `scipy.linalg`
 module for dispatchers; see `scipy_hooks`. Code that calls `scipy.linalg.cho_solve(...)`
-is traced; a name bound earlier with `from scipy.linalg import cho_solve` is SciPy's
-own function and gets an error that says so.
+is traced, and so is a name bound earlier with `from scipy.linalg import cho_solve`
+(`jitad.frontend.scipy_names` swaps those too); a function reached only through another
+object is SciPy's own and gets an error that says so.
 """
 import contextlib
 import functools
@@ -18,6 +19,7 @@ import numpy as np
 
 from jitad.frontend import inplace
 from jitad.frontend import numpy_ops
+from jitad.frontend import scipy_names
 from jitad import primitives as P
 from jitad.errors import ShapeError, UnsupportedOperationError
 from jitad.ir import current_builder
@@ -395,7 +397,7 @@ def _dispatcher(original, builder):
 def scipy_hooks():
     """While tracing: scipy.linalg.<name> for the names in SCIPY_FUNCTIONS dispatch traced calls to jitad.
     Counted across threads and nested traces: the originals come back when the last trace ends."""
-    global _hook_depth, _hook_saved
+    global _hook_depth, _hook_saved, _hook_saved_names
     with _hook_lock:
         if _hook_depth == 0:
             _hook_saved = []
@@ -411,6 +413,7 @@ def scipy_hooks():
                         _hook_saved.append((owner, name, original, name in vars(owner)))
                         setattr(owner, name, _dispatcher(original, builder))
                         _hook_swaps[id(original)] = (original, getattr(owner, name))
+            _hook_saved_names = scipy_names.swap_modules(_hook_swaps)  # names bound before tracing
         _hook_depth += 1
     try:
         yield
@@ -418,6 +421,8 @@ def scipy_hooks():
         with _hook_lock:
             _hook_depth -= 1
             if _hook_depth == 0:
+                scipy_names.restore(_hook_saved_names)
+                _hook_saved_names = []
                 for owner, name, original, own in reversed(_hook_saved):
                     if own:
                         setattr(owner, name, original)
@@ -427,45 +432,21 @@ def scipy_hooks():
                 _hook_swaps.clear()
 
 
-_hook_depth, _hook_saved, _hook_lock = 0, [], threading.Lock()
+_hook_depth, _hook_saved, _hook_saved_names, _hook_lock = 0, [], [], threading.Lock()
 _hook_swaps = {}  # id(original SciPy function) -> (original, its dispatcher), while hooks are on
 
 
 @contextlib.contextmanager
 def bound_names(fun):
-    """While tracing `fun`: names bound to a hooked SciPy function before tracing
-    (`from scipy.special import logsumexp` in its module, or in a closure cell) dispatch traced
-    calls to jitad too. Covers `fun`'s module globals (so every function of that module) and its
-    closure; a function of another module that imported the name itself is not reached."""
-    swapped = []
+    """While tracing `fun`: the names `fun` holds itself (closure cells, default arguments) that
+    are bound to a hooked SciPy function dispatch traced calls to jitad too (`scipy_names`)."""
     with _hook_lock:
         swaps = dict(_hook_swaps)
-    if swaps:
-        namespace = getattr(fun, "__globals__", None)
-        if isinstance(namespace, dict):
-            for name, value in list(namespace.items()):
-                hit = swaps.get(id(value))
-                if hit is not None and hit[0] is value:
-                    namespace[name] = hit[1]
-                    swapped.append((namespace, name, value, hit[1]))
-        for cell in getattr(fun, "__closure__", None) or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            hit = swaps.get(id(value))
-            if hit is not None and hit[0] is value:
-                cell.cell_contents = hit[1]
-                swapped.append((cell, None, value, hit[1]))
+    undo = scipy_names.swap_function(fun, swaps)
     try:
         yield
     finally:
-        for where, name, original, dispatcher in reversed(swapped):
-            if name is None:
-                if where.cell_contents is dispatcher:
-                    where.cell_contents = original
-            elif where.get(name) is dispatcher:
-                where[name] = original
+        scipy_names.restore(undo)
 
 
 def foreign_call_error():
@@ -476,19 +457,21 @@ def foreign_call_error():
         if module.startswith("scipy."):
             name = frame.f_code.co_name
             if not name.startswith("_") and name not in ("wrapper", "inner", "decorator"):
-                found = (module, name)
+                found = (module, frame.f_code.co_qualname, frame.f_locals.get("self"))
         elif found is not None:
             break
         frame = frame.f_back
     if found is None:
         return None
-    module, name = found
+    module, qualname, owner = found
     public = ".".join(part for part in module.split(".") if not part.startswith("_"))
+    name = qualname.rpartition(".")[2]
+    shown = f"{public}.{owner.name}.{name}" if "." in qualname and isinstance(getattr(owner, "name", None), str) \
+        else f"{public}.{name}"  # a distribution's method: scipy.stats.norm.logpdf
     detail = ""
-    if (public, name) in SCIPY_FUNCTIONS:
-        detail = (f"jitad implements {public}.{name}, but only when it is looked up on the module while "
-                  f"tracing, as `{public}.{name}(...)`; a name bound earlier with `from {public} import "
-                  f"{name}` is SciPy's own function, which needs concrete arrays. ")
-    return UnsupportedOperationError(f"{public}.{name}", detail)
-
-
+    if (public, name) in SCIPY_FUNCTIONS or (module, qualname) in SCIPY_FUNCTIONS:
+        detail = (f"jitad implements {shown} and swaps it while tracing where a name holds it (module "
+                  f"globals, closures, default arguments), but this call reached SciPy's own function "
+                  f"through another object (a dict, a list, an attribute), which needs concrete arrays: "
+                  f"call it as `{shown}(...)` inside the traced code. ")
+    return UnsupportedOperationError(shown, detail)

@@ -6,7 +6,8 @@
   SciPy itself).
 * Its plain functions (logsumexp, softmax, log_softmax, polygamma, multigammaln) are
   swapped on the `scipy.special` module while tracing, like scipy.linalg's
-  (`linalg_ops.scipy_hooks`): call them as `scipy.special.logsumexp(...)`.
+  (`linalg_ops.scipy_hooks`); names bound before tracing (`from scipy.special import logsumexp`,
+  `logpdf = norm.logpdf`, a `functools.partial` of them) are swapped too (`scipy_names`).
 * scipy.stats distributions are objects (`scipy.stats.norm` is a `norm_gen`), so their
   methods are swapped on the classes: `norm.logpdf(x, loc, scale)`, a frozen
   `norm(loc, scale).logpdf(x)` and `from scipy.stats import norm` all dispatch. Each

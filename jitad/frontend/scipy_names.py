@@ -1,0 +1,114 @@
+"""Names bound to a hooked SciPy function before jitad traces.
+
+While tracing, `linalg_ops.scipy_hooks` swaps the SciPy functions jitad implements on their
+modules (`scipy.special.logsumexp`) and classes (`rv_continuous.logpdf`) for dispatchers. A
+name bound earlier still holds SciPy's own function, which needs concrete arrays; the usual
+ways programs bind them are swapped for the dispatchers too, for as long as the outermost
+trace lasts, and put back after it:
+
+* `from scipy.special import logsumexp` (a function),
+* `logpdf = norm.logpdf`, `lp = multivariate_normal(m, S).logpdf` (a bound method),
+* `lse = functools.partial(logsumexp, axis=1)` (a partial, rebuilt around the dispatcher),
+
+held in the globals of any loaded module outside the standard library and the numerical
+libraries (so the user's helper modules are reached, not only the traced function's own), in
+the default arguments of those modules' functions, and in the traced function's closure cells
+and defaults. A function reached only through another object (a dict, a list, an attribute
+of an instance or a class) stays SciPy's own: `linalg_ops.foreign_call_error` names it and
+the way out.
+"""
+import functools
+import sys
+import types
+
+# modules never scanned: they do not call SciPy on traced values from names they bound
+SKIPPED_ROOTS = frozenset(sys.stdlib_module_names) | {
+    "scipy", "numpy", "numba", "llvmlite", "jitad", "optree", "platformdirs", "networkx", "matplotlib", "tqdm",
+    "pytest", "_pytest", "pluggy", "hypothesis", "asv", "IPython", "ipykernel", "jupyter_client", "zmq",
+    "tornado", "traitlets", "prompt_toolkit", "pygments", "jedi", "parso", "dask", "distributed", "pandas",
+    "yaml", "charset_normalizer", "colorama", "requests", "urllib3", "certifi", "idna", "packaging", "six",
+    "dateutil", "pytz", "jax", "jaxlib", "autograd", "torch", "_distutils_hack", "pkg_resources", "setuptools"}
+
+
+def replacement(value, swaps):
+    """What stands in for `value` while tracing, or None if it holds no hooked SciPy function.
+    `swaps`: id(original) -> (original, dispatcher), from `linalg_ops.scipy_hooks`."""
+    kind = type(value)
+    if kind is types.MethodType:
+        hit = swaps.get(id(value.__func__))
+        return types.MethodType(hit[1], value.__self__) if hit is not None and hit[0] is value.__func__ else None
+    if kind is functools.partial:
+        inner = replacement(value.func, swaps)
+        return None if inner is None else functools.partial(inner, *value.args, **value.keywords)
+    hit = swaps.get(id(value))
+    return hit[1] if hit is not None and hit[0] is value else None
+
+
+def _swap_item(container, key, value, swaps, undo):
+    new = replacement(value, swaps)
+    if new is not None:
+        container[key] = new
+        undo.append((container, key, value, new))
+
+
+def _swap_defaults(fun, swaps, undo):
+    defaults = getattr(fun, "__defaults__", None)
+    if defaults and any(replacement(value, swaps) is not None for value in defaults):
+        fun.__defaults__ = tuple(replacement(value, swaps) or value for value in defaults)
+        undo.append((fun, "__defaults__", defaults, fun.__defaults__))
+    keywords = getattr(fun, "__kwdefaults__", None)
+    for name, value in list((keywords or {}).items()):
+        _swap_item(keywords, name, value, swaps, undo)
+
+
+def _swap_namespace(namespace, swaps, undo):
+    for name, value in list(namespace.items()):
+        _swap_item(namespace, name, value, swaps, undo)
+        if type(value) is types.FunctionType:
+            _swap_defaults(value, swaps, undo)
+
+
+def swap_modules(swaps):
+    """Swap the names of every scanned module (see the module docstring); returns the undo list."""
+    undo = []
+    if swaps:
+        for name, module in list(sys.modules.items()):
+            namespace = getattr(module, "__dict__", None)
+            if isinstance(namespace, dict) and name.partition(".")[0] not in SKIPPED_ROOTS:
+                _swap_namespace(namespace, swaps, undo)
+    return undo
+
+
+def swap_function(fun, swaps):
+    """Swap the names `fun` holds itself: its module's globals (a module skipped above), its
+    closure cells and its default arguments; returns the undo list."""
+    undo = []
+    if swaps:
+        namespace = getattr(fun, "__globals__", None)
+        if isinstance(namespace, dict) and namespace.get("__name__", "").partition(".")[0] in SKIPPED_ROOTS:
+            _swap_namespace(namespace, swaps, undo)
+        for cell in getattr(fun, "__closure__", None) or ():
+            try:
+                value = cell.cell_contents
+            except ValueError:  # an empty cell
+                continue
+            new = replacement(value, swaps)
+            if new is not None:
+                cell.cell_contents = new
+                undo.append((cell, None, value, new))
+        if type(fun) is types.FunctionType:
+            _swap_defaults(fun, swaps, undo)
+    return undo
+
+
+def restore(undo):
+    """Put back what `swap_modules` / `swap_function` swapped, where it still holds the swap."""
+    for where, key, original, new in reversed(undo):
+        if key is None:  # a closure cell
+            if where.cell_contents is new:
+                where.cell_contents = original
+        elif key == "__defaults__" and not isinstance(where, dict):
+            if where.__defaults__ is new:
+                where.__defaults__ = original
+        elif where.get(key) is new:
+            where[key] = original

@@ -34,6 +34,7 @@ LAYERS = [
     {"jacobians"},
     {"tools", "tools.checks", "tools.explain", "tools.demo", "tools.demo_linalg", "tools.modes", "tools.coverage",
      "__main__", "__init__"},
+    {"dask"},  # jitad.dask: Dask clusters, on top of everything (imports dask lazily)
 ]
 
 # (importer, imported): lazy imports that reach a later layer on purpose.

@@ -21,6 +21,47 @@ from jitad.staging import FLOAT_TYPES, Transform, transform_of
 from jitad.transforms import ad
 
 
+class Transformed:
+    """What grad, value_and_grad, jit (and the Jacobians' `_JacobianFunction`) return: calls go
+    to the transform's function; it pickles by reference to the user's function plus the
+    transform's options (`make(fun, **options)` rebuilds it where it is unpickled, e.g. on a
+    Dask worker, which then finds its kernels in the disk cache). The attributes of the wrapped
+    function (`jitad_transform`, `__wrapped__`, `__name__`...) are its own."""
+
+    keeps_transforms = True  # staging.transform_of keeps the transforms of it (jvp(grad(f))) on it
+
+    def __init__(self, call, make, fun, options):
+        self.__dict__.update(call.__dict__)
+        for name in ("__module__", "__name__", "__qualname__", "__doc__"):
+            setattr(self, name, getattr(call, name, None))
+        self._call, self._make, self._fun, self._options = call, make, fun, options
+
+    def __call__(self, *args, **kwargs):
+        return self._call(*args, **kwargs)
+
+    def __reduce__(self):
+        return _rebuild, (self._make, self._fun, self._options)
+
+    def __repr__(self):
+        return f"<jitad.{self.__dict__.get('jitad_name', 'transform')} of {getattr(self._fun, '__name__', self._fun)!s}>"
+
+
+def _rebuild(make, fun, options):
+    return make(fun, **options)
+
+
+def _on_target(call, target):
+    """`call`, run on `target` (a transform's `target=` keyword) unless it is None."""
+    if backend.check_target(target) is None:
+        return call
+
+    @functools.wraps(call)
+    def on_target(*args, **kwargs):
+        with backend.using_target(target):
+            return call(*args, **kwargs)
+    return on_target
+
+
 def _to_python(value):
     """0-d arrays come out as NumPy scalars (a float64 is a Python float)."""
     return value[()] if isinstance(value, np.ndarray) and value.ndim == 0 else value
@@ -91,11 +132,12 @@ def _per_memory(memory, make):
     return transform_for
 
 
-def value_and_grad(fun, argnums=0, has_aux=False, memory=None):
+def value_and_grad(fun, argnums=0, has_aux=False, memory=None, target=None):
     """Return a function computing `(fun(*args), gradient)`.
 
     `memory` ("store", "recompute" or a byte budget; default: jitad.config.memory at each call)
-    is what reverse mode through loops keeps (see jitad.config).
+    is what reverse mode through loops keeps (see jitad.config). `target` ("cpu", "parallel",
+    "cuda"; default: jitad.config.target at each call) is where its kernels run.
 
     >>> import numpy as np, jitad
     >>> v, g = jitad.value_and_grad(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))
@@ -128,14 +170,15 @@ def value_and_grad(fun, argnums=0, has_aux=False, memory=None):
     value_and_grad_fun.jitad_transform, value_and_grad_fun.jitad_name = transform, "value_and_grad"
     value_and_grad_fun._jitad_transform_for = transform_for
     value_and_grad_fun._jitad_fast = transform.fast  # the fast paths of that transform
-    return value_and_grad_fun
+    return Transformed(_on_target(value_and_grad_fun, target), value_and_grad, fun,
+                       dict(argnums=argnums, has_aux=has_aux, memory=memory, target=target))
 
 
 def _fast_key(args):
     """A cheap signature for calls whose every argument is a Python float or a float array. It holds
     the backend too: the fast path of one transform (shared by every wrapper of the same function)
     must not serve a compiled kernel after `jitad.config.backend = "reference"`, or the other way."""
-    key = [backend.config.backend, backend.config.compile == "off"]
+    key = [backend.config.backend, backend.config.compile == "off", backend.current_target()]
     for a in args:
         kind = type(a)
         if kind is float:
@@ -171,8 +214,9 @@ def _build_value_and_grad(has_aux, memory="store"):
     return build
 
 
-def grad(fun, argnums=0, has_aux=False, memory=None):
-    """Return a function computing the gradient of scalar-valued `fun` (`memory`: see value_and_grad).
+def grad(fun, argnums=0, has_aux=False, memory=None, target=None):
+    """Return a function computing the gradient of scalar-valued `fun` (`memory`, `target`: see
+    value_and_grad).
 
     >>> import numpy as np, jitad
     >>> jitad.grad(lambda x1, x2: x1 * x2 + np.sin(x1), argnums=(0, 1))(2.0, 5.0)
@@ -180,6 +224,7 @@ def grad(fun, argnums=0, has_aux=False, memory=None):
     """
     vg = value_and_grad(fun, argnums, has_aux, memory)
     transform_for = vg._jitad_transform_for
+    vg = vg._call
 
     @functools.wraps(fun)
     def grad_fun(*args, **kwargs):
@@ -192,7 +237,8 @@ def grad(fun, argnums=0, has_aux=False, memory=None):
     grad_fun.jitad_transform, grad_fun.jitad_name = vg.jitad_transform, "grad"
     grad_fun._jitad_transform_for = transform_for
     grad_fun._jitad_fast = vg._jitad_fast
-    return grad_fun
+    return Transformed(_on_target(grad_fun, target), grad, fun,
+                       dict(argnums=argnums, has_aux=has_aux, memory=memory, target=target))
 
 
 def _build_forward(graph, sig, out_tree):
@@ -221,17 +267,21 @@ def _build_vjp_backward(has_aux, memory="store"):
     return build
 
 
-def vjp(fun, *primals, has_aux=False, memory=None):
+def vjp(fun, *primals, has_aux=False, memory=None, target=None):
     """Return `(fun(*primals), vjp_fn)`; `vjp_fn(cotangent)` is a tuple, one entry per primal.
 
-    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux). `memory`:
-    see value_and_grad.
+    With has_aux=True, `fun` returns (out, aux) and vjp returns (out, vjp_fn, aux). `memory`,
+    `target` (for both passes): see value_and_grad.
 
     >>> import numpy as np, jitad
     >>> out, vjp_fn = jitad.vjp(lambda x: x * x, np.array([1.0, 2.0]))
     >>> vjp_fn(np.ones(2))[0].tolist()
     [2.0, 4.0]
     """
+    if backend.check_target(target) is not None:
+        with backend.using_target(target):
+            result = vjp(fun, *primals, has_aux=has_aux, memory=memory)
+        return result[:1] + (_on_target(result[1], target),) + result[2:]
     nums = tuple(range(len(primals)))
     forward = transform_of(fun, ("vjp_forward", nums), lambda: Transform(
         fun, _build_forward, nums, "vjp (forward pass)", "evaluation only"))
@@ -268,13 +318,17 @@ def _cotangent_dtype(node):
     return _float_dtype(node.dtype)
 
 
-def jvp(fun, primals, tangents, has_aux=False):
-    """Forward mode: `(fun(*primals), directional derivative along tangents)`.
+def jvp(fun, primals, tangents, has_aux=False, target=None):
+    """Forward mode: `(fun(*primals), directional derivative along tangents)` (`target`: see
+    value_and_grad).
 
     >>> import numpy as np, jitad
     >>> jitad.jvp(np.sin, (0.0,), (2.0,))
     (0.0, 2.0)
     """
+    if backend.check_target(target) is not None:
+        with backend.using_target(target):
+            return jvp(fun, primals, tangents, has_aux)
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise TypeError("jvp: primals and tangents must have the same number of entries")
@@ -316,8 +370,9 @@ def _leaf_dtype(leaf):
     return dtype if dtype is not None and np.dtype(dtype).kind == "f" else np.float64
 
 
-def jit(fun):
-    """Compile the forward function alone through the same trace -> fuse -> Numba path.
+def jit(fun, target=None):
+    """Compile the forward function alone through the same trace -> fuse -> Numba path
+    (`target`: see value_and_grad).
 
     >>> import numpy as np, jitad
     >>> f = jitad.jit(lambda x: np.sum(np.sin(x) ** 2))
@@ -331,4 +386,4 @@ def jit(fun):
         outs, out_tree, _ = transform.run(args, kwargs)
         return tree_unflatten(out_tree, [_to_python(v) for v in outs])
     jitted.jitad_transform, jitted.jitad_name = transform, "jit"
-    return jitted
+    return Transformed(_on_target(jitted, target), jit, fun, dict(target=target))

@@ -12,6 +12,7 @@ import functools
 
 import numpy as np
 
+from jitad import backend
 from jitad.api import grad, jvp, scalar_output
 from jitad.errors import JitadError
 from jitad.frontend.tracer import trace
@@ -28,10 +29,13 @@ class _JacobianFunction:
     `staging.Transform` kept with the user's function (`cache_on`), shared by every
     jacobian of it made with the same name, mode, chunk size and argnums."""
 
-    def __init__(self, fun, argnums, mode, chunk_size, cache_on=None, name="jacobian", describe=None):
+    def __init__(self, fun, argnums, mode, chunk_size, cache_on=None, name="jacobian", describe=None,
+                 target=None, made=None):
         if mode not in MODES:
             raise ValueError(f"jacobian: mode must be one of {MODES}, got {mode!r}")
         functools.update_wrapper(self, fun)
+        self.target = backend.check_target(target)
+        self._made = made  # (the public function that made it, the user's function, its options): for pickle
         self.fun, self.argnums, self.mode, self.chunk_size = fun, argnums, mode, chunk_size
         self.name = self.jitad_name = name  # update_wrapper copied `fun`'s if it is a transform
         self._describe = describe or _plan_mode
@@ -40,7 +44,18 @@ class _JacobianFunction:
             fun if cache_on is None else cache_on, (name, mode, chunk_size, spec),
             lambda: Transform(fun, _build_sweeps(mode, chunk_size), spec, name, self._describe))
 
+    def __reduce__(self):
+        if self._made is None:
+            raise TypeError(f"{self!r} cannot be pickled")
+        return _rebuild, self._made
+
     def __call__(self, *args, **kwargs):
+        if self.target is not None:
+            with backend.using_target(self.target):
+                return self._jacobian(args, kwargs)
+        return self._jacobian(args, kwargs)
+
+    def _jacobian(self, args, kwargs):
         transform = self.jitad_transform
         if kwargs:  # bind them, so the sweeps of this call share one trace
             transform = Transform(functools.partial(self.fun, **kwargs), transform.build, transform.argnums,
@@ -77,14 +92,15 @@ def _build_sweeps(mode, chunk_size):
     return build
 
 
-def jacobian(fun, argnums=0, mode="auto", chunk_size=None):
+def jacobian(fun, argnums=0, mode="auto", chunk_size=None, target=None):
     """Return `J(*args)`, the Jacobian of `fun`: for each output leaf and each input leaf of
     `argnums`, a block of shape `out.shape + in.shape`, nested as the output (outside) and
     the arguments (inside). `mode` is "auto" (cheapest by the scheduler's estimate),
     "forward", "reverse" or "mixed"; `J.plan(*args)` shows the choice and the estimates.
     `chunk_size` fixes the directions per compiled sweep (default: up to 256, fewer when k
     times the graph's values would not fit in ~32 MB, and up to 8 when the graph holds a
-    primitive without a batching rule, which a sweep unrolls k times).
+    primitive without a batching rule, which a sweep unrolls k times). `target`: where its
+    kernels run (see value_and_grad).
 
     >>> import numpy as np, jitad
     >>> A = np.array([[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]])
@@ -94,30 +110,33 @@ def jacobian(fun, argnums=0, mode="auto", chunk_size=None):
     >>> J.plan(np.zeros(2)).mode
     'forward'
     """
-    return _JacobianFunction(fun, argnums, mode, chunk_size)
+    return _JacobianFunction(fun, argnums, mode, chunk_size, target=target, made=(
+        jacobian, fun, dict(argnums=argnums, mode=mode, chunk_size=chunk_size, target=target)))
 
 
-def jacfwd(fun, argnums=0, chunk_size=None):
+def jacfwd(fun, argnums=0, chunk_size=None, target=None):
     """The Jacobian by forward mode: ceil(n/k) compiled sweeps of k tangent directions.
 
     >>> import numpy as np, jitad
     >>> jitad.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0])).tolist()
     [[2.0, 0.0], [0.0, 4.0]]
     """
-    return _JacobianFunction(fun, argnums, "forward", chunk_size, name="jacfwd")
+    return _JacobianFunction(fun, argnums, "forward", chunk_size, name="jacfwd", target=target, made=(
+        jacfwd, fun, dict(argnums=argnums, chunk_size=chunk_size, target=target)))
 
 
-def jacrev(fun, argnums=0, chunk_size=None):
+def jacrev(fun, argnums=0, chunk_size=None, target=None):
     """The Jacobian by reverse mode: ceil(m/k) compiled sweeps of k output cotangents.
 
     >>> import numpy as np, jitad
     >>> jitad.jacrev(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)
     (3.0, 2.0)
     """
-    return _JacobianFunction(fun, argnums, "reverse", chunk_size, name="jacrev")
+    return _JacobianFunction(fun, argnums, "reverse", chunk_size, name="jacrev", target=target, made=(
+        jacrev, fun, dict(argnums=argnums, chunk_size=chunk_size, target=target)))
 
 
-def hessian(fun, argnums=0):
+def hessian(fun, argnums=0, target=None):
     """The Hessian of scalar `fun`, forward over reverse: shape `in.shape + in.shape`.
 
     >>> import numpy as np, jitad
@@ -125,19 +144,32 @@ def hessian(fun, argnums=0):
     [[4.0, 2.0], [2.0, 0.0]]
     """
     return _JacobianFunction(jacrev(fun, argnums), argnums, "forward", None, cache_on=fun, name="hessian",
-                             describe=lambda meta: "forward over reverse")
+                             describe=_forward_over_reverse, target=target,
+                             made=(hessian, fun, dict(argnums=argnums, target=target)))
 
 
-def hvp(fun, primals, tangents):
+def _forward_over_reverse(meta):
+    return "forward over reverse"
+
+
+def _rebuild(make, fun, options):
+    return make(fun, **options)
+
+
+def hvp(fun, primals, tangents, target=None):
     """The Hessian-vector product of scalar `fun` at `primals` along `tangents`, forward
     over reverse (a directional derivative of the gradient), never forming the Hessian.
     With one primal it returns that argument's structure, else a tuple over the arguments.
-    Repeated calls with the same function and shapes reuse one compiled kernel.
+    Repeated calls with the same function and shapes reuse one compiled kernel. `target`: where
+    its kernels run (see value_and_grad).
 
     >>> import numpy as np, jitad
     >>> jitad.hvp(lambda x: np.sum(x ** 3), (np.array([1.0, 2.0]),), (np.array([1.0, 0.0]),)).tolist()
     [6.0, 0.0]
     """
+    if backend.check_target(target) is not None:
+        with backend.using_target(target):
+            return hvp(fun, primals, tangents)
     primals, tangents = tuple(primals), tuple(tangents)
     argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
     # the gradient function lives on `fun`, so jvp's compiled kernel (kept on it) is found again

@@ -201,6 +201,7 @@ class Stage:
         self.passes = []
         self.timings = {}
         self.inlined = False
+        self.target = "cpu"  # where its kernel runs (backend.Config.target)
         self.n_traced = 0  # inputs of `graph` that are the call's traced leaves (random draws follow)
 
     @contextlib.contextmanager
@@ -316,7 +317,7 @@ class Transform:
         self.build = build
         self.argnums = argnums
         self.name, self.mode = name, mode
-        # (signature key, extra inputs' shapes and dtypes, backend, compile == "off") -> Stage
+        # (signature key, extra inputs' shapes and dtypes, backend, compile == "off", target) -> Stage
         self.stages = {}
         self.fast = {}  # api's fast paths: a cheap key of plain float/array arguments -> a direct kernel call
         self.variants = {}  # signature key -> the specialisations of a function with guards (Stages)
@@ -336,7 +337,7 @@ class Transform:
         """The cached Stage of a call with positional `args` (any extra inputs) on the current
         backend, or None."""
         key = Signature(args, self.diff_argnums(len(args))).key()
-        config = (backend.config.backend, backend.config.compile == "off")
+        config = (backend.config.backend, backend.config.compile == "off", backend.current_target())
         return next((stage for k, stage in self.stages.items() if k[0] == key and k[2:] == config), None)
 
     def prepare(self, args, kwargs=None):
@@ -404,7 +405,7 @@ class Transform:
         if not nested and not kwargs:
             # a stage serves the backend it was built for (a NumPy-only stage of compile="off" too)
             key = (sig.key(), tuple((np.shape(e), np.asarray(e).dtype.str) for e in extra),
-                   backend.config.backend, backend.config.compile == "off")
+                   backend.config.backend, backend.config.compile == "off", backend.current_target())
             stage = self.stages.get(key)
             if stage is not None:
                 self.latest = stage
@@ -422,8 +423,9 @@ class Transform:
         STATS["traces"] += 1
         stage = self.latest = Stage(self, key)
         stage.n_traced = len(sig.traced)
+        stage.target = backend.current_target()
         tier_first = key is not None and backend.config.backend == "numba" and \
-            backend.config.compile in ("background", "off")
+            backend.config.compile in ("background", "off") and stage.target != "cuda"
         if tier_first and backend.config.compile == "background":
             worker.warm()  # the compile worker starts (and imports Numba) while this call traces and runs
         with stage.timed("trace", self):
@@ -468,7 +470,7 @@ class Transform:
             return outs, meta, sig
         stage.run_passes()
         with stage.timed("backend", profiled=False):  # fusion, codegen, kernel import: phases of their own
-            compiled = backend.compile(stage.optimized)
+            compiled = backend.compile(stage.optimized, stage.target)
         stage.executor = rng.Drawing(compiled, graph.draws, len(sig.traced)) if graph.draws else compiled
         if key is not None:
             self._keep(key, stage)
@@ -501,10 +503,10 @@ def transform_of(fun, key, make):
     """The transform `key` of `fun` (made by `make()` the first time): jitad's cache of transforms.
 
     It is a table kept on the user's function, so it lives as long as the function. Only Python
-    functions carry one; other callables (ufuncs, bound methods, objects jitad does not own)
+    functions and jitad's own transformed functions (`keeps_transforms`, as api.Transformed) carry one; other callables (ufuncs, bound methods, objects jitad does not own)
     get `make()` each time, and the caller keeps it (as `jitad.grad(np.sin)` does).
     """
-    if not isinstance(fun, types.FunctionType):
+    if not isinstance(fun, types.FunctionType) and not getattr(type(fun), "keeps_transforms", False):
         return make()
     table = fun.__dict__.get("_jitad_transforms")
     # functools.wraps copies __dict__, so a wrapper (grad's grad_fun) starts out holding the
@@ -569,7 +571,7 @@ class Pending:
             stage.run_transform()
             stage.run_passes()
             with stage.timed("backend", profiled=False):
-                executor = backend.compile(stage.optimized)
+                executor = backend.compile(stage.optimized, stage.target)
             if first_args is not None and hasattr(executor, "start"):
                 executor.start(first_args)  # the worker starts on the kernel for the first call's types
                 import numba  # noqa: F401 -- loading its kernel needs Numba here: import it while the worker compiles

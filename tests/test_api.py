@@ -256,3 +256,42 @@ def test_a_numpy_only_stage_does_not_serve_the_compiled_backend():
     assert off is not None and vg.jitad_transform.stage_for((X,)) is not off
     vg(X)
     assert vg.jitad_transform.stage_for((X,)) not in (None, off)
+
+
+def _cubic(x):
+    return np.sum(np.sin(x) * x ** 2)
+
+
+def test_transformed_functions_pickle_by_reference_with_their_options():
+    import pickle
+    x = np.linspace(0.1, 1.0, 4)
+    made = [jitad.grad(_cubic), jitad.value_and_grad(_cubic, target="cpu"), jitad.jit(_cubic),
+            jitad.jacobian(_cubic, mode="reverse"), jitad.jacfwd(_cubic), jitad.jacrev(_cubic),
+            jitad.hessian(_cubic), jitad.grad(jitad.grad(lambda t: t ** 3))]
+    for fn in made[:-1]:
+        again = pickle.loads(pickle.dumps(fn))
+        assert type(again) is type(fn) and again.__name__ == "_cubic"
+        first, second = fn(x), again(x)
+        for a, b in zip(first if isinstance(first, tuple) else [first],
+                        second if isinstance(second, tuple) else [second]):
+            np.testing.assert_array_equal(a, b)
+    assert pickle.loads(pickle.dumps(made[1]))._options["target"] == "cpu"
+    with pytest.raises((pickle.PicklingError, AttributeError, TypeError)):
+        pickle.dumps(made[-1])  # a lambda pickles by reference no better than with pickle itself
+
+
+def test_target_is_checked_and_keys_the_cache(monkeypatch):
+    with pytest.raises(ValueError, match="target must be one of"):
+        jitad.grad(_cubic, target="gpu")
+    with pytest.raises(ValueError, match="target must be one of"):
+        jitad.config.target = "tpu"
+    assert jitad.config.target == "cpu"
+    x = np.linspace(0.1, 1.0, 4)
+    vg = jitad.value_and_grad(_cubic)
+    vg(x)
+    keys = set(vg.jitad_transform.stages)
+    with jitad.backend.using_target("cuda"):
+        assert jitad.backend.current_target() == "cuda"
+        assert vg.jitad_transform.stage_for((x,)) is None  # a stage serves the target it was built for
+    assert jitad.backend.current_target() == "cpu"
+    assert {k[-1] for k in keys} == {"cpu"}

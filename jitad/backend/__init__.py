@@ -1,11 +1,14 @@
 """Backend selection: turns an optimized Graph into a callable on flat arrays."""
+import contextlib
 import os
+import threading
 import warnings
 
 from jitad.frontend import guards, rolling
 from jitad.primitives import control
 
 COMPILE_MODES = ("background", "eager", "off")
+TARGETS = ("cpu", "parallel", "cuda")
 
 
 def _compile_default():
@@ -17,6 +20,23 @@ def _compile_default():
                       RuntimeWarning, stacklevel=2)
         return "background"
     return value
+
+
+def _target_default():
+    value = os.environ.get("JITAD_TARGET", "").strip().lower()
+    if not value:
+        return "cpu"
+    if value not in TARGETS:
+        warnings.warn(f"JITAD_TARGET={value!r} is not one of {TARGETS}; using 'cpu'", RuntimeWarning, stacklevel=2)
+        return "cpu"
+    return value
+
+
+def check_target(target):
+    """`target` if it is one of TARGETS (None passes: the configured target), else a ValueError."""
+    if target is not None and target not in TARGETS:
+        raise ValueError(f"jitad: target must be one of {TARGETS}, got {target!r}")
+    return target
 
 
 class Config:
@@ -43,6 +63,11 @@ class Config:
         keeps per input signature (each traced and compiled for itself) before a call that
         takes yet another path is an error (default 16); 0 makes any Python control flow on a
         traced value a ConcretizationError (as JAX's jit does).
+    target: where compiled kernels run (default: $JITAD_TARGET, else "cpu"); a transform's
+        `target=` keyword overrides it for its calls:
+        "cpu"       Numba kernels on the CPU
+        "parallel"  Numba kernels whose large loop nests run on several threads (prange)
+        "cuda"      numba-cuda kernels on the GPU (jitad.backend.cuda; the [cuda] extra)
     """
     backend = "numba"
 
@@ -75,6 +100,17 @@ class Config:
 
     def __init__(self):
         self._compile = _compile_default()
+        self._target = _target_default()
+
+    @property
+    def target(self):
+        return self._target
+
+    @target.setter
+    def target(self, value):
+        if value is None:
+            raise ValueError(f"jitad.config.target must be one of {TARGETS}, got None")
+        self._target = check_target(value)
 
     @property
     def compile(self):
@@ -90,8 +126,37 @@ class Config:
 config = Config()
 
 
-def compile(graph):
+_scope = threading.local()
+
+
+def current_target():
+    """The target of the call being run: that of the innermost transform given `target=`
+    (`using_target`), else jitad.config.target."""
+    return getattr(_scope, "target", None) or config._target
+
+
+@contextlib.contextmanager
+def using_target(target):
+    """Calls inside run on `target` (a transform's `target=` keyword; None: no change)."""
+    if target is None:
+        yield
+        return
+    outer = getattr(_scope, "target", None)
+    _scope.target = target
+    try:
+        yield
+    finally:
+        _scope.target = outer
+
+
+def compile(graph, target="cpu"):
+    """An executor of `graph` for `target` (see Config.target)."""
     from jitad.backend.cache import ReferenceGraph, compile_graph
     if config.backend == "reference":
         return ReferenceGraph(graph)
+    if target == "cuda":
+        from jitad.backend import cuda
+        return cuda.compile_graph(graph)
+    if target == "parallel":
+        return compile_graph(graph, config.compile, target="parallel")
     return compile_graph(graph, config.compile)

@@ -610,11 +610,13 @@ def _staying(status):
             "compile in this process.")
 
 
-def compile_graph(graph, mode="eager", labels=None):
+def compile_graph(graph, mode="eager", labels=None, target="cpu"):
     """An executor for `graph`: compiled now ("eager"), on the NumPy tier while a worker
     compiles ("background"), or NumPy only ("off"). Graphs of more than SPLIT_NODES nodes
     compile in the split form. `labels`: optional text per graph input (the caller's argument
-    path) for the kernel's header comment."""
+    path) for the kernel's header comment. `target`: "cpu" or "parallel" (threaded loop nests)."""
+    if target != "cpu":
+        raise NotImplementedError(f"jitad: target={target!r} kernels are not built yet; use target='cpu'")
     if any(n.prim.kind == "callback" for n in graph.nodes):
         STATS["reference_fallbacks"] += 1
         return ReferenceGraph(graph)

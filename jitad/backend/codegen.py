@@ -32,6 +32,9 @@ from jitad.ixexpr import Ix, index_tuple
 from jitad.profiling import phase
 
 _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
+# target "parallel": a loop nest of at least this many elements runs on several threads; below it
+# the thread launch (~10 us) costs more than it saves (asv_benchmarks/bench_threads.py)
+PARALLEL_ELEMENTS = 1 << 16
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")
 _LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
 # calls an inner loop may hold and still vectorise
@@ -137,6 +140,14 @@ def _literal(value):
     return repr(value)
 
 
+# a float literal in generated code (not np.pi: sinc's np.sin(np.pi * x) is a float64 on purpose)
+_FLOAT_LITERAL = re.compile(r"(?<![\w.])(\d+\.\d*(?:e[-+]?\d+)?|\d+e[-+]?\d+|np\.inf|np\.nan)(?![\w.(])")
+
+
+def _float32_literal(match):
+    return f"np.float32({match.group(1)})"
+
+
 def _is_literal_value(value):
     return value.dtype.kind in "biu" or float(value.reshape(())) in _LITERALS or not np.isfinite(value.reshape(()))
 
@@ -221,6 +232,11 @@ class _Nest:
         self.after = [[] for _ in range(rank + 1)]   # statements after loop a-1 closes
         self.before = []                             # allocations, before the loops
         self.roots = []                              # split: the nest kernel's names of its roots
+        # parallel: the outer loop runs in chunks, one per thread (`_parallel_lines`); a reduction
+        # over it (one scalar) keeps a partial result per chunk, combined afterwards in chunk order
+        self.parallel = False
+        self.racy = False     # some root accumulates across the outer loop's iterations (no chunks)
+        self.partials = []    # (accumulator, its init statement, init, combine, dtype code)
 
     def vectorisable(self):
         """Nodes whose exp/expm1/tanh may take the vectorisable version: those in an inner loop
@@ -234,8 +250,39 @@ class _Nest:
         """(text, comment, depth) of the nest's lines, depth relative to the nest."""
         out = [(self.header, None, 0)] if self.header else []
         out += [(s.code(fast_nodes), s.comment, 0) for s in self.before]
-        self._level(0, fast_nodes, out)
+        if self.parallel:
+            self._parallel_lines(fast_nodes, out)
+        else:
+            self._level(0, fast_nodes, out)
         return out
+
+    def _parallel_lines(self, fast_nodes, out):
+        """The outer loop split into `K.chunks(n)` contiguous chunks run by `numba.prange`, one per
+        thread: every root is written at its own outer index (disjoint), and each scalar reduction
+        over the outer loop accumulates a partial per chunk (its inner loop vectorises as before),
+        combined in chunk order after the chunks (so NaN and inf propagate as in one loop)."""
+        names = self.function
+        chunk, count = names.unique("chunk"), names.unique("nchunks")
+        private = {acc: (names.unique(f"{acc}_t"), names.unique(f"{acc}_p")) for acc, *_ in self.partials}
+        inits = {id(stmt) for _, stmt, *_ in self.partials}
+        n = self.bounds[0]
+        out += [(s.code(fast_nodes), s.comment, 0) for s in self.levels[0] if id(s) not in inits]
+        out.append((f"{count} = K.chunks({n})", None, 0))
+        out += [(f"{private[acc][1]} = np.empty({count}, {dtype})", None, 0) for acc, _, _, _, dtype in self.partials]
+        out.append((f"for {chunk} in numba.prange({count}):", "a chunk per thread", 0))
+        out += [(f"{private[acc][0]} = {init}", None, 1) for acc, _, init, _, _ in self.partials]
+        out.append((f"for i0 in range({chunk} * {n} // {count}, ({chunk} + 1) * {n} // {count}):", None, 1))
+        inner = []
+        self._level(1, fast_nodes, inner)
+        rename = re.compile(r"\b(" + "|".join(map(re.escape, private)) + r")\b") if private else None
+        for text, comment, depth in inner:
+            out.append((rename.sub(lambda m: private[m.group(1)][0], text) if rename else text, comment, depth + 1))
+        out += [(f"{private[acc][1]}[{chunk}] = {private[acc][0]}", None, 1) for acc, *_ in self.partials]
+        for acc, _, init, combine, _ in self.partials:
+            out.append((f"{acc} = {init}", None, 0))
+            out.append((f"for {chunk} in range({count}):", None, 0))
+            out.append((f"{acc} = {combine.format(acc=acc, x=f'{private[acc][1]}[{chunk}]')}", None, 1))
+        out += [(s.code(fast_nodes), s.comment, 0) for s in self.after[1]]
 
     def _level(self, level, fast_nodes, out):
         out += [(s.code(fast_nodes), s.comment, level) for s in self.levels[level]]
@@ -248,8 +295,9 @@ class _Nest:
 class KernelWriter:
     """Writes the kernel for one plan. Names: x* inputs, c* constants, `<prim><number>` values."""
 
-    def __init__(self, graph, split=False, labels=None):
+    def __init__(self, graph, split=False, labels=None, parallel=False):
         self.graph = graph
+        self.parallel = parallel  # target "parallel": large loop nests run on several threads
         # split: each loop nest is a kernel of its own, in canonical form (its arrays, sizes and
         # slice starts are arguments), called from a plain Python driver; a nest repeated by a
         # Python loop (each step of an RNN, each mixture component) is then compiled once
@@ -420,7 +468,9 @@ class KernelWriter:
         params = [self.names[n.id] for n in self.graph.inputs] + list(self.const_values)
         if self.kernel.uses_dims:
             params.append("dims")
-        return _function_source(params, self._header(), lines, jit=not self.split, helpers=self.helpers)
+        parallel = any(isinstance(item, _Nest) and item.parallel for item in self.body)
+        return _function_source(params, self._header(), lines, jit=not self.split, helpers=self.helpers,
+                                parallel=parallel)
 
     def _header(self):
         """Comment lines mapping the kernel's arguments to what the caller passes."""
@@ -448,7 +498,7 @@ class KernelWriter:
         index = self._nest_index.get(code)
         if index is None:
             index = self._nest_index[code] = len(self.nests)
-            self.nests.append(_function_source(function.params, [], lines, jit=True))
+            self.nests.append(_function_source(function.params, [], lines, jit=True, parallel=nest.parallel))
         self.calls.append((index, function.args))
         roots = [self.names[r.id] for r in nest.step.roots]
         call = f"N{index}({', '.join(self.start_values.get(a, a) for a in function.args)})"
@@ -528,6 +578,8 @@ class KernelWriter:
             if root.ndim:
                 self.contiguous.add(root.id)
         nest.roots = [names[r.id] for r in step.roots]
+        nest.parallel = self.parallel and rank > 0 and not nest.racy and \
+            int(np.prod(step.shape)) >= PARALLEL_ELEMENTS
         self.nest = None
         return nest
 
@@ -558,7 +610,10 @@ class KernelWriter:
                 acc = self.fn.unique(f"{name}_acc")
             else:
                 acc = name  # a scalar root is its accumulator
-            nest.levels[outer].append(_Stmt(acc, init))
+            start = _Stmt(acc, init)
+            nest.levels[outer].append(start)
+            if outer == 0 and rank:  # a scalar over the outer loop: a partial per chunk, if parallel
+                nest.partials.append((acc, start, init, combine, dtype))
             # a float sum or product vectorises with partial sums (_FLOAT_STEPS); an integer one keeps
             # its order and its loop scalar
             self.place(_Stmt(acc, combine.format(acc=acc, x=value), self.describe(root),
@@ -568,6 +623,7 @@ class KernelWriter:
             # later roots of this nest on the outer axes read the finished accumulator
             self.cache[(root.id, tuple(kept))] = (acc, outer + 0.5)
         else:
+            nest.racy |= 0 in axes  # chunks of the outer loop would add into the same elements
             nest.before.append(_Stmt(name, f"np.full({self.shape_code(root)}, {init}, {dtype})"))
             target = f"{name}[{', '.join(kept)}]"
             self.place(_Stmt(target, combine.format(acc=target, x=value), self.describe(root)), level)
@@ -633,10 +689,12 @@ class KernelWriter:
             power = _POWER.match(expr) if np.dtype(node.dtype).kind == "f" else None
             fast = f"K.fpow({power.group(1)}, {power.group(2)})" if power else fast
             if node.dtype == np.float32:
-                # rounded to float32 at every node, as NumPy does: Numba computes float32 with
-                # float64 literals (and the vectorisable exp) in float64, and a value recomputed
-                # in one nest must equal the one another nest stored (a max's tie mask)
-                expr = f"np.float32({expr})"
+                # float32 literals: a float64 one makes Numba compute the node in float64 (NumPy casts
+                # a Python float to float32 first: x * 0.1 is x * float32(0.1)); and rounded to
+                # float32 at every node, as NumPy does (the vectorisable exp computes in float64),
+                # so a value recomputed in one nest equals the one another nest stored (a max's tie mask)
+                expr = f"np.float32({_FLOAT_LITERAL.sub(_float32_literal, expr)})"
+                fast = fast and _FLOAT_LITERAL.sub(_float32_literal, fast)
                 if node.prim.scalar in _FLOAT32_TEMPLATES:  # not sinc's np.sin(np.pi * x): a float64
                     for call, call32 in _FLOAT32_CALLS.items():
                         fast = fast and fast.replace(call, call32)
@@ -721,12 +779,13 @@ def subkernel(graph):
     return info
 
 
-def _function_source(params, header, lines, jit, helpers=None):
+def _function_source(params, header, lines, jit, helpers=None, parallel=False):
     """A module defining `kernel(*params)`: the imports its body uses, the header comments,
     and the body's (text, comment, depth) lines. `helpers` (name -> njit function definition
     the body calls, a loop's body) come before it; a plain-Python driver (not `jit`) loads each
     as a kernel module of its own (`cache.load_kernel`: exec'd source has no file for Numba's
-    disk cache)."""
+    disk cache). Kernels release the GIL (`nogil`: user threads run them at the same time);
+    `parallel`: the body has a `numba.prange` loop (Numba's parfors pass compiles it)."""
     body = [f"{'    ' * (depth + 1)}{text}  # {comment}" if comment else f"{'    ' * (depth + 1)}{text}"
             for text, comment, depth in lines]
     helpers = helpers or {}
@@ -744,7 +803,7 @@ def _function_source(params, header, lines, jit, helpers=None):
             out += ["", f"{name} = load_kernel({literal})"]
     out += ["", ""]
     if jit:
-        out.append('@numba.njit(cache=True, error_model="numpy")')
+        out.append(f'@numba.njit(cache=True, error_model="numpy", nogil=True{", parallel=True" if parallel else ""})')
     out.append(f"def kernel({', '.join(params)}):")
     out += [f"    {line}" for line in header]
     out += body
@@ -794,17 +853,20 @@ class SplitForm:
         return out
 
 
-def generate_split(graph, labels=None):
+def generate_split(graph, labels=None, parallel=False):
     """The split form of `graph` (a `SplitForm`): each loop nest a kernel of its own, called
     from a plain Python driver; repeated nests (a loop's steps) share one kernel. `labels`:
-    optional text per graph input for the driver's header (default `input k`)."""
-    writer = KernelWriter(graph, split=True, labels=labels)
+    optional text per graph input for the driver's header (default `input k`); `parallel`:
+    as in `generate`."""
+    writer = KernelWriter(graph, split=True, labels=labels, parallel=parallel)
     return SplitForm(writer, writer.write())
 
 
-def generate(graph, labels=None):
+def generate(graph, labels=None, parallel=False):
     """Returns (source, constant arguments, fresh sizes, plan). `labels`: optional text per
-    graph input for the kernel's header, say the caller's argument path (default `input k`)."""
-    writer = KernelWriter(graph, labels=labels)
+    graph input for the kernel's header, say the caller's argument path (default `input k`).
+    `parallel` (target "parallel"): loop nests of at least PARALLEL_ELEMENTS elements run their
+    outer loop on several threads, where each chunk of it writes elements of its own."""
+    writer = KernelWriter(graph, labels=labels, parallel=parallel)
     source = writer.write()
     return source, writer.const_args, writer.plan.fresh, writer.plan

@@ -7,7 +7,7 @@ import numba
 import numpy as np
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def bmm(a, b):
     """Batched matrix product of (B, M, K) and (B, K, N) arrays."""
     out = np.empty((a.shape[0], a.shape[1], b.shape[2]), a.dtype)
@@ -16,14 +16,14 @@ def bmm(a, b):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def dot(a, b):
     """np.dot of two matrices, compiled once per layout and cached on disk (Numba's np.dot in a
     kernel compiles its BLAS call again in every process and lowers it at every call site)."""
     return np.dot(a, b)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def take3(x, idx):
     """out[p, j, q] = x[p, idx[j], q] (negative indices wrap like NumPy)."""
     n = x.shape[1]
@@ -38,7 +38,7 @@ def take3(x, idx):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def scatter_add3(g, idx, size):
     """The transpose of take3: out[p, idx[j], q] += g[p, j, q]."""
     out = np.zeros((g.shape[0], size, g.shape[2]), g.dtype)
@@ -52,7 +52,7 @@ def scatter_add3(g, idx, size):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def cumsum3(x):
     out = np.empty_like(x)
     for p in range(x.shape[0]):
@@ -64,7 +64,7 @@ def cumsum3(x):
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def argsort_rows(x):
     """Stable argsort of each row of a 2-D array."""
     out = np.empty(x.shape, np.int64)
@@ -73,17 +73,29 @@ def argsort_rows(x):
     return out
 
 
-@numba.njit(forceinline=True, cache=True)
+@numba.njit(forceinline=True, cache=True, nogil=True)
 def nmax(a, b):
     """np.maximum of two scalars: NaN when either is (Python's max drops a NaN that comes second),
     the second of two equal ones (np.maximum(0.0, -0.0) is -0.0). A select: it vectorises."""
     return a if a > b or a != a else b
 
 
-@numba.njit(forceinline=True, cache=True)
+@numba.njit(forceinline=True, cache=True, nogil=True)
 def nmin(a, b):
     """np.minimum of two scalars, as `nmax`."""
     return a if a < b or a != a else b
+
+
+# a parallel loop nest's outer loop runs as this many chunks at most (numba.prange over them shares
+# them out among the threads): a fixed count, so a result does not depend on the number of threads,
+# and one that 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, ... threads divide evenly
+CHUNKS = 240
+
+
+@numba.njit(cache=True, nogil=True)
+def chunks(n):
+    """How many chunks a parallel loop nest splits its n outer iterations into."""
+    return max(1, min(CHUNKS, n))
 
 
 # vectorisable exp, expm1, tanh, sin, cos, log, ... and the reassociable sum and product steps

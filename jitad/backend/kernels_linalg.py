@@ -34,7 +34,7 @@ _dgetrs, _sgetrs = _lapack("dgetrs", 9), _lapack("sgetrs", 9)   # trans, n, nrhs
 _dtrtrs, _strtrs = _lapack("dtrtrs", 10), _lapack("strtrs", 10)  # uplo, trans, diag, n, nrhs, a, lda, b, ldb, info
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _stack(a):
     """a (..., m, n) as a C-contiguous (batch, m, n) array."""
     m, n = a.shape[-2], a.shape[-1]
@@ -44,18 +44,18 @@ def _stack(a):
     return np.ascontiguousarray(a).reshape((count, m, n))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _char(c):
     return np.array([ord(c)], np.uint8)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _int(k):
     return np.array([k], np.int32)
 
 
 # --- LU ---------------------------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def lu_factor(a):
     """Packed LU factors of each square matrix of `a` (see the module docstring)."""
     n = a.shape[-1]
@@ -76,7 +76,7 @@ def lu_factor(a):
     return out.reshape(a.shape[:-2] + (n + 1, n))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _check_pivots(f):
     n = f.shape[1]
     for i in range(n):
@@ -84,7 +84,7 @@ def _check_pivots(f):
             raise np.linalg.LinAlgError("Singular matrix")
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def lu_solve(lu, b, trans):
     """x with A x = b (trans=0) or Aᵀ x = b (trans=1) from packed factors; b is (..., n, k)."""
     n, nrhs = b.shape[-2], b.shape[-1]
@@ -110,7 +110,7 @@ def lu_solve(lu, b, trans):
     return out.reshape(b.shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _lu_sign_logabs(f3, k, n):
     sign, logabs = 1.0, 0.0
     for i in range(n):
@@ -125,7 +125,7 @@ def _lu_sign_logabs(f3, k, n):
     return sign, logabs
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def lu_det(lu):
     n = lu.shape[-1]
     f3 = _stack(lu)
@@ -140,7 +140,7 @@ def lu_det(lu):
     return out  # flat over the batch; the lowering reshapes (or takes the scalar)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def lu_slogdet(lu, logabsdet):
     """The sign (logabsdet=False) or log|det| (logabsdet=True) from packed LU factors."""
     n = lu.shape[-1]
@@ -153,7 +153,7 @@ def lu_slogdet(lu, logabsdet):
 
 
 # --- triangular solve -------------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def solve_triangular(t, b, lower, trans, unit_diagonal):
     """x with op(T) x = b, op(T) = T or Tᵀ, reading one triangle of T; b is (..., n, k)."""
     n, nrhs = b.shape[-2], b.shape[-1]
@@ -181,7 +181,7 @@ def solve_triangular(t, b, lower, trans, unit_diagonal):
 
 
 # --- Numba's np.linalg, batched ----------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def inv(a):
     a3 = _stack(a)
     out = np.empty_like(a3)
@@ -190,7 +190,7 @@ def inv(a):
     return out.reshape(a.shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def cholesky(a):
     """Lower Cholesky factor, reading the lower triangle only (like NumPy)."""
     a3 = _stack(a)
@@ -200,7 +200,7 @@ def cholesky(a):
     return out.reshape(a.shape)
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def eigh(a):
     """Packed eigenvalues and eigenvectors, reading the lower triangle only (like NumPy)."""
     n = a.shape[-1]
@@ -213,7 +213,7 @@ def eigh(a):
     return out.reshape(a.shape[:-2] + (n + 1, n))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def svd(a):
     """Packed reduced SVD: singular values, U and V = Vhᵀ."""
     m, n = a.shape[-2], a.shape[-1]
@@ -228,7 +228,7 @@ def svd(a):
     return out.reshape(a.shape[:-2] + (1 + m + n, r))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def svd_full(a, vh):
     """U (vh=False) or Vh (vh=True) of the full SVD."""
     m, n = a.shape[-2], a.shape[-1]
@@ -241,7 +241,7 @@ def svd_full(a, vh):
     return out.reshape(a.shape[:-2] + (size, size))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def qr(a):
     """Packed reduced QR: Q, then Rᵀ."""
     m, n = a.shape[-2], a.shape[-1]
@@ -255,7 +255,7 @@ def qr(a):
     return out.reshape(a.shape[:-2] + (m + n, r))
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def pinv(a, rcond):
     m, n = a.shape[-2], a.shape[-1]
     a3 = _stack(a)
@@ -266,24 +266,24 @@ def pinv(a, rcond):
 
 
 # --- parts of packed factors -------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def first_row(p):
     """p[..., 0, :]: eigenvalues / singular values."""
     return np.ascontiguousarray(p[..., 0, :])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def rows_after_first(p):
     """p[..., 1:, :]: eigenvectors / [U; V]."""
     return np.ascontiguousarray(p[..., 1:, :])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def qr_q(p, a):
     return np.ascontiguousarray(p[..., :a.shape[-2], :])
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def qr_r(p, a):
     rt = _stack(p[..., a.shape[-2]:, :])
     out = np.empty((rt.shape[0], rt.shape[2], rt.shape[1]), p.dtype)
@@ -293,7 +293,7 @@ def qr_r(p, a):
 
 
 # --- numerical guard ----------------------------------------------------------------------
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def _max_abs(x):
     top = 0.0
     for v in np.asarray(x).flat:  # x may be a scalar in generated code
@@ -302,7 +302,7 @@ def _max_abs(x):
     return top
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def require_small(x, r, tol, message):
     """x, after checking that every |r| <= tol; else NonDifferentiableError(message)."""
     if _max_abs(r) > tol:

@@ -18,7 +18,7 @@ import numpy as np
 __all__ = ["gammaln", "gamma", "betaln", "digamma", "polygamma", "erf", "erfc", "ndtr", "log_ndtr", "erfinv",
            "ndtri", "log_expit", "xlogy", "xlog1py", "entr", "bessel_i"]
 
-_njit = numba.njit(cache=True, error_model="numpy")
+_njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
 _SQRT_PI = 1.7724538509055160273
 _SQRT_2 = 1.4142135623730950488

@@ -34,7 +34,7 @@ __all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", 
            "farcsin", "farccos", "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "fpow",
            "fsin32", "fcos32", "ftan32", "ferf", "fexp2", "farccosh", "radd", "rmul", "rmax", "rmin"]
 
-_JIT = dict(forceinline=True, error_model="numpy", cache=True)
+_JIT = dict(forceinline=True, error_model="numpy", cache=True, nogil=True)
 
 _LN2_HI = 6.93147180369123816490e-01  # ln 2 to 32 bits: e * _LN2_HI is exact for |e| < 2^21
 _LN2_LO = 1.90821492927058770002e-10
@@ -104,25 +104,25 @@ _rmax = _nan_extremum("llvm.maximum")
 _rmin = _nan_extremum("llvm.minimum")
 
 
-@numba.njit(forceinline=True, cache=True)
+@numba.njit(forceinline=True, cache=True, nogil=True)
 def rmax(acc, x):
     """The larger of acc and x, NaN if either is NaN: the step of a max reduction (vectorises)."""
     return _rmax(acc, x)
 
 
-@numba.njit(forceinline=True, cache=True)
+@numba.njit(forceinline=True, cache=True, nogil=True)
 def rmin(acc, x):
     """The smaller of acc and x, NaN if either is NaN: the step of a min reduction (vectorises)."""
     return _rmin(acc, x)
 
 
-@numba.njit(forceinline=True, cache=True)
+@numba.njit(forceinline=True, cache=True, nogil=True)
 def radd(acc, x):
     """acc + x, reassociable: the step of a sum reduction that LLVM may vectorise."""
     return _radd(acc, x)
 
 
-@numba.njit(forceinline=True, cache=True)
+@numba.njit(forceinline=True, cache=True, nogil=True)
 def rmul(acc, x):
     """acc * x, reassociable: the step of a product reduction that LLVM may vectorise."""
     return _rmul(acc, x)

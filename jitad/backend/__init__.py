@@ -127,11 +127,15 @@ config = Config()
 
 
 _scope = threading.local()
+_open = [0]  # `using_target` scopes open in any thread: while none is, no thread-local lookup
+_open_lock = threading.Lock()
 
 
 def current_target():
     """The target of the call being run: that of the innermost transform given `target=`
     (`using_target`), else jitad.config.target."""
+    if not _open[0]:
+        return config._target
     return getattr(_scope, "target", None) or config._target
 
 
@@ -143,10 +147,14 @@ def using_target(target):
         return
     outer = getattr(_scope, "target", None)
     _scope.target = target
+    with _open_lock:
+        _open[0] += 1
     try:
         yield
     finally:
         _scope.target = outer
+        with _open_lock:
+            _open[0] -= 1
 
 
 def compile(graph, target="cpu"):

@@ -59,6 +59,15 @@ def normalize_argnums(argnums, nargs):
     return tuple(a % nargs for a in nums), single
 
 
+def _device_array_type(leaf):
+    """The dtype of a GPU array (a numba device array, or anything with __cuda_array_interface__:
+    CuPy, PyTorch CUDA tensors), else None. No CUDA module is imported."""
+    if hasattr(leaf, "copy_to_host") and hasattr(leaf, "shape"):
+        return np.dtype(leaf.dtype)
+    interface = getattr(leaf, "__cuda_array_interface__", None)
+    return np.dtype(interface["typestr"]) if isinstance(interface, dict) else None
+
+
 def classify(leaf, position, differentiated):
     """('traced', shape, dtype) for values jitad traces, or ('static', value)."""
     if isinstance(leaf, Tracer):
@@ -77,6 +86,8 @@ def classify(leaf, position, differentiated):
         kind = ("static", leaf)
     elif isinstance(leaf, complex):
         raise InputDtypeError(position, np.dtype(complex))
+    elif _device_array_type(leaf) is not None:  # a GPU array (target="cuda"): traced by shape and dtype
+        kind = ("traced", tuple(leaf.shape), _device_array_type(leaf))
     else:
         if differentiated:
             raise LeafTypeError(position, leaf)

@@ -68,6 +68,8 @@ class Config:
         "cpu"       Numba kernels on the CPU
         "parallel"  Numba kernels whose large loop nests run on several threads (prange)
         "cuda"      numba-cuda kernels on the GPU (jitad.backend.cuda; the [cuda] extra)
+    threads: how many threads a "parallel" kernel's loop nests run on (default: all of Numba's,
+        NUMBA_NUM_THREADS, the CPUs); 1 runs them on the calling thread only.
     """
     backend = "numba"
 
@@ -87,6 +89,21 @@ class Config:
     @memory.setter
     def memory(self, value):
         control.settings["memory"] = control.check_memory(value)
+
+    @property
+    def threads(self):
+        from jitad.backend.cache import THREADS, default_threads
+        return THREADS[0] or default_threads()
+
+    @threads.setter
+    def threads(self, value):
+        from jitad.backend.cache import THREADS, default_threads
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"jitad.config.threads must be a positive int, got {value!r}")
+        if value > default_threads():
+            raise ValueError(f"jitad.config.threads = {value} is more than Numba's {default_threads()} threads "
+                             "(set NUMBA_NUM_THREADS before Numba is imported for more)")
+        THREADS[0] = value  # applied in each calling thread before a parallel kernel runs (cache.threaded)
 
     @property
     def specializations(self):

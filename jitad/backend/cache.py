@@ -303,6 +303,39 @@ def _uses_dims(source):
     return uses_dims(source)
 
 
+# --- threads of the parallel target -------------------------------------------------------------
+THREADS = [None]  # jitad.config.threads: None = all of Numba's threads (NUMBA_NUM_THREADS)
+_thread_state = threading.local()
+
+
+def default_threads():
+    """Numba's thread count (NUMBA_NUM_THREADS, default: the CPUs), read without importing Numba."""
+    value = os.environ.get("NUMBA_NUM_THREADS", "").strip()
+    if value.isdigit() and int(value) > 0:
+        return int(value)
+    return os.cpu_count() or 1
+
+
+def is_parallel(source):
+    """Whether a kernel's source runs loop nests on several threads (codegen's parallel form)."""
+    return "numba.prange(" in source
+
+
+def threaded(dispatcher):
+    """`dispatcher` called with this thread's Numba thread count set to jitad.config.threads first
+    (Numba's setting is per calling thread, so a user thread or a Dask worker's gets it too)."""
+    state = _thread_state
+
+    def call(*args):
+        if getattr(state, "threads", None) != THREADS[0]:
+            import numba
+            numba.set_num_threads(min(THREADS[0] or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+            state.threads = THREADS[0]
+        return dispatcher(*args)
+    call.py_func = getattr(dispatcher, "py_func", None)
+    return call
+
+
 # --- executors: flat input values in, list of outputs out --------------------------------------
 class CompiledGraph:
     """Calls one kernel: flat input values in, list of outputs out."""
@@ -310,7 +343,8 @@ class CompiledGraph:
     def __init__(self, graph, source, dispatcher, consts, fresh, plan):
         self.graph = graph
         self.source = source
-        self.dispatcher = dispatcher
+        self.numba_dispatcher = dispatcher
+        self.dispatcher = threaded(dispatcher) if is_parallel(source) else dispatcher
         self.plan = plan
         self.extra = tuple(consts) + ((tuple(fresh),) if _uses_dims(source) else ())
         self.scalar_inputs = [k for k, n in enumerate(graph.inputs) if n.ndim == 0]
@@ -362,8 +396,8 @@ class CompiledGraph:
         return outs
 
     def _counted_call(self, args):
-        before = len(self.dispatcher.signatures)
-        hits = sum(self.dispatcher.stats.cache_hits.values())
+        before = len(self.numba_dispatcher.signatures)
+        hits = sum(self.numba_dispatcher.stats.cache_hits.values())
         try:
             outs = self.direct(args)
         except RecursionError as exc:  # Numba's passes recurse over very deep expressions
@@ -374,8 +408,8 @@ class CompiledGraph:
                 "of in-place writes or elementwise operations on one array. Way out: "
                 "jitad.config.compile = 'off' runs the function on the NumPy executor (same results), or "
                 "write the loop as whole-array operations.") from exc
-        if len(self.dispatcher.signatures) > before:
-            if sum(self.dispatcher.stats.cache_hits.values()) > hits:
+        if len(self.numba_dispatcher.signatures) > before:
+            if sum(self.numba_dispatcher.stats.cache_hits.values()) > hits:
                 STATS["disk_loads"] += 1
             else:
                 STATS["numba_compilations"] += 1
@@ -509,7 +543,8 @@ class SplitCompiledGraph(CompiledGraph):
 
     def __init__(self, graph, split):
         self.split = split
-        namespace = {f"N{k}": load_kernel(source) for k, source in enumerate(split.nests)}
+        namespace = {f"N{k}": threaded(load_kernel(source)) if is_parallel(source) else load_kernel(source)
+                     for k, source in enumerate(split.nests)}
         code = compile(split.source, f"<jitad driver {source_hash(split.source)}>", "exec")
         exec(code, namespace)  # noqa: S102 -- jitad's own generated source
         super().__init__(graph, split.source, namespace["kernel"], split.consts, split.fresh, split.plan)
@@ -614,9 +649,11 @@ def compile_graph(graph, mode="eager", labels=None, target="cpu"):
     """An executor for `graph`: compiled now ("eager"), on the NumPy tier while a worker
     compiles ("background"), or NumPy only ("off"). Graphs of more than SPLIT_NODES nodes
     compile in the split form. `labels`: optional text per graph input (the caller's argument
-    path) for the kernel's header comment. `target`: "cpu" or "parallel" (threaded loop nests)."""
-    if target != "cpu":
-        raise NotImplementedError(f"jitad: target={target!r} kernels are not built yet; use target='cpu'")
+    path) for the kernel's header comment. `target`: "cpu" or "parallel" (loop nests of at least
+    codegen.PARALLEL_ELEMENTS elements run on jitad.config.threads threads)."""
+    if target not in ("cpu", "parallel"):
+        raise ValueError(f"jitad: compile_graph builds target 'cpu' or 'parallel', not {target!r}")
+    parallel = target == "parallel"
     if any(n.prim.kind == "callback" for n in graph.nodes):
         STATS["reference_fallbacks"] += 1
         return ReferenceGraph(graph)
@@ -625,12 +662,12 @@ def compile_graph(graph, mode="eager", labels=None, target="cpu"):
     if len(graph.nodes) > SPLIT_NODES:
         from jitad.backend.codegen import generate_split
         with phase("codegen"):
-            split = generate_split(graph, labels)
+            split = generate_split(graph, labels, parallel=parallel)
         note(graph, split.plan, [split.source, *split.nests], split.nests)
         return TieredSplit(graph, split) if mode == "background" else SplitCompiledGraph(graph, split)
     from jitad.backend.codegen import generate
     with phase("codegen"):
-        source, consts, fresh, plan = generate(graph, labels)
+        source, consts, fresh, plan = generate(graph, labels, parallel=parallel)
     note(graph, plan, [source])
     if mode == "background":
         return TieredGraph(graph, source, consts, fresh, plan)

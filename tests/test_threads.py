@@ -1,0 +1,127 @@
+"""Threads (issue 13, item 3): kernels release the GIL, and the "parallel" target runs large loop
+nests as `numba.prange` over chunks of their outer loop, with a partial per chunk for a reduction
+over it. Speed is measured in asv_benchmarks/bench_threads.py; here: the source's shape, equal
+results (NaN and inf propagate as in NumPy; the same bits for any number of threads), race-free
+gradients, and concurrent calls from user threads."""
+import re
+import threading
+
+import numpy as np
+import pytest
+
+import jitad
+from jitad.backend import codegen
+from jitad.frontend.tracer import trace
+from jitad.interpreter import evaluate
+from jitad.passes import optimize
+
+
+def _graph(fun, *args):
+    def listed(*values):
+        value, grad = jitad.value_and_grad(fun)(*values)
+        return [value, grad]
+    return optimize(trace(listed, [(a.shape, a.dtype) for a in args])[0])
+
+
+def loss(X):
+    """Reductions of every kind the parallel form handles: a full sum, max and min over the chunked
+    axis (a partial per chunk), row sums (each chunk its own rows)."""
+    rows = np.sum(X * X, axis=1)
+    return np.sum(np.tanh(X) ** 2) + np.max(X) + 0.5 * np.sum(rows) - np.min(rows)
+
+
+def column_loss(X):
+    """A column sum accumulates across the outer loop: that nest stays serial."""
+    return np.sum(np.sum(X, axis=0) ** 2) + np.sum(np.tanh(X))
+
+
+BIG = (320, 256)  # 81920 elements: above codegen.PARALLEL_ELEMENTS
+SMALL = (8, 16)
+
+
+def test_kernels_release_the_gil():
+    for parallel in (False, True):
+        source = codegen.generate(_graph(loss, np.ones(BIG)), parallel=parallel)[0]
+        assert re.search(r"@numba\.njit\([^)]*nogil=True", source), source
+    from jitad.backend import kernels, kernels_linalg
+    assert kernels.dot.targetoptions.get("nogil") and kernels_linalg.lu_factor.targetoptions.get("nogil")
+
+
+def test_parallel_form_only_for_large_nests():
+    small = codegen.generate(_graph(loss, np.ones(SMALL)), parallel=True)[0]
+    assert "prange" not in small and "parallel=True" not in small
+    cpu = codegen.generate(_graph(loss, np.ones(BIG)))[0]
+    assert "prange" not in cpu  # target "cpu" is serial at every size
+    big = codegen.generate(_graph(loss, np.ones(BIG)), parallel=True)[0]
+    assert "parallel=True" in big and "numba.prange(nchunks)" in big, big
+    # the full sum and max keep a partial per chunk, combined after the chunks
+    assert re.search(r"(sum|max)\d+_p\[chunk\] = \1\d+_t", big), big
+    # the column sum adds into the same elements from every row: its nest is not chunked
+    columns = codegen.generate(_graph(column_loss, np.ones(BIG)), parallel=True)[0]
+    nests = columns.split("# loop nest")[1:]
+    assert [("np.full(" in nest, "prange" in nest) for nest in nests if "np.full(" in nest] == [(True, False)], columns
+
+
+@pytest.fixture(scope="module")
+def parallel_vg():
+    return jitad.value_and_grad(loss, target="parallel")
+
+
+def _expected(X):
+    graph = _graph(loss, X)
+    value, grad = evaluate(graph, [X])
+    return value, grad
+
+
+@pytest.mark.parametrize("special", [None, np.nan, np.inf, -np.inf])
+def test_parallel_equals_numpy(parallel_vg, special):
+    X = np.random.default_rng(1).uniform(-2, 2, BIG)
+    if special is not None:
+        X[-1, -3] = special  # in the last chunk: a per-chunk partial must carry it to the result
+    value, grad = parallel_vg(X)
+    want_value, want_grad = _expected(X)
+    np.testing.assert_allclose(value, want_value, rtol=1e-12)
+    assert np.isnan(value) == np.isnan(want_value)
+    np.testing.assert_allclose(grad, want_grad, rtol=1e-12, atol=1e-12)  # NaN where NumPy's is NaN
+    assert grad.dtype == X.dtype
+
+
+def test_same_bits_for_any_thread_count(parallel_vg):
+    X = np.random.default_rng(2).uniform(-2, 2, BIG)
+    saved = jitad.config.threads
+    try:
+        jitad.config.threads = 1
+        one = parallel_vg(X)
+        jitad.config.threads = saved
+        many = parallel_vg(X)
+    finally:
+        jitad.config.threads = saved
+    assert one[0] == many[0]
+    np.testing.assert_array_equal(one[1], many[1])
+
+
+def test_user_threads_call_kernels_at_once(parallel_vg):
+    """Kernels are nogil: several Python threads run one kernel at the same time (each with its own
+    Numba thread setting), each getting its own correct result."""
+    inputs = [np.random.default_rng(k).uniform(-2, 2, BIG) for k in range(4)]
+    expected = [parallel_vg(X) for X in inputs]
+    results = [None] * len(inputs)
+
+    def work(k):
+        for _ in range(3):
+            results[k] = parallel_vg(inputs[k])
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(len(inputs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for (value, grad), (want_value, want_grad) in zip(results, expected):
+        assert value == want_value
+        np.testing.assert_array_equal(grad, want_grad)
+
+
+def test_threads_setting():
+    assert jitad.config.threads >= 1
+    for bad in (0, -1, True, 2.0, "2", 10 ** 6):
+        with pytest.raises(ValueError, match="jitad.config.threads"):
+            jitad.config.threads = bad

@@ -1,4 +1,4 @@
-"""Command line: `python -m jitad demo`, `modes`, `profile-compile` and `coverage`."""
+"""Command line: `python -m jitad demo`, `modes`, `profile-compile`, `coverage` and `cuda-check`."""
 import argparse
 import sys
 
@@ -38,6 +38,10 @@ def _parser():
     coverage.add_argument("--write", action="store_true",
                           help="write the table into README.md between its coverage markers")
     commands.add_parser(
+        "cuda-check", add_help=False,
+        help="run the primitive table and the benchmark programs on the cuda target (a GPU, else Numba's "
+             "simulator) against the reference, with timings (`python -m jitad cuda-check --help`)")
+    commands.add_parser(
         "modes", add_help=False,
         help="time forward, reverse and mixed mode on Jacobians "
              "(`python -m jitad modes --help` for its options)")
@@ -49,6 +53,9 @@ def main(argv=None):
     if argv[:1] == ["modes"]:  # its options belong to the script, which parses them itself
         from jitad.tools import modes
         return modes.main(argv[1:])
+    if argv[:1] == ["cuda-check"]:
+        from jitad.tools import cuda_check
+        return cuda_check.main(argv[1:])
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command == "demo":

@@ -34,7 +34,7 @@ LAYERS = [
     {"schedule"},
     {"jacobians"},
     {"tools", "tools.checks", "tools.explain", "tools.demo", "tools.demo_linalg", "tools.modes", "tools.coverage",
-     "__main__", "__init__"},
+     "tools.cuda_check", "__main__", "__init__"},
     {"dask"},  # jitad.dask: Dask clusters, on top of everything (imports dask lazily)
 ]
 

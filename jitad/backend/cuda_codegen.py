@@ -455,7 +455,7 @@ def _tree(j, acc, dtype, combine):
 
 
 _PRELUDE = '''
-MAX_BLOCKS = TPB * 8 if SIMULATOR else 4096
+MAX_BLOCKS = 16 if SIMULATOR else 4096  # more elements: grid-stride loops
 
 
 def _grid(n):
@@ -492,7 +492,7 @@ def generate(graph, labels=None, simulator=True, capability=None):
     where = "simulator" if simulator else f"cc {capability[0]}.{capability[1]}"
     target_line = (f'TARGET = "cuda {where}"  # part of the cache key: a kernel per target\n'
                    f"SIMULATOR = {bool(simulator)}\n"
-                   f"TPB = {8 if simulator else 256}  # threads per block")
+                   f"TPB = {4 if simulator else 256}  # threads per block")
     source = writer.write_module(target_line)
     return source, writer.const_args, writer.plan.fresh, writer.plan, writer
 

@@ -1,0 +1,215 @@
+"""The cuda target (jitad/backend/cuda.py) on Numba's CUDA simulator.
+
+Numba reads NUMBA_ENABLE_CUDASIM when it is first imported, so the simulator tests run in a
+subprocess with it set (`test_cuda_on_the_simulator` starts `pytest` on this file there); in the
+default process they are skipped, and only the tests that need no CUDA run. The simulator runs
+every thread in Python: tiny arrays, the table's rows packed into a few groups.
+
+What lowers to CUDA: every fused loop nest (elementwise, broadcasting, indexing, reductions),
+take / scatter-add / concatenate / matmul; what raises CudaUnsupportedError (a
+jitad.UnsupportedOperationError, when the graph is compiled): the other library calls (linear
+algebra, argsort, cumsum, scans and while loops, custom rules calling back into Python) and the
+scalar special functions without a device version (`UNSUPPORTED_ROWS` below, checked to raise).
+"""
+import os
+import subprocess
+import sys
+
+import numpy as np
+import optree
+import pytest
+
+import jitad
+
+SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
+on_simulator = pytest.mark.skipif(not SIMULATOR, reason="runs in the simulator subprocess (test_cuda_on_the_simulator)")
+
+# the table's sections whose rows the cuda target compiles (elementwise, broadcasting, indexing, reductions)
+GROUPS = ("unary", "binary", "predicates", "reductions", "shapes")
+# rows of those sections the cuda target cannot compile, and the primitive each one names
+UNSUPPORTED_ROWS = {"sort": "argsort", "median_ptp": "argsort"}
+MAX_ROWS = 40  # rows per simulated group (the simulator's time is per launch, not per row)
+
+
+def test_cuda_on_the_simulator():
+    """Every test below marked on_simulator, run in a process with NUMBA_ENABLE_CUDASIM=1."""
+    if SIMULATOR:
+        pytest.skip("this process is the simulator's")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", JITAD_COMPILE="eager")
+    proc = subprocess.run([sys.executable, "-m", "pytest", __file__, "-x", "-p", "no:cacheprovider", "-rA"], env=env, capture_output=True, text=True, timeout=600,
+                          cwd=os.path.dirname(os.path.abspath(__file__)))
+    assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
+    passed = proc.stdout.count("\nPASSED ")
+    assert passed >= 10 and "\nFAILED " not in proc.stdout, proc.stdout[-6000:]
+
+
+def test_import_does_not_import_numba_cuda():
+    code = "import sys, jitad; print(any(m == 'numba.cuda' or m.startswith('numba.cuda.') for m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
+def test_without_gpu_or_simulator_the_error_says_what_to_do():
+    if SIMULATOR:
+        pytest.skip("the simulator is on in this process")
+    from numba import cuda
+    if cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(jitad.errors.CompileError, match="NUMBA_ENABLE_CUDASIM=1") as info:
+        jitad.grad(lambda x: np.sum(x * x), target="cuda")(np.ones(3))
+    assert "jitad[cuda]" in str(info.value) or "target='cpu'" in str(info.value)
+
+
+# --- on the simulator ------------------------------------------------------------------------------
+@pytest.fixture
+def cuda_target():
+    from jitad.backend import cuda
+    saved = jitad.config.target
+    jitad.config.target = "cuda"
+    before = cuda.CALLS["count"]
+    yield cuda
+    jitad.config.target = saved
+    assert cuda.CALLS["count"] > before, "no call ran on the cuda target"
+
+
+def _groups():
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    from primitive_table import TABLE, compiled_groups
+    rows = [row for row in TABLE if row.group in GROUPS and row.name not in UNSUPPORTED_ROWS]
+    return compiled_groups(rows, MAX_ROWS)
+
+
+@on_simulator
+@pytest.mark.parametrize("name, rows", _groups() if SIMULATOR else [], ids=[n for n, _ in (_groups() if SIMULATOR else [])])
+def test_table_compiled_on_cuda_matches_reference(cuda_target, name, rows):
+    """Values (also against NumPy) and a vjp of each group: the cuda target against the reference executor."""
+    from test_compiled import check_group_reverse
+    check_group_reverse(rows)
+
+
+@on_simulator
+def test_unsupported_rows_raise_naming_the_primitive(cuda_target):
+    from primitive_table import ROWS, group_function
+    cuda_target.CALLS["count"] += 1  # nothing runs here on purpose
+    for name, primitive in UNSUPPORTED_ROWS.items():
+        row = ROWS[name]
+        with pytest.raises(jitad.UnsupportedOperationError, match=f"`{primitive}`.*target='cpu'"):
+            jitad.vjp(group_function([row]), [row.compiled_args()])
+
+
+@on_simulator
+def test_linear_algebra_raises_at_compile_time(cuda_target):
+    cuda_target.CALLS["count"] += 1
+    a = np.eye(3) * 2.0 + 0.1
+    with pytest.raises(jitad.UnsupportedOperationError, match="`inv`.*target='cpu'") as info:
+        jitad.grad(lambda a: np.sum(np.linalg.inv(a)))(a)
+    assert info.value.name == "inv"
+    # the way out works: the same function on the cpu target (its NumPy tier: no Numba compile here)
+    saved = jitad.config.compile
+    jitad.config.compile = "off"
+    try:
+        g = jitad.grad(lambda a: np.sum(np.linalg.inv(a)), target="cpu")(a)
+    finally:
+        jitad.config.compile = saved
+    inv = np.linalg.inv(a)
+    np.testing.assert_allclose(g, -(inv.T @ np.ones((3, 3)) @ inv.T), rtol=1e-10)
+
+
+def _rosenbrock(x):
+    return np.sum(100.0 * (x[1:] - x[:-1] ** 2) ** 2 + (1.0 - x[:-1]) ** 2)
+
+
+def _mlp_loss(params, inputs, targets):
+    for W, b in params:
+        outputs = inputs @ W + b
+        inputs = np.tanh(outputs)
+    return np.mean((outputs - targets) ** 2)
+
+
+def _mds_stress(X, D):
+    diff = X[:, None, :] - X[None, :, :]
+    dist = np.sqrt(np.sum(diff ** 2, axis=-1) + 1e-12)
+    return np.sum((dist - D) ** 2)
+
+
+def _lecture_cases():
+    rng = np.random.default_rng(0)
+    params = [(rng.standard_normal((2, 5)), rng.standard_normal(5)), (rng.standard_normal((5, 1)), np.zeros(1))]
+    X = rng.uniform(-1, 1, (7, 2))
+    Y = np.sin(3 * X[:, :1])
+    P = rng.standard_normal((5, 2))
+    D = np.abs(rng.standard_normal((5, 5)))
+    A, b = rng.standard_normal((4, 4)), rng.standard_normal(4)
+    return [
+        ("rosenbrock", _rosenbrock, (rng.uniform(-1, 1, 150),), 0),  # 38 blocks of 4 > 16: grid-stride
+        ("mlp", _mlp_loss, (params, X, Y), 0),
+        ("mds", _mds_stress, (P, D), 0),
+        ("quadratic", lambda x, A, b: 0.5 * x @ A @ x + b @ x + np.max(np.abs(x)), (rng.standard_normal(4), A, b),
+         (0, 2)),
+        ("softmax_cross_entropy", lambda z, y: -np.sum(y * (z - np.log(np.sum(np.exp(z), axis=1, keepdims=True)))),
+         (rng.standard_normal((3, 4)), np.eye(4)[[0, 2, 3]]), 0),
+    ]
+
+
+@on_simulator
+def test_lecture_examples_value_and_grad(cuda_target):
+    for name, fn, args, argnums in _lecture_cases():
+        value, grads = jitad.value_and_grad(fn, argnums=argnums)(*args)
+        jitad.config.backend = "reference"
+        try:
+            ref_value, ref_grads = jitad.value_and_grad(fn, argnums=argnums)(*args)
+        finally:
+            jitad.config.backend = "numba"
+        assert isinstance(value, np.float64) and abs(value - fn(*args)) <= 1e-10 * max(1.0, abs(value)), name
+        for a, b in zip(optree.tree_leaves(grads), optree.tree_leaves(ref_grads)):
+            assert isinstance(a, np.ndarray), name
+            np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12, err_msg=name)
+
+
+@on_simulator
+def test_device_arrays_stay_on_the_device(cuda_target):
+    from numba import cuda
+    x = np.random.default_rng(1).uniform(-1, 1, 6)
+    value, grad = jitad.value_and_grad(_rosenbrock, target="cuda")(cuda.to_device(x))
+    assert hasattr(grad, "copy_to_host") and hasattr(value, "copy_to_host")  # device arrays out
+    jitad.config.backend = "reference"
+    try:
+        ref_value, ref_grad = jitad.value_and_grad(_rosenbrock)(x)
+    finally:
+        jitad.config.backend = "numba"
+    np.testing.assert_allclose(grad.copy_to_host(), ref_grad, rtol=1e-12)
+    np.testing.assert_allclose(value.copy_to_host(), ref_value, rtol=1e-12)
+    # NumPy in, NumPy out
+    value, grad = jitad.value_and_grad(_rosenbrock, target="cuda")(x)
+    assert type(grad) is np.ndarray and isinstance(value, np.float64)
+
+
+@on_simulator
+def test_a_wrong_kernel_is_caught(cuda_target, monkeypatch):
+    """The comparison can fail: a device sin off by 1e-6 disagrees with the reference."""
+    from primitive_table import ROWS
+    from test_compiled import check_group_reverse
+    from jitad.backend import cuda_codegen
+    rows = [ROWS["sin"], ROWS["sum[all]"]]
+    check_group_reverse(rows)
+    monkeypatch.setitem(cuda_codegen._NP_CALLS, "sin", "1.000001 * math.sin")
+    with pytest.raises(AssertionError, match="value / vjp"):
+        check_group_reverse(rows)
+
+
+@on_simulator
+def test_source_is_cached_on_disk_by_target_and_shown_by_explain(cuda_target):
+    from jitad.backend import cache
+    fn = jitad.grad(lambda x: np.sum(np.sin(x) * x))
+    fn(np.ones(5))
+    text = str(jitad.explain(fn, np.ones(5), print_report=False))
+    sources = [name for name in os.listdir(cache.cache_dir()) if name.endswith(".py")]
+    cuda_sources = []
+    for name in sources:
+        with open(os.path.join(cache.cache_dir(), name), encoding="utf-8") as f:
+            source = f.read()
+        if 'TARGET = "cuda simulator"' in source and "math.sin" in source:
+            cuda_sources.append(source)
+    assert cuda_sources, "no cuda module in the disk cache"
+    assert "@cuda.jit" in cuda_sources[0] and "cuda.grid(1)" in cuda_sources[0]
+    assert "@cuda.jit" in text and 'TARGET = "cuda simulator"' in text

@@ -259,7 +259,7 @@ class Builder:
             raise UnsupportedOperationError(f"a {array.dtype.name} constant", "jitad traces float, integer "
                                             "and boolean values only (no complex, object or string data). ")
         if array.size == 1:  # intern small constants by value so CSE sees them as equal
-            key = ("const", array.dtype.str, array.shape, array.item())
+            key = ("const", array.dtype.str, array.shape, array.tobytes())  # bits: -0.0 is not 0.0
         else:
             key = ("const", id(value))
         node = self.interned.get(key)

@@ -206,7 +206,40 @@ def ufunc_out_f(x):
     return 2.0 * np.sum(np.concatenate([out[:2], out[2:] - x[:4]]))
 
 
+def set_traced(x):
+    y = x * 2.0
+    y[np.argmax(x)] = x[0] ** 2  # a traced position
+    idx = np.argsort(x)[[0, 1, 0]]  # traced, repeated: the last write wins, as in NumPy
+    y[idx] = x[3:6] * 3.0
+    z = np.zeros((3, 6))
+    z[1:, np.argmin(x)] = x[1]  # through a view, at a traced column
+    return np.sum(y * y) + np.sum(z * np.arange(18).reshape(3, 6))
+
+
+def set_traced_f(x):
+    cells, idx = np.arange(6), np.argsort(x)[[0, 1, 0]]
+    y = np.where(cells == np.argmax(x), x[0] ** 2, x * 2.0)
+    for i, v in zip(idx, x[3:6] * 3.0):
+        y = np.where(cells == i, v, y)
+    column = np.where(cells == np.argmin(x), x[1], 0.0)
+    return np.sum(y * y) + np.sum(np.stack([0.0 * column, column, column]) * np.arange(18).reshape(3, 6))
+
+
+def set_traced_mask(m):
+    y = np.exp(m)
+    y[m < 0] = 0.5  # a traced mask (x[x < 0] = 0)
+    y[m[:, 0] > 0] = m[0] * 2.0  # a mask of the rows, one row written to each
+    return np.sum(y * m)
+
+
+def set_traced_mask_f(m):
+    y = np.where(m < 0, 0.5, np.exp(m))
+    y = np.where((m[:, 0] > 0)[:, None], m[0] * 2.0, y)
+    return np.sum(y * m)
+
+
 PROGRAMS = [
+    (set_traced, set_traced_f, X), (set_traced_mask, set_traced_mask_f, M),
     (set_int, set_int_f, X), (set_slice, set_slice_f, X), (set_mask, set_mask_f, X),
     (set_repeated, set_repeated_f, X), (iadd_repeated, iadd_repeated_f, X), (add_at, add_at_f, X),
     (overwrite_read, overwrite_read_f, X), (loop_fill, loop_fill_f, X), (write_argument, write_argument_f, X),
@@ -240,7 +273,7 @@ def test_compiled_in_place_programs_equal_the_reference():
     try:
         jitad.config.backend = "reference"
         ref = jitad.value_and_grad(all_programs, argnums=(0, 1))(X, M)
-        jitad.config.backend = "cpu"
+        jitad.config.backend = saved  # the compiled default
         got = jitad.value_and_grad(all_programs, argnums=(0, 1))(X, M)
     finally:
         jitad.config.backend = saved
@@ -281,13 +314,23 @@ def test_integer_array_casts_like_numpy():
 # --- errors that stay errors --------------------------------------------------------------------
 @pytest.mark.usefixtures("reference_backend")
 def test_in_place_errors():
-    def traced_position(x):
+    def traced_mask_rows(x):
         y = x * 1.0
-        y[np.argsort(x)[:2]] = 0.0
+        y[x > 0] = x[:2]  # how many entries the mask selects is not known while tracing
         return np.sum(y)
 
-    with pytest.raises(jitad.InPlaceUpdateError, match="traced .computed. indices"):
-        jitad.grad(traced_position)(X)
+    with pytest.raises(jitad.InPlaceUpdateError, match="broadcast to any number"):
+        jitad.grad(traced_mask_rows)(X)
+
+    def traced_positions_of_a_large_array(x):
+        y = np.zeros(1 << 14)
+        y[np.argsort(x)] = x  # 6 x 16384 comparisons: within the limit
+        z = np.zeros(1 << 22)
+        z[np.argsort(x)] = x
+        return np.sum(y) + np.sum(z)
+
+    with pytest.raises(jitad.InPlaceUpdateError, match="np.where"):
+        jitad.grad(traced_positions_of_a_large_array)(X)
 
     def broadcast_view(x):
         y = np.broadcast_to(x, (2, 6))
@@ -444,3 +487,30 @@ def test_views_of_views_and_nested_transforms():
 
     with pytest.raises(jitad.InPlaceUpdateError, match="enclosing function"):
         jitad.grad(writes_outer_from_inner)(x)
+
+
+def test_signed_zeros_written_are_numpy_bits():
+    """-0.0 written stays -0.0; constants 0.0 and -0.0 are different nodes; x + 0.0 is +0.0 at
+    x = -0.0 (only -0.0 is neutral to an add). Compiled too, with the writes at traced positions."""
+    def f(x):
+        y = x * 1.0
+        y[1:2] = -0.0
+        z = np.ones((2, 3))
+        z[1, 1] = -0.0 * x[0]
+        return y, z, x * 0.0, -0.0 * x, x[1:4] + 0.0, 0.0 - y[1:4], y[1:4] - 0.0
+
+    def compiled_group(x, m):  # and writes at traced positions, compiled (their gradients: PROGRAMS)
+        return f(x[:5]) + (set_traced(x),)
+
+    want = compiled_group(X.copy(), M.copy())
+    saved = jitad.config.backend
+    try:
+        for backend in ("reference", saved):  # saved: the compiled default
+            jitad.config.backend = backend
+            got = jitad.jit(compiled_group)(X, M)
+            for a, b in zip(got[:-1], want[:-1]):
+                np.testing.assert_array_equal(a, b)
+                np.testing.assert_array_equal(np.signbit(a), np.signbit(b), err_msg=backend)
+            np.testing.assert_allclose(got[-1], want[-1], rtol=1e-14)  # a sum: another order of adds
+    finally:
+        jitad.config.backend = saved

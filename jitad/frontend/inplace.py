@@ -153,11 +153,61 @@ def update(root, positions, value, accumulate=False):
     # never literals in generated code, so a loop's many writes share one compiled kernel.
     ones = numpy_ops.broadcast_to(np.ones((), np.float64), (flat.size,))
     hit = P.scatter_add_p(ones, flat, axis=0, size=size) > 0
-    if flat.size == 1:  # one element (x[i] = v): broadcast it, exact to the sign of a zero
+    if flat.size == 1:  # one element (x[i] = v): broadcast it
         written = numpy_ops.broadcast_to(numpy_ops.reshape(values, ()), (size,))
     else:  # (a scatter adds onto +0.0: a written -0.0 becomes +0.0; equal values otherwise)
         written = P.scatter_add_p(values, flat, axis=0, size=size)
     new = numpy_ops.where(hit, written, root_flat)
+    return numpy_ops.reshape(new, shape)
+
+
+# comparing each of n written positions with each of an array's m positions: n * m at most
+TRACED_WRITE_LIMIT = 1 << 24
+
+
+def traced_update(target, key, value):
+    """The new value of `target` (in its shape) with `value` written at traced positions.
+
+    Traced integer indices (x[np.argmax(y)] = v, x[idx, 1:] = v): every position of x takes the
+    value of the last write to it, NumPy's order, found by comparing each written position with
+    each position of x; the derivative reaches the written values and the kept old ones. A traced
+    boolean mask of the leading axes (x[x < 0] = 0) writes a value that broadcasts over the masked
+    rows: np.where(mask, value, x)."""
+    keys = key if isinstance(key, tuple) else (key,)
+    value, shape = _cast(resolve(value), target.dtype), target.shape
+    if any(is_tracer(k) and k.dtype == bool for k in keys):
+        mask = keys[0]
+        if len(keys) != 1 or not is_tracer(mask) or mask.ndim == 0:
+            raise InPlaceUpdateError("assignment with a traced boolean mask combined with other indices",
+                                     "Index with the mask alone, or use np.where(mask, new, x). ")
+        if mask.shape != shape[:mask.ndim]:
+            raise IndexError(f"boolean index of shape {mask.shape} does not match the indexed array of shape {shape}")
+        rest = shape[mask.ndim:]
+        try:  # the number of rows written depends on the traced mask: the value must fit any number
+            row = numpy_ops.reshape(_fit(value, (1,) + rest), rest)
+        except ValueError:
+            raise InPlaceUpdateError(
+                f"assignment of a value of shape {numpy_ops.shape_of(value)} with a traced boolean mask",
+                "How many entries the mask selects is known only when the function runs, so the value must "
+                f"broadcast to any number of them (a scalar, or one row of shape {rest}); or write "
+                "x = np.where(mask, new, x) with `new` of x's shape. ") from None
+        mask = numpy_ops.reshape(mask, mask.shape + (1,) * len(rest))
+        return numpy_ops.where(mask, numpy_ops.broadcast_to(row, shape), target)
+    positions = numpy_ops.getitem(root_positions(shape), key)  # traced: the flat positions written
+    block = numpy_ops.shape_of(positions)
+    count, size = int(np.prod(block, dtype=np.int64)), target.size
+    if count == 0:
+        return target
+    if count * size > TRACED_WRITE_LIMIT:
+        raise InPlaceUpdateError(
+            f"assignment of {count} values at traced positions into an array of {size}",
+            f"jitad compares each written position with each position of the array ({count} x {size} "
+            "comparisons). Write the new array with np.where(mask, new, x), or make the indices concrete. ")
+    values = numpy_ops.reshape(_fit(value, block), (count,))
+    written_at = numpy_ops.reshape(positions, (count, 1)) == np.arange(size)[None, :]
+    last = numpy_ops.amax(numpy_ops.where(written_at, np.arange(count)[:, None], -1), axis=0)  # -1: kept
+    new = numpy_ops.where(last >= 0, P.take_p(values, np.maximum(last, 0), axis=0),
+                          numpy_ops.reshape(target, (size,)))
     return numpy_ops.reshape(new, shape)
 
 
@@ -185,6 +235,13 @@ def setitem(target, key, value, accumulate=False):
     if not positions_of(target).flags.writeable:
         raise ValueError("assignment destination is read-only (NumPy gives a read-only view here: "
                          "a broadcast or a diagonal); write into a copy (.copy()) instead")
+    if not accumulate and _has_tracer(key):
+        new = traced_update(target, resolve_tree(key), value)
+        if target._view is None:
+            _commit(target, new)
+        else:  # through a view: the view's new values, written at its (concrete) positions
+            setitem(target, Ellipsis, new)
+        return
     if not accumulate or not _has_tracer(key):
         key = _concrete_key(key, what)
         positions = positions_of(target)[key]

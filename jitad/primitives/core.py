@@ -16,6 +16,7 @@ on IR values, so every rule is itself traceable and transforms compose (grad of 
 """
 import contextlib
 import functools
+import math
 import threading
 import warnings
 
@@ -316,12 +317,19 @@ def const_scalar(node):
 
 
 def drop_neutral(neutral, either_side=True):
-    """The identity x op neutral = x (and neutral op x = x when `either_side`) of a binary op."""
+    """The identity x op neutral = x (and neutral op x = x when `either_side`) of a binary op.
+    A float zero is neutral to the bit only with its sign: x + -0.0 and x - 0.0 (-0.0 + 0.0 is +0.0)."""
+    def is_neutral(node, sign):
+        value = const_scalar(node)
+        return value == neutral and not (isinstance(value, float) and neutral == 0 and
+                                         math.copysign(1.0, value) != sign)
+
     def simplify(node, inputs, values):
         a, b = inputs
-        if const_scalar(b) == neutral and same_type(node, a):
+        sign = -1.0 if either_side else 1.0  # add: -0.0; subtract: +0.0
+        if is_neutral(b, sign) and same_type(node, a):
             return values[0]
-        if either_side and const_scalar(a) == neutral and same_type(node, b):
+        if either_side and is_neutral(a, sign) and same_type(node, b):
             return values[1]
         return None
     return simplify

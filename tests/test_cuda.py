@@ -6,9 +6,9 @@ default process they are skipped, and only the tests that need no CUDA run. The 
 every thread in Python: tiny arrays, the table's rows packed into a few groups.
 
 What lowers to CUDA: every fused loop nest (elementwise, broadcasting, indexing, reductions),
-take / scatter-add / concatenate / matmul; what raises CudaUnsupportedError (a
+take / scatter-add / concatenate / matmul / cumsum / argsort; what raises CudaUnsupportedError (a
 jitad.UnsupportedOperationError, when the graph is compiled): the other library calls (linear
-algebra, argsort, cumsum, scans and while loops, custom rules calling back into Python) and the
+algebra, scans and while loops, custom rules calling back into Python) and the
 scalar special functions without a device version (`UNSUPPORTED_ROWS` below, checked to raise).
 """
 import os
@@ -25,9 +25,9 @@ SIMULATOR = os.environ.get("NUMBA_ENABLE_CUDASIM") == "1"
 on_simulator = pytest.mark.skipif(not SIMULATOR, reason="runs in the simulator subprocess (test_cuda_on_the_simulator)")
 
 # the table's sections whose rows the cuda target compiles (elementwise, broadcasting, indexing, reductions)
-GROUPS = ("unary", "binary", "predicates", "reductions", "shapes")
+GROUPS = ("unary", "binary", "predicates", "reductions", "shapes", "products", "float32")
 # rows of those sections the cuda target cannot compile, and the primitive each one names
-UNSUPPORTED_ROWS = {"sort": "argsort", "median_ptp": "argsort"}
+UNSUPPORTED_ROWS = {"norm_nuc_2": "svd_factor"}
 MAX_ROWS = 40  # rows per simulated group (the simulator's time is per launch, not per row)
 
 

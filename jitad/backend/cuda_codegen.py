@@ -430,7 +430,7 @@ def _facts(nest):
 
 
 def _kernel(name, params, comments, body):
-    out = ["", "", "@cuda.jit", f"def {name}({', '.join(params)}):"]
+    out = ["", "", "@cuda.jit(cache=True)", f"def {name}({', '.join(params)}):"]
     out += [f"    {c}" for c in comments if c]
     for text, comment, depth in body:
         pad = "    " * (depth + 1)
@@ -463,7 +463,7 @@ def _grid(n):
     return min(max(1, (n + TPB - 1) // TPB), MAX_BLOCKS)
 
 
-@cuda.jit
+@cuda.jit(cache=True)
 def _fill(a, value):
     for i in range(cuda.grid(1), a.shape[0], cuda.gridsize(1)):
         a[i] = value
@@ -550,8 +550,24 @@ def _lower_matmul(node, out, ins, ctx):
             f"{ctx.shape_code(node)}, {_dtype_code(node.dtype)})")
 
 
+def _lower_cumsum(node, out, ins, ctx):
+    (x,) = node.inputs
+    axis = node.params["axis"]
+    ctx.library_kernels.add("cumsum")
+    three = f"({_sizes(ctx, x, range(axis))}, {ctx.size(x, axis)}, {_sizes(ctx, x, range(axis + 1, x.ndim))})"
+    return f"{out} = _cumsum3({ins[0]}.reshape({three}), {ctx.shape_code(node)}, {_dtype_code(node.dtype)})"
+
+
+def _lower_argsort(node, out, ins, ctx):
+    (x,) = node.inputs
+    ctx.library_kernels.add("argsort")
+    last = ctx.size(x, x.ndim - 1) if x.ndim else "1"
+    rows = _sizes(ctx, x, range(x.ndim - 1))
+    return f"{out} = _argsort_rows({ins[0]}.reshape(({rows}, {last})), {ctx.shape_code(node)})"
+
+
 LOWERINGS = {"take": _lower_take, "scatter_add": _lower_scatter_add, "concatenate": _lower_concatenate,
-             "matmul": _lower_matmul}
+             "matmul": _lower_matmul, "cumsum": _lower_cumsum, "argsort": _lower_argsort}
 
 LIBRARY_KERNELS = {
     "index": '''
@@ -561,7 +577,7 @@ def _index(idx):
         return idx.reshape(idx.size)
     return cuda.to_device(np.asarray(idx, np.int64).reshape(-1))''',
     "take": '''
-@cuda.jit
+@cuda.jit(cache=True)
 def _take3_kernel(x, idx, out):
     """out[p, j, q] = x[p, idx[j], q] (negative indices wrap like NumPy): one thread per element."""
     n, J, Q = x.shape[1], idx.shape[0], x.shape[2]
@@ -581,7 +597,7 @@ def _take3(x3, idx, shape):
         _take3_kernel[_grid(out.size), TPB](x3, idx, out)
     return out.reshape(shape)''',
     "scatter_add": '''
-@cuda.jit
+@cuda.jit(cache=True)
 def _scatter_add3_kernel(g, idx, out):
     """out[p, idx[j], q] += g[p, j, q]: atomic, since indices may repeat."""
     n, J, Q = out.shape[1], idx.shape[0], g.shape[2]
@@ -601,7 +617,7 @@ def _scatter_add3(g3, idx, size, shape):
         _scatter_add3_kernel[_grid(g3.size), TPB](g3, idx, out)
     return out.reshape(shape)''',
     "concatenate": '''
-@cuda.jit
+@cuda.jit(cache=True)
 def _copy_into_kernel(src, dst, offset):
     """dst[p, offset + j, q] = src[p, j, q]: one thread per element of src."""
     J, Q = src.shape[1], src.shape[2]
@@ -624,8 +640,51 @@ def _concatenate(parts, axis, shape, dtype):
             _copy_into_kernel[_grid(part.size), TPB](part.reshape((before, n, after)), out3, offset)
         offset += n
     return out''',
+    "cumsum": '''
+@cuda.jit(cache=True)
+def _cumsum3_kernel(x, out):
+    """out[p, :, q] = the running sum of x[p, :, q], in order (NumPy's): one thread per (p, q)."""
+    J, Q = x.shape[1], x.shape[2]
+    for t in range(cuda.grid(1), x.shape[0] * Q, cuda.gridsize(1)):
+        q = t % Q
+        p = t // Q
+        acc = 0
+        for j in range(J):
+            acc += x[p, j, q]
+            out[p, j, q] = acc
+
+
+def _cumsum3(x3, shape, dtype):
+    out = cuda.device_array(x3.shape, dtype)
+    if out.size:
+        _cumsum3_kernel[_grid(x3.shape[0] * x3.shape[2]), TPB](x3, out)
+    return out.reshape(shape)''',
+    "argsort": '''
+@cuda.jit(cache=True)
+def _argsort_kernel(x, out):
+    """A stable argsort of each row (NaN last, as NumPy's): an insertion sort, one thread per row."""
+    n = x.shape[1]
+    for r in range(cuda.grid(1), x.shape[0], cuda.gridsize(1)):
+        for i in range(n):
+            v = x[r, i]
+            j = i - 1
+            while j >= 0:
+                w = x[r, out[r, j]]
+                if v < w or (w != w and v == v):  # v sorts before w (equal keys keep their order)
+                    out[r, j + 1] = out[r, j]
+                    j -= 1
+                else:
+                    break
+            out[r, j + 1] = i
+
+
+def _argsort_rows(x2, shape):
+    out = cuda.device_array(x2.shape, np.int64)
+    if out.size:
+        _argsort_kernel[_grid(x2.shape[0]), TPB](x2, out)
+    return out.reshape(shape)''',
     "matmul": '''
-@cuda.jit
+@cuda.jit(cache=True)
 def _matmul_kernel(a, b, out, ab, bb, ta, tb):
     """out[r, i, j] = sum_k A[i, k] B[k, j] of batch r (A = a[r] or its transpose, batch index 0 when the
     operand has no batch axis): one thread per output element, the k loop in the thread."""

@@ -25,8 +25,10 @@ A worker that dies mid-task is replaced and its tasks run again elsewhere (Dask'
 results do not change; a function that cannot be pickled is a `SendError` naming what could not
 be sent. `import jitad` does not import Dask; this module imports it at its first call.
 """
+import atexit
 import collections
 import hashlib
+import logging
 import math
 import operator
 import os
@@ -75,11 +77,26 @@ def local_client():
     with _local_lock:
         client = _local["client"]
         if client is None or client.status not in ("running", "connecting", "newly-created"):
-            cluster = distributed.LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None)
+            # silence_logs: a worker that loaded Numba may take more than the nanny's 4 s to exit at
+            # close (Numba's teardown); the nanny then kills it, which is no news to the user
+            cluster = distributed.LocalCluster(processes=True, threads_per_worker=1, dashboard_address=None,
+                                               silence_logs=logging.ERROR)
             _local["cluster"] = cluster
             # not the default client: dask.compute elsewhere in the process keeps its own scheduler
             _local["client"] = client = distributed.Client(cluster, set_as_default=False)
+            if not _local.get("atexit"):
+                atexit.register(_close_local)  # before distributed's own exit hooks: workers stop cleanly
+                _local["atexit"] = True
     return client
+
+
+def _close_local():
+    with _local_lock:
+        client, cluster = _local["client"], _local["cluster"]
+        _local["client"] = _local["cluster"] = None
+    if client is not None:
+        client.close()
+        cluster.close()
 
 
 def _client(client):

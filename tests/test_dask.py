@@ -174,3 +174,20 @@ def test_importing_jitad_imports_no_dask():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "JITAD_COMPILE": "off"})
     assert out.stdout.strip() == "False"
+
+
+def test_the_example_trains_an_ensemble_and_fits_least_squares(client, capsys):
+    import cloudpickle
+    import importlib.util
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "dask_ensemble.py")
+    spec = importlib.util.spec_from_file_location("example_dask_ensemble", path)
+    example = sys.modules[spec.name] = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    cloudpickle.register_pickle_by_value(example)  # the workers cannot import it by this name
+    try:
+        (first, final), (w, exact) = example.main(client, members=4, steps=4, chunks=3)
+    finally:
+        cloudpickle.unregister_pickle_by_value(example)
+        del sys.modules[spec.name]
+    assert np.mean(final) < np.mean(first)
+    np.testing.assert_allclose(w, exact, atol=1e-6)

@@ -21,7 +21,10 @@ Nodes whose parameters differ between copies (the `slice` of `xs[t]`) must not d
 carry: they are *hoisted* -- left out of the body, computed before the loop as they were, and
 stacked into a per-step input (consecutive slices of one array become one strided slice).
 Values of the region used after it become the loop's results: the last copy's carries are the
-final carry, any other value is a stacked per-step output read back by index.
+final carry, any other value is a stacked per-step output read back by index. Consecutive rows of
+a stacked output joined again after the loop (`np.stack(columns, axis=1)`, `np.concatenate`),
+each maybe reshaped the same way, are read as one transpose of the stack: neither the join nor
+its adjoint (one slice and one padded sum per row) is left in the graph.
 
 Anything else (a copy that reads a value two steps back, a node whose parameters vary and that
 depends on the carry, such as a write at position t) leaves the region unrolled: rolling changes
@@ -34,7 +37,7 @@ import numpy as np
 
 from jitad.frontend.guards import Guard
 from jitad.ir import Graph, const_p, freeze, input_p
-from jitad.primitives import reshape_p, slice_p
+from jitad.primitives import concatenate_p, reshape_p, slice_p
 
 # min_steps: copies before a run is rolled; min_nodes: nodes the run covers (p * r) before a
 # loop is worth it; max_period: the largest piece considered; enabled: jitad.config.roll_loops
@@ -341,7 +344,12 @@ class _Rebuild:
             if node.prim is const_p:
                 env[node.id] = node.value
                 continue
-            env[node.id] = node.prim.bind(*[self.value(i) for i in node.inputs], **node.params)
+            ins = [self.value(i) for i in node.inputs]
+            joined = _joined_rows(node, ins, self.rows) if node.prim is concatenate_p else None
+            env[node.id] = joined if joined is not None else node.prim.bind(*ins, **node.params)
+            row = self.rows.get(id(ins[0])) if node.prim is reshape_p else None
+            if row is not None:  # a row of a loop's stacked output, reshaped: still that row
+                self.rows[id(env[node.id])] = row
         return [self.value(r) for r in roots]
 
     def value(self, node):
@@ -467,10 +475,33 @@ class _Rebuild:
                 last[2] += 1
             else:
                 pieces.append([row[0], row[1], 1] if row is not None else [value, None, 1])
+        shape = tuple(nodes[0].shape)
         parts = [np.expand_dims(v, 0) if first is None else
-                 (v if (first, count) == (0, v.shape[0]) else v[first:first + count])
+                 _rows_as(v if (first, count) == (0, v.shape[0]) else v[first:first + count], shape)
                  for v, first, count in pieces]
         return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+
+def _rows_as(stack, shape):
+    """Rows of a loop's stacked output, each reshaped to `shape` (a row read back reshaped)."""
+    return stack if tuple(stack.shape[1:]) == shape else np.reshape(stack, (stack.shape[0],) + shape)
+
+
+def _joined_rows(node, ins, rows):
+    """`concatenate(*ins, axis)` of consecutive rows k0, k0+1, ... of one loop's stacked output
+    (each the row, maybe reshaped, all to one shape S): the stack's rows k0... as (m,) + S with the
+    row axis moved to `axis` and merged with the next one. None when `ins` are not such rows."""
+    found = [rows.get(id(v)) for v in ins]
+    if len(ins) < 2 or any(f is None or f[0] is not found[0][0] for f in found):
+        return None
+    stack, first = found[0]
+    shape = tuple(node.inputs[0].shape)
+    if any(f[1] != first + k for k, f in enumerate(found)) or any(tuple(i.shape) != shape for i in node.inputs):
+        return None
+    m, axis = len(ins), node.params["axis"]
+    part = _rows_as(stack if (first, m) == (0, stack.shape[0]) else stack[first:first + m], shape)
+    return np.reshape(np.moveaxis(part, 0, axis), node.shape)
+
 
 def _strided_slices(nodes, rebuild):
     """Consecutive `slice` nodes of one array (each maybe reshaped the same way) that take one

@@ -435,16 +435,22 @@ def _scan_jvp(primals, tangents, out, body, length, reverse):
     return layout.pack([t if t is not None else zeros(a) for t, a in zip(tangent, layout.avals)])
 
 
-def _scan_vjp(g, out, *primals, body, length, reverse):
+def _scan_vjp(g, out, *primals, body, length, reverse, wanted=None):
+    """`wanted` (from the AD transform): which inputs' cotangents are used; the reverse sweep
+    computes the xs' and consts' only for those (a data array read by every step, such as X in a
+    loop over mixture components, otherwise gets a running cotangent sum nobody reads). The
+    checkpointed passes compute them all (their segment bodies sum every float const's)."""
     nc, nx = body.n_carry, body.n_xs
     init, xs, consts = split(primals, nc, nx)
     fc, fy = floats(body.carry_avals), floats(body.y_avals)
-    fx, fk = floats(body.x_avals), floats(body.const_avals)
+    schedule = scan_schedule(body, length)
+    wanted = wanted if wanted is not None and schedule is None else (True,) * len(primals)
+    fx, fk = floats(body.x_avals, wanted[nc:nc + nx]), floats(body.const_avals, wanted[nc + nx:])
     g_parts = body.scan_layout(length).unpack(g)
     carry = [g_parts[j] for j in fc]
     sums = [zeros(body.const_avals[j]) for j in fk]
     gc, gk, gx = reverse_scan(body, init, xs, consts, carry, sums, [g_parts[nc + j] for j in fy], length,
-                              reverse, scan_schedule(body, length))
+                              reverse, schedule, fx, fk)
     result = [None] * len(primals)
     for j, ct in zip(fc, gc):
         result[j] = ct
@@ -493,14 +499,17 @@ def _checkpoint_forward(body, init, xs, consts, length, reverse, schedule):
     return sf.scan_layout(c).unpack(value)
 
 
-def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, reverse, schedule):
+def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, reverse, schedule, fx=None, fk=None):
     """The reverse pass of `scan(*init, *xs, *consts, body, length, reverse)`: from the cotangents
     of its float final carries `ct_carry`, of its float ys `ct_ys` and running sums `ct_sums` of its
-    float consts' cotangents, returns (float init cotangents, the sums with this scan's terms
-    added, float xs cotangents). `schedule` (see `plan`): None stores every step's carry; else
-    checkpointed segments (the module docstring)."""
+    float consts' cotangents (those of `fk`, default all), returns (float init cotangents, the sums
+    with this scan's terms added, the cotangents of the xs of `fx` (default every float x)).
+    `schedule` (see `plan`): None stores every step's carry; else checkpointed segments (the
+    module docstring), which take every float x and const."""
     nc, ny = body.n_carry, len(body.y_avals)
-    fc, fx, fk = floats(body.carry_avals), floats(body.x_avals), floats(body.const_avals)
+    fc = floats(body.carry_avals)
+    fx = floats(body.x_avals) if fx is None else fx
+    fk = floats(body.const_avals) if fk is None else fk
     if schedule is None:
         record = body.record_body()
         stored = record.scan_layout(length).unpack(scan_p(*init, *xs, *consts, body=record, length=length,
@@ -871,6 +880,7 @@ def _loop_cost(node):
     return per_step * node.params.get("length", 100)
 
 
+_scan_vjp.takes_wanted = True  # the AD transform passes wanted= (see jitad.transforms.ad.vjp_values)
 scan_p = Primitive("scan", impl=_scan_impl, shape_rule=_scan_shape, jvp=_scan_jvp, vjp=_scan_vjp,
                    kind=Kind.LIBRARY, lower=_lower_scan, cost=_loop_cost, contiguous_output=True, batch=_scan_batch,
                    simplify=_scan_simplify)

@@ -86,7 +86,10 @@ def vjp_values(graph, primals, cotangent_sets, wrt):
             if g is None:
                 continue
             rule = _rule(node, "vjp")
-            in_cts = rule(g, env[node.id], *[env[i.id] for i in node.inputs], **node.params)
+            params = node.params
+            if getattr(rule, "takes_wanted", False):  # a rule that can skip the cotangents nobody reads
+                params = {**params, "wanted": tuple(i.id in active for i in node.inputs)}
+            in_cts = rule(g, env[node.id], *[env[i.id] for i in node.inputs], **params)
             for inp, c in zip(node.inputs, in_cts):
                 if c is not None and inp.id in active:
                     _accumulate(ct, inp, c)

@@ -510,6 +510,19 @@ def _enclosing_guard(checks, assumed):
                                        "; ".join(sorted({g.where for g in assumed}))))
 
 
+class Transforms(dict):
+    """A function's table of transforms (in its `__dict__`, see transform_of). It pickles empty: a
+    function pickled by value (cloudpickle: a lambda, a closure, a function of `__main__` or a
+    notebook, sent to a Dask worker) carries no stages and locks; where it lands it gets its own."""
+
+    def __init__(self, owner=None):
+        super().__init__()
+        self.owner = owner
+
+    def __reduce__(self):
+        return Transforms, ()
+
+
 def transform_of(fun, key, make):
     """The transform `key` of `fun` (made by `make()` the first time): jitad's cache of transforms.
 
@@ -522,8 +535,8 @@ def transform_of(fun, key, make):
     table = fun.__dict__.get("_jitad_transforms")
     # functools.wraps copies __dict__, so a wrapper (grad's grad_fun) starts out holding the
     # table of the function it wraps: it gets its own, or jvp(grad(f)) would find jvp(f)
-    if table is None or table["owner"] != id(fun):
-        table = fun._jitad_transforms = {"owner": id(fun)}
+    if not isinstance(table, Transforms) or table.owner != id(fun):
+        table = fun._jitad_transforms = Transforms(id(fun))
     found = table.get(key)
     if found is None:
         found = table[key] = make()

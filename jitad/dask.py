@@ -255,12 +255,12 @@ def _grad_batch(token, payload, batch, args):
     return [transformed(params, *args) for params in batch]
 
 
-def map_grad(fun, params_list, *args, client=None, value=False, argnums=0, has_aux=False,
-             batch_size=None, futures=False):
+def map_grad(fun, params_list, *args, client=None, value=False, batch_size=None, futures=False, **options):
     """Gradients of scalar `fun(params, *args)` at each of `params_list`, computed on Dask workers.
 
-    Returns a list in the order of `params_list` of `jitad.grad(fun, argnums, has_aux)(params, *args)`
-    (with `value=True`, of `jitad.value_and_grad(...)`'s `(value, grad)`). The parameter sets go in
+    Returns a list in the order of `params_list` of `jitad.grad(fun, **options)(params, *args)`
+    (with `value=True`, of `jitad.value_and_grad(fun, **options)`'s `(value, grad)`); `options` are
+    those of `jitad.grad` (argnums, has_aux, memory, ...). The parameter sets go in
     tasks of `batch_size` (default: about two tasks per worker thread); `args` are shared by all
     (large ones are sent to each worker once). `futures=True` returns one `distributed.Future`
     per parameter set instead, at once.
@@ -272,7 +272,7 @@ def map_grad(fun, params_list, *args, client=None, value=False, argnums=0, has_a
     client = _client(client)
     params_list = list(params_list)
     kind = "value_and_grad" if value else "grad"
-    token, payload = _ship(kind, fun, argnums=argnums, has_aux=has_aux)
+    token, payload = _ship(kind, fun, **options)
     if batch_size is None:
         threads = max(1, sum(client.nthreads().values()))
         batch_size = max(1, math.ceil(len(params_list) / (2 * threads)))
@@ -341,7 +341,7 @@ def _blocks(client, arrays, tuple_chunks):
     return [tuple(parts) for parts in zip(*blocks)] if tuple_chunks else blocks[0]
 
 
-def grad_sum(fun, params, data, client=None, reduce="sum", value=False, fan_in=8):
+def grad_sum(fun, params, data, client=None, reduce="sum", value=False, fan_in=8, **options):
     """The gradient of `sum over chunks of fun(params, chunk)`, one task per chunk on Dask workers,
     added up by a tree reduction.
 
@@ -351,7 +351,8 @@ def grad_sum(fun, params, data, client=None, reduce="sum", value=False, fan_in=8
     `reduce="mean"`, `fun` returns the mean over its chunk's rows (axis 0 of the chunk's first
     array) and the result is the mean over all rows (chunks weighted by their rows). Either way
     the result equals `jitad.grad(fun)(params, all of data)` to rounding. `value=True` returns
-    `(value, grad)` (what `scipy.optimize.minimize(..., jac=True)` takes).
+    `(value, grad)` (what `scipy.optimize.minimize(..., jac=True)` takes). `options` go to
+    `jitad.value_and_grad` (memory, ...; the gradient is taken in `params`, without aux).
 
     Each call sends `params` with each task; a list of NumPy chunks is sent each call too, so for
     repeated calls (an optimiser) send it once with `client.scatter(chunks)` (or persist the Dask
@@ -362,8 +363,10 @@ def grad_sum(fun, params, data, client=None, reduce="sum", value=False, fan_in=8
     """
     if reduce not in ("sum", "mean"):
         raise ValueError(f"grad_sum: reduce must be 'sum' or 'mean', got {reduce!r}")
+    if options.get("argnums", 0) != 0 or options.get("has_aux"):
+        raise ValueError("grad_sum differentiates in `params` (argnums=0) and adds values: no argnums or has_aux")
     client = _client(client)
-    token, payload = _ship("value_and_grad", fun)
+    token, payload = _ship("value_and_grad", fun, **options)
     chunks = _chunks(client, data)
     if not chunks:
         raise ValueError("grad_sum: no chunks of data")

@@ -191,3 +191,57 @@ def test_the_example_trains_an_ensemble_and_fits_least_squares(client, capsys):
         del sys.modules[spec.name]
     assert np.mean(final) < np.mean(first)
     np.testing.assert_allclose(w, exact, atol=1e-6)
+
+
+def _transforms():
+    """(name, transformed function, arguments) for every transform and its options, of functions
+    pickled by value (closures), each called here first (so each holds its table of transforms)."""
+    scale = np.array([1.0, 2.0, 0.5])
+
+    def f(x):
+        return np.sum(np.sin(x) * x ** 2 * scale)
+
+    def two(x, y):
+        return np.sum(np.tanh(x * y) * scale)
+
+    def with_aux(x):
+        return np.sum(x ** 3), {"norm": np.sqrt(np.sum(x ** 2))}
+
+    def vector(x):
+        return np.sin(x) * np.roll(x, 1) * scale
+
+    x, y = np.array([0.3, -0.7, 1.1]), np.array([0.5, 0.2, -0.4])
+    made = [
+        ("grad", jitad.grad(f), (x,)), ("grad target", jitad.grad(f, target="cpu"), (x,)),
+        ("grad argnums", jitad.grad(two, argnums=(0, 1)), (x, y)), ("grad argnums=1", jitad.grad(two, argnums=1), (x, y)),
+        ("grad has_aux", jitad.grad(with_aux, has_aux=True), (x,)),
+        ("grad memory", jitad.grad(f, memory="recompute"), (x,)),
+        ("value_and_grad", jitad.value_and_grad(two, argnums=(0, 1)), (x, y)),
+        ("value_and_grad has_aux", jitad.value_and_grad(with_aux, has_aux=True), (x,)),
+        ("jacobian", jitad.jacobian(vector), (x,)), ("jacobian reverse", jitad.jacobian(vector, mode="reverse"), (x,)),
+        ("jacobian forward", jitad.jacobian(vector, mode="forward"), (x,)),
+        ("jacfwd", jitad.jacfwd(vector), (x,)), ("jacrev", jitad.jacrev(vector), (x,)),
+        ("jacrev argnums", jitad.jacrev(two, argnums=(0, 1)), (x, y)),
+        ("hessian", jitad.hessian(f), (x,)), ("jit", jitad.jit(vector), (x,)),
+        ("grad of grad", jitad.grad(jitad.grad(lambda t: t ** 3 * scale[1])), (0.7,)),
+    ]
+    return [(name, fn, args, fn(*args)) for name, fn, args in made]
+
+
+def test_every_transform_pickles_and_runs_on_the_workers(client, monkeypatch):
+    import cloudpickle
+    monkeypatch.setattr(jitad.config, "compile", "off")  # pickling is the point: no kernels compiled
+    made = _transforms()
+    for name, fn, args, want in made:
+        again = cloudpickle.loads(cloudpickle.dumps(fn))
+        assert type(again) is type(fn), name
+        assert_trees_close(again(*args), want, rtol=1e-14, atol=0)
+    modes = client.run(lambda: jitad.config.compile)
+    client.run(lambda: setattr(jitad.config, "compile", "off"))
+    try:
+        remote = client.gather([client.submit(fn, *args, pure=False) for _, fn, args, _ in made])
+    finally:
+        client.run(lambda mode: setattr(jitad.config, "compile", mode), next(iter(modes.values())))
+    for (name, _, _, want), got in zip(made, remote):
+        assert type(got) is type(want), name
+        assert_trees_close(got, want, rtol=1e-14, atol=0)

@@ -250,7 +250,7 @@ def _send(client, value):
 
 
 # --- map_grad -----------------------------------------------------------------------------------------
-def _grad_batch(token, payload, batch, args):
+def _grad_batch(batch, token, payload, args):
     transformed = _load(token, payload)
     return [transformed(params, *args) for params in batch]
 
@@ -277,8 +277,9 @@ def map_grad(fun, params_list, *args, client=None, value=False, batch_size=None,
         threads = max(1, sum(client.nthreads().values()))
         batch_size = max(1, math.ceil(len(params_list) / (2 * threads)))
     shared = _send(client, tuple(args))
-    batches = [client.submit(_grad_batch, token, payload, params_list[i:i + batch_size], shared, pure=False)
-               for i in range(0, len(params_list), batch_size)]
+    # one message to the scheduler for all the tasks
+    batches = client.map(_grad_batch, [params_list[i:i + batch_size] for i in range(0, len(params_list), batch_size)],
+                         token=token, payload=payload, args=shared, pure=False)
     if futures:
         return [client.submit(operator.getitem, batch, k, pure=False)
                 for batch, i in zip(batches, range(0, len(params_list), batch_size))
@@ -295,7 +296,7 @@ def _rows(chunk):
     return np.shape(leaves[0])[0]
 
 
-def _chunk_part(token, payload, mean, params, chunk):
+def _chunk_part(chunk, token, payload, mean, params):
     """(rows, value, gradient) of one chunk; with `mean`, value and gradient times the rows."""
     value_and_grad = _load(token, payload)
     value, grad = value_and_grad(params, *(chunk if isinstance(chunk, tuple) else (chunk,)))
@@ -305,7 +306,7 @@ def _chunk_part(token, payload, mean, params, chunk):
     return rows, value, grad
 
 
-def _add_parts(*parts):
+def _add_parts(parts):
     rows, value, grad = parts[0]
     for r, v, g in parts[1:]:
         rows, value, grad = rows + r, value + v, tree_map(operator.add, grad, g)
@@ -372,10 +373,9 @@ def grad_sum(fun, params, data, client=None, reduce="sum", value=False, fan_in=8
         raise ValueError("grad_sum: no chunks of data")
     mean = reduce == "mean"
     sent = _send(client, params)
-    parts = [client.submit(_chunk_part, token, payload, mean, sent, chunk, pure=False) for chunk in chunks]
+    parts = client.map(_chunk_part, chunks, token=token, payload=payload, mean=mean, params=sent, pure=False)
     while len(parts) > 1:
-        parts = [client.submit(_add_parts, *parts[i:i + fan_in], pure=False)
-                 for i in range(0, len(parts), fan_in)]
+        parts = client.map(_add_parts, [parts[i:i + fan_in] for i in range(0, len(parts), fan_in)], pure=False)
     rows, total, grad = parts[0].result()
     if mean:
         total, grad = total / rows, tree_map(lambda g: g / rows, grad)

@@ -68,6 +68,16 @@ def client():
         cluster.close()
 
 
+@pytest.fixture
+def numpy_tier(client, monkeypatch):
+    """No kernels compiled here or on the workers (compile="off") while a test runs."""
+    monkeypatch.setattr(jitad.config, "compile", "off")
+    modes = client.run(lambda: jitad.config.compile)
+    client.run(lambda: setattr(jitad.config, "compile", "off"))
+    yield
+    client.run(lambda mode: setattr(jitad.config, "compile", mode), next(iter(modes.values())))
+
+
 @pytest.fixture(scope="module")
 def reference():
     """Single-process gradients (compiled here, eagerly, into the session's disk cache)."""
@@ -109,10 +119,10 @@ def test_second_task_on_each_worker_traces_and_compiles_nothing(client, referenc
     X, Y, params_list, want = reference
     token, payload = jd._ship("grad", loss, argnums=0, has_aux=False)
     for worker in client.scheduler_info()["workers"]:
-        first = client.submit(jd._grad_batch, token, payload, params_list[:2], (X, Y), workers=[worker], pure=False)
+        first = client.submit(jd._grad_batch, params_list[:2], token, payload, (X, Y), workers=[worker], pure=False)
         first.result()
         before = jd.cache_info(client)[worker]
-        second = client.submit(jd._grad_batch, token, payload, params_list[2:4], (X, Y), workers=[worker], pure=False)
+        second = client.submit(jd._grad_batch, params_list[2:4], token, payload, (X, Y), workers=[worker], pure=False)
         for g, (_, w) in zip(second.result(), want[2:4]):
             assert_trees_close(g, w)
         after = jd.cache_info(client)[worker]
@@ -132,10 +142,15 @@ def test_grad_sum_equals_the_whole_data_gradient(client, reference):
     dX, dY = da.from_array(X, chunks=(24, 2)), da.from_array(Y, chunks=(24, 1))
     assert_trees_close(jd.grad_sum(loss, params, (dX, dY), client=client, reduce="mean"), want)
 
-    def total(params, inputs):  # a sum over rows, of one Dask array's blocks (chunked along both axes)
-        return np.sum(np.tanh(inputs @ params[0][0]) ** 2)
-    assert_trees_close(jd.grad_sum(total, params, da.from_array(X, chunks=(30, 1)), client=client),
-                       jitad.grad(total)(params, X))
+
+def total(params, inputs):
+    return np.sum(np.tanh(inputs @ params[0][0]) ** 2)
+
+
+def test_grad_sum_of_one_dask_array_chunked_along_both_axes(client, reference, numpy_tier):
+    X, _, params_list, _ = reference
+    assert_trees_close(jd.grad_sum(total, params_list[0], da.from_array(X, chunks=(30, 1)), client=client),
+                       jitad.grad(total)(params_list[0], X))
 
 
 def test_a_killed_worker_changes_nothing(client, reference, tmp_path):
@@ -176,7 +191,7 @@ def test_importing_jitad_imports_no_dask():
     assert out.stdout.strip() == "False"
 
 
-def test_the_example_trains_an_ensemble_and_fits_least_squares(client, capsys):
+def test_the_example_trains_an_ensemble_and_fits_least_squares(client, numpy_tier, capsys):
     import cloudpickle
     import importlib.util
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "examples", "dask_ensemble.py")
@@ -228,20 +243,14 @@ def _transforms():
     return [(name, fn, args, fn(*args)) for name, fn, args in made]
 
 
-def test_every_transform_pickles_and_runs_on_the_workers(client, monkeypatch):
+def test_every_transform_pickles_and_runs_on_the_workers(client, numpy_tier):
     import cloudpickle
-    monkeypatch.setattr(jitad.config, "compile", "off")  # pickling is the point: no kernels compiled
-    made = _transforms()
+    made = _transforms()  # pickling is the point: no kernels compiled (numpy_tier)
     for name, fn, args, want in made:
         again = cloudpickle.loads(cloudpickle.dumps(fn))
         assert type(again) is type(fn), name
         assert_trees_close(again(*args), want, rtol=1e-14, atol=0)
-    modes = client.run(lambda: jitad.config.compile)
-    client.run(lambda: setattr(jitad.config, "compile", "off"))
-    try:
-        remote = client.gather([client.submit(fn, *args, pure=False) for _, fn, args, _ in made])
-    finally:
-        client.run(lambda mode: setattr(jitad.config, "compile", mode), next(iter(modes.values())))
+    remote = client.gather([client.submit(fn, *args, pure=False) for _, fn, args, _ in made])
     for (name, _, _, want), got in zip(made, remote):
         assert type(got) is type(want), name
         assert_trees_close(got, want, rtol=1e-14, atol=0)

@@ -31,7 +31,7 @@ def loss(X):
 
 
 def column_loss(X):
-    """A column sum accumulates across the outer loop: that nest stays serial."""
+    """A column sum accumulates across the outer loop: a copy of it per chunk."""
     return np.sum(np.sum(X, axis=0) ** 2) + np.sum(np.tanh(X))
 
 
@@ -56,19 +56,26 @@ def test_parallel_form_only_for_large_nests():
     assert "parallel=True" in big and "numba.prange(nchunks)" in big, big
     # the full sum and max keep a partial per chunk, combined after the chunks
     assert re.search(r"(sum|max)\d+_p\[chunk\] = \1\d+_t", big), big
-    # the column sum adds into the same elements from every row: its nest is not chunked
+    # the column sum adds into the same elements from every row: a copy of it per chunk, combined
+    # in chunk order; unless the copies would hold over 2^20 elements and a quarter of the nest's
     columns = codegen.generate(_graph(column_loss, np.ones(BIG)), parallel=True)[0]
-    nests = columns.split("# loop nest")[1:]
-    assert [("np.full(" in nest, "prange" in nest) for nest in nests if "np.full(" in nest] == [(True, False)], columns
+    assert re.search(r"(sum\d+)_p\[chunk, i1\] = K\.radd\(\1_p\[chunk, i1\], x0_i\)", columns), columns
+    wide = codegen.generate(_graph(column_loss, np.empty((300, 8192))), parallel=True)[0]
+    nests = wide.split("# loop nest")[1:]
+    assert [("np.full(" in nest, "prange" in nest) for nest in nests if "np.full(" in nest] == [(True, False)], wide
+
+
+def both_losses(X):
+    return loss(X) + column_loss(X)
 
 
 @pytest.fixture(scope="module")
 def parallel_vg():
-    return jitad.value_and_grad(loss, target="parallel")
+    return jitad.value_and_grad(both_losses, target="parallel")
 
 
 def _expected(X):
-    graph = _graph(loss, X)
+    graph = _graph(both_losses, X)
     value, grad = evaluate(graph, [X])
     return value, grad
 

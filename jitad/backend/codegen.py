@@ -35,6 +35,10 @@ _LITERALS = {0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 3.0}
 # target "parallel": a loop nest of at least this many elements runs on several threads; below it
 # the thread launch (~10 us) costs more than it saves (asv_benchmarks/bench_threads.py)
 PARALLEL_ELEMENTS = 1 << 16
+# its outer loop runs as at most this many chunks (numba.prange shares them out among the threads):
+# a fixed count, so a result does not depend on the number of threads, and one that 1, 2, 3, 4, 5,
+# 6, 8, 10, 12, 15, 16, 20, 24, ... threads divide evenly
+PARALLEL_CHUNKS = 240
 _INDEX_VAR = re.compile(r"\bi(\d+)\b")
 _LIBRARY_CALL = re.compile(r"\b(np|math|K)\.(\w+)\(")
 # calls an inner loop may hold and still vectorise
@@ -235,8 +239,10 @@ class _Nest:
         # parallel: the outer loop runs in chunks, one per thread (`_parallel_lines`); a reduction
         # over it (one scalar) keeps a partial result per chunk, combined afterwards in chunk order
         self.parallel = False
-        self.racy = False     # some root accumulates across the outer loop's iterations (no chunks)
         self.partials = []    # (accumulator, its init statement, init, combine, dtype code)
+        # a reduction over the outer loop into an array (a sum over axis 0): a copy of the array per
+        # chunk, combined in chunk order: (name, init, combine, dtype code, size codes, its size)
+        self.partial_arrays = []
 
     def vectorisable(self):
         """Nodes whose exp/expm1/tanh may take the vectorisable version: those in an inner loop
@@ -257,31 +263,46 @@ class _Nest:
         return out
 
     def _parallel_lines(self, fast_nodes, out):
-        """The outer loop split into `K.chunks(n)` contiguous chunks run by `numba.prange`, one per
-        thread: every root is written at its own outer index (disjoint), and each scalar reduction
-        over the outer loop accumulates a partial per chunk (its inner loop vectorises as before),
-        combined in chunk order after the chunks (so NaN and inf propagate as in one loop)."""
+        """The outer loop split into PARALLEL_CHUNKS (or n) contiguous chunks run by `numba.prange`:
+        every root is written at its own outer index (disjoint), each scalar reduction over the
+        outer loop accumulates a partial per chunk (its inner loop vectorises as before) and each
+        reduction over it into an array a copy of the array per chunk; both are combined in chunk
+        order after the chunks (so NaN and inf propagate as in one loop)."""
         names = self.function
         chunk, count = names.unique("chunk"), names.unique("nchunks")
         private = {acc: (names.unique(f"{acc}_t"), names.unique(f"{acc}_p")) for acc, *_ in self.partials}
+        copies = {name: names.unique(f"{name}_p") for name, *_ in self.partial_arrays}
         inits = {id(stmt) for _, stmt, *_ in self.partials}
         n = self.bounds[0]
         out += [(s.code(fast_nodes), s.comment, 0) for s in self.levels[0] if id(s) not in inits]
-        out.append((f"{count} = K.chunks({n})", None, 0))
+        out.append((f"{count} = min({n}, {PARALLEL_CHUNKS})", None, 0))
         out += [(f"{private[acc][1]} = np.empty({count}, {dtype})", None, 0) for acc, _, _, _, dtype in self.partials]
+        out += [(f"{copies[name]} = np.full(({count}, {', '.join(sizes)}), {init}, {dtype})", None, 0)
+                for name, init, _, dtype, sizes, _ in self.partial_arrays]
         out.append((f"for {chunk} in numba.prange({count}):", "a chunk per thread", 0))
         out += [(f"{private[acc][0]} = {init}", None, 1) for acc, _, init, _, _ in self.partials]
         out.append((f"for i0 in range({chunk} * {n} // {count}, ({chunk} + 1) * {n} // {count}):", None, 1))
         inner = []
         self._level(1, fast_nodes, inner)
-        rename = re.compile(r"\b(" + "|".join(map(re.escape, private)) + r")\b") if private else None
+        local = {acc: private[acc][0] for acc in private}
+        local.update({f"{name}[": f"{copies[name]}[{chunk}, " for name in copies})
+        rename = re.compile(r"\b(" + "|".join(re.escape(name) + ("" if name.endswith("[") else r"\b")
+                                              for name in local) + ")") if local else None
         for text, comment, depth in inner:
-            out.append((rename.sub(lambda m: private[m.group(1)][0], text) if rename else text, comment, depth + 1))
+            out.append((rename.sub(lambda m: local[m.group(1)], text) if rename else text, comment, depth + 1))
         out += [(f"{private[acc][1]}[{chunk}] = {private[acc][0]}", None, 1) for acc, *_ in self.partials]
         for acc, _, init, combine, _ in self.partials:
             out.append((f"{acc} = {init}", None, 0))
             out.append((f"for {chunk} in range({count}):", None, 0))
             out.append((f"{acc} = {combine.format(acc=acc, x=f'{private[acc][1]}[{chunk}]')}", None, 1))
+        for name, _, combine, _, sizes, _ in self.partial_arrays:
+            out.append((f"for {chunk} in range({count}):", None, 0))
+            for a, size in enumerate(sizes):
+                out.append((f"for i{a} in range({size}):", None, a + 1))
+            element = ", ".join(f"i{a}" for a in range(len(sizes)))
+            out.append((f"{name}[{element}] = " + combine.format(acc=f"{name}[{element}]",
+                                                                 x=f"{copies[name]}[{chunk}, {element}]"),
+                        None, len(sizes) + 1))
         out += [(s.code(fast_nodes), s.comment, 0) for s in self.after[1]]
 
     def _level(self, level, fast_nodes, out):
@@ -578,8 +599,12 @@ class KernelWriter:
             if root.ndim:
                 self.contiguous.add(root.id)
         nest.roots = [names[r.id] for r in step.roots]
-        nest.parallel = self.parallel and rank > 0 and not nest.racy and \
-            int(np.prod(step.shape)) >= PARALLEL_ELEMENTS
+        elements = int(np.prod(step.shape))
+        # a copy per chunk of an array reduced over the outer loop: only while the copies hold at
+        # most 2^20 elements or a quarter of the nest's (else the nest stays serial)
+        copied = min(step.shape[0], PARALLEL_CHUNKS) * sum(size for *_, size in nest.partial_arrays) if rank else 0
+        nest.parallel = self.parallel and rank > 0 and elements >= PARALLEL_ELEMENTS and \
+            copied <= max(elements // 4, 1 << 20)
         self.nest = None
         return nest
 
@@ -623,7 +648,9 @@ class KernelWriter:
             # later roots of this nest on the outer axes read the finished accumulator
             self.cache[(root.id, tuple(kept))] = (acc, outer + 0.5)
         else:
-            nest.racy |= 0 in axes  # chunks of the outer loop would add into the same elements
+            if 0 in axes:  # chunks of the outer loop would add into the same elements: a copy each
+                nest.partial_arrays.append((name, init, combine, dtype, [self.size(root, a) for a in range(root.ndim)],
+                                            int(np.prod(root.shape))))
             nest.before.append(_Stmt(name, f"np.full({self.shape_code(root)}, {init}, {dtype})"))
             target = f"{name}[{', '.join(kept)}]"
             self.place(_Stmt(target, combine.format(acc=target, x=value), self.describe(root)), level)

@@ -86,18 +86,6 @@ def nmin(a, b):
     return a if a < b or a != a else b
 
 
-# a parallel loop nest's outer loop runs as this many chunks at most (numba.prange over them shares
-# them out among the threads): a fixed count, so a result does not depend on the number of threads,
-# and one that 1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, ... threads divide evenly
-CHUNKS = 240
-
-
-@numba.njit(cache=True, nogil=True)
-def chunks(n):
-    """How many chunks a parallel loop nest splits its n outer iterations into."""
-    return max(1, min(CHUNKS, n))
-
-
 # vectorisable exp, expm1, tanh, sin, cos, log, ... and the reassociable sum and product steps
 # (K.fexp, K.fsin, K.radd, ...): jitad/backend/kernels_vecmath.py
 from jitad.backend.kernels_vecmath import *  # noqa: E402,F401,F403

@@ -391,11 +391,18 @@ class Workspace(np.ndarray):
         return write_out(out, result, f"np.{ufunc.__name__}")
 
     def __array_function__(self, func, types, args, kwargs):
+        if func in WRITERS and args and (_has_tracer(args) or _has_tracer(list(kwargs.values())) or
+                                         any(isinstance(a, Workspace) and a.current() is not None for a in _leaves(args))):
+            return WRITERS[func](args[0], *resolve_tree(args[1:]), **{k: resolve_tree(v) for k, v in kwargs.items()})
         if not _has_tracer(args) and not _has_tracer(list(kwargs.values())) and \
                 not any(isinstance(a, Workspace) and a.current() is not None for a in _leaves(args)):
             return own(np.ndarray.__array_function__(self, func, types, args, kwargs))
         return func(*resolve_tree(args), **{k: v if k == "out" else resolve_tree(v) for k, v in kwargs.items()})
 
+
+# np.copyto, np.put, np.putmask, np.place -> their builders (jitad.frontend.numpy_extra): they write
+# into their first argument, so a Workspace passes itself, not what it holds
+WRITERS = {}
 
 _FORWARDED = frozenset((
     "sum", "mean", "prod", "max", "min", "var", "std", "cumsum", "cumprod", "reshape", "transpose",

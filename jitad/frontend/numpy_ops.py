@@ -48,11 +48,11 @@ def _axes(axis, ndim):
 
 # --- shape builders ------------------------------------------------------------------------
 def reshape(x, *shape, order="C"):
-    if order != "C":
-        raise UnsupportedOperationError(f"reshape(order={order!r})", "Only C order is supported. ")
     if len(shape) == 1 and not isinstance(shape[0], (int, np.integer)):
         shape = shape[0]
     shape = tuple(map(int, shape))
+    if order != "C":
+        return _reshape_in_order(x, shape, order) if is_tracer(x) else np.reshape(x, shape, order=order)
     current = shape_of(x)
     if shape == current:  # the common no-op (a matmul of matrices, x[i] of a vector, ...)
         return x
@@ -67,6 +67,35 @@ def reshape(x, *shape, order="C"):
     if shape == current:
         return x
     return P.reshape_p(x, shape=shape)
+
+
+def _reshape_in_order(x, shape, order):
+    """reshape in order 'F' (first index fastest), 'A' (F when x is Fortran-contiguous) or, for
+    ravel, 'K' (memory order): a gather of x's C-ordered elements. x's memory layout is the one
+    jitad records for in-place writes (`Tracer._view` positions, `Tracer._layout`)."""
+    if order not in ("F", "A", "K") or (order == "K" and len(shape) != 1):
+        allowed = "'C', 'F', 'A' or 'K'" if len(shape) == 1 else "'C', 'F' or 'A'"
+        raise ValueError(f"order must be one of {allowed} (got {order!r})")
+    current = shape_of(x)
+    target = np.empty(current, dtype=np.bool_).reshape(shape).shape  # (NumPy's errors and its -1)
+    index = np.arange(math.prod(current), dtype=np.int64).reshape(current)
+    if order != "F":
+        laid = x._layout if x._view is None else x._view[1]
+        if x._view is None and laid is None:  # a C-ordered root
+            laid = index
+        if laid is None:
+            raise UnsupportedOperationError(f"reshape/ravel(order={order!r}) of a view jitad cannot follow",
+                                            "Its memory layout is unknown: pass order='C' or 'F'. ")
+        if order == "A":
+            order = "F" if laid.flags.f_contiguous and not laid.flags.c_contiguous else "C"
+        else:  # x's C indices laid out as x is in memory, read in that order
+            laid_index = np.empty_like(laid, order="K")
+            laid_index[...] = index
+            index = laid_index
+    gather = index.ravel(order="K") if order == "K" else np.reshape(index, target, order=order).ravel()
+    if np.array_equal(gather, np.arange(gather.size)):
+        return reshape(x, target)
+    return P.reshape_p(P.take_p(P.reshape_p(x, shape=(gather.size,)), gather, axis=0), shape=target)
 
 
 def transpose(x, axes=None):

@@ -85,7 +85,7 @@ class Tracer:
             dtype = kwargs.pop("dtype", None)
             if kwargs.get("where", True) is not True:
                 raise UnsupportedOperationError(f"np.{ufunc.__name__}(where=...)", "Use np.where instead. ")
-            result = builder(*inputs)
+            result = builder(*inputs, **kwargs) if ufunc.signature else builder(*inputs)  # gufuncs: axis=
             return _layout_k(_fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs), inputs)
         if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:
             return _fresh(numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs), inputs)
@@ -568,6 +568,35 @@ def _creator(name):
 
 
 _hooked = {name: _creator(name) for name in _CREATORS}
+
+
+def _contiguous(name, order):
+    """np.ascontiguousarray / np.asfortranarray (not dispatched to __array_function__): the array
+    itself when it is laid out so already (NumPy returns it: a write into the result reaches it),
+    else a copy laid out in that order; at least one dimension, as in NumPy."""
+    original = _originals[name] = getattr(np, name)
+
+    def make(a, dtype=None, *, like=None):
+        a = inplace.resolve(a) if isinstance(a, inplace.Workspace) and a.current() is not None else a
+        if not (is_tracer(a) or (isinstance(a, (list, tuple)) and numpy_ops._contains_tracer(a))):
+            return original(a, dtype=dtype) if like is None else original(a, dtype=dtype, like=like)
+        result = _array(a, dtype, copy=None)
+        if result.ndim == 0:
+            return Tracer(numpy_ops.reshape(result, (1,)).node, result.builder)
+        positions = inplace.positions_of(result) if result._view is None or result._view[1] is not None else None
+        if positions is not None and positions.flags[f"{order}_CONTIGUOUS"]:
+            return result
+        copy = Tracer(result.node, result.builder)
+        if order == "F" and copy.ndim > 1:
+            copy._layout = np.empty(copy.shape, np.int64, order="F")
+            copy._layout[...] = inplace.root_positions(copy.shape)
+        return copy
+    make.__name__ = make.__qualname__ = name
+    make.__wrapped__ = original
+    return make
+
+
+_hooked.update(ascontiguousarray=_contiguous("ascontiguousarray", "C"), asfortranarray=_contiguous("asfortranarray", "F"))
 
 
 _patch_depth = 0

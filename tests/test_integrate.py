@@ -292,3 +292,45 @@ def test_bad_calls():
         jitad.grad(lambda k: np.sum(odeint(lambda y, t: -k * y, Y0, TS, full_output=1)[0]))(1.0)
     with pytest.raises(ShapeError, match="right-hand side returned shape"):
         jitad.grad(lambda k: np.sum(odeint(lambda y, t: -k * y[:1], Y0, TS)))(1.0)
+
+
+def test_a_solve_inside_a_larger_compiled_program_and_inside_a_scan():
+    """With the compiled backend (compile='eager' in the tests): a graph that holds an ODE solve --
+    also one inside a jitad.scan body, which a compiled loop cannot call back from -- runs on the
+    NumPy executor as a whole (counted as a reference fallback) and gives the reference's bits."""
+    w = np.random.default_rng(0).standard_normal((3, 4))
+    x = np.linspace(-1.0, 1.0, 4)
+
+    def mixed(w, x):
+        theta = np.exp(0.1 * np.tanh(w @ x))  # work before the solve
+        ys = odeint(lambda y, t: oscillator(y, t, theta), Y0, TS, **TIGHT)
+        return np.sum(np.log1p(ys ** 2)) + 1e-3 * np.sum(w ** 2)  # and after
+
+    def in_scan(theta):
+        def step(carry, _):
+            y = odeint(lambda y, t: oscillator(y, t, theta), carry, np.array([0.0, 0.5]), **TIGHT)[-1]
+            return y, y[0]
+        carry, firsts = jitad.scan(step, Y0, np.arange(3.0))
+        return np.sum(firsts ** 2) + np.sum(carry)
+
+    saved = jitad.config.backend
+    try:
+        results = {}
+        for backend in ("reference", saved):  # saved: the compiled default
+            jitad.config.backend = backend
+            before = jitad.cache_info()["reference_fallbacks"]
+            results[backend] = (jitad.value_and_grad(mixed, argnums=(0, 1))(w, x),
+                                jitad.value_and_grad(in_scan)(THETA))
+            if backend == saved:
+                assert jitad.cache_info()["reference_fallbacks"] == before + 2
+    finally:
+        jitad.config.backend = saved
+    for a, b in zip(_leaves(results["reference"]), _leaves(results[saved])):
+        np.testing.assert_array_equal(a, b)
+    jitad.check_grads(mixed, (w, x), order=1, modes=("fwd", "rev"), **FD)
+    jitad.check_grads(in_scan, (THETA,), order=1, modes=("fwd", "rev"), **FD)
+
+
+def _leaves(tree):
+    import optree
+    return optree.tree_leaves(tree)

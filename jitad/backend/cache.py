@@ -645,6 +645,22 @@ def _staying(status):
             "compile in this process.")
 
 
+def _calls_back(graph, seen=None):
+    """Whether `graph`, or a loop body in it at any depth (an ODE solve or an untraceable custom
+    rule inside jitad.scan), calls back into Python: then only the NumPy executor can run it."""
+    seen = set() if seen is None else seen
+    for node in graph.nodes:
+        if node.prim.kind == "callback":
+            return True
+        for value in node.params.values():
+            body = getattr(value, "graph", None)  # a loop's Body (jitad.primitives.control)
+            if body is not None and hasattr(body, "nodes") and id(body) not in seen:
+                seen.add(id(body))
+                if _calls_back(body, seen):
+                    return True
+    return False
+
+
 def compile_graph(graph, mode="eager", labels=None, target="cpu"):
     """An executor for `graph`: compiled now ("eager"), on the NumPy tier while a worker
     compiles ("background"), or NumPy only ("off"). Graphs of more than SPLIT_NODES nodes
@@ -654,7 +670,7 @@ def compile_graph(graph, mode="eager", labels=None, target="cpu"):
     if target not in ("cpu", "parallel"):
         raise ValueError(f"jitad: compile_graph builds target 'cpu' or 'parallel', not {target!r}")
     parallel = target == "parallel"
-    if any(n.prim.kind == "callback" for n in graph.nodes):
+    if _calls_back(graph):
         STATS["reference_fallbacks"] += 1
         return ReferenceGraph(graph)
     if mode == "off":

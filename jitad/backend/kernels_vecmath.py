@@ -32,7 +32,8 @@ from numba.extending import intrinsic as _intrinsic
 
 __all__ = ["fexp", "fexpm1", "ftanh", "fsinh", "fcosh", "fsin", "fcos", "ftan", "flog", "flog1p", "flog2", "flog10",
            "farcsin", "farccos", "farctan", "farctan2", "flog_expit", "farcsinh", "farctanh", "fcbrt", "fhypot", "fpow",
-           "fsin32", "fcos32", "ftan32", "ferf", "fexp2", "farccosh", "radd", "rmul", "rmax", "rmin"]
+           "fsin32", "fcos32", "ftan32", "fexp32", "fexpm1_32", "ftanh32", "flog32", "flog1p32", "ferf", "fexp2",
+           "farccosh", "radd", "rmul", "rmax", "rmin"]
 
 _JIT = dict(forceinline=True, error_model="numpy", cache=True, nogil=True)
 
@@ -501,6 +502,101 @@ def fcos32(x):
 def ftan32(x):
     """tan(x) for a float32 value x, vectorisable; float64 result."""
     return _trig_f32(x, 2)
+
+
+# --- exp, expm1, tanh, log, log1p of a float32 value: float64 arithmetic with polynomials only as
+# long as a float32 result needs (relative error < 2^-30 before the caller rounds to float32, so
+# within 1 float32 ulp of the exact value, and mostly the correctly rounded one) ----------------
+@numba.njit(**_JIT)
+def _expm1_f32(r):
+    """e**r - 1 for |r| <= ln(2)/2 + eps: Taylor to r^8 (relative remainder < 2^-30)."""
+    r2 = r * r
+    q = (0.5 + r * (1.0 / 6)) + r2 * ((1.0 / 24 + r * (1.0 / 120)) + r2 * ((1.0 / 720 + r * (1.0 / 5040))
+                                                                         + r2 * (1.0 / 40320)))
+    return r + r2 * q
+
+
+@numba.njit(**_JIT)
+def _exp_split_f32(v):
+    """(k, q) with e**v = 2^k (1 + q), for v in [-104, 89] (a float32 exp's range, clamped)."""
+    k = np.floor(v * _LOG2E + 0.5)
+    return k, _expm1_f32((v - k * _LN2_HI) - k * _LN2_LO)  # k * _LN2_HI exact
+
+
+@numba.njit(**_JIT)
+def fexp32(x):
+    """exp(x) for a float32 value x, vectorisable; float64 result (beyond float32's range when x is:
+    the rounding to float32 makes it inf or 0)."""
+    v = np.float64(x)
+    k, q = _exp_split_f32(min(max(v, -104.0), 89.0))
+    y = (1.0 + q) * _pow2(k)
+    return v if v != v else y
+
+
+@numba.njit(**_JIT)
+def _expm1_f32_value(v):
+    k, q = _exp_split_f32(min(max(v, -18.0), 89.0))  # expm1(-18) rounds to -1 in float32
+    y = (1.0 + q) * _pow2(k) - 1.0 if k != 0.0 else q
+    return v if np.abs(v) < 9.313225746154785e-10 else y  # 2^-30: expm1 v = v (and -0.0 stays)
+
+
+@numba.njit(**_JIT)
+def fexpm1_32(x):
+    """exp(x) - 1 for a float32 value x, vectorisable; float64 result."""
+    v = np.float64(x)
+    y = _expm1_f32_value(v)
+    return v if v != v else y
+
+
+@numba.njit(**_JIT)
+def ftanh32(x):
+    """tanh(x) for a float32 value x: t / (t + 2) with t = expm1(2|x|), |x| clamped at 10 (tanh 10
+    rounds to 1 in float32), sign restored; vectorisable; float64 result."""
+    v = np.float64(x)
+    t = _expm1_f32_value(2.0 * min(np.abs(v), 10.0))
+    y = np.copysign(t / (t + 2.0), v)
+    return v if v != v else y
+
+
+@numba.njit(**_JIT)
+def _log_f32(u):
+    """log(u) for u > 0 finite and normal: u = 2^e (1 + f) with sqrt(2)/2 <= 1 + f < sqrt(2),
+    log(1 + f) = 2 atanh(s), s = f / (2 + f), |s| < 0.1716; the series to s^11 (remainder < 2^-34)."""
+    bits = _bits(u)
+    e = ((bits >> 52) & 0x7FF) - 1023
+    m = _from_bits((bits & 0x000FFFFFFFFFFFFF) | 0x3FF0000000000000)  # in [1, 2)
+    big = m > _SQRT2
+    m = 0.5 * m if big else m
+    e = e + 1 if big else e
+    f = m - 1.0
+    s = f / (2.0 + f)
+    z = s * s
+    series = 1.0 + z * ((1.0 / 3 + z * (1.0 / 5)) + z * z * ((1.0 / 7 + z * (1.0 / 9)) + z * z * (1.0 / 11)))
+    return np.float64(e) * _LN2 + 2.0 * s * series
+
+
+@numba.njit(**_JIT)
+def flog32(x):
+    """log(x) for a float32 value x (its subnormals are normal float64), vectorisable; float64 result."""
+    v = np.float64(x)
+    y = _log_f32(min(max(v, 1e-46), 3.5e38))
+    y = np.inf if v == np.inf else y
+    y = -np.inf if v == 0.0 else y
+    y = np.nan if v < 0.0 else y
+    return v if v != v else y
+
+
+@numba.njit(**_JIT)
+def flog1p32(x):
+    """log(1 + x) for a float32 value x, vectorisable; float64 result. 1 + x is exact in float64 for
+    |x| >= 2^-29; below 2^-12 the series x - x^2/2 + x^3/3 - x^4/4 (relative remainder < 2^-48)."""
+    v = np.float64(x)
+    y = _log_f32(min(max(1.0 + v, 1e-46), 3.5e38))
+    y = v * (1.0 - v * (0.5 - v * (1.0 / 3 - v * 0.25))) if np.abs(v) < 0.000244140625 else y
+    y = np.inf if v == np.inf else y
+    y = -np.inf if v == -1.0 else y
+    y = np.nan if v < -1.0 else y
+    return v if v != v else y
 
 
 # --- log, log1p, log2, log10 ------------------------------------------------------------------

@@ -155,8 +155,10 @@ def update(root, positions, value, accumulate=False):
     hit = P.scatter_add_p(ones, flat, axis=0, size=size) > 0
     if flat.size == 1:  # one element (x[i] = v): broadcast it
         written = numpy_ops.broadcast_to(numpy_ops.reshape(values, ()), (size,))
-    else:  # (a scatter adds onto +0.0: a written -0.0 becomes +0.0; equal values otherwise)
-        written = P.scatter_add_p(values, flat, axis=0, size=size)
+    else:  # a gather of the written values, bit for bit (a scatter would add onto +0.0: -0.0 + 0.0 is +0.0)
+        source = np.zeros(size, np.int64)
+        source[flat] = np.arange(flat.size)
+        written = P.take_p(values, source, axis=0)
     new = numpy_ops.where(hit, written, root_flat)
     return numpy_ops.reshape(new, shape)
 

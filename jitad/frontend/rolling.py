@@ -213,10 +213,11 @@ def roll(graph):
 
 class _Write:
     """A carried array that each step only writes into, at positions no other step writes
-    (`out[t] = v` in a loop, jitad.frontend.inplace's where(mask, scatter_add(v, positions), old)):
-    the loop outputs the written values instead of carrying the array, and one scatter after the
-    loop writes them all. `positions`: the body positions this replaces; `value`: the role of
-    the written value; `indices`: the concrete positions of every step, (steps, k)."""
+    (`out[t] = v` in a loop, jitad.frontend.inplace's where(mask, take(v, source), old), or
+    where(mask, scatter_add(v, positions), old)): the loop outputs the written values instead of
+    carrying the array, and one gather after the loop writes them all (bit for bit: -0.0 stays).
+    `positions`: the body positions this replaces; `value`: the role of the written value;
+    `indices`: the concrete positions of every step, (steps, k); `scatter`: the mask's scatter."""
 
     def __init__(self, carry, positions, value, indices, scatter, where_node, shape):
         self.carry, self.positions, self.value, self.indices = carry, positions, value, indices
@@ -224,23 +225,25 @@ class _Write:
 
     def apply(self, initial, values):
         """The array after the loop: `initial` with each step's written `values` at its positions."""
-        from jitad.primitives import greater_p, reshape_p, scatter_add_p, where_p
+        from jitad.primitives import greater_p, reshape_p, scatter_add_p, take_p, where_p
         flat_values = np.reshape(values, (-1,) + tuple(values.shape[2:]))
         flat_indices = self.indices.reshape(-1)
         size, axis = self.scatter.params["size"], self.scatter.params["axis"]
-        scattered = scatter_add_p(flat_values, flat_indices, axis=axis, size=size)
+        source = np.zeros(size, np.int64)  # the entry of flat_values each position takes
+        source[flat_indices] = np.arange(flat_indices.size)
+        written = take_p(flat_values, source, axis=axis)
         ones = np.ones(flat_values.shape, np.dtype(self.scatter.dtype))
         mask = greater_p(scatter_add_p(ones, flat_indices, axis=axis, size=size), np.zeros((), ones.dtype))
         old = initial if tuple(np.shape(initial)) == self.where_node.shape else \
             reshape_p(initial, shape=self.where_node.shape)
-        new = where_p(mask, scattered, old)
+        new = where_p(mask, written, old)
         return new if new.shape == self.shape else reshape_p(new, shape=self.shape)
 
 
 def _writes(region, used_after):
     """{carried position: _Write} for the carries of `region` that are written into and never read."""
     from jitad.interpreter import evaluate
-    from jitad.primitives import greater_p, reshape_p, scatter_add_p, where_p
+    from jitad.primitives import greater_p, reshape_p, scatter_add_p, take_p, where_p
     p, copies = region.period, region.copies
     template = copies[0]
     users = defaultdict(list)  # position -> positions of the body that read it
@@ -279,15 +282,16 @@ def _writes(region, used_after):
             continue  # the array is read between steps
         m, sc = roles[0][1], roles[1][1]
         mask, scatter = template[m], template[sc]
-        if mask.prim is not greater_p or scatter.prim is not scatter_add_p:
+        if mask.prim is not greater_p or scatter.prim not in (scatter_add_p, take_p):
             continue
         ones_scatter = template[region.roles[m][0][1]] if region.roles[m][0][0] == "internal" else None
-        if ones_scatter is None or ones_scatter.prim is not scatter_add_p or \
-                ones_scatter.params != scatter.params or region.roles[m][1][0] != "const":
+        if ones_scatter is None or ones_scatter.prim is not scatter_add_p or region.roles[m][1][0] != "const" or \
+                (scatter.prim is scatter_add_p and ones_scatter.params != scatter.params):
             continue
-        index_role = region.roles[sc][1]
-        if region.roles[region.roles[m][0][1]][1] != index_role or index_role[0] != "xs" or \
-                any(n.prim is not const_p for n in index_role[1]) or scatter.params.get("axis") != 0:
+        index_role = region.roles[region.roles[m][0][1]][1]  # the written positions, as the mask's scatter reads them
+        if (scatter.prim is scatter_add_p and region.roles[sc][1] != index_role) or index_role[0] != "xs" or \
+                any(n.prim is not const_p for n in index_role[1]) or scatter.params.get("axis") != 0 or \
+                ones_scatter.params.get("axis") != 0:
             continue
         try:  # the mask's zero and ones must be what inplace writes: concrete constants
             zero = evaluate(Graph([], [region.roles[m][1][1]]), [])[0]
@@ -310,7 +314,7 @@ def _writes(region, used_after):
             if all(u in positions or u == m for u in users[("internal", extra)]) and \
                     not any(pos[1] == extra for pos in outside):
                 positions.add(extra)
-        found[q] = _Write(q, positions, value, indices, scatter, node, template[q].shape)
+        found[q] = _Write(q, positions, value, indices, ones_scatter, node, template[q].shape)
     return found
 
 

@@ -282,7 +282,7 @@ class CudaWriter(KernelWriter):
         nest.before.append(_Stmt(name, f"np.full({self.shape_code(root)}, {init}, {dtype})"))
         target = f"{name}[{', '.join(kept)}]"
         if 0 in axes and kind == "add":  # threads of different i0 add into one element
-            key = f"({', '.join(kept)},)"
+            key = kept[0] if len(kept) == 1 else f"({', '.join(kept)})"  # a 1-tuple does not lower
             self.place(_Stmt(None, f"cuda.atomic.add({name}, {key}, {value})", self.describe(root)), level)
         else:
             if 0 in axes:

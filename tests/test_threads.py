@@ -3,7 +3,10 @@ nests as `numba.prange` over chunks of their outer loop, with a partial per chun
 over it. Speed is measured in asv_benchmarks/bench_threads.py; here: the source's shape, equal
 results (NaN and inf propagate as in NumPy; the same bits for any number of threads), race-free
 gradients, and concurrent calls from user threads."""
+import os
 import re
+import subprocess
+import sys
 import threading
 
 import numpy as np
@@ -125,6 +128,33 @@ def test_user_threads_call_kernels_at_once(parallel_vg):
     for (value, grad), (want_value, want_grad) in zip(results, expected):
         assert value == want_value
         np.testing.assert_array_equal(grad, want_grad)
+
+
+_WORKQUEUE = """
+import sys, threading
+sys.path.insert(0, {tests!r})
+import numpy as np, jitad, numba, test_threads
+vg = jitad.value_and_grad(test_threads.both_losses, target="parallel")
+inputs = [np.random.default_rng(k).uniform(-2, 2, test_threads.BIG) for k in range(3)]
+want = [vg(X)[0] for X in inputs]
+def work(k):
+    for _ in range(3):
+        assert vg(inputs[k])[0] == want[k]
+threads = [threading.Thread(target=work, args=(k,)) for k in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print("ok", numba.threading_layer())
+"""
+
+
+def test_workqueue_layer_runs_parallel_kernels_one_at_a_time(parallel_vg):
+    """Numba's workqueue threading layer (no TBB, no OpenMP) aborts the process when two threads
+    launch parallel kernels at once: jitad then runs them one at a time."""
+    parallel_vg(np.ones(BIG))  # compiled into the session's disk cache: the child loads it
+    env = dict(os.environ, NUMBA_THREADING_LAYER="workqueue", JITAD_COMPILE="eager")
+    out = subprocess.run([sys.executable, "-c", _WORKQUEUE.format(tests=os.path.dirname(__file__))], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and out.stdout.split() == ["ok", "workqueue"], out.stderr[-2000:]
 
 
 def test_threads_setting():

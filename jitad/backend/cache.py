@@ -321,9 +321,15 @@ def is_parallel(source):
     return "numba.prange(" in source
 
 
+_LAYER = [None]                # Numba's threading layer, known after the first parallel call
+_one_at_a_time = threading.Lock()
+
+
 def threaded(dispatcher):
     """`dispatcher` called with this thread's Numba thread count set to jitad.config.threads first
-    (Numba's setting is per calling thread, so a user thread or a Dask worker's gets it too)."""
+    (Numba's setting is per calling thread, so a user thread or a Dask worker's gets it too). Under
+    Numba's "workqueue" threading layer (no TBB or OpenMP), which aborts the process when two
+    threads launch parallel work at once, parallel kernels run one at a time."""
     state = _thread_state
 
     def call(*args):
@@ -331,8 +337,14 @@ def threaded(dispatcher):
             import numba
             numba.set_num_threads(min(THREADS[0] or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
             state.threads = THREADS[0]
-        return dispatcher(*args)
-    call.py_func = getattr(dispatcher, "py_func", None)
+        if _LAYER[0] in ("omp", "tbb"):
+            return dispatcher(*args)
+        with _one_at_a_time:
+            out = dispatcher(*args)
+            if _LAYER[0] is None:
+                import numba
+                _LAYER[0] = numba.threading_layer()
+        return out
     return call
 
 

@@ -9,6 +9,7 @@ import numpy as np
 import optree
 import pytest
 import scipy.signal
+import scipy.special
 
 import jitad
 from jitad.errors import UnsupportedOperationError
@@ -154,7 +155,39 @@ ROWS = [
                                          a.ravel("F"), a.T.ravel("K"), a.reshape(5, 3, order="F"),
                                          np.ravel(a.T, order="A"), np.ascontiguousarray(a[0, 0])), (M,)),
     ("copyto_put_putmask_place", lambda a, v: _writers(a, v), (M, V)),
+    # other gaps of published programs
+    ("full_traced_fill", lambda a: _full_and_fill(a), (V,)),
+    ("fill_diagonal_put_along_axis", lambda a, v: _fill_diagonal_put_along_axis(a, v), (M, V)),
+    ("ufunc_outer_accumulate", lambda a, b: (np.subtract.outer(a, b), np.multiply.outer(a, b[:2]),
+                                             np.multiply.accumulate(a), np.add.accumulate(b)), (V, W)),
+    ("bincount_weights", lambda w: np.bincount(np.array([0, 1, 1, 4, 2, 1, 0]), weights=w, minlength=6), (V,)),
+    ("resize_modf", lambda a: (np.resize(a, (3, 4)), np.modf(3.0 * a), np.resize(a[:2], 5)), (V,)),
+    ("unravel_argmax_nanargmax", lambda a: (a[np.unravel_index(np.argmax(a), a.shape)],
+                                            a[np.unravel_index(np.argmin(a), a.shape, order="F")],
+                                            a[0, np.nanargmax(a[0] + NANS[0])] + a[2, np.nanargmin(a[2] + NANS[2])]),
+     (M,)),
+    ("special_more", lambda a, b: (scipy.special.beta(a + 1.5, b + 1.5), scipy.special.rel_entr(a + 1.0, b + 1.5),
+                                   scipy.special.kl_div(a + 1.0, b + 1.5), scipy.special.boxcox(a + 1.5, b),
+                                   scipy.special.boxcox(a + 1.5, 0.0), scipy.special.loggamma(a + 1.5),
+                                   scipy.special.expm1(a), scipy.special.log1p(b), scipy.special.cbrt(a + 2.0),
+                                   scipy.special.exp2(a), scipy.special.exp10(b)), (V[:4], W)),
 ]
+
+
+def _full_and_fill(a):
+    out = np.full(3, a[0])  # a traced fill value
+    out[1] = a[1]
+    return out, np.full_like(a, a[2]), np.full((2, 2), a[3], dtype=np.float64) * a[:2]
+
+
+def _fill_diagonal_put_along_axis(a, v):
+    b = np.zeros((4, 4))
+    np.fill_diagonal(b, v[:2])  # repeated
+    c = a * 1.0
+    np.fill_diagonal(c, v[5])
+    np.put_along_axis(c, np.array([[0], [4], [2]]), v[:3, None], axis=1)
+    np.put_along_axis(c, np.argmax(a, axis=0)[None, :], v[None, :5] * 2.0, axis=0)  # traced indices
+    return b, c
 
 
 def _writers(a, v):
@@ -186,6 +219,8 @@ INTEGER_ROWS = [
     ("histogram_range", lambda a: np.histogram(a, bins=5, range=(-0.5, 0.5))[0]),
     ("histogram_equal_values", lambda a: np.histogram(0.0 * a + 0.2, bins=2)[0]),
     ("argpartition_kth", lambda a: np.take_along_axis(a, np.argpartition(a, 3, axis=1), 1)[:, 3]),
+    ("signbit", lambda a: np.signbit(np.concatenate([a[0], -0.0 * a[1], 0.0 * a[1]]))),
+    ("unravel_index", lambda a: np.unravel_index(np.argmax(a, axis=1) + 5, (3, 2, 3))),
 ]
 
 
@@ -355,9 +390,9 @@ def test_coverage_table_follows_the_registry(monkeypatch, tmp_path, capsys):
     before, count = coverage.table(), coverage.count()
     assert "`interp`" in before and "`r_`" in before and "`scipy.signal`" in before and "`norm.logpdf`" in before
     assert "`nonzero`" not in before  # its builder only raises a clear error
-    monkeypatch.setitem(numpy_ops.FUNCTIONS, np.resize, lambda p, *_: p)  # a new registration changes the table
+    monkeypatch.setitem(numpy_ops.FUNCTIONS, np.trim_zeros, lambda p, *_: p)  # a new registration changes the table
     after = coverage.table()
-    assert after != before and "`resize`" in after and coverage.count() == count + 1
+    assert after != before and "`trim_zeros`" in after and coverage.count() == count + 1
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{coverage.START}\nold\n{coverage.END}\nrest\n")
     assert coverage.write_readme(readme) and coverage.readme_section(readme.read_text()) == after

@@ -1340,6 +1340,117 @@ def place(arr, mask, vals):
 
 WRITERS = {np.copyto: copyto, np.put: put, np.putmask: putmask, np.place: place}
 
+
+def fill_diagonal(a, val, wrap=False):
+    """np.fill_diagonal: the main diagonal (every index equal) takes val, repeated."""
+    _writable(a, "fill_diagonal")
+    shape = ops.shape_of(_current(a))
+    if len(shape) < 2:
+        raise ValueError("array must be at least 2-d")
+    if len(shape) == 2:
+        step, end = shape[1] + 1, None if wrap else shape[1] * shape[1]
+    else:
+        if len(set(shape)) != 1:
+            raise ValueError("All dimensions of input must be of equal length")
+        step, end = 1 + int(np.cumprod(shape[:-1]).sum()), None
+    count = len(range(0, int(np.prod(shape)) if end is None else min(end, int(np.prod(shape))), step))
+    flat = a.reshape(-1)
+    flat[:end:step] = _cycled(val, count, _current(a).dtype)
+
+
+def put_along_axis(arr, indices, values, axis):
+    """np.put_along_axis: arr[..., indices, ...] = values along `axis` (traced indices too)."""
+    _writable(arr, "put_along_axis")
+    shape = ops.shape_of(_current(arr))
+    if axis is None:
+        arr.reshape(-1)[indices] = values
+        return
+    axis = ops.normalize_axis(axis, len(shape))
+    if ops.ndim_of(indices) != len(shape):
+        raise ValueError("`indices` and `arr` must have the same number of dimensions")
+    key = tuple(indices if d == axis else np.arange(n).reshape((1,) * d + (n,) + (1,) * (len(shape) - d - 1))
+                for d, n in enumerate(shape))
+    arr[key] = values
+
+
+WRITERS_MORE = {np.fill_diagonal: fill_diagonal, np.put_along_axis: put_along_axis}
+
+
+def unravel_index(indices, shape, order="C"):
+    """np.unravel_index of traced integer indices (of an argmax, say): integer arithmetic, no derivative."""
+    shape = tuple(operator.index(n) for n in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    if order not in ("C", "F"):
+        raise ValueError("only 'C' or 'F' order is permitted")
+    indices = ops.asarray(indices)
+    if indices.dtype.kind not in "iu":
+        raise TypeError(f"only int indices permitted, not {indices.dtype}")
+    out, rest = [], indices
+    for n in (reversed(shape) if order == "C" else shape):
+        out.append(ops.mod(rest, n))
+        rest = ops.floor_divide(rest, n)
+    return tuple(reversed(out)) if order == "C" else tuple(out)
+
+
+def bincount(x, weights=None, minlength=0):
+    """np.bincount of concrete integer labels with traced weights: a scatter-add, linear in the weights."""
+    if is_tracer(x):
+        raise UnsupportedOperationError("np.bincount of traced labels", "The length of its result depends on the "
+                                        "labels' values: pass concrete labels (the weights may be traced). ")
+    x = np.asarray(x)
+    if x.ndim != 1 or (x.size and x.min() < 0):
+        raise ValueError("'list' argument must be 1-d of non-negative integers")
+    size = max(int(x.max()) + 1 if x.size else 0, operator.index(minlength))
+    if weights is None:
+        return np.bincount(x, minlength=minlength)
+    weights = _float(weights)
+    if ops.shape_of(weights) != x.shape:
+        raise ValueError("The weights and list don't have the same length.")
+    return P.scatter_add_p(ops.astype(weights, np.float64), x.astype(np.intp), axis=0, size=size)
+
+
+def resize(a, new_shape):
+    """np.resize: a's entries in order, repeated to fill `new_shape`."""
+    shape = tuple(new_shape) if isinstance(new_shape, (tuple, list)) else (operator.index(new_shape),)
+    a = ops.asarray(a)
+    count = int(np.prod(shape, dtype=np.int64))
+    if a.size == 0 or count == 0:
+        return ops.reshape(ops.broadcast_to(np.zeros((), a.dtype), (count,)), shape)
+    return ops.reshape(_cycled(a, count, a.dtype), shape)
+
+
+def modf(x):
+    """(fractional part, integral part), both with x's sign as NumPy's; d frac/dx = 1."""
+    x = _float(x)
+    whole = P.trunc_p(x)
+    frac = copysign(ops.where(P.isinf_p(x), 0.0, x - whole), x)
+    return frac, whole
+
+
+def signbit(x):
+    """Whether the sign bit is set (-0.0 included; NaN's sign is not read)."""
+    x = ops.asarray(x)
+    return _negative_sign(x) if x.dtype.kind == "f" else P.less_p(x, 0)
+
+
+def _nan_arg_extreme(name, plain):
+    def builder(a, axis=None, out=None, *, keepdims=False):
+        """The position of the extreme ignoring NaNs; an all-NaN slice raises ValueError, as NumPy
+        (jitad reads the traced values there and records the answer as a guard)."""
+        a = ops.asarray(a)
+        if a.dtype.kind != "f":
+            return plain(a, axis=axis, out=out, keepdims=keepdims)
+        missing = P.isnan_p(a)
+        if bool(missing.all(axis=axis).any()):
+            raise ValueError("All-NaN slice encountered")
+        fill = -np.inf if name == "nanargmax" else np.inf
+        return plain(ops.where(missing, fill, a), axis=axis, out=out, keepdims=keepdims)
+    builder.__name__ = name
+    return builder
+
+
+nanargmax = _nan_arg_extreme("nanargmax", argmax)
+nanargmin = _nan_arg_extreme("nanargmin", argmin)
+
 FUNCTIONS = {
     np.linspace: linspace, np.logspace: logspace, np.geomspace: geomspace, np.meshgrid: meshgrid,
     np.gradient: gradient, np.trapezoid: trapezoid, np.cumprod: cumprod, np.ediff1d: ediff1d,
@@ -1359,7 +1470,8 @@ FUNCTIONS = {
     np.apply_along_axis: apply_along_axis, np.isin: isin, np.angle: angle, np.linalg.cond: cond,
     np.linalg.matrix_rank: matrix_rank,
     np.histogram: histogram, np.piecewise: piecewise, np.partition: partition, np.argpartition: argpartition,
-    np.unwrap: unwrap, **WRITERS,
+    np.unwrap: unwrap, **WRITERS, **WRITERS_MORE, np.unravel_index: unravel_index, np.bincount: bincount,
+    np.resize: resize, np.nanargmax: nanargmax, np.nanargmin: nanargmin,
     # (while tracing, np.ascontiguousarray / np.asfortranarray are jitad.frontend.tracer's hooks: NumPy does
     # not dispatch them; these rows list them in the coverage table and serve a direct call)
     np.ascontiguousarray: lambda a, dtype=None, *, like=None: np.ascontiguousarray(a, dtype=dtype),
@@ -1368,9 +1480,9 @@ FUNCTIONS = {
     ops.astype(x, dtype),
 }
 ops.FUNCTIONS.update(FUNCTIONS)
-ops.UFUNCS.update({np.copysign: copysign, np.ldexp: ldexp, np.vecdot: vecdot,
+ops.UFUNCS.update({np.copysign: copysign, np.ldexp: ldexp, np.vecdot: vecdot, np.modf: modf, np.signbit: signbit,
                    **({np.matvec: matvec, np.vecmat: vecmat} if hasattr(np, "matvec") else {})})  # NumPy >= 2.2
-inplace.WRITERS.update(WRITERS)  # a Workspace hands itself (not a copy) to these
+inplace.WRITERS.update({**WRITERS, **WRITERS_MORE})  # a Workspace hands itself (not a copy) to these
 
 _INDEX_TRICKS = type(np.r_).__mro__[1]  # numpy's AxisConcatenator, the class of np.r_ and np.c_
 linalg_ops.SCIPY_FUNCTIONS.update({

@@ -581,12 +581,11 @@ def _check_masks(key, items, shape):
 def _take_many(x, advanced, front):
     """Several index arrays: merge their axes and take on the flat index (NumPy placement:
     the broadcast index dimensions go first when `front`, else where the first array stood)."""
-    if any(is_tracer(idx) for _, idx in advanced):
-        raise UnsupportedOperationError("indexing with several traced index arrays",
-                                        "Use one index array per indexing step. ")
     positions = [p for p, _ in advanced]
-    arrays = np.broadcast_arrays(*[idx for _, idx in advanced])
     shape = shape_of(x)
+    traced = any(is_tracer(idx) for _, idx in advanced)
+    if not traced:
+        arrays = np.broadcast_arrays(*[idx for _, idx in advanced])
     target = 0 if front else positions[0]
     rest = [a for a in range(len(shape)) if a not in positions]
     order = rest[:target] + positions + rest[target:]
@@ -594,6 +593,13 @@ def _take_many(x, advanced, front):
     merged = shape_of(x)[:target] + (int(math.prod([shape[p] for p in positions])),) + \
         shape_of(x)[target + len(positions):]
     x = reshape(x, merged)
+    if traced:  # (x[np.unravel_index(np.argmax(y), y.shape)]): the flat index, computed
+        flat, stride = 0, 1
+        for p, idx in reversed(advanced):
+            n = shape[p]
+            idx = P.where_p(P.less_p(idx, 0), idx + n, idx) if is_tracer(idx) else idx
+            flat, stride = flat + idx * stride, stride * n
+        return P.take_p(x, astype(flat, np.intp), axis=target)
     flat = np.ravel_multi_index(tuple(arrays), tuple(shape[p] for p in positions))
     return P.take_p(x, flat.astype(np.intp), axis=target)
 

@@ -60,6 +60,41 @@ SPECIAL_UFUNCS = {
     "xlog1py": P.xlog1py_p, "entr": P.entr_p, "i0": _bessel(0, False), "i1": _bessel(1, False),
     "i0e": _bessel(0, True), "i1e": _bessel(1, True),
 }
+
+
+def _beta(a, b):
+    """B(a, b) = exp(betaln(a, b)) for positive a and b (the arguments are read: others are an error)."""
+    if bool(np.any((a <= 0) | (b <= 0))):
+        raise UnsupportedOperationError("scipy.special.beta with an argument <= 0 (traced)",
+                                        "jitad implements it for positive arguments (exp(betaln(a, b))). ")
+    return np.exp(P.betaln_p(a, b))
+
+
+def _rel_entr(x, y):
+    """x log(x / y) for x, y > 0; 0 at x = 0 <= y; inf elsewhere (SciPy's formula, term by term)."""
+    inside = (x > 0) & (y > 0)
+    return np.where(inside, x * np.log(np.where(inside, x / y, 1.0)), np.where((x == 0) & (y >= 0), 0.0, np.inf))
+
+
+def _kl_div(x, y):
+    """x log(x / y) - x + y for x, y > 0; y at x = 0 <= y; inf elsewhere."""
+    inside = (x > 0) & (y > 0)
+    value = x * np.log(np.where(inside, x / y, 1.0)) - x + y
+    return np.where(inside, value, np.where((x == 0) & (y >= 0), y, np.inf))
+
+
+def _boxcox(x, lmbda):
+    """(x^λ - 1) / λ as SciPy computes it, expm1(λ log x) / λ, and log x for |λ| < 1e-19."""
+    small = np.abs(lmbda) < 1e-19
+    return np.where(small, np.log(x), np.expm1(lmbda * np.log(x)) / np.where(small, 1.0, lmbda))
+
+
+SPECIAL_UFUNCS.update({
+    "beta": _beta, "rel_entr": _rel_entr, "kl_div": _kl_div, "boxcox": _boxcox,
+    "loggamma": lambda x: np.where(x >= 0, P.gammaln_p(x), np.nan),  # real x: nan below 0, as SciPy
+    "expm1": np.expm1, "log1p": np.log1p, "cbrt": np.cbrt, "exp2": np.exp2,
+    "exp10": lambda x: np.power(10.0, x) if is_tracer(x) else np.power(10.0, np.asarray(x, np.float64)),
+})
 _registered = []
 
 

@@ -89,8 +89,12 @@ class Tracer:
             return _layout_k(_fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs), inputs)
         if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:
             return _fresh(numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs), inputs)
-        if method == "accumulate" and ufunc is np.add:
-            return numpy_ops.cumsum(*inputs, **{k: v for k, v in kwargs.items() if k == "axis"})
+        if method == "accumulate" and ufunc in (np.add, np.multiply):
+            running = numpy_ops.cumsum if ufunc is np.add else np.cumprod
+            return running(*inputs, **{k: v for k, v in kwargs.items() if k == "axis"})
+        if method == "outer" and len(inputs) == 2 and ufunc in numpy_ops.UFUNCS and not kwargs:
+            a, b = numpy_ops.asarray(inputs[0]), numpy_ops.asarray(inputs[1])  # a[..., None, ...] op b
+            return self.__array_ufunc__(ufunc, "__call__", numpy_ops.reshape(a, a.shape + (1,) * b.ndim), b)
         raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method}")
 
     def __array_function__(self, func, types, args, kwargs):
@@ -561,6 +565,10 @@ def _creator(name):
         original = _originals["zeros_like"]
 
     def make(*args, **kwargs):
+        if name in ("full", "full_like"):  # a traced fill value: a new traced array of it
+            fill = inplace.resolve(args[1] if len(args) > 1 else kwargs.get("fill_value"))
+            if is_tracer(fill):
+                return _traced_full(name, fill, *args, **kwargs)
         return _made_by_user(original(*args, **kwargs), sys._getframe(1))
     make.__name__ = make.__qualname__ = name
     make.__wrapped__ = _originals[name]
@@ -568,6 +576,18 @@ def _creator(name):
 
 
 _hooked = {name: _creator(name) for name in _CREATORS}
+
+
+def _traced_full(name, fill, first, fill_value=None, dtype=None, *rest, **kwargs):
+    """np.full(shape, traced) / np.full_like(a, traced): a new (writable) array of the fill value."""
+    del fill_value, rest
+    if name == "full":
+        shape = (first,) if isinstance(first, (int, np.integer)) else tuple(first)
+    else:
+        shape = kwargs.get("shape") or numpy_ops.shape_of(first)
+        dtype = dtype or numpy_ops.asarray(first).dtype
+    value = numpy_ops.astype(fill, dtype) if dtype is not None else fill
+    return Tracer(numpy_ops.broadcast_to(value, tuple(shape)).node, value.builder)
 
 
 def _contiguous(name, order):

@@ -178,7 +178,7 @@ def _fast_key(args):
     """A cheap signature for calls whose every argument is a Python float or a float array. It holds
     the backend too: the fast path of one transform (shared by every wrapper of the same function)
     must not serve a compiled kernel after `jitad.config.backend = "reference"`, or the other way."""
-    key = [backend.config.backend, backend.config.compile == "off", backend.current_target()]
+    key = [backend.STATE[0] if not backend.OPEN[0] else (backend.STATE[0], backend.current_target())]
     for a in args:
         kind = type(a)
         if kind is float:

@@ -71,7 +71,21 @@ class Config:
     threads: how many threads a "parallel" kernel's loop nests run on (default: all of Numba's,
         NUMBA_NUM_THREADS, the CPUs); 1 runs them on the calling thread only.
     """
-    backend = "numba"
+
+    @property
+    def backend(self):
+        return self._backend
+
+    @backend.setter
+    def backend(self, value):
+        if value not in ("numba", "reference"):
+            raise ValueError(f"jitad.config.backend must be 'numba' or 'reference', got {value!r}")
+        self._backend = value
+        self._changed()
+
+    def _changed(self):
+        """The settings a compiled call's fast path depends on, as one object (`STATE`)."""
+        STATE[0] = (self._backend, self._compile == "off", self._target)
 
     @property
     def roll_loops(self):
@@ -116,8 +130,10 @@ class Config:
         guards.limits["specializations"] = value
 
     def __init__(self):
+        self._backend = "numba"
         self._compile = _compile_default()
         self._target = _target_default()
+        self._changed()
 
     @property
     def target(self):
@@ -128,6 +144,7 @@ class Config:
         if value is None:
             raise ValueError(f"jitad.config.target must be one of {TARGETS}, got None")
         self._target = check_target(value)
+        self._changed()
 
     @property
     def compile(self):
@@ -138,20 +155,22 @@ class Config:
         if value not in COMPILE_MODES:
             raise ValueError(f"jitad.config.compile must be one of {COMPILE_MODES}, got {value!r}")
         self._compile = value
+        self._changed()
 
 
+STATE = [None]  # (backend, compile == "off", target) of `config`, kept by its setters
 config = Config()
 
 
 _scope = threading.local()
-_open = [0]  # `using_target` scopes open in any thread: while none is, no thread-local lookup
+OPEN = [0]  # `using_target` scopes open in any thread: while none is, no thread-local lookup
 _open_lock = threading.Lock()
 
 
 def current_target():
     """The target of the call being run: that of the innermost transform given `target=`
     (`using_target`), else jitad.config.target."""
-    if not _open[0]:
+    if not OPEN[0]:
         return config._target
     return getattr(_scope, "target", None) or config._target
 
@@ -165,13 +184,13 @@ def using_target(target):
     outer = getattr(_scope, "target", None)
     _scope.target = target
     with _open_lock:
-        _open[0] += 1
+        OPEN[0] += 1
     try:
         yield
     finally:
         _scope.target = outer
         with _open_lock:
-            _open[0] -= 1
+            OPEN[0] -= 1
 
 
 def compile(graph, target="cpu"):

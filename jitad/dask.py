@@ -42,7 +42,10 @@ from jitad.pytrees import tree_leaves, tree_map
 
 __all__ = ["map_grad", "grad_sum", "setup", "cache_info", "local_client", "SendError"]
 
-_SCATTER_BYTES = 1 << 20  # shared arguments larger than this go to the workers once, not with each task
+# values shared by a call's tasks larger than this go to the workers once (a future), not in the graph:
+# distributed's Client.map keys a keyword argument of more than 1e5 bytes by its name alone, so two
+# calls in flight would share the key 'params' (the scheduler then fails an assertion and hangs)
+_SCATTER_BYTES = 1 << 16
 
 
 class SendError(JitadError, TypeError):
@@ -237,14 +240,11 @@ def _load(token, payload):
     return found
 
 
-def _nbytes(tree):
-    return sum(getattr(leaf, "nbytes", 8) for leaf in tree_leaves(tree))
-
-
 def _send(client, value):
     """`value` itself, or a future of it on every worker when it is large (sent once, not per task;
     every worker holds a copy, so one that dies loses nothing)."""
-    if _nbytes(value) <= _SCATTER_BYTES:
+    from dask.sizeof import sizeof
+    if sizeof(value) <= _SCATTER_BYTES:
         return value
     return client.scatter([value], broadcast=True, hash=False)[0]
 
@@ -276,7 +276,7 @@ def map_grad(fun, params_list, *args, client=None, value=False, batch_size=None,
     if batch_size is None:
         threads = max(1, sum(client.nthreads().values()))
         batch_size = max(1, math.ceil(len(params_list) / (2 * threads)))
-    shared = _send(client, tuple(args))
+    shared, payload = _send(client, tuple(args)), _send(client, payload)
     # one message to the scheduler for all the tasks
     batches = client.map(_grad_batch, [params_list[i:i + batch_size] for i in range(0, len(params_list), batch_size)],
                          token=token, payload=payload, args=shared, pure=False)
@@ -372,7 +372,7 @@ def grad_sum(fun, params, data, client=None, reduce="sum", value=False, fan_in=8
     if not chunks:
         raise ValueError("grad_sum: no chunks of data")
     mean = reduce == "mean"
-    sent = _send(client, params)
+    sent, payload = _send(client, params), _send(client, payload)
     parts = client.map(_chunk_part, chunks, token=token, payload=payload, mean=mean, params=sent, pure=False)
     while len(parts) > 1:
         parts = client.map(_add_parts, [parts[i:i + fan_in] for i in range(0, len(parts), fan_in)], pure=False)

@@ -254,3 +254,20 @@ def test_every_transform_pickles_and_runs_on_the_workers(client, numpy_tier):
     for (name, _, _, want), got in zip(made, remote):
         assert type(got) is type(want), name
         assert_trees_close(got, want, rtol=1e-14, atol=0)
+
+
+def big(W, inputs):
+    return np.sum(np.tanh(inputs @ W) ** 2)
+
+
+def test_large_shared_values_go_once_and_calls_repeat(client, numpy_tier):
+    """Parameters and data above 64 KiB are sent to the workers once, as futures: as a keyword of
+    Client.map they would be keyed by the keyword's name, and a second call hung the scheduler."""
+    rng = np.random.default_rng(3)
+    W, X = 0.1 * rng.standard_normal((128, 128)), rng.standard_normal((90, 128))  # 128 KiB, 90 KiB
+    chunks = [X[:40], X[40:]]
+    want = jitad.grad(big)(W, X)
+    for _ in range(2):
+        assert_trees_close(jd.grad_sum(big, W, chunks, client=client), want)
+    got = jd.map_grad(big, [W, 2 * W], X, client=client)
+    assert_trees_close(got, [want, jitad.grad(big)(2 * W, X)])

@@ -11,9 +11,11 @@ jitad.UnsupportedOperationError, when the graph is compiled): the other library 
 algebra, scans and while loops, custom rules calling back into Python) and the
 scalar special functions without a device version (`UNSUPPORTED_ROWS` below, checked to raise).
 """
+import json
 import os
 import subprocess
 import sys
+import tempfile
 
 import numpy as np
 import optree
@@ -31,16 +33,67 @@ UNSUPPORTED_ROWS = {"norm_nuc_2": "svd_factor"}
 MAX_ROWS = 40  # rows per simulated group (the simulator's time is per launch, not per row)
 
 
+_RECORD = os.path.join(tempfile.gettempdir(), f"jitad-cuda-launches-{os.getpid()}.json")
+
+
 def test_cuda_on_the_simulator():
     """Every test below marked on_simulator, run in a process with NUMBA_ENABLE_CUDASIM=1."""
     if SIMULATOR:
         pytest.skip("this process is the simulator's")
-    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", JITAD_COMPILE="eager")
+    env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1", JITAD_COMPILE="eager", JITAD_TEST_CUDA_RECORD=_RECORD)
     proc = subprocess.run([sys.executable, "-m", "pytest", __file__, "-x", "-p", "no:cacheprovider", "-rA"], env=env, capture_output=True, text=True, timeout=600,
                           cwd=os.path.dirname(os.path.abspath(__file__)))
     assert proc.returncode == 0, proc.stdout[-6000:] + proc.stderr[-3000:]
     passed = proc.stdout.count("\nPASSED ")
     assert passed >= 10 and "\nFAILED " not in proc.stdout, proc.stdout[-6000:]
+
+
+def test_simulated_kernels_compile_to_ptx():
+    """The kernels of `_kitchen_sink` (every kind this target emits), launched on the simulator with their
+    argument types recorded, compile to PTX for sm_75 with the real numba.cuda and NVVM (no GPU needed):
+    what the simulator's Python accepts but a GPU compiler would not fails here."""
+    if SIMULATOR or not os.path.exists(_RECORD):
+        pytest.skip("needs the simulator run's record (test_cuda_on_the_simulator)")
+    with open(_RECORD, encoding="utf-8") as f:
+        records = _one_of_each_kind(json.load(f))
+    with open(_RECORD, "w", encoding="utf-8") as f:
+        json.dump(records, f)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "jitad.tools.cuda_check", "--compile-ptx", _RECORD, "--cc", "7.5"],
+                              env=env, capture_output=True, text=True, timeout=600)
+    finally:
+        os.unlink(_RECORD)
+    if proc.returncode == 2:
+        pytest.skip(proc.stdout.strip())  # no CUDA toolkit (NVVM) here
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-3000:]
+    assert " kernel launches compile" in proc.stdout
+
+
+# the library kernels compiled in the default suite's PTX check (fixed text; `cuda-check --ptx` compiles all)
+_PTX_LIBRARY = {"_matmul_kernel", "_scatter_add3_kernel", "_argsort_kernel"}
+
+
+def _one_of_each_kind(records):
+    """The first launch of each kind of generated kernel (NVVM takes about a second a kernel): by what its
+    source uses -- shared memory, atomics, one thread, device helpers not yet covered -- and a few library
+    kernels."""
+    import re
+    kept, kinds, helpers = [], set(), set()
+    for path, name, described in records:
+        with open(path, encoding="utf-8") as f:
+            source = f.read()
+        body = re.search(rf"^def {name}\(.*?(?=^\S)", source + "\nEND", re.S | re.M).group(0)
+        if not re.fullmatch(r"[KF]\d+", name) and name not in _PTX_LIBRARY:
+            continue
+        kind = name if not re.fullmatch(r"[KF]\d+", name) else (
+            name[0], "cuda.shared" in body, "cuda.atomic" in body, "# one thread:" in body)
+        calls = set(re.findall(r"\bd_\w+", body))
+        if kind not in kinds or calls - helpers:
+            kinds.add(kind)
+            helpers |= calls
+            kept.append([path, name, described])
+    return kept
 
 
 def test_import_does_not_import_numba_cuda():
@@ -213,3 +266,45 @@ def test_source_is_cached_on_disk_by_target_and_shown_by_explain(cuda_target):
     assert cuda_sources, "no cuda module in the disk cache"
     assert "@cuda.jit" in cuda_sources[0] and "cuda.grid(1)" in cuda_sources[0]
     assert "@cuda.jit" in text and 'TARGET = "cuda simulator"' in text
+
+
+def _kitchen_sink(x, W, b):
+    """A function whose cuda module holds every kind of kernel: fused nests, a block tree reduction
+    and its second pass, atomic adds into 1-D and 2-D arrays, a serial nest (max over the outer axis),
+    device helpers, and matmul, take / scatter-add, concatenate, cumsum and argsort."""
+    h = np.tanh(x @ W + b)                                   # matmul; b's gradient: an atomic 1-D add
+    m = np.max(h, axis=0)                                    # max over the outer axis: serial
+    t = np.sum(x[:, None, :] * h[:, :, None], axis=(0, 2))   # an atomic add into a 1-D array of a 3-D nest
+    u = np.sum(x[:, None, :] * h[:, :, None], axis=0)        # ... and into a 2-D array
+    c = np.cumsum(x[:, 0])
+    g = x[np.array([0, 2, 2, 1])]                            # take; its adjoint: a scatter-add
+    z = np.concatenate([x[0], np.sort(x[1])])                # concatenate, argsort
+    return (np.sum(h ** 2) + np.sum(m) + np.sum(t) + np.sum(u * u) + np.sum(c * np.floor(c))
+            + np.sum(g ** 3) + np.sum(np.maximum(z, 0.1)) + np.mean(np.abs(x)))
+
+
+@on_simulator
+def test_kitchen_sink_value_and_grad(cuda_target):
+    """Every kernel kind against the reference; the launches' argument types are recorded for
+    test_simulated_kernels_compile_to_ptx."""
+    from jitad.tools.cuda_check import recording_launches
+    rng = np.random.default_rng(4)
+    args = (rng.uniform(-1, 1, (5, 3)), rng.uniform(-1, 1, (3, 4)), rng.uniform(-1, 1, 4))
+    records = []
+    with recording_launches(records):
+        value, grads = jitad.value_and_grad(_kitchen_sink, argnums=(0, 1, 2))(*args)
+    jitad.config.backend = "reference"
+    try:
+        ref_value, ref_grads = jitad.value_and_grad(_kitchen_sink, argnums=(0, 1, 2))(*args)
+    finally:
+        jitad.config.backend = "numba"
+    np.testing.assert_allclose(value, ref_value, rtol=1e-12)
+    for a, b in zip(grads, ref_grads):
+        np.testing.assert_allclose(a, b, rtol=1e-10, atol=1e-12)
+    names = {name for _, name, _ in records}
+    assert {"_matmul_kernel", "_take3_kernel", "_scatter_add3_kernel", "_copy_into_kernel", "_cumsum3_kernel",
+            "_argsort_kernel"} <= names, names
+    path = os.environ.get("JITAD_TEST_CUDA_RECORD")
+    if path:
+        with open(path, "w", encoding="utf-8") as f:
+            json.dump(records, f)

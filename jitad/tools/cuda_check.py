@@ -10,8 +10,15 @@ simulator runs every thread in Python, so its timings only show that the path wo
 2. value_and_grad of the issue's benchmark programs (elementwise, Rosenbrock, an MLP, MDS) on
    the cuda and the cpu target and, where JAX sees a GPU, JAX's value_and_grad on it.
 
-Exit status 1 if some cuda result disagrees with the reference.
+With `--ptx 7.5` (on the simulator) it then compiles every kernel those runs launched, for the
+argument types they were launched with, to PTX for that compute capability with the real
+numba.cuda and NVVM (the CUDA toolkit; no GPU needed), in a fresh process: what the simulator
+accepts but a GPU's compiler would not (types, atomics, device functions) fails there.
+
+Exit status 1 if some cuda result disagrees with the reference (or a kernel does not compile).
 """
+import contextlib
+import json
 import argparse
 import os
 import subprocess
@@ -218,12 +225,122 @@ def check_programs(simulator, cpu=True, repeat=3):
     return failed
 
 
+# --- kernels launched on the simulator, compiled to PTX for a real GPU --------------------------------
+@contextlib.contextmanager
+def recording_launches(records):
+    """On the simulator: append (module file, kernel name, argument descriptions) of every jitad kernel
+    launched meanwhile to `records` (device functions are compiled with the kernels that call them)."""
+    from numba.cuda.simulator import kernel as simulated
+
+    from jitad.backend.cache import _describe
+    original = simulated.FakeCUDAKernel.__call__
+    seen = set()
+
+    def call(self, *args):
+        code = getattr(self.fn, "__code__", None)
+        if not self._device and code is not None and os.path.basename(code.co_filename).startswith("jitad_"):
+            described = tuple(json.dumps(_describe(getattr(a, "_ary", a))) for a in args)
+            key = (code.co_filename, self.fn.__name__, described)
+            if key not in seen:
+                seen.add(key)
+                records.append([key[0], key[1], list(described)])
+        return original(self, *args)
+    simulated.FakeCUDAKernel.__call__ = call
+    try:
+        yield records
+    finally:
+        simulated.FakeCUDAKernel.__call__ = original
+
+
+def compile_ptx(records, capability):
+    """Compile each recorded launch to PTX for `capability` (a (major, minor) pair) with numba.cuda, no
+    GPU needed (NVVM is). Returns (compiled, failures: list of (kernel, module, message)); raises
+    RuntimeError when NVVM cannot be loaded. Run it where NUMBA_ENABLE_CUDASIM is not set."""
+    import importlib.util
+
+    import numba.cuda.compiler as compiler
+    import numba.cuda.dispatcher as dispatcher
+    from numba import cuda
+
+    from jitad.backend.cache import numba_type
+
+    try:
+        from numba.cuda.cudadrv import nvvm
+        nvvm.NVVM()
+    except Exception as exc:  # noqa: BLE001 -- no toolkit: nothing to compile with
+        raise RuntimeError(f"NVVM (the CUDA toolkit) cannot be loaded: {exc}") from exc
+
+    class Device:  # what the compiler asks of the current device, here without a GPU
+        compute_capability = tuple(capability)
+    saved = dispatcher.get_current_device, compiler.get_current_device
+    dispatcher.get_current_device = compiler.get_current_device = lambda: Device()
+    modules, ok, failures = {}, 0, []
+    try:
+        for path, name, described in records:
+            module = modules.get(path)
+            if module is None:
+                spec = importlib.util.spec_from_file_location(f"jitad_ptx_{len(modules)}", path)
+                module = modules[path] = importlib.util.module_from_spec(spec)
+                with open(path, encoding="utf-8") as f:
+                    source = f.read().replace("SIMULATOR = True", "SIMULATOR = False").replace("TPB = 4", "TPB = 256")
+                exec(compile(source, path, "exec"), module.__dict__)  # noqa: S102 -- jitad's own cached module
+            types = tuple(numba_type(json.loads(d)) for d in described)
+            try:
+                cuda.compile_ptx(module.__dict__[name].py_func, types, cc=tuple(capability))
+                ok += 1
+            except Exception as exc:  # noqa: BLE001 -- reported
+                failures.append((name, os.path.basename(path), f"{type(exc).__name__}: {str(exc)[:500]}"))
+    finally:
+        dispatcher.get_current_device, compiler.get_current_device = saved
+    return ok, failures
+
+
+def _ptx_in_fresh_process(records, capability):
+    """compile_ptx in a process without the simulator; prints its report, returns the failures' count."""
+    import tempfile
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump(records, f)
+    env = {k: v for k, v in os.environ.items() if k != "NUMBA_ENABLE_CUDASIM"}
+    try:
+        proc = subprocess.run([sys.executable, "-m", "jitad.tools.cuda_check", "--compile-ptx", f.name,
+                               "--cc", ".".join(map(str, capability))], env=env, capture_output=True, text=True)
+    finally:
+        os.unlink(f.name)
+    print(proc.stdout.rstrip())
+    if proc.returncode not in (0, 1):
+        print(proc.stderr[-3000:])
+    return 0 if proc.returncode == 0 else 1
+
+
+def _compile_ptx_main(path, cc):
+    with open(path, encoding="utf-8") as f:
+        records = json.load(f)
+    capability = tuple(int(v) for v in cc.split("."))
+    start = time.perf_counter()
+    try:
+        ok, failures = compile_ptx(records, capability)
+    except RuntimeError as exc:
+        print(f"PTX check skipped: {exc}")
+        return 2
+    print(f"\n== PTX for compute capability {cc} (numba.cuda + NVVM, no GPU) ==\n"
+          f"{ok} of {len(records)} kernel launches compile ({time.perf_counter() - start:.0f} s)")
+    for name, module, message in failures:
+        print(f"  {module} {name}: {message}")
+    return 1 if failures else 0
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="python -m jitad cuda-check", description=__doc__.split("\n\n")[0])
     parser.add_argument("--no-cpu", action="store_true", help="skip the cpu target's timings (its compiles)")
     parser.add_argument("--no-table", action="store_true", help="skip the primitive table")
     parser.add_argument("--repeat", type=int, default=3, help="timed calls per measurement (best is shown)")
+    parser.add_argument("--ptx", metavar="CC", help="on the simulator: also compile every launched kernel to PTX "
+                                                    "for compute capability CC (e.g. 7.5) with NVVM, no GPU needed")
+    parser.add_argument("--compile-ptx", metavar="JSON", help=argparse.SUPPRESS)  # the fresh process of --ptx
+    parser.add_argument("--cc", default="7.5", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.compile_ptx:
+        return _compile_ptx_main(args.compile_ptx, args.cc)
     if os.environ.get("NUMBA_ENABLE_CUDASIM") != "1" and not _gpu_present():
         if "numba" in sys.modules:  # Numba read its configuration already: run again in a fresh process
             env = dict(os.environ, NUMBA_ENABLE_CUDASIM="1")
@@ -238,6 +355,20 @@ def main(argv=None):
     if simulator:
         print("(simulator timings show the path works, not GPU speed)")
     failed = 0
+    records = []
+    recording = recording_launches(records) if simulator and args.ptx else contextlib.nullcontext()
+    with recording:
+        failed += _checks(args)
+    if args.ptx and simulator:
+        failed += _ptx_in_fresh_process(records, tuple(int(v) for v in args.ptx.split(".")))
+    print("\nall cuda results agree with the reference" if not failed else f"\n{failed} MISMATCHES")
+    return 1 if failed else 0
+
+
+def _checks(args):
+    from jitad.backend import cuda
+    simulator = cuda.simulator()
+    failed = 0
     if not args.no_table:
         table = _table_module()
         if table is None:
@@ -248,8 +379,7 @@ def main(argv=None):
             print(f"table: {compared - bad} of {compared} rows agree with the reference on the cuda target, "
                   f"{len(unsupported)} rows raise UnsupportedOperationError")
     failed += check_programs(simulator, cpu=not args.no_cpu, repeat=args.repeat)
-    print("\nall cuda results agree with the reference" if not failed else f"\n{failed} MISMATCHES")
-    return 1 if failed else 0
+    return failed
 
 
 if __name__ == "__main__":

@@ -4,9 +4,10 @@
 by the hash of its code -- which names the target (the simulator, or the GPU's compute
 capability), so one source compiled for two targets is two entries -- writes it to jitad's disk
 cache and imports it (Numba compiles each kernel at its first launch; `@cuda.jit(cache=True)`
-keeps the machine code beside that file, so a warm process skips NVVM). The executor copies NumPy inputs to the device and
-its outputs back; inputs that are device arrays (`__cuda_array_interface__`: numba device
-arrays, CuPy, PyTorch CUDA tensors) stay there, and so do the outputs of such a call.
+keeps the machine code beside that file, so a warm process skips NVVM). The executor copies
+NumPy inputs to the device and its outputs back; inputs that are device arrays
+(`__cuda_array_interface__`: numba device arrays, CuPy, PyTorch CUDA tensors) stay there, and so do
+the outputs of such a call.
 
 Numba's CUDA support is imported only here, when a graph is compiled for the cuda target: with
 neither a GPU nor the simulator (`NUMBA_ENABLE_CUDASIM=1`, read when Numba is first imported)

@@ -9,6 +9,10 @@ function of its own with canonical arguments, called from a driver. Here each ne
   the kernel and returns the device arrays (a 0-d value is a 1-element device array; kernels read
   it back as a scalar: `s0 = s0_ref[0]`).
 
+Identical nests (a loop's unrolled steps) share one kernel: as in the CPU split form, a nest's
+comments number its nodes by first use (`%0`, `%1`, ...); the driver's comments use the graph's
+numbers (`explain`'s).
+
 Reductions: a reduction over inner axes only is a loop in the thread (no synchronisation). A
 reduction to a scalar over the outer axis is a block tree reduction in shared memory (one
 partial per block) and a second one-block kernel (`F<k>`) that combines the partials and
@@ -18,9 +22,12 @@ a product, max or min into an array over the outer axis has no atomic that keeps
 (NaN), so that nest runs in one thread (its source says so).
 
 Library calls: the gather (`take`), its adjoint scatter-add (`cuda.atomic.add`: indices may
-repeat), `concatenate` and `matmul` (one thread per output element) have kernels here; every other
-library primitive (linear algebra, scans, sorting, cumsum) raises `CudaUnsupportedError` when the
-graph is compiled, naming the primitive and the way out (`target="cpu"`), never a wrong answer.
+repeat), `concatenate`, `matmul` (one thread per output element, transposed operands read in
+place, batch axes equal or absent), `cumsum` (one thread per line) and `argsort` (a stable
+insertion sort per row) have kernels here; every other library primitive (linear algebra,
+scans and while loops, custom rules that call back into Python) raises `CudaUnsupportedError`
+when the graph is compiled, naming the primitive and the way out (`target="cpu"`), never a wrong
+answer.
 
 Scalar code: the elementwise templates are the CPU ones; NumPy calls become `math` calls or small
 device functions defined in the module (`_DEVICE_HELPERS`), and a template calling anything else
@@ -234,8 +241,13 @@ class CudaWriter(KernelWriter):
     def library_call(self, node):
         lower = LOWERINGS.get(node.prim.name)
         if lower is None:
-            why = " (it calls back into Python: an untraceable custom rule or an ODE solve)" \
-                if node.prim.kind == "callback" else " (a library call: no CUDA kernel for it yet)"
+            if node.prim.kind == "callback":
+                why = " (it calls back into Python: an untraceable custom rule or an ODE solve)"
+            elif node.prim.name in ("scan", "while", "while_vjp"):
+                why = (" (a loop: jitad.scan / fori_loop / while_loop, or a Python loop jitad rolled into one; a "
+                       "Python loop runs unrolled on the cuda target with jitad.config.roll_loops = False)")
+            else:
+                why = " (a library call: no CUDA kernel for it yet)"
             raise CudaUnsupportedError(node.prim.name, why)
         out = self.names[node.id] = self.value_name(node, self.kernel)
         self.kinds[node.id] = "v"

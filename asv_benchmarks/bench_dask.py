@@ -14,8 +14,26 @@ prints them side by side (best of interleaved rounds, kernels warm on every work
 `--compile-modes` times the first map_grad calls of a new MLP shape with the workers'
 jitad.config.compile "eager" vs "background" (each in a fresh disk cache and a fresh cluster).
 
-Measured 2026-12-02 on the shared 2-core machine (load from other sessions), see the table in
-the report of issue 15 and the numbers below.
+Measured 2026-12-02 on the shared 2-core machine with a load average of 8-11 from other
+sessions (so the two workers share about two cores with ~10 other busy processes: these are
+not the ratios of an idle machine), `python asv_benchmarks/bench_dask.py --rounds 7`:
+
+| 64 MLP gradients [64, 256, 256, 10], batch 128 | serial loop | map_grad, 2 workers | ratio |
+|---|---|---|---|
+| wall time | 1073.9 ms | 3251.9 ms | 0.33x |
+| grad_sum, mean over 16 chunks of 128 rows | one call on all rows | grad_sum, 2 workers | |
+| wall time | 353.7 ms | 1058.4 ms | 0.33x |
+
+per-task overhead (map_grad of sum(x**2), 64 tasks of one point, 2 workers): 6.8 ms per task
+(23.5 ms in a run at load 12); gradients identical to the serial loop's. map_grad moves each
+parameter set (84k floats, 670 KB) and its gradient through the scheduler: 43 MB each way.
+
+`--compile-modes` (a new MLP shape [32, 128, 128, 4], fresh cache and cluster per mode, six
+map_grad calls of 64 sets): "eager" 17.1 s for the first call (one worker compiles, the other
+loads the kernel from the shared cache), then 1.1-1.5 s per call, 23.5 s in all, no processes
+left; "background" 12.1 s for the first call (the NumPy tier), then 3.6-5.9 s per call still on
+the NumPy tier after 33 s (the compile processes, one per worker, compete with the tasks for
+the cores), 33.5 s in all, 2 compile processes left. Hence jitad.dask.setup's compile="eager".
 """
 import argparse
 import os

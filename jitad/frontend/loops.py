@@ -96,27 +96,38 @@ def record_body(body):
                         f"{body.name} (stored)")
 
 
+def residual_body(body):
+    """The body with the values of `body.residuals()` as extra per-step outputs."""
+    def fun(*args):
+        env = replay(body.graph, list(args))
+        return [env[o.id] for o in body.graph.outputs] + [env[n.id] for n in body.residuals()]
+    return _traced_body(fun, body._avals(body.graph.inputs), 1, body.n_carry, body.n_xs, body.name)
+
+
 def adjoint_body(body, fx, fk):
-    """Inputs (i, *c̄[fc], *k̄[fk], *c, *x, *ȳ[fy], *k), outputs (*c̄ before the step, *k̄ summed,
-    *x̄[fx]): one step of the reverse sweep."""
+    """Inputs (i, *c̄[fc], *k̄[fk], *c, *x, *r, *ȳ[fy], *k), outputs (*c̄ before the step, *k̄ summed,
+    *x̄[fx]): one step of the reverse sweep; r: the step's residuals, stored by the forward pass."""
     nc, nx = body.n_carry, body.n_xs
     ca, xa, ka, ya = body.carry_avals, body.x_avals, body.const_avals, body.y_avals
     fc, fy = floats(ca), floats(ya)
+    residuals = body.residuals()
 
     def fun(i, *args):
-        cb, kb, c, x, yb, k = split(args, len(fc), len(fk), nc, nx, len(fy))
+        cb, kb, c, x, r, yb, k = split(args, len(fc), len(fk), nc, nx, len(residuals), len(fy))
         cts = [None] * (nc + len(ya))
         for j, g in zip(fc, cb):
             cts[j] = g
         for j, g in zip(fy, yb):
             cts[nc + j] = g
         wrt = [1 + j for j in fc] + [1 + nc + j for j in fx] + [1 + nc + nx + j for j in fk]
-        _, (grads,) = vjp_values(body.graph, [i, *c, *x, *k], [cts], wrt)
+        given = {n.id: v for n, v in zip(residuals, r)}
+        _, (grads,) = vjp_values(body.graph, [i, *c, *x, *k], [cts], wrt, given)
         gc, gx, gk = split(grads, len(fc), len(fx))
         return gc + [a + b for a, b in zip(kb, gk)] + gx
     avals = ([((), np.dtype(np.int64))] + [ca[j] for j in fc] + [ka[j] for j in fk] + ca + xa +
-             [ya[j] for j in fy] + ka)
-    return _traced_body(fun, avals, 1, len(fc) + len(fk), nc + nx + len(fy), f"vjp of {body.name}")
+             [(n.shape, n.dtype) for n in residuals] + [ya[j] for j in fy] + ka)
+    return _traced_body(fun, avals, 1, len(fc) + len(fk), nc + nx + len(residuals) + len(fy),
+                        f"vjp of {body.name}")
 
 
 def shifted_body(body, offset):

@@ -19,8 +19,9 @@ as float64: exact below 2**53.
 Derivatives are loops again, over bodies derived from the body's traced jvp and vjp (traced once
 per body, kept on the `Body`):
 - scan, forward mode: one scan over (carry, carry tangent) with the jvp of the body.
-- scan, reverse mode: a forward scan that also stacks the carry each step starts from (stored,
-  not recomputed), then a scan in the opposite direction over those stacked carries, the xs and
+- scan, reverse mode: a forward scan that also stacks the carry each step starts from and the
+  step's matrix products that read a carry or an x (`Body.residuals`: stored, not recomputed),
+  then a scan in the opposite direction over those stacked carries and products, the xs and
   the ys' cotangents, whose body is the vjp of the body: carry = (carry cotangent, running sum
   of the consts' cotangents), per-step output = the x cotangent. After AD the primal scan reads
   its value from the recording one (`_scan_simplify`): the forward loop runs once. Both are `scan` nodes, so
@@ -185,7 +186,7 @@ class Body:
         return self._made(("jvp", fx, fk), self.rules.jvp_body, fx, fk)
 
     def record_body(self):
-        """The body that also outputs the carry each step starts from."""
+        """The body that also outputs the carry each step starts from, after its residuals."""
         return self._made("record", self._recording)
 
     def recorded(self):
@@ -194,9 +195,20 @@ class Body:
             return self._derived.get("record")
 
     def _recording(self, body):
-        recorded = self.rules.record_body(body)
-        recorded.recorded_from = body
+        source = self.residual_body() if self.residuals() else body
+        recorded = self.rules.record_body(source)
+        recorded.recorded_from = source
         return recorded
+
+    def residuals(self):
+        """The body's nodes whose values the recording pass stacks for the reverse sweep, which
+        reads them instead of computing them again: its matrix products that read a carry or an
+        x (z = x @ W + h @ U of a recurrent step; the sweep's own products are the transposes)."""
+        return self._made("residuals", _residual_nodes)
+
+    def residual_body(self):
+        """The body with its residuals' values as extra per-step outputs (after its own ys)."""
+        return self._made("residual", self.rules.residual_body)
 
     def adjoint_body(self, fx, fk):
         """One step of the reverse sweep of a scan (see `rules.adjoint_body`)."""
@@ -241,6 +253,18 @@ class Body:
             if schedule is not None:
                 self._derived.setdefault(("checkpointed", length, reverse), schedule)
             return self._derived.get(("checkpointed", length, reverse))
+
+
+def _residual_nodes(body):
+    graph = body.graph
+    varying = {n.id for n in graph.inputs[body.lead:body.lead + body.n_carry + body.n_xs]}
+    found = []
+    for node in graph.nodes:
+        if any(i.id in varying for i in node.inputs):
+            varying.add(node.id)
+            if node.prim is matmul_p and _is_float(node.dtype):
+                found.append(node)
+    return tuple(found)
 
 
 def split(seq, *sizes):
@@ -512,10 +536,11 @@ def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, rever
     fk = floats(body.const_avals) if fk is None else fk
     if schedule is None:
         record = body.record_body()
-        stored = record.scan_layout(length).unpack(scan_p(*init, *xs, *consts, body=record, length=length,
-                                                          reverse=reverse))[nc + ny:]
+        recorded = record.scan_layout(length).unpack(scan_p(*init, *xs, *consts, body=record, length=length,
+                                                            reverse=reverse))[nc + ny:]
+        residuals, stored = split(recorded, len(body.residuals()))
         ab = body.adjoint_body(fx, fk)
-        value = scan_p(*ct_carry, *ct_sums, *stored, *xs, *ct_ys, *consts, body=ab, length=length,
+        value = scan_p(*ct_carry, *ct_sums, *stored, *xs, *residuals, *ct_ys, *consts, body=ab, length=length,
                        reverse=not reverse)
         return split(ab.scan_layout(length).unpack(value), len(fc), len(fk))
     body.checkpointed(length, reverse, schedule)

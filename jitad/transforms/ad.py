@@ -69,9 +69,10 @@ def _tangent_dtype(node):
     return node.dtype if node.dtype.kind == "f" else np.dtype(np.float64)
 
 
-def vjp_values(graph, primals, cotangent_sets, wrt):
-    """Reverse mode: returns (outputs, [input cotangents for each set of output cotangents])."""
-    env = replay(graph, primals)
+def vjp_values(graph, primals, cotangent_sets, wrt, given=None):
+    """Reverse mode: returns (outputs, [input cotangents for each set of output cotangents]).
+    `given`: {node id: value} of nodes computed already (a loop's stored residuals), used instead."""
+    env = replay(graph, primals, (lambda node, values: given.get(node.id)) if given else None)
     outs = [env[o.id] for o in graph.outputs]
     active = active_nodes(graph, wrt)
     results = []

@@ -68,6 +68,16 @@ def _device_array_type(leaf):
     return np.dtype(interface["typestr"]) if isinstance(interface, dict) else None
 
 
+class _DeviceArrayError(LeafTypeError):
+    """A GPU array passed to a transform whose target is not "cuda"."""
+
+    def __init__(self, position, leaf):
+        TypeError.__init__(
+            self, f"argument {position} is a GPU array ({type(leaf).__name__}), which only target='cuda' runs on "
+            f"(this call's target is {backend.current_target()!r}). Pass target='cuda' to the transform (or set "
+            "jitad.config.target = 'cuda'), or copy the array to the host first (.copy_to_host(), .get(), .cpu()).")
+
+
 def classify(leaf, position, differentiated):
     """('traced', shape, dtype) for values jitad traces, or ('static', value)."""
     if isinstance(leaf, Tracer):
@@ -87,6 +97,8 @@ def classify(leaf, position, differentiated):
     elif isinstance(leaf, complex):
         raise InputDtypeError(position, np.dtype(complex))
     elif _device_array_type(leaf) is not None:  # a GPU array (target="cuda"): traced by shape and dtype
+        if backend.current_target() != "cuda":
+            raise _DeviceArrayError(position, leaf)
         kind = ("traced", tuple(leaf.shape), _device_array_type(leaf))
     else:
         if differentiated:

@@ -237,6 +237,9 @@ def test_device_arrays_stay_on_the_device(cuda_target):
     # NumPy in, NumPy out
     value, grad = jitad.value_and_grad(_rosenbrock, target="cuda")(x)
     assert type(grad) is np.ndarray and isinstance(value, np.float64)
+    # a device array on another target is a clear error, not NumPy's on a foreign object
+    with pytest.raises(jitad.errors.LeafTypeError, match="GPU array.*target='cuda'"):
+        jitad.value_and_grad(_rosenbrock, target="cpu")(cuda.to_device(x))
 
 
 @on_simulator

@@ -3,10 +3,10 @@
 On a machine with a CUDA GPU it runs there; otherwise on Numba's CUDA simulator (it says so: the
 simulator runs every thread in Python, so its timings only show that the path works). It runs
 
-1. the primitive table's compiled groups for the elementwise, broadcasting, indexing and
-   reduction sections (tests/primitive_table.py, in a source checkout): value and vjp on the
-   cuda target against the reference executor, with the warm time of a call on the cuda and
-   the cpu target; rows the cuda target cannot compile are listed with the primitive they name;
+1. the primitive table's compiled groups for the elementwise, broadcasting, indexing,
+   reduction, product and float32 sections (tests/primitive_table.py, in a source checkout):
+   value and vjp on the cuda target against the reference executor, with the warm time of a
+   call on the cuda and the cpu target; rows the cuda target cannot compile are listed with the primitive they name;
 2. value_and_grad of the issue's benchmark programs (elementwise, Rosenbrock, an MLP, MDS) on
    the cuda and the cpu target and, where JAX sees a GPU, JAX's value_and_grad on it.
 
@@ -27,7 +27,7 @@ import time
 
 import numpy as np
 
-GROUPS = ("unary", "binary", "predicates", "reductions", "shapes")
+GROUPS = ("unary", "binary", "predicates", "reductions", "shapes", "products", "float32")
 
 
 def _gpu_present():

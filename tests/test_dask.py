@@ -71,6 +71,7 @@ def client():
 @pytest.fixture
 def numpy_tier(client, monkeypatch):
     """No kernels compiled here or on the workers (compile="off") while a test runs."""
+    jd.setup(client)  # now, or the first call's set-up would make the workers compile (compile="eager")
     monkeypatch.setattr(jitad.config, "compile", "off")
     modes = client.run(lambda: jitad.config.compile)
     client.run(lambda: setattr(jitad.config, "compile", "off"))
@@ -261,11 +262,11 @@ def big(W, inputs):
 
 
 def test_large_shared_values_go_once_and_calls_repeat(client, numpy_tier):
-    """Parameters and data above 64 KiB are sent to the workers once, as futures: as a keyword of
+    """Parameters above 64 KiB are sent to the workers once, as futures: as a keyword of
     Client.map they would be keyed by the keyword's name, and a second call hung the scheduler."""
     rng = np.random.default_rng(3)
-    W, X = 0.1 * rng.standard_normal((128, 128)), rng.standard_normal((90, 128))  # 128 KiB, 90 KiB
-    chunks = [X[:40], X[40:]]
+    W, X = 0.1 * rng.standard_normal((128, 128)), rng.standard_normal((12, 128))  # 128 KiB, 12 KiB
+    chunks = [X[:5], X[5:]]
     want = jitad.grad(big)(W, X)
     for _ in range(2):
         assert_trees_close(jd.grad_sum(big, W, chunks, client=client), want)

@@ -61,16 +61,6 @@ def _has_tracer(key):
     return isinstance(key, Workspace) and key.current() is not None
 
 
-def _concrete_key(key, what):
-    if _has_tracer(key):
-        raise InPlaceUpdateError(
-            f"{what} at traced (computed) indices", "jitad resolves the written positions while tracing, so "
-            "the indices must be concrete (Python ints, slices, NumPy index arrays or boolean masks made "
-            "from concrete data). To accumulate at traced indices use np.add.at(x, idx, v); to replace "
-            "values use np.where(mask, new, x).")
-    return key
-
-
 def refresh(view):
     """Re-read a view whose root was written since: the root's values at the view's positions."""
     root, positions, _ = view._view
@@ -244,8 +234,7 @@ def setitem(target, key, value, accumulate=False):
         else:  # through a view: the view's new values, written at its (concrete) positions
             setitem(target, Ellipsis, new)
         return
-    if not accumulate or not _has_tracer(key):
-        key = _concrete_key(key, what)
+    if not accumulate or not _has_tracer(key):  # concrete positions
         positions = positions_of(target)[key]
         root = root_of(target)
         _commit(root, update(root, positions, value, accumulate))
@@ -393,8 +382,8 @@ class Workspace(np.ndarray):
         return write_out(out, result, f"np.{ufunc.__name__}")
 
     def __array_function__(self, func, types, args, kwargs):
-        if func in WRITERS and args and (_has_tracer(args) or _has_tracer(list(kwargs.values())) or
-                                         any(isinstance(a, Workspace) and a.current() is not None for a in _leaves(args))):
+        traced_args = any(isinstance(a, Workspace) and a.current() is not None for a in _leaves(args))
+        if func in WRITERS and args and (_has_tracer(args) or _has_tracer(list(kwargs.values())) or traced_args):
             return WRITERS[func](args[0], *resolve_tree(args[1:]), **{k: resolve_tree(v) for k, v in kwargs.items()})
         if not _has_tracer(args) and not _has_tracer(list(kwargs.values())) and \
                 not any(isinstance(a, Workspace) and a.current() is not None for a in _leaves(args)):

@@ -1087,8 +1087,8 @@ def ldexp(x1, x2):
 
 def _gufunc_axis(name, axis=None, axes=None, keepdims=False, **rest):
     if axes is not None or keepdims or rest:
-        raise UnsupportedOperationError(f"np.{name}({', '.join(['axes'] * (axes is not None) + ['keepdims'] * bool(keepdims) + list(rest))}=...)",
-                                        "jitad implements the axis= argument. ")
+        given = ["axes"] * (axes is not None) + ["keepdims"] * bool(keepdims) + list(rest)
+        raise UnsupportedOperationError(f"np.{name}({', '.join(given)}=...)", "jitad implements the axis= argument. ")
     return -1 if axis is None else axis
 
 

@@ -616,7 +616,8 @@ def _contiguous(name, order):
     return make
 
 
-_hooked.update(ascontiguousarray=_contiguous("ascontiguousarray", "C"), asfortranarray=_contiguous("asfortranarray", "F"))
+_hooked.update(ascontiguousarray=_contiguous("ascontiguousarray", "C"),
+               asfortranarray=_contiguous("asfortranarray", "F"))
 
 
 _patch_depth = 0

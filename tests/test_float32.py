@@ -133,3 +133,21 @@ def test_float32_functions_within_one_ulp_over_every_exponent():
             assert (d[special] == 0).all(), (name, x[special][d[special] > 0])
     source = _source(elementwise, np.ones(8, np.float32))
     assert "K.fexp32(" in source and "K.flog1p32(" in source, source
+
+
+def test_a_float32_sum_read_again_is_the_rounded_sum():
+    """A float32 sum accumulates in float64 and is rounded to float32 when done, before anything reads
+    it: the min of row sums and its tie mask compare the rounded values, as NumPy does (reading the
+    unrounded accumulator gave a mask of no ties and a NaN gradient)."""
+    X = np.random.default_rng(5).uniform(-1, 1, (50, 30)).astype(np.float32)
+
+    def f(X):
+        return np.min(np.sum(X, axis=1)) + np.max(X)
+
+    value, grad = jitad.value_and_grad(f)(X)
+    rows = X.sum(axis=1)
+    np.testing.assert_allclose(value, rows.min() + X.max(), rtol=4 * EPS32)
+    want = np.zeros_like(X)
+    want[rows.argmin()] = 1.0
+    want[np.unravel_index(X.argmax(), X.shape)] += 1.0
+    np.testing.assert_array_equal(grad, want)

@@ -637,14 +637,21 @@ class KernelWriter:
                 acc = self.fn.unique(f"{name}_acc")
             else:
                 acc = name  # a scalar root is its accumulator
+            # a float32 max or min accumulates in float32 (exact); a float32 sum or product in float64,
+            # rounded once at the end (tests/test_float32.py: a float32 sum is ~5e-5 off at n = 1e6)
+            extremum = combine in (_FLOAT_STEPS["max({acc}, {x})"], _FLOAT_STEPS["min({acc}, {x})"])
+            init = f"np.float32({init})" if root.dtype == np.float32 and extremum else init
             start = _Stmt(acc, init)
             nest.levels[outer].append(start)
+            wide = root.dtype == np.float32 and not extremum  # a float64 accumulator of a float32 value
             if outer == 0 and rank:  # a scalar over the outer loop: a partial per chunk, if parallel
-                nest.partials.append((acc, start, init, combine, dtype))
+                nest.partials.append((acc, start, init, combine, "np.float64" if wide else dtype))
             # a float sum or product vectorises with partial sums (_FLOAT_STEPS); an integer one keeps
             # its order and its loop scalar
             self.place(_Stmt(acc, combine.format(acc=acc, x=value), self.describe(root),
                              blocks=combine.startswith("{acc} ")), level)
+            if wide:  # rounded once done: what NumPy's float32 sum is, and what a stored copy holds
+                nest.after[outer + 1].append(_Stmt(acc, f"np.float32({acc})"))
             if root.ndim:
                 nest.after[outer + 1].append(_Stmt(f"{name}[{', '.join(kept)}]", acc))
             # later roots of this nest on the outer axes read the finished accumulator

@@ -172,7 +172,27 @@ def _pairs(name, rng):
     return np.concatenate(first), np.concatenate(second)
 
 
+def _extended(name, args, expected, out):
+    """`expected` where it is within 2 ulp of `out`; elsewhere the value computed in extended
+    precision (x87 long double, 64-bit mantissa) and rounded, when the platform has it: NumPy's
+    own SIMD loops differ by machine (on AVX2 machines its float64 tan of huge arguments is
+    14 ulp off, cbrt and sinh 3 ulp), so where NumPy is further off than 2 ulp the correctly
+    rounded value decides."""
+    if np.finfo(np.longdouble).nmant < 63:
+        return expected
+    far = ulp_distance(out, expected) > 2
+    if not far.any():
+        return expected
+    reference = {**UNARY, **BINARY}[name]
+    with np.errstate(all="ignore"):
+        exact = reference(*(np.asarray(a)[far].astype(np.longdouble) for a in args)).astype(np.float64)
+    expected = expected.copy()
+    expected[far] = exact
+    return expected
+
+
 def _check(name, args, out, expected):
+    expected = _extended(name, args, expected, out)
     d = ulp_distance(out, expected)
     worst = int(np.argmax(d))
     assert d[worst] <= 2, (f"{name}{tuple(a[worst] for a in args)} = {out[worst]!r}, "

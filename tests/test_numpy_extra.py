@@ -300,6 +300,19 @@ def test_unsupported_options_are_errors():
             jitad.grad(lambda x: np.sum(fun(x)))(x)
 
 
+def test_histogram_and_nanargmax_of_values_numpy_refuses_raise_like_numpy():
+    """NumPy raises on these values; jitad reads them through a guard and raises the same error."""
+    bad = np.array([0.5, np.nan, 1.0])
+    for transform in (jitad.jit(lambda a: np.histogram(a, bins=3)[0]),
+                      jitad.grad(lambda a: np.sum(np.histogram(a, bins=3, weights=a)[0]))):
+        with pytest.raises(ValueError, match="not finite"):
+            transform(bad)
+    with pytest.raises(ValueError, match="All-NaN"):
+        jitad.jit(lambda a: np.nanargmax(a, axis=1))(np.array([[np.nan, np.nan], [1.0, 2.0]]))
+    good = jitad.jit(lambda a: np.histogram(a, bins=3)[0])
+    np.testing.assert_array_equal(good(np.array([0.5, 0.2, 1.0])), [1, 1, 1])
+
+
 def test_nan_reductions_of_all_nan_and_too_few_values_are_nan_like_numpy():
     m = np.array([[np.nan, np.nan, np.nan], [1.0, np.nan, 2.0], [np.nan, 3.0, np.nan]])
     funs = [lambda m: np.nanmax(m, axis=1), lambda m: np.nanmin(m, axis=1), lambda m: np.nanmean(m, axis=1),

@@ -1145,6 +1145,9 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
             edges = np.linspace(float(range[0]), float(range[1]), count + 1, dtype=edge_dtype)
         else:  # NumPy: a.min() and a.max(), widened by 0.5 when they are equal
             first, last = ops.astype(ops.amin(a), edge_dtype), ops.astype(ops.amax(a), edge_dtype)
+            if not bool(P.isfinite_p(first) & P.isfinite_p(last)):  # read through a guard, as NumPy raises
+                raise ValueError("np.histogram: the autodetected range of the values is not finite (a NaN or "
+                                 "an infinity among them): pass range=(low, high)")
             same = P.equal_p(first, last)
             first, last = ops.where(same, first - 0.5, first), ops.where(same, last + 0.5, last)
             edges = linspace(first, last, count + 1, dtype=edge_dtype)

@@ -16,6 +16,7 @@ kernel does not embed the sizes it was traced at and is reused for new sizes.
 from dataclasses import dataclass, field
 
 from jitad.ir import Kind, const_p
+from jitad.primitives.core import EXPENSIVE
 from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import is_matrix_transpose
 
@@ -233,7 +234,9 @@ def plan(graph, arg_names, split=False):
             cost = inline_cost(node, materialized, memo)
             # stored when read under broadcasting, or when recomputing it inline would be a long
             # chain (a sum accumulated over a loop's steps): the chain is computed once, not per read
-            if cost > INLINE_LIMIT or (cost > 4 and any(_expands(node, u) for u in users[node.id])):
+            # (one transcendental of a small value read at every point of a big one: exp(log_sd) in
+            # (X - mu) / exp(log_sd) is computed once per element of log_sd, not per element of X)
+            if cost > INLINE_LIMIT or (cost >= EXPENSIVE and any(_expands(node, u) for u in users[node.id])):
                 materialized.add(node.id)
                 memo[node.id] = 0
     while True:
@@ -394,7 +397,11 @@ def _shared_expensive(graph, materialized, steps, owner):
     memo, extra = {}, set()
     by_id = {n.id: n for n in graph.nodes}
     for node_id, where in used_in.items():
-        if len(where) > 1 and inline_cost(by_id[node_id], materialized, memo) >= RECOMPUTE_LIMIT:
+        cost = inline_cost(by_id[node_id], materialized, memo)
+        # or a transcendental that three or more nests read (a softmax's exp(L - m) in the
+        # forward sum and two adjoint nests): computed once, read back
+        if len(where) > 1 and cost >= RECOMPUTE_LIMIT or \
+                len(where) > 2 and by_id[node_id].prim.inline_cost >= EXPENSIVE:
             extra.add(node_id)
     return extra
 

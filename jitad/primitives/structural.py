@@ -182,7 +182,8 @@ def _reshape_map(node, out_index, ctx):
     index, stride = [], Ix.of(1)
     for axis in reversed(range(x.ndim)):
         size = Ix.of(ctx.size(x, axis))
-        index.append(flat // stride % size)
+        # the flat index is below the size: the first axis needs no modulo (an integer division)
+        index.append(flat // stride if axis == 0 else flat // stride % size)
         stride = stride * size
     return index[::-1], None
 

@@ -39,6 +39,8 @@ import numpy as np
 
 from jitad.backend.codegen import KernelWriter, _dtype_code, _integer_bound, _Stmt
 from jitad.errors import UnsupportedOperationError
+from jitad.primitives import control
+from jitad.primitives.structural import argsort_p, concatenate_p, cumsum_p, matmul_p, scatter_add_p, take_p
 
 WAY_OUT = ("Way out: run this function on the CPU, e.g. jitad.grad(f, target='cpu') "
            "(or jitad.config.target = 'cpu').")
@@ -239,11 +241,11 @@ class CudaWriter(KernelWriter):
         return None
 
     def library_call(self, node):
-        lower = LOWERINGS.get(node.prim.name)
+        lower = LOWERINGS.get(node.prim)
         if lower is None:
             if node.prim.kind == "callback":
                 why = " (it calls back into Python: an untraceable custom rule or an ODE solve)"
-            elif node.prim.name in ("scan", "while", "while_vjp"):
+            elif node.prim in (control.scan_p, control.while_p, control.while_vjp_p):
                 why = (" (a loop: jitad.scan / fori_loop / while_loop, or a Python loop jitad rolled into one; a "
                        "Python loop runs unrolled on the cuda target with jitad.config.roll_loops = False)")
             else:
@@ -578,8 +580,8 @@ def _lower_argsort(node, out, ins, ctx):
     return f"{out} = _argsort_rows({ins[0]}.reshape(({rows}, {last})), {ctx.shape_code(node)})"
 
 
-LOWERINGS = {"take": _lower_take, "scatter_add": _lower_scatter_add, "concatenate": _lower_concatenate,
-             "matmul": _lower_matmul, "cumsum": _lower_cumsum, "argsort": _lower_argsort}
+LOWERINGS = {take_p: _lower_take, scatter_add_p: _lower_scatter_add, concatenate_p: _lower_concatenate,
+             matmul_p: _lower_matmul, cumsum_p: _lower_cumsum, argsort_p: _lower_argsort}
 
 LIBRARY_KERNELS = {
     "index": '''

@@ -208,7 +208,7 @@ def _unpicklable_part(fun, error):
     for what, value in candidates:
         try:
             cloudpickle.dumps(value)
-        except Exception:
+        except Exception:  # noqa: BLE001 -- only names the part that fails to pickle, for SendError
             return f"`{name}`: `{what}` (a {type(value).__name__}) it uses"
     return f"`{name}`"
 

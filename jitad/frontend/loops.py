@@ -168,19 +168,20 @@ def segment_forward_body(body, n, k, start, reverse):
     return _traced_body(fun, avals, 1, nc, 0, f"{body.name} ({k}-step segments)")
 
 
-def segment_adjoint_body(body, n, k, start, reverse, schedule):
+def segment_adjoint_body(body, n, k, start, reverse, schedule, fx, fk):
     """Inputs (s, *c̄[fc], *k̄[fk], *c, *xs[n, ...], *ȳ[n, fy], *consts), outputs (*c̄ before segment
     s, *k̄ summed, *x̄[k, fx]): segment s run again from its checkpoint c, then reversed
     (control.reverse_scan with `schedule`); the xs and ȳ are consts, whole."""
     nc, nx = body.n_carry, body.n_xs
     ca, xa, ka, ya = body.carry_avals, body.x_avals, body.const_avals, body.y_avals
-    fc, fy, fk = floats(ca), floats(ya), floats(ka)
+    fc, fy = floats(ca), floats(ya)
     inner = body.shifted(None, "reverse")
+    inner_fk = tuple(1 + j for j in fk)  # the inner body's consts are (i0, *consts)
 
     def fun(s, *args):
         cb, kb, c, xs, yb, consts = split(args, len(fc), len(fk), nc, nx, len(fy))
         gc, gk, gx = reverse_scan(inner, c, _rows(xs, s, k, start), [s * k + start, *consts], cb, kb,
-                                  _rows(yb, s, k, start), k, reverse, schedule)
+                                  _rows(yb, s, k, start), k, reverse, schedule, fx, inner_fk)
         return gc + gk + gx
     avals = ([((), np.dtype(np.int64))] + [ca[j] for j in fc] + [ka[j] for j in fk] + ca +
              [((n,) + s, d) for s, d in xa] + [((n,) + ya[j][0], ya[j][1]) for j in fy] + ka)

@@ -38,7 +38,8 @@ per body, kept on the `Body`):
   opposite direction whose body re-runs its segment forward from the checkpoint, storing its k
   carries, and runs the body's vjp backwards over them (`reverse_scan`). "recompute" takes k =
   ceil(sqrt(n)) (at most c + k ~ 2 sqrt(n) carries held, ~1 extra forward pass); a byte budget B
-  allows C = B // (bytes of one carry) carries held at once: all n stored when C >= n, else the
+  allows C = B // (bytes of one carry and of one step's stored matrix products) carries held at
+  once: all n stored when C >= n, else the
   fewest levels d (each an extra forward pass) and, at each level, the fewest checkpoints whose
   segments fit in the rest (`plan`). Held carries = checkpoints of every level + the stored
   carries of one innermost segment; the inputs, the ys and the cotangents are not counted. The
@@ -74,7 +75,7 @@ from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import matmul_p
 
 __all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout", "memory_policy", "check_memory", "plan",
-           "describe"]
+           "describe", "held_bytes"]
 
 
 def _is_float(dtype):
@@ -242,10 +243,11 @@ class Body:
         """The outer forward body over segments of k of n steps (see `reverse_scan`)."""
         return self._made(("segment", n, k, start, reverse), self.rules.segment_forward_body, n, k, start, reverse)
 
-    def segment_adjoint(self, n, k, start, reverse, inner):
-        """The outer reverse body over segments of k of n steps, each reversed by the plan `inner`."""
-        return self._made(("segment vjp", n, k, start, reverse, inner), self.rules.segment_adjoint_body,
-                          n, k, start, reverse, inner)
+    def segment_adjoint(self, n, k, start, reverse, inner, fx, fk):
+        """The outer reverse body over segments of k of n steps, each reversed by the plan `inner`,
+        computing the cotangents of the float xs `fx` and consts `fk` only."""
+        return self._made(("segment vjp", n, k, start, reverse, inner, fx, fk), self.rules.segment_adjoint_body,
+                          n, k, start, reverse, inner, fx, fk)
 
     def checkpointed(self, length, reverse, schedule=None):
         """The plan a checkpointed reverse pass used for a scan of this body (set with `schedule`)."""
@@ -313,6 +315,12 @@ def current_memory():
 
 def carry_bytes(body):
     return sum(int(np.prod(s, dtype=np.int64)) * np.dtype(d).itemsize for s, d in body.carry_avals)
+
+
+def product_bytes(body):
+    """Bytes of one step's stored matrix products (`Body.residuals`): a step the reverse pass
+    stores keeps them with its carry."""
+    return sum(n.size * n.dtype.itemsize for n in body.residuals())
 
 
 MAX_LEVELS = 4
@@ -392,27 +400,45 @@ def plan(n, count=None):
     return schedule
 
 
-def describe(schedule, n, carry):
-    """A schedule of n steps in words, with what it holds (`carry`: bytes of one carry)."""
+def held_bytes(schedule, n, carry, products=0):
+    """The bytes a reverse pass of n steps with `schedule` holds at once: the checkpoints' carries
+    and, for the steps it stores, their carries and matrix products (`products` bytes a step)."""
     if schedule is None:
-        return f"every carry stored ({n} x {carry} bytes)"
+        return n * (carry + products)
+    k, inner, last = schedule
+    c = math.ceil(n / k) - 1
+    return c * carry + max(held_bytes(inner, k, carry, products), held_bytes(last, n - c * k, carry, products))
+
+
+def describe(schedule, n, carry, products=0, count=0):
+    """A schedule of n steps in words, with what it holds (`carry`: bytes of one carry; `products`:
+    bytes of the `count` matrix products a stored step keeps)."""
+    stored = f" and each stored step's {count} matrix product{'s' if count != 1 else ''} ({products} bytes)" \
+        if count else ""
+    if schedule is None:
+        return f"every carry stored ({n} x {carry} bytes){stored.replace(' stored', '')}" + \
+            (f": {held_bytes(None, n, carry, products)} bytes" if count else "")
     k, inner, last = schedule
     c = math.ceil(n / k) - 1
     text = f"{c} checkpoints, {k}-step segments run again"
     if inner is not None or last is not None:
         text += f" (each: {describe(inner, k, carry)})"
     peak = held(schedule, n)
-    return f"{text}; at most {peak} carries held ({peak * carry} bytes)"
+    text = f"{text}; at most {peak} carries held ({peak * carry} bytes)"
+    if count:
+        text += f"{stored}: at most {held_bytes(schedule, n, carry, products)} bytes"
+    return text
 
 
 def scan_schedule(body, length):
-    """The schedule of the current memory policy for a scan of `body` over `length` steps."""
+    """The schedule of the current memory policy for a scan of `body` over `length` steps. A byte
+    budget counts a stored step's matrix products with its carry (`held_bytes` stays within it)."""
     mode = current_memory()
     if mode == "store":
         return None
     if mode == "recompute":
         return plan(length)
-    return plan(length, max(1, mode // max(1, carry_bytes(body))))
+    return plan(length, max(1, mode // max(1, carry_bytes(body) + product_bytes(body))))
 
 
 # --- scan ---------------------------------------------------------------------------------------
@@ -462,13 +488,13 @@ def _scan_jvp(primals, tangents, out, body, length, reverse):
 def _scan_vjp(g, out, *primals, body, length, reverse, wanted=None):
     """`wanted` (from the AD transform): which inputs' cotangents are used; the reverse sweep
     computes the xs' and consts' only for those (a data array read by every step, such as X in a
-    loop over mixture components, otherwise gets a running cotangent sum nobody reads). The
-    checkpointed passes compute them all (their segment bodies sum every float const's)."""
+    loop over mixture components, otherwise gets a running cotangent sum nobody reads), the
+    checkpointed passes too (their segment bodies take `fx` and `fk`)."""
     nc, nx = body.n_carry, body.n_xs
     init, xs, consts = split(primals, nc, nx)
     fc, fy = floats(body.carry_avals), floats(body.y_avals)
     schedule = scan_schedule(body, length)
-    wanted = wanted if wanted is not None and schedule is None else (True,) * len(primals)
+    wanted = wanted if wanted is not None else (True,) * len(primals)
     fx, fk = floats(body.x_avals, wanted[nc:nc + nx]), floats(body.const_avals, wanted[nc + nx:])
     g_parts = body.scan_layout(length).unpack(g)
     carry = [g_parts[j] for j in fc]
@@ -529,7 +555,7 @@ def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, rever
     float consts' cotangents (those of `fk`, default all), returns (float init cotangents, the sums
     with this scan's terms added, the cotangents of the xs of `fx` (default every float x)).
     `schedule` (see `plan`): None stores every step's carry; else checkpointed segments (the
-    module docstring), which take every float x and const."""
+    module docstring)."""
     nc, ny = body.n_carry, len(body.y_avals)
     fc = floats(body.carry_avals)
     fx = floats(body.x_avals) if fx is None else fx
@@ -550,8 +576,8 @@ def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, rever
     middle, checkpoints = parts[:nc], parts[nc + ny:]
     lb = body.shifted(last_start)
     gc, gk, gx_last = reverse_scan(lb, middle, _sliced(body, xs, last_start, r), consts, ct_carry, ct_sums,
-                                   _sliced(body, ct_ys, last_start, r), r, reverse, last)
-    sa = body.segment_adjoint(length, k, start, reverse, inner)
+                                   _sliced(body, ct_ys, last_start, r), r, reverse, last, fx, fk)
+    sa = body.segment_adjoint(length, k, start, reverse, inner, fx, fk)
     value = scan_p(*gc, *gk, *checkpoints, *xs, *ct_ys, *consts, body=sa, length=c, reverse=not reverse)
     gc, gk, gx_rest = split(sa.scan_layout(c).unpack(value), len(fc), len(fk))
     return gc, gk, _joined(gx_rest, gx_last, reverse)

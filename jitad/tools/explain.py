@@ -121,7 +121,7 @@ def _loop_memory(graph):
             body, length = node.params["body"], node.params["length"]
             schedule = body.checkpointed(length, node.params["reverse"])
             lines.append(f"  %{number[node.id]} scan of {length} steps: "
-                         f"{control.describe(schedule, length, control.carry_bytes(body))}")
+                         f"{control.describe(schedule, length, control.carry_bytes(body), control.product_bytes(body), len(body.residuals()))}")
     return lines
 
 

@@ -208,7 +208,7 @@ def _build_value_and_grad(has_aux, memory="store"):
         def body(*inputs):
             seeds = [np.ones((), out.dtype)] + [None] * (len(graph.outputs) - 1)
             with control.memory_policy(memory):
-                outs, (grads,) = ad.vjp_values(graph, inputs, [seeds], wrt)
+                outs, (grads,) = ad.vjp_values(graph, inputs, [seeds], wrt, memory=memory)
             return outs + grads
         return body, (), out_tree
     return build
@@ -261,7 +261,7 @@ def _build_vjp_backward(has_aux, memory="store"):
         def body(*inputs):
             cts = list(inputs[k:]) + [None] * (len(graph.outputs) - n_value)
             with control.memory_policy(memory):
-                _, (grads,) = ad.vjp_values(graph, inputs[:k], [cts], wrt)
+                _, (grads,) = ad.vjp_values(graph, inputs[:k], [cts], wrt, memory=memory)
             return grads
         return body, [(o.shape, _cotangent_dtype(o)) for o in graph.outputs[:n_value]], None
     return build

@@ -196,3 +196,44 @@ def test_three_strategies_on_a_chain(reference_backend):
     for got in (recompute_all, checkpoint):
         for a, b in zip(got, store):
             np.testing.assert_array_equal(a, b)
+
+
+def straight_chain(ws, x):
+    """An n-layer tanh chain written out (no loop to roll: each layer has its own weights)."""
+    for w in ws:
+        x = np.tanh(w @ x + 0.1)
+    return np.sum(x ** 2)
+
+
+def test_straight_line_strategies_on_a_chain(config):
+    """The lectures' three strategies on a straight-line n-layer chain: store every layer's values,
+    recompute (the least predicted peak: segments of about sqrt(n) layers run again) and a byte
+    budget between the two. Identical gradients; explain shows the schedule and the predicted peak,
+    which is within the budget; a budget storing fits is "store"."""
+    jitad.config.backend = "reference"
+    ws, x = list(RNG.normal(size=(16, 6, 6)) * 0.5), RNG.normal(size=6)
+    rolls, jitad.config.roll_loops = jitad.config.roll_loops, False  # straight-line: not rolled into a scan
+    try:
+        _straight_line_strategies(ws, x)
+    finally:
+        jitad.config.roll_loops = rolls
+
+
+def _straight_line_strategies(ws, x):
+    store = jitad.grad(straight_chain, argnums=(0, 1), memory="store")(ws, x)
+    report = lambda memory: str(jitad.explain(jitad.grad(straight_chain, argnums=(0, 1), memory=memory),  # noqa: E731
+                                              ws, x, print_report=False))
+    text = report("recompute")
+    assert "straight-line part: " in text and "segments run again in the reverse pass" in text, text
+    peak = int(text.split("predicted peak ")[1].split()[0])
+    full = int(text.split("(storing every value: ")[1].split()[0])
+    assert peak < full / 2, text
+    budget = (peak + full) // 3
+    assert int(report(budget).split("predicted peak ")[1].split()[0]) <= budget
+    assert "every value the reverse pass reads stored" in report(full)
+    for memory in ("recompute", budget, full):
+        got = jitad.grad(straight_chain, argnums=(0, 1), memory=memory)(ws, x)
+        for a, b in zip(got[0] + [got[1]], store[0] + [store[1]]):
+            np.testing.assert_array_equal(a, b, err_msg=str(memory))
+    graph = jitad.explain(jitad.grad(straight_chain, memory="recompute"), ws, x, print_report=False).optimized
+    assert sum(n.prim.name == "tanh" for n in graph.nodes) > 16  # layers run again, not read back

@@ -113,9 +113,14 @@ def _generated(stage):
 
 
 def _loop_memory(graph):
-    """What the reverse pass keeps of each scan of the traced graph (jitad.primitives.control)."""
+    """What the reverse pass keeps of the traced graph's straight-line part (jitad.transforms.ad) and
+    of each of its scans (jitad.primitives.control)."""
     from jitad.primitives import control  # noqa: PLC0415
+    from jitad.transforms import ad  # noqa: PLC0415
     number, lines = graph.numbering(), []
+    straight = ad.describe_memory(graph)
+    if straight is not None:
+        lines.append(f"  {straight}")
     for node in graph.nodes:
         if node.prim is control.scan_p:
             body, length = node.params["body"], node.params["length"]

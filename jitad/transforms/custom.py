@@ -21,7 +21,7 @@ import numpy as np
 import optree
 
 from jitad.frontend import rng
-from jitad.transforms.ad import vjp_values
+from jitad.transforms.ad import checkpoint_barrier_p, vjp_values  # the adjoint of checkpoint replays on barriers
 from jitad.errors import JitadError, NonDifferentiableError, ShapeError
 from jitad.interpreter import replay
 from jitad.ir import is_tracer
@@ -38,11 +38,6 @@ def _same_shape(x):
 
 stop_gradient_p = Primitive("stop_gradient", impl=lambda x: x, shape_rule=_same_shape, kind="elementwise",
                             scalar="{0}", differentiable=False)
-# An identity the builder cannot merge with anything: the adjoint of checkpoint replays
-# the function on barrier(x), so the recomputed nodes are distinct from the forward ones.
-checkpoint_barrier_p = Primitive("checkpoint_barrier", impl=lambda x: x, shape_rule=_same_shape,
-                                 jvp=lambda primals, tangents, out: tangents[0], vjp=lambda g, out, x: (g,),
-                                 kind="elementwise", scalar="{0}")
 
 
 def _local_primitive(name, **rules):

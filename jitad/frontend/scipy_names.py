@@ -127,25 +127,42 @@ def swap_modules(swaps):
     return undo
 
 
-def swap_function(fun, swaps):
+def _inner_function(value):
+    """The user's function a closure cell's value calls, if any (a function, a partial of one, a
+    method; not one of an installed library's)."""
+    while type(value) in (functools.partial, types.MethodType):
+        value = value.func if type(value) is functools.partial else value.__func__
+    if type(value) is not types.FunctionType:
+        return None
+    return None if value.__globals__.get("__name__", "").partition(".")[0] in SKIPPED_ROOTS else value
+
+
+def swap_function(fun, swaps, _seen=None, _undo=None):
     """Swap the names `fun` holds itself: its module's globals (a module skipped above), its
-    closure cells and its default arguments; returns the undo list."""
-    undo = []
-    if swaps:
-        namespace = getattr(fun, "__globals__", None)
-        if isinstance(namespace, dict) and namespace.get("__name__", "").partition(".")[0] in SKIPPED_ROOTS:
-            _swap_namespace(namespace, swaps, undo)
-        for cell in getattr(fun, "__closure__", None) or ():
-            try:
-                value = cell.cell_contents
-            except ValueError:  # an empty cell
-                continue
-            new = replacement(value, swaps)
-            if new is not None:
-                cell.cell_contents = new
-                undo.append((cell, None, value, new))
-        if type(fun) is types.FunctionType:
-            _swap_defaults(fun, swaps, undo)
+    closure cells and its default arguments, and those of the functions its closure cells hold
+    (a wrapper such as `def symmetrized(*a): return fun(sym(a[0]), *a[1:])` around `mvn.logpdf`,
+    to any depth); returns the undo list."""
+    undo = [] if _undo is None else _undo
+    seen = set() if _seen is None else _seen
+    if not swaps or id(fun) in seen:
+        return undo
+    seen.add(id(fun))
+    namespace = getattr(fun, "__globals__", None)
+    if isinstance(namespace, dict) and namespace.get("__name__", "").partition(".")[0] in SKIPPED_ROOTS:
+        _swap_namespace(namespace, swaps, undo)
+    for cell in getattr(fun, "__closure__", None) or ():
+        try:
+            value = cell.cell_contents
+        except ValueError:  # an empty cell
+            continue
+        new = replacement(value, swaps)
+        if new is not None:
+            cell.cell_contents = new
+            undo.append((cell, None, value, new))
+        elif (inner := _inner_function(value)) is not None:
+            swap_function(inner, swaps, seen, undo)
+    if type(fun) is types.FunctionType:
+        _swap_defaults(fun, swaps, undo)
     return undo
 
 

@@ -3,6 +3,7 @@ jitad (with their `autograd.numpy` imports pointed at plain NumPy): the cases be
 written for the bug each one found. Reference backend unless the bug was in compiled code."""
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.stats
 
 import jitad
@@ -32,3 +33,15 @@ def test_scipy_method_held_by_a_wrapper_in_a_closure():
     np.testing.assert_allclose(g_mean, r, rtol=1e-12)
     np.testing.assert_allclose(g_cov, 0.5 * (np.outer(r, r) - np.linalg.inv(cov)), rtol=1e-10)
     assert loss(mean, cov) == pytest.approx(scipy.stats.multivariate_normal.logpdf(x, mean, cov))
+
+
+def test_unsupported_scipy_function_reading_an_ndarray_attribute_is_named():
+    # scipy.linalg.expm reads `.flags` of its argument: an AttributeError about 'Tracer' before
+    a = np.array([[0.1, 0.2], [0.3, -0.4]])
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.expm"):
+        jitad.grad(lambda a: np.sum(scipy.linalg.expm(a)))(a)
+
+    def probe(x):  # hasattr() of a missing attribute is still False, outside SciPy too
+        assert not hasattr(x, "flags") and not hasattr(x, "no_such_attribute")
+        return np.sum(x)
+    np.testing.assert_array_equal(jitad.grad(probe)(a), np.ones_like(a))

@@ -16,6 +16,10 @@ from jitad.ir import Builder, Graph, building, current_builder, is_tracer
 _r = inplace.resolve  # a Workspace array met by a traced operation: what it holds now
 
 
+class _ForeignAttributeError(UnsupportedOperationError, AttributeError):
+    """A SciPy function jitad does not implement read an ndarray attribute of a traced array."""
+
+
 class Tracer:
     """An array seen by user code while jitad traces it: NumPy calls on it record IR nodes.
 
@@ -119,6 +123,14 @@ class Tracer:
             # one operand: NumPy's result is a view when the subscripts only permute or take a diagonal
             return _view_of(args[1], _fresh(result, args), lambda p: func(args[0], p, **kwargs))
         return _fresh(result, args)
+
+    def __getattr__(self, name):
+        # an ndarray attribute jitad does not model (`.flags`, `.ctypes`, ...): reached from SciPy's own
+        # code, the SciPy function is one jitad does not implement (hasattr() still sees False)
+        error = None if name.startswith("__") else linalg_ops.foreign_call_error()
+        if error is not None:
+            raise _ForeignAttributeError(error.name)
+        raise AttributeError(f"'Tracer' object (a traced array) has no attribute {name!r}")
 
     def __array__(self, dtype=None, copy=None):
         raise linalg_ops.foreign_call_error() or _conversion_error(  # a SciPy function says so by name

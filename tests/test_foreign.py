@@ -45,3 +45,13 @@ def test_unsupported_scipy_function_reading_an_ndarray_attribute_is_named():
         assert not hasattr(x, "flags") and not hasattr(x, "no_such_attribute")
         return np.sum(x)
     np.testing.assert_array_equal(jitad.grad(probe)(a), np.ones_like(a))
+
+
+def test_complex_tests_on_traced_values_are_constants():
+    # autograd's programs branch on np.iscomplex(x) before choosing a formula; traced values are real
+    def fun(x):
+        assert not np.iscomplexobj(x) and np.isrealobj(x)
+        assert not np.any(np.iscomplex(x)) and np.all(np.isreal(x))
+        return np.real(x ** 2 if np.iscomplex(x).any() else np.sum(x))
+    assert jitad.grad(fun)(2.0) == 1.0
+    np.testing.assert_array_equal(jitad.grad(fun)(np.array([1.0, -3.0])), [1.0, 1.0])

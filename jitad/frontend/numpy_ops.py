@@ -1187,6 +1187,9 @@ FUNCTIONS = {
     np.result_type: lambda *args: np.result_type(*[a.dtype if is_tracer(a) else a for a in args]),
     np.shape: shape_of, np.ndim: ndim_of, np.size: lambda x, axis=None: int(math.prod(shape_of(x))) if axis is None
     else shape_of(x)[axis],
+    # traced values are never complex: these are constants (autograd's programs test them before squaring)
+    np.iscomplexobj: lambda x: False, np.isrealobj: lambda x: True,
+    np.iscomplex: lambda x: np.zeros(shape_of(x), bool), np.isreal: lambda x: np.ones(shape_of(x), bool),
 }
 
 

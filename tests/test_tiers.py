@@ -177,6 +177,38 @@ def test_first_results_on_numpy_then_the_compiled_kernel(tmp_path):
     assert any(p.name.endswith(".ready") for p in tmp_path.iterdir())
 
 
+def test_in_an_ipython_shell_like_jupyter(tmp_path):
+    """Jupyter runs cells through IPython's InteractiveShell: functions defined in a cell have no
+    module file. The first result comes from the NumPy tier, then the worker's kernel serves."""
+    pytest.importorskip("IPython")
+    cell = PROGRAM + textwrap.dedent("""
+        v0, g0 = vg(W, x)
+        outs = until_compiled(vg, (W, x))
+        v1, g1 = vg(W, x)
+        info = jitad.cache_info()
+    """)
+    script = textwrap.dedent(f"""
+        import json, sys
+        from IPython.core.interactiveshell import InteractiveShell
+        shell = InteractiveShell.instance()
+        result = shell.run_cell({cell!r})
+        result.raise_error()
+        ns = shell.user_ns
+        print(json.dumps({{"file": ns["loss"].__code__.co_filename, "info": ns["info"],
+                          "same": bool(abs(ns["v0"] - ns["v1"]) <= 1e-12 * abs(ns["v1"])),
+                          "fast": bool(ns["vg"]._jitad_fast)}}))
+    """)
+    env = dict(os.environ, JITAD_CACHE_DIR=str(tmp_path), JITAD_COMPILE="background")
+    out = subprocess.run([sys.executable, "-c", script], env=env, cwd=ROOT, capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr + out.stdout
+    result = json.loads(out.stdout.strip().splitlines()[-1])
+    assert result["file"].startswith("<ipython-input") or "ipykernel" in result["file"]
+    assert result["fast"] and result["same"]
+    assert result["info"]["numpy_tier_calls"] >= 1 and result["info"]["tier_switches"] >= 1
+    assert result["info"]["numba_compilations"] == 0  # compiled by the worker, loaded from the cache
+
+
 def test_transforms_with_extra_inputs_switch_tiers(background):
     """vjp, jvp and jacobian calls (kernels with extra inputs) go through the tier object too."""
     A = np.linspace(-1, 1, 12).reshape(3, 4)

@@ -21,23 +21,23 @@ from jitad.staging import FLOAT_TYPES, Transform, transform_of
 from jitad.transforms import ad
 
 
-class Transformed:
-    """What grad, value_and_grad, jit (and the Jacobians' `_JacobianFunction`) return: calls go
-    to the transform's function; it pickles by reference to the user's function plus the
-    transform's options (`make(fun, **options)` rebuilds it where it is unpickled, e.g. on a
-    Dask worker, which then finds its kernels in the disk cache). The attributes of the wrapped
-    function (`jitad_transform`, `__wrapped__`, `__name__`...) are its own."""
+class Transformed(functools.partial):
+    """What grad, value_and_grad and jit return. A call goes to the transform's function (`func`,
+    made by `_fast_call`) through the partial's own call, which is C: no Python frame between the
+    user and that function. It pickles by reference to the user's function plus the transform's
+    options (`make(fun, **options)` rebuilds it where it is unpickled, e.g. on a Dask worker, which
+    then finds its kernels in the disk cache). The attributes of the wrapped function
+    (`jitad_transform`, `__wrapped__`, `__name__`...) are its own."""
 
     keeps_transforms = True  # staging.transform_of keeps the transforms of it (jvp(grad(f))) on it
 
-    def __init__(self, call, make, fun, options):
+    def __new__(cls, call, make, fun, options):
+        self = super().__new__(cls, call)
         self.__dict__.update(call.__dict__)
         for name in ("__module__", "__name__", "__qualname__", "__doc__"):
             setattr(self, name, getattr(call, name, None))
         self._call, self._make, self._fun, self._options = call, make, fun, options
-
-    def __call__(self, *args, **kwargs):
-        return self._call(*args, **kwargs)
+        return self
 
     def __reduce__(self):
         return _rebuild, (self._make, self._fun, self._options)
@@ -144,60 +144,122 @@ def value_and_grad(fun, argnums=0, has_aux=False, memory=None, target=None):
     >>> float(v), g.tolist()
     (5.0, [2.0, 4.0])
     """
+    return _reverse(value_and_grad, fun, argnums, has_aux, memory, target)
+
+
+def grad(fun, argnums=0, has_aux=False, memory=None, target=None):
+    """Return a function computing the gradient of scalar-valued `fun` (`memory`, `target`: see
+    value_and_grad).
+
+    >>> import numpy as np, jitad
+    >>> jitad.grad(lambda x1, x2: x1 * x2 + np.sin(x1), argnums=(0, 1))(2.0, 5.0)
+    (4.583853163452858, 2.0)
+    """
+    return _reverse(grad, fun, argnums, has_aux, memory, target)
+
+
+def _reverse(make, fun, argnums, has_aux, memory, target):
+    """grad or value_and_grad (`make`) of `fun`: one kernel computes the value and the gradient."""
     spec = _argnums_key(argnums)
     single = isinstance(spec, int)
     transform_for = _per_memory(memory, lambda policy: transform_of(
         fun, _memory_key(("value_and_grad", spec, has_aux), policy), lambda: _with_memory(Transform(
             fun, _build_value_and_grad(has_aux, policy), spec, "value_and_grad", "reverse"), policy)))
     transform = transform_for()
+    # the fast paths of both (plain float / array arguments -> the kernel), shared by every wrapper
+    # of `fun` with these options; kept per memory policy and target by their key (backend.STATE)
+    paths = transform_of(fun, ("fast paths", spec, has_aux, memory), lambda: {"grad": {}, "value_and_grad": {}})
+    name = make.__name__
 
     @functools.wraps(fun)
     def value_and_grad_fun(*args, **kwargs):
-        transform = transform_for()
-        if not kwargs and not ir.builders():
-            hit = transform.fast.get(_fast_key(args))  # plain float / array arguments -> one compiled call
-            if hit is not None:
-                return hit(args)
-        outs, out_tree, sig = transform.run(args, kwargs)
+        outs, out_tree, sig = transform_for().run(args, kwargs)
         grads = _unflatten_grads(sig, sig.diff_argnums, single, outs[out_tree.num_leaves:])
-        result = tree_unflatten(out_tree, [_to_python(v) for v in outs[:out_tree.num_leaves]])
-        key = _fast_key(args)
-        if key is not None and not kwargs and not has_aux and transform.last is not None:
-            transform.fast[key] = _fast_value_and_grad(transform.last, single)
-        return result, grads
-    # set on every wrapper: functools.wraps copied those of `fun` if it is a transform itself
-    # (jitad_transform: the transform of the memory policy when the wrapper was made)
-    value_and_grad_fun.jitad_transform, value_and_grad_fun.jitad_name = transform, "value_and_grad"
-    value_and_grad_fun._jitad_transform_for = transform_for
-    value_and_grad_fun._jitad_fast = transform.fast  # the fast paths of that transform
-    return Transformed(_on_target(value_and_grad_fun, target), value_and_grad, fun,
-                       dict(argnums=argnums, has_aux=has_aux, memory=memory, target=target))
+        if not kwargs and not has_aux:
+            _install(paths["value_and_grad"], args, transform_for().last, slice(None) if single else None)
+            _install(paths["grad"], args, transform_for().last, 1 if single else slice(1, None))
+        if name == "grad" and not has_aux:
+            return grads
+        value = tree_unflatten(out_tree, [_to_python(v) for v in outs[:out_tree.num_leaves]])
+        if name == "grad":
+            return grads, value[1]
+        return value, grads
+    # jitad_transform: the transform of the memory policy when the wrapper was made
+    call = _fast_call(fun, paths[name], _on_target(value_and_grad_fun, target), target)
+    call.jitad_transform, call.jitad_name = transform, name
+    call._jitad_transform_for = transform_for
+    call._jitad_fast = paths[name]
+    return Transformed(call, make, fun, dict(argnums=argnums, has_aux=has_aux, memory=memory, target=target))
 
 
-def _fast_key(args):
-    """A cheap signature for calls whose every argument is a Python float or a float array. It holds
-    the backend too: the fast path of one transform (shared by every wrapper of the same function)
-    must not serve a compiled kernel after `jitad.config.backend = "reference"`, or the other way."""
-    key = [backend.STATE[0] if not backend.OPEN[0] else (backend.STATE[0], backend.current_target())]
+class _Shapes(dict):
+    """A fast path's entries for one tuple of argument types holding arrays, by their shapes and dtypes."""
+
+
+def _shapes(args):
+    """The key of `args` in a `_Shapes` (that of one array: its shape and dtype, as `_fast_call` makes it)."""
+    if len(args) == 1:
+        return args[0].shape, args[0].dtype.char
+    return tuple([(a.shape, a.dtype.char) if type(a) is np.ndarray else None for a in args])
+
+
+def _fast_call(fun, fast, slow, target):
+    """`slow` (a transform's call), except that calls whose every argument is a Python float or a
+    float array of rank >= 1 go straight to the compiled kernel `fast` holds for their types (and
+    shapes): `fast[(settings, *types)]` is `(kernel, part)`, or a `_Shapes` of them; the call
+    returns `kernel(*args)[part]`, or `(outs[0], outs[1:])` for part None (`_install`).
+
+    This is the one Python frame between the user and Numba's dispatcher for such calls, so it is
+    written for speed: the key is built from the types alone (explicitly for one and two arguments),
+    the settings it depends on are one string (backend.STATE). A call with keyword arguments, on
+    traced values, or inside a trace (its values may belong to it) takes `slow`."""
+    get, state, opened = fast.get, backend.STATE, backend.OPEN
+    local = ir._local  # this thread's open traces: `ir.builders()` without a call
+    own = None if target is None else backend.STATE_ON[backend.check_target(target)]
+
+    @functools.wraps(fun)
+    def call(*args, **kwargs):
+        if not kwargs and not local.stack:
+            head = state[0] if own is None and not opened[0] else _settings(own)
+            n = len(args)
+            hit = get((head, type(args[0])) if n == 1 else (head, type(args[0]), type(args[1])) if n == 2
+                      else (head, *map(type, args)))
+            if hit is not None and type(hit) is _Shapes:
+                hit = hit.get((args[0].shape, args[0].dtype.char) if n == 1 else _shapes(args))
+            if hit is not None:
+                kernel, part = hit
+                outs = kernel(*args)
+                return outs[part] if part is not None else (outs[0], outs[1:])
+        return slow(*args, **kwargs)
+    return call
+
+
+def _settings(own):
+    """The settings of a call (`own`: those of the transform's target= when given)."""
+    return own[0] if own is not None else backend.STATE_ON[backend.current_target()][0]
+
+
+def _install(fast, args, compiled, part):
+    """Make `compiled` (a kernel that just served a call with `args`; None if none did) the fast path
+    of calls with arguments of the same types and shapes, returning `outs[part]` (see _fast_call)."""
+    if compiled is None:
+        return
     for a in args:
-        kind = type(a)
-        if kind is float:
-            key.append(kind)
-        elif kind is np.ndarray and a.ndim and a.dtype.kind == "f":
-            key.append((a.shape, a.dtype.char))
-        else:
-            return None
-    return tuple(key)
-
-
-def _fast_value_and_grad(compiled, single):
-    if single and not compiled.casts:
-        kernel, extra = compiled.dispatcher, compiled.extra  # the kernel returns (value, gradient)
-        return (lambda args: kernel(*args)) if not extra else (lambda args: kernel(*args, *extra))
-    call = compiled.direct
-    if single:
-        return lambda args: (lambda outs: (outs[0], outs[1]))(call(args))
-    return lambda args: (lambda outs: (outs[0], tuple(outs[1:])))(call(args))
+        if type(a) is not float and not (type(a) is np.ndarray and a.ndim and a.dtype.kind == "f"):
+            return
+    if compiled.casts:  # non-float64 scalar outputs: their NumPy scalar types
+        direct = compiled.direct
+        kernel = lambda *args: tuple(direct(args))  # noqa: E731
+    elif compiled.extra:  # captured arrays and constants, sizes: arguments after the user's
+        dispatcher, extra = compiled.dispatcher, compiled.extra
+        kernel = lambda *args: dispatcher(*args, *extra)  # noqa: E731
+    else:
+        kernel = compiled.dispatcher
+    key = (_settings(None), *map(type, args))
+    if np.ndarray in key:
+        fast.setdefault(key, _Shapes())[_shapes(args)] = (kernel, part)
+    else:
+        fast[key] = (kernel, part)
 
 
 def _build_value_and_grad(has_aux, memory="store"):
@@ -212,33 +274,6 @@ def _build_value_and_grad(has_aux, memory="store"):
             return outs + grads
         return body, (), out_tree
     return build
-
-
-def grad(fun, argnums=0, has_aux=False, memory=None, target=None):
-    """Return a function computing the gradient of scalar-valued `fun` (`memory`, `target`: see
-    value_and_grad).
-
-    >>> import numpy as np, jitad
-    >>> jitad.grad(lambda x1, x2: x1 * x2 + np.sin(x1), argnums=(0, 1))(2.0, 5.0)
-    (4.583853163452858, 2.0)
-    """
-    vg = value_and_grad(fun, argnums, has_aux, memory)
-    transform_for = vg._jitad_transform_for
-    vg = vg._call
-
-    @functools.wraps(fun)
-    def grad_fun(*args, **kwargs):
-        if not kwargs and not ir.builders():
-            hit = transform_for().fast.get(_fast_key(args))
-            if hit is not None:
-                return hit(args)[1]
-        value, g = vg(*args, **kwargs)
-        return (g, value[1]) if has_aux else g
-    grad_fun.jitad_transform, grad_fun.jitad_name = vg.jitad_transform, "grad"
-    grad_fun._jitad_transform_for = transform_for
-    grad_fun._jitad_fast = vg._jitad_fast
-    return Transformed(_on_target(grad_fun, target), grad, fun,
-                       dict(argnums=argnums, has_aux=has_aux, memory=memory, target=target))
 
 
 def _build_forward(graph, sig, out_tree):
@@ -384,6 +419,11 @@ def jit(fun, target=None):
     @functools.wraps(fun)
     def jitted(*args, **kwargs):
         outs, out_tree, _ = transform.run(args, kwargs)
+        if not kwargs and out_tree.kind == optree.PyTreeKind.LEAF:
+            _install(transform.fast, args, transform.last, 0)
+        elif not kwargs and out_tree.kind == optree.PyTreeKind.TUPLE and out_tree.num_leaves == out_tree.num_children:
+            _install(transform.fast, args, transform.last, slice(None))  # a tuple of arrays and scalars
         return tree_unflatten(out_tree, [_to_python(v) for v in outs])
-    jitted.jitad_transform, jitted.jitad_name = transform, "jit"
-    return Transformed(_on_target(jitted, target), jit, fun, dict(target=target))
+    call = _fast_call(fun, transform.fast, _on_target(jitted, target), target)
+    call.jitad_transform, call.jitad_name, call._jitad_fast = transform, "jit", transform.fast
+    return Transformed(call, jit, fun, dict(target=target))

@@ -1,5 +1,6 @@
 """grad, value_and_grad, vjp and jvp: argnums, has_aux, pytrees, composition (JAX's conventions)."""
 import math
+import os
 
 import numpy as np
 import pytest
@@ -295,3 +296,61 @@ def test_target_is_checked_and_keys_the_cache(monkeypatch):
         assert vg.jitad_transform.stage_for((x,)) is None  # a stage serves the target it was built for
     assert jitad.backend.current_target() == "cpu"
     assert {k[-1] for k in keys} == {"cpu"}
+
+
+
+def _cubic_pair(x, y):
+    return np.sum(x * y + np.sin(x))
+
+
+def test_fast_path_one_frame_to_the_kernel_and_the_settings_it_follows(monkeypatch):
+    """Calls on Python floats (and one float array) go from the user to Numba's dispatcher through
+    one Python frame of jitad's; keyword arguments, another shape, a call inside a trace, another
+    backend or target take the full path (Transform.run)."""
+    import sys
+    from jitad.staging import Transform
+    monkeypatch.setattr(jitad.config, "backend", "numba")  # the module's fixture set "reference"
+    g, vg, jit = jitad.grad(_cubic_pair), jitad.value_and_grad(_cubic_pair), jitad.jit(_cubic_pair)
+    x, y = np.linspace(0.1, 1.0, 5), np.linspace(-1.0, 1.0, 5)
+    calls = {"grad": (lambda: g(2.0, 3.0), 3.0 + math.cos(2.0)),
+             "value_and_grad": (lambda: vg(2.0, 3.0), (6.0 + math.sin(2.0), 3.0 + math.cos(2.0))),
+             "jit": (lambda: jit(2.0, 3.0), 6.0 + math.sin(2.0)),
+             "grad of arrays": (lambda: g(x, y), y + np.cos(x))}
+    for call, _ in calls.values():
+        call()  # traced and compiled: the fast path is installed
+    runs, run = [], Transform.run
+    monkeypatch.setattr(Transform, "run", lambda self, *a, **k: runs.append(1) or run(self, *a, **k))
+    frames = []
+
+    def profile(frame, event, arg):
+        if event == "call" and frame.f_code.co_filename.startswith(os.path.dirname(jitad.__file__)):
+            frames.append(frame.f_code.co_name)
+    for name, (call, expected) in calls.items():
+        sys.setprofile(profile)
+        try:
+            got = call()
+        finally:
+            sys.setprofile(None)
+        # api._fast_call's closure, then the kernel (the key of two arrays takes one helper more)
+        assert frames == ["call"] or name == "grad of arrays" and frames == ["call", "_shapes", "<listcomp>"], frames
+        frames.clear()
+        np.testing.assert_allclose(got, expected, rtol=1e-14)
+    assert not runs
+    assert g(2.0, y=3.0) == pytest.approx(3.0 + math.cos(2.0)) and len(runs) == 1
+    np.testing.assert_allclose(g(x[:3], y[:3]), y[:3] + np.cos(x[:3]))
+    assert len(runs) == 2
+    # inside a trace (the values may be the trace's, as a closure's): the full path, the outer's too
+    assert jitad.grad(lambda t: t * g(2.0, 3.0))(1.0) == pytest.approx(3.0 + math.cos(2.0)) and len(runs) == 4
+    jitad.config.backend = "reference"
+    assert g(2.0, 3.0) == pytest.approx(3.0 + math.cos(2.0)) and len(runs) == 5
+    jitad.config.backend = "numba"
+    assert jitad.grad(_cubic_pair, target="parallel")(2.0, 3.0) == pytest.approx(3.0 + math.cos(2.0))
+    assert len(runs) == 6
+    jitad.config.memory = "recompute"  # transforms made without memory= follow the setting
+    try:
+        g(2.0, 3.0)
+        assert len(runs) == 7
+    finally:
+        jitad.config.memory = "store"
+    g(2.0, 3.0)
+    assert len(runs) == 7

@@ -84,8 +84,12 @@ class Config:
         self._changed()
 
     def _changed(self):
-        """The settings a compiled call's fast path depends on, as one object (`STATE`)."""
-        STATE[0] = (self._backend, self._compile == "off", self._target)
+        """The settings a compiled call's fast path depends on, as one string (`STATE`; a string
+        hashes once), and the same with each target instead of the configured one (`STATE_ON`)."""
+        settings = f"{self._backend} compile-off={self._compile == 'off'} memory={control.settings['memory']}"
+        for target, state in STATE_ON.items():
+            state[0] = f"{settings} {target}"
+        STATE[0] = STATE_ON[self._target][0]
 
     @property
     def roll_loops(self):
@@ -103,6 +107,7 @@ class Config:
     @memory.setter
     def memory(self, value):
         control.settings["memory"] = control.check_memory(value)
+        self._changed()  # transforms made with memory=None serve the policy set at the call
 
     @property
     def threads(self):
@@ -158,7 +163,8 @@ class Config:
         self._changed()
 
 
-STATE = [None]  # (backend, compile == "off", target) of `config`, kept by its setters
+STATE = [None]  # backend, compile == "off", memory and target of `config`, kept by its setters
+STATE_ON = {target: [None] for target in TARGETS}  # the same with `target`: transforms given target=
 config = Config()
 
 

@@ -55,3 +55,37 @@ def test_complex_tests_on_traced_values_are_constants():
         return np.real(x ** 2 if np.iscomplex(x).any() else np.sum(x))
     assert jitad.grad(fun)(2.0) == 1.0
     np.testing.assert_array_equal(jitad.grad(fun)(np.array([1.0, -3.0])), [1.0, 1.0])
+
+
+@pytest.mark.parametrize("indices, axis", [
+    (np.array([[0], [2]]), 0),           # size-1 axis of the indices broadcasts against the array's
+    (np.array([[-1], [0], [-2]]), 1),    # negative positions count from the end of their own row
+    (np.array([[1, -1, 0, 2]]), 0),
+])
+def test_take_along_axis_broadcasts_and_wraps_like_numpy(indices, axis):
+    table = np.arange(12.0).reshape(3, 4)
+    weights = np.linspace(0.5, 1.5, np.take_along_axis(table, indices, axis).size)
+
+    def f(t):
+        return np.sum(np.take_along_axis(t, indices, axis).ravel() * weights)
+    assert jitad.jit(lambda t: np.take_along_axis(t, indices, axis))(table).shape == \
+        np.take_along_axis(table, indices, axis).shape
+    assert jitad.jit(f)(table) == pytest.approx(f(table))
+    expected = np.zeros_like(table)  # f is linear in t: its gradient entry by entry
+    for i in np.ndindex(*table.shape):
+        unit = np.zeros_like(table)
+        unit[i] = 1.0
+        expected[i] = f(unit)
+    np.testing.assert_allclose(jitad.grad(f)(table), expected)
+
+
+def test_take_along_axis_with_traced_positions_from_a_constant_table():
+    # the way out the error of `table[np.floor(x).astype(int)]` names: a gather jitad traces
+    table = np.arange(12.0).reshape(3, 4)
+    x = np.array([0.5, 2.7])
+
+    def f(x):
+        return np.sum(np.take_along_axis(table, np.floor(x).astype(int)[:, None], axis=0) * x[:, None])
+    np.testing.assert_allclose(jitad.grad(f)(x), [6.0, 38.0])
+    with pytest.raises(jitad.ConcretizationError, match="take_along_axis"):
+        jitad.grad(lambda x: np.sum(table[np.floor(x).astype(int)] * x[:, None]))(x)

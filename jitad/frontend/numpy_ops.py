@@ -352,9 +352,17 @@ def take_along_axis(x, indices, axis):
     x = asarray(x)
     if axis is None:
         x, axis = ravel(x), 0
-    axis = normalize_axis(axis, ndim_of(x))
-    x, indices = moveaxis(x, axis, -1), moveaxis(asarray(indices), axis, -1)
+    axis, indices = normalize_axis(axis, ndim_of(x)), asarray(indices)
+    if ndim_of(indices) != ndim_of(x):
+        raise ValueError("`indices` and `arr` must have the same number of dimensions")
+    x, indices = moveaxis(x, axis, -1), moveaxis(indices, axis, -1)
     n = shape_of(x)[-1]
+    # the other axes broadcast against each other (size 1 in either), as NumPy's fancy indexing does
+    batch = np.broadcast_shapes(shape_of(x)[:-1], shape_of(indices)[:-1])
+    x, indices = broadcast_to(x, batch + (n,)), broadcast_to(indices, batch + shape_of(indices)[-1:])
+    # negative positions count from the end of their row (added to the row offsets below they would not)
+    indices = P.where_p(P.less_p(indices, 0), indices + n, indices) if is_tracer(indices) else \
+        np.where(indices < 0, indices + n, indices)
     rows = int(math.prod(shape_of(indices)[:-1]))
     offsets = (np.arange(rows, dtype=np.int64) * n).reshape(shape_of(indices)[:-1] + (1,))
     flat = P.take_p(ravel(x), add(indices, offsets), axis=0)

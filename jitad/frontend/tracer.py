@@ -508,9 +508,20 @@ def _refuse_store():
         raise error
 
 
+_READ_OPCODES = {dis.opmap[name] for name in ("BINARY_SUBSCR", "BINARY_SLICE") if name in dis.opmap}
+
+
 def _conversion_error(what):
     """ConcretizationError, or InPlaceUpdateError when NumPy converts the value for `array[i] = traced`."""
-    return _store_error(3) or ConcretizationError(what)
+    error, user = _store_error(3), sys._getframe(2)
+    if error is None and user.f_code.co_code[user.f_lasti] in _READ_OPCODES:
+        # NumPy converts a traced index of `table[idx]`, `table` an array jitad did not see created
+        what = ("Indexing a NumPy array that is not traced with a traced index (`table[idx]`, say "
+                "`table[np.floor(x).astype(int)]`: NumPy needs the index's value). Gather with "
+                "np.take_along_axis, which jitad traces: np.take_along_axis(table, idx[:, None], axis=0) "
+                "for rows, np.take_along_axis(table.ravel(), i * table.shape[1] + j, axis=0) for entries "
+                "(np.take dispatches on the table only)")
+    return error or ConcretizationError(what)
 
 
 # np.array and np.asarray are not dispatched through __array_function__, yet users build

@@ -438,6 +438,16 @@ def _special_rows():
         Row("softmax", lambda x: sc.softmax(x, axis=-1) * sc.log_softmax(x, axis=0) + sc.softmax(x) + sc.log_softmax(x),
             [((3,),), ((2, 3),)]),
         Row("sinc_near_zero", np.sinc, [((3,),)], (-0.09, 0.09)),
+        Row("erfcx", sc.erfcx, [(s,) for s in UNARY], (-2.0, 3.0)),
+        # the incomplete gamma and beta functions: in x (their shape parameters have no derivative)
+        Row("gammainc", lambda x: sc.gammainc(2.5, x) * sc.gammaincc(np.array([0.7, 1.5, 3.0]), x),
+            [((3,),), ((2, 3),)], (0.2, 4.0)),
+        Row("betainc", lambda x: sc.betainc(2.0, np.array([1.5, 3.0, 0.8]), x) + sc.betainc(0.7, 2.5, x) ** 2,
+            [((3,),), ((2, 3),)], (0.1, 0.9)),
+        Row("binom", sc.binom, BINARY[:4], ((3.0, 6.0), (0.5, 2.5))),
+        # one ulp moved (derivative 1 in x), and the exponent (no derivative) and mantissa of np.frexp
+        Row("nextafter_frexp", lambda x, y: np.nextafter(x, y) + np.frexp(x)[0] * np.frexp(3.0 * y)[1],
+            [((3,), (3,)), ((2, 3), ())], ((-2.0, 2.0), (0.4, 2.0))),
         Row("np_i0", np.i0, [((3,),)]),
         Row("heaviside", lambda x, y: np.heaviside(x, y) * x + np.heaviside(x, 0.5) * y
             + np.heaviside(np.array([-1.0, 0.0, 2.0]), y) * y, [((3,), (3,)), ((2, 3), ())]),
@@ -620,6 +630,22 @@ def _stats_rows():
         row("multivariate_normal.frozen", lambda x: st.multivariate_normal(np.ones(3), spd(a_)).logpdf(x), (x_,)),
         row("multivariate_normal.scalar", lambda x, mean, var: st.multivariate_normal.logpdf(x, mean, var),
             (x_[0], 0.2, 1.4), 1),
+        # more distributions, and the cdf / sf / logcdf / logsf of the continuous ones (issue 11b)
+        row("more.logpdf", lambda x, loc, scale: st.cauchy.logpdf(x, loc, scale) + st.logistic.logpdf(x, loc, scale)
+            + st.gumbel_r.logpdf(x, loc, scale) + st.halfnorm.logpdf(x, -2.0, scale) + st.rayleigh.pdf(x, -2.0, scale)
+            + st.uniform.logpdf(x, -2.0, 4.0 * scale), (x_, 0.3, 1.7)),
+        row("more.logpdf_shapes", lambda x, s, a, c: st.lognorm.logpdf(x, s) + st.invgamma.logpdf(x, a)
+            + st.weibull_min.pdf(x, c), (pos, 0.8, unit + 1.5, 1.7)),
+        row("cdfs", lambda x, loc, scale: (
+            st.gamma.cdf(x, 2.5, -2.0, scale), st.beta.sf(x, 2.0, 3.0, -2.0, 4.0 * scale), st.t.cdf(x, 4.0, loc, scale),
+            st.chi2.logcdf(x, 3.0, -2.0, scale), st.expon.logsf(x, -2.0, scale), st.laplace.cdf(x, loc, scale),
+            st.logistic.sf(x, loc, scale), st.cauchy.logcdf(x, loc, scale), st.weibull_min.cdf(x, 1.7, -2.0, scale),
+            st.lognorm.sf(x, 0.7, -2.0, scale), st.invgamma.cdf(x, 2.5, -2.0, scale), st.halfnorm.logsf(x, -2.0, scale),
+            st.rayleigh.cdf(x, -2.0, scale), st.gumbel_r.cdf(x, loc, scale), st.uniform.cdf(x, -2.0, 4.0 * scale)),
+            (x_, 0.3, 1.7)),
+        row("binom_nbinom_geom", lambda p, n: st.binom.logpmf(np.array([[0, 1, 2], [3, 5, 6]]), 6, p)
+            + st.nbinom.logpmf(np.array([[0, 1, 2], [3, 5, 8]]), n, p) + st.geom.pmf(np.array([[1, 2, 3], [1, 4, 2]]), p),
+            (unit, pos)),
     ]
 
 

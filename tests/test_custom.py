@@ -15,8 +15,9 @@ TWO_OVER_SQRT_PI = 2.0 / np.sqrt(np.pi)
 
 
 def untraced_erf(x):
-    """erf through scipy.special.erfcx, which jitad does not implement (it traces scipy.special.erf)."""
-    return 1.0 - scipy.special.erfcx(x) * np.exp(-x * x)
+    """erf through scipy.special.chdtr (erf(x) = sign(x) P(chi2_1 <= 2x²)), which jitad does not implement
+    (it traces scipy.special.erf)."""
+    return np.sign(x) * scipy.special.chdtr(1.0, 2.0 * x * x)
 
 
 # --- custom_vjp ----------------------------------------------------------------------------

@@ -214,9 +214,9 @@ def test_unsupported_and_shape_errors_teach():
     from scipy.linalg import cho_solve  # bound before tracing: swapped in the closure while tracing
     factor = np.array([[2.0, 0.0, 0.0], [0.5, 1.5, 0.0], [0.3, -0.2, 1.2]])
     jitad.check_grads(lambda a: np.sum(cho_solve((a, True), np.ones(3))), (factor,), modes=("rev",))
-    holder = {"f": cho_solve}  # reached only through another object: SciPy's own function, a clear error
-    with pytest.raises(jitad.UnsupportedOperationError, match="scipy.linalg.cho_solve.*through another object"):
-        jitad.grad(lambda a: np.sum(holder["f"]((a, True), np.ones(3))))(np.eye(3))
+    holder = {"f": cho_solve}  # reached only through another object: its code is swapped while tracing too
+    np.testing.assert_allclose(jitad.grad(lambda a: np.sum(holder["f"]((a, True), np.ones(3))))(factor),
+                               jitad.grad(lambda a: np.sum(cho_solve((a, True), np.ones(3))))(factor), rtol=1e-14)
 
 
 def test_scipy_functions_outside_tracing_are_untouched():

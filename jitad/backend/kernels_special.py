@@ -16,7 +16,8 @@ import numba
 import numpy as np
 
 __all__ = ["gammaln", "gamma", "betaln", "digamma", "polygamma", "erf", "erfc", "ndtr", "log_ndtr", "erfinv",
-           "ndtri", "log_expit", "xlogy", "xlog1py", "entr", "bessel_i"]
+           "ndtri", "log_expit", "xlogy", "xlog1py", "entr", "bessel_i", "erfcx",
+           "gammainc", "gammaincc", "betainc", "frexp_exponent"]
 
 _njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
@@ -344,3 +345,176 @@ def bessel_i(n, x, scaled):
     if scaled:
         total *= math.exp(-ax)
     return sign * total
+
+
+# --- scaled complementary error function, incomplete gamma and beta functions -------------------
+@_njit
+def erfcx(x):
+    """e^(x²) erfc(x) (scipy.special.erfcx): the product with x² split in two exact parts below
+    x = 10 (so e^(x²) carries no rounding of x² into its exponent), the asymptotic series above."""
+    x = float(x)
+    if x != x:
+        return x
+    if x >= 10.0:
+        if x > 1e8:
+            return 1.0 / (x * _SQRT_PI)
+        r = 1.0 / (2.0 * x * x)
+        term, total = 1.0, 1.0
+        for k in range(1, 40):
+            term *= -(2 * k - 1) * r
+            total += term
+            if abs(term) < 1e-17:
+                break
+        return total / (x * _SQRT_PI)
+    if x < -26.7:
+        return np.inf
+    split = 134217729.0 * x  # Dekker's split: x = hi + lo with hi of 26 bits, so hi² is exact
+    hi = split - (split - x)
+    lo = x - hi
+    square_hi, square_lo = hi * hi, (2.0 * hi + lo) * lo
+    growth = math.exp(square_hi) * math.exp(square_lo)
+    if x >= 0.0:
+        return growth * math.erfc(x)
+    return 2.0 * growth - growth * math.erfc(-x)
+
+
+@_njit
+def _gamma_prefactor(a, x):
+    """x^a e^-x / Γ(a)."""
+    return math.exp(a * math.log(x) - x - math.lgamma(a))
+
+
+@_njit
+def _gammainc_series(a, x):
+    """P(a, x) = x^a e^-x / Γ(a) Σ x^n / (a (a+1) ... (a+n)), for x < a + 1 (positive terms)."""
+    term = 1.0 / a
+    total = term
+    denominator = a
+    for _ in range(100000):
+        denominator += 1.0
+        term *= x / denominator
+        total += term
+        if term < total * 1e-17:
+            break
+    return total * _gamma_prefactor(a, x)
+
+
+@_njit
+def _gammaincc_fraction(a, x):
+    """Q(a, x) by its continued fraction (modified Lentz), for x >= a + 1."""
+    tiny = 1e-300
+    b = x + 1.0 - a
+    c = 1.0 / tiny
+    d = 1.0 / b
+    h = d
+    for i in range(1, 100000):
+        an = -i * (i - a)
+        b += 2.0
+        d = an * d + b
+        if abs(d) < tiny:
+            d = tiny
+        c = b + an / c
+        if abs(c) < tiny:
+            c = tiny
+        d = 1.0 / d
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < 1e-16:
+            break
+    return h * _gamma_prefactor(a, x)
+
+
+@_njit
+def _gammainc_edge(a, x, lower):
+    """P (lower) or Q of the arguments outside the interior a > 0, 0 < x < inf, as SciPy."""
+    if a != a or x != x or a < 0.0 or x < 0.0 or (a == 0.0 and x == 0.0):
+        return np.nan
+    if a == 0.0 or x == np.inf:
+        return 1.0 if lower else 0.0
+    return 0.0 if lower else 1.0  # x == 0
+
+
+@_njit
+def gammainc(a, x):
+    """The regularized lower incomplete gamma function P(a, x) (scipy.special.gammainc): its series
+    below x = a + 1, 1 - its continued fraction above. Relative error ~1e-14 for a up to ~100."""
+    a, x = float(a), float(x)
+    if not (a > 0.0 and 0.0 < x < np.inf):
+        return _gammainc_edge(a, x, True)
+    if x < a + 1.0:
+        return _gammainc_series(a, x)
+    return 1.0 - _gammaincc_fraction(a, x)
+
+
+@_njit
+def gammaincc(a, x):
+    """Q(a, x) = 1 - P(a, x) (scipy.special.gammaincc), each side computed directly."""
+    a, x = float(a), float(x)
+    if not (a > 0.0 and 0.0 < x < np.inf):
+        return _gammainc_edge(a, x, False)
+    if x < a + 1.0:
+        return 1.0 - _gammainc_series(a, x)
+    return _gammaincc_fraction(a, x)
+
+
+@_njit
+def _betainc_fraction(a, b, x):
+    """The continued fraction of I_x(a, b) (modified Lentz), converging fast for x < (a+1)/(a+b+2)."""
+    tiny = 1e-300
+    qab, qap, qam = a + b, a + 1.0, a - 1.0
+    c = 1.0
+    d = 1.0 - qab * x / qap
+    if abs(d) < tiny:
+        d = tiny
+    d = 1.0 / d
+    h = d
+    for m in range(1, 100000):
+        m2 = 2.0 * m
+        aa = m * (b - m) * x / ((qam + m2) * (a + m2))
+        d = 1.0 + aa * d
+        if abs(d) < tiny:
+            d = tiny
+        c = 1.0 + aa / c
+        if abs(c) < tiny:
+            c = tiny
+        d = 1.0 / d
+        h *= d * c
+        aa = -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))
+        d = 1.0 + aa * d
+        if abs(d) < tiny:
+            d = tiny
+        c = 1.0 + aa / c
+        if abs(c) < tiny:
+            c = tiny
+        d = 1.0 / d
+        step = d * c
+        h *= step
+        if abs(step - 1.0) < 1e-16:
+            break
+    return h
+
+
+@_njit
+def betainc(a, b, x):
+    """The regularized incomplete beta function I_x(a, b) (scipy.special.betainc): its continued
+    fraction on the side of (a+1)/(a+b+2) where it converges, 1 - the mirrored one on the other."""
+    a, b, x = float(a), float(b), float(x)
+    if a != a or b != b or x != x or a < 0.0 or b < 0.0 or x < 0.0 or x > 1.0 or (a == 0.0 and b == 0.0):
+        return np.nan
+    if a == 0.0 or x == 1.0:
+        return 1.0 if b > 0.0 or x == 1.0 else np.nan
+    if b == 0.0 or x == 0.0:
+        return 0.0
+    front = math.exp(a * math.log(x) + b * math.log1p(-x) - betaln(a, b))
+    if x < (a + 1.0) / (a + b + 2.0):
+        return front * _betainc_fraction(a, b, x) / a
+    return 1.0 - front * _betainc_fraction(b, a, 1.0 - x) / b
+
+
+@_njit
+def frexp_exponent(x):
+    """The exponent e of x = m 2^e with 1/2 <= |m| < 1 (np.frexp's second output); 0 for 0, inf, nan."""
+    x = float(x)
+    if x == 0.0 or x != x or x == np.inf or x == -np.inf:
+        return np.int32(0)
+    return np.int32(math.frexp(x)[1])

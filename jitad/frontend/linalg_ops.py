@@ -19,6 +19,7 @@ import numpy as np
 
 from jitad.frontend import inplace
 from jitad.frontend import numpy_ops
+from jitad.frontend import scipy_code
 from jitad.frontend import scipy_names
 from jitad import primitives as P
 from jitad.errors import ShapeError, UnsupportedOperationError
@@ -411,8 +412,13 @@ def scipy_hooks():
                     original = getattr(owner, name, None)
                     if original is not None:  # else a SciPy version without it: nothing to swap
                         _hook_saved.append((owner, name, original, name in vars(owner)))
-                        setattr(owner, name, _dispatcher(original, builder))
+                        # its code too, so a call through a dict or an attribute dispatches (scipy_code)
+                        code_swap = scipy_code.swappable(original, builder) and id(original) not in _hook_swaps
+                        setattr(owner, name, _dispatcher(scipy_code.copy_of(original) if code_swap else original,
+                                                         builder))
                         _hook_swaps[id(original)] = (original, getattr(owner, name))
+                        if code_swap:
+                            _hook_code.append(scipy_code.swap(original, getattr(owner, name)))
             _hook_saved_names = scipy_names.swap_modules(_hook_swaps)  # names bound before tracing
         _hook_depth += 1
     try:
@@ -421,6 +427,8 @@ def scipy_hooks():
         with _hook_lock:
             _hook_depth -= 1
             if _hook_depth == 0:
+                scipy_code.restore(_hook_code)
+                _hook_code.clear()
                 scipy_names.restore(_hook_saved_names)
                 _hook_saved_names = []
                 for owner, name, original, own in reversed(_hook_saved):
@@ -434,6 +442,7 @@ def scipy_hooks():
 
 _hook_depth, _hook_saved, _hook_saved_names, _hook_lock = 0, [], [], threading.Lock()
 _hook_swaps = {}  # id(original SciPy function) -> (original, its dispatcher), while hooks are on
+_hook_code = []  # the SciPy functions whose code is swapped (scipy_code.swap), while hooks are on
 
 
 @contextlib.contextmanager

@@ -1123,6 +1123,39 @@ def vecmat(x1, x2, /, **kwargs):
 
 
 # --- histograms, piecewise functions, partitions, phase unwrapping --------------------------------
+def _histogram_edges(a, bins, range, name):
+    """(edges, number of bins) of np.histogram's `bins` and `range` for the values a (1-D)."""
+    if isinstance(bins, str):
+        raise UnsupportedOperationError(f"np.{name}(bins={bins!r}) of traced values", "The number of bins "
+                                        "would depend on the values: pass the number of bins or the edges. ")
+    if ops.ndim_of(bins) != 0:
+        edges = ops.asarray(bins)
+        return edges, ops.shape_of(edges)[0] - 1
+    count = operator.index(bins)
+    if count < 1:
+        raise ValueError("`bins` must be positive, when an integer")
+    edge_dtype = _numpy_dtype(np.histogram_bin_edges, a, bins=count, range=range or (0.0, 1.0))
+    if range is not None:
+        return np.linspace(float(range[0]), float(range[1]), count + 1, dtype=edge_dtype), count
+    # NumPy: a.min() and a.max(), widened by 0.5 when they are equal
+    first, last = ops.astype(ops.amin(a), edge_dtype), ops.astype(ops.amax(a), edge_dtype)
+    if not bool(P.isfinite_p(first) & P.isfinite_p(last)):  # read through a guard, as NumPy raises
+        raise ValueError(f"np.{name}: the autodetected range of the values is not finite (a NaN or "
+                         "an infinity among them): pass range=(low, high)")
+    same = P.equal_p(first, last)
+    first, last = ops.where(same, first - 0.5, first), ops.where(same, last + 0.5, last)
+    return linspace(first, last, count + 1, dtype=edge_dtype), count
+
+
+def _bin_hits(a, edges, count):
+    """(count, len(a)) booleans: value j falls in bin i (edge i <= a < edge i+1, the last bin closed);
+    values outside the range fall nowhere."""
+    index = ops.astype(searchsorted(edges, a, side="right"), np.int64) - 1
+    index = ops.where(P.equal_p(a, ops.getitem(edges, -1)), count - 1, index)
+    inside = (index >= 0) & (index < count)
+    return P.equal_p(ops.expand_dims(index, 0), np.arange(count)[:, None]) & ops.expand_dims(inside, 0)
+
+
 def histogram(a, bins=10, range=None, density=None, weights=None):
     """np.histogram of traced values: NumPy's bins (edge i <= a < edge i+1, the last bin closed).
     The counts are integers, with no derivative (locally constant in `a`, as in JAX); weighted
@@ -1133,33 +1166,8 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
         weights = ops.ravel(ops.asarray(weights))
         if ops.shape_of(weights) != ops.shape_of(a):
             raise ValueError("weights should have the same shape as a.")
-    if isinstance(bins, str):
-        raise UnsupportedOperationError(f"np.histogram(bins={bins!r}) of traced values", "The number of bins "
-                                        "would depend on the values: pass the number of bins or the edges. ")
-    if ops.ndim_of(bins) == 0:
-        count = operator.index(bins)
-        if count < 1:
-            raise ValueError("`bins` must be positive, when an integer")
-        edge_dtype = _numpy_dtype(np.histogram_bin_edges, a, bins=count, range=range or (0.0, 1.0))
-        if range is not None:
-            edges = np.linspace(float(range[0]), float(range[1]), count + 1, dtype=edge_dtype)
-        else:  # NumPy: a.min() and a.max(), widened by 0.5 when they are equal
-            first, last = ops.astype(ops.amin(a), edge_dtype), ops.astype(ops.amax(a), edge_dtype)
-            if not bool(P.isfinite_p(first) & P.isfinite_p(last)):  # read through a guard, as NumPy raises
-                raise ValueError("np.histogram: the autodetected range of the values is not finite (a NaN or "
-                                 "an infinity among them): pass range=(low, high)")
-            same = P.equal_p(first, last)
-            first, last = ops.where(same, first - 0.5, first), ops.where(same, last + 0.5, last)
-            edges = linspace(first, last, count + 1, dtype=edge_dtype)
-    else:
-        edges = ops.asarray(bins)
-        count = ops.shape_of(edges)[0] - 1
-    # bin of each value: the last edge <= a, the last bin closed; values outside the range count nowhere
-    index = ops.astype(searchsorted(edges, a, side="right"), np.int64) - 1
-    last = ops.getitem(edges, -1)
-    index = ops.where(P.equal_p(a, last), count - 1, index)
-    inside = (index >= 0) & (index < count)
-    hits = P.equal_p(ops.expand_dims(index, 0), np.arange(count)[:, None]) & ops.expand_dims(inside, 0)
+    edges, count = _histogram_edges(a, bins, range, "histogram")
+    hits = _bin_hits(a, edges, count)
     if weights is None:
         counts = ops.sum(ops.astype(hits, np.int64), axis=1)
     else:
@@ -1168,6 +1176,43 @@ def histogram(a, bins=10, range=None, density=None, weights=None):
         widths = ops.diff(edges)
         counts = counts / ops.astype(widths, np.result_type(counts.dtype, np.float64)) / ops.sum(counts)
     return counts, edges
+
+
+def histogram2d(x, y, bins=10, range=None, density=None, weights=None):
+    """np.histogram2d of traced values: H[i, j] counts (or sums the weights of) the points in x-bin i
+    and y-bin j, each axis binned as np.histogram does. H is float, as NumPy's; differentiable in the
+    weights, the edges in the values' extremes when NumPy takes them from the data."""
+    x, y = ops.ravel(ops.asarray(x)), ops.ravel(ops.asarray(y))
+    if ops.shape_of(x) != ops.shape_of(y):
+        raise ValueError("x and y must have the same length.")
+    try:
+        several = len(bins)
+    except TypeError:
+        several = 1
+    if several not in (1, 2):
+        bins = [bins, bins]  # one array of edges for both axes
+    elif several == 1:
+        bins = [bins, bins] if ops.ndim_of(bins) == 0 else [bins[0], bins[0]]
+    ranges = (None, None) if range is None else range
+    hits = []
+    edges = []
+    for values, axis_bins, axis_range in zip((x, y), bins, ranges):
+        axis_edges, count = _histogram_edges(values, axis_bins, axis_range, "histogram2d")
+        if axis_range is not None:
+            axis_edges = axis_edges.astype(np.float64)  # histogramdd's np.linspace of the range (a NumPy array)
+        edges.append(axis_edges)
+        hits.append(_bin_hits(values, axis_edges, count))
+    dtype = np.float64 if weights is None else np.result_type(weights.dtype if is_tracer(weights) else
+                                                              np.asarray(weights).dtype, np.float64)
+    left = ops.astype(hits[0], dtype)
+    right = ops.astype(hits[1], dtype)
+    if weights is not None:
+        right = right * ops.expand_dims(ops.astype(ops.ravel(ops.asarray(weights)), dtype), 0)
+    counts = ops.matmul(left, ops.swapaxes(right, 0, 1))
+    if density:
+        area = ops.expand_dims(ops.diff(edges[0]), 1) * ops.expand_dims(ops.diff(edges[1]), 0)
+        counts = counts / area / ops.sum(counts)
+    return counts, edges[0], edges[1]
 
 
 def piecewise(x, condlist, funclist, *args, **kw):
@@ -1454,6 +1499,115 @@ def _nan_arg_extreme(name, plain):
 nanargmax = _nan_arg_extreme("nanargmax", argmax)
 nanargmin = _nan_arg_extreme("nanargmin", argmin)
 
+# --- running extremes, sort keys, floating-point structure, trimming -------------------------------
+def _running(array, axis, combine, fill):
+    """The running `combine` (maximum, minimum) along `axis` by doubling: log2 n steps, each combining
+    the values with themselves shifted by 1, 2, 4, ... places (`fill` before the start). Each step is
+    the binary ufunc, so ties split the cotangent evenly between the two windows that hold them."""
+    axis = ops.normalize_axis(axis, ops.ndim_of(array))
+    n = ops.shape_of(array)[axis]
+    if array.dtype == bool:
+        fill = combine is P.minimum_p
+    elif array.dtype.kind in "iu":
+        info = np.iinfo(array.dtype)
+        fill = info.min if combine is P.maximum_p else info.max
+    shift = 1
+    while shift < n:
+        pad = list(ops.shape_of(array))
+        pad[axis] = shift
+        shifted = ops.concatenate([ops.full(tuple(pad), fill, array.dtype), _slice_along(array, axis, 0, n - shift)],
+                                  axis=axis)
+        array = combine(array, shifted)
+        shift *= 2
+    return array
+
+
+def _accumulate_extreme(name, combine, fill):
+    def builder(array, axis=0, dtype=None, out=None):
+        """np.maximum.accumulate / np.minimum.accumulate: the running extreme along `axis` (0 by default);
+        NaN propagates as in NumPy."""
+        _no_out(f"{name}.accumulate", out)
+        array = ops.asarray(array)
+        if dtype is not None:
+            array = ops.astype(array, dtype)
+        if axis is None:
+            array, axis = ops.ravel(array), 0
+        return _running(array, axis, combine, fill)
+    builder.__name__ = f"{name}_accumulate"
+    return builder
+
+
+def _accumulate_sum(running):
+    def builder(array, axis=0, dtype=None, out=None):
+        """np.add.accumulate / np.multiply.accumulate: cumsum / cumprod along `axis` (0 by default)."""
+        _no_out("accumulate", out)
+        array = ops.asarray(array)
+        if ops.ndim_of(array) == 0:
+            raise TypeError("cannot accumulate on a scalar")
+        if dtype is not None:
+            array = ops.astype(array, dtype)
+        return running(array, axis=0 if axis is None else axis)
+    return builder
+
+
+def frexp(x):
+    """(mantissa, exponent) with x = mantissa 2^exponent and 1/2 <= |mantissa| < 1, as NumPy's; the
+    exponent is an int32 with no derivative, the mantissa ldexp(x, -exponent): derivative 2^-exponent."""
+    x = _float(x)
+    exponent = P.frexp_exponent_p(x)
+    return ldexp(x, -exponent), exponent
+
+
+def nextafter(x1, x2):
+    """The float after x1 towards x2: derivative 1 in x1 (it is x1 moved by one ulp), 0 in x2."""
+    dtype = _numpy_dtype(np.nextafter, x1, x2)
+    return P.nextafter_p(ops.astype(ops.asarray(x1), dtype), ops.astype(ops.asarray(x2), dtype))
+
+
+def lexsort(keys, axis=-1):
+    """Indices sorting by the last key, ties broken by the one before, and so on: stable sorts by each
+    key from the first to the last. Integer indices, no derivative."""
+    keys = list(keys) if isinstance(keys, (list, tuple)) else [keys[k] for k in builtins.range(ops.shape_of(keys)[0])]
+    if not keys:
+        raise TypeError("need sequence of keys with len > 0 in lexsort")
+    keys = broadcast_arrays(*[ops.asarray(k) for k in keys])
+    order = ops.argsort(keys[0], axis=axis)
+    for key in keys[1:]:
+        order = ops.take_along_axis(order, ops.argsort(ops.take_along_axis(key, order, axis), axis=axis), axis)
+    return order
+
+
+def trim_zeros(filt, trim="fb", axis=None):
+    """np.trim_zeros: the zeros at the front and/or back of each axis trimmed. Which entries are zero
+    decides the shape, so jitad reads it from the traced values (a guard, as for `if`): a later call
+    with other zeros at the ends traces again."""
+    a = ops.asarray(filt)
+    trim = trim.lower()
+    if trim not in {"fb", "bf", "f", "b"}:
+        raise ValueError(f"unexpected character(s) in `trim`: {trim!r}")
+    axes = tuple(builtins.range(ops.ndim_of(a))) if axis is None else \
+        tuple(ops.normalize_axis(k, ops.ndim_of(a)) for k in (axis if isinstance(axis, (tuple, list)) else (axis,)))
+    if not axes:
+        return filt
+    nonzero = P.not_equal_p(a, 0)
+    empty = not bool(nonzero.any())
+    index = []
+    for k in builtins.range(ops.ndim_of(a)):
+        if k not in axes:
+            index.append(slice(None))
+            continue
+        if empty:
+            index.append(slice(0, 0))
+            continue
+        others = tuple(j for j in builtins.range(ops.ndim_of(a)) if j != k)
+        along = nonzero.any(axis=others) if others else nonzero
+        n = ops.shape_of(a)[k]
+        start = int(argmax(along)) if "f" in trim else None
+        stop = n - int(argmax(ops.flip(along, 0))) if "b" in trim else None
+        index.append(slice(start, stop))
+    return ops.getitem(a, tuple(index))
+
+
 FUNCTIONS = {
     np.linspace: linspace, np.logspace: logspace, np.geomspace: geomspace, np.meshgrid: meshgrid,
     np.gradient: gradient, np.trapezoid: trapezoid, np.cumprod: cumprod, np.ediff1d: ediff1d,
@@ -1475,6 +1629,7 @@ FUNCTIONS = {
     np.histogram: histogram, np.piecewise: piecewise, np.partition: partition, np.argpartition: argpartition,
     np.unwrap: unwrap, **WRITERS, **WRITERS_MORE, np.unravel_index: unravel_index, np.bincount: bincount,
     np.resize: resize, np.nanargmax: nanargmax, np.nanargmin: nanargmin,
+    np.histogram2d: histogram2d, np.lexsort: lexsort, np.trim_zeros: trim_zeros,
     # (while tracing, np.ascontiguousarray / np.asfortranarray are jitad.frontend.tracer's hooks: NumPy does
     # not dispatch them; these rows list them in the coverage table and serve a direct call)
     np.ascontiguousarray: lambda a, dtype=None, *, like=None: np.ascontiguousarray(a, dtype=dtype),
@@ -1483,7 +1638,12 @@ FUNCTIONS = {
     ops.astype(x, dtype),
 }
 ops.FUNCTIONS.update(FUNCTIONS)
-ops.UFUNCS.update({np.copysign: copysign, np.ldexp: ldexp, np.vecdot: vecdot, np.modf: modf, np.signbit: signbit,
+ops.UFUNC_ACCUMULATE.update({
+    np.add: _accumulate_sum(ops.cumsum), np.multiply: _accumulate_sum(cumprod),
+    np.maximum: _accumulate_extreme("maximum", P.maximum_p, -np.inf),
+    np.minimum: _accumulate_extreme("minimum", P.minimum_p, np.inf),
+})
+ops.UFUNCS.update({np.frexp: frexp, np.nextafter: nextafter, np.copysign: copysign, np.ldexp: ldexp, np.vecdot: vecdot, np.modf: modf, np.signbit: signbit,
                    **({np.matvec: matvec, np.vecmat: vecmat} if hasattr(np, "matvec") else {})})  # NumPy >= 2.2
 inplace.WRITERS.update({**WRITERS, **WRITERS_MORE})  # a Workspace hands itself (not a copy) to these
 

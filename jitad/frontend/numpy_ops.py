@@ -633,28 +633,59 @@ def _check_reduce_kwargs(name, out=None, where=None, initial=None, **_):
         raise UnsupportedOperationError(f"{name}(initial=...)", "")
 
 
+def _masked(x, where, fill):
+    """x with `fill` where the `where=` mask of a reduction is False (x itself without a mask)."""
+    if where is None or where is True:
+        return x
+    return P.where_p(broadcast_to(asarray(where), shape_of(x)), x, np.asarray(fill, x.dtype))
+
+
+def _with_initial(result, initial, combine):
+    """A reduction's `initial=` folded into its result with `combine` (NumPy casts it to the result's dtype)."""
+    if initial is None:
+        return result
+    return combine(result, initial if is_tracer(initial) else np.asarray(initial, result.dtype))
+
+
 def sum(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _check_reduce_kwargs("sum", out, where, initial)
+    _check_reduce_kwargs("sum", out)
     x = asarray(x)
     if x.dtype == bool:
         x = astype(x, np.int64)
-    result = _reduce(P.reduce_sum_p, x, axis, keepdims)
+    result = _with_initial(_reduce(P.reduce_sum_p, _masked(x, where, 0), axis, keepdims), initial, add)
     return result if dtype is None else astype(result, dtype)
 
 
 def prod(x, axis=None, dtype=None, out=None, keepdims=False, initial=None, where=None):
-    _check_reduce_kwargs("prod", out, where, initial)
-    return _reduce(P.reduce_prod_p, x, axis, keepdims)
+    _check_reduce_kwargs("prod", out)
+    x = asarray(x)
+    return _with_initial(_reduce(P.reduce_prod_p, _masked(x, where, 1), axis, keepdims), initial, multiply)
+
+
+def _extreme(prim, combine, name, x, axis, out, keepdims, initial, where):
+    """max / min with `initial=` (a value the result is at least / at most, the result of an empty
+    reduction) and `where=` (masked entries take no part: NumPy asks for `initial` with it)."""
+    _check_reduce_kwargs(name, out)
+    x = asarray(x)
+    if where is not None and where is not True and initial is None:
+        raise ValueError(f"reduction operation '{'maximum' if name == 'max' else 'minimum'}' does not have an "
+                         "identity, so to use a where mask one has to specify 'initial'")
+    if initial is not None and 0 in [shape_of(x)[a] for a in _axes(axis, ndim_of(x))]:
+        kept = _reduce(P.reduce_sum_p, x, axis, keepdims)  # the result's shape (an empty sum is 0)
+        return full(shape_of(kept), initial, x.dtype)
+    if where is not None and where is not True:
+        fill = (-np.inf if name == "max" else np.inf) if x.dtype.kind == "f" else \
+            (np.iinfo(x.dtype).min if name == "max" else np.iinfo(x.dtype).max) if x.dtype.kind in "iu" else name == "min"
+        x = _masked(x, where, fill)
+    return _with_initial(_reduce(prim, x, axis, keepdims), initial, combine)
 
 
 def amax(x, axis=None, out=None, keepdims=False, initial=None, where=None):
-    _check_reduce_kwargs("max", out, where, initial)
-    return _reduce(P.reduce_max_p, x, axis, keepdims)
+    return _extreme(P.reduce_max_p, lambda a, b: P.maximum_p(a, b), "max", x, axis, out, keepdims, initial, where)
 
 
 def amin(x, axis=None, out=None, keepdims=False, initial=None, where=None):
-    _check_reduce_kwargs("min", out, where, initial)
-    return _reduce(P.reduce_min_p, x, axis, keepdims)
+    return _extreme(P.reduce_min_p, lambda a, b: P.minimum_p(a, b), "min", x, axis, out, keepdims, initial, where)
 
 
 def _per(n):
@@ -668,10 +699,14 @@ def _count(x, axis):
 
 
 def mean(x, axis=None, dtype=None, out=None, keepdims=False, where=None):
-    _check_reduce_kwargs("mean", out, where)
+    _check_reduce_kwargs("mean", out)
     x = asarray(x)
     if x.dtype.kind != "f":
         x = astype(x, np.float64)
+    if where is not None and where is not True:  # the mean of the selected entries (NaN where none is)
+        selected = broadcast_to(asarray(where), shape_of(x))
+        count = sum(selected, axis=axis, keepdims=keepdims)
+        return sum(x, axis=axis, keepdims=keepdims, where=selected) / astype(count, x.dtype)
     return sum(x, axis=axis, keepdims=keepdims) * _per(_count(x, axis))
 
 
@@ -1171,6 +1206,7 @@ UFUNCS.update({
 })
 
 UFUNC_REDUCE = {np.add: sum, np.multiply: prod, np.maximum: amax, np.minimum: amin}
+UFUNC_ACCUMULATE = {}  # ufunc -> builder of ufunc.accumulate(x, axis=0, dtype=None) (filled by numpy_extra)
 
 FUNCTIONS = {
     np.sum: sum, np.prod: prod, np.max: amax, np.amax: amax, np.min: amin, np.amin: amin,

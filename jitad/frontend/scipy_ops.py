@@ -89,6 +89,26 @@ def _boxcox(x, lmbda):
     return np.where(small, np.log(x), np.expm1(lmbda * np.log(x)) / np.where(small, 1.0, lmbda))
 
 
+def _gamma_sign(z):
+    """The sign of Γ(z): +1 for z > 0, (-1)^(floor(z)) below (Γ alternates between its poles)."""
+    return np.where(z > 0, 1.0, 1.0 - 2.0 * np.mod(np.floor(z), 2.0))
+
+
+def _binom(n, k):
+    """The binomial coefficient of real n and k, Γ(n+1) / (Γ(k+1) Γ(n-k+1)), as a ratio of
+    exp(gammaln) with the signs of the Γs: differentiable in n and k; 0 where k+1 or n-k+1 is a pole,
+    NaN where n+1 is one (a negative integer n), as SciPy's."""
+    n, k = _float(n), _float(k)
+    ratio = np.exp(P.gammaln_p(n + 1.0) - P.gammaln_p(k + 1.0) - P.gammaln_p(n - k + 1.0))
+    value = _gamma_sign(n + 1.0) * _gamma_sign(k + 1.0) * _gamma_sign(n - k + 1.0) * ratio
+    return _select(~((n < 0) & (n == np.floor(n))), value, np.nan)
+
+
+SPECIAL_UFUNCS.update({
+    "erfcx": P.erfcx_p, "binom": _binom,
+    # differentiable in x; in the shape parameters a (and b) their rules raise NonDifferentiableError
+    "gammainc": P.gammainc_p, "gammaincc": P.gammaincc_p, "betainc": P.betainc_p,
+})
 SPECIAL_UFUNCS.update({
     "beta": _beta, "rel_entr": _rel_entr, "kl_div": _kl_div, "boxcox": _boxcox,
     "loggamma": lambda x: np.where(x >= 0, P.gammaln_p(x), np.nan),  # real x: nan below 0, as SciPy
@@ -207,20 +227,105 @@ CONTINUOUS = {
     "expon": (None, (0.0, np.inf), lambda z: -z),
     "chi2": (lambda df: df > 0, (0.0, np.inf),
              lambda z, df: P.xlogy_p(0.5 * df - 1.0, z) - 0.5 * z - 0.5 * df * math.log(2.0) - P.gammaln_p(0.5 * df)),
+    "cauchy": (None, None, lambda z: -math.log(math.pi) - np.log1p(z * z)),
+    "logistic": (None, None, lambda z: -np.abs(z) - 2.0 * np.log1p(np.exp(-np.abs(z)))),
+    "uniform": (None, (0.0, 1.0), lambda z: 0.0 * z),
+    "halfnorm": (None, (0.0, np.inf), lambda z: 0.5 * math.log(2.0 / math.pi) - 0.5 * z * z),
+    "lognorm": (lambda s: s > 0, (0.0, np.inf), lambda z, s: _positive(
+        z, lambda z: -0.5 * (np.log(z) / s) ** 2 - np.log(s * z) - _LOG_SQRT_2PI)),
+    "invgamma": (lambda a: a > 0, (0.0, np.inf), lambda z, a: _positive(
+        z, lambda z: -(a + 1.0) * np.log(z) - 1.0 / z - P.gammaln_p(a))),
+    "weibull_min": (lambda c: c > 0, (0.0, np.inf), lambda z, c: np.log(c) + P.xlogy_p(c - 1.0, z) - z ** c),
+    "gumbel_r": (None, None, lambda z: -z - np.exp(-z)),
+    "rayleigh": (None, (0.0, np.inf), lambda z: P.xlogy_p(1.0, z) - 0.5 * z * z),
 }
+
+
+def _positive(z, logpdf):
+    """logpdf(z) for z > 0 and -inf at z <= 0 (its limit there), the untaken lane kept finite."""
+    inside = z > 0
+    return np.where(inside, logpdf(np.where(inside, z, 1.0)), -np.inf)
+
+
+def _t_cdf(z, df):
+    """P(T <= z) = 1 - I_{df/(df+z²)}(df/2, 1/2) / 2 for z >= 0, symmetric below."""
+    tail = 0.5 * P.betainc_p(0.5 * df, 0.5, df / (df + z * z))
+    return np.where(z >= 0, 1.0 - tail, tail)
+
+
+# cdf(z, *shapes) of the standardized variable (sf is 1 - cdf, logcdf and logsf their logs), where
+# the support's edges clip z; incomplete gamma and beta functions: no derivative in a shape parameter
+CDFS = {
+    "t": _t_cdf,
+    "gamma": lambda z, a: P.gammainc_p(a, np.maximum(z, 0.0)),
+    "beta": lambda z, a, b: P.betainc_p(a, b, np.clip(z, 0.0, 1.0)),
+    "chi2": lambda z, df: P.gammainc_p(0.5 * df, 0.5 * np.maximum(z, 0.0)),
+    "laplace": lambda z: np.where(z < 0, 0.5 * np.exp(np.minimum(z, 0.0)), 1.0 - 0.5 * np.exp(-np.maximum(z, 0.0))),
+    "expon": lambda z: -np.expm1(-np.maximum(z, 0.0)),
+    "cauchy": lambda z: 0.5 + np.arctan(z) / math.pi,
+    "logistic": lambda z: P.expit_p(z),
+    "uniform": lambda z: np.clip(z, 0.0, 1.0),
+    "halfnorm": lambda z: P.erf_p(np.maximum(z, 0.0) * math.sqrt(0.5)),
+    "lognorm": lambda z, s: _positive_cdf(z, lambda z: P.ndtr_p(np.log(z) / s)),
+    "weibull_min": lambda z, c: -np.expm1(-np.maximum(z, 0.0) ** c),
+    "gumbel_r": lambda z: np.exp(-np.exp(-z)),
+    "rayleigh": lambda z: -np.expm1(-0.5 * np.maximum(z, 0.0) ** 2),
+    "invgamma": lambda z, a: _positive_cdf(z, lambda z: P.gammaincc_p(a, 1.0 / z)),
+}
+
+
+def _symmetric_sf(name):
+    return lambda z, *shapes: CDFS[name](-z, *shapes)
+
+
+# sf(z, *shapes) where 1 - cdf would lose the upper tail
+SFS = {
+    "t": _symmetric_sf("t"), "laplace": _symmetric_sf("laplace"), "cauchy": _symmetric_sf("cauchy"),
+    "logistic": _symmetric_sf("logistic"),
+    "gamma": lambda z, a: P.gammaincc_p(a, np.maximum(z, 0.0)),
+    "beta": lambda z, a, b: P.betainc_p(b, a, 1.0 - np.clip(z, 0.0, 1.0)),
+    "chi2": lambda z, df: P.gammaincc_p(0.5 * df, 0.5 * np.maximum(z, 0.0)),
+    "expon": lambda z: np.exp(-np.maximum(z, 0.0)),
+    "halfnorm": lambda z: P.erfc_p(np.maximum(z, 0.0) * math.sqrt(0.5)),
+    "lognorm": lambda z, s: _positive_cdf(z, lambda z: P.ndtr_p(-np.log(z) / s), below=1.0),
+    "weibull_min": lambda z, c: np.exp(-np.maximum(z, 0.0) ** c),
+    "gumbel_r": lambda z: -np.expm1(-np.exp(-z)),
+    "rayleigh": lambda z: np.exp(-0.5 * np.maximum(z, 0.0) ** 2),
+    "invgamma": lambda z, a: _positive_cdf(z, lambda z: P.gammainc_p(a, 1.0 / z), below=1.0),
+}
+
+
+def _positive_cdf(z, cdf, below=0.0):
+    inside = z > 0
+    return np.where(inside, cdf(np.where(inside, z, 1.0)), below)
 # the normal distribution's other methods, of z = (x - loc) / scale (ppf: of the probability q)
 NORM_METHODS = {"cdf": lambda z: P.ndtr_p(z), "logcdf": lambda z: P.log_ndtr_p(z), "sf": lambda z: P.ndtr_p(-z),
                 "logsf": lambda z: P.log_ndtr_p(-z)}
+CUMULATIVE = {"cdf": lambda name, z, shapes: CDFS[name](z, *shapes),
+              "sf": lambda name, z, shapes: SFS[name](z, *shapes) if name in SFS else 1.0 - CDFS[name](z, *shapes),
+              "logcdf": lambda name, z, shapes: np.log(CUMULATIVE["cdf"](name, z, shapes)),
+              "logsf": lambda name, z, shapes: np.log(CUMULATIVE["sf"](name, z, shapes))}
 # name: (parameter check, support (inclusive, integers), log mass)
 DISCRETE = {
     "poisson": (lambda mu: mu >= 0, (0.0, np.inf), lambda k, mu: P.xlogy_p(k, mu) - P.gammaln_p(k + 1.0) - mu),
     "bernoulli": (lambda p: (p >= 0) & (p <= 1), (0.0, 1.0),
                   lambda k, p: P.xlogy_p(k, p) + P.xlog1py_p(1.0 - k, -p)),
+    # k > n makes gammaln(n - k + 1) a pole: -inf
+    "binom": (lambda n, p: (n >= 0) & (np.floor(n) == n) & (p >= 0) & (p <= 1), (0.0, np.inf),
+              lambda k, n, p: P.gammaln_p(n + 1.0) - P.gammaln_p(k + 1.0) - P.gammaln_p(n - k + 1.0)
+              + P.xlogy_p(k, p) + P.xlog1py_p(n - k, -p)),
+    "nbinom": (lambda n, p: (n > 0) & (p > 0) & (p <= 1), (0.0, np.inf),
+               lambda k, n, p: P.gammaln_p(k + n) - P.gammaln_p(n) - P.gammaln_p(k + 1.0)
+               + P.xlogy_p(n, p) + P.xlog1py_p(k, -p)),
+    "geom": (lambda p: (p > 0) & (p <= 1), (1.0, np.inf), lambda k, p: P.xlog1py_p(k - 1.0, -p) + np.log(p)),
 }
+INTEGER_SHAPES = {"binom": (0,)}  # the discrete shape parameters (binom's n): no derivative
 
 
-SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}, t, gamma, beta, laplace, expon and chi2.{logpdf, pdf}, "
-             "poisson and bernoulli.{logpmf, pmf} (not in the count k), multivariate_normal and dirichlet.{logpdf, pdf}")
+SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}; " + ", ".join(sorted(set(CONTINUOUS) - {"norm"}))
+             + ".{logpdf, pdf} and the cdf, logcdf, sf, logsf of " + ", ".join(sorted(CDFS)) + "; "
+             + ", ".join(sorted(DISCRETE)) + ".{logpmf, pmf} (not in the count k, nor in binom's n); "
+             "multivariate_normal and dirichlet.{logpdf, pdf}")
 
 
 def _unsupported(dist, method):
@@ -237,7 +342,8 @@ def _checked(check, shapes, value, scale=None):
 
 def _continuous(method):
     def builder(self, x, *args, **kwds):
-        if self.name not in CONTINUOUS or (method not in ("logpdf", "pdf") and self.name != "norm"):
+        if self.name not in CONTINUOUS or (method not in ("logpdf", "pdf") and self.name != "norm"
+                                           and (method not in CUMULATIVE or self.name not in CDFS)):
             raise _unsupported(self, method)
         check, support, logpdf = CONTINUOUS[self.name]
         shapes, loc, scale = self._parse_args(*args, **kwds)
@@ -248,8 +354,10 @@ def _continuous(method):
             inside = (q >= 0) & (q <= 1)
             return _checked(check, shapes, _select(inside, loc + scale * P.ndtri_p(q), np.nan), scale)
         z = (_float(x, np.float64) - loc) / scale
-        if method in NORM_METHODS:
+        if method in NORM_METHODS and self.name == "norm":
             return _checked(check, shapes, NORM_METHODS[method](z), scale)
+        if method in CUMULATIVE:
+            return _checked(check, shapes, CUMULATIVE[method](self.name, z, shapes), scale)
         value = logpdf(z, *shapes) - np.log(scale)
         if support is not None:
             lo, hi = support
@@ -266,7 +374,9 @@ def _discrete(method):
             raise _unsupported(self, method)
         check, (lo, hi), logpmf = DISCRETE[self.name]
         shapes, loc, _ = self._parse_args(*args, **kwds)
-        shapes = tuple(_float(s, np.float64) for s in shapes)
+        shapes = tuple(P.no_derivative_p(_float(s, np.float64), what=f"scipy.stats.{self.name}.{method} with respect "
+                                         f"to its integer parameter") if j in INTEGER_SHAPES.get(self.name, ()) and
+                       is_tracer(s) else _float(s, np.float64) for j, s in enumerate(shapes))
         k = _float(k, np.float64) - _float(loc, np.float64)
         if is_tracer(k):  # a count: its derivative does not exist, even where a formula has one
             k = P.no_derivative_p(k, what=f"scipy.stats.{self.name}.{method}(k, ...) with respect to the count k")

@@ -93,9 +93,8 @@ class Tracer:
             return _layout_k(_fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs), inputs)
         if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:
             return _fresh(numpy_ops.UFUNC_REDUCE[ufunc](*inputs, **kwargs), inputs)
-        if method == "accumulate" and ufunc in (np.add, np.multiply):
-            running = numpy_ops.cumsum if ufunc is np.add else np.cumprod
-            return running(*inputs, **{k: v for k, v in kwargs.items() if k == "axis"})
+        if method == "accumulate" and ufunc in numpy_ops.UFUNC_ACCUMULATE:
+            return _fresh(numpy_ops.UFUNC_ACCUMULATE[ufunc](*inputs, **kwargs), inputs)
         if method == "outer" and len(inputs) == 2 and ufunc in numpy_ops.UFUNCS and not kwargs:
             a, b = numpy_ops.asarray(inputs[0]), numpy_ops.asarray(inputs[1])  # a[..., None, ...] op b
             return self.__array_ufunc__(ufunc, "__call__", numpy_ops.reshape(a, a.shape + (1,) * b.ndim), b)

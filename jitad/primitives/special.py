@@ -10,14 +10,16 @@ import math
 import numpy as np
 
 from jitad.ir import Kind
-from jitad.primitives.core import Primitive
-from jitad.primitives.elementwise import (abs_p, binary, cos_p, exp_p, log1p_p, log_p, mul_cotangent, scale, sign_p,
-                                         unary, where_p)
+from jitad.primitives.core import EXPENSIVE, Primitive, elementwise_shape
+from jitad.primitives.elementwise import (abs_p, binary, comparison, cos_p, exp_p, log1p_p, log_p, mul_cotangent, scale,
+                                         sign_p, unary, where_p)
+from jitad.primitives.structural import broadcast_to, shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError
 
 __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma_p", "polygamma_p", "betaln_p",
            "erf_p", "erfc_p", "erfinv_p", "ndtr_p", "log_ndtr_p", "ndtri_p", "xlogy_p", "xlog1py_p", "entr_p",
-           "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p"]
+           "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p", "erfcx_p", "gammainc_p", "gammaincc_p",
+           "betainc_p", "nextafter_p", "frexp_exponent_p"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
@@ -86,6 +88,59 @@ log_ndtr_p = unary("log_ndtr", _scipy("log_ndtr"), lambda x, y: exp_p(-0.5 * x *
                    "K.log_ndtr({0})", domain=(-4.0, 3.0))
 ndtri_p = unary("ndtri", _scipy("ndtri"), lambda x, y: _SQRT_2PI * exp_p(0.5 * y * y), "K.ndtri({0})",
                 domain=(0.05, 0.95))
+
+# erfcx = e^(x²) erfc(x): erfcx' = 2x erfcx - 2/√π
+erfcx_p = unary("erfcx", _scipy("erfcx"), lambda x, y: 2.0 * x * y - _TWO_OVER_SQRT_PI, "K.erfcx({0})",
+                domain=(-2.0, 3.0), inline_cost=EXPENSIVE)
+
+
+# --- incomplete gamma and beta functions: differentiable in x only --------------------------------
+def in_last_argument(name, np_fn, derivative, scalar, domain):
+    """An elementwise primitive f(*shape_parameters, x) with the local derivative `derivative(*inputs, out)`
+    in its last argument x. No closed form gives its derivative in the shape parameters (a, b), so
+    differentiating in them is a NonDifferentiableError, never a zero."""
+    def refuse(which):
+        raise NonDifferentiableError(
+            f"scipy.special.{name} has no derivative in its shape parameter{'s' if which > 1 else ''} (jitad "
+            f"differentiates it in x, its last argument, only): pass the parameters as constants, or give your "
+            f"own rule with jitad.custom_vjp")
+
+    def jvp(primals, tangents, out):
+        if any(t is not None for t in tangents[:-1]):
+            refuse(len(tangents) - 1)
+        return broadcast_to(scale(tangents[-1], derivative(*primals, out)), shape_of(out))
+
+    def vjp(g, out, *primals, wanted=None):
+        if wanted is not None and any(wanted[:-1]):
+            refuse(len(primals) - 1)
+        x = primals[-1]
+        return (None,) * (len(primals) - 1) + (unbroadcast(mul_cotangent(g, derivative(*primals, out)), shape_of(x)),)
+    vjp.takes_wanted = True
+
+    return Primitive(name, impl=np_fn, shape_rule=elementwise_shape(np_fn), jvp=jvp, vjp=vjp,
+                     kind=Kind.ELEMENTWISE, scalar=scalar, domain=domain, inline_cost=EXPENSIVE)
+
+
+def _gamma_density(a, x, out):
+    """x^(a-1) e^-x / Γ(a), the x-derivative of P(a, x)."""
+    return exp_p((a - 1.0) * log_p(x) - x - gammaln_p(a))
+
+
+gammainc_p = in_last_argument("gammainc", _scipy("gammainc"), _gamma_density, "K.gammainc({0}, {1})",
+                              ((0.5, 3.0), (0.2, 4.0)))
+gammaincc_p = in_last_argument("gammaincc", _scipy("gammaincc"), lambda a, x, out: -_gamma_density(a, x, out),
+                               "K.gammaincc({0}, {1})", ((0.5, 3.0), (0.2, 4.0)))
+# d I_x(a, b) / dx = x^(a-1) (1-x)^(b-1) / B(a, b)
+betainc_p = in_last_argument(
+    "betainc", _scipy("betainc"),
+    lambda a, b, x, out: exp_p((a - 1.0) * log_p(x) + (b - 1.0) * log1p_p(-x) - betaln_p(a, b)),
+    "K.betainc({0}, {1}, {2})", ((0.5, 3.0), (0.5, 3.0), (0.1, 0.9)))
+
+# --- floating-point structure (np.nextafter, np.frexp) --------------------------------------------
+# nextafter(x, y) is x moved by one ulp: its derivative is x's (1), and y only picks the direction (0)
+nextafter_p = binary("nextafter", np.nextafter, lambda x, y, o: 1.0, lambda x, y, o: 0.0, "np.nextafter({0}, {1})")
+# the exponent of np.frexp: an integer, no derivative (the mantissa is ldexp(x, -exponent))
+frexp_exponent_p = comparison("frexp_exponent", lambda x: np.frexp(x)[1], "K.frexp_exponent({0})")
 
 # --- information: x log y with 0 log 0 = 0 ------------------------------------------------------
 # xlogy(0, y) = 0 for every y, so its y-derivative there is 0 (also at y = 0, where x / y is not)

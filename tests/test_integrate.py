@@ -3,7 +3,8 @@
 The forward values are SciPy's; first derivatives in both modes are checked against central
 finite differences and against jitad's derivatives of a fixed-step RK4 written in plain NumPy
 and unrolled. The ODEs are small (a forced damped oscillator, 2 states, 3 parameters) and the
-graphs holding a solve run on the NumPy executor, so nothing here compiles with Numba.
+graphs holding a solve run on the NumPy executor; the right-hand sides too, but in the one test of
+their compiled kernels (each a Numba compile of seconds).
 """
 import os
 import subprocess
@@ -16,6 +17,7 @@ from scipy.integrate import odeint  # bound before tracing: swapped in this modu
 
 import jitad
 from jitad.errors import ShapeError, UnsupportedOperationError
+from jitad.frontend import integrate
 from jitad.frontend.integrate import OdeSolveError
 
 Y0 = np.array([1.0, -0.5])
@@ -38,6 +40,20 @@ def ivp_ys(theta, y0, ts, method="RK45"):
     sol = scipy.integrate.solve_ivp(lambda t, y: oscillator(y, t, theta), (ts[0], ts[-1]), y0, t_eval=ts,
                                     method=method, **TIGHT)
     return sol.y
+
+
+@pytest.fixture(autouse=True)
+def reference_right_hand_sides(request):
+    """The ODE graphs run on the reference executor at each step of the integrator (not compiled), but in
+    the test of their compiled kernels."""
+    if request.node.name == "test_compiled_right_hand_sides_match_the_reference":
+        yield
+        return
+    saved, integrate.RHS_EXECUTOR[0] = integrate.RHS_EXECUTOR[0], None
+    try:
+        yield
+    finally:
+        integrate.RHS_EXECUTOR[0] = saved
 
 
 def rk4(f, y0, ts, steps):
@@ -334,3 +350,27 @@ def test_a_solve_inside_a_larger_compiled_program_and_inside_a_scan():
 def _leaves(tree):
     import optree
     return optree.tree_leaves(tree)
+
+
+def test_compiled_right_hand_sides_match_the_reference():
+    """With the compiled backend, the right-hand side and the adjoint system's graph run as Numba kernels
+    at each step of SciPy's integrator (jitad.backend sets integrate.RHS_EXECUTOR): the same values and
+    gradients as on the reference executor, to the integrator's tolerance."""
+    saved = jitad.config.backend
+    try:
+        results = {}
+        for backend in ("reference", saved):  # saved: the compiled default (compile='eager' in the tests)
+            jitad.config.backend = backend
+            before = _kernels_made()
+            results[backend] = jitad.value_and_grad(odeint_loss, argnums=(0, 1))(THETA, Y0, TS)
+            made = _kernels_made() - before  # the right-hand side's and the adjoint system's
+            assert made == 0 if backend == "reference" else made >= 2, (backend, made)
+    finally:
+        jitad.config.backend = saved
+    for a, b in zip(_leaves(results["reference"]), _leaves(results[saved])):
+        np.testing.assert_allclose(a, b, rtol=1e-7, atol=1e-9)
+
+
+def _kernels_made():
+    info = jitad.cache_info()
+    return info["numba_compilations"] + info["disk_loads"] + info["kernel_hits"]

@@ -4,7 +4,7 @@ import os
 import threading
 import warnings
 
-from jitad.frontend import guards, rolling
+from jitad.frontend import guards, integrate, rolling
 from jitad.primitives import control
 
 COMPILE_MODES = ("background", "eager", "off")
@@ -166,6 +166,19 @@ class Config:
 STATE = [None]  # backend, compile == "off", memory and target of `config`, kept by its setters
 STATE_ON = {target: [None] for target in TARGETS}  # the same with `target`: transforms given target=
 config = Config()
+
+
+def _ode_executor(graph):
+    """How an ODE's right-hand side runs at each step of SciPy's integrator (frontend.integrate): compiled
+    like any graph on the cpu target (None: the reference executor, for config.backend == "reference")."""
+    if config.backend == "reference":
+        return None
+    from jitad.backend.cache import compile_graph
+    from jitad.passes import optimize
+    return compile_graph(optimize(graph), mode=config.compile, target="cpu")
+
+
+integrate.RHS_EXECUTOR[0] = _ode_executor
 
 
 _scope = threading.local()

@@ -16,9 +16,11 @@ mode) and the adjoint ODE solved backwards (reverse mode), with the integrator a
 user chose; derivatives of derivatives are the same rules again. A call that involves no traced
 value at all is SciPy's own call.
 
-Cost: the right-hand side (and its jvp/vjp) runs on the NumPy reference executor, node by node,
-at every step the integrator takes (some microseconds per node), and a graph that holds a solve
-runs on that executor as a whole; a compiled right-hand side is the next step.
+Cost: SciPy's integrator calls the right-hand side (and the augmented systems' jvp/vjp graphs)
+from Python at every step. Those graphs run on the executor `RHS_EXECUTOR` makes: jitad.backend
+compiles each like any graph (a Numba kernel per graph, in the disk cache; the NumPy executor
+serves while a background compile runs), else the reference executor runs them node by node. The
+graph that holds the solve runs on the NumPy executor around it (the solve is a call into Python).
 """
 import inspect
 import threading
@@ -38,6 +40,13 @@ _F64 = np.dtype(np.float64)
 # options that still mean the same for the augmented (tangent, adjoint) systems
 _ODEINT_AUGMENTED = ("rtol", "atol", "hmax", "hmin", "mxstep", "mxordn", "mxords")
 _IVP_AUGMENTED = ("rtol", "atol", "max_step", "min_step")
+
+
+# graph -> executor(list of arrays) -> list of arrays, or None: how the right-hand side (and the
+# augmented systems' and Jacobians' graphs) run at every step of SciPy's integrator. jitad.backend
+# sets it to compile them like any graph (jitad.config.compile: background, eager or off); unset,
+# or None for a graph, the reference executor runs them node by node.
+RHS_EXECUTOR = [None]
 
 
 class OdeSolveError(JitadError):
@@ -150,17 +159,26 @@ class OdeSystem:
                 options[key] = np.concatenate([tol, np.full(size - tol.size, np.min(tol))])
         return options
 
+    def _executor(self, key, graph):
+        """What runs `graph` at each step of the integrator: the backend's executor (compiled, as
+        `RHS_EXECUTOR` makes it) or the reference executor; made once per graph."""
+        def make():
+            made = RHS_EXECUTOR[0](graph) if RHS_EXECUTOR[0] is not None else None
+            return made if made is not None else (lambda args: evaluate(graph, args))
+        return self._made(("executor", key), make)
+
     def solve(self, y0, span, ts, params):
-        """The value of ode_solve: SciPy's integrator, f evaluated by the reference executor."""
-        graph, params = self.graph, [np.asarray(p) for p in params]
+        """The value of ode_solve: SciPy's integrator, f evaluated by the executor of its graph."""
+        params = [np.asarray(p) for p in params]
         y0, span, ts = np.asarray(y0, _F64), np.asarray(span, _F64), np.asarray(ts, _F64)
         options = dict(self.options)
         if self.jac:
-            jacobian = self._jacobian_graph()
-            options[self.jac] = lambda t, y: evaluate(jacobian, [y, np.float64(t), *params])[0]
+            jacobian = self._executor("jacobian", self._jacobian_graph())
+            options[self.jac] = lambda t, y: jacobian([y, np.float64(t), *params])[0]
+        rhs = self._executor("rhs", self.graph)
 
         def fun(t, y):
-            return evaluate(graph, [y, np.float64(t), *params])[0]
+            return rhs([y, np.float64(t), *params])[0]
         if np.all(ts == span[0]):  # nothing to integrate (odeint's first time is its initial time: the
             # adjoint's last step, from it to itself)
             return np.tile(y0, (len(ts), 1))

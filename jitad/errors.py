@@ -110,6 +110,13 @@ class InputDtypeError(JitadError, TypeError):
     """Differentiating with respect to an integer, boolean or complex input."""
 
     def __init__(self, position, dtype):
+        if position == "(output)":  # grad of a function returning an integer or boolean value
+            super().__init__(
+                f"grad requires a float output, but the function returned dtype {dtype}{_where()} (an integer "
+                "or boolean result: a constant such as `return 1`, a count, a comparison). Return a float "
+                "(`1.0`, `x.astype(float)`); its derivative with respect to the arguments is then zero "
+                "where it does not depend on them.")
+            return
         super().__init__(
             f"cannot differentiate with respect to argument {position} of dtype {dtype}: "
             "jitad differentiates float32 and float64 inputs only. Convert it with "

@@ -89,3 +89,10 @@ def test_take_along_axis_with_traced_positions_from_a_constant_table():
     np.testing.assert_allclose(jitad.grad(f)(x), [6.0, 38.0])
     with pytest.raises(jitad.ConcretizationError, match="take_along_axis"):
         jitad.grad(lambda x: np.sum(table[np.floor(x).astype(int)] * x[:, None]))(x)
+
+
+def test_grad_of_an_integer_output_says_so():
+    # autograd's test_graphs takes grad of `lambda x: 1`; the error was about an *argument* "(output)"
+    with pytest.raises(jitad.InputDtypeError, match="grad requires a float output, but the function returned dtype int"):
+        jitad.grad(lambda x: 1)(2.0)
+    assert jitad.grad(lambda x: 1.0)(2.0) == 0.0

@@ -408,6 +408,13 @@ def _linalg_rows():
             + scipy.linalg.solve_triangular(np.triu(a) + 3.0 * np.eye(3), b, trans="T"), [((3, 3), (3, 2))], d),
         Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
             [((3, 3), (3,))], d),
+        # scipy.linalg's mirrors of np.linalg (compositions of the rows above; 'pos' reads the upper triangle)
+        Row("scipy_linalg_mirrors", lambda a, b: np.concatenate([
+            scipy.linalg.solve(_conditioned(a), b), scipy.linalg.solve(_spd(a) + np.tril(a, -1), b, assume_a="pos"),
+            scipy.linalg.solve(_conditioned(a), b, assume_a="lower triangular", transposed=True),
+            scipy.linalg.inv(_conditioned(a)).ravel(), [scipy.linalg.det(_conditioned(a)), scipy.linalg.norm(a)],
+            scipy.linalg.eigvalsh(_spd(a)), scipy.linalg.svd(_conditioned(a), compute_uv=False)]),
+            [((3, 3), (3,))], d, group=None),
     ]
 
 

@@ -463,6 +463,62 @@ def _dirichlet(method):
     return builder
 
 
+# --- scipy.linalg: the functions that mirror np.linalg's ----------------------------------------------
+def _symmetric_from(a, lower):
+    """The symmetric matrix SciPy reads from one triangle of a (the other is never read)."""
+    part = np.tril(a) if lower else np.triu(a)
+    strict = np.tril(a, -1) if lower else np.triu(a, 1)
+    return part + numpy_ops.swapaxes(strict, -1, -2)
+
+
+def _scipy_solve(a, b, lower=False, overwrite_a=False, overwrite_b=False, check_finite=True, assume_a=None,
+                 transposed=False):
+    """scipy.linalg.solve: a general a by LU; 'sym'/'her'/'pos' read the triangle `lower` names (so
+    does the derivative), triangular and diagonal a their part only."""
+    kind = {None: "gen", "general": "gen", "symmetric": "sym", "hermitian": "her", "positive definite": "pos",
+            "upper triangular": "upper", "lower triangular": "lower", "diagonal": "diagonal"}.get(assume_a, assume_a)
+    if kind not in ("gen", "sym", "her", "pos", "upper", "lower", "diagonal"):
+        raise UnsupportedOperationError(f"scipy.linalg.solve(assume_a={assume_a!r}) on traced values",
+                                        "jitad solves general, symmetric, positive definite, triangular and "
+                                        "diagonal systems: pass the full matrix with one of those. ")
+    a, b = _float(a), _float(b)
+    if kind in ("upper", "lower"):
+        return linalg_ops.solve_triangular(a, b, trans=1 if transposed else 0, lower=kind == "lower")
+    if kind == "diagonal":
+        d = numpy_ops.diagonal(a, axis1=-2, axis2=-1)
+        return b / (d if b.ndim == 1 else numpy_ops.expand_dims(d, -1))
+    if kind != "gen":
+        a = _symmetric_from(a, lower)
+    elif transposed:
+        a = numpy_ops.swapaxes(a, -1, -2)
+    return np.linalg.solve(a, b)
+
+
+def _scipy_eigh(a, b=None, *, lower=True, eigvals_only=False, overwrite_a=False, overwrite_b=False, type=1,
+                check_finite=True, subset_by_index=None, subset_by_value=None, driver=None):
+    """scipy.linalg.eigh of one matrix (the triangle `lower` names); (w, v) or w."""
+    if b is not None or subset_by_index is not None or subset_by_value is not None:
+        raise UnsupportedOperationError("scipy.linalg.eigh with b= or a subset of eigenvalues on traced values",
+                                        "jitad computes all eigenpairs of one symmetric matrix. ")
+    uplo = "L" if lower else "U"
+    return np.linalg.eigvalsh(a, UPLO=uplo) if eigvals_only else tuple(np.linalg.eigh(a, UPLO=uplo))
+
+
+def _scipy_svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=True,
+               lapack_driver="gesdd"):
+    out = np.linalg.svd(a, full_matrices=full_matrices, compute_uv=compute_uv)
+    return tuple(out) if compute_uv else out
+
+
+SCIPY_LINALG = {
+    "solve": _scipy_solve, "eigh": _scipy_eigh, "svd": _scipy_svd,
+    "inv": lambda a, overwrite_a=False, check_finite=True, **_: np.linalg.inv(a),
+    "det": lambda a, overwrite_a=False, check_finite=True: np.linalg.det(a),
+    "norm": lambda a, ord=None, axis=None, keepdims=False, check_finite=True: np.linalg.norm(a, ord, axis, keepdims),
+    "eigvalsh": lambda a, b=None, *, lower=True, **kw: _scipy_eigh(a, b, lower=lower, eigvals_only=True, **kw),
+}
+linalg_ops.SCIPY_FUNCTIONS.update({("scipy.linalg", name): builder for name, builder in SCIPY_LINALG.items()})
+
 _INFRA, _MULTI = "scipy.stats._distn_infrastructure", "scipy.stats._multivariate"
 linalg_ops.SCIPY_FUNCTIONS.update({
     ("scipy.special", "logsumexp"): logsumexp, ("scipy.special", "softmax"): softmax,

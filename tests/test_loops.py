@@ -106,15 +106,26 @@ def test_values_and_gradients_on_every_executor(backend):
     jitad.config.backend = "reference"
     expected = [(unrolled(*ARGS), jitad.grad(unrolled, argnums=(0, 1, 2))(*ARGS),
                  jitad.hessian(unrolled, argnums=1)(*ARGS)) for _, unrolled in PAIRS]
+    def each(*args):  # the three programs in one function, each on its own copy of the arguments:
+        return tuple(looped(*args[3 * j:3 * j + 3]) for j, (looped, _) in enumerate(PAIRS))
+
+    def total(*args):  # ... and summed: the gradient with respect to copy j is program j's alone
+        return sum(each(*args))
     for name, setup in _executors():
         setup()
+        if name == "compiled":  # one kernel for the three values, one for the three gradients (compiles cost seconds)
+            values, grads = jitad.jit(each)(*ARGS * 3), jitad.grad(total, argnums=tuple(range(9)))(*ARGS * 3)
+            for j, (looped, _) in enumerate(PAIRS):
+                np.testing.assert_allclose(values[j], expected[j][0], rtol=1e-12, err_msg=f"{name} {looped.__name__}")
+                for e, g in zip(expected[j][1], grads[3 * j:3 * j + 3]):
+                    np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12, err_msg=f"{name} {looped.__name__}")
+            continue  # compiled second order: a smaller program below
         for (looped, _), (value, grads, hess) in zip(PAIRS, expected):
             np.testing.assert_allclose(jitad.jit(looped)(*ARGS), value, rtol=1e-12, err_msg=name)
             for e, g in zip(grads, jitad.grad(looped, argnums=(0, 1, 2))(*ARGS)):
                 np.testing.assert_allclose(g, e, rtol=1e-10, atol=1e-12, err_msg=f"{name} {looped.__name__}")
-            if name != "compiled":  # compiled second order: a smaller program below (compiles cost seconds)
-                np.testing.assert_allclose(jitad.hessian(looped, argnums=1)(*ARGS), hess, rtol=1e-9, atol=1e-12,
-                                           err_msg=f"{name} {looped.__name__}")
+            np.testing.assert_allclose(jitad.hessian(looped, argnums=1)(*ARGS), hess, rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name} {looped.__name__}")
     power = lambda x: jitad.fori_loop(0, 3, lambda i, c: np.sin(c) * x + i, x)  # noqa: E731
     jitad.config.backend = "reference"
     expected = jitad.grad(jitad.grad(power))(0.7), jitad.hessian(power)(np.float64(0.7))

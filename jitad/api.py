@@ -136,8 +136,8 @@ def value_and_grad(fun, argnums=0, has_aux=False, memory=None, target=None):
     """Return a function computing `(fun(*args), gradient)`.
 
     `memory` ("store", "recompute" or a byte budget; default: jitad.config.memory at each call)
-    is what reverse mode through loops keeps (see jitad.config). `target` ("cpu", "parallel",
-    "cuda"; default: jitad.config.target at each call) is where its kernels run.
+    is what reverse mode through loops keeps (see jitad.config). `target` ("auto", "cpu",
+    "parallel", "cuda"; default: jitad.config.target at each call) is where its kernels run.
 
     >>> import numpy as np, jitad
     >>> v, g = jitad.value_and_grad(lambda x: np.sum(x ** 2))(np.array([1.0, 2.0]))

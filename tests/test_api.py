@@ -286,7 +286,7 @@ def test_target_is_checked_and_keys_the_cache(monkeypatch):
         jitad.grad(_cubic, target="gpu")
     with pytest.raises(ValueError, match="target must be one of"):
         jitad.config.target = "tpu"
-    assert jitad.config.target == "cpu"
+    assert jitad.config.target == "auto"
     x = np.linspace(0.1, 1.0, 4)
     vg = jitad.value_and_grad(_cubic)
     vg(x)
@@ -294,8 +294,8 @@ def test_target_is_checked_and_keys_the_cache(monkeypatch):
     with jitad.backend.using_target("cuda"):
         assert jitad.backend.current_target() == "cuda"
         assert vg.jitad_transform.stage_for((x,)) is None  # a stage serves the target it was built for
-    assert jitad.backend.current_target() == "cpu"
-    assert {k[-1] for k in keys} == {"cpu"}
+    assert jitad.backend.current_target() == "auto"
+    assert "auto" in {k[-1] for k in keys}  # (test_transformed_functions_pickle... added a "cpu" stage)
 
 
 

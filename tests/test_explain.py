@@ -107,3 +107,71 @@ def test_explain_reads_the_stage_that_ran_and_numbers_nodes_one_way():
     for line in optimized_text.strip().splitlines()[2:-1]:  # the optimized graph's nodes
         k, prim = re.match(r"\s+%(\d+):\S+ = (\w+)", line).groups()
         assert node_of[int(k)].prim.name == prim
+
+
+@pytest.mark.usefixtures("compile_off")
+def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
+    """Target "auto" (the default) runs loop nests of at least codegen.PARALLEL_ELEMENTS elements on
+    threads, unless jitad.config.threads is 1; a split-form kernel shows the prange nests that run."""
+    from jitad.backend import codegen
+    if jitad.config.threads < 2:
+        pytest.skip("one thread: target 'auto' is serial")
+    small, big = np.linspace(0.1, 1.0, 6), np.linspace(0.1, 1.0, codegen.PARALLEL_ELEMENTS)
+
+    def target_line(fun, x, **options):
+        report = jitad.explain(jitad.value_and_grad(fun, **options), x, print_report=False)
+        return report, report.split("== target ==\n")[1].splitlines()[0]
+
+    assert "auto: serial, the same kernel as target 'cpu': no loop nest reaches 65,536" in target_line(
+        lambda x: np.sum(np.tanh(x) ** 2), small)[1]
+    report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big)
+    assert re.match(r"  auto: \d of \d loop nests run on jitad.config.threads = \d+ threads", line), line
+    assert "numba.prange(" in report.source
+    _, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big, target="cpu")
+    assert line == "  cpu: every loop nest serial (target='auto' or 'parallel' run large ones on threads)"
+    monkeypatch.setattr(jitad.config, "threads", 1)
+    _, line = target_line(lambda x: np.sum(np.sin(x) ** 2), big)
+    assert line.startswith("  auto: serial, since jitad.config.threads = 1")
+    monkeypatch.undo()
+
+    def long(x):  # over cache.SPLIT_NODES nodes: the split form, one kernel per distinct nest
+        for k in range(60):
+            x = np.tanh(x * 0.5 + k)
+        return np.sum(x * x)
+    report, line = target_line(long, big, target="parallel")
+    assert report.nests and all("numba.prange(" in nest for nest in report.nests), report.nests
+    assert re.match(r"  parallel: \d+ of \d+ loop nests run on", line), line
+
+
+def test_vectorized_loops_reads_the_llvm_ir_per_loop_nest():
+    """A recurrence does not vectorise, an elementwise loop does; the nest is found by the source
+    line of the loop LLVM transformed."""
+    from jitad.tools.explain import vectorized_loops
+    source = "\n".join([
+        "import numpy as np", "import numba", "", "",
+        "@numba.njit(error_model='numpy', nogil=True)",
+        "def kernel(x0):",
+        "    # loop nest over (x0.shape[0]): a recurrence",
+        "    rec = np.empty(x0.shape[0])",
+        "    acc = 0.0",
+        "    for i0 in range(x0.shape[0]):",
+        "        acc = acc * 0.5 + x0[i0]",
+        "        rec[i0] = acc",
+        "    # loop nest over (x0.shape[0]): elementwise",
+        "    out = np.empty(x0.shape[0])",
+        "    for i0 in range(x0.shape[0]):",
+        "        out[i0] = x0[i0] * 2.0 + 1.0",
+        "    # loop nest over (): a scalar",
+        "    s = rec[0] + out[0]",
+        "    return rec, out, s", ""])
+    namespace = {}
+    exec(compile(source, "<kernel>", "exec"), namespace)  # noqa: S102
+    namespace["kernel"](np.ones(10))
+    assert vectorized_loops(source, namespace["kernel"]) == [
+        ("# loop nest over (x0.shape[0]): a recurrence", False),
+        ("# loop nest over (x0.shape[0]): elementwise", True),
+        ("# loop nest over (): a scalar", None)]
+    x = np.linspace(0.1, 1.0, 6)
+    report = jitad.explain(jitad.value_and_grad(small_loss), x, x, print_report=False, vectorization=True)
+    assert any(vectorized is True for _, _, vectorized in report.vectorized), report.vectorized
+    assert "== vectorisation (LLVM IR, per loop nest) ==" in report

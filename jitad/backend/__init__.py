@@ -8,7 +8,7 @@ from jitad.frontend import guards, integrate, rolling
 from jitad.primitives import control
 
 COMPILE_MODES = ("background", "eager", "off")
-TARGETS = ("cpu", "parallel", "cuda")
+TARGETS = ("auto", "cpu", "parallel", "cuda")
 
 
 def _compile_default():
@@ -25,10 +25,10 @@ def _compile_default():
 def _target_default():
     value = os.environ.get("JITAD_TARGET", "").strip().lower()
     if not value:
-        return "cpu"
+        return "auto"
     if value not in TARGETS:
-        warnings.warn(f"JITAD_TARGET={value!r} is not one of {TARGETS}; using 'cpu'", RuntimeWarning, stacklevel=2)
-        return "cpu"
+        warnings.warn(f"JITAD_TARGET={value!r} is not one of {TARGETS}; using 'auto'", RuntimeWarning, stacklevel=2)
+        return "auto"
     return value
 
 
@@ -63,13 +63,18 @@ class Config:
         keeps per input signature (each traced and compiled for itself) before a call that
         takes yet another path is an error (default 16); 0 makes any Python control flow on a
         traced value a ConcretizationError (as JAX's jit does).
-    target: where compiled kernels run (default: $JITAD_TARGET, else "cpu"); a transform's
+    target: where compiled kernels run (default: $JITAD_TARGET, else "auto"); a transform's
         `target=` keyword overrides it for its calls:
-        "cpu"       Numba kernels on the CPU
+        "auto"      "parallel" while `threads` > 1, else "cpu", decided when a kernel is compiled:
+                    its loop nests of at least codegen.PARALLEL_ELEMENTS elements (shapes are
+                    known at trace time) run on threads; a kernel without one is the "cpu" kernel
+                    (same source: no parfors compile cost), so small calls keep their overhead
+        "cpu"       Numba kernels on the CPU, every loop serial
         "parallel"  Numba kernels whose large loop nests run on several threads (prange)
         "cuda"      numba-cuda kernels on the GPU (jitad.backend.cuda; the [cuda] extra)
-    threads: how many threads a "parallel" kernel's loop nests run on (default: all of Numba's,
-        NUMBA_NUM_THREADS, the CPUs); 1 runs them on the calling thread only.
+    threads: how many threads the loop nests of "parallel" (and "auto") kernels run on (default:
+        all of Numba's, NUMBA_NUM_THREADS, the CPUs); 1 runs them on the calling thread only, and
+        "auto" then compiles serial kernels.
     """
 
     @property
@@ -220,6 +225,12 @@ def compile(graph, target="cpu"):
     if target == "cuda":
         from jitad.backend import cuda
         return cuda.compile_graph(graph)
-    if target == "parallel":
-        return compile_graph(graph, config.compile, target="parallel")
-    return compile_graph(graph, config.compile)
+    return compile_graph(graph, config.compile, target=resolved(target))
+
+
+def resolved(target):
+    """The form a kernel of `target` is compiled in: "cpu" (serial) or "parallel" (large loop
+    nests on threads). "auto" is "parallel" unless jitad.config.threads is 1."""
+    if target == "auto":
+        return "parallel" if config.threads > 1 else "cpu"
+    return "parallel" if target == "parallel" else "cpu"

@@ -8,6 +8,8 @@ graph's node k (`Graph.numbering`: its inputs first, then its other nodes in top
 which for the compiled graph is also the number in the fusion plan and in the kernel's
 `# %k = prim(...)` comments.
 """
+import numpy as np
+
 from jitad import backend, profiling
 from jitad.api import jit, value_and_grad
 from jitad.backend.fusion import LibraryCall
@@ -52,7 +54,8 @@ class Explanation(str):
     `passes` ([(name, graph)]), `optimized`, `plan` (the fusion plan), `jacobian_plan` (a
     `JacobianPlan` or None), `source` (the kernel, or the split form's driver), `nests` (the
     split form's nest kernels), `tier` (what answers calls), `timings` ({phase: seconds} of
-    building the stage), `profile` (the compile profile's text with `timings=True`, else None).
+    building the stage), `profile` (the compile profile's text with `timings=True`, else None),
+    `vectorized` ([(kernel, nest comment, True/False/None)] with `vectorization=True`, else None).
     """
 
     def __new__(cls, text, **fields):
@@ -97,19 +100,113 @@ def _profile(stage, transform, args):
 
 def _generated(stage):
     """(fusion plan, source, nests) of the stage's kernel; generated here for display, as the
-    backend would (`cache.compile_graph`), when it made none (compile="off", backend="reference")."""
+    backend would (`cache.compile_graph`, in the form of the stage's target), when it made none
+    (compile="off", backend="reference")."""
     if stage.source is not None:
         return stage.plan, stage.source, stage.nests
     from jitad.backend import codegen  # noqa: PLC0415 -- only for a graph the backend did not generate
     from jitad.backend.cache import SPLIT_NODES  # noqa: PLC0415
+    parallel = getattr(stage, "target", "cpu") != "cuda" and backend.resolved(stage.target) == "parallel"
     try:
         if len(stage.optimized.nodes) > SPLIT_NODES:
-            split = codegen.generate_split(stage.optimized)
+            split = codegen.generate_split(stage.optimized, parallel=parallel)
             return split.plan, split.source, tuple(split.nests)
-        source, _, _, plan = codegen.generate(stage.optimized)
+        source, _, _, plan = codegen.generate(stage.optimized, parallel=parallel)
     except Exception as exc:  # noqa: BLE001 -- e.g. a callback node, which only the reference executor runs
         return None, f"# no kernel: {type(exc).__name__}: {exc}", ()
     return plan, source, ()
+
+
+def _target_text(stage, plan, sources):
+    """Which form the kernels were compiled in and why (backend.Config.target: "auto" chooses)."""
+    from jitad.backend import codegen  # noqa: PLC0415
+    target = getattr(stage, "target", "cpu")
+    if target == "cuda":
+        return "  cuda: numba-cuda kernels, one per loop nest"
+    threads = backend.config.threads
+    on_threads = sum(source.count("numba.prange(") for source in sources)
+    sizes = [int(np.prod(step.shape)) for step in (plan.steps if plan is not None else ())
+             if not isinstance(step, LibraryCall)]
+    threshold = f"{codegen.PARALLEL_ELEMENTS:,}"
+    if on_threads:
+        return (f"  {target}: {on_threads} of {len(sizes)} loop nests run on jitad.config.threads = {threads} threads "
+                f"(numba.prange; nests of >= {threshold} elements), the others serially")
+    if target == "cpu":
+        return "  cpu: every loop nest serial (target='auto' or 'parallel' run large ones on threads)"
+    largest = max(sizes, default=0)
+    if largest >= codegen.PARALLEL_ELEMENTS and backend.resolved(target) == "cpu":
+        return f"  {target}: serial, since jitad.config.threads = 1 (the largest loop nest has {largest:,} elements)"
+    return (f"  {target}: serial, the same kernel as target 'cpu': no loop nest reaches {threshold} elements "
+            f"(the largest has {largest:,}), below which a thread launch costs more than it saves")
+
+
+def vectorized_loops(source, dispatcher):
+    """Per loop nest of a compiled kernel (in source order): (its `# loop nest` comment, whether
+    LLVM vectorised a loop of it: True, False, or None when it has no loop or runs as parfors);
+    first, if any, the libm functions whose vector calls are expanded to scalar ones.
+
+    Read from the LLVM IR of the kernel compiled once more without the disk cache (a kernel loaded
+    from Numba's cache keeps no IR): a loop the vectoriser transformed keeps a scalar remainder
+    loop marked `llvm.loop.isvectorized`, whose blocks Numba names after the bytecode offset
+    (`B626...`) of the kernel's Python source line, and so of its nest."""
+    import dis  # noqa: PLC0415
+    import re  # noqa: PLC0415
+
+    import numba  # noqa: PLC0415
+    signature = dispatcher.signatures[0]
+    options = {k: v for k, v in dispatcher.targetoptions.items() if k not in ("cache", "nopython")}
+    fresh = numba.njit(**options)(dispatcher.py_func)
+    fresh.compile(signature)
+    llvm = fresh.inspect_llvm(signature)
+    body = llvm.split("\ndefine ")[1] if "\ndefine " in llvm else ""
+    marked = {m for m, text in re.findall(r"^(!\d+) = (?:distinct )?!\{(.*)\}$", llvm, re.M)
+              if '"llvm.loop.isvectorized"' in text}
+    vector_loops = {m for m, text in re.findall(r"^(!\d+) = (?:distinct )?!\{(.*)\}$", llvm, re.M)
+                    if set(re.findall(r"!\d+", text)) & marked}
+    starts = sorted(dis.findlinestarts(dispatcher.py_func.__code__))
+    lines = source.splitlines()
+    nests = [k + 1 for k, line in enumerate(lines) if line.strip().startswith("# loop nest")]
+    found = {n: False for n in nests}
+    for label, loop in re.findall(r"^(B\d+)[\w.]*:(?:(?!^[\w.]+:).)*?!llvm\.loop (!\d+)", body, re.M | re.S):
+        if loop not in vector_loops:
+            continue
+        offset = int(label[1:])
+        line = max((ln for off, ln in starts if off <= offset and ln is not None), default=0)
+        owner = max((n for n in nests if n <= line), default=None)
+        if owner is not None:
+            found[owner] = True
+    out = []
+    # LLVM vectorises a loop calling llvm.cos.f64 (np.cos) too, but without SVML the backend expands
+    # llvm.cos.v4f64 into scalar libm calls again: said in a last entry
+    scalarised = sorted(set(re.findall(r"@llvm\.(sin|cos|exp|exp2|log|log2|log10|pow)\.v\d+f(?:32|64)", llvm)))
+    if scalarised:
+        out.append(("(libm calls in vectorised loops, made one element at a time: no SVML)", ", ".join(scalarised)))
+    for k, n in enumerate(nests):
+        end = nests[k + 1] if k + 1 < len(nests) else len(lines)
+        text = "\n".join(lines[n:end])
+        loops = "for " in text
+        out.append((lines[n - 1].strip(), None if not loops or "prange" in text else found[n]))
+    return out
+
+
+def _vectorization(stage):
+    """`vectorized_loops` of every kernel of a compiled stage, as report lines and a list."""
+    from jitad.backend.cache import load_kernel  # noqa: PLC0415
+    executor = getattr(stage.backend, "serving", None)
+    if executor is None or getattr(executor, "numba_dispatcher", None) is None:
+        return ["  (no compiled kernel: nothing to read)"], []
+    kernels = [(f"N{k}", source, load_kernel(source)) for k, source in enumerate(stage.nests)] or \
+        [("kernel", executor.source, executor.numba_dispatcher)]
+    lines, found = [], []
+    for name, source, dispatcher in kernels:
+        if not dispatcher.signatures:
+            lines.append(f"  {name}: not called yet")
+            continue
+        verdict = {True: "vectorised", False: "NOT vectorised", None: "no loop, or on threads (parfors: not read)"}
+        for comment, vectorized in vectorized_loops(source, dispatcher):
+            found.append((name, comment, vectorized))
+            lines.append(f"  {name} {comment}: {verdict.get(vectorized, vectorized)}")
+    return lines, found
 
 
 def _loop_memory(graph):
@@ -130,7 +227,7 @@ def _loop_memory(graph):
     return lines
 
 
-def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=False):
+def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=False, vectorization=False):
     """Report how jitad runs `fun` at `args`: print it and return an `Explanation`.
 
     `fun` is a jitad transform (`jitad.value_and_grad(f)`, `jitad.grad(f)`, `jitad.jit(f)`,
@@ -143,6 +240,9 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
     what answers calls now. With `timings=True` it also builds and compiles the transform
     afresh in this process (compile="eager", the usual disk cache: a kernel already there
     loads instead of compiling) and appends the per-phase compile profile (`jitad.profiling`).
+    The "target" section says whether loop nests run on threads and why (target "auto" decides
+    by the nests' sizes). With `vectorization=True` it compiles the kernels once more to read
+    their LLVM IR and says, per loop nest, whether LLVM vectorised it (`vectorized_loops`).
 
     >>> import numpy as np, jitad
     >>> report = jitad.explain(jitad.grad(lambda x: np.sum(np.sin(x))), np.ones(3), print_report=False)
@@ -186,6 +286,11 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
                  "== generated source ==", source.rstrip()]
     for k, nest in enumerate(nests):
         sections += [f"== nest kernel N{k} (its own node numbers) ==", nest.rstrip()]
+    sections += ["== target ==", _target_text(stage, plan, [source, *nests])]
+    vectorized = None
+    if vectorization:
+        text, vectorized = _vectorization(stage)
+        sections += ["== vectorisation (LLVM IR, per loop nest) =="] + text
     sections += ["== calls answered by ==", f"  {stage.tier}",
                  "== stage timings (this process) ==",
                  "  " + ", ".join(f"{phase} {seconds * 1e3:.1f} ms" for phase, seconds in stage.timings.items())]
@@ -197,7 +302,7 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
         "\n".join(sections), transform=name, mode=mode, function=stage.function, stage=stage, graph=graph,
         draws=draws, transformed=stage.transformed, passes=list(stage.passes), optimized=stage.optimized,
         plan=plan, jacobian_plan=jacobian_plan, source=source, nests=nests, tier=stage.tier,
-        timings=dict(stage.timings), profile=profile)
+        timings=dict(stage.timings), profile=profile, vectorized=vectorized)
     if print_report:
         print(report)
     return report

@@ -8,6 +8,7 @@ many rows into one kernel and compares it with the reference executor.
 import numpy as np
 import optree
 import pytest
+import scipy.linalg
 import scipy.signal
 import scipy.special
 
@@ -186,6 +187,11 @@ ROWS = [
     ("trim_zeros", lambda a: (np.trim_zeros(a * ZEROS), np.trim_zeros(a * ZEROS, "b"),
                               np.trim_zeros(np.outer(a[:3] * ZEROS[1:4], a[2:6] * ZEROS[3:])),
                               np.trim_zeros(np.outer(a[:3] * ZEROS[1:4], a[2:6] * ZEROS[3:]), "f", axis=1)), (V,)),
+    ("scipy_more", lambda a, b: (scipy.linalg.toeplitz(a), scipy.linalg.toeplitz(a[:2], b),
+                                 scipy.linalg.block_diag(a, b[:, None]),
+                                 scipy.special.comb(a + 5.0, b + 1.5), scipy.special.comb(4.0, b + 5.0),
+                                 scipy.special.comb(a + 2.0, b + 1.0, repetition=True), scipy.special.factorial(a + b)),
+     (V[:4], W)),
     ("special_more", lambda a, b: (scipy.special.beta(a + 1.5, b + 1.5), scipy.special.rel_entr(a + 1.0, b + 1.5),
                                    scipy.special.kl_div(a + 1.0, b + 1.5), scipy.special.boxcox(a + 1.5, b),
                                    scipy.special.boxcox(a + 1.5, 0.0), scipy.special.loggamma(a + 1.5),
@@ -241,7 +247,8 @@ INTEGER_ROWS = [
     ("argpartition_kth", lambda a: np.take_along_axis(a, np.argpartition(a, 3, axis=1), 1)[:, 3]),
     ("signbit", lambda a: np.signbit(np.concatenate([a[0], -0.0 * a[1], 0.0 * a[1]]))),
     ("unravel_index", lambda a: np.unravel_index(np.argmax(a, axis=1) + 5, (3, 2, 3))),
-    ("lexsort", lambda a: np.lexsort((a[0], a[1], np.round(a[2])))), ("lexsort_2d", lambda a: np.lexsort(a[:2], axis=0)),
+    ("lexsort", lambda a: np.lexsort((a[0], a[1], np.round(a[2])))),
+    ("lexsort_2d", lambda a: np.lexsort(a[:2], axis=0)),
     ("frexp_exponent", lambda a: np.frexp(a)[1]), ("running_max_int", lambda a: np.maximum.accumulate(np.round(8 * a)
                                                                                                         .astype(int))),
     ("histogram2d_counts", lambda a: np.histogram2d(a[0], a[1], bins=3)[0]),
@@ -390,7 +397,8 @@ def extra_group(x, y):
         "histogram": np.histogram(x, bins=3, weights=x)[0], "ravel_f": x.ravel("F"),
         "running": np.maximum.accumulate(x, axis=1) + np.minimum.accumulate(x), "lexsort": y[np.lexsort((y, x[0]))],
         "where_initial": np.sum(x, axis=1, where=x > 0.5) + np.max(x, axis=1, initial=0.6) + np.mean(x, where=x < 0.5),
-        "frexp_nextafter": np.frexp(x)[0] * np.nextafter(x, 1.0), "trim_zeros": np.trim_zeros(y * np.array([0., 1, 1, 0])),
+        "frexp_nextafter": np.frexp(x)[0] * np.nextafter(x, 1.0),
+        "trim_zeros": np.trim_zeros(y * np.array([0., 1, 1, 0])),
         "histogram2d": np.histogram2d(x[0], x[1], bins=2, weights=y)[0],
     }
 

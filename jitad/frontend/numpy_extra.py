@@ -1643,7 +1643,8 @@ ops.UFUNC_ACCUMULATE.update({
     np.maximum: _accumulate_extreme("maximum", P.maximum_p, -np.inf),
     np.minimum: _accumulate_extreme("minimum", P.minimum_p, np.inf),
 })
-ops.UFUNCS.update({np.frexp: frexp, np.nextafter: nextafter, np.copysign: copysign, np.ldexp: ldexp, np.vecdot: vecdot, np.modf: modf, np.signbit: signbit,
+ops.UFUNCS.update({np.frexp: frexp, np.nextafter: nextafter, np.copysign: copysign, np.ldexp: ldexp, np.vecdot: vecdot,
+                   np.modf: modf, np.signbit: signbit,
                    **({np.matvec: matvec, np.vecmat: vecmat} if hasattr(np, "matvec") else {})})  # NumPy >= 2.2
 inplace.WRITERS.update({**WRITERS, **WRITERS_MORE})  # a Workspace hands itself (not a copy) to these
 

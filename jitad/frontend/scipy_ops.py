@@ -510,7 +510,60 @@ def _scipy_svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_
     return tuple(out) if compute_uv else out
 
 
+def _toeplitz(c, r=None):
+    """T[i, j] = c[i - j] below the diagonal, r[j - i] above (r[0] is not read): a gather of one vector."""
+    c = numpy_ops.ravel(numpy_ops.asarray(c))
+    r = c if r is None else numpy_ops.ravel(numpy_ops.asarray(r))
+    rows, cols = numpy_ops.shape_of(c)[0], numpy_ops.shape_of(r)[0]
+    values = numpy_ops.concatenate([numpy_ops.flip(r[1:], 0), numpy_ops.astype(c, np.result_type(c.dtype, r.dtype))])
+    index = (cols - 1) + np.arange(rows)[:, None] - np.arange(cols)[None, :]
+    return np.take(values, index)
+
+
+def _block_diag(*arrs):
+    """The blocks along the diagonal of a zero matrix (1-D arrays are rows, as SciPy's)."""
+    if not arrs:
+        return np.empty((1, 0))
+    blocks = [numpy_ops.atleast_2d(numpy_ops.asarray(a)) for a in arrs]
+    if any(len(numpy_ops.shape_of(b)) > 2 for b in blocks):
+        raise ValueError("arguments in the following positions have dimension greater than 2: "
+                         f"{[k for k, b in enumerate(blocks) if len(numpy_ops.shape_of(b)) > 2]}")
+    dtype = np.result_type(*[b.dtype for b in blocks])
+    widths = [numpy_ops.shape_of(b)[1] for b in blocks]
+    total, rows, before = sum(widths), [], 0
+    for block, width in zip(blocks, widths):
+        height = numpy_ops.shape_of(block)[0]
+        rows.append(numpy_ops.concatenate([np.zeros((height, before), dtype), numpy_ops.astype(block, dtype),
+                                           np.zeros((height, total - before - width), dtype)], axis=1))
+        before += width
+    return numpy_ops.concatenate(rows, axis=0)
+
+
+def _comb(N, k, *, exact=False, repetition=False):
+    """scipy.special.comb(exact=False): binom(N, k) where 0 <= k <= N, else 0 (with repetition, of N + k - 1)."""
+    if exact:
+        raise UnsupportedOperationError("scipy.special.comb(exact=True) of traced values",
+                                        "It returns a Python int: use exact=False (a float, differentiable). ")
+    N, k = _float(numpy_ops.asarray(N)), _float(numpy_ops.asarray(k))
+    if repetition:
+        N = N + k - 1.0
+    inside = (k <= N) & (N >= 0) & (k >= 0)  # outside, 0 (a constant); safe arguments keep its lanes finite
+    return np.where(inside, _binom(np.where(inside, N, 1.0), np.where(inside, k, 0.0)), 0.0)
+
+
+def _factorial(n, exact=False, extend="zero"):
+    """scipy.special.factorial(exact=False): Γ(n + 1), 0 for n < 0 (extend='zero')."""
+    if exact or extend != "zero":
+        raise UnsupportedOperationError(f"scipy.special.factorial(exact={exact!r}, extend={extend!r}) of traced "
+                                        "values", "jitad computes exact=False, extend='zero' (a differentiable "
+                                        "float). ")
+    n = _float(numpy_ops.asarray(n))
+    inside = n >= 0
+    return np.where(inside, np.exp(P.gammaln_p(np.where(inside, n, 0.0) + 1.0)), 0.0)
+
+
 SCIPY_LINALG = {
+    "toeplitz": _toeplitz, "block_diag": _block_diag,
     "solve": _scipy_solve, "eigh": _scipy_eigh, "svd": _scipy_svd,
     "inv": lambda a, overwrite_a=False, check_finite=True, **_: np.linalg.inv(a),
     "det": lambda a, overwrite_a=False, check_finite=True: np.linalg.det(a),
@@ -518,6 +571,7 @@ SCIPY_LINALG = {
     "eigvalsh": lambda a, b=None, *, lower=True, **kw: _scipy_eigh(a, b, lower=lower, eigvals_only=True, **kw),
 }
 linalg_ops.SCIPY_FUNCTIONS.update({("scipy.linalg", name): builder for name, builder in SCIPY_LINALG.items()})
+linalg_ops.SCIPY_FUNCTIONS.update({("scipy.special", "comb"): _comb, ("scipy.special", "factorial"): _factorial})
 
 _INFRA, _MULTI = "scipy.stats._distn_infrastructure", "scipy.stats._multivariate"
 linalg_ops.SCIPY_FUNCTIONS.update({

@@ -117,6 +117,12 @@ class InputDtypeError(JitadError, TypeError):
                 "(`1.0`, `x.astype(float)`); its derivative with respect to the arguments is then zero "
                 "where it does not depend on them.")
             return
+        if np.dtype(dtype).kind == "c":
+            super().__init__(
+                f"cannot differentiate with respect to argument {position} of dtype {dtype}: jitad "
+                "differentiates float32 and float64 inputs only (no complex numbers). Pass the real and "
+                "imaginary parts as two float arrays (x.real, x.imag) and compute with them.")
+            return
         super().__init__(
             f"cannot differentiate with respect to argument {position} of dtype {dtype}: "
             "jitad differentiates float32 and float64 inputs only. Convert it with "
@@ -128,6 +134,12 @@ class LeafTypeError(JitadError, TypeError):
     """A pytree leaf that is neither an array nor a number."""
 
     def __init__(self, position, leaf):
+        if np.iscomplexobj(leaf) and isinstance(leaf, (complex, np.ndarray, np.generic)):
+            super().__init__(
+                f"argument {position} holds complex values (dtype {np.asarray(leaf).dtype}): jitad traces float, "
+                "integer and boolean values only. Pass the real and imaginary parts as two float arrays "
+                "(x.real, x.imag) and compute with them.")
+            return
         super().__init__(
             f"argument {position} contains a leaf of type {type(leaf).__name__}, which jitad "
             "cannot differentiate. Leaves must be NumPy arrays or Python/NumPy scalars; "

@@ -95,7 +95,7 @@ def classify(leaf, position, differentiated):
             raise InputDtypeError(position, np.asarray(leaf).dtype)
         kind = ("static", leaf)
     elif isinstance(leaf, complex):
-        raise InputDtypeError(position, np.dtype(complex))
+        raise InputDtypeError(position, np.dtype(complex)) if differentiated else LeafTypeError(position, leaf)
     elif _device_array_type(leaf) is not None:  # a GPU array (target="cuda"): traced by shape and dtype
         if backend.current_target() != "cuda":
             raise _DeviceArrayError(position, leaf)

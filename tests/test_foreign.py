@@ -96,3 +96,14 @@ def test_grad_of_an_integer_output_says_so():
     with pytest.raises(jitad.InputDtypeError, match="grad requires a float output, but the function returned dtype int"):
         jitad.grad(lambda x: 1)(2.0)
     assert jitad.grad(lambda x: 1.0)(2.0) == 0.0
+
+
+@pytest.mark.parametrize("transform, value, error", [
+    (jitad.jit, 0.5 + 0.1j, jitad.LeafTypeError),            # was: "cannot differentiate" from jit
+    (jitad.jit, np.ones(2) * 1j, jitad.LeafTypeError),        # was: "a leaf of type ndarray"
+    (jitad.grad, np.ones(2) * 1j, jitad.InputDtypeError),     # was: "convert it with x.astype(float)"
+])
+def test_complex_inputs_are_refused_with_the_way_out(transform, value, error):
+    # autograd's tests run most functions on complex inputs too; jitad traces real values only
+    with pytest.raises(error, match=r"complex.*real and imaginary parts as two float arrays"):
+        transform(lambda x: np.sum(np.sin(x)))(value)

@@ -653,6 +653,11 @@ def _stats_rows():
         row("binom_nbinom_geom", lambda p, n: st.binom.logpmf(np.array([[0, 1, 2], [3, 5, 6]]), 6, p)
             + st.nbinom.logpmf(np.array([[0, 1, 2], [3, 5, 8]]), n, p) + st.geom.pmf(np.array([[1, 2, 3], [1, 4, 2]]), p),
             (unit, pos)),
+        row("discrete_cdfs", lambda mu, p: (
+            st.poisson.cdf(np.array([[0, 1, 2], [3, 5.5, 8]]), mu), st.poisson.logsf(np.array([0, 1, 4]), mu[0]),
+            st.binom.sf(np.array([0, 2, 6]), 6, p[0]), st.binom.logcdf(np.array([0, 2.5, 4]), 6, p[1]),
+            st.nbinom.cdf(np.array([0, 3, 7]), 2.5, p[0]), st.geom.logsf(np.array([1, 2, 4]), p[1]),
+            st.bernoulli.cdf(np.array([-1, 0, 3]), p[0])), (pos, unit)),
     ]
 
 

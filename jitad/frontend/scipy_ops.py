@@ -324,7 +324,8 @@ INTEGER_SHAPES = {"binom": (0,)}  # the discrete shape parameters (binom's n): n
 
 SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}; " + ", ".join(sorted(set(CONTINUOUS) - {"norm"}))
              + ".{logpdf, pdf} and the cdf, logcdf, sf, logsf of " + ", ".join(sorted(CDFS)) + "; "
-             + ", ".join(sorted(DISCRETE)) + ".{logpmf, pmf} (not in the count k, nor in binom's n); "
+             + ", ".join(sorted(DISCRETE)) + ".{logpmf, pmf, cdf, sf, logcdf, logsf} (not in the count k, nor in "
+             "binom's n); "
              "multivariate_normal and dirichlet.{logpdf, pdf}")
 
 
@@ -380,11 +381,42 @@ def _discrete(method):
         k = _float(k, np.float64) - _float(loc, np.float64)
         if is_tracer(k):  # a count: its derivative does not exist, even where a formula has one
             k = P.no_derivative_p(k, what=f"scipy.stats.{self.name}.{method}(k, ...) with respect to the count k")
+        if method in CUMULATIVE:
+            return _checked(check, shapes, _discrete_cumulative(self.name, method, k, lo, shapes))
         inside = (k >= lo) & (k <= hi) & (np.floor(k) == k) | np.isnan(k)
         value = _checked(check, shapes, _select(inside, logpmf(k, *shapes), -np.inf))
         return np.exp(value) if method == "pmf" else value
     builder.__name__ = method
     return builder
+
+
+def _binom_tails(j, n, p):
+    """(P(K <= j), P(K > j)) of binom(n, p) for integers j, through the incomplete beta function; 1 and 0
+    from j = n on (safe arguments keep those lanes finite)."""
+    below = j < n
+    a, b = np.where(below, n - j, 1.0), np.where(below, j + 1.0, 1.0)
+    return np.where(below, P.betainc_p(a, b, 1.0 - p), 1.0), np.where(below, P.betainc_p(b, a, p), 0.0)
+
+
+# name: (P(K <= j), P(K > j)) for integers j >= the support's low end
+DISCRETE_TAILS = {
+    "poisson": lambda j, mu: (P.gammaincc_p(j + 1.0, mu), P.gammainc_p(j + 1.0, mu)),
+    "binom": _binom_tails,
+    "nbinom": lambda j, n, p: (P.betainc_p(n, j + 1.0, p), P.betainc_p(j + 1.0, n, 1.0 - p)),
+    "geom": lambda j, p: (-np.expm1(j * np.log1p(-p)), np.exp(j * np.log1p(-p))),
+    "bernoulli": lambda j, p: (np.where(j >= 1, 1.0, 1.0 - p), np.where(j >= 1, 0.0, p)),
+}
+
+
+def _discrete_cumulative(name, method, k, lo, shapes):
+    """cdf, sf, logcdf, logsf of a count distribution at k (floored), below its support 0 / 1."""
+    if name not in DISCRETE_TAILS:
+        raise UnsupportedOperationError(f"scipy.stats.{name}.{method}", f"jitad implements scipy.stats {SUPPORTED}. ")
+    j = np.floor(k)
+    inside = j >= lo
+    cdf, sf = DISCRETE_TAILS[name](np.where(inside, j, lo), *shapes)
+    value = np.where(inside, cdf if method in ("cdf", "logcdf") else sf, 0.0 if method in ("cdf", "logcdf") else 1.0)
+    return np.log(value) if method.startswith("log") else value
 
 
 def _squeeze_output(out):
@@ -580,7 +612,7 @@ linalg_ops.SCIPY_FUNCTIONS.update({
     ("scipy.special", "multigammaln"): multigammaln,
     **{(_INFRA, f"rv_continuous.{m}"): _continuous(m)
        for m in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf")},
-    **{(_INFRA, f"rv_discrete.{m}"): _discrete(m) for m in ("logpmf", "pmf")},
+    **{(_INFRA, f"rv_discrete.{m}"): _discrete(m) for m in ("logpmf", "pmf", "cdf", "sf", "logcdf", "logsf")},
     **{(_MULTI, f"multivariate_normal_gen.{m}"): _mvn(m) for m in ("logpdf", "pdf")},
     **{(_MULTI, f"multivariate_normal_frozen.{m}"): _mvn_frozen(m) for m in ("logpdf", "pdf")},
     **{(_MULTI, f"dirichlet_gen.{m}"): _dirichlet(m) for m in ("logpdf", "pdf")},

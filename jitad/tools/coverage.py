@@ -67,7 +67,7 @@ def rows():
                 + (tuple(scipy_ops.CUMULATIVE) if dist in scipy_ops.CDFS else ()):
             add("scipy.stats", f"{dist}.{method}")
     for dist in scipy_ops.DISCRETE:
-        for method in ("logpmf", "pmf"):
+        for method in ("logpmf", "pmf") + (tuple(scipy_ops.CUMULATIVE) if dist in scipy_ops.DISCRETE_TAILS else ()):
             add("scipy.stats", f"{dist}.{method}")
     for dist in ("multivariate_normal", "dirichlet"):
         for method in ("logpdf", "pdf"):

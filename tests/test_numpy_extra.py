@@ -8,6 +8,7 @@ many rows into one kernel and compares it with the reference executor.
 import numpy as np
 import optree
 import pytest
+import scipy.integrate
 import scipy.linalg
 import scipy.signal
 import scipy.special
@@ -192,6 +193,10 @@ ROWS = [
                                  scipy.special.comb(a + 5.0, b + 1.5), scipy.special.comb(4.0, b + 5.0),
                                  scipy.special.comb(a + 2.0, b + 1.0, repetition=True), scipy.special.factorial(a + b)),
      (V[:4], W)),
+    ("scipy_integrate_trapezoid", lambda y, x: (scipy.integrate.trapezoid(y, x, axis=1),
+                                                scipy.integrate.cumulative_trapezoid(y, x=x, axis=1, initial=0),
+                                                scipy.integrate.cumulative_trapezoid(y, dx=0.5, axis=0)),
+     (M, np.cumsum(POS))),
     ("special_more", lambda a, b: (scipy.special.beta(a + 1.5, b + 1.5), scipy.special.rel_entr(a + 1.0, b + 1.5),
                                    scipy.special.kl_div(a + 1.0, b + 1.5), scipy.special.boxcox(a + 1.5, b),
                                    scipy.special.boxcox(a + 1.5, 0.0), scipy.special.loggamma(a + 1.5),

@@ -227,6 +227,30 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
     return ops.sum(d * (_slice_along(y, axis, 1, None) + _slice_along(y, axis, 0, n - 1)) / 2.0, axis=axis)
 
 
+def cumulative_trapezoid(y, x=None, dx=1.0, axis=-1, initial=None):
+    """scipy.integrate.cumulative_trapezoid: the running sums of trapezoid's pieces (with `initial`, which
+    SciPy allows only as 0, in front)."""
+    y = _float(y)
+    axis = ops.normalize_axis(axis, ops.ndim_of(y))
+    n = ops.shape_of(y)[axis]
+    if x is None:
+        d = dx
+    else:
+        x = ops.asarray(x)
+        d = ops.diff(x, axis=-1 if ops.ndim_of(x) == 1 else axis)
+        if ops.ndim_of(x) == 1:
+            d = ops.reshape(d, tuple(-1 if a == axis else 1 for a in range(ops.ndim_of(y))))
+    pieces = d * (_slice_along(y, axis, 1, None) + _slice_along(y, axis, 0, n - 1)) / 2.0
+    out = ops.cumsum(pieces, axis=axis)
+    if initial is not None:
+        if not np.isscalar(initial) or initial != 0:
+            raise ValueError("`initial` must be `None` or `0`.")
+        shape = list(ops.shape_of(out))
+        shape[axis] = 1
+        out = ops.concatenate([ops.full(tuple(shape), 0.0, out.dtype), out], axis=axis)
+    return out
+
+
 def cumprod(a, axis=None, dtype=None, out=None):
     """Running products by doubling (log2 n steps, each a shifted product), so zeros and negative
     entries are exact and the derivative is that of the products."""
@@ -1652,6 +1676,7 @@ _INDEX_TRICKS = type(np.r_).__mro__[1]  # numpy's AxisConcatenator, the class of
 linalg_ops.SCIPY_FUNCTIONS.update({
     ("scipy.signal", "convolve"): signal_convolve, ("scipy.signal", "correlate"): signal_correlate,
     ("scipy.signal", "convolve2d"): convolve2d, ("scipy.signal", "correlate2d"): correlate2d,
+    ("scipy.integrate", "trapezoid"): trapezoid, ("scipy.integrate", "cumulative_trapezoid"): cumulative_trapezoid,
     ("scipy.signal", "fftconvolve"): signal_fftconvolve, ("scipy.signal", "oaconvolve"): signal_fftconvolve,
     (_INDEX_TRICKS.__module__, f"{_INDEX_TRICKS.__name__}.__getitem__"): _axis_concatenate,
 })

@@ -653,6 +653,9 @@ def _stats_rows():
         row("binom_nbinom_geom", lambda p, n: st.binom.logpmf(np.array([[0, 1, 2], [3, 5, 6]]), 6, p)
             + st.nbinom.logpmf(np.array([[0, 1, 2], [3, 5, 8]]), n, p) + st.geom.pmf(np.array([[1, 2, 3], [1, 4, 2]]), p),
             (unit, pos)),
+        row("more.logpdf_2", lambda x, kappa, a: st.vonmises.logpdf(x, kappa, 0.1, 1.3) + st.skewnorm.logpdf(x, a)
+            + st.truncnorm.logpdf(x, -2.0, a + 1.0, 0.1, 1.3) + st.pareto.logpdf(x + 2.6, kappa, 0.1, 1.3)
+            + st.f.pdf(x + 1.6, kappa, a + 2.0, 0.1), (x_, 1.7, 1.2)),
         row("discrete_cdfs", lambda mu, p: (
             st.poisson.cdf(np.array([[0, 1, 2], [3, 5.5, 8]]), mu), st.poisson.logsf(np.array([0, 1, 4]), mu[0]),
             st.binom.sf(np.array([0, 2, 6]), 6, p[0]), st.binom.logcdf(np.array([0, 2.5, 4]), 6, p[1]),

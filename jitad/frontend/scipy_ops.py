@@ -114,6 +114,7 @@ SPECIAL_UFUNCS.update({
     "loggamma": lambda x: np.where(x >= 0, P.gammaln_p(x), np.nan),  # real x: nan below 0, as SciPy
     "expm1": np.expm1, "log1p": np.log1p, "cbrt": np.cbrt, "exp2": np.exp2,
     "exp10": lambda x: np.power(10.0, x) if is_tracer(x) else np.power(10.0, np.asarray(x, np.float64)),
+    "psi": P.digamma_p,  # (the same ufunc as digamma)
 })
 _registered = []
 
@@ -238,6 +239,16 @@ CONTINUOUS = {
     "weibull_min": (lambda c: c > 0, (0.0, np.inf), lambda z, c: np.log(c) + P.xlogy_p(c - 1.0, z) - z ** c),
     "gumbel_r": (None, None, lambda z: -z - np.exp(-z)),
     "rayleigh": (None, (0.0, np.inf), lambda z: P.xlogy_p(1.0, z) - 0.5 * z * z),
+    # log I0(κ) = log i0e(κ) + κ: no overflow for large κ
+    "vonmises": (lambda kappa: kappa > 0, None, lambda z, kappa: kappa * np.cos(z) - math.log(2.0 * math.pi)
+                 - np.log(P.bessel_i_p(kappa, n=0, scaled=True)) - kappa),
+    "skewnorm": (None, None, lambda z, a: math.log(2.0) - 0.5 * z * z - _LOG_SQRT_2PI + P.log_ndtr_p(a * z)),
+    "truncnorm": (lambda a, b: a < b, None, lambda z, a, b: np.where(
+        (z >= a) & (z <= b), -0.5 * z * z - _LOG_SQRT_2PI - np.log(P.ndtr_p(b) - P.ndtr_p(a)), -np.inf)),
+    "pareto": (lambda b: b > 0, (1.0, np.inf), lambda z, b: np.log(b) - (b + 1.0) * np.log(z)),
+    "f": (lambda dfn, dfd: (dfn > 0) & (dfd > 0), (0.0, np.inf),
+          lambda z, m, n: 0.5 * m * np.log(m) + 0.5 * n * np.log(n) + P.xlogy_p(0.5 * m - 1.0, z)
+          - 0.5 * (m + n) * np.log(n + m * z) - P.betaln_p(0.5 * m, 0.5 * n)),
 }
 
 

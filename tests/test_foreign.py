@@ -107,3 +107,12 @@ def test_complex_inputs_are_refused_with_the_way_out(transform, value, error):
     # autograd's tests run most functions on complex inputs too; jitad traces real values only
     with pytest.raises(error, match=r"complex.*real and imaginary parts as two float arrays"):
         transform(lambda x: np.sum(np.sin(x)))(value)
+
+
+def test_traced_mask_inside_scipys_own_code_names_the_scipy_function():
+    # multivariate_normal.entropy runs SciPy's own code, which indexes with a mask of eigenvalues
+    cov = np.eye(3) * 2.0
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.stats\.entropy"):
+        jitad.grad(lambda c: scipy.stats.multivariate_normal.entropy(np.zeros(3), c))(cov)
+    with pytest.raises(jitad.ShapeError, match="traced boolean mask"):  # in the user's own code: as before
+        jitad.grad(lambda x: np.sum(x[x > 0]))(np.ones(3))

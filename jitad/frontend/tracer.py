@@ -10,7 +10,7 @@ from jitad.frontend import guards, inplace
 from jitad.frontend import linalg_ops
 from jitad.frontend import numpy_ops
 from jitad import primitives as P
-from jitad.errors import ConcretizationError, InPlaceUpdateError, JitadError, UnsupportedOperationError
+from jitad.errors import ConcretizationError, InPlaceUpdateError, JitadError, ShapeError, UnsupportedOperationError
 from jitad.ir import Builder, Graph, building, current_builder, is_tracer
 
 _r = inplace.resolve  # a Workspace array met by a traced operation: what it holds now
@@ -170,7 +170,13 @@ class Tracer:
 
     def __getitem__(self, key):
         key = inplace.resolve_tree(key)
-        result = _fresh(numpy_ops.getitem(self, key), (self,))
+        try:
+            result = _fresh(numpy_ops.getitem(self, key), (self,))
+        except ShapeError:
+            error = linalg_ops.foreign_call_error()  # a traced mask in SciPy's own code: a function jitad lacks
+            if error is None:
+                raise
+            raise error from None
         if _basic(key):  # NumPy gives a view (or, for a full integer index, a scalar copy)
             inplace.make_view(result, self, inplace.positions_of(self)[key])
         return result

@@ -145,10 +145,10 @@ def _cheap(x):
     return np.sum(x * x)
 
 
-NESTS = {"cheap sum(x*x)": _cheap, "elementwise": _cases.elementwise(np)}
+NESTS = {"cheap sum(x*x)": _cheap, "elementwise": _cases.elementwise(np), "rosenbrock": _cases.rosenbrock(np)}
 
 
-def threshold_table(sizes=(2 ** 12, 2 ** 14, 2 ** 16, 2 ** 18, 2 ** 20), repeat=15):
+def threshold_table(sizes=tuple(2 ** k for k in range(14, 21)), repeat=15):
     """{(nest, n): (serial seconds, parallel seconds at all threads)} of value_and_grad, every nest
     in the parallel form whatever its size (codegen.PARALLEL_ELEMENTS lowered to 0 meanwhile)."""
     from jitad.backend import codegen

@@ -3,6 +3,7 @@ layers before it, at module level and inside functions alike, and no two modules
 other (directly or round a longer circle). The few lazy imports that reach a later layer on
 purpose are listed in LAZY_UPWARD with the reason; anything else fails here."""
 import ast
+import functools
 import pathlib
 
 import jitad
@@ -90,7 +91,9 @@ def _imports(path):
                     yield _target(alias.name[len("jitad."):]), lazy
 
 
+@functools.lru_cache(maxsize=1)
 def _graph():
+    """Module -> {(imported module, lazily)}, parsed once per session (the checks only read it)."""
     edges = {}
     for path in sorted(ROOT.rglob("*.py")):
         module = _module_name(path)

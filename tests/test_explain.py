@@ -111,28 +111,35 @@ def test_explain_reads_the_stage_that_ran_and_numbers_nodes_one_way():
 
 @pytest.mark.usefixtures("compile_off")
 def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
-    """Target "auto" (the default) runs loop nests of at least codegen.PARALLEL_ELEMENTS elements on
-    threads, unless jitad.config.threads is 1; a split-form kernel shows the prange nests that run."""
+    """Target "auto" (the default) compiles a kernel whose graph holds an array of at least
+    backend.AUTO_ELEMENTS elements in the parallel form (loop nests of >= codegen.PARALLEL_ELEMENTS
+    on threads), unless jitad.config.threads is 1; a split-form kernel shows the prange nests."""
     from jitad.backend import codegen
     if jitad.config.threads < 2:
         pytest.skip("one thread: target 'auto' is serial")
+    monkeypatch.setattr(jitad.backend, "AUTO_ELEMENTS", 4 * codegen.PARALLEL_ELEMENTS)  # less tracing
     small, big = np.linspace(0.1, 1.0, 6), np.linspace(0.1, 1.0, codegen.PARALLEL_ELEMENTS)
+    huge = np.linspace(0.1, 1.0, jitad.backend.AUTO_ELEMENTS)
 
     def target_line(fun, x, **options):
         report = jitad.explain(jitad.value_and_grad(fun, **options), x, print_report=False)
         return report, report.split("== target ==\n")[1].splitlines()[0]
 
-    assert "auto: serial, the same kernel as target 'cpu': no loop nest reaches 65,536" in target_line(
-        lambda x: np.sum(np.tanh(x) ** 2), small)[1]
-    report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big)
+    for x in (small, big):
+        report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), x)
+        assert line.startswith("  auto: serial, the same kernel as target 'cpu': no array reaches"), line
+        assert "prange" not in report.source
+    report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), huge)
     assert re.match(r"  auto: \d of \d loop nests run on jitad.config.threads = \d+ threads", line), line
     assert "numba.prange(" in report.source
+    _, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big, target="parallel")
+    assert re.match(r"  parallel: \d of \d loop nests run on", line), line
     _, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big, target="cpu")
     assert line == "  cpu: every loop nest serial (target='auto' or 'parallel' run large ones on threads)"
     monkeypatch.setattr(jitad.config, "threads", 1)
-    _, line = target_line(lambda x: np.sum(np.sin(x) ** 2), big)
+    _, line = target_line(lambda x: np.sum(np.sin(x) ** 2), huge)
     assert line.startswith("  auto: serial, since jitad.config.threads = 1")
-    monkeypatch.undo()
+    monkeypatch.setattr(jitad.config, "threads", 2)
 
     def long(x):  # over cache.SPLIT_NODES nodes: the split form, one kernel per distinct nest
         for k in range(60):

@@ -1,5 +1,6 @@
 """Backend selection: turns an optimized Graph into a callable on flat arrays."""
 import contextlib
+import math
 import os
 import threading
 import warnings
@@ -65,10 +66,10 @@ class Config:
         traced value a ConcretizationError (as JAX's jit does).
     target: where compiled kernels run (default: $JITAD_TARGET, else "auto"); a transform's
         `target=` keyword overrides it for its calls:
-        "auto"      "parallel" while `threads` > 1, else "cpu", decided when a kernel is compiled:
-                    its loop nests of at least codegen.PARALLEL_ELEMENTS elements (shapes are
-                    known at trace time) run on threads; a kernel without one is the "cpu" kernel
-                    (same source: no parfors compile cost), so small calls keep their overhead
+        "auto"      decided when a kernel is compiled (shapes are known at trace time): a kernel
+                    whose graph holds an array of at least AUTO_ELEMENTS elements is compiled as
+                    for "parallel" while `threads` > 1; others as for "cpu" (no parfors compile
+                    cost, the same overhead)
         "cpu"       Numba kernels on the CPU, every loop serial
         "parallel"  Numba kernels whose large loop nests run on several threads (prange)
         "cuda"      numba-cuda kernels on the GPU (jitad.backend.cuda; the [cuda] extra)
@@ -225,12 +226,28 @@ def compile(graph, target="cpu"):
     if target == "cuda":
         from jitad.backend import cuda
         return cuda.compile_graph(graph)
-    return compile_graph(graph, config.compile, target=resolved(target))
+    return compile_graph(graph, config.compile, target=resolved(target, graph))
 
 
-def resolved(target):
+# target "auto": a kernel is compiled in the parallel form when its graph holds an array of at
+# least this many elements (then its loop nests of >= codegen.PARALLEL_ELEMENTS run on threads).
+# Measured this session (asv_benchmarks/bench_threads.py, 2 cores shared at load 7-13): the
+# parallel form on 2 threads did not beat the serial kernel at any n <= 2^20 (rosenbrock at 1e6:
+# 2.5 ms serial, 3.8-9 ms parallel on 1 thread, 6.5-19 ms on 2), so "auto" starts above that;
+# measure again on a quiet machine before lowering it.
+AUTO_ELEMENTS = 1 << 21
+
+
+def largest_array(graph):
+    """The element count of the largest value in `graph` (its inputs' and nodes')."""
+    return max((math.prod(n.shape) for n in (*graph.inputs, *graph.nodes)), default=0)
+
+
+def resolved(target, graph=None):
     """The form a kernel of `target` is compiled in: "cpu" (serial) or "parallel" (large loop
-    nests on threads). "auto" is "parallel" unless jitad.config.threads is 1."""
+    nests on threads). "auto" is "parallel" when jitad.config.threads > 1 and `graph` holds an
+    array of at least AUTO_ELEMENTS elements."""
     if target == "auto":
-        return "parallel" if config.threads > 1 else "cpu"
+        large = graph is None or largest_array(graph) >= AUTO_ELEMENTS
+        return "parallel" if config.threads > 1 and large else "cpu"
     return "parallel" if target == "parallel" else "cpu"

@@ -106,7 +106,7 @@ def _generated(stage):
         return stage.plan, stage.source, stage.nests
     from jitad.backend import codegen  # noqa: PLC0415 -- only for a graph the backend did not generate
     from jitad.backend.cache import SPLIT_NODES  # noqa: PLC0415
-    parallel = getattr(stage, "target", "cpu") != "cuda" and backend.resolved(stage.target) == "parallel"
+    parallel = getattr(stage, "target", "cpu") != "cuda" and backend.resolved(stage.target, stage.optimized) == "parallel"
     try:
         if len(stage.optimized.nodes) > SPLIT_NODES:
             split = codegen.generate_split(stage.optimized, parallel=parallel)
@@ -134,10 +134,13 @@ def _target_text(stage, plan, sources):
     if target == "cpu":
         return "  cpu: every loop nest serial (target='auto' or 'parallel' run large ones on threads)"
     largest = max(sizes, default=0)
-    if largest >= codegen.PARALLEL_ELEMENTS and backend.resolved(target) == "cpu":
+    if threads == 1:
         return f"  {target}: serial, since jitad.config.threads = 1 (the largest loop nest has {largest:,} elements)"
-    return (f"  {target}: serial, the same kernel as target 'cpu': no loop nest reaches {threshold} elements "
-            f"(the largest has {largest:,}), below which a thread launch costs more than it saves")
+    if target == "auto" and backend.resolved(target, stage.optimized) == "cpu":
+        return (f"  auto: serial, the same kernel as target 'cpu': no array reaches backend.AUTO_ELEMENTS = "
+                f"{backend.AUTO_ELEMENTS:,} elements (the largest loop nest has {largest:,})")
+    return (f"  {target}: serial: no loop nest reaches {threshold} elements (the largest has {largest:,}), "
+            "below which a thread launch costs more than it saves")
 
 
 def vectorized_loops(source, dispatcher):

@@ -51,8 +51,13 @@ HEAVY = {"tests/test_compiled.py": 150, "tests/fuzz/test_fuzz.py": 110, "tests/t
          "tests/test_loops.py": 60, "tests/test_linalg.py": 50, "tests/test_inplace.py": 40,
          "tests/test_memory.py": 35, "tests/test_cuda.py": 35, "tests/test_dask.py": 35,
          "tests/test_tiers.py": 30, "tests/test_float32.py": 30, "tests/test_regressions.py": 30}
-_SHARD = {"role": os.environ.get("JITAD_TEST_SHARD"), "claims": os.environ.get("JITAD_TEST_CLAIMS"),
-          "mine": {}, "proc": None, "log": None, "report": None}
+_SHARD = {"role": os.environ.get("JITAD_TEST_SHARD"), "claims": None, "mine": {}, "proc": None, "log": None,
+          "report": None}
+if _SHARD["role"] == "second":
+    if os.environ.get("JITAD_TEST_PARENT") == str(os.getppid()):
+        _SHARD["claims"] = os.environ["JITAD_TEST_CLAIMS"]
+    else:  # a pytest that a test of the second process started (test_cuda's): a session of its own
+        _SHARD["role"] = None
 
 
 def _file_of(item):

@@ -99,10 +99,13 @@ class Graph:
 
     @property
     def nodes(self):
-        """Nodes reachable from the outputs, in topological order (dead code excluded)."""
+        """Nodes reachable from the outputs, in topological order (dead code excluded): depth first
+        from the last output to the first, so a reverse pass's gradients come in the order the
+        sweep makes them (the last layer's weights' first, right after its cotangent; the kernels
+        run in this order, and a value is freed after its last reader)."""
         if self._nodes is None:
             order, seen = [], set()
-            for out in self.outputs:
+            for out in reversed(self.outputs):
                 stack = [(out, False)]
                 while stack:
                     node, expanded = stack.pop()

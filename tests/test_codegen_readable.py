@@ -60,8 +60,8 @@ def test_names_come_from_the_graph():
         lhs = re.match(r"(\w+)", code).group(1)
         if match:
             assert re.fullmatch(rf"[a-z][a-z0-9_]*?{match.group(1)}", lhs), (code, comment)
-    assert {"x0", "x1", "tanh3", "matmul2", "matmul13"} <= names
-    assert "    matmul2_i = matmul2[i0, i1]\n" in source  # an element read is named after its array
+    assert {"x0", "x1", "tanh5", "matmul4", "matmul11"} <= names
+    assert "    matmul4_i = matmul4[i0, i1]\n" in source  # an element read is named after its array
 
 
 def layer_loss(w, b, x):
@@ -120,7 +120,7 @@ def test_no_dead_copies():
         if match and not match.group(2)[0].isdigit() and match.group(2) not in ("True", "False"):
             uses = sum(len(re.findall(rf"\b{match.group(2)}\b", c)) for c in code)
             assert uses > 2, f"{line!r} copies a value used nowhere else"
-    assert "mul12[i0, i1] = (mul8 * sub11)" in source  # the output is computed in place
+    assert "mul10[i0, i1] = (mul6 * sub9)" in source  # the output is computed in place
 
 
 def test_only_used_modules_are_imported():
@@ -150,9 +150,9 @@ def test_source_hash_ignores_comments_but_not_code():
                      if not line.strip().startswith("#"))
     padded = source.replace("\n    return", "\n\n    # the outputs\n    return")
     assert source_hash(bare) == source_hash(source) == source_hash(padded)
-    assert source_hash(source.replace("(2.0 * tanh3)", "(2.0 + tanh3)")) != source_hash(source)
-    assert source_hash(source.replace("sum5", "total")) != source_hash(source)
-    assert source_hash(source.replace("    mul12 =", "     mul12 =")) != source_hash(source)
+    assert source_hash(source.replace("(2.0 * tanh5)", "(2.0 + tanh5)")) != source_hash(source)
+    assert source_hash(source.replace("sum13", "total")) != source_hash(source)
+    assert source_hash(source.replace("    mul10 =", "     mul10 =")) != source_hash(source)
     # a `#` inside a string is code
     assert source_hash('x = "#a"  # c\n') != source_hash('x = "#b"  # c\n')
     assert source_hash('x = "#a"  # c\n') == source_hash('x = "#a"  # d\n')

@@ -154,7 +154,7 @@ def test_checkpointed_passes_skip_unread_cotangents(reference_backend):
 
     def f(w, h0, xs):
         return rnn(xs)(w, h0)
-    for memory in ("store", "recompute", 20 * CARRY):
+    for memory in ("store", "recompute", 40 * CARRY):
         graph = jitad.explain(jitad.grad(f, memory=memory), W, H0, xs, print_report=False).optimized
         adjoints = [n.params["body"] for n in graph.nodes if n.prim.name == "scan"
                     and n.params["body"].name.startswith("vjp of")]

@@ -488,6 +488,8 @@ class KernelWriter:
             else:
                 lines += item.lines(fast)
         lines.append((f"return ({', '.join(outs)},)", None, 0))
+        if self.split:
+            lines = _released(lines)
         params = [self.names[n.id] for n in self.graph.inputs] + list(self.const_values)
         if self.kernel.uses_dims:
             params.append("dims")
@@ -887,6 +889,38 @@ class SplitForm:
                     values.append(np.empty((1,) * node.ndim, node.dtype) if node.ndim else node.dtype.type(0).item())
             out.append((k, values))
         return out
+
+
+_ASSIGNED = re.compile(r"([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*,?\s*=[^=]")
+_NAME = re.compile(r"[A-Za-z_]\w*")
+
+
+def _released(lines):
+    """The split form's driver lines with `del` after the statement that last reads each value it
+    assigns: a plain Python function holds its locals until it returns (a Numba kernel frees an
+    array after its last use), so without them the driver holds every intermediate value at once
+    (a reverse pass that recomputes values to save memory would hold more, not less)."""
+    assigned, last = {}, {}
+    for k, (text, _, indent) in enumerate(lines):
+        for name in _NAME.findall(text):
+            last[name] = k
+        if indent == 0:
+            for row in text.split("\n"):
+                found = _ASSIGNED.match(row)
+                if found:
+                    for name in re.split(r"\s*,\s*", found.group(1)):
+                        assigned.setdefault(name, k)
+    frees = {}
+    for name in assigned:
+        k = last[name]
+        if k < len(lines) - 1 and lines[k][2] == 0:  # not read by the return, nor last inside a block
+            frees.setdefault(k, []).append(name)
+    out = []
+    for k, line in enumerate(lines):
+        out.append(line)
+        if k in frees:
+            out.append((f"del {', '.join(sorted(frees[k]))}", None, 0))
+    return out
 
 
 def generate_split(graph, labels=None, parallel=False):

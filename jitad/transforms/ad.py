@@ -84,7 +84,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt, given=None, memory="store"):
     results = []
     order = [n for n in reversed(graph.nodes) if n.id in active and n.prim.kind is not Kind.LEAF]
     plan = None if memory == "store" else segment_plan(graph, active, memory)
-    values = env if plan is None else _Recomputed(plan, env)
+    values = None if plan is None else _Recomputed(plan, env)
     for cotangents in cotangent_sets:
         ct = {}
         for o, c in zip(graph.outputs, cotangents):
@@ -100,7 +100,10 @@ def vjp_values(graph, primals, cotangent_sets, wrt, given=None, memory="store"):
                 params = {**params, "wanted": tuple(i.id in active for i in node.inputs)}
             if plan is not None:
                 values.enter(node)
-            in_cts = rule(g, values[node.id], *[values[i.id] for i in node.inputs], **params)
+            if plan is None:
+                in_cts = rule(g, env[node.id], *[env[i.id] for i in node.inputs], **params)
+            else:
+                in_cts = rule(g, values.value(node), *[values.value(i) for i in node.inputs], **params)
             for inp, c in zip(node.inputs, in_cts):
                 if c is not None and inp.id in active:
                     _accumulate(ct, inp, c)
@@ -259,13 +262,23 @@ class _Recomputed:
     their segment (`enter`)."""
 
     def __init__(self, plan, env):
-        self.plan, self.env, self.local, self.segment = plan, env, {}, None
+        self.plan, self.env, self.local, self.segment, self.stored = plan, env, {}, None, {}
+
+    def _stored(self, node):
+        """A stored value as the reverse pass reads it: a barrier copy, so that the forward value is
+        read by the forward pass alone (the rules and the recomputations read the copy)."""
+        value = self.env[node.id]
+        if node.prim.kind is Kind.LEAF or not is_tracer(value) or _kept(node):
+            return value
+        if node.id not in self.stored:
+            self.stored[node.id] = checkpoint_barrier_p(value)
+        return self.stored[node.id]
 
     def enter(self, node):
         seg = self.plan.segment_of.get(node.id)
         if seg is None or seg == self.segment:
             return
-        self.segment, self.local, barriers = seg, {}, {}
+        self.segment, self.local = seg, {}
         for n in self.plan.nodes:
             if n.id not in self.plan.recomputed[seg]:
                 continue
@@ -275,9 +288,7 @@ class _Recomputed:
                     args.append(self.local[i.id])
                     fresh = True
                 elif i.prim.kind is not Kind.LEAF and is_tracer(self.env[i.id]):
-                    if i.id not in barriers:
-                        barriers[i.id] = checkpoint_barrier_p(self.env[i.id])
-                    args.append(barriers[i.id])
+                    args.append(self._stored(i))
                     fresh = True
                 else:
                     args.append(self.env[i.id])
@@ -287,6 +298,6 @@ class _Recomputed:
                     args[j] = checkpoint_barrier_p(args[j])
             self.local[n.id] = n.prim.bind(*args, **n.params)
 
-    def __getitem__(self, key):
-        value = self.local.get(key)
-        return self.env[key] if value is None else value
+    def value(self, node):
+        found = self.local.get(node.id)
+        return self._stored(node) if found is None else found

@@ -116,3 +116,12 @@ def test_traced_mask_inside_scipys_own_code_names_the_scipy_function():
         jitad.grad(lambda c: scipy.stats.multivariate_normal.entropy(np.zeros(3), c))(cov)
     with pytest.raises(jitad.ShapeError, match="traced boolean mask"):  # in the user's own code: as before
         jitad.grad(lambda x: np.sum(x[x > 0]))(np.ones(3))
+
+
+def test_numpy_scalar_type_of_a_traced_array_names_astype():
+    # autograd's test_cast_to_int: new_inds = np.int64(W[:, -1]); W[:, :-1][new_inds].sum()
+    W = np.arange(15.0).reshape(5, 3) % 2
+    with pytest.raises(jitad.ConcretizationError, match=r"np\.int64\(x\).*x\.astype\(np\.int64\)"):
+        jitad.grad(lambda W: W[:, :-1][np.int64(W[:, -1])].sum())(W)
+    g = jitad.grad(lambda W: W[:, :-1][W[:, -1].astype(np.int64)].sum())(W)
+    np.testing.assert_array_equal(g[:, :-1], [[3, 3], [2, 2], [0, 0], [0, 0], [0, 0]])

@@ -132,7 +132,13 @@ class Tracer:
         raise AttributeError(f"'Tracer' object (a traced array) has no attribute {name!r}")
 
     def __array__(self, dtype=None, copy=None):
-        raise linalg_ops.foreign_call_error() or _conversion_error(  # a SciPy function says so by name
+        error = linalg_ops.foreign_call_error()  # a SciPy function says so by name
+        if error is None and dtype is not None and _store_error(2) is None:
+            name = np.dtype(dtype).name  # np.int64(x): NumPy's scalar types convert through an array
+            error = ConcretizationError(f"np.{name}(x) of a traced array x", "NumPy converts it to an array of "
+                                        f"concrete values. Write x.astype(np.{name}), which jitad traces" +
+                                        (" (positions made so index arrays)" if np.dtype(dtype).kind in "iu" else ""))
+        raise error or _conversion_error(
             "Converting a traced array to a NumPy array (np.asarray / np.array of it, or assigning it "
             "into a NumPy array)")
 

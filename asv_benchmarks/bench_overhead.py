@@ -9,6 +9,9 @@ dispatcher alone, calling an @njit function of the same arguments that returns a
 `python -m asv_benchmarks.bench_overhead [--rounds N]` prints each case's time (the minimum over
 N rounds of 2,000 calls, all cases interleaved so that they see the same load), its floor, and
 jitad's own share (the difference); JAX's jitted grad of the floats when JAX is installed.
+Short rounds (about 2 ms) on purpose: on a loaded machine nearly every longer window holds a
+preemption (grad of two floats: 0.8 us as the minimum of 2,000-call rounds, 2.5-4.5 us as the
+minimum of 20,000-call rounds, 4.7 us as ratios.py's median of 50 ms batches, at load 10-13).
 """
 import argparse
 import timeit

@@ -25,6 +25,7 @@ compiled before, and the table goes when the function does.
 """
 import _thread
 import contextlib
+import inspect
 import queue
 import threading
 import time
@@ -109,6 +110,24 @@ def classify(leaf, position, differentiated):
     return kind
 
 
+def _parameter_names(fun, count):
+    """Names of `fun`'s first `count` positional arguments (`rest[j]` for those `*rest` takes,
+    `args[k]` where `fun` has no signature)."""
+    names, rest = [], "args"
+    try:
+        parameters = list(inspect.signature(fun).parameters.values())
+    except (TypeError, ValueError):  # a builtin or a callable without a signature
+        parameters = []
+    for parameter in parameters:
+        if parameter.kind == parameter.VAR_POSITIONAL:
+            rest = parameter.name
+        if parameter.kind not in (parameter.POSITIONAL_ONLY, parameter.POSITIONAL_OR_KEYWORD):
+            break
+        names.append(parameter.name)
+    start = len(names) if rest != "args" else 0
+    return names[:count] + [f"{rest}[{k - start}]" for k in range(len(names), count)]
+
+
 class Signature:
     """The flattened arguments of one call, split into traced and static leaves.
 
@@ -147,6 +166,23 @@ class Signature:
 
     def avals(self):
         return [(self.kinds[i][1], self.kinds[i][2]) for i in self.traced]
+
+    def labels(self, fun):
+        """The caller's path to each traced leaf (`params[0]['W']`, `x`): the kernel header's
+        names of its arguments. Arguments are named by `fun`'s parameters where it has them."""
+        names = _parameter_names(fun, len(self.trees))
+        paths, seen = [], {}
+        for i in range(len(self.leaves)):
+            position = self.owner[i]
+            index = seen[position] = seen.get(position, -1) + 1
+            if self.kinds[i][0] == "traced":
+                paths.append((position, index))
+        accessors = {}
+        for position, index in paths:
+            if position not in accessors:
+                accessors[position] = self.trees[position].accessors()
+        return [accessors[position][index].codify(names[position]) for position, index in paths]
+
 
     def rebuild(self, traced_values):
         """The user's positional arguments with traced leaves replaced by `traced_values`."""
@@ -226,6 +262,7 @@ class Stage:
         self.inlined = False
         self.target = "cpu"  # where its kernel runs (backend.Config.target)
         self.n_traced = 0  # inputs of `graph` that are the call's traced leaves (random draws follow)
+        self.labels = None  # the caller's path to each of them (Signature.labels), for the kernel's header
 
     @contextlib.contextmanager
     def timed(self, name, owner=None, profiled=True):
@@ -367,7 +404,7 @@ class Transform:
         """A Stage for `args` traced, transformed and optimised, without a kernel; not cached."""
         sig = Signature(args, self.diff_argnums(len(args)))
         stage = Stage(self, None)
-        stage.n_traced = len(sig.traced)
+        stage.n_traced, stage.labels = len(sig.traced), sig.labels(self.fun)
         stage.graph, _, out_tree = trace_user(self.fun, sig, kwargs or {})
         stage.body, stage.extra_avals, stage.meta = self._build(stage.graph, sig, out_tree)
         stage.avals = [(n.shape, n.dtype) for n in stage.graph.inputs] + list(stage.extra_avals)
@@ -445,7 +482,7 @@ class Transform:
                     return outs, other.meta, sig
         STATS["traces"] += 1
         stage = self.latest = Stage(self, key)
-        stage.n_traced = len(sig.traced)
+        stage.n_traced, stage.labels = len(sig.traced), sig.labels(self.fun)
         stage.target = backend.current_target()
         tier_first = key is not None and backend.config.backend == "numba" and \
             backend.config.compile in ("background", "off") and stage.target != "cuda"
@@ -493,7 +530,7 @@ class Transform:
             return outs, meta, sig
         stage.run_passes()
         with stage.timed("backend", profiled=False):  # fusion, codegen, kernel import: phases of their own
-            compiled = backend.compile(stage.optimized, stage.target)
+            compiled = backend.compile(stage.optimized, stage.target, stage.labels)
         stage.executor = rng.Drawing(compiled, graph.draws, len(sig.traced)) if graph.draws else compiled
         if key is not None:
             self._keep(key, stage)
@@ -607,7 +644,7 @@ class Pending:
             stage.run_transform()
             stage.run_passes()
             with stage.timed("backend", profiled=False):
-                executor = backend.compile(stage.optimized, stage.target)
+                executor = backend.compile(stage.optimized, stage.target, stage.labels)
             if first_args is not None and hasattr(executor, "start"):
                 executor.start(first_args)  # the worker starts on the kernel for the first call's types
                 import numba  # noqa: F401 -- loading its kernel needs Numba here: import it while the worker compiles

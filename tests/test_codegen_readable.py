@@ -102,6 +102,17 @@ def test_header_maps_arguments_to_the_callers_paths():
     assert source_hash(labelled) == source_hash(source)
 
 
+def test_the_header_names_the_callers_argument_paths():
+    """Through the API: a kernel's arguments are named by the user's parameters and pytree paths."""
+    def fit(params, x, *rest):
+        return np.sum(np.tanh(x * params["w"]) ** 2) * params["scale"][1] + rest[0]
+    args = ({"w": np.ones(3), "scale": (1.0, 2.0)}, np.arange(3.0), 0.5)
+    source = jitad.explain(jitad.grad(fit), *args).source
+    for line in ("# x0: params['scale'][0] () float64", "# x1: params['scale'][1] () float64",
+                 "# x2: params['w'] (3,) float64", "# x3: x (3,) float64", "# x4: rest[0] () float64"):
+        assert line in source, source
+
+
 def test_identical_constants_are_one_argument():
     def f(x):
         return np.sum(x * _C1) + np.sum(np.sin(x) * _C2) + np.sum(np.cos(x) * _C3)

@@ -218,15 +218,16 @@ def using_target(target):
             OPEN[0] -= 1
 
 
-def compile(graph, target="cpu"):
-    """An executor of `graph` for `target` (see Config.target)."""
+def compile(graph, target="cpu", labels=None):
+    """An executor of `graph` for `target` (see Config.target). `labels`: the caller's path to
+    each of the first inputs, which the kernel's header names."""
     from jitad.backend.cache import ReferenceGraph, compile_graph
     if config.backend == "reference":
         return ReferenceGraph(graph)
     if target == "cuda":
         from jitad.backend import cuda
-        return cuda.compile_graph(graph)
-    return compile_graph(graph, config.compile, target=resolved(target, graph))
+        return cuda.compile_graph(graph, labels)
+    return compile_graph(graph, config.compile, labels=labels, target=resolved(target, graph))
 
 
 # target "auto": a kernel is compiled in the parallel form when its graph holds an array of at

@@ -501,7 +501,7 @@ class KernelWriter:
         """Comment lines mapping the kernel's arguments to what the caller passes."""
         lines = []
         for k, node in enumerate(self.graph.inputs):
-            label = self.labels[k] if self.labels is not None else f"input {k}"
+            label = self.labels[k] if self.labels is not None and k < len(self.labels) else f"input {k}"
             lines.append(f"# {self.names[node.id]}: {str(label).replace(chr(10), ' ')} "
                          f"{tuple(node.shape)} {node.dtype.name}")
         for name, value in self.const_values.items():

@@ -346,11 +346,14 @@ def test_fast_path_one_frame_to_the_kernel_and_the_settings_it_follows(monkeypat
     jitad.config.backend = "numba"
     assert jitad.grad(_cubic_pair, target="parallel")(2.0, 3.0) == pytest.approx(3.0 + math.cos(2.0))
     assert len(runs) == 6
-    jitad.config.memory = "recompute"  # transforms made without memory= follow the setting
+    g(2.0, 3.0)
+    assert len(runs) == 6
+    # the settings a fast path is keyed on hold the memory policy (transforms made without memory=
+    # follow jitad.config.memory at each call)
+    before = jitad.backend.STATE[0]
+    jitad.config.memory = "recompute"
     try:
-        g(2.0, 3.0)
-        assert len(runs) == 7
+        assert jitad.backend.STATE[0] != before and "recompute" in jitad.backend.STATE[0]
     finally:
         jitad.config.memory = "store"
-    g(2.0, 3.0)
-    assert len(runs) == 7
+    assert jitad.backend.STATE[0] == before

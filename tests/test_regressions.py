@@ -416,3 +416,15 @@ def test_compiled_maximum_and_minimum_propagate_nan_and_pick_as_numpy(monkeypatc
     for got, want in zip(f(x, y), (np.maximum(x, y), np.minimum(x, y), np.maximum(y, x), np.minimum(y, x))):
         np.testing.assert_array_equal(got, want)
         np.testing.assert_array_equal(np.signbit(got), np.signbit(want))
+
+
+def test_tensordot_axes_out_of_range_raise_as_numpy(reference_backend):
+    """Found this session (an axis sweep against NumPy): np.tensordot(x, x, axes=([0], [3])) of 2-D
+    arrays raises in NumPy; jitad took the axis modulo the rank and returned a value."""
+    x = np.ones((2, 2))
+    with pytest.raises(IndexError):  # jitad.AxisError is an IndexError too, as NumPy's
+        jitad.jit(lambda x: np.tensordot(x, x, axes=([0], [3])))(x)
+    with pytest.raises(ValueError, match="shape-mismatch"):
+        jitad.jit(lambda x: np.tensordot(x, x, axes=([0, 1], [0])))(x)
+    np.testing.assert_allclose(jitad.jit(lambda x: np.tensordot(x, x, axes=([-1], [-2])))(x * 2),
+                               np.tensordot(x * 2, x * 2, axes=([-1], [-2])))

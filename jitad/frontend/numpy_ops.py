@@ -799,7 +799,9 @@ def tensordot(a, b, axes=2):
         axes_a, axes_b = axes
         axes_a = [axes_a] if isinstance(axes_a, (int, np.integer)) else list(axes_a)
         axes_b = [axes_b] if isinstance(axes_b, (int, np.integer)) else list(axes_b)
-    axes_a, axes_b = [x % na for x in axes_a], [x % nb for x in axes_b]
+    if len(axes_a) != len(axes_b):
+        raise ShapeError("tensordot: shape-mismatch for sum (as many axes of a as of b are summed)")
+    axes_a, axes_b = [normalize_axis(x, na) for x in axes_a], [normalize_axis(x, nb) for x in axes_b]
     sa, sb = shape_of(a), shape_of(b)
     for i, j in zip(axes_a, axes_b):
         if sa[i] != sb[j]:

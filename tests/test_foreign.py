@@ -125,3 +125,20 @@ def test_numpy_scalar_type_of_a_traced_array_names_astype():
         jitad.grad(lambda W: W[:, :-1][np.int64(W[:, -1])].sum())(W)
     g = jitad.grad(lambda W: W[:, :-1][W[:, -1].astype(np.int64)].sum())(W)
     np.testing.assert_array_equal(g[:, :-1], [[3, 3], [2, 2], [0, 0], [0, 0], [0, 0]])
+
+
+def test_multivariate_normal_allow_singular_with_a_constant_covariance():
+    # autograd's test_mvn_sing_cov: a rank-2 covariance in 4 dimensions (was LinAlgError from Cholesky)
+    mvn = scipy.stats.multivariate_normal
+    cov = np.zeros((4, 4))
+    cov[:2, :2] = [[1.0, 0.3], [0.3, 1.0]]
+    x, mean = np.array([0.3, -0.2, 0.0, 0.0]), np.array([0.1, 0.4, 0.0, 0.0])
+
+    def f(x, m):
+        return mvn.logpdf(x, m, cov, allow_singular=True)
+    assert jitad.jit(f)(x, mean) == pytest.approx(f(x, mean), rel=1e-13)
+    r = np.linalg.solve(cov[:2, :2], x[:2] - mean[:2])  # the density lives on the first two axes
+    g_x, g_mean = jitad.grad(f, argnums=(0, 1))(x, mean)
+    np.testing.assert_allclose(g_x[:2], -r, rtol=1e-12)
+    np.testing.assert_allclose(g_mean[:2], r, rtol=1e-12)
+    assert jitad.jit(f)(x + np.array([0.0, 0.0, 0.1, 0.0]), mean) == -np.inf  # off the support, as SciPy

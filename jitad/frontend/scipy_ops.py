@@ -434,8 +434,11 @@ def _squeeze_output(out):
     return numpy_ops.squeeze(out) if is_tracer(out) else np.squeeze(out)[()]
 
 
-def _mvn_logpdf(x, mean, cov):
-    """log N(x; mean, cov) through a Cholesky factor L: -(d log 2π + 2 Σ log diag L + |L⁻¹(x - mean)|²) / 2."""
+def _mvn_logpdf(x, mean, cov, allow_singular=False):
+    """log N(x; mean, cov) through a Cholesky factor L: -(d log 2π + 2 Σ log diag L + |L⁻¹(x - mean)|²) / 2.
+    A singular cov that is not traced (allow_singular=True) goes through SciPy's own eigendecomposition of
+    it, as SciPy does: rank, pseudo-determinant, whitening by the pseudo-inverse, -inf off the support. A
+    traced cov is factored by Cholesky, which fails on a singular one."""
     if type(cov).__module__.startswith("scipy.stats"):
         raise UnsupportedOperationError("scipy.stats.multivariate_normal with a Covariance object",
                                         "Pass the covariance matrix as an array. ")
@@ -463,6 +466,12 @@ def _mvn_logpdf(x, mean, cov):
     if x.ndim == 1:
         x = numpy_ops.reshape(x, (-1, 1) if dim == 1 else (1, -1))
     dev = x - mean
+    if allow_singular and not is_tracer(cov) and np.linalg.matrix_rank(cov) < dim:
+        psd = sys.modules["scipy.stats._multivariate"]._PSD(cov, allow_singular=True)  # loaded: it is tracing
+        maha = numpy_ops.sum(numpy_ops.matmul(dev, psd.U) ** 2, axis=-1)
+        out = -0.5 * (psd.rank * _LOG_2PI + psd.log_pdet + maha)
+        residual = numpy_ops.sum(numpy_ops.matmul(dev, psd.V) ** 2, axis=-1)
+        return _squeeze_output(np.where(residual < psd.eps ** 2, out, -np.inf))
     lower = linalg_ops.cholesky(cov)
     whitened = linalg_ops.solve_triangular(lower, numpy_ops.transpose(numpy_ops.reshape(dev, (-1, dim))), lower=True)
     maha = numpy_ops.reshape(numpy_ops.sum(whitened * whitened, axis=0), numpy_ops.shape_of(dev)[:-1])
@@ -472,7 +481,7 @@ def _mvn_logpdf(x, mean, cov):
 
 def _mvn(method):
     def builder(self, x, mean=None, cov=1, allow_singular=False):
-        out = _mvn_logpdf(x, mean, cov)
+        out = _mvn_logpdf(x, mean, cov, allow_singular)
         return np.exp(out) if method == "pdf" else out
     return builder
 

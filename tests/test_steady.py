@@ -156,33 +156,3 @@ def test_the_reverse_sweep_reads_the_stored_products(reference):
     # again: the sweep's products are the cotangents' (of h, of the two factors of Wh)
     assert len(products) == 3, products
 
-
-def rnn2(params, X):
-    """`rnn` with a weight of its own for the input: each weight's cotangent is, per step, a
-    product over the batch (x_t.T @ dz_t, h_t.T @ dz_t)."""
-    Wx, Wh, A = params
-    h = np.zeros((N, Wh.shape[0]))
-    for t in range(K):
-        h = np.tanh((X * Wx[t]) @ A + h @ Wh)
-    return np.sum(h ** 2)
-
-
-def test_weight_cotangents_are_one_product_after_the_loop(reference):
-    """The reverse sweep passes the running sums of A's and Wh's cotangents through and stacks
-    their factors; after the loop each is one product over all steps and the batch (inner size
-    K * N), not K small ones. Gradients equal the unrolled program's and the checkpointed pass's."""
-    params = (RNG.normal(size=(K, D)), RNG.normal(size=(D, D)) * 0.5, RNG.normal(size=(D, D)))
-    vg = jitad.value_and_grad(rnn2)
-    value, grads = vg(params, X)
-    ref_value, ref_grads = _unrolled(rnn2, params, X)
-    assert value == pytest.approx(ref_value, rel=1e-12)
-    for g, ref, rec in zip(grads, ref_grads, jitad.grad(rnn2, memory="recompute")(params, X)):
-        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
-        np.testing.assert_allclose(g, rec, rtol=1e-12, atol=1e-14)
-    graph = vg.jitad_transform.latest.complete().optimized
-    forward, backward = sorted(_scans(graph), key=lambda n: n.params["reverse"])
-    body = backward.params["body"]
-    assert body.name.endswith("(products after the loop)"), body.name
-    assert len([n for n in body.graph.nodes if n.prim.name == "matmul"]) == 2  # dz @ Wh.T, dz @ A.T
-    after = [n for n in graph.nodes if n.prim.name == "matmul" and n.inputs[0].shape == (D, K * N)]
-    assert len(after) == 2, after

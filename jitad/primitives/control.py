@@ -216,14 +216,6 @@ class Body:
         """One step of the reverse sweep of a scan (see `rules.adjoint_body`)."""
         return self._made(("vjp", fx, fk), self.rules.adjoint_body, fx, fk)
 
-    def deferred_products(self, first, count):
-        """(body, sums) or None: this body with the running sums `first + m` (m in `sums`, of the
-        `count` from `first`) whose step adds a matrix product a @ b with an inner size of 2 or more
-        (a weight's cotangent x_t.T @ dz_t over a batch) passed through unchanged, and a, b as
-        extra per-step outputs after its own: the loop's caller sums the products as one product
-        of the stacked factors (`reverse_scan`) instead of one small product a step."""
-        return self._made(("deferred", first, count), _deferred_products, first, count)
-
     def batched_body(self, bx, bk, k):
         """The body over a batch of k loops: every carry and y with a leading axis of k, the xs in
         `bx` and the consts in `bk` too (see `rules.batched_body`)."""
@@ -276,29 +268,6 @@ def _residual_nodes(body):
             if node.prim is matmul_p and _is_float(node.dtype):
                 found.append(node)
     return tuple(found)
-
-
-def _deferred_products(body, first, count):
-    graph, outputs, factors, sums = body.graph, list(body.graph.outputs), [], []
-    for m in range(count):
-        j = first + m
-        node, carried = graph.outputs[j], graph.inputs[body.lead + j]
-        if node.prim is not add_p or node.ndim != 2:
-            continue
-        a, b = node.inputs
-        inc = b if a is carried else a if b is carried else None
-        if inc is None or inc is carried or inc.prim is not matmul_p or inc.shape != node.shape:
-            continue
-        x, y = inc.inputs
-        if x.ndim != 2 or y.ndim != 2 or x.shape[1] < 2 or not x.dtype == y.dtype == node.dtype:
-            continue  # an outer product (inner size 1) is added in place in one pass already (_lower_scan)
-        sums.append(m)
-        outputs[j] = carried
-        factors += [x, y]
-    if not sums:
-        return None
-    return (Body(Graph(graph.inputs, outputs + factors), body.lead, body.n_carry, body.n_xs,
-                 f"{body.name} (products after the loop)"), tuple(sums))
 
 
 def split(seq, *sizes):
@@ -598,19 +567,9 @@ def reverse_scan(body, init, xs, consts, ct_carry, ct_sums, ct_ys, length, rever
                                                             reverse=reverse))[nc + ny:]
         residuals, stored = split(recorded, len(body.residuals()))
         ab = body.adjoint_body(fx, fk)
-        deferred = ab.deferred_products(len(fc), len(fk)) if length > 1 and current_memory() == "store" else None
-        if deferred is not None:
-            ab, sums = deferred
         value = scan_p(*ct_carry, *ct_sums, *stored, *xs, *residuals, *ct_ys, *consts, body=ab, length=length,
                        reverse=not reverse)
-        gc, gk, gx = split(ab.scan_layout(length).unpack(value), len(fc), len(fk))
-        if deferred is None:
-            return gc, gk, gx
-        gx, factors = gx[:len(fx)], gx[len(fx):]
-        for m, a, b in zip(sums, factors[::2], factors[1::2]):  # sum over t of a_t @ b_t: one product
-            _, p, r = np.shape(a)
-            gk[m] = gk[m] + np.reshape(np.transpose(a, (1, 0, 2)), (p, length * r)) @ np.reshape(b, (length * r, -1))
-        return gc, gk, gx
+        return split(ab.scan_layout(length).unpack(value), len(fc), len(fk))
     body.checkpointed(length, reverse, schedule)
     k, inner, last = schedule
     c, r, start, last_start = _pieces(length, k, reverse)

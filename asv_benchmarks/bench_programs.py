@@ -33,6 +33,14 @@ the session that rolled the joined columns into a transpose, skipped unread cota
 reverse passes, stored the step's matrix products for the reverse sweep and stored transcendentals
 read many times: gmm_k25 2.64 / 5.73 -> 1.64 / 1.02, lstm_T8 1.42 / 1.97 -> 1.61 / 1.76,
 rnn_T100 1.69 / 1.09 -> 0.90 / 0.96 (values agree with JAX's to 1e-14).
+
+lstm_T8, tried and taken back: the weights' cotangents as one product after the scan (the factors
+x_t and dz_t stacked, one (in x T*batch) @ (T*batch x 4h) product) instead of T small products in
+the reverse sweep. Interleaved in one process with and without it (best of 8 rounds, load ~5):
+3.30 vs 2.93 ms, and 1.29 vs 1.25 ms when x_t is stacked untransposed -- slower both times: the
+small products are already added into the running sum in place. jitad / JAX in the same runs:
+2.2-3.2 (JAX timed without a block per call there); with `python -m asv_benchmarks.bench_programs
+--only lstm_T8 --impls jitad,jax` (load 5-11): 1.25-2.02 at this session's start.
 """
 import argparse
 import os

@@ -112,7 +112,7 @@ def _binary_rows():
                          ("minimum", (-2.0, 2.0)), ("fmax", (-2.0, 2.0)), ("fmin", (-2.0, 2.0)),
                          ("hypot", (-2.0, 2.0)), ("logaddexp", (-2.0, 2.0)), ("logaddexp2", (-2.0, 2.0)),
                          ("arctan2", ((0.3, 2.0), (-2.0, 2.0))), ("power", ((0.3, 2.0), (-2.0, 2.0))),
-                         ("float_power", ((0.3, 2.0), (-2.0, 2.0)))]:
+                         ("float_power", ((0.3, 2.0), (-2.0, 2.0))), ("fmod", ((2.1, 2.9), (1.9, 2.0)))]:
         rows.append(Row(name, getattr(np, name), BINARY, domain))
     rows += [
         Row("operator_add", lambda x, y: x + y + 1.0 + (2.0 + x), BINARY[:4]),
@@ -168,7 +168,8 @@ def _predicate_rows():
         Row("rint", lambda x: x * np.rint(x) + x * np.round(x) + np.round(x, 1) * x, [((2, 3),)], (1.62, 1.64)),
         Row("trunc", lambda x: x * np.trunc(x), [((2, 3),)], (-1.9, -1.1)),
         Row("mod_floor_divide", lambda x, y: x % y + x // y + np.remainder(x, 1.5) * x + 5.5 % y + 5.5 // y
-            + divmod(x, y)[1] * divmod(7.0, x)[1], [((3,), (3,))], ((2.1, 2.9), (1.9, 2.0))),
+            + divmod(x, y)[1] * divmod(7.0, x)[1] + np.divmod(x, y)[1] * np.fmod(-x, y), [((3,), (3,))],
+            ((2.1, 2.9), (1.9, 2.0))),
         Row("isclose", lambda x, y: np.where(np.isclose(x, y), x, y) + np.where(np.isclose(x, x), y, x), BINARY[:3]),
         # a boolean used as a number (from tests/test_compiled.py's binary group)
         Row("compare_times", lambda x, y: (x < y) * x + (x >= y) * y * 2.0, BINARY[:4]),
@@ -451,7 +452,8 @@ def _special_rows():
             [((3,),), ((2, 3),)], (0.2, 4.0)),
         Row("betainc", lambda x: sc.betainc(2.0, np.array([1.5, 3.0, 0.8]), x) + sc.betainc(0.7, 2.5, x) ** 2,
             [((3,),), ((2, 3),)], (0.1, 0.9)),
-        Row("binom", sc.binom, [BINARY[0], BINARY[3]], ((3.0, 6.0), (0.5, 2.5))),  # (a composition of gammaln)
+        # binom: a composition of gammaln, floor, mod and where, each compiled in other rows
+        Row("binom", sc.binom, [BINARY[0], BINARY[3]], ((3.0, 6.0), (0.5, 2.5)), group=None),
         # one ulp moved (derivative 1 in x), and the exponent (no derivative) and mantissa of np.frexp
         Row("nextafter_frexp", lambda x, y: np.nextafter(x, y) + np.frexp(x)[0] * np.frexp(3.0 * y)[1],
             [((3,), (3,)), ((2, 3), ())], ((-2.0, 2.0), (0.4, 2.0))),

@@ -428,3 +428,49 @@ def test_tensordot_axes_out_of_range_raise_as_numpy(reference_backend):
         jitad.jit(lambda x: np.tensordot(x, x, axes=([0, 1], [0])))(x)
     np.testing.assert_allclose(jitad.jit(lambda x: np.tensordot(x, x, axes=([-1], [-2])))(x * 2),
                                np.tensordot(x * 2, x * 2, axes=([-1], [-2])))
+
+
+def test_float_remainder_floor_divide_and_fmod_are_numpys_bit_for_bit(reference_backend):
+    """Found this session: float % and // were x - floor(x / y) * y and floor(x / y), which round:
+    5.0 % 0.1 gave 0.0 (NumPy 0.09999999999999973) and 2.0 // 0.2 gave 10.0 (NumPy 9.0); fmod too.
+    They now follow C's fmod as NumPy does, signed zeros, infinities and NaN included (the compiled
+    kernels are compared in test_compiled's binary group)."""
+    special = np.array([5.0, 2.0, 0.3, -7.3, 1e17, -0.0, 0.0, np.inf, -np.inf, np.nan, 1e-300, 0.1, -0.1, 0.2, 3.0])
+    x, y = (a.ravel() for a in np.meshgrid(special, special))
+    with np.errstate(all="ignore"):
+        for f in (np.remainder, np.floor_divide, np.fmod, lambda x, y: np.divmod(x, y)[0], lambda x, y: x % y):
+            want, got = f(x, y), jitad.jit(f)(x, y)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)
+            assert np.array_equal(np.signbit(got), np.signbit(want))
+    x32 = np.array([5.5, -2.0, 0.0], np.float32)
+    assert jitad.jit(np.remainder)(x32, np.float32(-1.0)).dtype == np.float32
+
+
+def test_transpose_cumsum_dtype_and_take_modes_as_numpy(reference_backend):
+    """Found this session by a sweep of edge cases against NumPy: np.transpose(x, (0,)) of a 2-D array
+    returned a value where NumPy raises; np.cumsum(x, dtype=np.float32) was float64; np.take with
+    mode='clip'/'wrap' and np.divmod were unsupported."""
+    x = np.arange(1.0, 7.0).reshape(2, 3)
+    for axes in ((0,), (0, 0), (0, 1, 2)):
+        with pytest.raises(ValueError):
+            jitad.jit(lambda x: np.transpose(x, axes))(x)
+    for f in (lambda x: np.cumsum(x, dtype=np.float32), lambda x: np.cumprod(x, axis=1, dtype=np.float32),
+              lambda x: np.take(x, [7, -1], mode="clip"), lambda x: np.take(x, [7, -8], mode="wrap"),
+              lambda x: np.divmod(x, 2.5)[1]):
+        want, got = f(x.copy()), jitad.jit(f)(x)
+        assert got.dtype == want.dtype
+        np.testing.assert_array_equal(got, want)
+    g = jitad.grad(lambda x: np.sum(np.take(x, [7, 0, -8], mode="wrap") ** 2))(x)
+    np.testing.assert_array_equal(g, np.array([[2.0, 4.0, 0.0], [0.0, 10.0, 0.0]]))  # positions 1, 0 and 4
+
+
+def test_round_with_decimals_is_numpys_bit_for_bit(reference_backend):
+    """Found this session: np.round(x, 1) multiplied by 0.1 instead of dividing by 10, so
+    np.round(0.3, 1) was 0.30000000000000004; NumPy divides (and for decimals < 0 multiplies)."""
+    x = np.array([0.3, -7.3, 123.456, 1e17, 0.15, 2.5, 1234.5, -0.0])
+    for d in (-2, -1, 1, 2, 3):
+        for a in (x, x.astype(np.float32)):
+            want, got = np.round(a, d), jitad.jit(lambda a: np.round(a, d))(a)
+            assert got.dtype == want.dtype
+            np.testing.assert_array_equal(got, want)

@@ -63,7 +63,7 @@ _NP_CALLS = {
     "sqrt": "math.sqrt", "hypot": "math.hypot", "isnan": "math.isnan", "isinf": "math.isinf",
     "isfinite": "math.isfinite", "floor": "d_floor", "ceil": "d_ceil", "trunc": "d_trunc", "rint": "d_rint",
     "sign": "d_sign", "cbrt": "d_cbrt", "exp2": "d_exp2", "fmax": "d_fmax", "fmin": "d_fmin",
-    "logaddexp": "d_logaddexp", "logaddexp2": "d_logaddexp2",
+    "logaddexp": "d_logaddexp", "logaddexp2": "d_logaddexp2", "fmod": "math.fmod",
     # scalar type conversions stay NumPy's (Numba types them on the device)
     "float64": "np.float64", "float32": "np.float32", "int64": "np.int64", "int32": "np.int32",
     "bool_": "np.bool_", "uint8": "np.uint8",

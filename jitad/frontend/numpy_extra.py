@@ -255,7 +255,7 @@ def cumprod(a, axis=None, dtype=None, out=None):
     """Running products by doubling (log2 n steps, each a shifted product), so zeros and negative
     entries are exact and the derivative is that of the products."""
     _no_out("cumprod", out)
-    a = ops.asarray(a)
+    a = ops.asarray(a) if dtype is None else ops.astype(ops.asarray(a), dtype)  # NumPy multiplies in `dtype`
     if axis is None:
         a, axis = ops.ravel(a), 0
     axis = ops.normalize_axis(axis, ops.ndim_of(a))
@@ -266,7 +266,7 @@ def cumprod(a, axis=None, dtype=None, out=None):
         ones[axis] = shift
         a = a * ops.concatenate([ops.full(tuple(ones), 1, a.dtype), _slice_along(a, axis, 0, n - shift)], axis=axis)
         shift *= 2
-    return a if dtype is None else ops.astype(a, dtype)
+    return a
 
 
 def ediff1d(ary, to_end=None, to_begin=None):
@@ -768,12 +768,18 @@ def digitize(x, bins, right=False):
 # --- gathers and reshapes ---------------------------------------------------------------------------
 def take(a, indices, axis=None, out=None, mode="raise"):
     _no_out("take", out)
-    if mode != "raise":
-        raise UnsupportedOperationError(f"np.take(mode={mode!r})", "Clip or wrap the indices first. ")
+    if mode not in ("raise", "clip", "wrap"):
+        raise ValueError(f"np.take: mode must be 'raise', 'clip' or 'wrap', not {mode!r}")
     a = ops.asarray(a)
     if axis is None:
         a, axis = ops.ravel(a), 0
     axis = ops.normalize_axis(axis, ops.ndim_of(a))
+    if mode != "raise":
+        if is_tracer(indices):
+            raise UnsupportedOperationError(f"np.take(mode={mode!r}) at traced positions",
+                                            "Clip or wrap the indices first (np.clip, np.mod). ")
+        n, indices = ops.shape_of(a)[axis], np.asarray(indices)
+        indices = np.clip(indices, 0, n - 1) if mode == "clip" else np.mod(indices, n)
     return ops.getitem(a, (slice(None),) * axis + (indices,))
 
 

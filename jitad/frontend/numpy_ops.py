@@ -101,6 +101,10 @@ def _reshape_in_order(x, shape, order):
 def transpose(x, axes=None):
     nd = ndim_of(x)
     perm = tuple(reversed(range(nd))) if axes is None else tuple(normalize_axis(a, nd) for a in axes)
+    if len(perm) != nd:
+        raise ShapeError(f"transpose: axes {tuple(axes)} don't match an array of {nd} dimensions")
+    if len(set(perm)) != nd:
+        raise ShapeError(f"transpose: repeated axis in {tuple(axes)}")
     if perm == tuple(range(nd)):
         return x
     return P.transpose_p(x, perm=perm)
@@ -413,7 +417,9 @@ def imag(x):
 
 
 def fmod(x, y):
-    return x - P.trunc_p(x / y) * y
+    if _integer_quotient_dtype(x, y) is not None:
+        return x - P.trunc_p(x / y) * y
+    return P.fmod_p(x, y)
 
 
 def astype(x, dtype, copy=True, **_):
@@ -740,6 +746,8 @@ def cumsum(x, axis=None, dtype=None, out=None):
     if out is not None:
         from jitad.errors import InPlaceUpdateError
         raise InPlaceUpdateError("np.cumsum(out=...) with a traced value")
+    if dtype is not None:  # NumPy accumulates in `dtype`
+        x = astype(x, dtype)
     if axis is None:
         x, axis = ravel(x), 0
     return P.cumsum_p(x, axis=normalize_axis(axis, ndim_of(x)))
@@ -1123,9 +1131,14 @@ def full_like(x, fill_value, dtype=None, *args, **kwargs):
 
 
 def _round(x, decimals=0, out=None):
-    if decimals:
+    """As NumPy: rint(x * 10**d) / 10**d, or rint(x / 10**-d) * 10**-d for d < 0 (multiplying by
+    10**-d instead rounds: np.round(0.3, 1) would be 0.30000000000000004)."""
+    if decimals > 0:
         scale = 10.0 ** decimals
-        return P.rint_p(x * scale) * (1.0 / scale)
+        return P.rint_p(x * scale) / scale
+    if decimals < 0:
+        scale = 10.0 ** -decimals
+        return P.rint_p(x / scale) * scale
     return P.rint_p(x)
 
 
@@ -1136,10 +1149,29 @@ def _integer_quotient_dtype(x, y):
     return dtype if dtype.kind in "iu" else None
 
 
+def _float_divmod(x, y):
+    """NumPy's floor division and remainder of floats (npy_divmod): from C's exact fmod, the
+    remainder moved to the divisor's sign, and the quotient (x - fmod) / y rounded to an integer,
+    so that 5.0 % 0.1 is 0.09999999999999973 and 2.0 // 0.2 is 9.0 as in NumPy (x - floor(x / y) * y
+    gives 0.0 and 10.0). Signed zeros, infinities and NaN come out as NumPy's."""
+    m = P.fmod_p(x, y)
+    moved = P.logical_and_p(P.not_equal_p(m, 0.0), P.not_equal_p(P.less_p(y, 0.0), P.less_p(m, 0.0)))
+    zero, negative_zero = np.zeros((), m.dtype), np.array(-0.0, m.dtype)
+    remainder = where(moved, m + y, where(P.equal_p(m, 0.0), where(P.less_p(y, 0.0), negative_zero, zero), m))
+    div = (x - m) / y
+    div = where(moved, div - 1.0, div)
+    quotient = P.floor_p(div)
+    quotient = where(P.greater_p(div - quotient, 0.5), quotient + 1.0, quotient)
+    q = x / y
+    quotient = where(P.equal_p(div, 0.0), P.floor_p(q) * 0.0, quotient)  # a zero of a / b's sign
+    quotient = where(P.equal_p(y, 0.0), P.floor_p(q), quotient)  # inf or nan, as a / b
+    return quotient, remainder
+
+
 def mod(x, y):
     dtype = _integer_quotient_dtype(x, y)
     if dtype is None:
-        return x - P.floor_p(x / y) * y
+        return _float_divmod(x, y)[1]
     remainder = x - floor_divide(x, y) * y
     if not is_tracer(y) and np.all(np.asarray(y) != 0):
         return remainder
@@ -1149,7 +1181,7 @@ def mod(x, y):
 def floor_divide(x, y):
     dtype = _integer_quotient_dtype(x, y)
     if dtype is None:
-        return P.floor_p(x / y)
+        return _float_divmod(x, y)[0]
     quotient = astype(P.floor_p(x / y), dtype)  # exact for |x| < 2**53
     if not is_tracer(y) and np.all(np.asarray(y) != 0):
         return quotient
@@ -1203,7 +1235,8 @@ UFUNCS.update({
     np.logaddexp2: _logaddexp2, np.bitwise_and: _boolean(P.logical_and_p, "bitwise_and"),
     np.bitwise_or: _boolean(P.logical_or_p, "bitwise_or"), np.bitwise_xor: _boolean(P.logical_xor_p, "bitwise_xor"),
     np.invert: _boolean(P.logical_not_p, "invert"),
-    np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide, np.fmod: fmod, np.conjugate: _pos,
+    np.matmul: matmul, np.remainder: mod, np.floor_divide: floor_divide, np.fmod: fmod,
+    np.divmod: lambda x, y, *_, **__: (floor_divide(x, y), mod(x, y)), np.conjugate: _pos,
     np.deg2rad: _deg2rad, np.radians: _deg2rad, np.rad2deg: _rad2deg, np.degrees: _rad2deg,
 })
 

@@ -247,6 +247,10 @@ hypot_p = binary("hypot", np.hypot,
                  lambda x, y, o: where_p(o == 0, 0.0, x / where_p(o == 0, 1.0, o)),
                  lambda x, y, o: where_p(o == 0, 0.0, y / where_p(o == 0, 1.0, o)),
                  "np.hypot({0}, {1})", inline_cost=EXPENSIVE)
+# C's fmod, exact as NumPy's (x - trunc(x / y) * y rounds: 5.0 fmod 0.1 would be 0, not 0.09999999999999973):
+# out = x - n y for the integer n = (x - out) / y, so d/dx = 1 and d/dy = -n
+fmod_p = binary("fmod", np.fmod, _one, lambda x, y, o: -rint_p((x - o) / y), "np.fmod({0}, {1})",
+                domain=((-2.0, 2.0), (0.7, 0.9)), inline_cost=EXPENSIVE)
 # (NaN-propagating, as NumPy's: Python's max/min drop a NaN that comes second)
 maximum_p = binary("maximum", np.maximum, lambda x, y, o: _select_first(x, y),
                    lambda x, y, o: _select_first(y, x), "K.nmax({0}, {1})")

@@ -208,3 +208,18 @@ def test_readable_kernel_computes_what_numpy_does():
     assert value == pytest.approx(f(*args), rel=1e-13)
     assert value == pytest.approx(want_value, rel=1e-13)
     np.testing.assert_allclose(grad, want_grad, rtol=1e-12)
+
+
+def test_the_split_drivers_dels_come_after_a_loops_body():
+    """A value last read in a loop's header or body is deleted after the loop, not inside it (the
+    rows of a scan's body are lines of their own, indented in their text: a `del` between them
+    made the driver an IndentationError, found by test_compiled's second-order binary group)."""
+    from jitad.backend.codegen import _released
+    lines = [("n = f(x)", None, 0), ("for t in range(n):\n    b = g(x, t)", None, 0), ("    c = h(b)", None, 0),
+             ("m = k(x)", None, 0), ("for s in range(m):", None, 0), ("q = g(s)", None, 1), ("d = k(x)", None, 0),
+             ("return (d,)", None, 0)]
+    out = _released(lines)
+    source = "def driver(x):\n" + "\n".join("    " * (depth + 1) + text.replace("\n", "\n    ")
+                                           for text, _, depth in out)
+    compile(source, "driver", "exec")
+    assert source.index("del n") > source.index("c = h(b)") and source.index("del m") > source.index("q = g(s)")

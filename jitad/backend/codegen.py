@@ -895,6 +895,13 @@ _ASSIGNED = re.compile(r"([A-Za-z_]\w*(?:\s*,\s*[A-Za-z_]\w*)*)\s*,?\s*=[^=]")
 _NAME = re.compile(r"[A-Za-z_]\w*")
 
 
+def _top_level(line):
+    """Whether a driver line starts a statement of the function's own body (not a line of a
+    loop's body: those have a depth, or their text starts indented, as a scan's rows do)."""
+    text, _, depth = line
+    return depth == 0 and not text[:1].isspace()
+
+
 def _released(lines):
     """The split form's driver lines with `del` after the statement that last reads each value it
     assigns: a plain Python function holds its locals until it returns (a Numba kernel frees an
@@ -914,6 +921,8 @@ def _released(lines):
     for name in assigned:
         k = last[name]
         if k < len(lines) - 1 and lines[k][2] == 0:  # not read by the return, nor last inside a block
+            while k + 1 < len(lines) - 1 and not _top_level(lines[k + 1]):  # in a block: free after it
+                k += 1
             frees.setdefault(k, []).append(name)
     out = []
     for k, line in enumerate(lines):

@@ -148,10 +148,26 @@ def _claimed_here(item):
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_protocol(item, nextitem):
-    """An item whose file the other process claimed is not run here (True: nothing else runs it)."""
-    if _SHARD["claims"] is not None and not _claimed_here(item):
+    """An item whose file the other process claimed is not run here (True: nothing else runs it).
+    One this process runs is run as pytest's own protocol does, but with the next item this process
+    runs (claimed now) as `nextitem`, so that fixtures and modules are torn down before it."""
+    if _SHARD["claims"] is None:
+        return None
+    if not _claimed_here(item):
         return True
-    return None
+    from _pytest.runner import runtestprotocol
+    items = item.session.items
+    if "index" not in _SHARD:
+        _SHARD["index"] = {id(it): k for k, it in enumerate(items)}
+    following = None
+    for later in items[_SHARD["index"][id(item)] + 1:]:
+        if _claimed_here(later):
+            following = later
+            break
+    item.ihook.pytest_runtest_logstart(nodeid=item.nodeid, location=item.location)
+    runtestprotocol(item, nextitem=following)
+    item.ihook.pytest_runtest_logfinish(nodeid=item.nodeid, location=item.location)
+    return True
 
 
 def pytest_runtest_logreport(report):

@@ -213,7 +213,8 @@ def gradient(f, *varargs, axis=None, edge_order=1):
     return outs[0] if len(outs) == 1 else outs
 
 
-def trapezoid(y, x=None, dx=1.0, axis=-1):
+def _trapezoids(y, x, dx, axis):
+    """The areas of the trapezoids between neighbours of `y` along `axis` (spacing `x` or `dx`), and the axis."""
     y = _float(y)
     axis = ops.normalize_axis(axis, ops.ndim_of(y))
     n = ops.shape_of(y)[axis]
@@ -224,23 +225,18 @@ def trapezoid(y, x=None, dx=1.0, axis=-1):
         d = ops.diff(x, axis=-1 if ops.ndim_of(x) == 1 else axis)
         if ops.ndim_of(x) == 1:
             d = ops.reshape(d, tuple(-1 if a == axis else 1 for a in range(ops.ndim_of(y))))
-    return ops.sum(d * (_slice_along(y, axis, 1, None) + _slice_along(y, axis, 0, n - 1)) / 2.0, axis=axis)
+    return d * (_slice_along(y, axis, 1, None) + _slice_along(y, axis, 0, n - 1)) / 2.0, axis
+
+
+def trapezoid(y, x=None, dx=1.0, axis=-1):
+    pieces, axis = _trapezoids(y, x, dx, axis)
+    return ops.sum(pieces, axis=axis)
 
 
 def cumulative_trapezoid(y, x=None, dx=1.0, axis=-1, initial=None):
     """scipy.integrate.cumulative_trapezoid: the running sums of trapezoid's pieces (with `initial`, which
     SciPy allows only as 0, in front)."""
-    y = _float(y)
-    axis = ops.normalize_axis(axis, ops.ndim_of(y))
-    n = ops.shape_of(y)[axis]
-    if x is None:
-        d = dx
-    else:
-        x = ops.asarray(x)
-        d = ops.diff(x, axis=-1 if ops.ndim_of(x) == 1 else axis)
-        if ops.ndim_of(x) == 1:
-            d = ops.reshape(d, tuple(-1 if a == axis else 1 for a in range(ops.ndim_of(y))))
-    pieces = d * (_slice_along(y, axis, 1, None) + _slice_along(y, axis, 0, n - 1)) / 2.0
+    pieces, axis = _trapezoids(y, x, dx, axis)
     out = ops.cumsum(pieces, axis=axis)
     if initial is not None:
         if not np.isscalar(initial) or initial != 0:

@@ -761,6 +761,9 @@ EXEMPT = {
 
 # --- the generated compiled groups ----------------------------------------------------------------
 MAX_ROWS_PER_KERNEL = 24  # Numba's compile time grows with a kernel's size: groups split into kernels of this many
+# ... and faster than linearly for the linear-algebra rows (each several nests and LAPACK calls): 22 rows
+# in one kernel took 141 s, the longest test of the suite, which one process had to run alone
+ROWS_PER_KERNEL = {"linalg": 6}
 
 
 def compiled_groups(table=TABLE, max_rows=MAX_ROWS_PER_KERNEL):
@@ -771,7 +774,8 @@ def compiled_groups(table=TABLE, max_rows=MAX_ROWS_PER_KERNEL):
             groups.setdefault(row.group, []).append(row)
     out = []
     for name, rows in groups.items():
-        size = -(-len(rows) // -(-len(rows) // max_rows))  # balanced: ceil(n / number of kernels)
+        limit = min(max_rows, ROWS_PER_KERNEL.get(name, max_rows))
+        size = -(-len(rows) // -(-len(rows) // limit))  # balanced: ceil(n / number of kernels)
         chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
         out += [(name if len(chunks) == 1 else f"{name}{k + 1}", chunk) for k, chunk in enumerate(chunks)]
     return out

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 
 import jitad
+from jitad.backend import worker
 from jitad.backend.cache import cache_info, describe_args, numba_type
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -113,6 +114,8 @@ def background(tmp_path, monkeypatch):
     jitad.config.compile = "background"
     yield tmp_path
     jitad.config.compile = saved
+    # a kernel queued by this test and compiled during the next would count in the next one's figures
+    assert worker.wait_idle(timeout=120), "the background compile worker did not finish its queue"
 
 
 def test_argument_descriptions_rebuild_numba_typeof():

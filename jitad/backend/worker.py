@@ -306,6 +306,18 @@ def warm():
     _the_client().warm()
 
 
+def wait_idle(timeout=None):
+    """Wait until this process's worker has no job queued or running; True if it is idle
+    (for tests: a job queued by one test must not finish during the next one)."""
+    client = _client
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while client is not None and (client.pending or client.current is not None):
+        if deadline is not None and time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
 def take_notes():
     """Messages about worker deaths since the last call (for the caller to warn about)."""
     client = _client

@@ -394,6 +394,21 @@ def _dispatcher(original, builder):
     return dispatch
 
 
+def _hook_for(entry, original, builder):
+    """The dispatcher that stands in for `original` under the name `entry` of SCIPY_FUNCTIONS, and the
+    trampoline code its code is swapped for (None: not swapped). Made once per entry and reused by
+    every later trace (making them at each trace cost ~1 ms a trace)."""
+    made = _hook_made.get(entry)
+    if made is None or made[0] is not original or made[1] is not builder:
+        # its code too, so a call through a dict or an attribute dispatches (scipy_code); a function two
+        # names hold is swapped once: the second name's dispatcher calls it, so its trampoline
+        code_swap = scipy_code.swappable(original, builder) and id(original) not in _hook_swaps
+        dispatcher = _dispatcher(scipy_code.copy_of(original) if code_swap else original, builder)
+        made = (original, builder, dispatcher, scipy_code.trampoline_for(original) if code_swap else None)
+        _hook_made[entry] = made
+    return made[2], made[3]
+
+
 @contextlib.contextmanager
 def scipy_hooks():
     """While tracing: scipy.linalg.<name> for the names in SCIPY_FUNCTIONS dispatch traced calls to jitad.
@@ -404,21 +419,20 @@ def scipy_hooks():
             _hook_saved = []
             for setup in SCIPY_SETUP:
                 setup()
-            for (module_name, name), builder in SCIPY_FUNCTIONS.items():
+            for entry, builder in SCIPY_FUNCTIONS.items():
+                module_name, name = entry
                 module = sys.modules.get(module_name)  # not imported yet: user code cannot call it
                 if module is not None:
                     *path, name = name.split(".")
                     owner = functools.reduce(lambda obj, part: getattr(obj, part, None), path, module)
                     original = getattr(owner, name, None)
                     if original is not None:  # else a SciPy version without it: nothing to swap
+                        dispatcher, trampoline = _hook_for(entry, original, builder)
                         _hook_saved.append((owner, name, original, name in vars(owner)))
-                        # its code too, so a call through a dict or an attribute dispatches (scipy_code)
-                        code_swap = scipy_code.swappable(original, builder) and id(original) not in _hook_swaps
-                        setattr(owner, name, _dispatcher(scipy_code.copy_of(original) if code_swap else original,
-                                                         builder))
-                        _hook_swaps[id(original)] = (original, getattr(owner, name))
-                        if code_swap:
-                            _hook_code.append(scipy_code.swap(original, getattr(owner, name)))
+                        setattr(owner, name, dispatcher)
+                        _hook_swaps[id(original)] = (original, dispatcher)
+                        if trampoline is not None:
+                            _hook_code.append(scipy_code.swap(original, dispatcher, trampoline))
             _hook_saved_names = scipy_names.swap_modules(_hook_swaps)  # names bound before tracing
         _hook_depth += 1
     try:
@@ -443,6 +457,7 @@ def scipy_hooks():
 _hook_depth, _hook_saved, _hook_saved_names, _hook_lock = 0, [], [], threading.Lock()
 _hook_swaps = {}  # id(original SciPy function) -> (original, its dispatcher), while hooks are on
 _hook_code = []  # the SciPy functions whose code is swapped (scipy_code.swap), while hooks are on
+_hook_made = {}  # SCIPY_FUNCTIONS key -> (original, builder, dispatcher, trampoline code or None)
 
 
 @contextlib.contextmanager

@@ -58,17 +58,28 @@ def swappable(function, builder):
     return isinstance(function, types.FunctionType) and not getattr(builder, "while_tracing", False)
 
 
-def swap(function, dispatcher):
-    """Make `function` (SciPy's own function object) run `dispatcher`; returns what `restore` takes."""
-    key = f"{function.__module__}.{function.__qualname__}#{id(function)}"
+def _key(function):
+    return f"{function.__module__}.{function.__qualname__}#{id(function)}"
+
+
+def trampoline_for(function):
+    """The code that stands in for `function`'s own (made once per function: `linalg_ops._hook_for`)."""
     code = _trampoline(len(function.__code__.co_freevars))
+    key = _key(function)
     consts = tuple(key if c == "__jitad_key__" else c for c in code.co_consts)
-    saved = (function, function.__code__, key)
-    _DISPATCH[key] = dispatcher
     names = {"co_name": function.__code__.co_name, "co_filename": function.__code__.co_filename}
     if hasattr(code, "co_qualname"):  # Python >= 3.11
         names["co_qualname"] = function.__code__.co_qualname
-    function.__code__ = code.replace(co_consts=consts, **names)
+    return code.replace(co_consts=consts, **names)
+
+
+def swap(function, dispatcher, trampoline):
+    """Make `function` (SciPy's own function object) run `dispatcher` through `trampoline`
+    (`trampoline_for(function)`); returns what `restore` takes."""
+    key = _key(function)
+    saved = (function, function.__code__, key)
+    _DISPATCH[key] = dispatcher
+    function.__code__ = trampoline
     return saved
 
 

@@ -109,10 +109,16 @@ def _swap_defaults(fun, swaps, undo):
         _swap_item(keywords, name, value, swaps, undo)
 
 
+_HOLDERS = (types.FunctionType, types.MethodType, functools.partial)  # the kinds `replacement` looks into
+
+
 def _swap_namespace(namespace, swaps, undo):
     for name, value in list(namespace.items()):
+        kind = type(value)
+        if kind not in _HOLDERS:  # most names: modules, classes, constants (a module's scan is per trace)
+            continue
         _swap_item(namespace, name, value, swaps, undo)
-        if type(value) is types.FunctionType:
+        if kind is types.FunctionType and (value.__defaults__ or value.__kwdefaults__):
             _swap_defaults(value, swaps, undo)
 
 

@@ -8,8 +8,9 @@ Every test of a primitive is generated from this one table:
   fails `test_every_primitive_has_a_row`.
 - tests/test_compiled.py: the compiled (Numba) path equals the reference executor. Rows are
   packed into generated groups (`compiled_groups`), one kernel for many rows, because each Numba
-  compile costs seconds: values and reverse mode for every row of a group; second order and
-  forward mode for the rows with `compiled_order=2`.
+  compile costs seconds: values and reverse mode for the rows of a group; the rows with
+  `compiled_order=2` in groups of their own, whose one transform compiles the values, reverse
+  mode, second order and forward mode.
 
 A row is a function of arrays, the domain its inputs are drawn from (away from kinks and
 poles), and the shape groups it runs on (broadcasting groups such as `[(), (3,), (2, 1, 3)]`).
@@ -49,7 +50,8 @@ class Row:
     fixed SciPy parameters); rtol: of the forward value against NumPy's; third_order / float32:
     whether the reverse^3 and float32 checks apply (a row that opts out says why);
     group: the compiled group (SECTION: its section's; None: not compiled, the row says why);
-    compiled_order: 1 = values and reverse mode compiled, 2 = also second order and forward mode;
+    compiled_order: 1 = values and reverse mode compiled, 2 = also second order and forward mode
+        (in one transform: tests/test_compiled.py's check_group_second_order);
     compiled_shapes: index into `shapes` of the shapes the compiled check uses.
     """
     name: str

@@ -1,10 +1,11 @@
 """The compiled (Numba) path equals the reference executor, for every row of the primitive table.
 
 The groups are generated from tests/primitive_table.py (`compiled_groups`): each packs many rows
-into one function, so one compiled kernel covers them (Numba compiles cost seconds). Every group
-is compared in reverse mode (values and a vector-Jacobian product); the rows with
-`compiled_order=2` also in second order (the gradient of a gradient's inner product) and in
-forward mode. Values are compared with NumPy's too.
+into one function, so one compiled kernel covers them (Numba compiles cost seconds). A row with
+`compiled_order=2` is compared in second order: one transform compiles its values, the gradient
+of a scalar of them (a vector-Jacobian product), the gradient of that gradient's inner product
+with a tangent (reverse over reverse), and a jvp (forward mode). Every other row is compared in
+reverse mode (values and a vector-Jacobian product). Values are compared with NumPy's too.
 """
 import numpy as np
 import optree
@@ -14,7 +15,8 @@ import jitad
 from jitad import primitives as P
 from primitive_table import ROWS, TABLE, compiled_groups, group_function, leaves
 
-GROUPS = compiled_groups()
+# a row of second order is compiled in its second-order group only, which checks its first order too
+GROUPS = compiled_groups([row for row in TABLE if row.group is not None and row.compiled_order != 2])
 SECOND_ORDER = compiled_groups([row for row in TABLE if row.group is not None and row.compiled_order == 2])
 
 
@@ -43,6 +45,15 @@ def _assert_trees_close(compiled, reference, what):
         np.testing.assert_allclose(a, b, **_tolerance(low), err_msg=f"{what} at {path}")
 
 
+def _assert_numpy_values_and_dtypes(rows, values, grads, args, expected):
+    """The compiled values are NumPy's, and each gradient has its input's dtype."""
+    for row in rows:
+        for a, e in zip(leaves(values[row.name]), leaves(expected[row.name])):
+            np.testing.assert_allclose(a, e, **_tolerance(np.asarray(e).dtype), err_msg=f"{row.name}: NumPy's value")
+    for row, g, a in zip(rows, grads, args):
+        assert [np.asarray(x).dtype for x in g] == [np.asarray(x).dtype for x in a], row.name
+
+
 def check_group_reverse(rows):
     """Values and a vector-Jacobian product of one group, compiled against the reference executor."""
     fn = group_function(rows)
@@ -57,21 +68,20 @@ def check_group_reverse(rows):
         return value, vjp_fn(ct)
     compiled, reference = _both_backends(run)
     _assert_trees_close(compiled, reference, "value / vjp")
-    for row in rows:  # and the values are NumPy's
-        for a, e in zip(leaves(compiled[0][row.name]), leaves(expected[row.name])):
-            np.testing.assert_allclose(a, e, **_tolerance(np.asarray(e).dtype), err_msg=f"{row.name}: NumPy's value")
-    for row, grads, a in zip(rows, compiled[1][0], args):  # a gradient has its input's dtype
-        assert [np.asarray(g).dtype for g in grads] == [np.asarray(x).dtype for x in a], row.name
+    _assert_numpy_values_and_dtypes(rows, compiled[0], compiled[1][0], args, expected)
 
 
 def check_group_second_order(rows):
-    """grad of <grad f, t> (reverse over reverse) and jvp (forward) of one group, compiled against the reference.
+    """Of one group, compiled against the reference: the gradient g of a scalar of the values (a
+    vector-Jacobian product), grad of <g, t> (reverse over reverse) and a jvp (forward), and the
+    values (NumPy's too).
 
-    One transform compiles both: the jvp is an auxiliary output of the second-order gradient, so its
-    primal part is the gradient's own forward pass (one kernel set, not two; the jvp is still forward
-    mode, the tangents' graph compiled and compared)."""
+    One transform compiles them all: g and the jvp are auxiliary outputs of the second-order
+    gradient, so the forward pass and g are the ones its own computation needs (one kernel set,
+    not three; the jvp is still forward mode, the tangents' graph compiled and compared)."""
     fn = group_function(rows)
     args = [row.compiled_args() for row in rows]
+    expected = fn(args)
     rng = np.random.default_rng(3)
     tangents = [tuple(np.asarray(rng.standard_normal(np.shape(x)), np.asarray(x).dtype)[()] for x in a) for a in args]
 
@@ -79,13 +89,16 @@ def check_group_second_order(rows):
         return sum(np.sum(np.sin(v)) for v in leaves(fn(xs)))
 
     def inner(xs):
-        directional = sum(np.sum(g * t) for g, t in zip(leaves(jitad.grad(scalar)(xs)), leaves(tangents)))
-        return directional, jitad.jvp(fn, (xs,), (tangents,))
+        g = jitad.grad(scalar)(xs)
+        directional = sum(np.sum(d * t) for d, t in zip(leaves(g), leaves(tangents)))
+        return directional, (g, jitad.jvp(fn, (xs,), (tangents,)))
 
     def run():
         return jitad.value_and_grad(inner, has_aux=True)(args)
     compiled, reference = _both_backends(run)
-    _assert_trees_close(compiled, reference, "second order / jvp")
+    _assert_trees_close(compiled, reference, "second order / vjp / jvp")
+    (_, (g, (values, _))), _ = compiled
+    _assert_numpy_values_and_dtypes(rows, values, g, args, expected)
 
 
 @pytest.mark.parametrize("name, rows", GROUPS, ids=[name for name, _ in GROUPS])
@@ -100,15 +113,17 @@ def test_compiled_matches_reference_second_order(name, rows):
 
 def test_every_row_is_compiled_or_says_why():
     """A row leaves the compiled groups only with group=None, which the table comments."""
-    grouped = {row.name for _, rows in GROUPS for row in rows}
-    assert grouped == {row.name for row in ROWS.values() if row.group is not None}
-    assert {row.name for _, rows in SECOND_ORDER for row in rows} <= grouped
+    grouped = [row.name for _, rows in GROUPS + SECOND_ORDER for row in rows]
+    assert sorted(grouped) == sorted(row.name for row in ROWS.values() if row.group is not None)
 
 
 def test_a_wrong_lowering_is_caught(monkeypatch):
     """The compiled check can fail: a reference implementation off by 1e-6 disagrees with the kernel."""
     rows = [ROWS["sin"], ROWS["multiply"]]
     check_group_reverse(rows)
+    check_group_second_order(rows)
     monkeypatch.setattr(P.sin_p, "impl", lambda x: np.sin(x) * (1 + 1e-6))
     with pytest.raises(AssertionError, match="value / vjp"):
         check_group_reverse(rows)
+    with pytest.raises(AssertionError, match="second order / vjp / jvp"):
+        check_group_second_order(rows)

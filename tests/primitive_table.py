@@ -445,6 +445,10 @@ def _special_rows():
         # log-sum-exp's shift at +-1e3 (exp alone overflows; the compiled kernel shifts too)
         Row("logsumexp_at_1e3", lambda x: sc.logsumexp(x + 1000.0, axis=0) - 1000.0
             + np.sum(sc.logsumexp(x - 1000.0, axis=1) + 1000.0), [((3, 4),)], (0.2, 0.9)),
+        # return_sign=True: log |sum| and its sign, for a positive and a negative weighted sum
+        Row("logsumexp_sign", lambda a: _times(*sc.logsumexp(a, axis=0, b=np.array([[1.0], [-0.05]]), return_sign=True))
+            + _times(*sc.logsumexp(a, b=np.array([[-1.0, -1.0, -1.0], [0.05, 0.05, 0.05]]), return_sign=True)),
+            [((2, 3),)], (-1.0, 1.0)),
         Row("softmax", lambda x: sc.softmax(x, axis=-1) * sc.log_softmax(x, axis=0) + sc.softmax(x) + sc.log_softmax(x),
             [((3,),), ((2, 3),)]),
         Row("sinc_near_zero", np.sinc, [((3,),)], (-0.09, 0.09)),
@@ -614,6 +618,7 @@ def _stats_rows():
         row("norm.sf", lambda x, loc, scale: st.norm.sf(x, loc, scale), (x_, 0.3, 1.7)),
         row("norm.logsf", lambda x, loc, scale: st.norm.logsf(x, loc, scale), (x_, 0.3, 1.7)),
         row("norm.ppf", lambda q, loc, scale: st.norm.ppf(q, loc, scale), (unit, 0.3, 1.7)),
+        row("norm.isf", lambda q, loc, scale: st.norm.isf(q, loc, scale), (unit, 0.3, 1.7)),
         row("norm.from_import", lambda x, scale: norm.logpdf(x, scale=scale), (x_, 1.3)),
         row("norm.frozen", lambda x, loc, scale: norm(loc, scale).logpdf(x) + st.norm(loc).pdf(x), (x_, 0.3, 1.7)),
         row("t.logpdf", lambda x, df, loc, scale: st.t.logpdf(x, df, loc, scale), (x_, pos + 1.0, 0.2, 1.5),
@@ -788,6 +793,10 @@ def group_function(rows):
     def group(args):
         return {row.name: row.fun(*a) for row, a in zip(rows, args)}
     return group
+
+
+def _times(value, sign):
+    return value * sign
 
 
 def leaves(tree):

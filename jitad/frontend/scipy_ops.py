@@ -138,12 +138,9 @@ def _reduce_axes(a, axis):
 
 def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
     """log Σ b e^a, shifted by the largest a (with a nonzero weight): finite for any finite input.
-    The shift is a constant to AD, so the derivative is exactly the (weighted) softmax."""
-    if return_sign:
-        raise UnsupportedOperationError(
-            "scipy.special.logsumexp(return_sign=True)",
-            "Its sign output is piecewise constant; with positive weights call it with return_sign=False "
-            "(the default). ")
+    The shift is a constant to AD, so the derivative is exactly the (weighted) softmax.
+    return_sign=True: (log |Σ b e^a|, its sign) as SciPy's; the sign is piecewise constant (derivative
+    0), and d log|s| = ds / s for either sign."""
     a = _float(numpy_ops.asarray(a))
     if b is not None:
         python_scalar = type(b) in (int, float)  # weak, as in NumPy 2: a float32 `a` stays float32
@@ -163,7 +160,14 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         terms = b * np.exp(np.minimum(a - shift, 709.0))
     else:
         terms = b * np.exp(weighted - shift)
-    out = np.log(numpy_ops.sum(terms, axis=axes, keepdims=True)) + shift
+    total = numpy_ops.sum(terms, axis=axes, keepdims=True)
+    if return_sign:
+        sign = np.sign(total)
+        out = np.log(np.abs(total)) + shift
+        if not keepdims:
+            out, sign = numpy_ops.squeeze(out, axis=axes), numpy_ops.squeeze(sign, axis=axes)
+        return out, sign
+    out = np.log(total) + shift
     return out if keepdims else numpy_ops.squeeze(out, axis=axes)
 
 
@@ -361,10 +365,11 @@ def _continuous(method):
         shapes, loc, scale = self._parse_args(*args, **kwds)
         shapes = tuple(_float(s, np.float64) for s in shapes)
         loc, scale = _float(loc, np.float64), _float(scale, np.float64)
-        if method == "ppf":
+        if method in ("ppf", "isf"):  # isf(q) = -ppf(q) about loc, accurate for small q (not ppf(1 - q))
             q = _float(x, np.float64)
             inside = (q >= 0) & (q <= 1)
-            return _checked(check, shapes, _select(inside, loc + scale * P.ndtri_p(q), np.nan), scale)
+            z = P.ndtri_p(q) if method == "ppf" else -P.ndtri_p(q)
+            return _checked(check, shapes, _select(inside, loc + scale * z, np.nan), scale)
         z = (_float(x, np.float64) - loc) / scale
         if method in NORM_METHODS and self.name == "norm":
             return _checked(check, shapes, NORM_METHODS[method](z), scale)
@@ -631,7 +636,7 @@ linalg_ops.SCIPY_FUNCTIONS.update({
     ("scipy.special", "log_softmax"): log_softmax, ("scipy.special", "polygamma"): polygamma,
     ("scipy.special", "multigammaln"): multigammaln,
     **{(_INFRA, f"rv_continuous.{m}"): _continuous(m)
-       for m in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf")},
+       for m in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf", "isf")},
     **{(_INFRA, f"rv_discrete.{m}"): _discrete(m) for m in ("logpmf", "pmf", "cdf", "sf", "logcdf", "logsf")},
     **{(_MULTI, f"multivariate_normal_gen.{m}"): _mvn(m) for m in ("logpdf", "pdf")},
     **{(_MULTI, f"multivariate_normal_frozen.{m}"): _mvn_frozen(m) for m in ("logpdf", "pdf")},

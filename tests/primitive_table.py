@@ -548,6 +548,11 @@ def _decomposition_rows():
         row("eigvalsh_4x4", np.linalg.eigvalsh, [(4, 4)], 2),
         row("eigvalsh_upper_batched", lambda a: np.linalg.eigvalsh(a, UPLO="U"), [(2, 3, 3)], 2),
         row("eigh_vectors", lambda a: _sign_free(np.linalg.eigh(a).eigenvectors), [(4, 4)], 1),
+        # raw eigenvectors (not sign-free): their signs are those of the LAPACK driver NumPy or SciPy calls;
+        # forward value only (order 0): a driver's sign choice can flip under the finite differences' steps
+        # (their derivatives are those of the rows above, the same rules)
+        row("eigh_vectors_upper_and_scipy", lambda a: np.linalg.eigh(a, "U")[1] + scipy.linalg.eigh(a)[1]
+            + scipy.linalg.eigh(a, lower=False, driver="evd")[1], [(3, 3)], 0),
         row("eigh_both_batched", lambda a: np.linalg.eigh(a)[0][..., None] * _sign_free(np.linalg.eigh(a)[1]),
             [(2, 3, 3)], 1),
         row("svdvals_tall", lambda a: np.linalg.svd(a, compute_uv=False), [(5, 3)], 2),

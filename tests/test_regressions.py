@@ -474,3 +474,34 @@ def test_round_with_decimals_is_numpys_bit_for_bit(reference_backend):
             want, got = np.round(a, d), jitad.jit(lambda a: np.round(a, d))(a)
             assert got.dtype == want.dtype
             np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("backend", ["reference", "numba"])
+def test_eigh_upper_has_numpys_eigenvectors(backend, monkeypatch):
+    """Found by running autograd's test_linalg through jitad: np.linalg.eigh(a, "U") computed the
+    factorisation of the lower triangle of aᵀ (the same matrix), whose eigenvectors can have the
+    opposite sign to NumPy's. It is now LAPACK's syevd on the upper triangle, as NumPy calls it; the
+    cotangent still reaches the upper triangle only. scipy.linalg.eigh had NumPy's eigenvectors,
+    where SciPy's default driver (syevr) gives other signs: it now calls SciPy's driver."""
+    monkeypatch.setattr(jitad.config, "backend", backend)
+    rng = np.random.default_rng(4)
+    for a in (rng.standard_normal((2, 5, 5)), rng.standard_normal((3, 3)).astype(np.float32)):
+        w, v = jitad.jit(lambda a: np.linalg.eigh(a, "U"))(a)
+        want_w, want_v = np.linalg.eigh(a, "U")
+        assert v.dtype == want_v.dtype
+        tol = dict(rtol=1e-5, atol=1e-6) if a.dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(w, want_w, **tol)  # (NumPy's and SciPy's LAPACK builds may round apart)
+        np.testing.assert_allclose(v, want_v, **tol)  # a sign flip is a difference of 2 |v|
+    import scipy.linalg  # scipy.linalg.eigh: syevr by default (its signs differ from syevd's), or syevd
+    for a in (rng.standard_normal((6, 6)), rng.standard_normal((5, 5)).astype(np.float32)):
+        tol = dict(rtol=1e-5, atol=1e-6) if a.dtype == np.float32 else dict(rtol=1e-12, atol=1e-14)
+        for kw in ({}, {"lower": False}, {"driver": "evd", "lower": False}):
+            got, want = jitad.jit(lambda a: scipy.linalg.eigh(a, **kw))(a), scipy.linalg.eigh(a, **kw)
+            for g, w in zip(got, want):
+                assert g.dtype == w.dtype
+                np.testing.assert_allclose(g, w, **tol, err_msg=str(kw))
+    a = rng.standard_normal((4, 4))
+    g = jitad.grad(lambda a: np.sum(np.linalg.eigh(a, "U")[1][:, 0] ** 3 + np.linalg.eigh(a, "U")[0] ** 2))(a)
+    assert np.all(np.tril(g, -1) == 0)
+    sym = np.triu(a) + np.triu(a, 1).T  # the matrix eigh(a, "U") sees: a finite-difference check on it
+    jitad.check_grads(lambda u: np.sum(np.linalg.eigh(u, "U")[0] ** 2), (sym,), order=1, modes=("rev",))

@@ -90,8 +90,9 @@ def test_derivatives_that_do_not_exist_are_errors():
     with pytest.raises(jitad.NonDifferentiableError, match="betainc has no derivative in its shape parameters"):
         jitad.grad(lambda b, v: np.sum(sc.betainc(2.0, b, v)))(np.array([1.0, 2.0]), x / 2)
     np.testing.assert_allclose(jitad.grad(lambda a, v: np.sum(sc.gammainc(a, v)), argnums=1)(2.0, x), x * np.exp(-x))
-    with pytest.raises(jitad.UnsupportedOperationError, match="return_sign"):
-        jitad.grad(lambda v: sc.logsumexp(v, return_sign=True)[0])(x)
+    b = np.where(np.arange(x.size) == 1, -0.01, 1.0)  # return_sign=True is supported now: d log|s| = softmax
+    lse = jitad.grad(lambda v: sc.logsumexp(v, b=b, return_sign=True)[0])(x)
+    np.testing.assert_allclose(lse, b * np.exp(x) / np.sum(b * np.exp(x)), rtol=1e-12)
     with pytest.raises(jitad.UnsupportedOperationError, match="genextreme.logpdf"):
         jitad.grad(lambda v: np.sum(st.genextreme.logpdf(v, 0.5)))(x)
     with pytest.raises(jitad.UnsupportedOperationError, match="gamma.ppf"):

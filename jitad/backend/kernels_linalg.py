@@ -32,6 +32,10 @@ def _lapack(name, nargs):
 _dgetrf, _sgetrf = _lapack("dgetrf", 6), _lapack("sgetrf", 6)   # m, n, a, lda, ipiv, info
 _dgetrs, _sgetrs = _lapack("dgetrs", 9), _lapack("sgetrs", 9)   # trans, n, nrhs, a, lda, ipiv, b, ldb, info
 _dtrtrs, _strtrs = _lapack("dtrtrs", 10), _lapack("strtrs", 10)  # uplo, trans, diag, n, nrhs, a, lda, b, ldb, info
+# jobz, uplo, n, a, lda, w, work, lwork, iwork, liwork, info
+_dsyevd, _ssyevd = _lapack("dsyevd", 11), _lapack("ssyevd", 11)
+# jobz, range, uplo, n, a, lda, vl, vu, il, iu, abstol, m, w, z, ldz, isuppz, work, lwork, iwork, liwork, info
+_dsyevr, _ssyevr = _lapack("dsyevr", 21), _lapack("ssyevr", 21)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -210,6 +214,83 @@ def eigh(a):
         w, v = np.linalg.eigh(a3[k])
         out[k, 0, :] = w
         out[k, 1:, :] = v
+    return out.reshape(a.shape[:-2] + (n + 1, n))
+
+
+@numba.njit(cache=True, nogil=True)
+def eigh_evd(a, upper):
+    """`eigh` by LAPACK's syevd on the upper (or lower) triangle, as np.linalg.eigh(a, "U") and
+    scipy.linalg.eigh(driver="evd") call it: their eigenvectors, signs included."""
+    n = a.shape[-1]
+    a3 = _stack(a)
+    out = np.empty((a3.shape[0], n + 1, n), a.dtype)
+    jobz, uplo = _char("V"), _char("U" if upper else "L")
+    nn, info = _int(n), _int(0)
+    w = np.empty(max(n, 1), a.dtype)
+    lwork, liwork = _int(-1), _int(-1)  # workspace query first
+    work, iwork = np.empty(1, a.dtype), np.empty(1, np.int32)
+    if n:
+        if a.itemsize == 8:
+            _dsyevd(jobz.ctypes, uplo.ctypes, nn.ctypes, a3[0].T.copy().ctypes, nn.ctypes, w.ctypes, work.ctypes,
+                    lwork.ctypes, iwork.ctypes, liwork.ctypes, info.ctypes)
+        else:
+            _ssyevd(jobz.ctypes, uplo.ctypes, nn.ctypes, a3[0].T.copy().ctypes, nn.ctypes, w.ctypes, work.ctypes,
+                    lwork.ctypes, iwork.ctypes, liwork.ctypes, info.ctypes)
+        lwork[0], liwork[0] = np.int32(work[0]), iwork[0]
+        work, iwork = np.empty(max(lwork[0], 1), a.dtype), np.empty(max(liwork[0], 1), np.int32)
+    for k in range(a3.shape[0]):
+        f = a3[k].T.copy()  # C order of aᵀ is Fortran order of a (as NumPy passes it)
+        if n:
+            if a.itemsize == 8:
+                _dsyevd(jobz.ctypes, uplo.ctypes, nn.ctypes, f.ctypes, nn.ctypes, w.ctypes, work.ctypes,
+                        lwork.ctypes, iwork.ctypes, liwork.ctypes, info.ctypes)
+            else:
+                _ssyevd(jobz.ctypes, uplo.ctypes, nn.ctypes, f.ctypes, nn.ctypes, w.ctypes, work.ctypes,
+                        lwork.ctypes, iwork.ctypes, liwork.ctypes, info.ctypes)
+            if info[0] > 0:
+                raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        out[k, 0, :] = w[:n]
+        out[k, 1:, :] = f.T  # Fortran order of the eigenvectors, as columns
+    return out.reshape(a.shape[:-2] + (n + 1, n))
+
+
+@numba.njit(cache=True, nogil=True)
+def _syevr(f, n, uplo, w, z, isuppz, work, lwork, iwork, liwork, info):
+    """One call of LAPACK's syevr (all eigenpairs) on the Fortran-order matrix f (overwritten)."""
+    jobz, rng, nn, il, iu, m = _char("V"), _char("A"), _int(n), _int(1), _int(n), _int(0)
+    bounds, tol = np.zeros(2, f.dtype), np.zeros(1, f.dtype)
+    if f.itemsize == 8:
+        _dsyevr(jobz.ctypes, rng.ctypes, uplo.ctypes, nn.ctypes, f.ctypes, nn.ctypes, bounds[:1].ctypes,
+                bounds[1:].ctypes, il.ctypes, iu.ctypes, tol.ctypes, m.ctypes, w.ctypes, z.ctypes, nn.ctypes,
+                isuppz.ctypes, work.ctypes, lwork.ctypes, iwork.ctypes, liwork.ctypes, info.ctypes)
+    else:
+        _ssyevr(jobz.ctypes, rng.ctypes, uplo.ctypes, nn.ctypes, f.ctypes, nn.ctypes, bounds[:1].ctypes,
+                bounds[1:].ctypes, il.ctypes, iu.ctypes, tol.ctypes, m.ctypes, w.ctypes, z.ctypes, nn.ctypes,
+                isuppz.ctypes, work.ctypes, lwork.ctypes, iwork.ctypes, liwork.ctypes, info.ctypes)
+
+
+@numba.njit(cache=True, nogil=True)
+def eigh_evr(a, upper):
+    """`eigh` by LAPACK's syevr, scipy.linalg.eigh's default driver (its eigenvectors, signs included)."""
+    n = a.shape[-1]
+    a3 = _stack(a)
+    out = np.empty((a3.shape[0], n + 1, n), a.dtype)
+    uplo, info = _char("U" if upper else "L"), _int(0)
+    w, z = np.empty(max(n, 1), a.dtype), np.empty((max(n, 1), max(n, 1)), a.dtype)
+    isuppz = np.empty(2 * max(n, 1), np.int32)
+    lwork, liwork = _int(-1), _int(-1)  # workspace query first
+    work, iwork = np.empty(1, a.dtype), np.empty(1, np.int32)
+    if n:
+        _syevr(a3[0].T.copy(), n, uplo, w, z, isuppz, work, lwork, iwork, liwork, info)
+        lwork[0], liwork[0] = np.int32(work[0]), iwork[0]
+        work, iwork = np.empty(max(lwork[0], 1), a.dtype), np.empty(max(liwork[0], 1), np.int32)
+    for k in range(a3.shape[0]):
+        if n:
+            _syevr(a3[k].T.copy(), n, uplo, w, z, isuppz, work, lwork, iwork, liwork, info)
+            if info[0] > 0:
+                raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        out[k, 0, :] = w[:n]
+        out[k, 1:, :] = z[:n, :n].T  # z in Fortran order: its transpose holds the eigenvectors as columns
     return out.reshape(a.shape[:-2] + (n + 1, n))
 
 

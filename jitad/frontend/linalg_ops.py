@@ -136,21 +136,33 @@ def _eigh_input(a, UPLO, name):
     return _T(a) if UPLO == "U" else a  # the primitive reads the lower triangle
 
 
-def eigh(a, UPLO="L"):
+def _eigh_factor(a, UPLO, name, driver="numpy"):
+    """(the packed factor of NumPy's own call, the matrix whose lower triangle the values and
+    vectors primitives read). For UPLO="U" the factor is LAPACK's on the upper triangle of `a`, so
+    its eigenvectors are NumPy's, signs included; the primitives read the lower triangle of aᵀ (the
+    same matrix), through which the cotangent reaches the upper triangle of `a`. driver "evr" or
+    "evd": scipy.linalg.eigh's (LAPACK's syevr or syevd, as SciPy calls them)."""
+    lower = _eigh_input(a, UPLO, name)
+    params = {} if driver == "numpy" else {"driver": driver}
+    if UPLO == "U":
+        return P.eigh_factor_p(_float(a), upper=True, **params), lower
+    return P.eigh_factor_p(lower, **params), lower
+
+
+def eigh(a, UPLO="L", *, _driver="numpy"):
     """np.linalg.eigh. Only the UPLO triangle is read, so only it receives a cotangent.
 
     Eigenvector derivatives at repeated eigenvalues: exact in reverse mode for functions
     that do not depend on the basis of the repeated eigenspace, else NonDifferentiableError.
     """
-    a = _eigh_input(a, UPLO, "eigh")
-    f = P.eigh_factor_p(a)
+    f, a = _eigh_factor(a, UPLO, "eigh", _driver)
     return _results.EighResult(P.eigh_values_p(f, a), P.eigh_vectors_p(f, a))
 
 
-def eigvalsh(a, UPLO="L"):
+def eigvalsh(a, UPLO="L", *, _driver="numpy"):
     """np.linalg.eigvalsh; the gradient of the eigenvalues is exact also when they repeat."""
-    a = _eigh_input(a, UPLO, "eigvalsh")
-    return P.eigh_values_p(P.eigh_factor_p(a), a)
+    f, a = _eigh_factor(a, UPLO, "eigvalsh", _driver)
+    return P.eigh_values_p(f, a)
 
 
 def svd(a, full_matrices=True, compute_uv=True, hermitian=False):

@@ -337,7 +337,7 @@ DISCRETE = {
 INTEGER_SHAPES = {"binom": (0,)}  # the discrete shape parameters (binom's n): no derivative
 
 
-SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf}; " + ", ".join(sorted(set(CONTINUOUS) - {"norm"}))
+SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf, isf}; " + ", ".join(sorted(set(CONTINUOUS) - {"norm"}))
              + ".{logpdf, pdf} and the cdf, logcdf, sf, logsf of " + ", ".join(sorted(CDFS)) + "; "
              + ", ".join(sorted(DISCRETE)) + ".{logpmf, pmf, cdf, sf, logcdf, logsf} (not in the count k, nor in "
              "binom's n); "
@@ -557,8 +557,14 @@ def _scipy_eigh(a, b=None, *, lower=True, eigvals_only=False, overwrite_a=False,
     if b is not None or subset_by_index is not None or subset_by_value is not None:
         raise UnsupportedOperationError("scipy.linalg.eigh with b= or a subset of eigenvalues on traced values",
                                         "jitad computes all eigenpairs of one symmetric matrix. ")
-    uplo = "L" if lower else "U"
-    return np.linalg.eigvalsh(a, UPLO=uplo) if eigvals_only else tuple(np.linalg.eigh(a, UPLO=uplo))
+    if driver not in (None, "evr", "evd"):
+        raise UnsupportedOperationError(f"scipy.linalg.eigh(driver={driver!r}) on traced values",
+                                        "jitad calls LAPACK's syevr (driver='evr', SciPy's default) or syevd "
+                                        "(driver='evd'). ")
+    uplo, driver = "L" if lower else "U", driver or "evr"  # SciPy's default: its eigenvectors' signs are syevr's
+    if eigvals_only:
+        return linalg_ops.eigvalsh(a, UPLO=uplo, _driver=driver)
+    return tuple(linalg_ops.eigh(a, UPLO=uplo, _driver=driver))
 
 
 def _scipy_svd(a, full_matrices=True, compute_uv=True, overwrite_a=False, check_finite=True,

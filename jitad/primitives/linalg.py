@@ -361,17 +361,40 @@ _EIGH_FORWARD = (
     "eigenvalue is repeated and the tangent splits it: the eigenvectors are not unique there.")
 
 
-def _eigh_factor_impl(a):
+def _eigh_factor_impl(a, upper=False, driver="numpy"):
     n = a.shape[-1]
-    w, v = np.linalg.eigh(a)
+    if driver != "numpy":  # scipy.linalg.eigh's drivers (LAPACK's syevr or syevd, from SciPy's LAPACK)
+        import scipy.linalg
+        flat = a.reshape((-1, n, n))
+        pairs = [scipy.linalg.eigh(m, lower=not upper, driver=driver) for m in flat]
+        w = np.array([p[0] for p in pairs], a.dtype).reshape(a.shape[:-1])
+        v = np.array([p[1] for p in pairs], a.dtype).reshape(a.shape)
+    else:
+        w, v = np.linalg.eigh(a, UPLO="U" if upper else "L")
     packed = np.empty(a.shape[:-2] + (n + 1, n), a.dtype)
     packed[..., 0, :], packed[..., 1:, :] = w, v
     return packed
 
 
-eigh_factor_p = _library(
-    "eigh_factor", _eigh_factor_impl, _packed_square("eigh"), None, None,
-    lambda node, out, ins, ctx: f"{out} = KL.eigh({ins[0]})", differentiable=False)
+def _eigh_factor_shape(a, upper=False, driver="numpy"):
+    return _packed_square("eigh")(a)
+
+
+def _eigh_factor_lowering(node, out, ins, ctx):
+    upper, driver = node.params.get("upper", False), node.params.get("driver", "numpy")
+    if driver == "evr":
+        return f"{out} = KL.eigh_evr({ins[0]}, {upper})"
+    if driver == "evd" or upper:
+        return f"{out} = KL.eigh_evd({ins[0]}, {upper})"
+    return f"{out} = KL.eigh({ins[0]})"  # Numba's np.linalg.eigh (LAPACK's syevd on the lower triangle)
+
+
+# upper=True: LAPACK's syevd reading the upper triangle (np.linalg.eigh(a, "U")), whose eigenvectors
+# may differ in sign from those of the lower triangle of aᵀ (the same matrix, reduced in another
+# order); driver "evr" / "evd": scipy.linalg.eigh's (LAPACK's syevr, its default, or syevd), whose
+# signs may differ too ("numpy": np.linalg.eigh's)
+eigh_factor_p = _library("eigh_factor", _eigh_factor_impl, _eigh_factor_shape, None, None, _eigh_factor_lowering,
+                         differentiable=False)
 
 
 def _tie_average(values):

@@ -63,7 +63,7 @@ def rows():
         else:
             add(public, name)
     for dist in scipy_ops.CONTINUOUS:
-        for method in ("logpdf", "pdf") + (tuple(scipy_ops.NORM_METHODS) + ("ppf",) if dist == "norm" else ()) \
+        for method in ("logpdf", "pdf") + (tuple(scipy_ops.NORM_METHODS) + ("ppf", "isf") if dist == "norm" else ()) \
                 + (tuple(scipy_ops.CUMULATIVE) if dist in scipy_ops.CDFS else ()):
             add("scipy.stats", f"{dist}.{method}")
     for dist in scipy_ops.DISCRETE:

@@ -364,6 +364,23 @@ def jvp(fun, primals, tangents, has_aux=False, target=None):
     if backend.check_target(target) is not None:
         with backend.using_target(target):
             return jvp(fun, primals, tangents, has_aux)
+    outs, out_tree = _run_jvp(fun, primals, tangents, tangents_only=False)
+    n = out_tree.num_leaves
+    out = tree_unflatten(out_tree, [_to_python(v) for v in outs[:n]])
+    tout = tree_unflatten(out_tree, [_to_python(v) for v in outs[n:]])
+    if has_aux:
+        return out[0], tout[0], out[1]
+    return out, tout
+
+
+def jvp_tangents(fun, primals, tangents):
+    """jvp's directional derivative alone: its kernel neither computes nor allocates fun's value
+    (jacobians.hvp, whose value would be the whole gradient)."""
+    outs, out_tree = _run_jvp(fun, primals, tangents, tangents_only=True)
+    return tree_unflatten(out_tree, [_to_python(v) for v in outs])
+
+
+def _run_jvp(fun, primals, tangents, tangents_only):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise TypeError("jvp: primals and tangents must have the same number of entries")
@@ -379,15 +396,19 @@ def jvp(fun, primals, tangents, has_aux=False, target=None):
                 raise ShapeError(f"jvp: tangent shape {np.shape(tl)} does not match primal shape {np.shape(pl)}")
         tangent_leaves.extend(tl if isinstance(tl, Tracer) else np.asarray(tl, dtype=_leaf_dtype(pl))
                               for pl, tl in zip(p_leaves, t_leaves))
+    if tangents_only:
+        transform = transform_of(fun, ("jvp_tangents", nums), lambda: Transform(
+            fun, _build_jvp_tangents, nums, "jvp (tangents)", "forward"))
+    else:
+        transform = transform_of(fun, ("jvp", nums), lambda: Transform(fun, _build_jvp, nums, "jvp", "forward"))
+    outs, out_tree, _ = transform.run(primals, {}, extra=tangent_leaves)
+    return outs, out_tree
 
-    transform = transform_of(fun, ("jvp", nums), lambda: Transform(fun, _build_jvp, nums, "jvp", "forward"))
-    outs, out_tree, sig = transform.run(primals, {}, extra=tangent_leaves)
-    n = out_tree.num_leaves
-    out = tree_unflatten(out_tree, [_to_python(v) for v in outs[:n]])
-    tout = tree_unflatten(out_tree, [_to_python(v) for v in outs[n:]])
-    if has_aux:
-        return out[0], tout[0], out[1]
-    return out, tout
+
+def _build_jvp_tangents(graph, sig, out_tree):
+    body, extra_avals, out_tree = _build_jvp(graph, sig, out_tree)
+    n = len(graph.outputs)
+    return (lambda *inputs: body(*inputs)[n:]), extra_avals, out_tree
 
 
 def _build_jvp(graph, sig, out_tree):

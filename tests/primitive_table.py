@@ -458,6 +458,15 @@ def _special_rows():
             [((3,),), ((2, 3),)], (0.2, 4.0)),
         Row("betainc", lambda x: sc.betainc(2.0, np.array([1.5, 3.0, 0.8]), x) + sc.betainc(0.7, 2.5, x) ** 2,
             [((3,),), ((2, 3),)], (0.1, 0.9)),
+        # Bessel functions of real order: in x (the order has no derivative), orders that broadcast
+        Row("bessel_jv_yv", lambda x: sc.jv(np.array([0.5, 1.5, 2.0]), x) + sc.yv(1.5, x) * sc.jv(0.0, x),
+            [((3,),), ((2, 3),)], (0.5, 4.0)),
+        Row("bessel_iv_ive", lambda x: sc.iv(np.array([0.5, 1.0, 2.5]), x) - sc.ive(1.5, x) * sc.iv(0.0, x),
+            [((3,),), ((2, 3),)], (0.3, 3.0)),
+        Row("bessel_kv_kve", lambda x: sc.kv(np.array([0.5, 1.5, 2.5]), x) + sc.kve(0.5, x) ** 2,
+            [((3,),), ((2, 3),)], (0.3, 4.0)),
+        Row("bessel_j0_j1_y0_y1", lambda x: sc.j0(x) * sc.j1(x) + sc.y0(x) - sc.y1(x), [(s,) for s in UNARY[:3]],
+            (0.3, 4.0)),
         # binom: a composition of gammaln, floor, mod and where, each compiled in other rows
         Row("binom", sc.binom, [BINARY[0], BINARY[3]], ((3.0, 6.0), (0.5, 2.5)), group=None),
         # one ulp moved (derivative 1 in x), and the exponent (no derivative) and mantissa of np.frexp
@@ -476,7 +485,7 @@ def _special_rows():
             [((2, 3),)]),
     ]
     # second order and forward mode compiled for a few scalar kernels' derivative rules and log-sum-exp
-    second = {"digamma", "ndtri", "log_ndtr", "i1e", "sinc", "logsumexp", "xlogy"}
+    second = {"digamma", "ndtri", "log_ndtr", "i1e", "sinc", "logsumexp", "xlogy", "bessel_j0_j1_y0_y1"}
     return [replace(row, compiled_order=2) if row.name in second else row for row in rows]
 
 

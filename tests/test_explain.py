@@ -112,7 +112,7 @@ def test_explain_reads_the_stage_that_ran_and_numbers_nodes_one_way():
 @pytest.mark.usefixtures("compile_off")
 def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
     """Target "auto" (the default) compiles a kernel whose graph holds an array of at least
-    backend.AUTO_ELEMENTS elements, or a transcendental function of backend.AUTO_HEAVY_ELEMENTS, in
+    backend.AUTO_ELEMENTS elements, or a costly function (exp, ...) of backend.AUTO_HEAVY_ELEMENTS, in
     the parallel form (loop nests of >= codegen.PARALLEL_ELEMENTS on threads), unless
     jitad.config.threads is 1; a split-form kernel shows the prange nests."""
     from jitad.backend import codegen
@@ -133,7 +133,7 @@ def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
     report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), huge)
     assert re.match(r"  auto: \d of \d loop nests run on jitad.config.threads = \d+ threads", line), line
     assert "numba.prange(" in report.source
-    # below AUTO_ELEMENTS, a transcendental function of AUTO_HEAVY_ELEMENTS pays for threads, a polynomial not
+    # below AUTO_ELEMENTS, a costly function (exp) of AUTO_HEAVY_ELEMENTS pays for threads, a polynomial not
     heavy = np.linspace(0.1, 1.0, jitad.backend.AUTO_HEAVY_ELEMENTS)
     monkeypatch.setattr(jitad.backend, "AUTO_ELEMENTS", 4 * jitad.backend.AUTO_HEAVY_ELEMENTS)
     _, line = target_line(lambda x: np.sum(np.exp(-x * x)), heavy)

@@ -231,7 +231,8 @@ def compile(graph, target="cpu", labels=None):
 
 
 # target "auto": a kernel is compiled in the parallel form when its graph holds an array of at
-# least AUTO_ELEMENTS elements, or a transcendental function (TRANSCENDENTAL) of one of at least
+# least AUTO_ELEMENTS elements, or a costly elementwise function (exp, sin, log, tanh, sqrt, a
+# division, ...: a primitive declared with inline_cost=EXPENSIVE) of one of at least
 # AUTO_HEAVY_ELEMENTS (then its loop nests of >= codegen.PARALLEL_ELEMENTS run on threads).
 # Measured on the quiet 2-core machine (/tmp/exp/thr2.py: value_and_grad, best of 7 x 10 calls,
 # the serial kernel against the parallel form on 2 threads): sum(sin(x) x + exp(-x^2) + log1p(x^2))
@@ -239,11 +240,6 @@ def compile(graph, target="cpu", labels=None):
 # adds, memory-bound) loses below 2^21 (0.66-0.81x at 2^16-2^20) and gains 1.29x at 2^21.
 AUTO_ELEMENTS = 1 << 21
 AUTO_HEAVY_ELEMENTS = 1 << 17
-TRANSCENDENTAL = frozenset({
-    "sin", "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh",
-    "arctanh", "exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "logaddexp", "power", "cbrt", "erf", "erfc",
-    "erfcx", "erfinv", "expit", "log_expit", "logit", "ndtr", "ndtri", "log_ndtr", "gamma", "gammaln", "digamma",
-    "polygamma", "betaln", "betainc", "gammainc", "gammaincc", "bessel_i", "xlogy", "xlog1py", "sinc"})
 
 
 def largest_array(graph):
@@ -255,15 +251,16 @@ def _threads_pay(graph):
     """Whether the parallel form pays for `graph` (see AUTO_ELEMENTS)."""
     if largest_array(graph) >= AUTO_ELEMENTS:
         return True
-    return any(node.prim.name in TRANSCENDENTAL and math.prod(node.shape) >= AUTO_HEAVY_ELEMENTS
+    from jitad.primitives.core import EXPENSIVE
+    return any((node.prim.inline_cost or 0) >= EXPENSIVE and math.prod(node.shape) >= AUTO_HEAVY_ELEMENTS
                for node in graph.nodes)
 
 
 def resolved(target, graph=None):
     """The form a kernel of `target` is compiled in: "cpu" (serial) or "parallel" (large loop
     nests on threads). "auto" is "parallel" when jitad.config.threads > 1 and `graph` holds an
-    array of at least AUTO_ELEMENTS elements or a transcendental function of one of at least
-    AUTO_HEAVY_ELEMENTS."""
+    array of at least AUTO_ELEMENTS elements or a costly elementwise function (inline_cost
+    EXPENSIVE: exp, sin, log, division, ...) of one of at least AUTO_HEAVY_ELEMENTS."""
     if target == "auto":
         return "parallel" if config.threads > 1 and (graph is None or _threads_pay(graph)) else "cpu"
     return "parallel" if target == "parallel" else "cpu"

@@ -63,7 +63,8 @@ _VECTOR_SAFE |= {fast[2:-1] for fast in (*_VECMATH_CALLS.values(), *_FLOAT32_CAL
 _POWER = re.compile(r"^\((.+) \*\* (.+)\)$")
 # the modules a kernel may use, imported only when its body does
 _MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),
-            ("KL", "from jitad.backend import kernels_linalg as KL"))
+            ("KL", "from jitad.backend import kernels_linalg as KL"),
+            ("KB", "from jitad.backend import kernels_bessel as KB"))
 
 
 def _param_text(value):

@@ -70,7 +70,7 @@ _NP_CALLS = {
 }
 _K_CALLS = {"nmax": "d_nmax", "nmin": "d_nmin", "erf": "math.erf", "erfc": "math.erfc", "gamma": "math.gamma",
             "gammaln": "math.lgamma", "log_expit": "d_log_expit", "ndtr": "d_ndtr"}
-_CALL = re.compile(r"\b(np|K|KL|math)\.(\w+)(\(?)")
+_CALL = re.compile(r"\b(np|K|KL|KB|math)\.(\w+)(\(?)")
 
 # device functions the kernels may call, defined in the module when used
 _DEVICE_HELPERS = {

@@ -58,7 +58,8 @@ SPECIAL_UFUNCS = {
     "erfinv": P.erfinv_p, "erfcinv": lambda z: P.ndtri_p(z * 0.5) * -math.sqrt(0.5),  # ndtri(z/2) = -√2 erfcinv(z)
     "ndtr": P.ndtr_p, "log_ndtr": P.log_ndtr_p, "ndtri": P.ndtri_p, "xlogy": P.xlogy_p,
     "xlog1py": P.xlog1py_p, "entr": P.entr_p, "i0": _bessel(0, False), "i1": _bessel(1, False),
-    "i0e": _bessel(0, True), "i1e": _bessel(1, True),
+    "i0e": _bessel(0, True), "i1e": _bessel(1, True), "jv": P.jv_p, "yv": P.yv_p, "iv": P.iv_p, "ive": P.ive_p,
+    "kv": P.kv_p, "kve": P.kve_p, "j0": P.j0_p, "j1": P.j1_p, "y0": P.y0_p, "y1": P.y1_p,
 }
 
 

@@ -19,7 +19,8 @@ from jitad.errors import NonDifferentiableError
 __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma_p", "polygamma_p", "betaln_p",
            "erf_p", "erfc_p", "erfinv_p", "ndtr_p", "log_ndtr_p", "ndtri_p", "xlogy_p", "xlog1py_p", "entr_p",
            "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p", "erfcx_p", "gammainc_p", "gammaincc_p",
-           "betainc_p", "nextafter_p", "frexp_exponent_p"]
+           "betainc_p", "nextafter_p", "frexp_exponent_p", "jv_p", "yv_p", "iv_p", "ive_p", "kv_p", "kve_p", "j0_p",
+           "j1_p", "y0_p", "y1_p"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
@@ -174,6 +175,28 @@ bessel_i_p = Primitive(
     jvp=lambda primals, tangents, out, n, scaled: scale(tangents[0], _bessel_i_derivative(primals[0], out, n, scaled)),
     vjp=lambda g, out, x, n, scaled: (mul_cotangent(g, _bessel_i_derivative(x, out, n, scaled)),),
     kind=Kind.ELEMENTWISE, scalar=lambda n, scaled: f"K.bessel_i({int(n)}, {{0}}, {bool(scaled)})")
+
+
+# --- Bessel functions of real order: scipy.special.jv, yv, iv, ive, kv, kve, j0, j1, y0, y1 ----------
+# Values are SciPy's own routines on both executors (compiled: jitad.backend.kernels_bessel). The
+# x-derivatives are the recurrences C_v' = (C_{v-1} - C_{v+1}) / 2 (J, Y), (I_{v-1} + I_{v+1}) / 2 (I),
+# -(K_{v-1} + K_{v+1}) / 2 (K), plus -sign(x) (ive) or +1 (kve) times the value for the scaled ones;
+# in the order v none exists in closed form: a NonDifferentiableError (in_last_argument).
+def _bessel(name, derivative, domain):
+    return in_last_argument(name, _scipy(name), derivative, f"KB.{name}({{0}}, {{1}})", domain)
+
+
+jv_p = _bessel("jv", lambda v, x, out: 0.5 * (jv_p(v - 1.0, x) - jv_p(v + 1.0, x)), ((0.2, 2.5), (0.5, 4.0)))
+yv_p = _bessel("yv", lambda v, x, out: 0.5 * (yv_p(v - 1.0, x) - yv_p(v + 1.0, x)), ((0.2, 2.5), (0.5, 4.0)))
+iv_p = _bessel("iv", lambda v, x, out: 0.5 * (iv_p(v - 1.0, x) + iv_p(v + 1.0, x)), ((0.2, 2.5), (-3.0, 3.0)))
+ive_p = _bessel("ive", lambda v, x, out: 0.5 * (ive_p(v - 1.0, x) + ive_p(v + 1.0, x)) - sign_p(x) * out,
+                ((0.2, 2.5), (0.2, 3.0)))
+kv_p = _bessel("kv", lambda v, x, out: -0.5 * (kv_p(v - 1.0, x) + kv_p(v + 1.0, x)), ((0.2, 2.5), (0.3, 4.0)))
+kve_p = _bessel("kve", lambda v, x, out: out - 0.5 * (kve_p(v - 1.0, x) + kve_p(v + 1.0, x)), ((0.2, 2.5), (0.3, 4.0)))
+j0_p = unary("j0", _scipy("j0"), lambda x, y: -j1_p(x), "KB.j0({0})", domain=(0.3, 4.0))
+j1_p = unary("j1", _scipy("j1"), lambda x, y: 0.5 * (j0_p(x) - jv_p(2.0, x)), "KB.j1({0})", domain=(0.3, 4.0))
+y0_p = unary("y0", _scipy("y0"), lambda x, y: -y1_p(x), "KB.y0({0})", domain=(0.3, 4.0))
+y1_p = unary("y1", _scipy("y1"), lambda x, y: 0.5 * (y0_p(x) - yv_p(2.0, x)), "KB.y1({0})", domain=(0.3, 4.0))
 
 
 # --- np.sinc -------------------------------------------------------------------------------------

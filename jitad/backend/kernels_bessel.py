@@ -1,0 +1,79 @@
+"""Bessel functions for generated kernels (`KB.<name>`): SciPy's own routines, called from Numba.
+
+`scipy.special.jv`, `yv`, `iv`, `ive`, `kv`, `kve` (real order and argument) and `j0`, `j1`, `y0`,
+`y1` are the C functions `scipy.special.cython_special` exports (AMOS and Cephes, as SciPy's ufuncs
+run them), registered with LLVM under stable symbol names, so a compiled value is SciPy's bit for bit
+and kernels calling them stay cacheable on disk. A module of its own: importing it imports
+scipy.special (~0.7 s), which only kernels that use a Bessel function pay.
+"""
+import llvmlite.binding as llvm
+import numba
+from numba import types
+from numba.extending import get_cython_function_address
+
+__all__ = ["jv", "yv", "iv", "ive", "kv", "kve", "j0", "j1", "y0", "y1"]
+
+_njit = numba.njit(cache=True, error_model="numpy", nogil=True)
+
+
+def _special(name, nargs):
+    """scipy.special.cython_special's `name` (double arguments, then Cython's skip-dispatch flag)."""
+    symbol = f"jitad_cython_special_{name}"
+    llvm.add_symbol(symbol, get_cython_function_address("scipy.special.cython_special", name))
+    return types.ExternalFunction(symbol, types.float64(*([types.float64] * nargs), types.intc))
+
+
+_jv, _yv = _special("__pyx_fuse_1jv", 2), _special("__pyx_fuse_1yv", 2)
+_iv, _ive = _special("__pyx_fuse_1iv", 2), _special("__pyx_fuse_1ive", 2)
+_kv, _kve = _special("__pyx_fuse_1kv", 2), _special("__pyx_fuse_1kve", 2)
+_j0, _j1, _y0, _y1 = _special("j0", 1), _special("j1", 1), _special("y0", 1), _special("y1", 1)
+
+
+@_njit
+def jv(v, x):
+    return _jv(float(v), float(x), 0)
+
+
+@_njit
+def yv(v, x):
+    return _yv(float(v), float(x), 0)
+
+
+@_njit
+def iv(v, x):
+    return _iv(float(v), float(x), 0)
+
+
+@_njit
+def ive(v, x):
+    return _ive(float(v), float(x), 0)
+
+
+@_njit
+def kv(v, x):
+    return _kv(float(v), float(x), 0)
+
+
+@_njit
+def kve(v, x):
+    return _kve(float(v), float(x), 0)
+
+
+@_njit
+def j0(x):
+    return _j0(float(x), 0)
+
+
+@_njit
+def j1(x):
+    return _j1(float(x), 0)
+
+
+@_njit
+def y0(x):
+    return _y0(float(x), 0)
+
+
+@_njit
+def y1(x):
+    return _y1(float(x), 0)

@@ -507,3 +507,18 @@ def test_eigh_upper_has_numpys_eigenvectors(backend, monkeypatch):
     if backend == "reference":
         sym = np.triu(a) + np.triu(a, 1).T  # the matrix eigh(a, "U") sees: a finite-difference check on it
         jitad.check_grads(lambda u: np.sum(np.linalg.eigh(u, "U")[0] ** 2), (sym,), order=1, modes=("rev",))
+
+
+def test_an_operator_on_a_written_workspace_and_a_view(reference_backend):
+    """Found by the long fuzz profile (seed 50505000339): `view - v0`, with v0 = np.zeros(...) written
+    with a traced value in a loop and the view a diagonal of an input, raised AttributeError ('Tracer'
+    has no attribute 'flags'): the layout bookkeeping of the result read the Workspace v0 as an array."""
+    def f(x0, x1):
+        v0 = np.zeros((1, 1))
+        for i in range(1):
+            v0[i] = np.tanh(x1[i] + v0[max(i - 1, 0)])
+        return np.diagonal(x0, -1, -2, 1) - v0
+
+    x0, x1 = np.array([[-0.4, -1.2], [-0.8, 0.3], [0.5, 0.4]]), np.array([[-0.7]])
+    np.testing.assert_array_equal(jitad.jit(f)(x0, x1), f(x0, x1))
+    jitad.check_grads(lambda a, b: f(a, b) * np.array([[1.0, 2.0]]), (x0, x1), order=1)

@@ -437,7 +437,8 @@ def _layout_k(result, operands):
     else:
         return result
     arrays, c_order = [], True
-    for o in inplace._leaves(operands):
+    leaves = [inplace.resolve(o) for o in inplace._leaves(operands)]  # a Workspace as the value it holds
+    for o in leaves:
         if is_tracer(o):
             if o._view is None and o._layout is None:  # a C-ordered root: the common case, no array needed
                 arrays.append(None)
@@ -450,7 +451,7 @@ def _layout_k(result, operands):
     if c_order:
         return result
     arrays = [inplace.root_positions(shape) if a is None else a
-              for a, shape in zip(arrays, [getattr(o, "shape", None) for o in inplace._leaves(operands)
+              for a, shape in zip(arrays, [getattr(o, "shape", None) for o in leaves
                                            if is_tracer(o) or (isinstance(o, np.ndarray) and o.ndim)])]
     try:
         combined = arrays[0]

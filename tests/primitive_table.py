@@ -389,6 +389,8 @@ def _linalg_rows():
         Row("solve", lambda a, b: np.linalg.solve(_conditioned(a), b),
             [((3, 3), (3,)), ((3, 3), (3, 2)), ((2, 3, 3), (2, 3, 1))], d),
         Row("inv", lambda a: np.linalg.inv(_conditioned(a)), [((3, 3),), ((2, 2, 2),)], d),
+        # 4a: a 1-norm above the degree-13 Pade bound (5.37), so the compiled kernel scales and squares
+        Row("expm", lambda a: scipy.linalg.expm(a) + scipy.linalg.expm(4.0 * a) * 0.01, [((3, 3),), ((2, 2, 2),)], d),
         Row("det", lambda a: np.linalg.det(_conditioned(a)), [((3, 3),), ((2, 2, 2),)], d),
         Row("slogdet", lambda a: np.linalg.slogdet(_conditioned(a))[1] * np.linalg.slogdet(-_conditioned(a))[0],
             [((3, 3),)], d),

@@ -70,6 +70,14 @@ def inv(a):
     return P.inv_p(a)
 
 
+def expm(A):
+    """scipy.linalg.expm: the exponential of each square matrix of the last two axes. Its
+    derivative in a direction E is the top-right block of expm([[A, E], [0, A]])."""
+    a = _float(A)
+    _square(a, "scipy.linalg.expm")
+    return P.expm_p(a)
+
+
 def solve(a, b):
     """np.linalg.solve: A x = b for a vector or stacked-matrix b, batch axes broadcast.
 
@@ -383,6 +391,7 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
 
 
 SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
+                   ("scipy.linalg", "expm"): expm,
                    ("scipy.linalg", "cholesky"): scipy_cholesky,
                    ("scipy.linalg", "cho_factor"): cho_factor,
                    ("scipy.linalg", "cho_solve"): cho_solve}

@@ -30,7 +30,7 @@ import numpy as np
 from jitad.primitives.core import library_call
 from jitad.errors import NonDifferentiableError, ShapeError
 
-__all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "cholesky_p",
+__all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
            "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
            "require_small_p"]
@@ -273,6 +273,31 @@ inv_p = _library(
     jvp=lambda primals, tangents, out: -(out @ tangents[0] @ out),
     vjp=lambda g, out, a: (-(_T(out) @ g @ _T(out)),),
     lower=lambda node, out, ins, ctx: f"{out} = KL.inv({ins[0]})")
+
+
+# --- matrix exponential (its derivative is itself, on a block matrix) --------------------------
+def _expm_impl(a):
+    import scipy.linalg
+    return np.asarray(scipy.linalg.expm(a), a.dtype)
+
+
+def _expm_frechet(a, e):
+    """L(A, E), the derivative of exp at A in the direction E: the top-right block of
+    exp([[A, E], [0, A]]) (Mathias 1996). Linear in E, and differentiable again (it is expm)."""
+    n = a.shape[-1]
+    shape = np.broadcast_shapes(a.shape, e.shape)
+    a, e = np.broadcast_to(a, shape), np.broadcast_to(e, shape)
+    top = np.concatenate([a, e], axis=-1)
+    bottom = np.concatenate([np.zeros(shape, a.dtype), a], axis=-1)
+    return expm_p(np.concatenate([top, bottom], axis=-2))[..., :n, n:]
+
+
+# the adjoint of E -> L(A, E) is G -> L(Aᵀ, G)
+expm_p = _library(
+    "expm", _expm_impl, _square_shape("expm"),
+    jvp=lambda primals, tangents, out: _expm_frechet(primals[0], tangents[0]),
+    vjp=lambda g, out, a: (_expm_frechet(_T(a), g),),
+    lower=lambda node, out, ins, ctx: f"{out} = KL.expm({ins[0]})")
 
 
 # --- triangular solve (reads one triangle, like SciPy) ------------------------------------------

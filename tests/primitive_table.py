@@ -411,6 +411,13 @@ def _linalg_rows():
             [((3, 2),)], d),
         Row("solve_triangular", lambda a, b: scipy.linalg.solve_triangular(np.tril(a) + 3.0 * np.eye(3), b, lower=True)
             + scipy.linalg.solve_triangular(np.triu(a) + 3.0 * np.eye(3), b, trans="T"), [((3, 3), (3, 2))], d),
+        Row("lu_factor_solve", lambda a, b: scipy.linalg.lu_solve(scipy.linalg.lu_factor(_conditioned(a)), b)
+            + scipy.linalg.lu_solve(scipy.linalg.lu_factor(_conditioned(a)), b, trans=1),
+            [((3, 3), (3,)), ((3, 3), (3, 2))], d),
+        # the factors themselves have no derivative here (a NonDifferentiableError): values only, so not
+        # in a compiled group (its vjp raises); test_linalg compiles them (test_lu_factor_compiled_values)
+        Row("lu_factor_values", lambda a: scipy.linalg.lu_factor(a)[0] * scipy.linalg.lu_factor(a)[1],
+            [((3, 3),)], d, max_order=0, float32=False, group=None),
         Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
             [((3, 3), (3,))], d),
         # scipy.linalg's mirrors of np.linalg (compositions of the rows above; 'pos' reads the upper triangle)

@@ -194,6 +194,12 @@ def test_clear_errors_where_no_derivative_exists():
         jitad.grad(lambda a: np.sum(np.linalg.solve(a, np.ones(2))))(singular)
     with pytest.raises(jitad.NonDifferentiableError, match="qr"):
         jitad.grad(lambda a: np.sum(np.linalg.qr(a)[0]))(np.array([[1.0, 2.0], [2.0, 4.0], [0.0, 0.0]]))
+    with pytest.raises(jitad.NonDifferentiableError, match="lu_factor"):  # never a zero
+        jitad.grad(lambda a: np.sum(scipy.linalg.lu_factor(a)[0]))(np.eye(2) + 0.5)
+    with pytest.raises(jitad.NonDifferentiableError, match="lu_factor"):
+        jitad.jvp(lambda a: scipy.linalg.lu_factor(a)[0], (np.eye(2) + 0.5,), (np.ones((2, 2)),))
+    with pytest.raises(jitad.UnsupportedOperationError, match="lu_solve"):  # traced factors of unknown origin
+        jitad.grad(lambda a: np.sum(scipy.linalg.lu_solve((a, np.arange(2)), np.ones(2))))(np.eye(2) + 0.5)
     with pytest.raises(jitad.NonDifferentiableError, match="pinv"):
         jitad.grad(lambda a: np.sum(np.linalg.pinv(a)))(singular)
     with pytest.raises(jitad.NonDifferentiableError, match="full_matrices=False"):
@@ -202,6 +208,23 @@ def test_clear_errors_where_no_derivative_exists():
     w = rng.standard_normal((3, 2))
     np.testing.assert_allclose(jitad.grad(lambda a: np.sum(np.linalg.svd(a)[1]))(w),
                                jitad.grad(lambda a: np.linalg.norm(a, "nuc"))(w))
+
+
+def test_lu_factor_compiled_values():
+    """scipy.linalg.lu_factor's (lu, piv) compiled equal SciPy's (float64 and float32)."""
+    rng = np.random.default_rng(4)
+    saved = jitad.config.backend
+    try:
+        jitad.config.backend = "numba"
+        for dtype in (np.float64, np.float32):
+            a = rng.standard_normal((4, 4)).astype(dtype)
+            lu, piv = jitad.jit(lambda m: scipy.linalg.lu_factor(m))(a)
+            expected = scipy.linalg.lu_factor(a)
+            assert lu.dtype == expected[0].dtype and piv.dtype == expected[1].dtype
+            np.testing.assert_allclose(lu, expected[0], rtol=1e-6 if dtype == np.float32 else 1e-14)
+            np.testing.assert_array_equal(piv, expected[1])
+    finally:
+        jitad.config.backend = saved
 
 
 def test_unsupported_and_shape_errors_teach():

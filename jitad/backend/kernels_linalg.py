@@ -186,6 +186,13 @@ def solve_triangular(t, b, lower, trans, unit_diagonal):
 
 # --- Numba's np.linalg, batched ----------------------------------------------------------
 @numba.njit(cache=True, nogil=True)
+def lu_factors(packed):
+    """scipy.linalg.lu_factor's `lu` from a packed (n + 1, n) factor: its first n rows, transposed."""
+    n = packed.shape[-1]
+    return np.ascontiguousarray(packed[:n].T)
+
+
+@numba.njit(cache=True, nogil=True)
 def inv(a):
     a3 = _stack(a)
     out = np.empty_like(a3)

@@ -9,6 +9,7 @@ is traced, and so is a name bound earlier with `from scipy.linalg import cho_sol
 (`jitad.frontend.scipy_names` swaps those too); a function reached only through another
 object is SciPy's own and gets an error that says so.
 """
+import collections
 import contextlib
 import functools
 import operator
@@ -23,7 +24,7 @@ from jitad.frontend import scipy_code
 from jitad.frontend import scipy_names
 from jitad import primitives as P
 from jitad.errors import ShapeError, UnsupportedOperationError
-from jitad.ir import current_builder
+from jitad.ir import current_builder, is_tracer
 
 _results = np.linalg._linalg  # NumPy's named result tuples (EighResult, SVDResult, ...)
 
@@ -390,8 +391,66 @@ def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):
     return solve_triangular(c, y, trans=1 if lower else 0, lower=lower)
 
 
+# lu_factor's traced `lu` -> (lu, packed factor node, a): lu_solve reads the factors (and, for the
+# derivative, the matrix) they came from; the most recent factorisations only
+_LU_FACTORS = collections.OrderedDict()
+
+
+def lu_factor(a, overwrite_a=False, check_finite=True):
+    """scipy.linalg.lu_factor: (lu, piv) as SciPy's. The factors themselves have no derivative here
+    (using `lu` in arithmetic is a NonDifferentiableError when differentiated); scipy.linalg.lu_solve
+    with them is differentiable in a and b (it solves with the same factorisation)."""
+    a = _float(a)
+    _square(a, "scipy.linalg.lu_factor")
+    if a.ndim != 2:
+        raise ShapeError(f"scipy.linalg.lu_factor: a 2-D matrix, got shape {a.shape} (use np.linalg.solve for stacks)")
+    n = a.shape[-1]
+    packed = P.lu_factor_p(a)
+    lu = P.lu_factors_p(packed, a)
+    piv = numpy_ops.astype(packed[n], np.int32)
+    _LU_FACTORS[id(lu)] = (lu, packed, a)
+    while len(_LU_FACTORS) > 64:
+        _LU_FACTORS.popitem(last=False)
+    return lu, piv
+
+
+def _constant_factors(lu, piv):
+    """The packed factor node and the matrix P L U of factors computed outside the traced function."""
+    lu, piv = np.asarray(lu, np.result_type(lu, np.float64)), np.asarray(piv)
+    n = lu.shape[-1]
+    packed = np.concatenate([lu.T, piv[None, :].astype(lu.dtype)])
+    perm = np.arange(n)
+    for i, p in enumerate(piv):  # LAPACK's row interchanges, in order
+        perm[[i, p]] = perm[[p, i]]
+    a = np.empty_like(lu)
+    a[perm] = np.tril(lu, -1) @ np.triu(lu) + np.triu(lu)
+    return packed, a
+
+
+def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
+    """scipy.linalg.lu_solve with factors from scipy.linalg.lu_factor (traced in this function,
+    or computed outside it)."""
+    lu, piv = lu_and_piv
+    trans = {0: 0, 1: 1, 2: 1, "N": 0, "T": 1, "C": 1}[trans]
+    entry = _LU_FACTORS.get(id(lu))
+    if entry is not None and entry[0] is lu:
+        _, packed, a = entry
+    elif not is_tracer(inplace.resolve(lu)) and not is_tracer(inplace.resolve(piv)):
+        packed, a = _constant_factors(lu, piv)
+    else:
+        raise UnsupportedOperationError(
+            "scipy.linalg.lu_solve: jitad solves with traced LU factors only as scipy.linalg.lu_factor "
+            "returned them in the same function; pass them on unchanged, or call np.linalg.solve(a, b)")
+    b = _float(b)
+    batch, rhs, vector = _right_hand_side(a, b, "scipy.linalg.lu_solve")
+    x = P.lu_solve_p(packed, a, rhs, trans=trans)
+    return x[..., 0] if vector else x
+
+
 SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "expm"): expm,
+                   ("scipy.linalg", "lu_factor"): lu_factor,
+                   ("scipy.linalg", "lu_solve"): lu_solve,
                    ("scipy.linalg", "cholesky"): scipy_cholesky,
                    ("scipy.linalg", "cho_factor"): cho_factor,
                    ("scipy.linalg", "cho_solve"): cho_solve}

@@ -30,7 +30,7 @@ import numpy as np
 from jitad.primitives.core import library_call
 from jitad.errors import NonDifferentiableError, ShapeError
 
-__all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "cholesky_p",
+__all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
            "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
            "require_small_p"]
@@ -154,6 +154,21 @@ def _packed_square(name):
 lu_factor_p = _library(
     "lu_factor", _lu_factor_impl, _packed_square("lu_factor"), None, None,
     lambda node, out, ins, ctx: f"{out} = KL.lu_factor({ins[0]})", differentiable=False)
+
+
+def _refuse_lu(*_, **__):
+    raise NonDifferentiableError(
+        "scipy.linalg.lu_factor: jitad has no derivative of the LU factors themselves (their use in "
+        "scipy.linalg.lu_solve is differentiable): differentiate np.linalg.solve / slogdet instead, or give "
+        "your own rule with jitad.custom_vjp")
+
+
+# the factors `lu` of scipy.linalg.lu_factor(a) as SciPy returns them: reading the packed factor
+# node, with `a` as an operand so that differentiating them is an error, never a zero
+lu_factors_p = _library(
+    "lu_factors", lambda packed, a: np.ascontiguousarray(_T(packed[..., :-1, :])),
+    lambda packed, a: (a.shape, a.dtype), _refuse_lu, _refuse_lu,
+    lambda node, out, ins, ctx: f"{out} = KL.lu_factors({ins[0]})")
 
 
 def _unpack_lu(packed):

@@ -131,6 +131,17 @@ def test_argument_descriptions_rebuild_numba_typeof():
     assert describe_args([object()]) is None
 
 
+def test_the_worker_imports_this_jitad():
+    """The worker's `python -c` puts the folder holding this jitad package on its path (not the
+    package folder itself, which left a checkout that is not installed on the NumPy tier for good)."""
+    root = worker.package_root()
+    assert os.path.samefile(os.path.join(root, "jitad", "__init__.py"), jitad.__file__)
+    out = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, sys.argv[1]); import jitad; "
+                          "print(jitad.__file__)", root], capture_output=True, text=True, cwd=os.sep,
+                         env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert out.returncode == 0 and os.path.samefile(out.stdout.strip(), jitad.__file__), out.stderr
+
+
 def test_compile_setting_and_environment_variable():
     with pytest.raises(ValueError):
         jitad.config.compile = "later"

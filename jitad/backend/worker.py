@@ -265,11 +265,17 @@ _BOOT = ("import sys; sys.path[:1] = [p for p in sys.path[:1] if p]; root, first
          "from jitad.backend.compile_worker import main; sys.exit(main(sys.argv[3:]))")
 
 
+def package_root():
+    """The folder holding the `jitad` package this process imported (jitad/backend/worker.py is
+    two levels below it)."""
+    return os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
 def _start_worker():
     if not sys.executable:
         raise RuntimeError("sys.executable is not set")
     import site
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = package_root()
     sites = [*getattr(site, "getsitepackages", list)(), site.getusersitepackages()]
     first = os.path.realpath(root) not in {os.path.realpath(p) for p in sites}
     log = os.environ.get("JITAD_WORKER_LOG")

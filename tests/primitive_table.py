@@ -411,6 +411,10 @@ def _linalg_rows():
             [((3, 2),)], d),
         Row("solve_triangular", lambda a, b: scipy.linalg.solve_triangular(np.tril(a) + 3.0 * np.eye(3), b, lower=True)
             + scipy.linalg.solve_triangular(np.triu(a) + 3.0 * np.eye(3), b, trans="T"), [((3, 3), (3, 2))], d),
+        # SciPy's modes (the signs of LAPACK's geqrf, as SciPy's; 'r' pads a tall R with zero rows)
+        Row("scipy_qr", lambda a: np.concatenate([
+            scipy.linalg.qr(a[:, :2], mode="economic")[0] * 2.0 + scipy.linalg.qr(a[:, :2], mode="r")[0][:, :1],
+            scipy.linalg.qr(a)[0] + scipy.linalg.qr(a)[1]], axis=1), [((3, 3),)], d),
         Row("lu_factor_solve", lambda a, b: scipy.linalg.lu_solve(scipy.linalg.lu_factor(_conditioned(a)), b)
             + scipy.linalg.lu_solve(scipy.linalg.lu_factor(_conditioned(a)), b, trans=1),
             [((3, 3), (3,)), ((3, 3), (3, 2))], d),

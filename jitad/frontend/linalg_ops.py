@@ -374,6 +374,31 @@ def solve_triangular(a, b, trans=0, lower=False, unit_diagonal=False, overwrite_
     return x[..., 0] if vector else x
 
 
+def scipy_qr(a, overwrite_a=False, lwork=None, mode="full", pivoting=False, check_finite=True):
+    """scipy.linalg.qr: mode 'full' (for m <= n, where Q is square), 'economic' and 'r' (R alone, in a
+    1-tuple, with SciPy's zero rows below it for a tall matrix); LAPACK's geqrf signs, as SciPy's."""
+    if pivoting:
+        raise UnsupportedOperationError("scipy.linalg.qr(pivoting=True)",
+                                        "Its column order jumps with the values; call it without pivoting. ")
+    if mode not in ("full", "economic", "r"):
+        raise UnsupportedOperationError(f"scipy.linalg.qr(mode={mode!r})", "Use mode 'full', 'economic' or 'r'. ")
+    a = _float(a)
+    if a.ndim < 2:
+        raise ShapeError(f"scipy.linalg.qr: {a.ndim}-dimensional array given; it needs two dimensions")
+    m, n = a.shape[-2:]
+    if mode == "r":
+        r = qr(a, "r")
+        if m > n:
+            r = numpy_ops.concatenate([r, np.zeros(a.shape[:-2] + (m - n, n), r.dtype)], axis=-2)
+        return (r,)
+    if mode == "full" and m > n:
+        raise UnsupportedOperationError(
+            "scipy.linalg.qr(mode='full') of a tall matrix",
+            "Its extra columns of Q are any orthonormal completion and have no derivative; use mode='economic'. ")
+    q, r = qr(a, "reduced")
+    return q, r
+
+
 def scipy_cholesky(a, lower=False, overwrite_a=False, check_finite=True):
     """scipy.linalg.cholesky (upper factor by default), reading that triangle only."""
     return cholesky(a, upper=not lower)
@@ -450,6 +475,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "expm"): expm,
                    ("scipy.linalg", "lu_factor"): lu_factor,
+                   ("scipy.linalg", "qr"): scipy_qr,
                    ("scipy.linalg", "lu_solve"): lu_solve,
                    ("scipy.linalg", "cholesky"): scipy_cholesky,
                    ("scipy.linalg", "cho_factor"): cho_factor,

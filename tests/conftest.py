@@ -216,6 +216,8 @@ def _finish_second(session):
             for line in f:
                 if line.strip():
                     report = config.hook.pytest_report_from_serializable(config=config, data=json.loads(line))
+                    if isinstance(report.longrepr, list):  # a skip's (path, line, reason): JSON made it a list
+                        report.longrepr = tuple(report.longrepr)
                     config.hook.pytest_runtest_logreport(report=report)
                     replayed += 1
                     failed += report.failed

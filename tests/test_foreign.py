@@ -36,10 +36,17 @@ def test_scipy_method_held_by_a_wrapper_in_a_closure():
 
 
 def test_unsupported_scipy_function_reading_an_ndarray_attribute_is_named():
-    # scipy.linalg.expm reads `.flags` of its argument: an AttributeError about 'Tracer' before
-    a = np.array([[0.1, 0.2], [0.3, -0.4]])
-    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.expm"):
-        jitad.grad(lambda a: np.sum(scipy.linalg.expm(a)))(a)
+    a = np.array([[1.1, 0.2], [0.3, 1.4]])
+    # scipy.linalg.sqrtm hands its argument to compiled code, which raises a TypeError about
+    # 'Tracer' ("argument 1 must be numpy.ndarray"): the error names the SciPy function
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.sqrtm.*custom_vjp"):
+        jitad.grad(lambda a: np.sum(scipy.linalg.sqrtm(a)))(a)
+    # a SciPy function converting it with np.asarray: named too
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.logm"):
+        jitad.grad(lambda a: np.sum(scipy.linalg.logm(a)))(a)
+    # a TypeError of the user's own code stays the user's TypeError
+    with pytest.raises(TypeError, match="concatenate"):
+        jitad.grad(lambda a: np.sum(a) + len(a.shape + "x"))(a)
 
     def probe(x):  # hasattr() of a missing attribute is still False, outside SciPy too
         assert not hasattr(x, "flags") and not hasattr(x, "no_such_attribute")

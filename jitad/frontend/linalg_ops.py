@@ -579,9 +579,12 @@ def bound_names(fun):
         scipy_names.restore(undo)
 
 
-def foreign_call_error():
-    """An UnsupportedOperationError naming the SciPy function converting a traced array, or None."""
-    frame, found = sys._getframe(1), None
+def foreign_call_error(frame=None):
+    """An UnsupportedOperationError naming the SciPy function converting a traced array, or None.
+
+    `frame`: the innermost frame to look from (default: the caller's).
+    """
+    frame, found = frame or sys._getframe(1), None
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module.startswith("scipy."):

@@ -701,12 +701,29 @@ def trace(fun, avals, concrete=None, differentiated=()):
             if isinstance(error.__cause__, JitadError):
                 raise error.__cause__ from None
             raise
+        except TypeError as error:
+            # a SciPy function passing a traced array to compiled code ("argument 1 must be
+            # numpy.ndarray, not Tracer"): name the SciPy function and the way out
+            unsupported = _foreign_type_error(error)
+            if unsupported is None:
+                raise
+            raise unsupported from error
         outputs = [_to_node(builder, r) for r in result]
     captured = [tracer for tracer, _ in builder.captured.values()]
     inputs = builder.inputs + [node for _, node in builder.captured.values()]
     graph = Graph(inputs, outputs)
     graph.guards = builder.guards
     return graph, captured
+
+
+def _foreign_type_error(error):
+    """The UnsupportedOperationError for a TypeError about a Tracer raised in SciPy's code, or None."""
+    if "Tracer" not in str(error):
+        return None
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return linalg_ops.foreign_call_error(tb.tb_frame)
 
 
 def _to_node(builder, value):

@@ -480,8 +480,16 @@ def _special_rows():
             [((3,),), ((2, 3),)], (0.3, 4.0)),
         Row("bessel_j0_j1_y0_y1", lambda x: sc.j0(x) * sc.j1(x) + sc.y0(x) - sc.y1(x), [(s,) for s in UNARY[:3]],
             (0.3, 4.0)),
-        # binom: a composition of gammaln, floor, mod and where, each compiled in other rows
-        Row("binom", sc.binom, [BINARY[0], BINARY[3]], ((3.0, 6.0), (0.5, 2.5)), group=None),
+        Row("bessel_yn", lambda x: sc.yn(2, x) + sc.yn(np.array([0, 1, 3]), x) * x, [((3,),), ((2, 3),)], (0.5, 4.0)),
+        # 1/Γ, the sign of Γ and binom (SciPy's values), on both sides of 1/2 where 1/Γ's rule changes form
+        Row("rgamma_gammasgn", lambda x: sc.rgamma(x) + sc.gammasgn(x) * x, [(s,) for s in UNARY[:3]], (-2.9, 2.9)),
+        Row("binom", sc.binom, [BINARY[0], BINARY[3]], ((2.0, 6.0), (-1.9, 3.0))),
+        # ...and at the poles of Γ, where 1/Γ and binom are 0 but not flat (binom(1, 3), binom(3, -1)):
+        # every order is finite there (finite differences through the pole are the reference)
+        Row("rgamma_binom_at_poles", lambda x, n, k: np.sum(sc.rgamma(x) * x) + sc.binom(n, k),
+            [((4,), (6,), (6,))], make_args=lambda shapes, seed: (
+                np.array([-2.0, -1.0, 0.0, 1.0]), np.array([1.0, 3.0, 0.5, 2.0, 10.0, 2.5]),
+                np.array([3.0, -1.0, -2.0, 3.0, -3.0, 4.0]))),
         # one ulp moved (derivative 1 in x), and the exponent (no derivative) and mantissa of np.frexp
         Row("nextafter_frexp", lambda x, y: np.nextafter(x, y) + np.frexp(x)[0] * np.frexp(3.0 * y)[1],
             [((3,), (3,)), ((2, 3), ())], ((-2.0, 2.0), (0.4, 2.0))),

@@ -149,3 +149,12 @@ def test_multivariate_normal_allow_singular_with_a_constant_covariance():
     np.testing.assert_allclose(g_x[:2], -r, rtol=1e-12)
     np.testing.assert_allclose(g_mean[:2], r, rtol=1e-12)
     assert jitad.jit(f)(x + np.array([0.0, 0.0, 0.1, 0.0]), mean) == -np.inf  # off the support, as SciPy
+
+
+def test_unsupported_scipy_special_ufunc_is_named_as_scipy_s():
+    # ufuncs do not record their module: a SciPy ufunc jitad lacks was named `np.ellipk` before
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.special\.ellipk`"):
+        jitad.grad(lambda x: scipy.special.ellipk(x))(0.5)
+    # a SciPy function calling a private ufunc on a traced value: the function's name
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.special\.zeta`"):
+        jitad.grad(lambda x: scipy.special.zeta(x))(2.5)

@@ -1,8 +1,9 @@
-"""Bessel functions for generated kernels (`KB.<name>`): SciPy's own routines, called from Numba.
+"""Bessel and gamma-family functions for generated kernels (`KB.<name>`): SciPy's own routines,
+called from Numba.
 
-`scipy.special.jv`, `yv`, `iv`, `ive`, `kv`, `kve` (real order and argument) and `j0`, `j1`, `y0`,
-`y1` are the C functions `scipy.special.cython_special` exports (AMOS and Cephes, as SciPy's ufuncs
-run them), registered with LLVM under stable symbol names, so a compiled value is SciPy's bit for bit
+`scipy.special.jv`, `yv`, `iv`, `ive`, `kv`, `kve` (real order and argument), `j0`, `j1`, `y0`,
+`y1`, `yn`, `rgamma`, `gammasgn` and `binom` are the C functions `scipy.special.cython_special`
+exports (AMOS and Cephes, as SciPy's ufuncs run them), registered with LLVM under stable symbol names, so a compiled value is SciPy's bit for bit
 and kernels calling them stay cacheable on disk. A module of its own: importing it imports
 scipy.special (~0.7 s), which only kernels that use a Bessel function pay.
 """
@@ -11,7 +12,7 @@ import numba
 from numba import types
 from numba.extending import get_cython_function_address
 
-__all__ = ["jv", "yv", "iv", "ive", "kv", "kve", "j0", "j1", "y0", "y1"]
+__all__ = ["jv", "yv", "iv", "ive", "kv", "kve", "j0", "j1", "y0", "y1", "yn", "rgamma", "gammasgn", "binom"]
 
 _njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
@@ -27,6 +28,8 @@ _jv, _yv = _special("__pyx_fuse_1jv", 2), _special("__pyx_fuse_1yv", 2)
 _iv, _ive = _special("__pyx_fuse_1iv", 2), _special("__pyx_fuse_1ive", 2)
 _kv, _kve = _special("__pyx_fuse_1kv", 2), _special("__pyx_fuse_1kve", 2)
 _j0, _j1, _y0, _y1 = _special("j0", 1), _special("j1", 1), _special("y0", 1), _special("y1", 1)
+_yn, _binom = _special("__pyx_fuse_0yn", 2), _special("binom", 2)
+_rgamma, _gammasgn = _special("__pyx_fuse_1rgamma", 1), _special("gammasgn", 1)
 
 
 @_njit
@@ -77,3 +80,23 @@ def y0(x):
 @_njit
 def y1(x):
     return _y1(float(x), 0)
+
+
+@_njit
+def yn(n, x):
+    return _yn(float(n), float(x), 0)
+
+
+@_njit
+def rgamma(x):
+    return _rgamma(float(x), 0)
+
+
+@_njit
+def gammasgn(x):
+    return _gammasgn(float(x), 0)
+
+
+@_njit
+def binom(n, k):
+    return _binom(float(n), float(k), 0)

@@ -59,7 +59,8 @@ SPECIAL_UFUNCS = {
     "ndtr": P.ndtr_p, "log_ndtr": P.log_ndtr_p, "ndtri": P.ndtri_p, "xlogy": P.xlogy_p,
     "xlog1py": P.xlog1py_p, "entr": P.entr_p, "i0": _bessel(0, False), "i1": _bessel(1, False),
     "i0e": _bessel(0, True), "i1e": _bessel(1, True), "jv": P.jv_p, "yv": P.yv_p, "iv": P.iv_p, "ive": P.ive_p,
-    "kv": P.kv_p, "kve": P.kve_p, "j0": P.j0_p, "j1": P.j1_p, "y0": P.y0_p, "y1": P.y1_p,
+    "kv": P.kv_p, "kve": P.kve_p, "j0": P.j0_p, "j1": P.j1_p, "y0": P.y0_p, "y1": P.y1_p, "yn": P.yn_p,
+    "rgamma": P.rgamma_p, "gammasgn": P.gammasgn_p,
 }
 
 
@@ -90,19 +91,10 @@ def _boxcox(x, lmbda):
     return np.where(small, np.log(x), np.expm1(lmbda * np.log(x)) / np.where(small, 1.0, lmbda))
 
 
-def _gamma_sign(z):
-    """The sign of Γ(z): +1 for z > 0, (-1)^(floor(z)) below (Γ alternates between its poles)."""
-    return np.where(z > 0, 1.0, 1.0 - 2.0 * np.mod(np.floor(z), 2.0))
-
-
 def _binom(n, k):
-    """The binomial coefficient of real n and k, Γ(n+1) / (Γ(k+1) Γ(n-k+1)), as a ratio of
-    exp(gammaln) with the signs of the Γs: differentiable in n and k; 0 where k+1 or n-k+1 is a pole,
-    NaN where n+1 is one (a negative integer n), as SciPy's."""
-    n, k = _float(n), _float(k)
-    ratio = np.exp(P.gammaln_p(n + 1.0) - P.gammaln_p(k + 1.0) - P.gammaln_p(n - k + 1.0))
-    value = _gamma_sign(n + 1.0) * _gamma_sign(k + 1.0) * _gamma_sign(n - k + 1.0) * ratio
-    return _select(~((n < 0) & (n == np.floor(n))), value, np.nan)
+    """The binomial coefficient of real n and k (SciPy's values; differentiable in both, also where
+    it is 0 at a pole of Γ(k+1) or Γ(n-k+1): jitad.primitives.special.binom_p)."""
+    return P.binom_p(_float(n), _float(k))
 
 
 SPECIAL_UFUNCS.update({

@@ -84,8 +84,8 @@ class Tracer:
                                      f"np.{ufunc.__name__}")
         if method == "__call__":
             builder = numpy_ops.UFUNCS.get(ufunc)
-            if builder is None:
-                raise UnsupportedOperationError(f"np.{ufunc.__name__}")
+            if builder is None:  # called inside a SciPy function (scipy.special.zeta): that function's name
+                raise linalg_ops.foreign_call_error() or UnsupportedOperationError(_ufunc_name(ufunc))
             dtype = kwargs.pop("dtype", None)
             if kwargs.get("where", True) is not True:
                 raise UnsupportedOperationError(f"np.{ufunc.__name__}(where=...)", "Use np.where instead. ")
@@ -98,7 +98,7 @@ class Tracer:
         if method == "outer" and len(inputs) == 2 and ufunc in numpy_ops.UFUNCS and not kwargs:
             a, b = numpy_ops.asarray(inputs[0]), numpy_ops.asarray(inputs[1])  # a[..., None, ...] op b
             return self.__array_ufunc__(ufunc, "__call__", numpy_ops.reshape(a, a.shape + (1,) * b.ndim), b)
-        raise UnsupportedOperationError(f"np.{ufunc.__name__}.{method}")
+        raise UnsupportedOperationError(f"{_ufunc_name(ufunc)}.{method}")
 
     def __array_function__(self, func, types, args, kwargs):
         builder = numpy_ops.FUNCTIONS.get(func)
@@ -714,6 +714,15 @@ def trace(fun, avals, concrete=None, differentiated=()):
     graph = Graph(inputs, outputs)
     graph.guards = builder.guards
     return graph, captured
+
+
+def _ufunc_name(ufunc):
+    """`np.sin`, or `scipy.special.yn` for a ufunc of SciPy's (ufuncs do not record their module)."""
+    name = ufunc.__name__
+    special = sys.modules.get("scipy.special")
+    if getattr(np, name, None) is not ufunc and getattr(special, name, None) is ufunc:
+        return f"scipy.special.{name}"
+    return f"np.{name}"
 
 
 def _foreign_type_error(error):

@@ -11,7 +11,8 @@ import numpy as np
 
 from jitad.ir import Kind
 from jitad.primitives.core import EXPENSIVE, Primitive, elementwise_shape
-from jitad.primitives.elementwise import (abs_p, binary, comparison, cos_p, exp_p, log1p_p, log_p, mul_cotangent, scale,
+from jitad.primitives.elementwise import (_zero_derivative, abs_p, binary, comparison, cos_p, exp_p, log1p_p, log_p,
+                                         mul_cotangent, scale, sin_p,
                                          sign_p, unary, where_p)
 from jitad.primitives.structural import broadcast_to, shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError
@@ -20,7 +21,7 @@ __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma
            "erf_p", "erfc_p", "erfinv_p", "ndtr_p", "log_ndtr_p", "ndtri_p", "xlogy_p", "xlog1py_p", "entr_p",
            "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p", "erfcx_p", "gammainc_p", "gammaincc_p",
            "betainc_p", "nextafter_p", "frexp_exponent_p", "jv_p", "yv_p", "iv_p", "ive_p", "kv_p", "kve_p", "j0_p",
-           "j1_p", "y0_p", "y1_p"]
+           "j1_p", "y0_p", "y1_p", "yn_p", "rgamma_p", "gammasgn_p", "binom_p"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
@@ -197,6 +198,71 @@ j0_p = unary("j0", _scipy("j0"), lambda x, y: -j1_p(x), "KB.j0({0})", domain=(0.
 j1_p = unary("j1", _scipy("j1"), lambda x, y: 0.5 * (j0_p(x) - jv_p(2.0, x)), "KB.j1({0})", domain=(0.3, 4.0))
 y0_p = unary("y0", _scipy("y0"), lambda x, y: -y1_p(x), "KB.y0({0})", domain=(0.3, 4.0))
 y1_p = unary("y1", _scipy("y1"), lambda x, y: 0.5 * (y0_p(x) - yv_p(2.0, x)), "KB.y1({0})", domain=(0.3, 4.0))
+
+
+yn_p = _bessel("yn", lambda n, x, out: 0.5 * (yn_p(n - 1.0, x) - yn_p(n + 1.0, x)), ((0.0, 3.0), (0.5, 4.0)))
+
+
+# --- 1/Γ, the sign of Γ, and the binomial coefficient of real arguments ----------------------------
+# Values are SciPy's own routines on both executors (compiled: jitad.backend.kernels_bessel). Where
+# Γ has a pole 1/Γ is 0 but not flat, so the rules below never divide by Γ there: every order of
+# their derivatives is finite at the poles (autograd and JAX give NaN or 0 there).
+def _pick(condition, x, safe):
+    """x where `condition` holds, the constant `safe` elsewhere: keeps an untaken np.where lane finite."""
+    return where_p(condition, x, safe)
+
+
+def _rgamma_slope_below_one(x):
+    """(1/Γ)'(x) for x < 1: the derivative of the reflection 1/Γ(x) = Γ(1-x) sin(πx) / π, that is
+    Γ(1-x) (cos πx - ψ(1-x) sin(πx) / π), smooth through the poles ((-1)^m m! at x = -m)."""
+    return gamma_p(1.0 - x) * (cos_p(math.pi * x) - digamma_p(1.0 - x) * sin_p(math.pi * x) / math.pi)
+
+
+def _rgamma_slope(x, y):
+    """(1/Γ)'(x): -ψ(x) / Γ(x) = -ψ(x) y from x = 1/2 up, the reflection's slope below."""
+    low = x < 0.5
+    return where_p(low, _rgamma_slope_below_one(_pick(low, x, 0.0)), -digamma_p(_pick(low, 1.0, x)) * y)
+
+
+rgamma_p = unary("rgamma", _scipy("rgamma"), _rgamma_slope, "KB.rgamma({0})", domain=(-3.0, 3.0),
+                 inline_cost=EXPENSIVE)
+gammasgn_p = _zero_derivative("gammasgn", _scipy("gammasgn"), "KB.gammasgn({0})")
+
+
+def _binom_slopes(n, k, out):
+    """(∂n, ∂k) of binom(n, k) = Γ(n+1) / (Γ(k+1) Γ(n-k+1)), written so that a pole of Γ(k+1) or of
+    Γ(n-k+1) (where binom is 0, e.g. binom(1, 3)) is a finite value of 1/Γ's slope, not 0 * inf:
+
+    k >= -1/2: binom = P rgamma(z), z = n-k+1, P = Γ(n+1)/Γ(k+1), so ∂n = binom ψ(n+1) + D,
+      ∂k = -binom ψ(k+1) - D with D = P rgamma'(z) (below z = 1/2) or -ψ(z) binom (above: no overflow
+      of P for large n);
+    k < -1/2: binom = Q rgamma(k+1), Q = Γ(n+1)/Γ(n-k+1), so ∂n = binom (ψ(n+1) - ψ(n-k+1)),
+      ∂k = binom ψ(n-k+1) + Q rgamma'(k+1).
+    Each branch reads its inputs only where it is taken (constants elsewhere), so no lane of an
+    untaken branch is inf or NaN at any order. At a negative integer n, binom is NaN (SciPy's) and
+    so are its slopes."""
+    low_k = k < -0.5
+    z = n - k + 1.0
+    low_z = z < 0.5
+    # k >= -1/2 and z < 1/2: P rgamma'(z), |P| <= 1 here
+    near = ~low_k & low_z
+    n1, k1 = _pick(near, n, 1.0), _pick(near, k, 2.5)
+    p = gammasgn_p(n1 + 1.0) * exp_p(gammaln_p(n1 + 1.0) - gammaln_p(k1 + 1.0))
+    d = where_p(low_z, p * _rgamma_slope_below_one(n1 - k1 + 1.0), -digamma_p(_pick(low_z, 1.0, z)) * out)
+    k2 = _pick(low_k, 0.0, k)
+    dn_high, dk_high = out * digamma_p(n + 1.0) + d, -out * digamma_p(k2 + 1.0) - d
+    # k < -1/2: Q = Γ(n+1)/Γ(n-k+1)
+    n3, k3 = _pick(low_k, n, 1.0), _pick(low_k, k, -1.5)
+    z3 = n3 - k3 + 1.0
+    q = gammasgn_p(n3 + 1.0) * gammasgn_p(z3) * exp_p(gammaln_p(n3 + 1.0) - gammaln_p(z3))
+    dn_low = out * (digamma_p(n3 + 1.0) - digamma_p(z3))
+    dk_low = out * digamma_p(z3) + q * _rgamma_slope_below_one(k3 + 1.0)
+    return where_p(low_k, dn_low, dn_high), where_p(low_k, dk_low, dk_high)
+
+
+binom_p = binary("binom", _scipy("binom"), lambda n, k, out: _binom_slopes(n, k, out)[0],
+                 lambda n, k, out: _binom_slopes(n, k, out)[1], "KB.binom({0}, {1})",
+                 domain=((2.0, 6.0), (-0.4, 3.0)), inline_cost=EXPENSIVE)
 
 
 # --- np.sinc -------------------------------------------------------------------------------------

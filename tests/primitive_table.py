@@ -424,6 +424,12 @@ def _linalg_rows():
             [((3, 3),)], d, max_order=0, float32=False, group=None),
         Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
             [((3, 3), (3,))], d),
+        # SciPy's Schur-based sqrtm and solve_sylvester have no compiled lowering (a function calling them
+        # runs on the NumPy executor): not in a compiled group
+        Row("sqrtm", lambda a: scipy.linalg.sqrtm(_spd(a)) + scipy.linalg.sqrtm(_conditioned(a) + a.T) * 0.5,
+            [((3, 3),), ((2, 2, 2),)], d, group=None),
+        Row("solve_sylvester", lambda a, b, q: scipy.linalg.solve_sylvester(_conditioned(a), _conditioned(b), q),
+            [((3, 3), (2, 2), (3, 2)), ((2, 2), (2, 2), (2, 2, 2))], d, group=None),
         # scipy.linalg's mirrors of np.linalg (compositions of the rows above; 'pos' reads the upper triangle)
         Row("scipy_linalg_mirrors", lambda a, b: np.concatenate([
             scipy.linalg.solve(_conditioned(a), b), scipy.linalg.solve(_spd(a) + np.tril(a, -1), b, assume_a="pos"),
@@ -681,6 +687,10 @@ def _stats_rows():
         row("multivariate_normal.frozen", lambda x: st.multivariate_normal(np.ones(3), spd(a_)).logpdf(x), (x_,)),
         row("multivariate_normal.scalar", lambda x, mean, var: st.multivariate_normal.logpdf(x, mean, var),
             (x_[0], 0.2, 1.4), 1),
+        # entropy, and a frozen distribution of traced parameters (SciPy's own eigendecomposes cov when made)
+        row("multivariate_normal.entropy_traced_frozen", lambda x, mean, a: st.multivariate_normal.entropy(mean, spd(a))
+            + st.multivariate_normal(mean, spd(a)).logpdf(x) + st.multivariate_normal(mean, cov=spd(a)).entropy(),
+            (x_, x_[0], a_)),
         # more distributions, and the cdf / sf / logcdf / logsf of the continuous ones (issue 11b)
         row("more.logpdf", lambda x, loc, scale: st.cauchy.logpdf(x, loc, scale) + st.logistic.logpdf(x, loc, scale)
             + st.gumbel_r.logpdf(x, loc, scale) + st.halfnorm.logpdf(x, -2.0, scale) + st.rayleigh.pdf(x, -2.0, scale)

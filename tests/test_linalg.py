@@ -227,6 +227,27 @@ def test_lu_factor_compiled_values():
         jitad.config.backend = saved
 
 
+def test_sqrtm_and_sylvester_run_on_the_numpy_executor_with_numba_on():
+    """No compiled lowering: a function calling them answers on the NumPy executor (explain says so),
+    with SciPy's values; a square root that is complex is a named error, never a real part."""
+    rng = np.random.default_rng(6)
+    a = rng.standard_normal((3, 3))
+    spd = a @ a.T + 3.0 * np.eye(3)
+    saved = jitad.config.backend
+    try:
+        jitad.config.backend = "numba"
+        f = jitad.value_and_grad(lambda m: np.sum(scipy.linalg.sqrtm(m) * a)
+                                 + np.sum(scipy.linalg.solve_sylvester(m, m, a)))
+        value, grad = f(spd)
+        assert value == pytest.approx(np.sum(scipy.linalg.sqrtm(spd) * a)
+                                      + np.sum(scipy.linalg.solve_sylvester(spd, spd, a)), rel=1e-13)
+        assert "NumPy" in jitad.explain(f, spd).tier
+        with pytest.raises(jitad.UnsupportedOperationError, match="negative real eigenvalue"):
+            f(np.diag([-1.0, 2.0, 3.0]))
+    finally:
+        jitad.config.backend = saved
+
+
 def test_unsupported_and_shape_errors_teach():
     with pytest.raises(jitad.UnsupportedOperationError, match="numpy.linalg.eig.*custom_vjp"):
         jitad.grad(lambda a: np.sum(np.linalg.eig(a)[0]))(np.eye(3))

@@ -659,11 +659,12 @@ def _staying(status):
 
 def _calls_back(graph, seen=None):
     """Whether `graph`, or a loop body in it at any depth (an ODE solve or an untraceable custom
-    rule inside jitad.scan), calls back into Python: then only the NumPy executor can run it."""
+    rule inside jitad.scan), calls back into Python or holds a primitive with no compiled lowering:
+    then only the NumPy executor can run it."""
     seen = set() if seen is None else seen
     for node in graph.nodes:
-        if node.prim.kind == "callback":
-            return True
+        if node.prim.kind == "callback" or (node.prim.kind == "library" and node.prim.lower is None):
+            return True  # (a library call with no compiled lowering: scipy.linalg.sqrtm)
         for value in node.params.values():
             body = getattr(value, "graph", None)  # a loop's Body (jitad.primitives.control)
             if body is not None and hasattr(body, "nodes") and id(body) not in seen:

@@ -79,6 +79,24 @@ def expm(A):
     return P.expm_p(a)
 
 
+def sqrtm(A, disp=True, blocksize=64):
+    """scipy.linalg.sqrtm of a real matrix whose square root is real (the principal one); its
+    derivative solves a Sylvester equation. A function calling it runs on the NumPy executor."""
+    if not disp:
+        raise UnsupportedOperationError("scipy.linalg.sqrtm(disp=False)", "It returns an error estimate too: "
+                                        "call scipy.linalg.sqrtm(a). ")
+    a = _float(A)
+    _square(a, "scipy.linalg.sqrtm")
+    return P.sqrtm_p(a)
+
+
+def solve_sylvester(a, b, q):
+    """scipy.linalg.solve_sylvester: X with A X + X B = Q, differentiable in A, B and Q (the
+    derivative solves the same equation; the adjoint, the one with Aᵀ and Bᵀ). A function calling
+    it runs on the NumPy executor."""
+    return P.sylvester_p(*_floats(a, b, q))
+
+
 def solve(a, b):
     """np.linalg.solve: A x = b for a vector or stacked-matrix b, batch axes broadcast.
 
@@ -474,6 +492,8 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 
 SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "expm"): expm,
+                   ("scipy.linalg", "sqrtm"): sqrtm,
+                   ("scipy.linalg", "solve_sylvester"): solve_sylvester,
                    ("scipy.linalg", "lu_factor"): lu_factor,
                    ("scipy.linalg", "qr"): scipy_qr,
                    ("scipy.linalg", "lu_solve"): lu_solve,

@@ -491,6 +491,48 @@ def _mvn_frozen(method):
     return builder
 
 
+def _mvn_entropy(self, mean=None, cov=1):
+    """The differential entropy (d (1 + log 2π) + log det cov) / 2: the log-density at the mean,
+    negated, plus d / 2 (the mean does not enter)."""
+    cov = _float(cov, np.float64)
+    dim = numpy_ops.shape_of(cov)[0] if cov.ndim == 2 else \
+        1 if mean is None else int(np.prod(numpy_ops.shape_of(mean), dtype=np.int64))  # (SciPy's rule)
+    mean = np.zeros(dim) if mean is None else mean
+    return 0.5 * dim - _mvn_logpdf(mean, mean, cov)
+
+
+def _mvn_frozen_entropy(self):
+    return _mvn_entropy(None, self.mean, self.cov_object.covariance)
+
+
+class _TracedFrozenMVN:
+    """multivariate_normal(mean, cov) with a traced mean or cov (SciPy's frozen distribution
+    eigendecomposes cov when it is made): its logpdf, pdf and entropy, and mean and cov."""
+
+    def __init__(self, mean, cov, allow_singular):
+        self.mean, self.cov, self.allow_singular = mean, cov, allow_singular
+
+    def logpdf(self, x):
+        return _mvn_logpdf(x, self.mean, self.cov, self.allow_singular)
+
+    def pdf(self, x):
+        return np.exp(self.logpdf(x))
+
+    def entropy(self):
+        return _mvn_entropy(None, self.mean, self.cov)
+
+
+def _mvn_call(self, mean=None, cov=1, allow_singular=False, seed=None):
+    """multivariate_normal(mean, cov): SciPy's frozen distribution for concrete parameters."""
+    if is_tracer(mean) or is_tracer(cov):
+        if seed is not None:
+            raise UnsupportedOperationError("scipy.stats.multivariate_normal(seed=...) with traced parameters",
+                                            "Draw samples outside the traced function. ")
+        return _TracedFrozenMVN(mean, cov, allow_singular)
+    return sys.modules["scipy.stats._multivariate"].multivariate_normal_frozen(
+        mean, cov, allow_singular=allow_singular, seed=seed)
+
+
 def _dirichlet(method):
     def builder(self, x, alpha):
         """Only the shapes are checked: values of traced x are not known to lie on the simplex."""
@@ -639,6 +681,9 @@ linalg_ops.SCIPY_FUNCTIONS.update({
     **{(_INFRA, f"rv_discrete.{m}"): _discrete(m) for m in ("logpmf", "pmf", "cdf", "sf", "logcdf", "logsf")},
     **{(_MULTI, f"multivariate_normal_gen.{m}"): _mvn(m) for m in ("logpdf", "pdf")},
     **{(_MULTI, f"multivariate_normal_frozen.{m}"): _mvn_frozen(m) for m in ("logpdf", "pdf")},
+    (_MULTI, "multivariate_normal_gen.entropy"): _mvn_entropy,
+    (_MULTI, "multivariate_normal_frozen.entropy"): _mvn_frozen_entropy,
+    (_MULTI, "multivariate_normal_gen.__call__"): _mvn_call,
     **{(_MULTI, f"dirichlet_gen.{m}"): _dirichlet(m) for m in ("logpdf", "pdf")},
 })
 linalg_ops.SCIPY_SETUP.append(register_special_ufuncs)

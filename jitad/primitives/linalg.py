@@ -28,9 +28,10 @@ import warnings
 import numpy as np
 
 from jitad.primitives.core import library_call
-from jitad.errors import NonDifferentiableError, ShapeError
+from jitad.primitives.structural import shape_of, unbroadcast
+from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
 
-__all__ = ["lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
+__all__ = ["sqrtm_p", "sylvester_p", "lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
            "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
            "require_small_p"]
@@ -313,6 +314,70 @@ expm_p = _library(
     jvp=lambda primals, tangents, out: _expm_frechet(primals[0], tangents[0]),
     vjp=lambda g, out, a: (_expm_frechet(_T(a), g),),
     lower=lambda node, out, ins, ctx: f"{out} = KL.expm({ins[0]})")
+
+
+# --- matrix square root and the Sylvester equation ----------------------------------------------
+# Values are SciPy's (Schur-based) routines. They have no compiled lowering (Numba has no Schur
+# decomposition): a graph holding one runs on the NumPy executor (jitad.backend.cache._calls_back).
+def _sylvester_impl(a, b, q):
+    """X with A X + X B = Q, for each matrix of the broadcast batch axes."""
+    import scipy.linalg
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2], q.shape[:-2])
+    a, b = np.broadcast_to(a, batch + a.shape[-2:]), np.broadcast_to(b, batch + b.shape[-2:])
+    q = np.broadcast_to(q, batch + q.shape[-2:])
+    dtype = np.result_type(a, b, q)
+    return _each(lambda x, y, z: scipy.linalg.solve_sylvester(x, y, z), q.shape[-2:], dtype, a, b, q)
+
+
+def _sylvester_shape(a, b, q):
+    for name, m in (("a", a), ("b", b)):
+        _matrix(f"scipy.linalg.solve_sylvester: {name}", m, square=True)
+    _matrix("scipy.linalg.solve_sylvester: q", q)
+    if q.shape[-2:] != (a.shape[-1], b.shape[-1]):
+        raise ShapeError(f"scipy.linalg.solve_sylvester: q of shape {q.shape} does not match a {a.shape} "
+                         f"and b {b.shape} (it needs {a.shape[-1]} x {b.shape[-1]})")
+    batch = np.broadcast_shapes(a.shape[:-2], b.shape[:-2], q.shape[:-2])
+    return batch + q.shape[-2:], np.result_type(a.dtype, b.dtype, q.dtype)
+
+
+def _sylvester_jvp(primals, tangents, out):
+    """A dX + dX B = dQ - dA X - X dB."""
+    (a, b, q), (da, db, dq) = primals, tangents
+    rhs = [t for t in (dq, None if da is None else -(da @ out), None if db is None else -(out @ db)) if t is not None]
+    total = rhs[0]
+    for term in rhs[1:]:
+        total = total + term
+    return sylvester_p(a, b, total)  # (the batch axes broadcast)
+
+
+def _sylvester_vjp(g, out, a, b, q):
+    """Y = the solution with Aᵀ, Bᵀ and the cotangent: Q̄ = Y, Ā = -Y Xᵀ, B̄ = -Xᵀ Y."""
+    y = sylvester_p(_T(a), _T(b), g)
+    return (unbroadcast(-(y @ _T(out)), shape_of(a)), unbroadcast(-(_T(out) @ y), shape_of(b)),
+            unbroadcast(y, shape_of(q)))
+
+
+sylvester_p = _library("solve_sylvester", _sylvester_impl, _sylvester_shape, _sylvester_jvp, _sylvester_vjp,
+                       lower=None)
+
+
+def _sqrtm_impl(a):
+    import scipy.linalg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SciPy's warning on a singular matrix: its result stands
+        roots = [scipy.linalg.sqrtm(a[index]) for index in np.ndindex(*a.shape[:-2])]
+    if any(np.iscomplexobj(r) and np.any(r.imag != 0) for r in roots):
+        raise UnsupportedOperationError(
+            "scipy.linalg.sqrtm of a matrix with a negative real eigenvalue (its square root is complex)",
+            "jitad differentiates real values only. ")
+    return np.asarray([np.real(r) for r in roots], a.dtype).reshape(a.shape)
+
+
+# X X = A, so X dX + dX X = dA: dX solves a Sylvester equation (its adjoint: the same with Xᵀ)
+sqrtm_p = _library(
+    "sqrtm", _sqrtm_impl, _square_shape("scipy.linalg.sqrtm"),
+    jvp=lambda primals, tangents, out: sylvester_p(out, out, tangents[0]),
+    vjp=lambda g, out, a: (sylvester_p(_T(out), _T(out), g),), lower=None)
 
 
 # --- triangular solve (reads one triangle, like SciPy) ------------------------------------------

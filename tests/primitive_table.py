@@ -424,6 +424,10 @@ def _linalg_rows():
             [((3, 3),)], d, max_order=0, float32=False, group=None),
         Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
             [((3, 3), (3,))], d),
+        # banded systems (solved dense): tridiagonal and upper bidiagonal, vector and matrix right-hand sides
+        Row("solve_banded", lambda ab, b: scipy.linalg.solve_banded((1, 1), ab + np.array([[0.0], [4.0], [0.0]]), b)
+            + scipy.linalg.solve_banded((0, 1), ab[1:] + np.array([[0.0], [3.0]]), b) * 0.5,
+            [((3, 4), (4,)), ((3, 4), (4, 2))], d),
         # SciPy's Schur-based sqrtm and solve_sylvester have no compiled lowering (a function calling them
         # runs on the NumPy executor): not in a compiled group
         Row("sqrtm", lambda a: scipy.linalg.sqrtm(_spd(a)) + scipy.linalg.sqrtm(_conditioned(a) + a.T) * 0.5,

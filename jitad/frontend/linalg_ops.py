@@ -113,6 +113,38 @@ def solve(a, b):
     return x[..., 0] if vector else x
 
 
+BANDED_DENSE_LIMIT = 4096  # solve_banded solves the dense matrix: above this order it would not fit
+
+
+def solve_banded(l_and_u, ab, b, overwrite_ab=False, overwrite_b=False, check_finite=True):
+    """scipy.linalg.solve_banded: A x = b for A given by its diagonals, ab[u + i - j, j] = A[i, j].
+    The matrix is rebuilt dense (a gather from ab) and solved as np.linalg.solve does, so both the
+    values and the derivatives in ab and b are those of a dense solve: O(n^3), for n up to
+    BANDED_DENSE_LIMIT."""
+    lower, upper = (int(k) for k in l_and_u)
+    ab, b = _floats(ab, b)
+    if ab.ndim != 2 or ab.shape[0] != lower + upper + 1:
+        raise ShapeError(f"scipy.linalg.solve_banded: invalid values for the number of lower and upper diagonals: "
+                         f"l+u+1 ({lower + upper + 1}) does not equal ab.shape[0] ({ab.shape[0]})")
+    n = ab.shape[1]
+    if b.ndim == 0 or b.shape[0] != n:
+        raise ShapeError(f"scipy.linalg.solve_banded: shapes of ab {ab.shape} and b {b.shape} are incompatible")
+    if n > BANDED_DENSE_LIMIT:
+        raise UnsupportedOperationError(
+            f"scipy.linalg.solve_banded of order {n} on traced values",
+            f"jitad solves banded systems as dense ones, up to order {BANDED_DENSE_LIMIT}. ")
+    # position in ab (raveled, then one zero appended) of each A[i, j]: the zero outside the band
+    rows, cols = np.indices((n, n))
+    band = upper + rows - cols
+    inside = (band >= 0) & (band <= lower + upper)
+    position = np.where(inside, band * n + cols, (lower + upper + 1) * n)
+    flat = numpy_ops.concatenate([numpy_ops.reshape(ab, (-1,)), np.zeros(1, ab.dtype)])
+    a = numpy_ops.getitem(flat, position)
+    rhs = numpy_ops.reshape(b, (n, -1))
+    x = solve(a, rhs)
+    return numpy_ops.reshape(x, b.shape)
+
+
 def det(a):
     """np.linalg.det from the LU factors; ∂det/∂A = det(A) A⁻ᵀ from the same factors."""
     a = _float(a)
@@ -493,6 +525,7 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "expm"): expm,
                    ("scipy.linalg", "sqrtm"): sqrtm,
+                   ("scipy.linalg", "solve_banded"): solve_banded,
                    ("scipy.linalg", "solve_sylvester"): solve_sylvester,
                    ("scipy.linalg", "lu_factor"): lu_factor,
                    ("scipy.linalg", "qr"): scipy_qr,

@@ -277,6 +277,9 @@ def _shape_rows():
         Row("fmod_real_imag", lambda x: np.fmod(x * 5.0, 0.7) + np.real(x) * np.conj(x) + np.imag(x), [((3, 4),)],
             domain=(0.02, 0.12)),  # 5x stays below 0.7: no jump of fmod inside a finite-difference step
         Row("cross_kron", lambda x: np.cross(x[:, :3], x[:, 1:]).sum() * np.kron(x[:2, :2], x[1:, 2:]), [((3, 4),)]),
+        # `axis` (it overrides axisa/b/c: ignored before, a silently wrong product), the array API's cross
+        Row("cross_axis", lambda x: np.cross(x[:, :3], x[:, 1:], axis=0) * 2.0 + np.linalg.cross(x[:, 1:], x[:, :3])
+            + np.cross(x[:, :3], x[:, 1:], axisa=0, axisb=0, axisc=0), [((3, 4),)]),
         Row("atleast", lambda x: np.atleast_1d(x) * np.atleast_2d(x), [((),), ((3,),)]),
         Row("astype_float64", lambda x: np.sin(x.astype(np.float64)) * 2.0, [((3,),)]),
         # through float32 and back: finite differences cannot follow the float32 rounding, so the
@@ -424,6 +427,11 @@ def _linalg_rows():
             [((3, 3),)], d, max_order=0, float32=False, group=None),
         Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
             [((3, 3), (3,))], d),
+        Row("tensorinv_tensorsolve", lambda a, b: np.concatenate([
+            np.linalg.tensorinv(_conditioned(a.reshape(4, 4)).reshape(4, 2, 2), ind=1).ravel(),
+            np.linalg.tensorsolve(_conditioned(a.reshape(4, 4)).reshape(2, 2, 4), b.reshape(2, 2)),
+            np.linalg.tensorsolve(_conditioned(a.reshape(4, 4)).reshape(4, 2, 2), b.reshape(2, 2), axes=(0,))]),
+            [((16,), (4,))], d),
         # banded systems (solved dense): tridiagonal and upper bidiagonal, vector and matrix right-hand sides
         Row("solve_banded", lambda ab, b: scipy.linalg.solve_banded((1, 1), ab + np.array([[0.0], [4.0], [0.0]]), b)
             + scipy.linalg.solve_banded((0, 1), ab[1:] + np.array([[0.0], [3.0]]), b) * 0.5,

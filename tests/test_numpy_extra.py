@@ -5,6 +5,8 @@ Each row: forward value and dtype equal to NumPy's (or SciPy's), and derivatives
 in both modes against finite differences. One grouped test compiles values and gradients of
 many rows into one kernel and compares it with the reference executor.
 """
+import warnings
+
 import numpy as np
 import optree
 import pytest
@@ -485,3 +487,24 @@ def test_pad_modes_that_repeat_entries():
         jitad.check_grads(lambda x: np.pad(x, ((2, 1), (3, 2)), mode=mode), (M,), order=2, modes=("fwd", "rev"))
     with pytest.raises(UnsupportedOperationError, match="mode='mean'"):
         jitad.jit(lambda x: np.pad(x, 1, mode="mean"))(M)
+
+
+def test_cross_of_two_vectors_is_numpys():
+    """2-vectors (deprecated in NumPy 2, which warns; so does jitad): a missing z is 0, and two
+    2-vectors give the z component only."""
+    rng = np.random.default_rng(7)
+    a, b = rng.standard_normal((3, 3)), rng.standard_normal((3, 3))
+    weights = np.arange(9.0).reshape(3, 3)
+    funs = [lambda a: np.sum(np.cross(a[:, :2], b[:, :2]) ** 2), lambda a: np.sum(np.cross(a[:, :2], b) * weights),
+            lambda a: np.sum(np.cross(a, b[0, :2]) * weights)]
+    for fun in funs:
+        with pytest.warns(DeprecationWarning, match="2-dimensional vectors"):
+            expected = fun(a)
+        with pytest.warns(DeprecationWarning, match="2-dimensional vectors"):
+            value, grad = jitad.value_and_grad(fun)(a)
+        assert value == pytest.approx(expected, rel=1e-13)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            jitad.check_grads(fun, (a,), order=2)
+    with pytest.raises(jitad.ShapeError, match="dimension must be 2 or 3"):
+        jitad.grad(lambda a: np.sum(np.cross(a, a)))(np.ones(4))

@@ -398,6 +398,41 @@ def _vector_norm_api(x, /, *, axis=None, keepdims=False, ord=2):
     return result
 
 
+def tensorinv(a, ind=2):
+    """np.linalg.tensorinv: the inverse of `a` read as a matrix of its first `ind` axes by the rest."""
+    a = _float(a)
+    if ind <= 0:
+        raise ValueError("Invalid ind argument.")
+    old = a.shape
+    rows = int(np.prod(old[:ind], dtype=np.int64))
+    if rows != int(np.prod(old[ind:], dtype=np.int64)):
+        raise np.linalg.LinAlgError("Last 2 dimensions of the array must be square")
+    return numpy_ops.reshape(inv(numpy_ops.reshape(a, (rows, -1))), old[ind:] + old[:ind])
+
+
+def tensorsolve(a, b, axes=None):
+    """np.linalg.tensorsolve: x with tensordot(a, x, x.ndim) = b, solved as a square matrix system."""
+    a, b = _floats(a, b)
+    if axes is not None:
+        moved = [k for k in range(a.ndim) if k not in [ax % a.ndim for ax in axes]]
+        a = numpy_ops.transpose(a, moved + [ax % a.ndim for ax in axes])
+    old = a.shape[-(a.ndim - b.ndim):]
+    size = int(np.prod(old, dtype=np.int64))
+    if int(np.prod(a.shape, dtype=np.int64)) != size * size:
+        raise np.linalg.LinAlgError("Input arrays must satisfy the requirement prod(a.shape[b.ndim:]) == "
+                                    "prod(a.shape[:b.ndim])")
+    x = solve(numpy_ops.reshape(a, (size, size)), numpy_ops.reshape(b, (size,)))
+    return numpy_ops.reshape(x, old)
+
+
+def _linalg_cross(x1, x2, /, *, axis=-1):
+    """np.linalg.cross (the array API's): 3-vectors only."""
+    if numpy_ops.shape_of(x1)[axis] != 3 or numpy_ops.shape_of(x2)[axis] != 3:
+        raise ShapeError("Both input arrays must be (arrays of) 3-dimensional vectors, but they are "
+                         f"{numpy_ops.shape_of(x1)[axis]} and {numpy_ops.shape_of(x2)[axis]} dimensional instead.")
+    return numpy_ops.cross(x1, x2, axis=axis)
+
+
 numpy_ops.FUNCTIONS.update({
     np.linalg.inv: inv, np.linalg.solve: solve, np.linalg.det: det, np.linalg.slogdet: slogdet,
     np.linalg.matrix_power: matrix_power, np.linalg.cholesky: cholesky, np.linalg.eigh: eigh,
@@ -409,6 +444,7 @@ numpy_ops.FUNCTIONS.update({
     np.linalg.diagonal: lambda x, /, *, offset=0: numpy_ops.diagonal(x, offset, -2, -1),
     np.linalg.outer: numpy_ops.outer, np.linalg.matmul: numpy_ops.matmul, np.linalg.tensordot: numpy_ops.tensordot,
     np.linalg.vecdot: lambda x1, x2, /, *, axis=-1: numpy_ops.sum(numpy_ops.multiply(x1, x2), axis=axis),
+    np.linalg.tensorinv: tensorinv, np.linalg.tensorsolve: tensorsolve, np.linalg.cross: _linalg_cross,
 })
 
 

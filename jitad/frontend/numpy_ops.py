@@ -7,6 +7,7 @@ compositions (mean, var, einsum, norm, ...) are differentiated through their par
 import builtins
 import math
 import operator
+import warnings
 
 import numpy as np
 
@@ -333,12 +334,27 @@ def array_split(x, indices_or_sections, axis=0):
 
 
 def cross(a, b, axisa=-1, axisb=-1, axisc=-1, axis=None):
+    """np.cross of 3-vectors, and of 2-vectors as NumPy (deprecated there): a missing z is 0, and
+    two 2-vectors give the z component only. `axis` overrides axisa, axisb and axisc."""
+    if axis is not None:
+        axisa = axisb = axisc = axis
     a, b = moveaxis(asarray(a), axisa, -1), moveaxis(asarray(b), axisb, -1)
-    if shape_of(a)[-1] != 3 or shape_of(b)[-1] != 3:
-        raise UnsupportedOperationError("np.cross of 2-vectors", "Only 3-vectors are supported. ")
-    a0, a1, a2 = (getitem(a, (Ellipsis, k)) for k in range(3))
-    b0, b1, b2 = (getitem(b, (Ellipsis, k)) for k in range(3))
-    return moveaxis(stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], axis=-1), -1, axisc)
+    na, nb = shape_of(a)[-1], shape_of(b)[-1]
+    if na not in (2, 3) or nb not in (2, 3):
+        raise ShapeError("incompatible dimensions for cross product (dimension must be 2 or 3)")
+    if na == 2 or nb == 2:
+        warnings.warn("Arrays of 2-dimensional vectors are deprecated. Use arrays of 3-dimensional vectors "
+                      "instead. (deprecated in NumPy 2.0)", DeprecationWarning, stacklevel=3)
+    a0, a1, b0, b1 = getitem(a, (Ellipsis, 0)), getitem(a, (Ellipsis, 1)), getitem(b, (Ellipsis, 0)), getitem(b, (Ellipsis, 1))
+    z = a0 * b1 - a1 * b0
+    if na == 2 and nb == 2:
+        return z
+    a2 = getitem(a, (Ellipsis, 2)) if na == 3 else None
+    b2 = getitem(b, (Ellipsis, 2)) if nb == 3 else None
+    x = -(a2 * b1) if b2 is None else a1 * b2 if a2 is None else a1 * b2 - a2 * b1
+    y = a2 * b0 if b2 is None else -(a0 * b2) if a2 is None else a2 * b0 - a0 * b2
+    shape = np.broadcast_shapes(shape_of(x), shape_of(y), shape_of(z))
+    return moveaxis(stack([broadcast_to(c, shape) for c in (x, y, z)], axis=-1), -1, axisc)
 
 
 def kron(a, b):

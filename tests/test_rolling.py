@@ -259,6 +259,41 @@ def test_write_only_arrays_are_not_carried(numpy_tier):
     assert (B, H) in shapes and (H + 1,) in shapes and (12, B, H) not in shapes, shapes
 
 
+def element_filled(x, y):
+    """`out[i] = v` of one element per step (inplace writes where(mask, broadcast_to(v), old)), the
+    fill loop users write; also one element of a 2-D array and a write whose place repeats."""
+    out = np.zeros(x.shape[0])
+    grid = np.zeros((x.shape[0], 2))
+    last = np.zeros(3)
+    for i in range(x.shape[0]):
+        out[i] = np.sin(x[i]) * x[i - 1]
+        grid[i, 1] = np.cos(x[i]) * y
+        last[i % 3] = x[i] ** 2
+    return np.sum(out ** 2) + np.sum(grid * x[:, None]) + np.sum(last * np.arange(3.0))
+
+
+def test_element_writes_are_not_carried(numpy_tier):
+    x, y = RNG.normal(size=40), 0.7
+    vg = jitad.value_and_grad(element_filled, argnums=(0, 1))
+    value, grads = vg(x, y)
+    saved = jitad.config.roll_loops
+    jitad.config.roll_loops = False
+    try:
+        ref_value, ref_grads = jitad.value_and_grad(lambda *a: element_filled(*a), argnums=(0, 1))(x, y)
+    finally:
+        jitad.config.roll_loops = saved
+    assert value == pytest.approx(float(element_filled(x, y)), rel=1e-12)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    jitad.check_grads(element_filled, (x, y), modes=("rev",))
+    (scan,) = [n for n in vg.jitad_transform.latest.graph.nodes if n.prim.name == "scan"]
+    # the written arrays are written after the loop from its per-step outputs: only `last` (its
+    # places repeat) is carried, so a step costs O(1), not O(n)
+    shapes = [s for s, _ in scan.params["body"].carry_avals]
+    assert (40,) not in shapes and (80,) not in shapes and (40, 2) not in shapes, shapes
+
+
 def test_numpy_tier_runs_the_unrolled_trace_first():
     """compile="background": the first call answers from the unrolled trace; the compiled form
     is built from the rolled one, and later calls give the same values."""

@@ -213,8 +213,9 @@ def roll(graph):
 
 class _Write:
     """A carried array that each step only writes into, at positions no other step writes
-    (`out[t] = v` in a loop, jitad.frontend.inplace's where(mask, take(v, source), old), or
-    where(mask, scatter_add(v, positions), old)): the loop outputs the written values instead of
+    (`out[t] = v` in a loop, jitad.frontend.inplace's where(mask, take(v, source), old),
+    where(mask, scatter_add(v, positions), old), or where(mask, broadcast_to(v), old) for one
+    element): the loop outputs the written values instead of
     carrying the array, and one gather after the loop writes them all (bit for bit: -0.0 stays).
     `positions`: the body positions this replaces; `value`: the role of the written value;
     `indices`: the concrete positions of every step, (steps, k); `scatter`: the mask's scatter."""
@@ -243,7 +244,7 @@ class _Write:
 def _writes(region, used_after):
     """{carried position: _Write} for the carries of `region` that are written into and never read."""
     from jitad.interpreter import evaluate
-    from jitad.primitives import greater_p, reshape_p, scatter_add_p, take_p, where_p
+    from jitad.primitives import broadcast_to_p, greater_p, reshape_p, scatter_add_p, take_p, where_p
     p, copies = region.period, region.copies
     template = copies[0]
     users = defaultdict(list)  # position -> positions of the body that read it
@@ -282,7 +283,9 @@ def _writes(region, used_after):
             continue  # the array is read between steps
         m, sc = roles[0][1], roles[1][1]
         mask, scatter = template[m], template[sc]
-        if mask.prim is not greater_p or scatter.prim not in (scatter_add_p, take_p):
+        # the written values: a gather or scatter of them, or one value broadcast (x[i] = v)
+        one_value = scatter.prim is broadcast_to_p and scatter.inputs[0].shape == () and len(node.shape) == 1
+        if mask.prim is not greater_p or (scatter.prim not in (scatter_add_p, take_p) and not one_value):
             continue
         ones_scatter = template[region.roles[m][0][1]] if region.roles[m][0][0] == "internal" else None
         if ones_scatter is None or ones_scatter.prim is not scatter_add_p or region.roles[m][1][0] != "const" or \
@@ -290,7 +293,7 @@ def _writes(region, used_after):
             continue
         index_role = region.roles[region.roles[m][0][1]][1]  # the written positions, as the mask's scatter reads them
         if (scatter.prim is scatter_add_p and region.roles[sc][1] != index_role) or index_role[0] != "xs" or \
-                any(n.prim is not const_p for n in index_role[1]) or scatter.params.get("axis") != 0 or \
+                any(n.prim is not const_p for n in index_role[1]) or (scatter.params.get("axis") != 0 and not one_value) or \
                 ones_scatter.params.get("axis") != 0:
             continue
         try:  # the mask's zero and ones must be what inplace writes: concrete constants
@@ -304,6 +307,8 @@ def _writes(region, used_after):
         if np.any(zero != 0) or np.any(ones != 1):
             continue
         indices = np.stack([n.value for n in index_role[1]])
+        if one_value and indices.shape[1:] != (1,):
+            continue
         if np.unique(indices).size != indices.size:
             continue  # some position is written twice: the last write wins, as the loop says
         value = region.roles[sc][0]

@@ -294,6 +294,40 @@ def test_element_writes_are_not_carried(numpy_tier):
     assert (40,) not in shapes and (80,) not in shapes and (40, 2) not in shapes, shapes
 
 
+def euler(k, y0, ys):
+    """A time integration written into a preallocated array: each step reads the place the step
+    before wrote (y[i - 1], a slice whose place moves with the step, of the carried array)."""
+    n = ys.shape[0]
+    y = np.zeros((n, 2))
+    y[0] = y0
+    for i in range(1, n):
+        y[i, 0] = y[i - 1, 0] + 0.05 * y[i - 1, 1]
+        y[i, 1] = y[i - 1, 1] - 0.05 * k * np.sin(y[i - 1, 0]) + 0.01 * ys[i]
+    return np.sum(y[:, 0] ** 2) + np.sum(y[-3:] * y[1:4])
+
+
+def test_moving_reads_of_a_written_array_roll(numpy_tier):
+    sizes = []
+    for n in (30, 60):
+        k, y0, ys = 0.8, np.array([0.3, -0.2]), RNG.normal(size=n)
+        vg = jitad.value_and_grad(euler, argnums=(0, 1, 2))
+        value, grads = vg(k, y0, ys)
+        saved = jitad.config.roll_loops
+        jitad.config.roll_loops = False
+        try:
+            ref_value, ref_grads = jitad.value_and_grad(lambda *a: euler(*a), argnums=(0, 1, 2))(k, y0, ys)
+        finally:
+            jitad.config.roll_loops = saved
+        assert value == pytest.approx(float(euler(k, y0, ys)), rel=1e-12)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+        for g, ref in zip(grads, ref_grads):
+            np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+        assert _scans(vg) == 1
+        sizes.append(len(vg.jitad_transform.latest.graph.nodes))
+    assert sizes[0] == sizes[1], sizes
+    jitad.check_grads(euler, (0.8, np.array([0.3, -0.2]), RNG.normal(size=12)), order=2)
+
+
 def test_numpy_tier_runs_the_unrolled_trace_first():
     """compile="background": the first call answers from the unrolled trace; the compiled form
     is built from the rolled one, and later calls give the same values."""

@@ -37,7 +37,7 @@ import numpy as np
 
 from jitad.frontend.guards import Guard
 from jitad.ir import Graph, const_p, freeze, input_p
-from jitad.primitives import concatenate_p, reshape_p, slice_p
+from jitad.primitives import concatenate_p, reshape_p, slice_p, take_p
 
 # min_steps: copies before a run is rolled; min_nodes: nodes the run covers (p * r) before a
 # loop is worth it; max_period: the largest piece considered; enabled: jitad.config.roll_loops
@@ -87,11 +87,17 @@ class Region:
                 if role[0] == "carry" or (role[0] == "internal" and self.depends[role[1]]):
                     self.depends[j] = True
             self.roles.append(roles)
-        if any(v and d for v, d in zip(varying, self.depends)):
+        # a slice whose place moves with the step and that reads a carried array (y[i - 1] of an
+        # array the loop writes): a gather at per-step positions (`moving`), not hoisted
+        self.moving = {j: [_slice_positions(copies[k][j]) for k in range(r)] for j in range(p)
+                       if varying[j] and self.depends[j] and copies[0][j].prim is slice_p}
+        if any(v and d and j not in self.moving for j, (v, d) in enumerate(zip(varying, self.depends))):
             return False
         # hoisted: the varying positions and what they are computed from (none depends on a carry)
         self.hoisted = set()
         for j in reversed(range(p)):
+            if j in self.moving:
+                continue
             if varying[j] or j in self.hoisted:
                 self.hoisted.add(j)
                 self.hoisted.update(role[1] for role in self.roles[j] if role[0] == "internal")
@@ -125,6 +131,13 @@ class Region:
         if any((s.shape, s.dtype) != (sources[0].shape, sources[0].dtype) for s in sources):
             return None
         return ("xs", tuple(sources))
+
+
+def _slice_positions(node):
+    """The flat positions in its operand that a slice node reads, in the slice's shape."""
+    starts, steps, shape = node.params["starts"], node.params["steps"], node.shape
+    axes = [start + step * np.arange(n) for start, step, n in zip(starts, steps, shape)]
+    return np.ravel_multi_index(np.ix_(*axes), node.inputs[0].shape).astype(np.int64).reshape(shape)
 
 
 def _regions(seq):
@@ -383,6 +396,8 @@ class _Rebuild:
         # per-step inputs: xs from outside, and hoisted positions the body reads
         xs_keys, consts = [], []
         for j in body_positions:
+            if j in region.moving:
+                xs_keys.append(("moving", j))
             for role in region.roles[j]:
                 if role[0] == "xs" and ("xs", role[1]) not in xs_keys:
                     xs_keys.append(("xs", role[1]))
@@ -418,7 +433,11 @@ class _Rebuild:
                     else:
                         ins.append(xs[("xs", role[1])])
                 node = template[j]
-                local[j] = node.prim.bind(*ins, **node.params)
+                if j in region.moving:  # the slice at this step's place: a gather of the flat array
+                    flat = reshape_p(ins[0], shape=(int(np.prod(ins[0].shape, dtype=np.int64)),))
+                    local[j] = take_p(flat, xs[("moving", j)], axis=0)
+                else:
+                    local[j] = node.prim.bind(*ins, **node.params)
             written = []
             for write in writes.values():  # the value each step writes: a per-step output
                 kind, what = write.value
@@ -429,7 +448,7 @@ class _Rebuild:
         x_avals = []
         for key in xs_keys:
             node = key[1][0] if key[0] == "xs" else template[key[1]]
-            x_avals.append((node.shape, node.dtype))
+            x_avals.append((node.shape, np.dtype(np.int64) if key[0] == "moving" else node.dtype))
         avals = [((), np.dtype(np.int64))] + [(template[q].shape, template[q].dtype) for q in carried] + \
             x_avals + [(c.shape, c.dtype) for c in consts]
         graph, captured = trace(body_fun, avals)
@@ -467,6 +486,8 @@ class _Rebuild:
 
     def _stacked(self, key, region):
         """The per-step input `key` over all copies, stacked along a new leading axis."""
+        if key[0] == "moving":  # the positions a moving slice reads at each step
+            return np.stack(region.moving[key[1]])
         if key[0] == "xs":
             nodes = list(key[1])
         else:

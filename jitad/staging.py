@@ -212,7 +212,8 @@ def trace_user(fun, sig, kwargs, draws=None, roll=True):
 
     def flat(*traced):
         for i, tracer in zip(sig.traced, traced):
-            if not isinstance(sig.leaves[i], (np.ndarray, Tracer)):  # a Python or NumPy scalar
+            leaf = sig.leaves[i]  # a Python or NumPy scalar, or an enclosing trace's tracer of one
+            if not isinstance(leaf, (np.ndarray, Tracer)) or (isinstance(leaf, Tracer) and leaf._scalar):
                 tracer._scalar = True
         with rng.recording(fun, sig, kwargs) as rec, linalg_ops.bound_names(fun):
             out = fun(*rec.arguments(sig.rebuild(traced)), **rec.keywords(kwargs))

@@ -522,3 +522,36 @@ def test_an_operator_on_a_written_workspace_and_a_view(reference_backend):
     x0, x1 = np.array([[-0.4, -1.2], [-0.8, 0.3], [0.5, 0.4]]), np.array([[-0.7]])
     np.testing.assert_array_equal(jitad.jit(f)(x0, x1), f(x0, x1))
     jitad.check_grads(lambda a, b: f(a, b) * np.array([[1.0, 2.0]]), (x0, x1), order=1)
+
+
+def test_second_order_of_a_write_into_a_reshaped_python_scalar(reference_backend):
+    """Found by the long fuzz profile (seed 90909000657): np.reshape of a Python float is a new array in
+    NumPy, so writing into it leaves the float alone. First order knew (the argument was a scalar); the
+    inner transform of hessian/hvp saw the enclosing trace's tracer and took it for an array whose
+    view the write changes: a silently wrong Hessian (4.96 against 4.04)."""
+    def f(x0):
+        v0 = np.reshape(x0, (1, 1))
+        v0[0, ...] = 2.0 * np.ravel(x0)[:1]
+        return np.sum(np.sin(v0) * 0.9) + np.sum(np.float_power(x0 * x0 + 0.5, v0) * 0.3)
+
+    x0 = -0.8
+    h = 1e-5
+    fd = (jitad.grad(f)(x0 + h) - jitad.grad(f)(x0 - h)) / (2 * h)
+    assert jitad.hessian(f)(x0) == pytest.approx(fd, rel=1e-7)
+    assert jitad.hvp(f, (x0,), (1.0,)) == pytest.approx(fd, rel=1e-7)
+    jitad.check_grads(f, (x0,), order=2)
+
+
+def test_matrix_power_zero_is_a_fresh_writable_identity(reference_backend):
+    """Found by the long fuzz profile (seed 90909000050): np.linalg.matrix_power(x, 0) is a new array in
+    NumPy, written into later (through np.cos of it, a view of that); jitad returned a constant that its
+    in-place tracking did not own, and the write raised InPlaceUpdateError."""
+    def f(x0):
+        w = np.cos(np.linalg.matrix_power(x0, 0))
+        view = np.swapaxes(w, 0, -1)
+        view[-1] = np.exp(np.ravel(x0)[:2])
+        return w + view.sum() * 0.5
+
+    x0 = np.array([[1.9, 0.2], [0.3, -0.4]])
+    np.testing.assert_array_equal(jitad.jit(f)(x0), f(x0))
+    jitad.check_grads(f, (x0,), order=1)

@@ -165,8 +165,8 @@ def matrix_power(a, n):
     n = operator.index(n)
     a = numpy_ops.asarray(a)
     _square(a, "matrix_power")
-    if n == 0:
-        return numpy_ops.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape)
+    if n == 0:  # a fresh identity (per matrix), writable as NumPy's: not a view of a constant
+        return inplace.own(np.broadcast_to(np.eye(a.shape[-1], dtype=a.dtype), a.shape).copy())
     if n < 0:
         a, n = inv(a), -n
     result, power = None, a

@@ -27,6 +27,7 @@ import _thread
 import contextlib
 import inspect
 import queue
+import re
 import threading
 import time
 import types
@@ -648,7 +649,7 @@ class Pending:
                 executor = backend.compile(stage.optimized, stage.target, stage.labels)
             if first_args is not None and hasattr(executor, "start"):
                 executor.start(first_args)  # the worker starts on the kernel for the first call's types
-                import numba  # noqa: F401 -- loading its kernel needs Numba here: import it while the worker compiles
+                _preload(executor)  # loading its kernel needs Numba and jitad's helper kernels here
             self.executor = executor
         except Exception as exc:  # noqa: BLE001 -- the NumPy tier keeps answering; say why once
             warnings.warn(f"jitad: building the compiled form failed ({type(exc).__name__}: {exc}); "
@@ -672,6 +673,24 @@ class Pending:
         if self.counted:
             STATS["numpy_tier_calls"] += 1
         return run_eagerly(self.body, args)
+
+
+def _preload(executor):
+    """Import, while the worker compiles, what loading the kernel will import in this process:
+    Numba and the kernel modules its source calls (K, KL, KB), which load their cached helpers."""
+    import importlib
+    from numba.core.compiler_lock import global_compiler_lock
+    from numba.core.registry import cpu_target
+    with global_compiler_lock:  # Numba's first load fills its typing and target registries (~0.5 s)
+        cpu_target.typing_context.refresh()
+        cpu_target.target_context.refresh()
+    sources = [getattr(executor, "source", None) or ""]
+    split = getattr(executor, "split", None)
+    if split is not None:
+        sources += [split.source, *split.nests]
+    text = "\n".join(sources)
+    for module in sorted(set(re.findall(r"^from jitad\.backend import (\w+) as \w+$", text, re.M))):
+        importlib.import_module(f"jitad.backend.{module}")
 
 
 _build_jobs = queue.Queue()

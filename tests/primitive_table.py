@@ -498,6 +498,9 @@ def _special_rows():
             [((3,),), ((2, 3),)], (0.3, 4.0)),
         Row("bessel_j0_j1_y0_y1", lambda x: sc.j0(x) * sc.j1(x) + sc.y0(x) - sc.y1(x), [(s,) for s in UNARY[:3]],
             (0.3, 4.0)),
+        # the inverses of the incomplete gamma functions, in y (none in the shape a)
+        Row("gammaincinv", lambda y: sc.gammaincinv(2.5, y) + sc.gammainccinv(np.array([0.7, 1.5, 3.0]), y) ** 2,
+            [((3,),), ((2, 3),)], (0.1, 0.9)),
         Row("bessel_yn", lambda x: sc.yn(2, x) + sc.yn(np.array([0, 1, 3]), x) * x, [((3,),), ((2, 3),)], (0.5, 4.0)),
         # 1/Γ, the sign of Γ and binom (SciPy's values), on both sides of 1/2 where 1/Γ's rule changes form
         Row("rgamma_gammasgn", lambda x: sc.rgamma(x) + sc.gammasgn(x) * x, [(s,) for s in UNARY[:3]], (-2.9, 2.9)),
@@ -673,6 +676,18 @@ def _stats_rows():
         row("norm.ppf", lambda q, loc, scale: st.norm.ppf(q, loc, scale), (unit, 0.3, 1.7)),
         row("norm.isf", lambda q, loc, scale: st.norm.isf(q, loc, scale), (unit, 0.3, 1.7)),
         row("norm.from_import", lambda x, scale: norm.logpdf(x, scale=scale), (x_, 1.3)),
+        # SciPy's closed-form quantiles (its _ppf/_isf formulas), in q, loc, scale and the shapes
+        row("ppf_isf.closed_forms", lambda q, loc, scale, s: (
+            st.expon.ppf(q, loc, scale) + st.laplace.isf(q, loc, scale) + st.logistic.ppf(q, loc, scale)
+            + st.cauchy.isf(q, loc, scale) * 0.1 + st.gumbel_r.ppf(q, loc, scale) + st.rayleigh.isf(q, loc, scale)
+            + st.halfnorm.ppf(q, loc, scale) + st.lognorm.isf(q, s, loc, scale) + st.weibull_min.ppf(q, s + 1.0, loc, scale)
+            + st.uniform.isf(q, loc, scale) + st.expon.isf(q, scale=scale) * st.laplace.ppf(q) + st.gumbel_r.isf(q)
+            + st.rayleigh.ppf(q) + st.halfnorm.isf(q) + st.logistic.isf(q) + st.cauchy.ppf(q) * 0.1
+            + st.lognorm.ppf(q, s) + st.weibull_min.isf(q, s + 1.0) + st.uniform.ppf(q)), (unit, 0.3, 1.7, 0.8),
+            group="stats"),
+        row("ppf_isf.incomplete_gamma", lambda q, loc, scale: st.gamma.ppf(q, 2.5, loc, scale)
+            + st.chi2.isf(q, 3.0, loc, scale) + st.invgamma.ppf(q, 2.5, loc, scale) * st.gamma.isf(q, 0.7)
+            + st.chi2.ppf(q, 1.5) + st.invgamma.isf(q, 3.5), (unit, 0.3, 1.7), group="stats"),
         row("norm.frozen", lambda x, loc, scale: norm(loc, scale).logpdf(x) + st.norm(loc).pdf(x), (x_, 0.3, 1.7)),
         row("t.logpdf", lambda x, df, loc, scale: st.t.logpdf(x, df, loc, scale), (x_, pos + 1.0, 0.2, 1.5),
             group="stats"),

@@ -2,7 +2,7 @@
 called from Numba.
 
 `scipy.special.jv`, `yv`, `iv`, `ive`, `kv`, `kve` (real order and argument), `j0`, `j1`, `y0`,
-`y1`, `yn`, `rgamma`, `gammasgn` and `binom` are the C functions `scipy.special.cython_special`
+`y1`, `yn`, `rgamma`, `gammasgn`, `binom`, `gammaincinv` and `gammainccinv` are the C functions `scipy.special.cython_special`
 exports (AMOS and Cephes, as SciPy's ufuncs run them), registered with LLVM under stable symbol names, so a compiled value is SciPy's bit for bit
 and kernels calling them stay cacheable on disk. A module of its own: importing it imports
 scipy.special (~0.7 s), which only kernels that use a Bessel function pay.
@@ -12,7 +12,8 @@ import numba
 from numba import types
 from numba.extending import get_cython_function_address
 
-__all__ = ["jv", "yv", "iv", "ive", "kv", "kve", "j0", "j1", "y0", "y1", "yn", "rgamma", "gammasgn", "binom"]
+__all__ = ["jv", "yv", "iv", "ive", "kv", "kve", "j0", "j1", "y0", "y1", "yn", "rgamma", "gammasgn", "binom",
+           "gammaincinv", "gammainccinv"]
 
 _njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
@@ -30,6 +31,7 @@ _kv, _kve = _special("__pyx_fuse_1kv", 2), _special("__pyx_fuse_1kve", 2)
 _j0, _j1, _y0, _y1 = _special("j0", 1), _special("j1", 1), _special("y0", 1), _special("y1", 1)
 _yn, _binom = _special("__pyx_fuse_0yn", 2), _special("binom", 2)
 _rgamma, _gammasgn = _special("__pyx_fuse_1rgamma", 1), _special("gammasgn", 1)
+_gammaincinv, _gammainccinv = _special("gammaincinv", 2), _special("gammainccinv", 2)
 
 
 @_njit
@@ -100,3 +102,13 @@ def gammasgn(x):
 @_njit
 def binom(n, k):
     return _binom(float(n), float(k), 0)
+
+
+@_njit
+def gammaincinv(a, y):
+    return _gammaincinv(float(a), float(y), 0)
+
+
+@_njit
+def gammainccinv(a, y):
+    return _gammainccinv(float(a), float(y), 0)

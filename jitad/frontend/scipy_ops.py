@@ -60,7 +60,7 @@ SPECIAL_UFUNCS = {
     "xlog1py": P.xlog1py_p, "entr": P.entr_p, "i0": _bessel(0, False), "i1": _bessel(1, False),
     "i0e": _bessel(0, True), "i1e": _bessel(1, True), "jv": P.jv_p, "yv": P.yv_p, "iv": P.iv_p, "ive": P.ive_p,
     "kv": P.kv_p, "kve": P.kve_p, "j0": P.j0_p, "j1": P.j1_p, "y0": P.y0_p, "y1": P.y1_p, "yn": P.yn_p,
-    "rgamma": P.rgamma_p, "gammasgn": P.gammasgn_p,
+    "rgamma": P.rgamma_p, "gammasgn": P.gammasgn_p, "gammaincinv": P.gammaincinv_p, "gammainccinv": P.gammainccinv_p,
 }
 
 
@@ -303,6 +303,46 @@ SFS = {
 }
 
 
+def _cauchy_quantile(q):
+    """tan(π (q - 1/2)) as -1/tan(πq) below 1/2 and 1/tan(π(1 - q)) above (SciPy's to rounding)."""
+    low, high = q < 0.5, q > 0.5
+    below = -1.0 / np.tan(math.pi * np.where(low, q, 0.25))
+    above = 1.0 / np.tan(math.pi * (1.0 - np.where(high, q, 0.75)))
+    return np.where(low, below, np.where(high, above, 0.0))
+
+
+# (ppf, isf) of the standardized variable, SciPy's formulas (its _ppf and _isf); q = 0 and 1 are
+# the support's ends (the caller's), the derivatives those of the formulas
+QUANTILES = {
+    "expon": (lambda q: -np.log1p(-q), lambda q: -np.log(q)),
+    "laplace": (lambda q: np.where(q > 0.5, -np.log(2.0 * (1.0 - q)), np.log(2.0 * q)),
+                lambda q: -np.where(q > 0.5, -np.log(2.0 * (1.0 - q)), np.log(2.0 * q))),
+    "logistic": (lambda q: P.logit_p(q), lambda q: -P.logit_p(q)),
+    "cauchy": (_cauchy_quantile, lambda q: -_cauchy_quantile(q)),
+    "uniform": (lambda q: q, lambda q: 1.0 - q),
+    "gumbel_r": (lambda q: -np.log(-np.log(q)), lambda q: -np.log(-np.log1p(-q))),
+    "rayleigh": (lambda q: np.sqrt(-2.0 * np.log1p(-q)), lambda q: np.sqrt(-2.0 * np.log(q))),
+    "halfnorm": (lambda q: P.ndtri_p((1.0 + q) / 2.0), lambda q: -P.ndtri_p(q / 2.0)),
+    "lognorm": (lambda q, s: np.exp(s * P.ndtri_p(q)), lambda q, s: np.exp(s * -P.ndtri_p(q))),
+    "weibull_min": (lambda q, c: (-np.log1p(-q)) ** (1.0 / c), lambda q, c: (-np.log(q)) ** (1.0 / c)),
+    # through the incomplete gamma function's inverses (no derivative in the shape: NonDifferentiableError)
+    "gamma": (lambda q, a: P.gammaincinv_p(a, q), lambda q, a: P.gammainccinv_p(a, q)),
+    "chi2": (lambda q, df: 2.0 * P.gammaincinv_p(df / 2.0, q), lambda q, df: 2.0 * P.gammainccinv_p(df / 2.0, q)),
+    "invgamma": (lambda q, a: 1.0 / P.gammainccinv_p(a, q), lambda q, a: 1.0 / P.gammaincinv_p(a, q)),
+}
+
+
+def _quantile(name, method, q, shapes, loc, scale, support):
+    """SciPy's rv_continuous.ppf / isf: loc + scale z(q) inside (0, 1), the support's ends at q = 0
+    and 1 (swapped for isf), nan outside [0, 1]. The formula reads only the inside lanes."""
+    lo, hi = support if support is not None else (-np.inf, np.inf)
+    inside = (q > 0) & (q < 1)
+    z = QUANTILES[name][method == "isf"](np.where(inside, q, 0.5), *shapes)
+    first, last = (lo, hi) if method == "ppf" else (hi, lo)
+    z = np.where(inside, z, np.where(q == 0, first, np.where(q == 1, last, np.nan)))
+    return loc + scale * z
+
+
 def _positive_cdf(z, cdf, below=0.0):
     inside = z > 0
     return np.where(inside, cdf(np.where(inside, z, 1.0)), below)
@@ -331,7 +371,8 @@ INTEGER_SHAPES = {"binom": (0,)}  # the discrete shape parameters (binom's n): n
 
 
 SUPPORTED = ("norm.{logpdf, pdf, cdf, logcdf, sf, logsf, ppf, isf}; " + ", ".join(sorted(set(CONTINUOUS) - {"norm"}))
-             + ".{logpdf, pdf} and the cdf, logcdf, sf, logsf of " + ", ".join(sorted(CDFS)) + "; "
+             + ".{logpdf, pdf} and the cdf, logcdf, sf, logsf of " + ", ".join(sorted(CDFS)) + "; the ppf and isf "
+             "of " + ", ".join(sorted(QUANTILES)) + "; "
              + ", ".join(sorted(DISCRETE)) + ".{logpmf, pmf, cdf, sf, logcdf, logsf} (not in the count k, nor in "
              "binom's n); "
              "multivariate_normal and dirichlet.{logpdf, pdf}")
@@ -351,13 +392,17 @@ def _checked(check, shapes, value, scale=None):
 
 def _continuous(method):
     def builder(self, x, *args, **kwds):
-        if self.name not in CONTINUOUS or (method not in ("logpdf", "pdf") and self.name != "norm"
+        quantile = method in ("ppf", "isf") and self.name in QUANTILES
+        if self.name not in CONTINUOUS or (method not in ("logpdf", "pdf") and self.name != "norm" and not quantile
                                            and (method not in CUMULATIVE or self.name not in CDFS)):
             raise _unsupported(self, method)
         check, support, logpdf = CONTINUOUS[self.name]
         shapes, loc, scale = self._parse_args(*args, **kwds)
         shapes = tuple(_float(s, np.float64) for s in shapes)
         loc, scale = _float(loc, np.float64), _float(scale, np.float64)
+        if quantile:
+            q = _float(x, np.float64)
+            return _checked(check, shapes, _quantile(self.name, method, q, shapes, loc, scale, support), scale)
         if method in ("ppf", "isf"):  # isf(q) = -ppf(q) about loc, accurate for small q (not ppf(1 - q))
             q = _float(x, np.float64)
             inside = (q >= 0) & (q <= 1)

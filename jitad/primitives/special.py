@@ -21,7 +21,8 @@ __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma
            "erf_p", "erfc_p", "erfinv_p", "ndtr_p", "log_ndtr_p", "ndtri_p", "xlogy_p", "xlog1py_p", "entr_p",
            "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p", "erfcx_p", "gammainc_p", "gammaincc_p",
            "betainc_p", "nextafter_p", "frexp_exponent_p", "jv_p", "yv_p", "iv_p", "ive_p", "kv_p", "kve_p", "j0_p",
-           "j1_p", "y0_p", "y1_p", "yn_p", "rgamma_p", "gammasgn_p", "binom_p"]
+           "j1_p", "y0_p", "y1_p", "yn_p", "rgamma_p", "gammasgn_p", "binom_p",
+           "gammaincinv_p", "gammainccinv_p"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
@@ -201,6 +202,19 @@ y1_p = unary("y1", _scipy("y1"), lambda x, y: 0.5 * (y0_p(x) - yv_p(2.0, x)), "K
 
 
 yn_p = _bessel("yn", lambda n, x, out: 0.5 * (yn_p(n - 1.0, x) - yn_p(n + 1.0, x)), ((0.0, 3.0), (0.5, 4.0)))
+
+
+# --- the inverses in x of the regularized incomplete gamma functions: x = P^-1(a, y), Q^-1(a, y) -----
+# dx/dy = 1 / (dP/dx) = Γ(a) x^(1-a) e^x (negated for Q); in the shape a: a NonDifferentiableError
+def _incomplete_gamma_inverse_slope(a, y, x):
+    return exp_p(gammaln_p(a) + (1.0 - a) * log_p(x) + x)
+
+
+gammaincinv_p = in_last_argument("gammaincinv", _scipy("gammaincinv"), _incomplete_gamma_inverse_slope,
+                                 "KB.gammaincinv({0}, {1})", ((0.5, 3.0), (0.1, 0.9)))
+gammainccinv_p = in_last_argument("gammainccinv", _scipy("gammainccinv"),
+                                  lambda a, y, x: -_incomplete_gamma_inverse_slope(a, y, x),
+                                  "KB.gammainccinv({0}, {1})", ((0.5, 3.0), (0.1, 0.9)))
 
 
 # --- 1/Γ, the sign of Γ, and the binomial coefficient of real arguments ----------------------------

@@ -64,7 +64,8 @@ def rows():
             add(public, name)
     for dist in scipy_ops.CONTINUOUS:
         for method in ("logpdf", "pdf") + (tuple(scipy_ops.NORM_METHODS) + ("ppf", "isf") if dist == "norm" else ()) \
-                + (tuple(scipy_ops.CUMULATIVE) if dist in scipy_ops.CDFS else ()):
+                + (tuple(scipy_ops.CUMULATIVE) if dist in scipy_ops.CDFS else ()) \
+                + (("ppf", "isf") if dist in scipy_ops.QUANTILES else ()):
             add("scipy.stats", f"{dist}.{method}")
     for dist in scipy_ops.DISCRETE:
         for method in ("logpmf", "pmf") + (tuple(scipy_ops.CUMULATIVE) if dist in scipy_ops.DISCRETE_TAILS else ()):

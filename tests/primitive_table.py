@@ -501,6 +501,8 @@ def _special_rows():
         # the inverses of the incomplete gamma functions, in y (none in the shape a)
         Row("gammaincinv", lambda y: sc.gammaincinv(2.5, y) + sc.gammainccinv(np.array([0.7, 1.5, 3.0]), y) ** 2,
             [((3,),), ((2, 3),)], (0.1, 0.9)),
+        Row("exponential_integrals", lambda x: sc.exp1(x) + sc.expi(x) * sc.expn(2, x) + sc.expn(np.array([0, 1, 3]), x),
+            [((3,),), ((2, 3),)], (0.3, 3.0)),
         Row("bessel_yn", lambda x: sc.yn(2, x) + sc.yn(np.array([0, 1, 3]), x) * x, [((3,),), ((2, 3),)], (0.5, 4.0)),
         # 1/Γ, the sign of Γ and binom (SciPy's values), on both sides of 1/2 where 1/Γ's rule changes form
         Row("rgamma_gammasgn", lambda x: sc.rgamma(x) + sc.gammasgn(x) * x, [(s,) for s in UNARY[:3]], (-2.9, 2.9)),
@@ -685,9 +687,10 @@ def _stats_rows():
             + st.rayleigh.ppf(q) + st.halfnorm.isf(q) + st.logistic.isf(q) + st.cauchy.ppf(q) * 0.1
             + st.lognorm.ppf(q, s) + st.weibull_min.isf(q, s + 1.0) + st.uniform.ppf(q)), (unit, 0.3, 1.7, 0.8),
             group="stats"),
-        row("ppf_isf.incomplete_gamma", lambda q, loc, scale: st.gamma.ppf(q, 2.5, loc, scale)
+        row("ppf_isf.incomplete_gamma_t", lambda q, loc, scale: st.gamma.ppf(q, 2.5, loc, scale)
             + st.chi2.isf(q, 3.0, loc, scale) + st.invgamma.ppf(q, 2.5, loc, scale) * st.gamma.isf(q, 0.7)
-            + st.chi2.ppf(q, 1.5) + st.invgamma.isf(q, 3.5), (unit, 0.3, 1.7), group="stats"),
+            + st.chi2.ppf(q, 1.5) + st.invgamma.isf(q, 3.5) + st.t.ppf(q, 3.5, loc, scale) * st.t.isf(q, 6.0)
+            + st.pareto.isf(q, 2.5, loc, scale) + st.pareto.ppf(q, 3.0), (unit, 0.3, 1.7), group="stats"),
         row("norm.frozen", lambda x, loc, scale: norm(loc, scale).logpdf(x) + st.norm(loc).pdf(x), (x_, 0.3, 1.7)),
         row("t.logpdf", lambda x, df, loc, scale: st.t.logpdf(x, df, loc, scale), (x_, pos + 1.0, 0.2, 1.5),
             group="stats"),

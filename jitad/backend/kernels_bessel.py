@@ -2,7 +2,8 @@
 called from Numba.
 
 `scipy.special.jv`, `yv`, `iv`, `ive`, `kv`, `kve` (real order and argument), `j0`, `j1`, `y0`,
-`y1`, `yn`, `rgamma`, `gammasgn`, `binom`, `gammaincinv` and `gammainccinv` are the C functions `scipy.special.cython_special`
+`y1`, `yn`, `rgamma`, `gammasgn`, `binom`, `gammaincinv`, `gammainccinv`, `exp1`, `expi`, `expn` and
+`stdtrit` are the C functions `scipy.special.cython_special`
 exports (AMOS and Cephes, as SciPy's ufuncs run them), registered with LLVM under stable symbol names, so a compiled value is SciPy's bit for bit
 and kernels calling them stay cacheable on disk. A module of its own: importing it imports
 scipy.special (~0.7 s), which only kernels that use a Bessel function pay.
@@ -13,7 +14,7 @@ from numba import types
 from numba.extending import get_cython_function_address
 
 __all__ = ["jv", "yv", "iv", "ive", "kv", "kve", "j0", "j1", "y0", "y1", "yn", "rgamma", "gammasgn", "binom",
-           "gammaincinv", "gammainccinv"]
+           "gammaincinv", "gammainccinv", "exp1", "expi", "expn", "stdtrit"]
 
 _njit = numba.njit(cache=True, error_model="numpy", nogil=True)
 
@@ -32,6 +33,8 @@ _j0, _j1, _y0, _y1 = _special("j0", 1), _special("j1", 1), _special("y0", 1), _s
 _yn, _binom = _special("__pyx_fuse_0yn", 2), _special("binom", 2)
 _rgamma, _gammasgn = _special("__pyx_fuse_1rgamma", 1), _special("gammasgn", 1)
 _gammaincinv, _gammainccinv = _special("gammaincinv", 2), _special("gammainccinv", 2)
+_exp1, _expi = _special("__pyx_fuse_1exp1", 1), _special("__pyx_fuse_1expi", 1)
+_expn, _stdtrit = _special("__pyx_fuse_0expn", 2), _special("__pyx_fuse_0stdtrit", 2)
 
 
 @_njit
@@ -112,3 +115,23 @@ def gammaincinv(a, y):
 @_njit
 def gammainccinv(a, y):
     return _gammainccinv(float(a), float(y), 0)
+
+
+@_njit
+def exp1(x):
+    return _exp1(float(x), 0)
+
+
+@_njit
+def expi(x):
+    return _expi(float(x), 0)
+
+
+@_njit
+def expn(n, x):
+    return _expn(float(n), float(x), 0)
+
+
+@_njit
+def stdtrit(df, p):
+    return _stdtrit(float(df), float(p), 0)

@@ -61,6 +61,7 @@ SPECIAL_UFUNCS = {
     "i0e": _bessel(0, True), "i1e": _bessel(1, True), "jv": P.jv_p, "yv": P.yv_p, "iv": P.iv_p, "ive": P.ive_p,
     "kv": P.kv_p, "kve": P.kve_p, "j0": P.j0_p, "j1": P.j1_p, "y0": P.y0_p, "y1": P.y1_p, "yn": P.yn_p,
     "rgamma": P.rgamma_p, "gammasgn": P.gammasgn_p, "gammaincinv": P.gammaincinv_p, "gammainccinv": P.gammainccinv_p,
+    "exp1": P.exp1_p, "expi": P.expi_p, "expn": P.expn_p, "stdtrit": P.stdtrit_p,
 }
 
 
@@ -329,6 +330,8 @@ QUANTILES = {
     "gamma": (lambda q, a: P.gammaincinv_p(a, q), lambda q, a: P.gammainccinv_p(a, q)),
     "chi2": (lambda q, df: 2.0 * P.gammaincinv_p(df / 2.0, q), lambda q, df: 2.0 * P.gammainccinv_p(df / 2.0, q)),
     "invgamma": (lambda q, a: 1.0 / P.gammainccinv_p(a, q), lambda q, a: 1.0 / P.gammaincinv_p(a, q)),
+    "t": (lambda q, df: P.stdtrit_p(df, q), lambda q, df: -P.stdtrit_p(df, q)),
+    "pareto": (lambda q, b: (1.0 - q) ** (-1.0 / b), lambda q, b: q ** (-1.0 / b)),
 }
 
 

@@ -22,7 +22,7 @@ __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma
            "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p", "erfcx_p", "gammainc_p", "gammaincc_p",
            "betainc_p", "nextafter_p", "frexp_exponent_p", "jv_p", "yv_p", "iv_p", "ive_p", "kv_p", "kve_p", "j0_p",
            "j1_p", "y0_p", "y1_p", "yn_p", "rgamma_p", "gammasgn_p", "binom_p",
-           "gammaincinv_p", "gammainccinv_p"]
+           "gammaincinv_p", "gammainccinv_p", "exp1_p", "expi_p", "expn_p", "stdtrit_p"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
@@ -215,6 +215,33 @@ gammaincinv_p = in_last_argument("gammaincinv", _scipy("gammaincinv"), _incomple
 gammainccinv_p = in_last_argument("gammainccinv", _scipy("gammainccinv"),
                                   lambda a, y, x: -_incomplete_gamma_inverse_slope(a, y, x),
                                   "KB.gammainccinv({0}, {1})", ((0.5, 3.0), (0.1, 0.9)))
+
+
+# --- exponential integrals: E1' = -e^-x / x, Ei' = e^x / x, En' = -E(n-1) (E0 = e^-x / x) ----------
+exp1_p = unary("exp1", _scipy("exp1"), lambda x, y: -exp_p(-x) / x, "KB.exp1({0})", domain=(0.2, 3.0),
+               inline_cost=EXPENSIVE)
+expi_p = unary("expi", _scipy("expi"), lambda x, y: exp_p(x) / x, "KB.expi({0})", domain=(0.2, 3.0),
+               inline_cost=EXPENSIVE)
+
+
+def _expn_slope(n, x, out):
+    """-E(n-1)(x); for n = 0, the derivative of e^-x / x, -e^-x (x + 1) / x^2."""
+    zero = n == 0
+    return where_p(zero, -exp_p(-x) * (x + 1.0) / (x * x), -expn_p(_pick(zero, 1.0, n) - 1.0, x))
+
+
+expn_p = in_last_argument("expn", _scipy("expn"), _expn_slope, "KB.expn({0}, {1})", ((0.0, 3.0), (0.3, 3.0)))
+
+
+# --- the quantile of Student's t: t = stdtrit(df, p), dt/dp = 1 / pdf(t) ---------------------------
+def _stdtrit_slope(df, p, t):
+    log_pdf = (gammaln_p(0.5 * (df + 1.0)) - gammaln_p(0.5 * df) - 0.5 * log_p(df * math.pi)
+               - 0.5 * (df + 1.0) * log1p_p(t * t / df))
+    return exp_p(-log_pdf)
+
+
+stdtrit_p = in_last_argument("stdtrit", _scipy("stdtrit"), _stdtrit_slope, "KB.stdtrit({0}, {1})",
+                             ((1.5, 6.0), (0.1, 0.9)))
 
 
 # --- 1/Γ, the sign of Γ, and the binomial coefficient of real arguments ----------------------------

@@ -32,6 +32,7 @@ import warnings
 import numpy as np
 
 from jitad.backend.stats import STATS
+from jitad.primitives.core import NumpyOnly
 from jitad.interpreter import evaluate
 from jitad.profiling import note, phase
 
@@ -663,7 +664,7 @@ def _calls_back(graph, seen=None):
     then only the NumPy executor can run it."""
     seen = set() if seen is None else seen
     for node in graph.nodes:
-        if node.prim.kind == "callback" or (node.prim.kind == "library" and node.prim.lower is None):
+        if node.prim.kind == "callback" or isinstance(node.prim.lower, NumpyOnly):
             return True  # (a library call with no compiled lowering: scipy.linalg.sqrtm)
         for value in node.params.values():
             body = getattr(value, "graph", None)  # a loop's Body (jitad.primitives.control)

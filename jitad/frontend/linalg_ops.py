@@ -688,8 +688,12 @@ def foreign_call_error(frame=None):
     module, qualname, owner = found
     public = ".".join(part for part in module.split(".") if not part.startswith("_"))
     name = qualname.rpartition(".")[2]
-    shown = f"{public}.{owner.name}.{name}" if "." in qualname and isinstance(getattr(owner, "name", None), str) \
-        else f"{public}.{name}"  # a distribution's method: scipy.stats.norm.logpdf
+    shown = f"{public}.{name}"
+    if "." in qualname and owner is not None:  # a distribution's method: scipy.stats.norm.logpdf
+        label = getattr(owner, "name", None)
+        if not isinstance(label, str):  # multivariate_normal_gen: its instance is scipy.stats.multivariate_normal
+            label = type(owner).__name__.removesuffix("_gen").removesuffix("_frozen")
+        shown = f"{public}.{label}.{name}"
     detail = ""
     if (public, name) in SCIPY_FUNCTIONS or (module, qualname) in SCIPY_FUNCTIONS:
         detail = (f"jitad implements {shown} and swaps it while tracing where a name holds it (module "

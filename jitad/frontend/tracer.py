@@ -102,9 +102,9 @@ class Tracer:
 
     def __array_function__(self, func, types, args, kwargs):
         builder = numpy_ops.FUNCTIONS.get(func)
-        if builder is None:
+        if builder is None:  # called inside a SciPy function (scipy.signal.medfilt): that function's name
             module = getattr(func, "__module__", "numpy") or "numpy"
-            raise UnsupportedOperationError(f"{module}.{func.__name__}")
+            raise linalg_ops.foreign_call_error() or UnsupportedOperationError(f"{module}.{func.__name__}")
         out = kwargs.pop("out", None)
         args, kwargs = inplace.resolve_tree(args), {k: inplace.resolve_tree(v) for k, v in kwargs.items()}
         result = builder(*args, **kwargs)

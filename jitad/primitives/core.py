@@ -277,6 +277,19 @@ def reduction(name, impl, jvp, vjp, accumulate, **facts):
                      accumulate=accumulate, batch=shift_params(shift_axes), **facts)
 
 
+class NumpyOnly:
+    """The lowering of a library primitive that has none (a SciPy routine Numba cannot reach, such
+    as a Schur decomposition): a graph holding it runs on the NumPy executor
+    (jitad.backend.cache._calls_back); generating a kernel for it raises NotImplementedError."""
+
+    def __init__(self, reason):
+        self.reason = reason
+
+    def __call__(self, node, out, ins, ctx):
+        raise NotImplementedError(f"no compiled lowering for `{node.prim.name}` ({self.reason}): "
+                                  "a function calling it runs on the NumPy executor")
+
+
 def library_call(name, impl, shape_rule, jvp, vjp, lower, kernel_module="K", **facts):
     """A primitive computed by a call between loop nests: `lower(node, out, ins, ctx)` returns
     the statements (code) that store its value in `out`, reading its operands `ins`; the

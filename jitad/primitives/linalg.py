@@ -27,7 +27,7 @@ import warnings
 
 import numpy as np
 
-from jitad.primitives.core import library_call
+from jitad.primitives.core import NumpyOnly, library_call
 from jitad.primitives.structural import shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
 
@@ -357,8 +357,9 @@ def _sylvester_vjp(g, out, a, b, q):
             unbroadcast(y, shape_of(q)))
 
 
+_SCHUR = NumpyOnly("SciPy's Schur-based routine; Numba has no Schur decomposition")
 sylvester_p = _library("solve_sylvester", _sylvester_impl, _sylvester_shape, _sylvester_jvp, _sylvester_vjp,
-                       lower=None)
+                       lower=_SCHUR)
 
 
 def _sqrtm_impl(a):
@@ -377,7 +378,7 @@ def _sqrtm_impl(a):
 sqrtm_p = _library(
     "sqrtm", _sqrtm_impl, _square_shape("scipy.linalg.sqrtm"),
     jvp=lambda primals, tangents, out: sylvester_p(out, out, tangents[0]),
-    vjp=lambda g, out, a: (sylvester_p(_T(out), _T(out), g),), lower=None)
+    vjp=lambda g, out, a: (sylvester_p(_T(out), _T(out), g),), lower=_SCHUR)
 
 
 # --- triangular solve (reads one triangle, like SciPy) ------------------------------------------

@@ -80,13 +80,25 @@ def _inputs(T):
     return W, U, RNG.normal(size=(T, B, D)), RNG.normal(size=(B, H)) * 0.1
 
 
-def _unrolled(fun):
+def _unrolled(fun, argnums=(0, 1, 2)):
     saved = jitad.config.roll_loops
     jitad.config.roll_loops = False
     try:
-        return jitad.value_and_grad(lambda *a: fun(*a), argnums=(0, 1, 2))
+        return jitad.value_and_grad(lambda *a: fun(*a), argnums=argnums)
     finally:
         jitad.config.roll_loops = saved
+
+
+def _rolled_as_unrolled(fun, args, argnums):
+    """value_and_grad of `fun` (rolled), checked against NumPy's value and the unrolled transform's."""
+    vg = jitad.value_and_grad(fun, argnums=argnums)
+    value, grads = vg(*args)
+    ref_value, ref_grads = _unrolled(fun, argnums)(*args)
+    assert value == pytest.approx(float(fun(*args)), rel=1e-12)
+    assert value == pytest.approx(ref_value, rel=1e-12)
+    for g, ref in zip(grads, ref_grads):
+        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    return vg
 
 
 def _scans(vg):
@@ -274,18 +286,7 @@ def element_filled(x, y):
 
 def test_element_writes_are_not_carried(numpy_tier):
     x, y = RNG.normal(size=40), 0.7
-    vg = jitad.value_and_grad(element_filled, argnums=(0, 1))
-    value, grads = vg(x, y)
-    saved = jitad.config.roll_loops
-    jitad.config.roll_loops = False
-    try:
-        ref_value, ref_grads = jitad.value_and_grad(lambda *a: element_filled(*a), argnums=(0, 1))(x, y)
-    finally:
-        jitad.config.roll_loops = saved
-    assert value == pytest.approx(float(element_filled(x, y)), rel=1e-12)
-    assert value == pytest.approx(ref_value, rel=1e-12)
-    for g, ref in zip(grads, ref_grads):
-        np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+    vg = _rolled_as_unrolled(element_filled, (x, y), (0, 1))
     jitad.check_grads(element_filled, (x, y), modes=("rev",))
     (scan,) = [n for n in vg.jitad_transform.latest.graph.nodes if n.prim.name == "scan"]
     # the written arrays are written after the loop from its per-step outputs: only `last` (its
@@ -309,19 +310,7 @@ def euler(k, y0, ys):
 def test_moving_reads_of_a_written_array_roll(numpy_tier):
     sizes = []
     for n in (30, 60):
-        k, y0, ys = 0.8, np.array([0.3, -0.2]), RNG.normal(size=n)
-        vg = jitad.value_and_grad(euler, argnums=(0, 1, 2))
-        value, grads = vg(k, y0, ys)
-        saved = jitad.config.roll_loops
-        jitad.config.roll_loops = False
-        try:
-            ref_value, ref_grads = jitad.value_and_grad(lambda *a: euler(*a), argnums=(0, 1, 2))(k, y0, ys)
-        finally:
-            jitad.config.roll_loops = saved
-        assert value == pytest.approx(float(euler(k, y0, ys)), rel=1e-12)
-        assert value == pytest.approx(ref_value, rel=1e-12)
-        for g, ref in zip(grads, ref_grads):
-            np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
+        vg = _rolled_as_unrolled(euler, (0.8, np.array([0.3, -0.2]), RNG.normal(size=n)), (0, 1, 2))
         assert _scans(vg) == 1
         sizes.append(len(vg.jitad_transform.latest.graph.nodes))
     assert sizes[0] == sizes[1], sizes

@@ -649,8 +649,9 @@ class Pending:
                 executor = backend.compile(stage.optimized, stage.target, stage.labels)
             if first_args is not None and hasattr(executor, "start"):
                 executor.start(first_args)  # the worker starts on the kernel for the first call's types
+            self.executor = executor  # (before the preload: the kernel serves even if a preload fails)
+            if first_args is not None and hasattr(executor, "start"):
                 _preload(executor)  # loading its kernel needs Numba and jitad's helper kernels here
-            self.executor = executor
         except Exception as exc:  # noqa: BLE001 -- the NumPy tier keeps answering; say why once
             warnings.warn(f"jitad: building the compiled form failed ({type(exc).__name__}: {exc}); "
                           "this function keeps running on the NumPy executor", RuntimeWarning, stacklevel=1)

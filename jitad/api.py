@@ -373,14 +373,41 @@ def jvp(fun, primals, tangents, has_aux=False, target=None):
     return out, tout
 
 
-def jvp_tangents(fun, primals, tangents):
+def jvp_tangents(fun, primals, tangents, fast=None):
     """jvp's directional derivative alone: its kernel neither computes nor allocates fun's value
-    (jacobians.hvp, whose value would be the whole gradient)."""
-    outs, out_tree = _run_jvp(fun, primals, tangents, tangents_only=True)
+    (jacobians.hvp, whose value would be the whole gradient). `fast`: a dict in which the compiled
+    kernel that served the call is kept for calls on float arrays of these shapes (`tangents_fast`)."""
+    outs, out_tree, transform = _run_jvp(fun, primals, tangents, tangents_only=True, with_transform=True)
+    if fast is not None:
+        key = _tangents_key(primals, tangents)
+        compiled = transform.last_extra
+        if key is not None and compiled is not None and not compiled.casts:
+            dispatcher, extra = compiled.dispatcher, compiled.extra
+            fast[key] = (lambda *args: dispatcher(*args, *extra)) if extra else dispatcher
     return tree_unflatten(out_tree, [_to_python(v) for v in outs])
 
 
-def _run_jvp(fun, primals, tangents, tangents_only):
+def _tangents_key(primals, tangents):
+    """The fast-path key of a jvp call whose primals and tangents are float arrays (rank >= 1) of the
+    same shapes and dtypes, outside any trace, with no target scope open; else None."""
+    if ir._local.stack or backend.OPEN[0] or len(primals) != len(tangents):
+        return None
+    for p, t in zip(primals, tangents):
+        if type(p) is not np.ndarray or type(t) is not np.ndarray or not p.ndim or p.dtype.kind != "f" \
+                or p.shape != t.shape or p.dtype != t.dtype:
+            return None
+    return backend.STATE[0], tuple((p.shape, p.dtype.char) for p in primals)
+
+
+def tangents_fast(fast, primals, tangents):
+    """The tangents `jvp_tangents(..., fast=fast)` would return, straight from the kernel kept in
+    `fast` for calls like this one (a tuple of arrays, one per primal), or None when none is kept."""
+    key = _tangents_key(primals, tangents)
+    kernel = None if key is None else fast.get(key)
+    return None if kernel is None else kernel(*primals, *tangents)
+
+
+def _run_jvp(fun, primals, tangents, tangents_only, with_transform=False):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise TypeError("jvp: primals and tangents must have the same number of entries")
@@ -402,7 +429,7 @@ def _run_jvp(fun, primals, tangents, tangents_only):
     else:
         transform = transform_of(fun, ("jvp", nums), lambda: Transform(fun, _build_jvp, nums, "jvp", "forward"))
     outs, out_tree, _ = transform.run(primals, {}, extra=tangent_leaves)
-    return outs, out_tree
+    return (outs, out_tree, transform) if with_transform else (outs, out_tree)
 
 
 def _build_jvp_tangents(graph, sig, out_tree):

@@ -13,7 +13,7 @@ import functools
 import numpy as np
 
 from jitad import backend
-from jitad.api import grad, jvp, jvp_tangents, scalar_output
+from jitad.api import grad, jvp, jvp_tangents, scalar_output, tangents_fast
 from jitad.errors import JitadError
 from jitad.frontend.tracer import trace
 from jitad.ir import is_tracer
@@ -174,7 +174,11 @@ def hvp(fun, primals, tangents, target=None):
     argnums = 0 if len(primals) == 1 else tuple(range(len(primals)))
     # the gradient function lives on `fun`, so jvp's compiled kernel (kept on it) is found again
     gradient = transform_of(fun, ("hvp_grad", argnums), lambda: grad(fun, argnums))
-    return jvp_tangents(gradient, primals, tangents)  # not the gradient itself: neither computed nor allocated
+    fast = transform_of(gradient, ("hvp fast path",), dict)
+    outs = tangents_fast(fast, primals, tangents)  # float arrays: straight to the kernel that served before
+    if outs is not None:
+        return outs[0] if len(primals) == 1 else tuple(outs)
+    return jvp_tangents(gradient, primals, tangents, fast)  # not the gradient itself: neither computed nor allocated
 
 
 # --- Hutchinson's trace estimator ----------------------------------------------------------------

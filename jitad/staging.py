@@ -385,6 +385,7 @@ class Transform:
         self.variants = {}  # signature key -> the specialisations of a function with guards (Stages)
         self.latest = None  # the Stage of the latest call
         self.last = None  # the compiled kernel that served the latest call, if any (for fast paths)
+        self.last_extra = None  # the same for calls with `extra` arguments (their kernels take them last)
         self.last_draws = ()  # the random draws of the latest call (rng.perform), to pass back as `draws`
         self._nums = {}
 
@@ -461,6 +462,7 @@ class Transform:
         """Returns (flat outputs, meta, signature). `draws`: the `last_draws` of an earlier run whose
         random numbers this run uses again (the sweeps of one Jacobian, both halves of a vjp)."""
         sig = Signature(args, self.diff_argnums(len(args)))
+        self.last_extra = None
         nested = bool(ir.builders()) or any(isinstance(v, Tracer) for v in extra) or \
             any(isinstance(sig.leaves[i], Tracer) for i in sig.traced)
         key = None
@@ -475,7 +477,8 @@ class Transform:
                 outs, held = self._checked(stage, self._call(stage, flat, sig, draws, self))
                 if held:
                     # a kernel compiled in the background serves from some later call on: fast paths then
-                    self.last = None if extra or stage.graph.guards else stage.executor.serving
+                    served = None if stage.graph.guards else stage.executor.serving
+                    self.last, self.last_extra = (None, served) if extra else (served, None)
                     return outs, stage.meta, sig
                 # the call takes another path through the function's `if`/`while`
                 other, outs = self._specialisation(key, stage, flat, sig, draws)
@@ -539,7 +542,8 @@ class Transform:
         with stage.timed("first call"):
             outs = compiled(values)
         # callers install fast paths on `last` only when the compiled kernel serves (not on the NumPy tier)
-        self.last = compiled.serving if key is not None and not extra and not graph.draws and not guarded else None
+        served = compiled.serving if key is not None and not graph.draws and not guarded else None
+        self.last, self.last_extra = (None, served) if extra else (served, None)
         return (outs[:-1] if guarded else outs), meta, sig
 
     def _keep(self, key, stage):

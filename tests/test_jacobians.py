@@ -358,6 +358,35 @@ def test_compiled_hessian_hvp_hutchinson(rng):
     assert abs(estimate - np.trace(H)) < 4 * stderr + 1e-9
 
 
+@pytest.mark.usefixtures("compiled")
+def test_compiled_hvp_fast_path(rng, monkeypatch):
+    """After a call on float arrays, hvp goes straight to the kernel that served it (no transform
+    lookup, no signature): the same values, fresh arrays, and the slow path for anything else."""
+    f = lambda a, b: np.sum(a ** 3 * b) + np.sum(np.sin(a))  # noqa: E731
+    a, b, va, vb = (rng.standard_normal(6) for _ in range(4))
+    expected = (6 * a * b * va - np.sin(a) * va + 3 * a ** 2 * vb, 3 * a ** 2 * va)
+    slow = []
+    run_jvp = jitad.api._run_jvp
+    monkeypatch.setattr(jitad.api, "_run_jvp", lambda *args, **kw: slow.append(1) or run_jvp(*args, **kw))
+    for call in range(3):
+        out = jitad.hvp(f, (a, b), (va, vb))
+        np.testing.assert_allclose(out, expected, rtol=1e-12)
+        assert not any(np.shares_memory(o, x) for o in out for x in (a, b, va, vb))
+    assert len(slow) == 1  # the first call alone took the transform's path
+    # a float32 tangent of a float64 primal, other shapes, a Python float: the slow path, right values
+    np.testing.assert_allclose(jitad.hvp(f, (a, b), (va.astype(np.float32), vb))[1], 3 * a ** 2 * va.astype(np.float32),
+                               rtol=1e-6)
+    np.testing.assert_allclose(jitad.hvp(f, (a[:3], b[:3]), (va[:3], vb[:3]))[1], 3 * a[:3] ** 2 * va[:3], rtol=1e-12)
+    assert jitad.hvp(lambda x: x ** 3, (2.0,), (1.0,)) == pytest.approx(12.0)
+    assert len(slow) == 4
+    jitad.config.backend = "reference"  # the fast path is kept per settings
+    try:
+        np.testing.assert_allclose(jitad.hvp(f, (a, b), (va, vb))[1], expected[1], rtol=1e-12)
+    finally:
+        jitad.config.backend = "numba"
+    assert len(slow) == 5
+
+
 # --- the mode comparison script -------------------------------------------------------------------
 def test_modes_script_quick_run_writes_csv_and_png(tmp_path, capsys):
     from jitad.tools.modes import main

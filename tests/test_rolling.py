@@ -317,6 +317,51 @@ def test_moving_reads_of_a_written_array_roll(numpy_tier):
     jitad.check_grads(euler, (0.8, np.array([0.3, -0.2]), RNG.normal(size=12)), order=2)
 
 
+A_DAMPED = np.array([[0.0, 1.0], [-1.0, -0.1]])
+
+
+def scalar_euler(k, y0, ys):
+    y = np.zeros(ys.shape[0])
+    y[0] = y0
+    for i in range(1, ys.shape[0]):
+        y[i] = y[i - 1] - 0.01 * k * np.sin(y[i - 1]) + 0.01 * ys[i]
+    return np.sum(y ** 2)
+
+
+def vector_euler(k, y0, ys):
+    y = np.zeros((ys.shape[0], 2))
+    y[0] = y0
+    for i in range(1, ys.shape[0]):
+        y[i] = y[i - 1] + 0.05 * k * (A_DAMPED @ y[i - 1]) + 0.01 * np.tanh(y[i - 1]) * ys[i]
+    return np.sum(y ** 2) + np.sum(y[-2] * y[3])
+
+
+def two_steps_back(k, y0, ys):
+    """Reads y[i - 2] too: not only what the step before wrote, so the array stays carried."""
+    y = np.zeros(ys.shape[0])
+    y[0], y[1] = y0, 0.5 * y0
+    for i in range(2, ys.shape[0]):
+        y[i] = y[i - 1] - 0.1 * k * y[i - 2] + 0.01 * ys[i]
+    return np.sum(y ** 2)
+
+
+@pytest.mark.parametrize("fun, y0", [(scalar_euler, 0.7), (vector_euler, np.array([0.3, -0.2])),
+                                     (two_steps_back, 0.7)])
+def test_time_integrations_carry_the_state_not_the_array(numpy_tier, fun, y0):
+    """y[i] = g(y[i - 1]) into a preallocated array: the loop carries what the step before wrote
+    (O(1) a step) and writes the array once after the loop, instead of carrying it (O(n) a step,
+    and a mask per step in reverse mode)."""
+    sizes = []
+    for n in (30, 60):
+        vg = _rolled_as_unrolled(fun, (0.8, y0, RNG.normal(size=n)), (0, 1, 2))
+        (scan,) = [m for m in vg.jitad_transform.latest.graph.nodes if m.prim.name == "scan"]
+        carried = [s for s, _ in scan.params["body"].carry_avals]
+        assert ((n,) in carried or (2 * n,) in carried) == (fun is two_steps_back), carried
+        sizes.append(len(vg.jitad_transform.latest.graph.nodes))
+    assert sizes[0] == sizes[1], sizes
+    jitad.check_grads(fun, (0.8, y0, RNG.normal(size=8)), order=2)
+
+
 def test_numpy_tier_runs_the_unrolled_trace_first():
     """compile="background": the first call answers from the unrolled trace; the compiled form
     is built from the rolled one, and later calls give the same values."""

@@ -26,8 +26,15 @@ a stacked output joined again after the loop (`np.stack(columns, axis=1)`, `np.c
 each maybe reshaped the same way, are read as one transpose of the stack: neither the join nor
 its adjoint (one slice and one padded sum per row) is left in the graph.
 
-Anything else (a copy that reads a value two steps back, a node whose parameters vary and that
-depends on the carry, such as a write at position t) leaves the region unrolled: rolling changes
+Writes into an array at a place that moves with the step (`out[t] = v`) are not carried when no
+other step writes the same place: the loop outputs the written values and one gather after it
+writes them all (`_Write`). A slice whose place moves with the step and that reads a carried array
+is a gather at per-step positions; when it reads exactly what the step before wrote (`y[i - 1]` of
+`y[i] = g(y[i - 1])`, a time integration) or what this step just wrote, the loop carries or uses
+that value instead, so a step costs O(1) and not O(n) (`_reads_written`).
+
+Anything else (a value read two steps back of a carry, a node whose parameters vary and that
+depends on the carry otherwise) leaves the region unrolled or the array carried: rolling changes
 how a program is computed, never what it computes.
 """
 import bisect
@@ -233,9 +240,13 @@ class _Write:
     `positions`: the body positions this replaces; `value`: the role of the written value;
     `indices`: the concrete positions of every step, (steps, k); `scatter`: the mask's scatter."""
 
-    def __init__(self, carry, positions, value, indices, scatter, where_node, shape):
+    def __init__(self, carry, positions, value, indices, scatter, where_node, shape, forwards=(), same=()):
         self.carry, self.positions, self.value, self.indices = carry, positions, value, indices
         self.scatter, self.where_node, self.shape = scatter, where_node, shape
+        # moving slices of the array that read, at each step, exactly what the step before wrote
+        # (y[i - 1] of y[i] = g(y[i - 1])): the loop carries that value instead of the array;
+        # `same`: those that read what this step just wrote (y[i] after y[i] = v): that value
+        self.forwards, self.same = tuple(forwards), tuple(same)
 
     def apply(self, initial, values):
         """The array after the loop: `initial` with each step's written `values` at its positions."""
@@ -269,6 +280,9 @@ def _writes(region, used_after):
     found = {}
     for q in region.carry_init:
         readers = users[("carry", q)]
+        # moving slices of the array itself (y[i - 1]): forwarded below, if each reads the last write
+        moving = [j for j in readers if j in region.moving and region.roles[j][0] == ("carry", q)]
+        readers = [j for j in readers if j not in moving]
         if len(readers) != 1 or q in region.hoisted:
             continue
         w, pre = readers[0], []
@@ -279,16 +293,34 @@ def _writes(region, used_after):
         if node.prim is not where_p or roles[2] != (("internal", pre[0]) if pre else ("carry", q)) \
                 or roles[0][0] != "internal" or roles[1][0] != "internal":
             continue
-        # the chain from the where to the carried value: reshapes only, read by nothing else
-        chain, j = pre + [w], w
-        while j != q:
-            nxt = users[("internal", j)]
-            if len(nxt) != 1 or template[nxt[0]].prim is not reshape_p:
+        # the chain from the where to the carried value: reshapes only (walked back from the carry)
+        back, j = [q], q
+        while j != w and j not in pre and template[j].prim is reshape_p and region.roles[j][0][0] == "internal":
+            j = region.roles[j][0][1]
+            back.append(j)
+        if j != w:
+            continue
+        chain = pre + back[::-1]
+        # read by nothing else, except the array read right after the write, in the same step (`y[i]`
+        # after `y[i] = v`): moving slices of it, maybe through one reshape each, that read what this
+        # step wrote
+        same, bridges = [], []
+        for i, c in enumerate(chain[len(pre):]):
+            for u in users[("internal", c)]:
+                if c != q and u == chain[len(pre) + i + 1]:
+                    continue
+                if u in region.moving and region.roles[u][0] == ("internal", c):
+                    same.append(u)
+                elif template[u].prim is reshape_p and users[("internal", u)] and u not in region.hoisted and all(
+                        v in region.moving and region.roles[v][0] == ("internal", u) for v in users[("internal", u)]):
+                    bridges.append(u)
+                    same.extend(users[("internal", u)])
+                else:
+                    same = None
+                    break
+            if same is None:
                 break
-            j = nxt[0]
-            chain.append(j)
-        if j != q or users[("internal", q)] or any(users[("internal", c)] != [chain[i + 1]] for i, c in
-                                                   enumerate(chain[:-1])):
+        if same is None or any(pos[1] in bridges for pos in outside):
             continue
         if any(region.hoisted & set(chain)):
             continue
@@ -327,13 +359,34 @@ def _writes(region, used_after):
         value = region.roles[sc][0]
         if value[0] == "internal" and (value[1] in region.hoisted or value[1] in chain):
             continue
-        positions = set(chain)
+        positions = set(chain) | set(bridges)
         for extra in (sc, m, region.roles[m][0][1]):  # the write's own mask and scatter, if only it reads them
             if all(u in positions or u == m for u in users[("internal", extra)]) and \
                     not any(pos[1] == extra for pos in outside):
                 positions.add(extra)
-        found[q] = _Write(q, positions, value, indices, ones_scatter, node, template[q].shape)
+        if not (_reads_written(region, moving, indices, node, value, 1) and
+                _reads_written(region, same, indices, node, value, 0)):
+            continue  # a moving read of another place: the array stays carried
+        found[q] = _Write(q, positions, value, indices, ones_scatter, node, template[q].shape, moving, same)
     return found
+
+
+def _reads_written(region, moving, indices, where_node, value, back):
+    """Whether each of `moving` (slices of a written array) reads, at every step k >= back, exactly
+    the places step k - back wrote, in the order it wrote them, and the written value has the
+    slice's dtype: the loop then reads the written value itself (back = 0: this step's) or carries
+    it to the next step (back = 1) instead of the array."""
+    template = region.copies[0]
+    row = int(np.prod(where_node.shape[1:], dtype=np.int64))
+    written = (indices[:, :, None] * row + np.arange(row)).reshape(indices.shape[0], -1)  # flat places, per step
+    kind, what = value
+    value_node = what if kind == "const" else what[0] if kind == "xs" else template[what]
+    for j in moving:
+        places = region.moving[j]
+        if template[j].dtype != value_node.dtype or places[0].size != written.shape[1] or \
+                any(not np.array_equal(places[k].ravel(), written[k - back]) for k in range(back, region.steps)):
+            return False
+    return True
 
 
 def _moved(guard, node):
@@ -393,9 +446,14 @@ class _Rebuild:
         removed = set().union(*[w.positions for w in writes.values()]) if writes else set()
         body_positions = [j for j in range(p) if j not in region.hoisted and j not in removed]
         carried = [q for q in sorted(region.carry_init) if q not in writes]
+        # moving reads of what the step before wrote: the loop carries that value (`_forwarded`)
+        forwarded = {j: write for write in writes.values() for j in write.forwards}
+        just_written = {j: write for write in writes.values() for j in write.same}
         # per-step inputs: xs from outside, and hoisted positions the body reads
         xs_keys, consts = [], []
         for j in body_positions:
+            if j in forwarded or j in just_written:
+                continue
             if j in region.moving:
                 xs_keys.append(("moving", j))
             for role in region.roles[j]:
@@ -415,12 +473,27 @@ class _Rebuild:
                      if not (region.where[i][0] == r - 1 and region.where[i][1] in region.carry_init)})
         template = copies[0]
 
+        n_carry = len(carried) + len(forwarded)
+
         def body_fun(index, *args):
             carry = dict(zip(carried, args[:len(carried)]))
-            xs = dict(zip(xs_keys, args[len(carried):len(carried) + len(xs_keys)]))
-            const_values = {c.id: v for c, v in zip(consts, args[len(carried) + len(xs_keys):])}
+            last = dict(zip(forwarded, args[len(carried):n_carry]))
+            xs = dict(zip(xs_keys, args[n_carry:n_carry + len(xs_keys)]))
+            const_values = {c.id: v for c, v in zip(consts, args[n_carry + len(xs_keys):])}
             local = {}
+
+            def written_value(write):  # the value a step writes
+                kind, what = write.value
+                return (carry[what] if kind == "carry" else local[what] if kind == "internal" else
+                        const_values[what.id] if kind == "const" else xs[("xs", what)])
+
             for j in body_positions:
+                if j in forwarded:  # what the step before wrote there
+                    local[j] = last[j]
+                    continue
+                if j in just_written:  # what this step just wrote there
+                    local[j] = reshape_p(written_value(just_written[j]), shape=template[j].shape)
+                    continue
                 ins = []
                 for role in region.roles[j]:
                     kind = role[0]
@@ -438,29 +511,33 @@ class _Rebuild:
                     local[j] = take_p(flat, xs[("moving", j)], axis=0)
                 else:
                     local[j] = node.prim.bind(*ins, **node.params)
-            written = []
+            written, lasts = [], {}
             for write in writes.values():  # the value each step writes: a per-step output
-                kind, what = write.value
-                written.append(carry[what] if kind == "carry" else local[what] if kind == "internal" else
-                               const_values[what.id] if kind == "const" else xs[("xs", what)])
-            return [local[q] for q in carried] + [local[j] for j in ys] + written
+                written.append(written_value(write))
+                for j in write.forwards:
+                    lasts[j] = reshape_p(written[-1], shape=template[j].shape)
+            return [local[q] for q in carried] + [lasts[j] for j in forwarded] + [local[j] for j in ys] + written
 
         x_avals = []
         for key in xs_keys:
             node = key[1][0] if key[0] == "xs" else template[key[1]]
             x_avals.append((node.shape, np.dtype(np.int64) if key[0] == "moving" else node.dtype))
         avals = [((), np.dtype(np.int64))] + [(template[q].shape, template[q].dtype) for q in carried] + \
-            x_avals + [(c.shape, c.dtype) for c in consts]
+            [(template[j].shape, template[j].dtype) for j in forwarded] + x_avals + [(c.shape, c.dtype) for c in consts]
         graph, captured = trace(body_fun, avals)
         assert not captured
         # a loop inside the loop: its steps repeat within one copy
-        body = Body(roll(graph), 1, len(carried), len(xs_keys), name="rolled loop")
+        body = Body(roll(graph), 1, n_carry, len(xs_keys), name="rolled loop")
         init = [self.value(region.carry_init[q]) for q in carried]
+        for j, write in forwarded.items():  # the first step reads the array as the loop found it
+            array = self.value(region.carry_init[write.carry])
+            flat = reshape_p(array, shape=(int(np.prod(np.shape(array), dtype=np.int64)),))
+            init.append(take_p(flat, region.moving[j][0], axis=0))
         xs_values = [self._stacked(key, region) for key in xs_keys]
         packed = scan_p(*init, *xs_values, *[self.value(c) for c in consts], body=body, length=r, reverse=False)
         outs = body.scan_layout(r).unpack(packed)
-        finals, stacked = outs[:len(carried)], dict(zip(ys, outs[len(carried):len(carried) + len(ys)]))
-        for write, values in zip(writes.values(), outs[len(carried) + len(ys):]):
+        finals, stacked = outs[:len(carried)], dict(zip(ys, outs[n_carry:n_carry + len(ys)]))
+        for write, values in zip(writes.values(), outs[n_carry + len(ys):]):
             finals.append(write.apply(self.value(region.carry_init[write.carry]), values))
         carried = carried + list(writes)
         results = {}

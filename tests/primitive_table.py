@@ -504,6 +504,28 @@ def _special_rows():
         Row("exponential_integrals", lambda x: sc.exp1(x) + sc.expi(x) * sc.expn(2, x) + sc.expn(np.array([0, 1, 3]), x),
             [((3,),), ((2, 3),)], (0.3, 3.0)),
         Row("bessel_yn", lambda x: sc.yn(2, x) + sc.yn(np.array([0, 1, 3]), x) * x, [((3,),), ((2, 3),)], (0.5, 4.0)),
+        # the inverses of the incomplete beta function, and the F quantile, in y / p (none in the shapes)
+        Row("betaincinv_fdtri", lambda y: sc.betaincinv(2.5, np.array([0.7, 1.5, 3.0]), y)
+            + sc.betainccinv(1.5, 0.8, y) ** 2 + sc.fdtri(np.array([1.5, 3.0, 5.0]), 4.0, y) * 0.1,
+            [((3,),), ((2, 3),)], (0.1, 0.9)),
+        # the Hurwitz zeta function in q (SciPy's values; no compiled lowering, so not in a compiled group)
+        Row("zeta", lambda q: sc.zeta(np.array([2.5, 3.0, 4.5]), q) + sc.zeta(3.0, q) ** 2, [((3,),), ((2, 3),)],
+            (0.5, 3.0), group=None),
+        # the Riemann zeta function: values only (no derivative in x: a NonDifferentiableError, test_scipy)
+        Row("riemann_zeta_values", lambda x: sc.zeta(x) * sc.zeta(x - 4.0), [((3,),)], (1.5, 4.0), max_order=0,
+            float32=False, group=None),
+        Row("poch", sc.poch, BINARY, ((0.5, 3.0), (-0.4, 2.0))),
+        # Spence's function, also near z = 1 (its slope's series) and the elliptic integrals near m = 0 (theirs)
+        Row("spence", sc.spence, [(s,) for s in UNARY[:3]], (0.2, 3.0)),
+        Row("spence_near_one", sc.spence, [((3,),)], (0.96, 1.04)),
+        Row("ellipk_ellipe", lambda m: sc.ellipk(m) + sc.ellipe(m) * m, [(s,) for s in UNARY[:3]], (-2.0, 0.9)),
+        Row("ellipk_ellipe_near_zero", lambda m: sc.ellipk(m) * sc.ellipe(m), [((3,),)], (-0.09, 0.09)),
+        # sici and fresnel (two outputs each) and Dawson's integral
+        Row("sici_fresnel_dawsn", lambda x: sc.sici(x)[0] * sc.sici(x)[1] + sc.fresnel(x)[0] + sc.fresnel(x)[1] ** 2
+            + sc.dawsn(x), [(s,) for s in UNARY[:3]], (0.3, 4.0)),
+        Row("owens_t", sc.owens_t, BINARY),
+        Row("huber_pseudo_huber", lambda d, r: sc.huber(d, r) + sc.pseudo_huber(d, r) * 2.0, BINARY,
+            ((0.2, 2.0), (-3.0, 3.0))),
         # 1/Γ, the sign of Γ and binom (SciPy's values), on both sides of 1/2 where 1/Γ's rule changes form
         Row("rgamma_gammasgn", lambda x: sc.rgamma(x) + sc.gammasgn(x) * x, [(s,) for s in UNARY[:3]], (-2.9, 2.9)),
         Row("binom", sc.binom, [BINARY[0], BINARY[3]], ((2.0, 6.0), (-1.9, 3.0))),
@@ -691,6 +713,9 @@ def _stats_rows():
             + st.chi2.isf(q, 3.0, loc, scale) + st.invgamma.ppf(q, 2.5, loc, scale) * st.gamma.isf(q, 0.7)
             + st.chi2.ppf(q, 1.5) + st.invgamma.isf(q, 3.5) + st.t.ppf(q, 3.5, loc, scale) * st.t.isf(q, 6.0)
             + st.pareto.isf(q, 2.5, loc, scale) + st.pareto.ppf(q, 3.0), (unit, 0.3, 1.7), group="stats"),
+        row("ppf_isf.incomplete_beta_f", lambda q, loc, scale: st.beta.ppf(q, 2.5, 1.5, loc, scale)
+            + st.beta.isf(q, 0.8, 3.0) + 0.1 * st.f.ppf(q, 3.0, 5.0, loc, scale) + 0.1 * st.f.isf(q, 4.0, 6.0, scale=scale),
+            (unit, 0.3, 1.7), group="stats"),
         row("norm.frozen", lambda x, loc, scale: norm(loc, scale).logpdf(x) + st.norm(loc).pdf(x), (x_, 0.3, 1.7)),
         row("t.logpdf", lambda x, df, loc, scale: st.t.logpdf(x, df, loc, scale), (x_, pos + 1.0, 0.2, 1.5),
             group="stats"),

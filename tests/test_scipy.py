@@ -95,8 +95,16 @@ def test_derivatives_that_do_not_exist_are_errors():
     np.testing.assert_allclose(lse, b * np.exp(x) / np.sum(b * np.exp(x)), rtol=1e-12)
     with pytest.raises(jitad.UnsupportedOperationError, match="genextreme.logpdf"):
         jitad.grad(lambda v: np.sum(st.genextreme.logpdf(v, 0.5)))(x)
-    with pytest.raises(jitad.UnsupportedOperationError, match="beta.ppf"):  # (no closed form in SciPy either)
-        jitad.grad(lambda v: np.sum(st.beta.ppf(v / 2, 2.0, 3.0)))(x)
+    with pytest.raises(jitad.UnsupportedOperationError, match="skewnorm.ppf"):  # (no closed form in SciPy either)
+        jitad.grad(lambda v: np.sum(st.skewnorm.ppf(v / 2, 2.0)))(x)
+    with pytest.raises(jitad.NonDifferentiableError, match="betaincinv has no derivative in its shape"):
+        jitad.grad(lambda a: np.sum(st.beta.ppf(x / 2, a, 3.0)))(2.0)
+    with pytest.raises(jitad.NonDifferentiableError, match="fdtri has no derivative in its shape"):
+        jitad.grad(lambda n: np.sum(st.f.isf(x / 2, 2.0, n)))(3.0)
+    with pytest.raises(jitad.NonDifferentiableError, match=r"zeta\(x, q\) has no closed-form derivative in x"):
+        jitad.grad(lambda s: np.sum(sc.zeta(s, x)))(2.5)
+    with pytest.raises(jitad.NonDifferentiableError, match=r"zeta\(x\) has no closed-form derivative in x"):
+        jitad.jvp(lambda s: sc.zeta(s), (2.5,), (1.0,))
     with pytest.raises(jitad.NonDifferentiableError, match="gammaincinv has no derivative in its shape"):
         jitad.grad(lambda a: np.sum(st.gamma.ppf(x / 2, a)))(2.0)
     with pytest.raises(jitad.NonDifferentiableError, match="binom.logpmf with respect to its integer parameter"):
@@ -206,6 +214,45 @@ def test_special_kernels_match_scipy():
         assert _relative(ours, theirs) < 1e-13, name
     # log Γ near its roots at 1 and 2: small values, SciPy's own error there is ~1e-13 relative
     np.testing.assert_allclose(vec(K.gammaln, x), sc.gammaln(x), rtol=1e-13, atol=1e-15)
+
+
+def test_beta_and_f_quantiles_and_new_special_functions_are_scipys():
+    """beta.ppf/isf and f.ppf/isf (betaincinv, betainccinv, fdtri) equal SciPy's on 2,000 random q, at q = 0
+    and 1 (the support's ends) and outside [0, 1] (nan), with loc and scale, compiled and on the reference
+    executor; so do the other functions whose values are SciPy's routines through KB."""
+    r = np.random.default_rng(11)
+    q = np.concatenate([r.uniform(0.0, 1.0, 2000), [0.0, 1.0, -0.1, 1.1, 1e-300, 1.0 - 1e-16, 0.5]])
+    x = np.concatenate([r.uniform(-4.0, 4.0, 200), [0.0, 1.0, -1.0]])
+
+    def quantiles(q):
+        return [st.beta.ppf(q, 2.0, 3.0), st.beta.isf(q, 0.3, 0.7, 0.3, 2.0), st.beta.ppf(q, 5.5, 0.9, -1.0),
+                st.f.ppf(q, 2.0, 3.0, 0.2, 1.5), st.f.isf(q, 0.7, 12.0), st.f.isf(q, 30.0, 4.5, scale=2.0)]
+
+    def special(x):
+        m = np.clip(x, -3.0, 0.99)
+        return [sc.spence(np.abs(x)), sc.ellipk(m), sc.ellipe(m), *sc.sici(np.abs(x) + 0.01), *sc.fresnel(x),
+                sc.dawsn(x), sc.owens_t(x, 0.7), sc.owens_t(0.3, x), sc.huber(0.5, x), sc.pseudo_huber(0.5, x),
+                sc.huber(x, 0.3), sc.pseudo_huber(x, 0.3), sc.poch(np.abs(x) + 0.1, 1.5), sc.poch(2.5, x)]
+
+    for fun, arg in ((quantiles, q), (special, x)):
+        want = fun(arg)
+        for backend in ("reference", "compiled"):
+            saved = jitad.config.backend
+            jitad.config.backend = backend if backend == "reference" else saved
+            try:
+                got = jitad.jit(fun)(arg)
+            finally:
+                jitad.config.backend = saved
+            for k, (g, w) in enumerate(zip(got, want)):
+                assert _relative(g, w) < 1e-13, (fun.__name__, backend, k)
+    with np.errstate(invalid="ignore"):  # (SciPy's own warnings at q outside [0, 1])
+        assert np.all(np.isnan(jitad.jit(lambda q: st.beta.ppf(q, 2.0, 3.0))(np.array([-0.1, 1.1]))))
+    # the zeta functions (no compiled form: the NumPy executor) and the Hurwitz zeta's slope in q
+    s, v = np.array([1.5, 2.0, 3.5, -2.5, 0.5]), np.array([0.3, 1.0, 2.5, 4.0, 7.0])
+    np.testing.assert_array_equal(jitad.jit(lambda s, v: sc.zeta(s, v) + sc.zeta(s))(s[:3], v[:3]),
+                                  sc.zeta(s[:3], v[:3]) + sc.zeta(s[:3]))
+    np.testing.assert_array_equal(jitad.jit(lambda s: sc.zeta(s))(s), sc.zeta(s))
+    np.testing.assert_allclose(jitad.grad(lambda v: np.sum(sc.zeta(3.0, v)))(v), -3.0 * sc.zeta(4.0, v), rtol=1e-14)
 
 
 # --- names bound before tracing ----------------------------------------------------------------

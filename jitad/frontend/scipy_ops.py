@@ -110,6 +110,13 @@ SPECIAL_UFUNCS.update({
     "exp10": lambda x: np.power(10.0, x) if is_tracer(x) else np.power(10.0, np.asarray(x, np.float64)),
     "psi": P.digamma_p,  # (the same ufunc as digamma)
 })
+SPECIAL_UFUNCS.update({
+    # differentiable in y / p (in the shape parameters a, b, dfn, dfd: NonDifferentiableError)
+    "betaincinv": P.betaincinv_p, "betainccinv": P.betainccinv_p, "fdtri": P.fdtri_p,
+    "poch": P.poch_p, "spence": P.spence_p, "ellipk": P.ellipk_p, "ellipe": P.ellipe_p, "dawsn": P.dawsn_p,
+    "sici": lambda x: (P.si_p(x), P.ci_p(x)), "fresnel": lambda x: (P.fresnel_s_p(x), P.fresnel_c_p(x)),
+    "owens_t": P.owens_t_p, "huber": P.huber_p, "pseudo_huber": P.pseudo_huber_p,
+})
 _registered = []
 
 
@@ -195,6 +202,15 @@ def polygamma(n, x):
     n = _concrete_order(n, "scipy.special.polygamma(n, x)", "order n")
     x = _float(numpy_ops.asarray(x), np.float64)
     return P.digamma_p(x) if n == 0 else P.polygamma_p(x, n=n)
+
+
+def zeta(x, q=None, out=None):
+    """The Riemann zeta function (q None) or the Hurwitz zeta function, SciPy's values; differentiable in q
+    (d/dq = -x zeta(x + 1, q)), in x a NonDifferentiableError."""
+    if out is not None:
+        raise UnsupportedOperationError("scipy.special.zeta(out=...) on traced values", "Use the returned value. ")
+    x = _float(numpy_ops.asarray(x))
+    return P.riemann_zeta_p(x) if q is None else P.zeta_p(x, _float(numpy_ops.asarray(q)))
 
 
 def multigammaln(a, d):
@@ -332,6 +348,10 @@ QUANTILES = {
     "invgamma": (lambda q, a: 1.0 / P.gammainccinv_p(a, q), lambda q, a: 1.0 / P.gammaincinv_p(a, q)),
     "t": (lambda q, df: P.stdtrit_p(df, q), lambda q, df: -P.stdtrit_p(df, q)),
     "pareto": (lambda q, b: (1.0 - q) ** (-1.0 / b), lambda q, b: q ** (-1.0 / b)),
+    # the incomplete beta function's inverses (beta's _ppf, boost's ibeta_inv, is betaincinv to the bit) and
+    # SciPy's fdtri (f's isf is its generic _ppf(1 - q)); no derivative in the shapes (NonDifferentiableError)
+    "beta": (lambda q, a, b: P.betaincinv_p(a, b, q), lambda q, a, b: P.betainccinv_p(a, b, q)),
+    "f": (lambda q, dfn, dfd: P.fdtri_p(dfn, dfd, q), lambda q, dfn, dfd: P.fdtri_p(dfn, dfd, 1.0 - q)),
 }
 
 
@@ -723,7 +743,7 @@ _INFRA, _MULTI = "scipy.stats._distn_infrastructure", "scipy.stats._multivariate
 linalg_ops.SCIPY_FUNCTIONS.update({
     ("scipy.special", "logsumexp"): logsumexp, ("scipy.special", "softmax"): softmax,
     ("scipy.special", "log_softmax"): log_softmax, ("scipy.special", "polygamma"): polygamma,
-    ("scipy.special", "multigammaln"): multigammaln,
+    ("scipy.special", "multigammaln"): multigammaln, ("scipy.special", "zeta"): zeta,
     **{(_INFRA, f"rv_continuous.{m}"): _continuous(m)
        for m in ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf", "isf")},
     **{(_INFRA, f"rv_discrete.{m}"): _discrete(m) for m in ("logpmf", "pmf", "cdf", "sf", "logcdf", "logsf")},
@@ -736,4 +756,4 @@ linalg_ops.SCIPY_FUNCTIONS.update({
 })
 linalg_ops.SCIPY_SETUP.append(register_special_ufuncs)
 
-__all__ = ["logsumexp", "softmax", "log_softmax", "polygamma", "multigammaln", "register_special_ufuncs"]
+__all__ = ["logsumexp", "softmax", "log_softmax", "polygamma", "multigammaln", "zeta", "register_special_ufuncs"]

@@ -10,9 +10,9 @@ import math
 import numpy as np
 
 from jitad.ir import Kind
-from jitad.primitives.core import EXPENSIVE, Primitive, elementwise_shape
+from jitad.primitives.core import EXPENSIVE, NumpyOnly, Primitive, elementwise_shape
 from jitad.primitives.elementwise import (_zero_derivative, abs_p, binary, comparison, cos_p, exp_p, log1p_p, log_p,
-                                         mul_cotangent, scale, sin_p,
+                                         mul_cotangent, scale, sin_p, sqrt_p,
                                          sign_p, unary, where_p)
 from jitad.primitives.structural import broadcast_to, shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError
@@ -22,7 +22,9 @@ __all__ = ["expit_p", "logit_p", "log_expit_p", "gammaln_p", "gamma_p", "digamma
            "bessel_i_p", "sinc_p", "finite_shift_p", "no_derivative_p", "erfcx_p", "gammainc_p", "gammaincc_p",
            "betainc_p", "nextafter_p", "frexp_exponent_p", "jv_p", "yv_p", "iv_p", "ive_p", "kv_p", "kve_p", "j0_p",
            "j1_p", "y0_p", "y1_p", "yn_p", "rgamma_p", "gammasgn_p", "binom_p",
-           "gammaincinv_p", "gammainccinv_p", "exp1_p", "expi_p", "expn_p", "stdtrit_p"]
+           "gammaincinv_p", "gammainccinv_p", "exp1_p", "expi_p", "expn_p", "stdtrit_p", "betaincinv_p",
+           "betainccinv_p", "fdtri_p", "zeta_p", "riemann_zeta_p", "poch_p", "spence_p", "ellipk_p", "ellipe_p",
+           "si_p", "ci_p", "fresnel_s_p", "fresnel_c_p", "dawsn_p", "owens_t_p", "huber_p", "pseudo_huber_p"]
 
 _TWO_OVER_SQRT_PI = 2.0 / math.sqrt(math.pi)
 _HALF_SQRT_PI = 0.5 * math.sqrt(math.pi)
@@ -98,15 +100,16 @@ erfcx_p = unary("erfcx", _scipy("erfcx"), lambda x, y: 2.0 * x * y - _TWO_OVER_S
 
 
 # --- incomplete gamma and beta functions: differentiable in x only --------------------------------
-def in_last_argument(name, np_fn, derivative, scalar, domain):
+def in_last_argument(name, np_fn, derivative, scalar, domain, refusal=None, lower=None):
     """An elementwise primitive f(*shape_parameters, x) with the local derivative `derivative(*inputs, out)`
     in its last argument x. No closed form gives its derivative in the shape parameters (a, b), so
-    differentiating in them is a NonDifferentiableError, never a zero."""
+    differentiating in them is a NonDifferentiableError (message `refusal`, if given), never a zero.
+    `lower`: a library lowering instead of the scalar code (core.NumpyOnly: no compiled form)."""
     def refuse(which):
-        raise NonDifferentiableError(
+        raise NonDifferentiableError(refusal or (
             f"scipy.special.{name} has no derivative in its shape parameter{'s' if which > 1 else ''} (jitad "
-            f"differentiates it in x, its last argument, only): pass the parameters as constants, or give your "
-            f"own rule with jitad.custom_vjp")
+            f"differentiates it in its last argument only): pass the parameters as constants, or give your "
+            f"own rule with jitad.custom_vjp"))
 
     def jvp(primals, tangents, out):
         if any(t is not None for t in tangents[:-1]):
@@ -120,6 +123,9 @@ def in_last_argument(name, np_fn, derivative, scalar, domain):
         return (None,) * (len(primals) - 1) + (unbroadcast(mul_cotangent(g, derivative(*primals, out)), shape_of(x)),)
     vjp.takes_wanted = True
 
+    if lower is not None:
+        return Primitive(name, impl=np_fn, shape_rule=elementwise_shape(np_fn), jvp=jvp, vjp=vjp,
+                         kind=Kind.LIBRARY, lower=lower, domain=domain)
     return Primitive(name, impl=np_fn, shape_rule=elementwise_shape(np_fn), jvp=jvp, vjp=vjp,
                      kind=Kind.ELEMENTWISE, scalar=scalar, domain=domain, inline_cost=EXPENSIVE)
 
@@ -242,6 +248,171 @@ def _stdtrit_slope(df, p, t):
 
 stdtrit_p = in_last_argument("stdtrit", _scipy("stdtrit"), _stdtrit_slope, "KB.stdtrit({0}, {1})",
                              ((1.5, 6.0), (0.1, 0.9)))
+
+
+# --- the inverses in x of the regularized incomplete beta function: x = I^-1(a, b, y), and its complement -
+# dx/dy = 1 / (dI/dx) = B(a, b) x^(1-a) (1-x)^(1-b) (negated for the complement); none in a and b
+def _incomplete_beta_inverse_slope(a, b, y, x):
+    return exp_p(betaln_p(a, b) + (1.0 - a) * log_p(x) + (1.0 - b) * log1p_p(-x))
+
+
+betaincinv_p = in_last_argument("betaincinv", _scipy("betaincinv"), _incomplete_beta_inverse_slope,
+                                "KB.betaincinv({0}, {1}, {2})", ((0.5, 3.0), (0.5, 3.0), (0.1, 0.9)))
+betainccinv_p = in_last_argument("betainccinv", _scipy("betainccinv"),
+                                 lambda a, b, y, x: -_incomplete_beta_inverse_slope(a, b, y, x),
+                                 "KB.betainccinv({0}, {1}, {2})", ((0.5, 3.0), (0.5, 3.0), (0.1, 0.9)))
+
+
+# --- the quantile of the F distribution: x = fdtri(dfn, dfd, p), dx/dp = 1 / pdf(x) ------------------
+def _fdtri_slope(m, n, p, x):
+    log_pdf = (0.5 * m * log_p(m) + 0.5 * n * log_p(n) + (0.5 * m - 1.0) * log_p(x)
+               - 0.5 * (m + n) * log_p(n + m * x) - betaln_p(0.5 * m, 0.5 * n))
+    return exp_p(-log_pdf)
+
+
+fdtri_p = in_last_argument("fdtri", _scipy("fdtri"), _fdtri_slope, "KB.fdtri({0}, {1}, {2})",
+                           ((1.0, 6.0), (1.0, 6.0), (0.1, 0.9)))
+
+
+# --- the Hurwitz and Riemann zeta functions: d zeta(x, q) / dq = -x zeta(x + 1, q); none in x -------
+# SciPy's values on the NumPy executor only: cython_special does not export them to compiled code
+def _zeta(x, q):
+    import scipy.special
+    return scipy.special.zeta(x, q)
+
+
+def _riemann_zeta(x):
+    import scipy.special
+    return scipy.special.zeta(x)
+
+
+_ZETA = NumpyOnly("SciPy's zeta is not exported by scipy.special.cython_special")
+_ZETA_IN_X = ("scipy.special.zeta(x, q) has no closed-form derivative in x (jitad differentiates the Hurwitz zeta "
+              "function in q only): pass x as a constant, or give your own rule with jitad.custom_vjp")
+zeta_p = in_last_argument("zeta", _zeta, lambda x, q, out: -x * zeta_p(x + 1.0, q), None, ((1.5, 4.0), (0.5, 3.0)),
+                          refusal=_ZETA_IN_X, lower=_ZETA)
+
+
+def _riemann_zeta_refuses(*args, **params):
+    raise NonDifferentiableError(_ZETA_IN_X.replace("zeta(x, q)", "zeta(x)").replace(
+        "the Hurwitz zeta function in q only", "zeta(x, q) in q only"))
+
+
+riemann_zeta_p = Primitive("riemann_zeta", impl=_riemann_zeta, shape_rule=elementwise_shape(_riemann_zeta),
+                           jvp=_riemann_zeta_refuses, vjp=_riemann_zeta_refuses, kind=Kind.LIBRARY, lower=_ZETA,
+                           domain=(1.5, 4.0))
+
+
+# --- the Pochhammer symbol (z)_m = Γ(z + m) / Γ(z): ∂z = (z)_m (ψ(z + m) - ψ(z)), ∂m = (z)_m ψ(z + m) ---
+poch_p = binary("poch", _scipy("poch"), lambda z, m, out: out * (digamma_p(z + m) - digamma_p(z)),
+                lambda z, m, out: out * digamma_p(z + m), "KB.poch({0}, {1})", domain=((0.5, 3.0), (-0.4, 2.0)),
+                inline_cost=EXPENSIVE)
+
+
+# --- Spence's function (SciPy's: the integral of log t / (1 - t) from 1 to z): spence' = log z / (1 - z) ---
+# near z = 1 (a removable 0/0, value -1) the series -Σ_k u^k / (k + 1) of u = 1 - z, so every order is exact
+_SPENCE_NEAR = 0.05
+
+
+def _spence_slope(z, y):
+    near = abs_p(1.0 - z) < _SPENCE_NEAR
+    u = 1.0 - where_p(near, z, 1.0)
+    poly = -1.0 / 14.0
+    for k in range(12, -1, -1):
+        poly = -1.0 / (k + 1.0) + u * poly
+    far = where_p(near, 2.0, z)
+    return where_p(near, poly, log_p(far) / (1.0 - far))
+
+
+spence_p = unary("spence", _scipy("spence"), _spence_slope, "KB.spence({0})", domain=(0.2, 3.0),
+                 inline_cost=EXPENSIVE)
+
+
+# --- complete elliptic integrals of the parameter m: K' = (E - (1-m) K) / (2m (1-m)), E' = (E - K) / (2m) ---
+# below |m| = 0.1 (where those differences cancel, and at m = 0) the derivatives of their Maclaurin series
+# K = π/2 Σ c_n² m^n, E = π/2 Σ c_n² m^n / (1 - 2n), c_n = binom(2n, n) / 4^n
+_ELLIPTIC_NEAR = 0.1
+_ELLIPTIC_C2 = tuple((math.comb(2 * n, n) / 4.0 ** n) ** 2 for n in range(26))
+
+
+def _elliptic_series_slope(m, second_kind):
+    poly = 0.0
+    for n in range(len(_ELLIPTIC_C2) - 1, 0, -1):
+        c = 0.5 * math.pi * n * _ELLIPTIC_C2[n] / ((1.0 - 2.0 * n) if second_kind else 1.0)
+        poly = c + m * poly
+    return poly
+
+
+def _elliptic_slope(m, second_kind):
+    near = abs_p(m) < _ELLIPTIC_NEAR
+    small, far = where_p(near, m, 0.0), where_p(near, 0.5, m)
+    k, e = ellipk_p(far), ellipe_p(far)
+    closed = (e - k) / (2.0 * far) if second_kind else (e - (1.0 - far) * k) / (2.0 * far * (1.0 - far))
+    return where_p(near, _elliptic_series_slope(small, second_kind), closed)
+
+
+ellipk_p = unary("ellipk", _scipy("ellipk"), lambda m, y: _elliptic_slope(m, False), "KB.ellipk({0})",
+                 domain=(-2.0, 0.9), inline_cost=EXPENSIVE)
+ellipe_p = unary("ellipe", _scipy("ellipe"), lambda m, y: _elliptic_slope(m, True), "KB.ellipe({0})",
+                 domain=(-2.0, 0.9), inline_cost=EXPENSIVE)
+
+
+# --- sine and cosine integrals (scipy.special.sici): Si' = sin x / x (= sinc(x / π), exact at 0), Ci' = cos x / x ---
+def _output(name, k):
+    def impl(x):
+        import scipy.special
+        return getattr(scipy.special, name)(x)[k]
+    impl.__name__ = f"{name}_{k}"
+    return impl
+
+
+si_p = unary("si", _output("sici", 0), lambda x, y: sinc_p(x * (1.0 / math.pi)), "KB.si({0})", domain=(0.3, 4.0),
+             inline_cost=EXPENSIVE)
+ci_p = unary("ci", _output("sici", 1), lambda x, y: cos_p(x) / x, "KB.ci({0})", domain=(0.3, 4.0),
+             inline_cost=EXPENSIVE)
+# --- Fresnel integrals (scipy.special.fresnel): S' = sin(πx²/2), C' = cos(πx²/2) ---------------------------
+fresnel_s_p = unary("fresnel_s", _output("fresnel", 0), lambda x, y: sin_p((0.5 * math.pi) * (x * x)),
+                    "KB.fresnel_s({0})", inline_cost=EXPENSIVE)
+fresnel_c_p = unary("fresnel_c", _output("fresnel", 1), lambda x, y: cos_p((0.5 * math.pi) * (x * x)),
+                    "KB.fresnel_c({0})", inline_cost=EXPENSIVE)
+# --- Dawson's integral: D' = 1 - 2xD ---------------------------------------------------------------------
+dawsn_p = unary("dawsn", _scipy("dawsn"), lambda x, y: 1.0 - 2.0 * x * y, "KB.dawsn({0})", inline_cost=EXPENSIVE)
+
+
+# --- Owen's T function T(h, a) = 1/2π ∫_0^a e^(-h²(1+t²)/2) / (1+t²) dt ----------------------------------
+# ∂h = -φ(h) erf(ah/√2) / 2, ∂a = e^(-h²(1+a²)/2) / (2π (1+a²))
+owens_t_p = binary("owens_t", _scipy("owens_t"),
+                   lambda h, a, out: (-0.5 / _SQRT_2PI) * exp_p(-0.5 * h * h) * erf_p(a * h * math.sqrt(0.5)),
+                   lambda h, a, out: exp_p(-0.5 * h * h * (1.0 + a * a)) / ((2.0 * math.pi) * (1.0 + a * a)),
+                   "KB.owens_t({0}, {1})", inline_cost=EXPENSIVE)
+
+
+# --- Huber losses of a residual r with threshold delta (inf for delta < 0: its derivatives are NaN there) ---
+# huber: r²/2 for |r| <= delta, delta (|r| - delta/2) beyond: ∂r = r or delta sign(r), ∂delta = 0 or |r| - delta
+def _huber_slopes(delta, r):
+    inside = abs_p(r) <= delta
+    invalid = delta < 0
+    return (where_p(invalid, np.nan, where_p(inside, 0.0, abs_p(r) - delta)),
+            where_p(invalid, np.nan, where_p(inside, r, delta * sign_p(r))))
+
+
+# pseudo_huber = delta² (√(1 + (r/delta)²) - 1) = delta r² / (h + delta), h = √(delta² + r²):
+# ∂r = r delta / h, ∂delta = r⁴ / ((h + delta)² h) (its limit |r| at delta = 0; 0 at delta = r = 0)
+def _pseudo_huber_slopes(delta, r):
+    zero = (delta == 0) & (r == 0)
+    d, x = where_p(zero, 1.0, delta), where_p(zero, 1.0, r)
+    h = sqrt_p(d * d + x * x)
+    invalid = delta < 0
+    return (where_p(invalid, np.nan, where_p(zero, 0.0, (x * x) * (x * x) / ((h + d) * (h + d) * h))),
+            where_p(invalid, np.nan, where_p(zero, 0.0, x * d / h)))
+
+
+huber_p = binary("huber", _scipy("huber"), lambda d, r, out: _huber_slopes(d, r)[0],
+                 lambda d, r, out: _huber_slopes(d, r)[1], "KB.huber({0}, {1})", domain=((0.2, 2.0), (-3.0, 3.0)),
+                 inline_cost=EXPENSIVE)
+pseudo_huber_p = binary("pseudo_huber", _scipy("pseudo_huber"), lambda d, r, out: _pseudo_huber_slopes(d, r)[0],
+                        lambda d, r, out: _pseudo_huber_slopes(d, r)[1], "KB.pseudo_huber({0}, {1})",
+                        domain=((0.2, 2.0), (-3.0, 3.0)), inline_cost=EXPENSIVE)
 
 
 # --- 1/Γ, the sign of Γ, and the binomial coefficient of real arguments ----------------------------

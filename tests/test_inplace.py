@@ -238,6 +238,29 @@ def set_traced_mask_f(m):
     return np.sum(y * m)
 
 
+def ufunc_where(x):
+    """A ufunc's where= with out=: out keeps its values where the condition is False (NumPy's), into an
+    array made in the function (not traced until written) and into a traced one, with a traced mask."""
+    kept = np.ones(6)
+    np.divide(x, x[::-1] ** 2 + 0.5, out=kept, where=np.arange(6) % 2 == 0)
+    traced = x * 3.0
+    np.exp(x, out=traced, where=x > 0.5)
+    np.multiply(x, traced, out=traced, where=x < 0.2)
+    s, r = np.divmod(x * 4.0, 1.5, out=(np.zeros(6), x.copy()), where=np.arange(6) > 1)
+    return np.sum(kept * x) + np.sum(traced ** 2) + np.sum(s * r * x)
+
+
+def ufunc_where_f(x):
+    even = np.arange(6) % 2 == 0
+    kept = np.where(even, x / (x[::-1] ** 2 + 0.5), 1.0)
+    traced = np.where(x > 0.5, np.exp(x), x * 3.0)
+    traced = np.where(x < 0.2, x * traced, traced)
+    late = np.arange(6) > 1
+    s = np.where(late, np.floor_divide(x * 4.0, 1.5), 0.0)
+    r = np.where(late, np.remainder(x * 4.0, 1.5), x)
+    return np.sum(kept * x) + np.sum(traced ** 2) + np.sum(s * r * x)
+
+
 PROGRAMS = [
     (set_traced, set_traced_f, X), (set_traced_mask, set_traced_mask_f, M),
     (set_int, set_int_f, X), (set_slice, set_slice_f, X), (set_mask, set_mask_f, X),
@@ -245,6 +268,7 @@ PROGRAMS = [
     (overwrite_read, overwrite_read_f, X), (loop_fill, loop_fill_f, X), (write_argument, write_argument_f, X),
     (view_write, view_write_f, X), (view_after_write, view_after_write_f, X), (matrix_writes, matrix_writes_f, M),
     (augmented_alias, augmented_alias_f, X), (workspace_views, workspace_views_f, X), (ufunc_out, ufunc_out_f, X),
+    (ufunc_where, ufunc_where_f, X),
 ]
 IDS = [p[0].__name__ for p in PROGRAMS]
 
@@ -267,7 +291,7 @@ def test_compiled_in_place_programs_equal_the_reference():
     """One compiled group: the lowered graphs of the updates give the reference's values and gradients."""
     def all_programs(x, m):
         return (set_repeated(x) + add_at(x) + loop_fill(x) + view_after_write(x) + matrix_writes(m)
-                + workspace_views(x) + set_mask(x))
+                + workspace_views(x) + set_mask(x) + ufunc_where(x))
 
     saved = jitad.config.backend
     try:

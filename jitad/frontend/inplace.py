@@ -371,15 +371,18 @@ class Workspace(np.ndarray):
             if _has_tracer(inputs) or (isinstance(inputs[0], Workspace) and Workspace.current(inputs[0]) is not None):
                 return add_at(ufunc, *inputs)
             return ufunc.at(*[_plain(i) for i in inputs])
-        traced = _has_tracer(inputs) or any(isinstance(i, Workspace) and i.current() is not None
-                                            for i in inputs + (out or ()))
+        traced = _has_tracer(inputs) or _has_tracer(kwargs.get("where")) or any(
+            isinstance(i, Workspace) and i.current() is not None for i in inputs + (out or ()))
         if not traced:
             outs = None if out is None else tuple(_plain(o) for o in out)
             kw = kwargs if outs is None else dict(kwargs, out=outs)
+            if isinstance(kw.get("where"), Workspace):  # (NumPy dispatches on where= too)
+                kw = dict(kw, where=_plain(kw["where"]))
             result = getattr(ufunc, method)(*[_plain(i) for i in inputs], **kw)
             return out[0] if out is not None and len(out) == 1 else out if out is not None else own(result)
+        where = kwargs.pop("where", True) if method == "__call__" and out is not None else True
         result = getattr(ufunc, method)(*[resolve(i) for i in inputs], **kwargs)
-        return write_out(out, result, f"np.{ufunc.__name__}")
+        return write_out(out, result, f"np.{ufunc.__name__}", where)
 
     def __array_function__(self, func, types, args, kwargs):
         traced_args = any(isinstance(a, Workspace) and a.current() is not None for a in _leaves(args))
@@ -453,8 +456,9 @@ def resolve_tree(x):
     return x
 
 
-def write_out(out, result, what):
-    """Honour `out=` of a NumPy call whose result is traced: write it into the out arrays."""
+def write_out(out, result, what, where=True):
+    """Honour `out=` of a NumPy call whose result is traced: write it into the out arrays; with a ufunc's
+    `where=`, only where it holds (NumPy's semantics: out becomes np.where(where, result, out))."""
     if out is None:
         return result
     results = result if isinstance(result, tuple) else (result,)
@@ -463,6 +467,8 @@ def write_out(out, result, what):
         if o is None:
             continue
         if isinstance(o, Workspace) or is_tracer(o):
+            if where is not True:
+                r = np.where(resolve(where), r, resolve(o))
             o[...] = r
         else:
             raise InPlaceUpdateError(f"{what}(out=...) of a traced value into a NumPy array that is not traced",

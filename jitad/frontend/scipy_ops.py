@@ -728,6 +728,50 @@ def _factorial(n, exact=False, extend="zero"):
     return np.where(inside, np.exp(P.gammaln_p(np.where(inside, n, 0.0) + 1.0)), 0.0)
 
 
+def _simpson(y, x=None, *, dx=1.0, axis=-1):
+    """scipy.integrate.simpson, SciPy's code (1.11+: an even number of samples corrects the last interval,
+    Cartwright's rule) with SciPy's own _basic_simpson for the composite part (its divisions use the ufuncs'
+    where= and out=, which jitad traces). Written out for SciPy's np.float64(np.diff(x)), which would
+    convert a traced x to a NumPy array."""
+    quadrature = sys.modules["scipy.integrate._quadrature"]  # loaded: SciPy's simpson is being traced
+    y = numpy_ops.asarray(y)
+    nd = y.ndim
+    n = numpy_ops.shape_of(y)[axis]
+    if x is not None:
+        x = numpy_ops.asarray(x)
+        if x.ndim == 1:
+            shape = [1] * nd
+            shape[axis] = numpy_ops.shape_of(x)[0]
+            x = numpy_ops.reshape(x, tuple(shape))
+        elif x.ndim != nd:
+            raise ValueError("If given, shape of x must be 1-D or the same as y.")
+        if numpy_ops.shape_of(x)[axis] != n:
+            raise ValueError("If given, length of x along axis must be the same as y.")
+    if n % 2:
+        return quadrature._basic_simpson(y, 0, n - 2, x, dx, axis)
+    everything = (slice(None),) * nd
+
+    def along(index):
+        return quadrature.tupleset(everything, axis, index)
+    last, before, third = along(-1), along(-2), along(-3)
+    if n == 2:  # one interval: the trapezoid
+        last_dx = dx if x is None else x[last] - x[before]
+        return 0.0 + 0.5 * last_dx * (y[last] + y[before])
+    result = quadrature._basic_simpson(y, 0, n - 3, x, dx, axis)
+    h = np.asarray([dx, dx], dtype=np.float64)
+    if x is not None:
+        diffs = _float(np.diff(x, axis=axis), np.float64)
+        h = [np.squeeze(diffs[along(slice(-2, -1, 1))], axis=axis), np.squeeze(diffs[along(slice(-1, None, 1))], axis=axis)]
+
+    def ratio(num, den):  # SciPy's np.true_divide(num, den, out=np.zeros_like(den), where=den != 0)
+        nonzero = den != 0
+        return np.where(nonzero, num / np.where(nonzero, den, 1.0), 0.0)
+    alpha = ratio(2 * h[1] ** 2 + 3 * h[0] * h[1], 6 * (h[1] + h[0]))
+    beta = ratio(h[1] ** 2 + 3.0 * h[0] * h[1], 6 * h[0])
+    eta = ratio(1 * h[1] ** 3, 6 * h[0] * (h[0] + h[1]))
+    return result + (alpha * y[last] + beta * y[before] - eta * y[third]) + 0.0
+
+
 SCIPY_LINALG = {
     "toeplitz": _toeplitz, "block_diag": _block_diag,
     "solve": _scipy_solve, "eigh": _scipy_eigh, "svd": _scipy_svd,
@@ -737,7 +781,8 @@ SCIPY_LINALG = {
     "eigvalsh": lambda a, b=None, *, lower=True, **kw: _scipy_eigh(a, b, lower=lower, eigvals_only=True, **kw),
 }
 linalg_ops.SCIPY_FUNCTIONS.update({("scipy.linalg", name): builder for name, builder in SCIPY_LINALG.items()})
-linalg_ops.SCIPY_FUNCTIONS.update({("scipy.special", "comb"): _comb, ("scipy.special", "factorial"): _factorial})
+linalg_ops.SCIPY_FUNCTIONS.update({("scipy.special", "comb"): _comb, ("scipy.special", "factorial"): _factorial,
+                                   ("scipy.integrate", "simpson"): _simpson})
 
 _INFRA, _MULTI = "scipy.stats._distn_infrastructure", "scipy.stats._multivariate"
 linalg_ops.SCIPY_FUNCTIONS.update({

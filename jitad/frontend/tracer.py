@@ -79,16 +79,20 @@ class Tracer:
                                    for o in out):
             raise InPlaceUpdateError(f"np.{ufunc.__name__}(out=...) of a traced value into a NumPy array that is "
                                      "not traced (or an augmented assignment of one into it)", inplace.NOT_TRACED)
+        # where= of a call: the result where it holds, out's values elsewhere (np.where(where, result, out))
+        where = kwargs.pop("where", True) if method == "__call__" else True
+        if where is not True and out is None:
+            raise UnsupportedOperationError(
+                f"np.{ufunc.__name__}(where=...) without out=", "NumPy leaves the entries where the condition is "
+                "False uninitialised: pass out= (the values they keep), or use np.where. ")
         if out is not None:
             return inplace.write_out(out, self.__array_ufunc__(ufunc, method, *inputs, **kwargs),
-                                     f"np.{ufunc.__name__}")
+                                     f"np.{ufunc.__name__}", where)
         if method == "__call__":
             builder = numpy_ops.UFUNCS.get(ufunc)
             if builder is None:  # called inside a SciPy function (scipy.special.zeta): that function's name
                 raise linalg_ops.foreign_call_error() or UnsupportedOperationError(_ufunc_name(ufunc))
             dtype = kwargs.pop("dtype", None)
-            if kwargs.get("where", True) is not True:
-                raise UnsupportedOperationError(f"np.{ufunc.__name__}(where=...)", "Use np.where instead. ")
             result = builder(*inputs, **kwargs) if ufunc.signature else builder(*inputs)  # gufuncs: axis=
             return _layout_k(_fresh(result if dtype is None else numpy_ops.astype(result, dtype), inputs), inputs)
         if method == "reduce" and ufunc in numpy_ops.UFUNC_REDUCE:

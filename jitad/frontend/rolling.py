@@ -45,6 +45,7 @@ import numpy as np
 from jitad.frontend.guards import Guard
 from jitad.ir import Graph, const_p, freeze, input_p
 from jitad.primitives import concatenate_p, reshape_p, slice_p, take_p
+from jitad.primitives.builders import index_first
 
 # min_steps: copies before a run is rolled; min_nodes: nodes the run covers (p * r) before a
 # loop is worth it; max_period: the largest piece considered; enabled: jitad.config.roll_loops
@@ -240,13 +241,14 @@ class _Write:
     `positions`: the body positions this replaces; `value`: the role of the written value;
     `indices`: the concrete positions of every step, (steps, k); `scatter`: the mask's scatter."""
 
-    def __init__(self, carry, positions, value, indices, scatter, where_node, shape, forwards=(), same=()):
+    def __init__(self, carry, positions, value, indices, scatter, where_node, shape, forwards=None, same=()):
         self.carry, self.positions, self.value, self.indices = carry, positions, value, indices
         self.scatter, self.where_node, self.shape = scatter, where_node, shape
-        # moving slices of the array that read, at each step, exactly what the step before wrote
-        # (y[i - 1] of y[i] = g(y[i - 1])): the loop carries that value instead of the array;
-        # `same`: those that read what this step just wrote (y[i] after y[i] = v): that value
-        self.forwards, self.same = tuple(forwards), tuple(same)
+        # moving slices of the array that read, at each step, exactly what the step d steps before
+        # wrote ({position: d}; y[i - 1] of y[i] = g(y[i - 1])): the loop carries the last d written
+        # values instead of the array; `same`: those that read what this step just wrote (y[i] after
+        # y[i] = v): that value
+        self.forwards, self.same = dict(forwards or {}), tuple(same)
 
     def apply(self, initial, values):
         """The array after the loop: `initial` with each step's written `values` at its positions."""
@@ -364,29 +366,41 @@ def _writes(region, used_after):
             if all(u in positions or u == m for u in users[("internal", extra)]) and \
                     not any(pos[1] == extra for pos in outside):
                 positions.add(extra)
-        if not (_reads_written(region, moving, indices, node, value, 1) and
-                _reads_written(region, same, indices, node, value, 0)):
+        backs = _reads_written(region, moving, indices, node, value, range(1, MAX_BACK + 1))
+        if backs is None or _reads_written(region, same, indices, node, value, (0,)) is None:
             continue  # a moving read of another place: the array stays carried
-        found[q] = _Write(q, positions, value, indices, ones_scatter, node, template[q].shape, moving, same)
+        found[q] = _Write(q, positions, value, indices, ones_scatter, node, template[q].shape, backs, same)
     return found
 
 
-def _reads_written(region, moving, indices, where_node, value, back):
-    """Whether each of `moving` (slices of a written array) reads, at every step k >= back, exactly
-    the places step k - back wrote, in the order it wrote them, and the written value has the
-    slice's dtype: the loop then reads the written value itself (back = 0: this step's) or carries
-    it to the next step (back = 1) instead of the array."""
+MAX_BACK = 8  # the most steps back a forwarded read may look (the loop carries that many values)
+
+
+def _reads_written(region, moving, indices, where_node, value, backs):
+    """{j: d} when each j of `moving` (slices of a written array) reads, at every step k >= d,
+    exactly the places step k - d wrote, in the order it wrote them (d from `backs`), at the
+    steps before d only places no earlier step wrote, and the written value has the slice's dtype:
+    the loop then reads the written value itself (d = 0: this step's) or carries the last d of them
+    instead of the array. None when one of them reads anything else."""
     template = region.copies[0]
     row = int(np.prod(where_node.shape[1:], dtype=np.int64))
     written = (indices[:, :, None] * row + np.arange(row)).reshape(indices.shape[0], -1)  # flat places, per step
     kind, what = value
     value_node = what if kind == "const" else what[0] if kind == "xs" else template[what]
+    found = {}
     for j in moving:
         places = region.moving[j]
-        if template[j].dtype != value_node.dtype or places[0].size != written.shape[1] or \
-                any(not np.array_equal(places[k].ravel(), written[k - back]) for k in range(back, region.steps)):
-            return False
-    return True
+        if template[j].dtype != value_node.dtype or places[0].size != written.shape[1]:
+            return None
+        for d in backs:
+            if d < region.steps and all(np.array_equal(places[k].ravel(), written[k - d])
+                                        for k in range(d, region.steps)) and \
+                    not any(np.isin(places[k], written[:k]).any() for k in range(min(d, region.steps))):
+                found[j] = d
+                break
+        else:
+            return None
+    return found
 
 
 def _moved(guard, node):
@@ -446,9 +460,14 @@ class _Rebuild:
         removed = set().union(*[w.positions for w in writes.values()]) if writes else set()
         body_positions = [j for j in range(p) if j not in region.hoisted and j not in removed]
         carried = [q for q in sorted(region.carry_init) if q not in writes]
-        # moving reads of what the step before wrote: the loop carries that value (`_forwarded`)
-        forwarded = {j: write for write in writes.values() for j in write.forwards}
+        # moving reads of what the step d steps before wrote: the loop carries the last d written values
+        # (`_reads_written`); those of what this step just wrote read it
+        forwarded = {j: (write, d) for write in writes.values() for j, d in write.forwards.items()}
         just_written = {j: write for write in writes.values() for j in write.same}
+
+        def window_aval(j):  # the carry of a forwarded read: the value, or the last d of them
+            d, shape = forwarded[j][1], template[j].shape
+            return (shape if d == 1 else (d,) + shape), template[j].dtype
         # per-step inputs: xs from outside, and hoisted positions the body reads
         xs_keys, consts = [], []
         for j in body_positions:
@@ -488,8 +507,8 @@ class _Rebuild:
                         const_values[what.id] if kind == "const" else xs[("xs", what)])
 
             for j in body_positions:
-                if j in forwarded:  # what the step before wrote there
-                    local[j] = last[j]
+                if j in forwarded:  # what the step d steps before wrote there
+                    local[j] = last[j] if forwarded[j][1] == 1 else index_first(last[j], 0)
                     continue
                 if j in just_written:  # what this step just wrote there
                     local[j] = reshape_p(written_value(just_written[j]), shape=template[j].shape)
@@ -514,8 +533,12 @@ class _Rebuild:
             written, lasts = [], {}
             for write in writes.values():  # the value each step writes: a per-step output
                 written.append(written_value(write))
-                for j in write.forwards:
-                    lasts[j] = reshape_p(written[-1], shape=template[j].shape)
+                for j, d in write.forwards.items():
+                    shape = template[j].shape
+                    lasts[j] = reshape_p(written[-1], shape=shape) if d == 1 else concatenate_p(
+                        slice_p(last[j], starts=(1,) + (0,) * len(shape), steps=(1,) * (1 + len(shape)),
+                                shape=(d - 1,) + shape),
+                        reshape_p(written[-1], shape=(1,) + shape), axis=0)
             return [local[q] for q in carried] + [lasts[j] for j in forwarded] + [local[j] for j in ys] + written
 
         x_avals = []
@@ -523,16 +546,16 @@ class _Rebuild:
             node = key[1][0] if key[0] == "xs" else template[key[1]]
             x_avals.append((node.shape, np.dtype(np.int64) if key[0] == "moving" else node.dtype))
         avals = [((), np.dtype(np.int64))] + [(template[q].shape, template[q].dtype) for q in carried] + \
-            [(template[j].shape, template[j].dtype) for j in forwarded] + x_avals + [(c.shape, c.dtype) for c in consts]
+            [window_aval(j) for j in forwarded] + x_avals + [(c.shape, c.dtype) for c in consts]
         graph, captured = trace(body_fun, avals)
         assert not captured
         # a loop inside the loop: its steps repeat within one copy
         body = Body(roll(graph), 1, n_carry, len(xs_keys), name="rolled loop")
         init = [self.value(region.carry_init[q]) for q in carried]
-        for j, write in forwarded.items():  # the first step reads the array as the loop found it
+        for j, (write, d) in forwarded.items():  # the first d steps read the array as the loop found it
             array = self.value(region.carry_init[write.carry])
             flat = reshape_p(array, shape=(int(np.prod(np.shape(array), dtype=np.int64)),))
-            init.append(take_p(flat, region.moving[j][0], axis=0))
+            init.append(take_p(flat, region.moving[j][0] if d == 1 else np.stack(region.moving[j][:d]), axis=0))
         xs_values = [self._stacked(key, region) for key in xs_keys]
         packed = scan_p(*init, *xs_values, *[self.value(c) for c in consts], body=body, length=r, reverse=False)
         outs = body.scan_layout(r).unpack(packed)

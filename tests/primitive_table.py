@@ -765,6 +765,13 @@ def _stats_rows():
         row("more.logpdf_2", lambda x, kappa, a: st.vonmises.logpdf(x, kappa, 0.1, 1.3) + st.skewnorm.logpdf(x, a)
             + st.truncnorm.logpdf(x, -2.0, a + 1.0, 0.1, 1.3) + st.pareto.logpdf(x + 2.6, kappa, 0.1, 1.3)
             + st.f.pdf(x + 1.6, kappa, a + 2.0, 0.1), (x_, 1.7, 1.2)),
+        row("invgauss", lambda x, mu, loc, scale: (
+            st.invgauss.logpdf(x, mu, loc, scale), st.invgauss.pdf(x, mu), st.invgauss.cdf(x, mu, loc, scale),
+            st.invgauss.logcdf(x, mu), st.invgauss.sf(x, mu, scale=scale), st.invgauss.logsf(x, mu, loc, scale)),
+            (pos, 0.8, -0.2, 1.3), group="stats"),
+        row("multinomial", lambda v, w: st.multinomial.logpmf(np.array([[1, 2, 3], [0, 4, 2]]), 6, _simplex(v))
+            + st.multinomial(6, _simplex(w)).pmf([2, 2, 2]) + st.multinomial.pmf([1, 1], 2, [v[0] ** 2, 1 - v[0] ** 2]),
+            (x_[0] * 0.5 + 0.1, x_[1] * 0.3), group="stats"),
         row("discrete_cdfs", lambda mu, p: (
             st.poisson.cdf(np.array([[0, 1, 2], [3, 5.5, 8]]), mu), st.poisson.logsf(np.array([0, 1, 4]), mu[0]),
             st.binom.sf(np.array([0, 2, 6]), 6, p[0]), st.binom.logcdf(np.array([0, 2.5, 4]), 6, p[1]),

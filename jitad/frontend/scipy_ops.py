@@ -263,6 +263,15 @@ CONTINUOUS = {
     "f": (lambda dfn, dfd: (dfn > 0) & (dfd > 0), (0.0, np.inf),
           lambda z, m, n: 0.5 * m * np.log(m) + 0.5 * n * np.log(n) + P.xlogy_p(0.5 * m - 1.0, z)
           - 0.5 * (m + n) * np.log(n + m * z) - P.betaln_p(0.5 * m, 0.5 * n)),
+    "invgauss": (lambda mu: mu > 0, (0.0, np.inf), lambda z, mu: _positive(
+        z, lambda z: -0.5 * np.log(2 * np.pi) - 1.5 * np.log(z) - (z / mu - 1) ** 2 / (2 * z))),
+}
+
+
+# pdf(z, *shapes) where SciPy's _pdf is not exp(_logpdf) (the density's own formula, also where it
+# underflows to nan: invgauss at z = 1e-300, as SciPy)
+PDFS = {
+    "invgauss": lambda z, mu: 1.0 / np.sqrt(2 * np.pi * z ** 3.0) * np.exp(-1.0 / (2 * z) * (z / mu - 1) ** 2),
 }
 
 
@@ -299,6 +308,37 @@ CDFS = {
 }
 
 
+def _invgauss_logcdf(z, mu):
+    """SciPy's invgauss._logcdf: log(Φ(a) + e^(2/μ) Φ(-b)) as a + log1p(e^(b' - a)), for 0 < z < inf."""
+    fac = 1 / np.sqrt(z)
+    a = P.log_ndtr_p(fac * (z / mu - 1))
+    b = 2 / mu + P.log_ndtr_p(-fac * (z / mu + 1))
+    return a + np.log1p(np.exp(b - a))
+
+
+def _invgauss_logsf(z, mu):
+    fac = 1 / np.sqrt(z)
+    a = P.log_ndtr_p(-(fac * (z / mu - 1)))
+    b = 2 / mu + P.log_ndtr_p(-fac * (z / mu + 1))
+    return a + np.log1p(-np.exp(b - a))
+
+
+def _open_support(z, formula, below, above):
+    """formula(z) for 0 < z < inf (the untaken lanes read z = 1), `below` at z <= 0, `above` at z = inf,
+    nan at nan: SciPy's rv_continuous outside the open support."""
+    inside = (z > 0) & (z < np.inf)
+    return np.where(inside, formula(np.where(inside, z, 1.0)),
+                    np.where(z <= 0, below, np.where(z == np.inf, above, np.nan)))
+
+
+# (logcdf, logsf) of the distributions whose cdf and sf SciPy computes as their exponentials
+LOG_CUMULATIVE = {
+    "invgauss": (lambda z, mu: _open_support(z, lambda z: _invgauss_logcdf(z, mu), -np.inf, 0.0),
+                 lambda z, mu: _open_support(z, lambda z: _invgauss_logsf(z, mu), 0.0, -np.inf)),
+}
+CDFS["invgauss"] = lambda z, mu: _open_support(z, lambda z: np.exp(_invgauss_logcdf(z, mu)), 0.0, 1.0)
+
+
 def _symmetric_sf(name):
     return lambda z, *shapes: CDFS[name](-z, *shapes)
 
@@ -317,6 +357,7 @@ SFS = {
     "gumbel_r": lambda z: -np.expm1(-np.exp(-z)),
     "rayleigh": lambda z: np.exp(-0.5 * np.maximum(z, 0.0) ** 2),
     "invgamma": lambda z, a: _positive_cdf(z, lambda z: P.gammainc_p(a, 1.0 / z), below=1.0),
+    "invgauss": lambda z, mu: _open_support(z, lambda z: np.exp(_invgauss_logsf(z, mu)), 1.0, 0.0),
 }
 
 
@@ -374,8 +415,10 @@ NORM_METHODS = {"cdf": lambda z: P.ndtr_p(z), "logcdf": lambda z: P.log_ndtr_p(z
                 "logsf": lambda z: P.log_ndtr_p(-z)}
 CUMULATIVE = {"cdf": lambda name, z, shapes: CDFS[name](z, *shapes),
               "sf": lambda name, z, shapes: SFS[name](z, *shapes) if name in SFS else 1.0 - CDFS[name](z, *shapes),
-              "logcdf": lambda name, z, shapes: np.log(CUMULATIVE["cdf"](name, z, shapes)),
-              "logsf": lambda name, z, shapes: np.log(CUMULATIVE["sf"](name, z, shapes))}
+              "logcdf": lambda name, z, shapes: LOG_CUMULATIVE[name][0](z, *shapes) if name in LOG_CUMULATIVE
+              else np.log(CUMULATIVE["cdf"](name, z, shapes)),
+              "logsf": lambda name, z, shapes: LOG_CUMULATIVE[name][1](z, *shapes) if name in LOG_CUMULATIVE
+              else np.log(CUMULATIVE["sf"](name, z, shapes))}
 # name: (parameter check, support (inclusive, integers), log mass)
 DISCRETE = {
     "poisson": (lambda mu: mu >= 0, (0.0, np.inf), lambda k, mu: P.xlogy_p(k, mu) - P.gammaln_p(k + 1.0) - mu),
@@ -436,6 +479,11 @@ def _continuous(method):
             return _checked(check, shapes, NORM_METHODS[method](z), scale)
         if method in CUMULATIVE:
             return _checked(check, shapes, CUMULATIVE[method](self.name, z, shapes), scale)
+        if method == "pdf" and self.name in PDFS:  # SciPy's _pdf formula, 0 outside the open support
+            lo, hi = support
+            inside = (z > lo) & (z < hi)
+            value = PDFS[self.name](np.where(inside, z, 1.0), *shapes) / scale
+            return _checked(check, shapes, np.where(inside, value, np.where(np.isnan(z), np.nan, 0.0)), scale)
         value = logpdf(z, *shapes) - np.log(scale)
         if support is not None:
             lo, hi = support
@@ -623,6 +671,70 @@ def _dirichlet(method):
     return builder
 
 
+def _multinomial_logpmf(x, n, p):
+    """SciPy's multinomial.logpmf: gammaln(n+1) + Σ xlogy(x, p) - gammaln(x+1) over the last axis; -inf where x
+    is not a count vector summing to n, nan for n < 0 or p outside [0, 1]. Like SciPy, a row of p whose sum is
+    off 1 by more than 10 eps has its last entry replaced by 1 - Σ the others (so its value, and derivative,
+    do not read it). Differentiable in p; n and the counts x have no derivative."""
+    what = "scipy.stats.multinomial.logpmf(x, n, p) with respect to"
+    p = _float(numpy_ops.asarray(p), np.float64)
+    eps = np.finfo(np.float64).eps * 10
+    rest = 1.0 - numpy_ops.sum(p[..., :-1], axis=-1)
+    adjusted = np.abs(1 - numpy_ops.sum(p, axis=-1)) > eps
+    last = np.where(adjusted, rest, p[..., -1])
+    p = numpy_ops.concatenate([p[..., :-1], numpy_ops.expand_dims(last, -1)], axis=-1)
+    bad_p = np.any(p < 0, axis=-1) | np.any(p > 1, axis=-1)
+    if is_tracer(n):  # truncated to an integer, as SciPy's np.array(n, dtype=int)
+        n = P.no_derivative_p(np.trunc(_float(n, np.float64)), what=f"{what} n")
+    else:
+        n = np.array(n, dtype=int).astype(np.float64)
+    if is_tracer(x):
+        x = _float(x, np.float64)
+        counts = P.no_derivative_p(np.trunc(x), what=f"{what} the counts x")
+    else:
+        x = np.asarray(x)
+        counts = np.asarray(x, dtype=int).astype(np.float64)
+    if x.ndim == 0:
+        raise ValueError("x must be an array.")
+    width = numpy_ops.shape_of(p)[-1]
+    if numpy_ops.shape_of(x)[-1] != width:
+        raise ValueError(f"Size of each quantile should be size of p: received {numpy_ops.shape_of(x)[-1]}, but "
+                         f"expected {width}.")
+    bad_x = np.any(counts != x, axis=-1) | np.any(counts < 0, axis=-1) | \
+        (numpy_ops.sum(counts, axis=-1) != n)
+    value = P.gammaln_p(n + 1.0) + numpy_ops.sum(P.xlogy_p(counts, p) - P.gammaln_p(counts + 1.0), axis=-1)
+    return np.where(n < 0, np.nan, np.where(bad_p, np.nan, np.where(bad_x, -np.inf, value)))
+
+
+def _multinomial(method):
+    def builder(self, x, n, p):
+        out = _multinomial_logpmf(x, n, p)
+        return np.exp(out) if method == "pmf" else out
+    return builder
+
+
+class _TracedFrozenMultinomial:
+    """multinomial(n, p) with a traced n or p (SciPy's frozen distribution converts p to an array when made)."""
+
+    def __init__(self, n, p):
+        self.n, self.p = n, p
+
+    def logpmf(self, x):
+        return _multinomial_logpmf(x, self.n, self.p)
+
+    def pmf(self, x):
+        return np.exp(self.logpmf(x))
+
+
+def _multinomial_call(self, n, p, seed=None):
+    if is_tracer(n) or is_tracer(p) or numpy_ops._contains_tracer(p):
+        if seed is not None:
+            raise UnsupportedOperationError("scipy.stats.multinomial(seed=...) with traced parameters",
+                                            "Draw samples outside the traced function. ")
+        return _TracedFrozenMultinomial(n, p)
+    return sys.modules["scipy.stats._multivariate"].multinomial_frozen(n, p, seed=seed)
+
+
 # --- scipy.linalg: the functions that mirror np.linalg's ----------------------------------------------
 def _symmetric_from(a, lower):
     """The symmetric matrix SciPy reads from one triangle of a (the other is never read)."""
@@ -798,6 +910,10 @@ linalg_ops.SCIPY_FUNCTIONS.update({
     (_MULTI, "multivariate_normal_frozen.entropy"): _mvn_frozen_entropy,
     (_MULTI, "multivariate_normal_gen.__call__"): _mvn_call,
     **{(_MULTI, f"dirichlet_gen.{m}"): _dirichlet(m) for m in ("logpdf", "pdf")},
+    **{(_MULTI, f"multinomial_gen.{m}"): _multinomial(m) for m in ("logpmf", "pmf")},
+    **{(_MULTI, f"multinomial_frozen.{m}"): (lambda method: lambda self, x: _multinomial(method)(
+        None, x, self.n, self.p))(m) for m in ("logpmf", "pmf")},
+    (_MULTI, "multinomial_gen.__call__"): _multinomial_call,
 })
 linalg_ops.SCIPY_SETUP.append(register_special_ufuncs)
 

@@ -73,6 +73,8 @@ def rows():
     for dist in ("multivariate_normal", "dirichlet"):
         for method in ("logpdf", "pdf"):
             add("scipy.stats", f"{dist}.{method}")
+    for method in ("logpmf", "pmf"):
+        add("scipy.stats", f"multinomial.{method}")
     order = {name: k for k, name in enumerate(_NUMPY_NAMESPACES)}
     return {ns: sorted(table[ns]) for ns in sorted(table, key=lambda ns: (order.get(ns, len(order)), ns))}
 

@@ -1054,6 +1054,11 @@ _WRITE_LOOPS = [  # (template, kind): writes inside a loop (rolling's write-only
     ("{out} = np.zeros(%(shape)s)\n_h = {0}[0]\nfor _i in range(%(n)d):\n"
      "    _h = np.tanh(_h * 0.7) + {0}[_i]\n    {out}[%(n)d - 1 - _i] = _h\n    _h = _h + {out}[0] * 0.1",
      "inplace:loop_reversed"),
+    ("{out} = np.zeros(%(shape)s)\n{out}[0] = {0}[0] * 0.5\nfor _i in range(1, %(n)d):\n"
+     "    {out}[_i] = {out}[_i - 1] + 0.1 * np.sin({out}[_i - 1]) + {0}[_i] * 0.2", "inplace:loop_euler"),
+    ("{out} = np.zeros(%(shape)s)\n{out}[0] = {0}[0]\nfor _i in range(1, %(n)d):\n"
+     "    {out}[_i] = 1.2 * {out}[_i - 1] - 0.5 * {out}[max(_i - 2, 0)] + 0.1 * np.tanh({0}[_i])",
+     "inplace:loop_two_back"),
 ]
 
 

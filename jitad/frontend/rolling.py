@@ -367,8 +367,11 @@ def _writes(region, used_after):
                     not any(pos[1] == extra for pos in outside):
                 positions.add(extra)
         backs = _reads_written(region, moving, indices, node, value, range(1, MAX_BACK + 1))
-        if backs is None or _reads_written(region, same, indices, node, value, (0,)) is None:
+        after = _reads_written(region, same, indices, node, value, range(0, MAX_BACK + 1), after_write=True)
+        if backs is None or after is None:
             continue  # a moving read of another place: the array stays carried
+        backs.update((j, d) for j, d in after.items() if d)
+        same = [j for j, d in after.items() if not d]
         found[q] = _Write(q, positions, value, indices, ones_scatter, node, template[q].shape, backs, same)
     return found
 
@@ -376,12 +379,13 @@ def _writes(region, used_after):
 MAX_BACK = 8  # the most steps back a forwarded read may look (the loop carries that many values)
 
 
-def _reads_written(region, moving, indices, where_node, value, backs):
+def _reads_written(region, moving, indices, where_node, value, backs, after_write=False):
     """{j: d} when each j of `moving` (slices of a written array) reads, at every step k >= d,
     exactly the places step k - d wrote, in the order it wrote them (d from `backs`), at the
-    steps before d only places no earlier step wrote, and the written value has the slice's dtype:
-    the loop then reads the written value itself (d = 0: this step's) or carries the last d of them
-    instead of the array. None when one of them reads anything else."""
+    steps before d only places no earlier step wrote (nor this one, for a read `after_write`), and
+    the written value has the slice's dtype: the loop then reads the written value itself (d = 0:
+    this step's) or carries the last d of them instead of the array. None when one of them reads
+    anything else."""
     template = region.copies[0]
     row = int(np.prod(where_node.shape[1:], dtype=np.int64))
     written = (indices[:, :, None] * row + np.arange(row)).reshape(indices.shape[0], -1)  # flat places, per step
@@ -395,7 +399,7 @@ def _reads_written(region, moving, indices, where_node, value, backs):
         for d in backs:
             if d < region.steps and all(np.array_equal(places[k].ravel(), written[k - d])
                                         for k in range(d, region.steps)) and \
-                    not any(np.isin(places[k], written[:k]).any() for k in range(min(d, region.steps))):
+                    not any(np.isin(places[k], written[:k + after_write]).any() for k in range(min(d, region.steps))):
                 found[j] = d
                 break
         else:

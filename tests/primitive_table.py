@@ -425,6 +425,10 @@ def _linalg_rows():
         # in a compiled group (its vjp raises); test_linalg compiles them (test_lu_factor_compiled_values)
         Row("lu_factor_values", lambda a: scipy.linalg.lu_factor(a)[0] * scipy.linalg.lu_factor(a)[1],
             [((3, 3),)], d, max_order=0, float32=False, group=None),
+        # scipy.linalg.lu: P, L, U (and P L, and p) read from the packed LU node; L and U differentiate
+        Row("scipy_lu", lambda a: scipy.linalg.lu(a)[1] * 2.0 + scipy.linalg.lu(a)[2] + scipy.linalg.lu(a)[0] * a
+            + scipy.linalg.lu(a, permute_l=True)[0] * scipy.linalg.lu(a, p_indices=True)[0][..., None],
+            [((3, 3),), ((2, 3, 3),)], d),
         Row("cho_solve", lambda a, b: scipy.linalg.cho_solve(scipy.linalg.cho_factor(_spd(a)), b),
             [((3, 3), (3,))], d),
         Row("tensorinv_tensorsolve", lambda a, b: np.concatenate([

@@ -210,6 +210,29 @@ def test_clear_errors_where_no_derivative_exists():
                                jitad.grad(lambda a: np.linalg.norm(a, "nuc"))(w))
 
 
+def test_scipy_lu_is_scipys():
+    """scipy.linalg.lu's P, L, U (and permute_l, p_indices) equal SciPy's bit for bit, with its dtypes, compiled
+    and on the reference executor, 2-D and batched; a non-square matrix is a named error."""
+    rng = np.random.default_rng(9)
+
+    def factors(a, b):
+        return (*scipy.linalg.lu(a), *scipy.linalg.lu(a, permute_l=True), *scipy.linalg.lu(a, p_indices=True),
+                *scipy.linalg.lu(b))
+    saved = jitad.config.backend
+    try:
+        for backend in ("reference", "numba"):
+            jitad.config.backend = backend
+            for dtype in (np.float64, np.float32):
+                a, b = rng.standard_normal((5, 5)).astype(dtype), rng.standard_normal((2, 3, 3)).astype(dtype)
+                for got, want in zip(jitad.jit(factors)(a, b), factors(a, b)):
+                    assert got.dtype == want.dtype
+                    np.testing.assert_array_equal(got, want)
+    finally:
+        jitad.config.backend = saved
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.lu of an array of shape \(3, 5\)"):
+        jitad.grad(lambda a: np.sum(scipy.linalg.lu(a[:3])[2]))(rng.standard_normal((5, 5)))
+
+
 def test_lu_factor_compiled_values():
     """scipy.linalg.lu_factor's (lu, piv) compiled equal SciPy's (float64 and float32)."""
     rng = np.random.default_rng(4)

@@ -193,6 +193,51 @@ def lu_factors(packed):
 
 
 @numba.njit(cache=True, nogil=True)
+def lu_lower(packed):
+    """scipy.linalg.lu's unit lower factor L from a packed (n + 1, n) factor (lu[i, j] = packed[j, i])."""
+    n = packed.shape[-1]
+    p3 = _stack(packed)
+    out = np.zeros((p3.shape[0], n, n), packed.dtype)
+    for k in range(p3.shape[0]):
+        for i in range(n):
+            out[k, i, i] = 1.0
+            for j in range(i):
+                out[k, i, j] = p3[k, j, i]
+    return out.reshape(packed.shape[:-2] + (n, n))
+
+
+@numba.njit(cache=True, nogil=True)
+def lu_upper(packed):
+    """scipy.linalg.lu's upper factor U from a packed (n + 1, n) factor."""
+    n = packed.shape[-1]
+    p3 = _stack(packed)
+    out = np.zeros((p3.shape[0], n, n), packed.dtype)
+    for k in range(p3.shape[0]):
+        for i in range(n):
+            for j in range(i, n):
+                out[k, i, j] = p3[k, j, i]
+    return out.reshape(packed.shape[:-2] + (n, n))
+
+
+@numba.njit(cache=True, nogil=True)
+def lu_rows(packed):
+    """scipy.linalg.lu(p_indices=True)'s p (a = L[p] @ U): the inverse of LAPACK's row interchanges."""
+    n = packed.shape[-1]
+    p3 = _stack(packed)
+    out = np.empty((p3.shape[0], n), np.int64)
+    perm = np.empty(n, np.int64)
+    for k in range(p3.shape[0]):
+        for i in range(n):
+            perm[i] = i
+        for i in range(n):
+            q = int(p3[k, n, i])
+            perm[i], perm[q] = perm[q], perm[i]
+        for j in range(n):
+            out[k, perm[j]] = j
+    return out.reshape(packed.shape[:-2] + (n,))
+
+
+@numba.njit(cache=True, nogil=True)
 def inv(a):
     a3 = _stack(a)
     out = np.empty_like(a3)

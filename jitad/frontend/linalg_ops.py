@@ -525,6 +525,28 @@ def lu_factor(a, overwrite_a=False, check_finite=True):
     return lu, piv
 
 
+def lu(a, permute_l=False, overwrite_a=False, check_finite=True, p_indices=False):
+    """scipy.linalg.lu of square matrices (batched too): P, L, U with a = P L U (LAPACK's partial pivoting,
+    SciPy's factors to the bit), (P L, U) with permute_l=True, (p, L, U) with p_indices=True (a = L[p] U),
+    read from the one packed LU node. L and U differentiate in a to any order (the pivoting is locally
+    constant); P and p are piecewise constant. A non-square matrix is an UnsupportedOperationError."""
+    a = _float(a)
+    if a.ndim < 2 or a.shape[-1] != a.shape[-2]:
+        raise UnsupportedOperationError(
+            f"scipy.linalg.lu of an array of shape {numpy_ops.shape_of(a)} (traced)",
+            "jitad factors square matrices (P, L, U and their derivatives); pad the matrix, or use "
+            "np.linalg.qr. ")
+    n = a.shape[-1]
+    packed = P.lu_factor_p(a)
+    low, up = P.lu_lower_p(packed, a), P.lu_upper_p(packed, a)
+    rows = P.lu_rows_p(packed)
+    if permute_l:
+        return np.take_along_axis(low, numpy_ops.broadcast_to(rows[..., :, None], a.shape), axis=-2), up
+    if p_indices:
+        return numpy_ops.astype(rows, np.int32), low, up
+    return numpy_ops.astype(rows[..., :, None] == np.arange(n), a.dtype), low, up
+
+
 def _constant_factors(lu, piv):
     """The packed factor node and the matrix P L U of factors computed outside the traced function."""
     lu, piv = np.asarray(lu, np.result_type(lu, np.float64)), np.asarray(piv)
@@ -563,7 +585,7 @@ SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "sqrtm"): sqrtm,
                    ("scipy.linalg", "solve_banded"): solve_banded,
                    ("scipy.linalg", "solve_sylvester"): solve_sylvester,
-                   ("scipy.linalg", "lu_factor"): lu_factor,
+                   ("scipy.linalg", "lu_factor"): lu_factor, ("scipy.linalg", "lu"): lu,
                    ("scipy.linalg", "qr"): scipy_qr,
                    ("scipy.linalg", "lu_solve"): lu_solve,
                    ("scipy.linalg", "cholesky"): scipy_cholesky,

@@ -31,7 +31,7 @@ from jitad.primitives.core import NumpyOnly, library_call
 from jitad.primitives.structural import shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
 
-__all__ = ["sqrtm_p", "sylvester_p", "lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
+__all__ = ["lu_rows_p", "lu_lower_p", "lu_upper_p", "sqrtm_p", "sylvester_p", "lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
            "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
            "require_small_p"]
@@ -216,6 +216,67 @@ def _lu_solve_vjp(g, x, lu, a, b, trans):
 lu_solve_p = _library(
     "lu_solve", _lu_solve_impl, _lu_solve_shape, _lu_solve_jvp, _lu_solve_vjp,
     lambda node, out, ins, ctx: f"{out} = KL.lu_solve({ins[0]}, {ins[2]}, {node.params['trans']})")
+
+
+# --- scipy.linalg.lu: P, L, U of a square matrix from the packed LU node --------------------------
+# With the pivoting fixed (it is locally constant), Pᵀ A = L U, so with F = L⁻¹ Pᵀ dA U⁻¹ (L⁻¹ dL is
+# strictly lower, dU U⁻¹ upper): dL = L tril(F, -1), dU = triu(F) U. The adjoints: Ā = P L⁻ᵀ G U⁻ᵀ with
+# G = tril(Lᵀ L̄, -1) (from L) and triu(Ū Uᵀ) (from U). Written on lu_lower_p / lu_upper_p themselves, so
+# they differentiate again. An exactly singular U makes the triangular solves raise (LinAlgError).
+def _lu_rows_impl(packed):
+    n = packed.shape[-1]
+    out = np.empty(packed.shape[:-2] + (n,), np.int64)
+    for index in np.ndindex(*packed.shape[:-2]):
+        perm = np.arange(n)
+        for i, q in enumerate(packed[index][n].astype(np.int64)):
+            perm[[i, q]] = perm[[q, i]]
+        out[index][perm] = np.arange(n)
+    return out
+
+
+lu_rows_p = _library(
+    "lu_rows", _lu_rows_impl, lambda packed: (packed.shape[:-2] + (packed.shape[-1],), np.dtype(np.int64)), None, None,
+    lambda node, out, ins, ctx: f"{out} = KL.lu_rows({ins[0]})", differentiable=False)
+
+
+def _lu_permutation(packed, a):
+    """P (a = P L U) as a matrix of a's dtype: P[i, p[i]] = 1."""
+    n = a.shape[-1]
+    rows = lu_rows_p(packed)
+    return (rows[..., :, None] == np.arange(n)).astype(a.dtype)
+
+
+def _lu_f(packed, a, da):
+    """F = L⁻¹ Pᵀ dA U⁻¹."""
+    low, up = lu_lower_p(packed, a), lu_upper_p(packed, a)
+    y = solve_triangular_p(low, _T(_lu_permutation(packed, a)) @ da, lower=True, trans=0, unit_diagonal=True)
+    return _T(solve_triangular_p(up, _T(y), lower=False, trans=1, unit_diagonal=False))
+
+
+def _lu_adjoint(packed, a, g):
+    """P L⁻ᵀ G U⁻ᵀ."""
+    low, up = lu_lower_p(packed, a), lu_upper_p(packed, a)
+    z = solve_triangular_p(low, g, lower=True, trans=1, unit_diagonal=True)
+    w = _T(solve_triangular_p(up, _T(z), lower=False, trans=0, unit_diagonal=False))
+    return _lu_permutation(packed, a) @ w
+
+
+def _lu_part(packed, a, lower):
+    n = packed.shape[-1]
+    lu = _T(packed[..., :n, :])
+    return np.tril(lu, -1) + np.eye(n, dtype=lu.dtype) if lower else np.triu(lu)
+
+
+lu_lower_p = _library(
+    "lu_lower", lambda packed, a: _lu_part(packed, a, True), lambda packed, a: (a.shape, a.dtype),
+    jvp=lambda primals, tangents, out: out @ np.tril(_lu_f(primals[0], primals[1], tangents[1]), -1),
+    vjp=lambda g, out, packed, a: (None, _lu_adjoint(packed, a, np.tril(_T(out) @ g, -1))),
+    lower=lambda node, out, ins, ctx: f"{out} = KL.lu_lower({ins[0]})")
+lu_upper_p = _library(
+    "lu_upper", lambda packed, a: _lu_part(packed, a, False), lambda packed, a: (a.shape, a.dtype),
+    jvp=lambda primals, tangents, out: np.triu(_lu_f(primals[0], primals[1], tangents[1])) @ out,
+    vjp=lambda g, out, packed, a: (None, _lu_adjoint(packed, a, np.triu(g @ _T(out)))),
+    lower=lambda node, out, ins, ctx: f"{out} = KL.lu_upper({ins[0]})")
 
 
 def _inverse_transpose(lu, a):

@@ -15,7 +15,7 @@ from jitad.primitives.structural import (broadcast_to, concatenate_p, full, lead
 
 __all__ = ["shape_of", "asarray", "reshape", "transpose", "broadcast_to", "lead_batch", "astype", "full",
            "zeros_like", "unbroadcast", "add", "subtract", "multiply", "negative", "where", "sum", "stack",
-           "index_first"]
+           "index_first", "concatenate", "flat", "flat_range", "swap_leading"]
 
 
 def asarray(x):
@@ -67,3 +67,27 @@ def stack(values):
     values = [asarray(v) for v in values]
     rows = [reshape(v, (1,) + shape_of(v)) for v in values]
     return rows[0] if len(rows) == 1 else concatenate_p(*rows, axis=0)
+
+
+def concatenate(values, axis=0):
+    """Values joined along `axis` (no node for one value)."""
+    values = [asarray(v) for v in values]
+    return values[0] if len(values) == 1 else concatenate_p(*values, axis=axis)
+
+
+def flat(x):
+    """x as a 1-D array, in C order."""
+    return reshape(x, (int(np.prod(shape_of(x), dtype=np.int64)),))
+
+
+def flat_range(x, start, size):
+    """x[start:start + size] of a 1-D x (no node for all of it)."""
+    if (start, size) == (0, shape_of(x)[0]):
+        return x
+    return slice_p(x, starts=(start,), steps=(1,), shape=(size,))
+
+
+def swap_leading(x):
+    """x with its first two axes swapped."""
+    rank = len(shape_of(x))
+    return transpose(x, (1, 0) + tuple(range(2, rank)))

@@ -71,6 +71,7 @@ import numpy as np
 
 from jitad.errors import NonDifferentiableError
 from jitad.ir import Graph, Kind, current_builder, is_tracer
+from jitad.primitives import builders as B
 from jitad.primitives.core import Primitive, dtype_code
 from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import matmul_p
@@ -102,21 +103,18 @@ class Layout:
         pieces = []
         for v, (shape, _) in zip(values, self.avals):
             if is_tracer(v):
-                pieces.append(np.reshape(v.astype(dtype) if v.dtype != dtype else v, (-1,)))
+                pieces.append(B.flat(B.astype(v, dtype)))
             else:
                 pieces.append(np.ravel(np.asarray(v, dtype)))
         if not pieces:
             return np.zeros(0, dtype)
-        return pieces[0] if len(pieces) == 1 else np.concatenate(pieces)
+        return B.concatenate(pieces)
 
     def unpack(self, packed):
         """The values of a packed array, each with its own shape and dtype."""
         out = []
         for (shape, dtype), (offset, size) in zip(self.avals, self.slots):
-            piece = np.reshape(packed[offset:offset + size], shape)
-            if piece.dtype != dtype:
-                piece = piece.astype(dtype)
-            out.append(piece)
+            out.append(B.astype(B.reshape(B.flat_range(packed, offset, size), shape), dtype))
         return out
 
 
@@ -536,8 +534,9 @@ def _joined(rest, last, reverse):
     """Per-element arrays of the segments (c, k, ...) and of the last piece, in element order."""
     out = []
     for a, b in zip(rest, last):
-        a = np.reshape(a, (-1,) + tuple(np.shape(a)[2:]))
-        out.append(np.concatenate([b, a] if reverse else [a, b]))
+        shape = B.shape_of(a)
+        a = B.reshape(a, (shape[0] * shape[1],) + tuple(shape[2:]))
+        out.append(B.concatenate([b, a] if reverse else [a, b]))
     return out
 
 
@@ -612,14 +611,13 @@ def _scan_batch(node, values, batched, k):
     init, xs, consts = split(values, nc, nx)
     _, bx, bk = split(batched, nc, nx)
     bb = body.batched_body(tuple(bx), tuple(bk), k)
-    init = [v if b else np.broadcast_to(v, (k,) + tuple(aval[0])) for v, b, aval in
+    init = [v if b else B.broadcast_to(v, (k,) + tuple(aval[0])) for v, b, aval in
             zip(init, batched[:nc], body.carry_avals)]
-    xs = [np.swapaxes(x, 0, 1) if b else x for x, b in zip(xs, bx)]
+    xs = [B.swap_leading(x) if b else x for x, b in zip(xs, bx)]
     value = scan_p(*init, *xs, *consts, body=bb, length=length, reverse=reverse)
     parts = bb.scan_layout(length).unpack(value)
-    parts = parts[:nc] + [np.swapaxes(y, 0, 1) for y in parts[nc:]]
-    return np.concatenate([np.reshape(p if p.dtype == node.dtype else p.astype(node.dtype), (k, -1))
-                           for p in parts], axis=1)
+    parts = parts[:nc] + [B.swap_leading(y) for y in parts[nc:]]
+    return _rows(parts, k, node.dtype)
 
 
 def _scan_simplify(node, inputs, values):
@@ -673,12 +671,17 @@ def _while_batch(node, values, batched, k):
         bc = wider
     new_cond, new_body, _ = made
     init, consts = split(values, nc)
-    init = [np.broadcast_to(v, (k,) + tuple(a[0])) if b and not was else v
+    init = [B.broadcast_to(v, (k,) + tuple(a[0])) if b and not was else v
             for v, b, was, a in zip(init, bc, batched[:nc], body.carry_avals)]
     parts = new_body.while_layout().unpack(while_p(*init, *consts, cond=new_cond, body=new_body))
-    parts = [p if b else np.broadcast_to(p, (k,) + tuple(np.shape(p))) for p, b in zip(parts, bc + (False,))]
-    return np.concatenate([np.reshape(p if p.dtype == node.dtype else p.astype(node.dtype), (k, -1))
-                           for p in parts], axis=1)
+    parts = [p if b else B.broadcast_to(p, (k,) + tuple(B.shape_of(p))) for p, b in zip(parts, bc + (False,))]
+    return _rows(parts, k, node.dtype)
+
+
+def _rows(parts, k, dtype):
+    """k packed values side by side: each part (k, ...) flattened to (k, -1) in `dtype`, joined."""
+    return B.concatenate([B.reshape(B.astype(p, dtype), (k, int(np.prod(B.shape_of(p)[1:], dtype=np.int64))))
+                          for p in parts], axis=1)
 
 
 def _while_jvp(primals, tangents, out, cond, body):

@@ -444,6 +444,12 @@ def _linalg_rows():
         # runs on the NumPy executor): not in a compiled group
         Row("sqrtm", lambda a: scipy.linalg.sqrtm(_spd(a)) + scipy.linalg.sqrtm(_conditioned(a) + a.T) * 0.5,
             [((3, 3),), ((2, 2, 2),)], d, group=None),
+        # logm (SciPy's, no compiled lowering): of a matrix whose eigenvalues lie near 3, a real logarithm
+        Row("logm", lambda a: scipy.linalg.logm(_conditioned(a)) + scipy.linalg.logm(_spd(a)) * 0.5,
+            [((3, 3),), ((2, 2, 2),)], d, group=None),
+        # schur: SciPy's (T, Z), values only (no derivative: a NonDifferentiableError, test_linalg)
+        Row("schur_values", lambda a: scipy.linalg.schur(_conditioned(a))[0] + scipy.linalg.schur(a)[1],
+            [((3, 3),), ((2, 2, 2),)], d, max_order=0, float32=False, group=None),
         Row("solve_sylvester", lambda a, b, q: scipy.linalg.solve_sylvester(_conditioned(a), _conditioned(b), q),
             [((3, 3), (2, 2), (3, 2)), ((2, 2), (2, 2), (2, 2, 2))], d, group=None),
         # scipy.linalg's mirrors of np.linalg (compositions of the rows above; 'pos' reads the upper triangle)

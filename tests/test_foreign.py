@@ -48,8 +48,8 @@ def test_unsupported_scipy_function_reading_an_ndarray_attribute_is_named():
     with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.sqrt_of`.*custom_vjp"):
         jitad.grad(lambda a: np.sum(module.sqrt_of(a)))(a)
     # a SciPy function converting it with np.asarray: named too
-    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.logm"):
-        jitad.grad(lambda a: np.sum(scipy.linalg.logm(a)))(a)
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"scipy\.linalg\.signm"):
+        jitad.grad(lambda a: np.sum(scipy.linalg.signm(a)))(a)
     # a TypeError of the user's own code stays the user's TypeError
     with pytest.raises(TypeError, match="concatenate"):
         jitad.grad(lambda a: np.sum(a) + len(a.shape + "x"))(a)

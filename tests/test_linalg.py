@@ -271,6 +271,52 @@ def test_sqrtm_and_sylvester_run_on_the_numpy_executor_with_numba_on():
         jitad.config.backend = saved
 
 
+def test_logm_and_schur_are_scipys_on_the_numpy_executor():
+    """logm: SciPy's values (also batched), on the NumPy executor with Numba on, its derivative the Fréchet
+    derivative (checked against a fourth-order difference of SciPy's logm, a non-normal matrix among them);
+    a complex logarithm is a named error. schur: SciPy's (T, Z); differentiating either is a
+    NonDifferentiableError; output='complex' and sort= are named errors."""
+    rng = np.random.default_rng(12)
+    b = rng.standard_normal((4, 4))
+    matrices = [b @ b.T + 0.5 * np.eye(4), b + 4.0 * np.eye(4), np.array([[1.0, 30.0], [0.0, 1.5]])]
+    saved = jitad.config.backend
+    try:
+        jitad.config.backend = "numba"
+        for m in matrices:
+            n = m.shape[0]
+            w = rng.standard_normal((n, n))
+            f = jitad.value_and_grad(lambda x: np.sum(scipy.linalg.logm(x) * w))
+            value, grad = f(m)
+            assert value == np.sum(scipy.linalg.logm(m) * w)
+            h = 1e-4
+            basis = np.eye(n * n).reshape(-1, n, n)
+            s = lambda x: np.sum(scipy.linalg.logm(x) * w)  # noqa: E731
+            fd = np.array([(-s(m + 2 * h * e) + 8 * s(m + h * e) - 8 * s(m - h * e) + s(m - 2 * h * e)) / (12 * h)
+                           for e in basis]).reshape(n, n)
+            np.testing.assert_allclose(grad, fd, rtol=1e-7, atol=1e-7 * np.max(np.abs(grad)))
+        assert "NumPy" in jitad.explain(f, matrices[-1]).tier
+        stack = np.stack(matrices[:2])
+        np.testing.assert_array_equal(jitad.jit(lambda x: scipy.linalg.logm(x))(stack),
+                                      np.stack([scipy.linalg.logm(x) for x in stack]))
+        with pytest.raises(jitad.UnsupportedOperationError, match="logarithm is complex"):
+            jitad.jit(lambda x: scipy.linalg.logm(x))(-matrices[0])
+        t, z = jitad.jit(lambda x: scipy.linalg.schur(x))(matrices[1])
+        want = scipy.linalg.schur(matrices[1])
+        np.testing.assert_array_equal(t, want[0])
+        np.testing.assert_array_equal(z, want[1])
+    finally:
+        jitad.config.backend = saved
+    for mode in (lambda f, x: jitad.grad(f)(x), lambda f, x: jitad.jvp(f, (x,), (x,))):
+        with pytest.raises(jitad.NonDifferentiableError, match="Schur factors T and Z are not unique"):
+            mode(lambda x: np.sum(scipy.linalg.schur(x)[0]), matrices[1])
+        with pytest.raises(jitad.NonDifferentiableError, match="Schur factors T and Z are not unique"):
+            mode(lambda x: np.sum(scipy.linalg.schur(x)[1]), matrices[1])
+    with pytest.raises(jitad.UnsupportedOperationError, match="output='complex'"):
+        jitad.jit(lambda x: scipy.linalg.schur(x, output="complex"))(matrices[1])
+    with pytest.raises(jitad.UnsupportedOperationError, match="sort="):
+        jitad.jit(lambda x: scipy.linalg.schur(x, sort="lhp"))(matrices[1])
+
+
 def test_unsupported_and_shape_errors_teach():
     with pytest.raises(jitad.UnsupportedOperationError, match="numpy.linalg.eig.*custom_vjp"):
         jitad.grad(lambda a: np.sum(np.linalg.eig(a)[0]))(np.eye(3))

@@ -90,6 +90,33 @@ def sqrtm(A, disp=True, blocksize=64):
     return P.sqrtm_p(a)
 
 
+def logm(A, disp=None):
+    """scipy.linalg.logm of a real matrix whose logarithm is real (the principal one), differentiable to any
+    order (the Fréchet derivative from the log of [[A, E], [0, A]]). A function calling it runs on the NumPy
+    executor (SciPy's Schur-based routine)."""
+    if disp is not None and not disp:
+        raise UnsupportedOperationError("scipy.linalg.logm(disp=False)", "It returns an error estimate too: "
+                                        "call scipy.linalg.logm(a). ")
+    a = _float(A)
+    _square(a, "scipy.linalg.logm")
+    return P.logm_p(a)
+
+
+def schur(a, output="real", lwork=None, overwrite_a=False, sort=None, check_finite=True):
+    """scipy.linalg.schur(a) of a real matrix, output='real': (T, Z), SciPy's values. They have no
+    derivative (a NonDifferentiableError says why); runs on the NumPy executor."""
+    if output not in ("real", "r"):
+        raise UnsupportedOperationError(f"scipy.linalg.schur(output={output!r})",
+                                        "jitad computes the real Schur form (output='real') of real matrices. ")
+    if sort is not None:
+        raise UnsupportedOperationError("scipy.linalg.schur(sort=...)",
+                                        "Call it without sort= (jitad returns SciPy's unsorted (T, Z)). ")
+    a = _float(a)
+    _square(a, "scipy.linalg.schur")
+    packed = P.schur_factor_p(a)
+    return P.schur_part_p(packed, a, part=0), P.schur_part_p(packed, a, part=1)
+
+
 def solve_sylvester(a, b, q):
     """scipy.linalg.solve_sylvester: X with A X + X B = Q, differentiable in A, B and Q (the
     derivative solves the same equation; the adjoint, the one with Aᵀ and Bᵀ). A function calling
@@ -582,7 +609,8 @@ def lu_solve(lu_and_piv, b, trans=0, overwrite_b=False, check_finite=True):
 
 SCIPY_FUNCTIONS = {("scipy.linalg", "solve_triangular"): solve_triangular,
                    ("scipy.linalg", "expm"): expm,
-                   ("scipy.linalg", "sqrtm"): sqrtm,
+                   ("scipy.linalg", "sqrtm"): sqrtm, ("scipy.linalg", "logm"): logm,
+                   ("scipy.linalg", "schur"): schur,
                    ("scipy.linalg", "solve_banded"): solve_banded,
                    ("scipy.linalg", "solve_sylvester"): solve_sylvester,
                    ("scipy.linalg", "lu_factor"): lu_factor, ("scipy.linalg", "lu"): lu,

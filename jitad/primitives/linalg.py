@@ -31,7 +31,7 @@ from jitad.primitives.core import NumpyOnly, library_call
 from jitad.primitives.structural import shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
 
-__all__ = ["lu_rows_p", "lu_lower_p", "lu_upper_p", "sqrtm_p", "sylvester_p", "lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
+__all__ = ["logm_p", "schur_factor_p", "schur_part_p", "lu_rows_p", "lu_lower_p", "lu_upper_p", "sqrtm_p", "sylvester_p", "lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
            "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
            "require_small_p"]
@@ -440,6 +440,70 @@ sqrtm_p = _library(
     "sqrtm", _sqrtm_impl, _square_shape("scipy.linalg.sqrtm"),
     jvp=lambda primals, tangents, out: sylvester_p(out, out, tangents[0]),
     vjp=lambda g, out, a: (sylvester_p(_T(out), _T(out), g),), lower=_SCHUR)
+
+
+# --- matrix logarithm: SciPy's logm (inverse scaling and squaring, Schur-based: no compiled lowering) ---
+def _logm_impl(a):
+    import scipy.linalg
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SciPy's warnings (an inaccurate or singular log): its result stands
+        logs = [scipy.linalg.logm(a[index]) for index in np.ndindex(*a.shape[:-2])]
+    if any(np.iscomplexobj(f) and np.any(f.imag != 0) for f in logs):
+        raise UnsupportedOperationError(
+            "scipy.linalg.logm of a matrix whose logarithm is complex (a negative real eigenvalue)",
+            "jitad differentiates real values only. ")
+    return np.asarray([np.real(f) for f in logs], a.dtype).reshape(a.shape)
+
+
+def _logm_frechet(a, e):
+    """L(A, E), the derivative of log at A in the direction E: the top-right block of
+    log([[A, E], [0, A]]) (as for expm; the block matrix has A's eigenvalues, so its log is real when
+    A's is). Linear in E, and differentiable again (it is logm)."""
+    n = a.shape[-1]
+    shape = np.broadcast_shapes(a.shape, e.shape)
+    a, e = np.broadcast_to(a, shape), np.broadcast_to(e, shape)
+    top = np.concatenate([a, e], axis=-1)
+    bottom = np.concatenate([np.zeros(shape, a.dtype), a], axis=-1)
+    return logm_p(np.concatenate([top, bottom], axis=-2))[..., :n, n:]
+
+
+# the adjoint of E -> L(A, E) is G -> L(Aᵀ, G) (log is a real primary matrix function)
+logm_p = _library(
+    "logm", _logm_impl, _square_shape("scipy.linalg.logm"),
+    jvp=lambda primals, tangents, out: _logm_frechet(primals[0], tangents[0]),
+    vjp=lambda g, out, a: (_logm_frechet(_T(a), g),), lower=_SCHUR)
+
+
+# --- the real Schur decomposition: SciPy's values; no derivative ------------------------------------
+# A = Z T Zᵀ with T quasi-triangular. LAPACK's T and Z are one of many (the order of the eigenvalues,
+# the signs of Schur vectors, the standardisation of 2 x 2 blocks): no derivative is defined by the
+# matrix alone, so differentiating T or Z is a NonDifferentiableError.
+def _schur_impl(a):
+    import scipy.linalg
+    n = a.shape[-1]
+    out = np.empty(a.shape[:-2] + (2 * n, n), a.dtype)
+    for index in np.ndindex(*a.shape[:-2]):
+        t, z = scipy.linalg.schur(a[index], output="real")
+        out[index] = np.concatenate([t, z])
+    return out
+
+
+def _refuse_schur(*_, **__):
+    raise NonDifferentiableError(
+        "scipy.linalg.schur: the Schur factors T and Z are not unique (the eigenvalues' order, the signs of the "
+        "Schur vectors and the form of 2 x 2 blocks are LAPACK's choices), so they have no derivative; "
+        "differentiate a function of the matrix instead (scipy.linalg.expm, sqrtm, logm, np.linalg.eigvalsh "
+        "of a symmetric matrix), or give your own rule with jitad.custom_vjp")
+
+
+schur_factor_p = _library(
+    "schur_factor", _schur_impl, lambda a: (a.shape[:-2] + (2 * a.shape[-1], a.shape[-1]), a.dtype), None, None,
+    lower=_SCHUR, differentiable=False)
+# T (part 0) or Z (part 1) of the packed factor; `a` is an operand so that differentiating them is an error
+schur_part_p = _library(
+    "schur_part", lambda packed, a, part: np.ascontiguousarray(
+        packed[..., :a.shape[-1], :] if part == 0 else packed[..., a.shape[-1]:, :]),
+    lambda packed, a, part: (a.shape, a.dtype), _refuse_schur, _refuse_schur, lower=_SCHUR)
 
 
 # --- triangular solve (reads one triangle, like SciPy) ------------------------------------------

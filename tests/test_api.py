@@ -357,3 +357,26 @@ def test_fast_path_one_frame_to_the_kernel_and_the_settings_it_follows(monkeypat
     finally:
         jitad.config.memory = "store"
     assert jitad.backend.STATE[0] == before
+
+
+def test_tracing_pauses_the_garbage_collector_and_restores_it():
+    """The cyclic collector is off while a graph is built (its passes over a big trace's objects cost
+    30-45 % of tracing a long loop) and as the caller left it afterwards, on or off."""
+    import gc
+    from jitad import staging
+    seen = []
+    f = jitad.grad(lambda x: (seen.append(gc.isenabled()), np.sum(np.sin(x) * x))[1])
+    assert gc.isenabled()
+    f(np.arange(3.0))
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        jitad.grad(lambda x: np.sum(np.cos(x) ** 2))(np.arange(4.0))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    with staging.gc_paused():  # nested (a trace inside a trace, or two threads): on after the last
+        with staging.gc_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    assert gc.isenabled()

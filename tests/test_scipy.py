@@ -37,6 +37,9 @@ def test_distribution_conventions_outside_support_and_invalid_parameters():
         (lambda mu: st.poisson.logpmf(np.array([-1.0, 0.5, 2.0, 3.0]), mu), (np.array([1.0, 1.0, 0.0, -1.0]),)),
         (lambda p: st.bernoulli.logpmf(np.array([0.0, 1.0, 2.0, 1.0]), p), (np.array([0.3, 0.0, 0.3, 1.5]),)),
         (lambda q: st.norm.ppf(q), (np.array([0.0, 0.5, 1.0, 1.5]),)),
+        # nan data is nan (it was -inf, 0 or 1 where the support's edge is handled by a select)
+        (lambda x: st.lognorm.logpdf(x, 0.5) + st.lognorm.cdf(x, 0.5) + st.invgamma.sf(x, 2.0)
+         + st.invgamma.pdf(x, 2.5) + st.invgauss.logpdf(x, 0.7), (np.array([np.nan, 0.0, -1.0, 1.3]),)),
     ]
     for fun, args in cases:
         with np.errstate(divide="ignore", invalid="ignore"):  # SciPy's own scale = 0

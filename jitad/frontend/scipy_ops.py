@@ -276,9 +276,10 @@ PDFS = {
 
 
 def _positive(z, logpdf):
-    """logpdf(z) for z > 0 and -inf at z <= 0 (its limit there), the untaken lane kept finite."""
+    """logpdf(z) for z > 0, -inf at z <= 0 (its limit there) and nan at nan (SciPy's), the untaken lane
+    kept finite."""
     inside = z > 0
-    return np.where(inside, logpdf(np.where(inside, z, 1.0)), -np.inf)
+    return np.where(inside, logpdf(np.where(inside, z, 1.0)), np.where(np.isnan(z), np.nan, -np.inf))
 
 
 def _t_cdf(z, df):
@@ -408,8 +409,9 @@ def _quantile(name, method, q, shapes, loc, scale, support):
 
 
 def _positive_cdf(z, cdf, below=0.0):
+    """cdf(z) for z > 0, `below` at z <= 0, nan at nan (SciPy's)."""
     inside = z > 0
-    return np.where(inside, cdf(np.where(inside, z, 1.0)), below)
+    return np.where(inside, cdf(np.where(inside, z, 1.0)), np.where(np.isnan(z), np.nan, below))
 # the normal distribution's other methods, of z = (x - loc) / scale (ppf: of the probability q)
 NORM_METHODS = {"cdf": lambda z: P.ndtr_p(z), "logcdf": lambda z: P.log_ndtr_p(z), "sf": lambda z: P.ndtr_p(-z),
                 "logsf": lambda z: P.log_ndtr_p(-z)}

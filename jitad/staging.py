@@ -385,7 +385,8 @@ class Stage:
             return "compiled kernel (Numba)"
         if getattr(executor, "source", None) is not None:
             return "NumPy executor while a worker process compiles the kernel"
-        return "reference executor (NumPy)"
+        why = getattr(executor, "why", None)
+        return "reference executor (NumPy)" + (f": {why}" if why else "")
 
 
 # --- a transform of a user function, cached per signature --------------------------------------

@@ -151,3 +151,20 @@ def test_a_float32_sum_read_again_is_the_rounded_sum():
     want[rows.argmin()] = 1.0
     want[np.unravel_index(X.argmax(), X.shape)] += 1.0
     np.testing.assert_array_equal(grad, want)
+
+
+def test_float16_inputs_run_on_the_numpy_executor(monkeypatch):
+    """Numba has no float16 type: a function of float16 arrays is not compiled (it raised Numba's bare
+    NotImplementedError) but answered by the NumPy executor, with NumPy's float16 values, and
+    `explain` says why."""
+    monkeypatch.setattr(jitad.config, "compile", "eager")
+    x = np.linspace(0.0, 1.0, 6, dtype=np.float16).reshape(3, 2)
+    f = lambda a: np.sum(np.sin(a) ** 2)  # noqa: E731
+    vg = jitad.value_and_grad(f)
+    value, grad = vg(x)
+    assert type(value) is np.float16 and value == f(x)
+    assert grad.dtype == np.float16
+    np.testing.assert_allclose(grad, 2 * np.sin(x) * np.cos(x), rtol=2e-3)
+    assert jitad.jit(lambda a: a * 2)(x).dtype == np.float16
+    report = jitad.explain(vg, x, print_report=False)
+    assert "reference executor (NumPy): Numba has no float16 type" in str(report)

@@ -430,12 +430,14 @@ class CompiledGraph:
 
 
 class ReferenceGraph:
-    """Graphs that call back into Python (custom rules) run on the reference executor."""
+    """Graphs that call back into Python (custom rules) run on the reference executor; `why`
+    says what keeps a graph from compiling (None: compile="off")."""
     serving = None  # no compiled kernel: callers keep calling through this object
 
-    def __init__(self, graph):
+    def __init__(self, graph, why=None):
         self.graph = graph
         self.source = None
+        self.why = why
 
     def __call__(self, args):
         outs = evaluate(self.graph, args)
@@ -658,21 +660,32 @@ def _staying(status):
             "compile in this process.")
 
 
+# the dtypes Numba compiles arrays of; a graph with a value of any other runs on the NumPy executor
+NUMBA_DTYPES = frozenset(map(np.dtype, [np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8, np.uint16,
+                                         np.uint32, np.uint64, np.float32, np.float64, np.complex64,
+                                         np.complex128]))
+
+
 def _calls_back(graph, seen=None):
-    """Whether `graph`, or a loop body in it at any depth (an ODE solve or an untraceable custom
-    rule inside jitad.scan), calls back into Python or holds a primitive with no compiled lowering:
-    then only the NumPy executor can run it."""
+    """Why only the NumPy executor can run `graph` (None when it compiles): it, or a loop body in
+    it at any depth (an ODE solve or an untraceable custom rule inside jitad.scan), calls back into
+    Python, holds a primitive with no compiled lowering, or a value of a dtype Numba has no type for."""
     seen = set() if seen is None else seen
     for node in graph.nodes:
-        if node.prim.kind == "callback" or isinstance(node.prim.lower, NumpyOnly):
-            return True  # (a library call with no compiled lowering: scipy.linalg.sqrtm)
+        if node.prim.kind == "callback":
+            return f"`{node.prim.name}` calls back into Python"
+        if isinstance(node.prim.lower, NumpyOnly):  # (a library call with no compiled lowering: scipy.linalg.sqrtm)
+            return f"`{node.prim.name}` has no compiled lowering ({node.prim.lower.reason})"
+        if node.dtype not in NUMBA_DTYPES:  # (float16, longdouble): NumPy computes them
+            return f"Numba has no {node.dtype.name} type"
         for value in node.params.values():
             body = getattr(value, "graph", None)  # a loop's Body (jitad.primitives.control)
             if body is not None and hasattr(body, "nodes") and id(body) not in seen:
                 seen.add(id(body))
-                if _calls_back(body, seen):
-                    return True
-    return False
+                why = _calls_back(body, seen)
+                if why is not None:
+                    return why
+    return None
 
 
 def compile_graph(graph, mode="eager", labels=None, target="cpu"):
@@ -684,9 +697,10 @@ def compile_graph(graph, mode="eager", labels=None, target="cpu"):
     if target not in ("cpu", "parallel"):
         raise ValueError(f"jitad: compile_graph builds target 'cpu' or 'parallel', not {target!r}")
     parallel = target == "parallel"
-    if _calls_back(graph):
+    why = _calls_back(graph)
+    if why is not None:
         STATS["reference_fallbacks"] += 1
-        return ReferenceGraph(graph)
+        return ReferenceGraph(graph, why)
     if mode == "off":
         return ReferenceGraph(graph)
     if len(graph.nodes) > SPLIT_NODES:

@@ -44,6 +44,7 @@ from jitad.frontend import guards, linalg_ops, rng, rolling
 from jitad.frontend.tracer import Tracer, trace
 from jitad.interpreter import replay
 from jitad.primitives.core import quiet_folding
+from jitad.primitives.elementwise import eager_selects
 from jitad.passes import optimize
 from jitad.profiling import phase
 from jitad.pytrees import tree_flatten, tree_unflatten
@@ -628,7 +629,7 @@ def transform_of(fun, key, make):
 def run_eagerly(body, args):
     """A transform's body run on concrete arrays: each primitive's NumPy implementation, op by
     op (no graph), as autograd would. Outputs that are inputs are copies (callers own them)."""
-    with quiet_folding():
+    with quiet_folding(), eager_selects():
         outs = body(*args)
     ids = {id(a) for a in args}
     return [np.array(o) if id(o) in ids else o for o in outs]

@@ -423,3 +423,28 @@ def test_a_worker_that_cannot_start_leaves_the_numpy_tier_answering(tmp_path):
     assert result["other"] == [3.0, 3.0]
     assert result["info"]["numpy_tier_calls"] == 8 and result["info"]["tier_switches"] == 0
     assert len(result["warnings"]) == 1 and "could not start" in result["warnings"][0]
+
+
+@pytest.mark.parametrize("fun", [
+    lambda x: np.sum(np.where(x > 0, np.sqrt(x), 0.0)),
+    lambda x: np.sum(np.where(x != 0.3, 1.0 / (x - 0.3), 0.0)),
+    lambda x: np.sum(np.where(x <= 0, 0.0, np.log(x)) * x),
+])
+def test_numpy_tier_keeps_untaken_where_branches_out_of_the_gradient(fun):
+    """Found by a helper session: the NumPy tier (the first calls of compile="background", all of
+    compile="off") gave NaN where np.where's untaken branch has an infinite derivative, and the
+    compiled kernel 0: the rule that keeps those lanes 0 read the select off the graph, which the
+    NumPy tier does not build. Both tiers agree now (with JAX's and autograd's double-where idiom)."""
+    x = np.array([-1.0, 0.0, 0.3, 4.0])
+    saved = jitad.config.compile
+    try:
+        results = {}
+        for mode in ("off", "eager"):
+            jitad.config.compile = mode
+            with np.errstate(all="ignore"):
+                results[mode] = (jitad.grad(fun)(x), jitad.hessian(fun)(x), jitad.value_and_grad(fun)(x)[1])
+    finally:
+        jitad.config.compile = saved
+    for numpy_tier, compiled in zip(results["off"], results["eager"]):
+        assert np.all(np.isfinite(numpy_tier)), numpy_tier
+        np.testing.assert_array_equal(numpy_tier, compiled)

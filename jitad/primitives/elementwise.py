@@ -3,7 +3,10 @@
 The factories `unary`, `binary` and `comparison` derive a primitive's JVP and VJP from its local
 derivatives; their rules build IR with primitives (`where_p`, `broadcast_to`, `unbroadcast`).
 """
+import contextlib
 import math
+import threading
+import weakref
 
 import numpy as np
 
@@ -95,7 +98,8 @@ def mul_cotangent(g, d):
     The adjoint of np.where(c, a, b) sends where(c, g, 0) to `a`. Multiplying that by a
     local derivative that is inf or NaN where the branch is not taken (sqrt at
     negatives, log at 0) would give 0 * inf = NaN. Pushing the product inside the
-    select keeps the untaken lanes exactly 0, as the user's np.where intends.
+    select keeps the untaken lanes exactly 0, as the user's np.where intends. The NumPy
+    tier, which runs the rules on arrays (no nodes), finds the select it made in `_selects`.
     """
     if is_tracer(g) and g.node.prim is where_p:
         cond, a, b = g.node.inputs
@@ -104,11 +108,47 @@ def mul_cotangent(g, d):
             return where_p(wrap(cond), wrap(a) * d, 0.0)
         if _is_zero(a):
             return where_p(wrap(cond), 0.0, wrap(b) * d)
+    elif _selects.table is not None:
+        found = _selects.table.get(id(g))
+        if found is not None and found[0]() is g:
+            _, cond, other, zero_second = found
+            return where_p(cond, other * d, 0.0) if zero_second else where_p(cond, 0.0, other * d)
     return scale(g, d)
 
 
 def _is_zero(node):
     return node.prim is const_p and node.value.size == 1 and node.value.item() == 0
+
+
+class _Selects(threading.local):
+    """While the NumPy tier runs a transform (`eager_selects`): id of each array np.where's
+    implementation made with a zero scalar branch -> (weak reference to it, condition, the other
+    branch, whether the zero is the second branch), the facts mul_cotangent reads off a where node."""
+    table = None
+
+
+_selects = _Selects()
+
+
+@contextlib.contextmanager
+def eager_selects():
+    """Record the selects with a zero branch made in this block (the NumPy tier's run of a transform)."""
+    saved, _selects.table = _selects.table, {}
+    try:
+        yield
+    finally:
+        _selects.table = saved
+
+
+def _where_impl(cond, a, b):
+    out = np.where(cond, a, b)
+    table = _selects.table
+    if table is not None and isinstance(out, np.ndarray):
+        for zero, other, zero_second in ((b, a, True), (a, b, False)):
+            if np.size(zero) == 1 and np.asarray(zero).item() == 0:
+                table[id(out)] = (weakref.ref(out), cond, other, zero_second)
+                break
+    return out
 
 
 # Vectorisable replacements (jitad.backend.kernels) for C-library calls: used in loop nests that
@@ -285,7 +325,7 @@ def _where_shape(cond, a, b):
     return shape, np.result_type(a.dtype, b.dtype)
 
 
-where_p = Primitive("where", impl=np.where, shape_rule=_where_shape, jvp=_where_jvp, vjp=_where_vjp,
+where_p = Primitive("where", impl=_where_impl, shape_rule=_where_shape, jvp=_where_jvp, vjp=_where_vjp,
                     kind=Kind.ELEMENTWISE, scalar="({1} if {0} else {2})")
 
 # --- predicates: boolean results, no derivative -------------------------------------

@@ -26,7 +26,7 @@ FD_STEP = 3e-5
 SECOND_FD_STEP = 1e-4
 ALL_CHECKS = ("forward.jit", "forward.recall", "forward.vag", "grad.fd", "jvp.primal", "jvp.fd", "vjp.primal", "vjp.fd",
               "jacfwd.fd", "jacrev.fd", "jacobian.auto", "hessian.fd", "hvp.fd", "autograd.grad", "pytree.vag",
-              "inputs.unmodified", "raises")
+              "tier.vag", "tier.hvp", "inputs.unmodified", "raises")
 COMPILED_STAGES = ("jit", "vag", "jvp", "hvp")
 FAST_STAGES = ("jit", "vag")
 
@@ -72,6 +72,9 @@ HOW = {  # how to run each check on a repro (which defines f, g and args)
     "autograd.grad": "jitad.grad(g) vs autograd.grad(g) (where autograd agrees with finite differences)",
     "pytree.vag": "jitad.value_and_grad(h)(tree): g's inputs packed in a dict/list/tuple/registered dataclass, "
                   "vs jitad.value_and_grad(g, argnums=...)(*args)",
+    "tier.vag": f"jitad.value_and_grad(g, {_ARGN})(*args) on the NumPy tier (backend 'numba', compile='off': the "
+                "rules run on arrays, as a first call does) vs the reference backend, NaN for NaN",
+    "tier.hvp": "jitad.hvp(g, args, tangents) on the NumPy tier vs the reference backend, NaN for NaN",
     "inputs.unmodified": "every jitad call above leaves the caller's arrays (args) unchanged",
     "raises": "f(*args) raises in NumPy; jitad.jit(f)(*args) must raise too",
     "compiled.jit": "jitad.jit(f)(*args) on the numba backend (config.compile='eager') vs NumPy and the reference",
@@ -297,6 +300,47 @@ def compare_close(what, ref, got, rtol=1e-8):
         if np.any(bad):
             raise Mismatch(f"{what}[{k}]: max abs diff {np.max(np.abs(ga - ra)):.3g} "
                            f"({int(np.sum(bad))}/{bad.size} entries)", r, g)
+
+
+def compare_same_nans(what, ref, got):
+    """compare_close, where NaN in the reference must be NaN in `got` and the other way round
+    (relative tolerance 1e-9, float32 values 2e-5: the tiers may round sums apart)."""
+    if len(ref) != len(got):
+        raise Mismatch(f"{what}: structure differs", ref, got)
+    for k, (r, g) in enumerate(zip(ref, got)):
+        rtol = 2e-5 if np.asarray(r).dtype == np.float32 else 1e-9
+        ra, ga = np.asarray(r, dtype=float), np.asarray(g, dtype=float)
+        if ra.shape != ga.shape or np.asarray(r).dtype != np.asarray(g).dtype:
+            raise Mismatch(f"{what}[{k}]: shape/dtype {ga.shape} {np.asarray(g).dtype} != {ra.shape} "
+                           f"{np.asarray(r).dtype}", r, g)
+        if not np.array_equal(np.isnan(ra), np.isnan(ga)):
+            raise Mismatch(f"{what}[{k}]: NaN at other places", r, g)
+        keep = ~np.isnan(ra)
+        ra, ga = ra[keep], ga[keep]
+        if ra.size and not np.array_equal(np.isinf(ra), np.isinf(ga)):
+            raise Mismatch(f"{what}[{k}]: inf at other places", r, g)
+        finite = np.isfinite(ra)
+        if finite.any() and np.any(np.abs(ga[finite] - ra[finite]) > rtol * (1.0 + np.max(np.abs(ra[finite])))):
+            raise Mismatch(f"{what}[{k}]: max abs diff {np.max(np.abs(ga[finite] - ra[finite])):.3g}", r, g)
+
+
+def _numpy_tier(fn):
+    """fn() on the NumPy tier: the numba backend with compile='off' (the rules run on arrays)."""
+    saved = jitad.config.backend, jitad.config.compile
+    jitad.config.backend, jitad.config.compile = "numba", "off"
+    try:
+        return fn()
+    finally:
+        jitad.config.backend, jitad.config.compile = saved
+
+
+def _tuple_vag(result):
+    value, grads = result
+    return (value,) + tuple(grads)
+
+
+def _as_tuple(res, n):
+    return tuple(res) if n > 1 else (res,)
 
 
 def _assemble(blocks, nested, in_sizes, out_sizes):
@@ -535,6 +579,13 @@ def _check_program(program, xs, only, second_order, use_autograd, stats, jacobia
                 ref.hvp = res
                 compare_fd("hvp of g", _flat(tuple(res)), H @ t, HE @ np.abs(t))
             run("hvp.fd", hvp_check)
+
+        if grads is not None and want("tier.vag"):
+            run("tier.vag", lambda: compare_same_nans("NumPy tier value_and_grad vs reference", (ref.gvalue,) + tuple(
+                grads), _numpy_tier(lambda: _tuple_vag(jitad.value_and_grad(g, argnums=argnums)(*xs)))))
+        if ref.hvp is not None and want("tier.hvp"):
+            run("tier.hvp", lambda: compare_same_nans("NumPy tier hvp vs reference", tuple(ref.hvp), _numpy_tier(
+                lambda: _as_tuple(jitad.hvp(g, tuple(xs), tuple(tangents)), len(xs)))))
 
         if grads is not None and want("pytree.vag") and program.seed % 3 == 1:
             run("pytree.vag", lambda: _pytree_check(program, g, xs, value_of_g=ref.gvalue, grads=grads))

@@ -245,6 +245,11 @@ class Builder:
     def wrap(self, node):
         return Builder.tracer_type(node, self)
 
+    def wrap_result(self, node):
+        """The value a primitive computed, as user code sees it (the tracer type may mark it:
+        a 0-d result is a NumPy scalar, not an array)."""
+        return Builder.tracer_type.of_result(node, self)
+
     def add(self, prim, inputs, params, shape, dtype):
         inputs = tuple(inputs)
         frozen = freeze(params)
@@ -382,7 +387,7 @@ def bind(prim, args, params):
                 weak = weak_dtype is not None and type(a) in (float, int)
                 nodes[k] = builder.const(np.asarray(a, weak_dtype) if weak else a)
     shape, dtype = prim.shape_rule(*nodes, **params)
-    return builder.wrap(builder.add(prim, nodes, params, shape, dtype))
+    return builder.wrap_result(builder.add(prim, nodes, params, shape, dtype))
 
 
 class Kind(str, enum.Enum):

@@ -545,3 +545,29 @@ def test_signed_zeros_written_are_numpy_bits():
         assert np.all(np.signbit(jitad.jit(rolled)(X))) and np.all(np.signbit(rolled(X)))
     finally:
         jitad.config.backend = saved
+
+
+def _scalar_then_written(make):
+    def f(x):
+        v = make(x)
+        w = np.reshape(v, (1,))
+        w[0] = 5.0  # a new array when v is a NumPy scalar; v itself (a view) when v is a 0-d array
+        return v * x
+    return f
+
+
+@pytest.mark.parametrize("make", [
+    lambda x: x[0], lambda x: np.sum(x), lambda x: x.sum(), lambda x: np.sin(x[0]), lambda x: x[0] * 2.0,
+    lambda x: x @ x, lambda x: np.interp(x[0], [0.0, 1.0], [1.0, 2.0]),  # NumPy scalars
+    lambda x: np.where(x[0] > 0, x[0], 1.0), lambda x: np.array(x[0]), lambda x: np.copy(x[0]),
+    lambda x: np.asarray(x[0] * 2), lambda x: np.zeros_like(x[0]),  # 0-d arrays
+])
+def test_zero_d_results_are_numpy_scalars_unless_numpy_makes_an_array(make):
+    """Fuzz finding (seed 191919000724, a silent wrong value): NumPy returns a scalar, not a 0-d array,
+    for a 0-d result of a ufunc, an operator, a reduction, x[i] or np.interp, so np.reshape of it is
+    a new array and a write into that leaves it alone; jitad took every 0-d value for an array and
+    wrote through. np.where, np.array, np.copy, np.asarray and the *_like functions do make 0-d arrays."""
+    f = _scalar_then_written(make)
+    x = np.array([0.3, 0.7])
+    np.testing.assert_allclose(jitad.jit(f)(x), f(x.copy()), rtol=1e-15)
+    jitad.check_grads(lambda x: np.sum(f(x) ** 2), (x,), modes=("rev",))

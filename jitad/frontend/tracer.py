@@ -38,6 +38,16 @@ class Tracer:
         self._layout = None  # None: C order; else this root's positions laid out as NumPy lays out its memory
         self._scalar = False  # a Python/NumPy scalar argument: nothing is a view of it (NumPy copies it)
 
+    @classmethod
+    def of_result(cls, node, builder):
+        """A computed value. NumPy returns a scalar, not a 0-d array, for a 0-d result (ufuncs,
+        operators, reductions, x[i], np.interp, ...): nothing is a view of it, so reshaping it
+        and writing into the reshaped array leaves it alone. The few functions that return 0-d
+        arrays (np.where, np.array, np.copy, ...: `_ARRAY_RESULTS`) clear the mark."""
+        tracer = cls(node, builder)
+        tracer._scalar = not node.shape
+        return tracer
+
     @property
     def node(self):
         view = self._view
@@ -105,6 +115,12 @@ class Tracer:
         raise UnsupportedOperationError(f"{_ufunc_name(ufunc)}.{method}")
 
     def __array_function__(self, func, types, args, kwargs):
+        result = self._array_function(func, args, kwargs)
+        if func in _ARRAY_RESULTS:
+            result = _array_not_scalar(result, args)
+        return result
+
+    def _array_function(self, func, args, kwargs):
         builder = numpy_ops.FUNCTIONS.get(func)
         if builder is None:  # called inside a SciPy function (scipy.signal.medfilt): that function's name
             module = getattr(func, "__module__", "numpy") or "numpy"
@@ -557,7 +573,7 @@ def _array(obj, dtype=None, *args, **kwargs):
             copy = copy is np._CopyMode.ALWAYS
         if not copy:
             return _not_the_scalar(result)  # copy=None/False: NumPy's array itself
-        result = _fresh(result, (obj,))
+        result = _array_not_scalar(_fresh(result, (obj,)), ())  # np.array(x) of a 0-d x: a 0-d array
         return _layout_k(result, (obj,)) if is_tracer(obj) and kwargs.get("order", "K") == "K" else result
     return _made_by_user(_original_array(obj, dtype, *args, **kwargs), sys._getframe(1))
 
@@ -572,6 +588,20 @@ def _asarray(obj, dtype=None, *args, **kwargs):
     if is_tracer(obj) or (isinstance(obj, (list, tuple)) and numpy_ops._contains_tracer(obj)):
         return _not_the_scalar(numpy_ops.asarray(inplace.resolve_tree(obj), dtype=dtype))
     return _original_asarray(obj, dtype, *args, **kwargs)
+
+
+# NumPy functions whose 0-d results are 0-d arrays, not scalars (their views and writes are followed)
+_ARRAY_RESULTS = frozenset((np.where, np.copy, np.zeros_like, np.ones_like, np.empty_like, np.full_like, np.select,
+                            np.piecewise, np.choose, np.require, np.asarray, np.asanyarray, np.array))
+
+
+def _array_not_scalar(result, args):
+    """`result` as a 0-d array (not a NumPy scalar): unmarked, or a new tracer of it where it is an input."""
+    if is_tracer(result) and result._scalar and result._view is None:
+        if any(result is a for a in args):
+            return Tracer(result.node, result.builder)
+        result._scalar = False
+    return result
 
 
 def _not_the_scalar(result):

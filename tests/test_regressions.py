@@ -557,3 +557,15 @@ def test_matrix_power_zero_is_a_fresh_writable_identity(reference_backend):
     x0 = np.array([[1.9, 0.2], [0.3, -0.4]])
     np.testing.assert_array_equal(jitad.jit(f)(x0), f(x0))
     jitad.check_grads(f, (x0,), order=1)
+
+
+def test_compiled_integer_sums_are_exact_and_index():
+    """An integer sum's accumulator started at 0.0 in generated code, so Numba summed int64 values in
+    float64: np.sum of int64 values beyond 2**53 was off (1188950301625810944 for NumPy's
+    1188950301625810955, silently), and np.interp of a scalar, whose bin is such a sum used as an
+    index, did not compile."""
+    b = np.array([2 ** 60 + 1, 3, 2 ** 55 + 7], np.int64)
+    total, product = jitad.jit(lambda b: (np.sum(b), np.prod(b[1:2] + 1)))(b)
+    assert total == np.sum(b) and type(total) is np.int64 and product == 4
+    x = np.array([0.3, 0.7])
+    assert jitad.jit(lambda x: np.interp(x[0], [0.0, 1.0], [1.0, 2.0]))(x) == np.interp(0.3, [0.0, 1.0], [1.0, 2.0])

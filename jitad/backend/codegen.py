@@ -89,11 +89,16 @@ _DTYPE_CODES = {}
 
 
 def _integer_bound(init, dtype):
-    """A max/min reduction's start, +-inf, has no integer value (cast, it is garbage): integers start
-    from their dtype's bounds."""
-    if np.dtype(dtype).kind in "iu" and init in ("np.inf", "-np.inf"):
-        info = np.iinfo(dtype)
-        return str(int(info.max if init == "np.inf" else info.min))
+    """A reduction's start in an integer dtype: a max/min's +-inf has no integer value (cast, it is
+    garbage), so integers start from their dtype's bounds; a sum's 0.0 and a product's 1.0 are the
+    integers 0 and 1 (a float start made Numba accumulate an integer sum in float64: its value then
+    indexed np.take, which Numba refuses)."""
+    if np.dtype(dtype).kind in "iu":
+        if init in ("np.inf", "-np.inf"):
+            info = np.iinfo(dtype)
+            return str(int(info.max if init == "np.inf" else info.min))
+        if init in ("0.0", "1.0"):
+            return init[0]
     return init
 
 

@@ -358,15 +358,19 @@ def _expm_impl(a):
     return np.asarray(scipy.linalg.expm(a), a.dtype)
 
 
-def _expm_frechet(a, e):
-    """L(A, E), the derivative of exp at A in the direction E: the top-right block of
-    exp([[A, E], [0, A]]) (Mathias 1996). Linear in E, and differentiable again (it is expm)."""
+def _block_frechet(f, a, e):
+    """L_f(A, E), the derivative of a primary matrix function f at A in the direction E: the top-right
+    block of f([[A, E], [0, A]]) (Mathias 1996). Linear in E, and differentiable again (it is f)."""
     n = a.shape[-1]
     shape = np.broadcast_shapes(a.shape, e.shape)
     a, e = np.broadcast_to(a, shape), np.broadcast_to(e, shape)
     top = np.concatenate([a, e], axis=-1)
     bottom = np.concatenate([np.zeros(shape, a.dtype), a], axis=-1)
-    return expm_p(np.concatenate([top, bottom], axis=-2))[..., :n, n:]
+    return f(np.concatenate([top, bottom], axis=-2))[..., :n, n:]
+
+
+def _expm_frechet(a, e):
+    return _block_frechet(expm_p, a, e)
 
 
 # the adjoint of E -> L(A, E) is G -> L(Aᵀ, G)
@@ -456,15 +460,8 @@ def _logm_impl(a):
 
 
 def _logm_frechet(a, e):
-    """L(A, E), the derivative of log at A in the direction E: the top-right block of
-    log([[A, E], [0, A]]) (as for expm; the block matrix has A's eigenvalues, so its log is real when
-    A's is). Linear in E, and differentiable again (it is logm)."""
-    n = a.shape[-1]
-    shape = np.broadcast_shapes(a.shape, e.shape)
-    a, e = np.broadcast_to(a, shape), np.broadcast_to(e, shape)
-    top = np.concatenate([a, e], axis=-1)
-    bottom = np.concatenate([np.zeros(shape, a.dtype), a], axis=-1)
-    return logm_p(np.concatenate([top, bottom], axis=-2))[..., :n, n:]
+    """(the block matrix has A's eigenvalues, so its log is real when A's is)"""
+    return _block_frechet(logm_p, a, e)
 
 
 # the adjoint of E -> L(A, E) is G -> L(Aᵀ, G) (log is a real primary matrix function)

@@ -571,3 +571,23 @@ def test_zero_d_results_are_numpy_scalars_unless_numpy_makes_an_array(make):
     x = np.array([0.3, 0.7])
     np.testing.assert_allclose(jitad.jit(f)(x), f(x.copy()), rtol=1e-15)
     jitad.check_grads(lambda x: np.sum(f(x) ** 2), (x,), modes=("rev",))
+
+
+def test_augmented_assignment_of_a_numpy_scalar_binds_a_new_value():
+    """`v += 1` on a NumPy scalar (np.sum's result) binds v to a new scalar: another name of the old
+    one keeps its value (jitad wrote into it, as into an array); on a 0-d array it writes in place."""
+    def scalar(x):
+        v = np.sum(x)
+        u = v
+        v += 1.0
+        return u * v
+
+    def array(x):
+        v = np.array(np.sum(x))
+        u = v
+        v += 1.0
+        return u * v
+    x = np.array([0.3, 0.7])
+    for f in (scalar, array):
+        assert jitad.jit(f)(x) == pytest.approx(f(x.copy()), rel=1e-15)
+        jitad.check_grads(f, (x,), modes=("rev",))

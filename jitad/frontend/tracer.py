@@ -506,8 +506,12 @@ def _view_of(base, result, on_positions):
 
 
 def _augmented(target, other, ufunc):
-    """`target op= other`: NumPy computes into `target`, so every alias and view of it changes."""
+    """`target op= other`: NumPy computes into `target`, so every alias and view of it changes. A
+    NumPy scalar (or Python number) cannot change: `v += 1` binds v to a new scalar, and the old
+    one's other names keep its value."""
     result = ufunc(target, _r(other))
+    if target._scalar and target._view is None:
+        return result
     if result.dtype != target.dtype and not np.can_cast(result.dtype, target.dtype, "same_kind"):
         raise TypeError(f"Cannot cast ufunc {ufunc.__name__!r} output from {result.dtype!r} to "
                         f"{target.dtype!r} with casting rule 'same_kind'")

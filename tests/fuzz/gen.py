@@ -1172,7 +1172,14 @@ def b_inplace(st):
         return None
     shape = st.shape(a)
     out = st.fresh()
-    which = str(rng.choice(["copy", "copy", "aug", "arg", "view", "loop", "add_at", "out", "alias"]))
+    which = str(rng.choice(["copy", "copy", "aug", "arg", "view", "loop", "add_at", "out", "alias", "scalar"]))
+    if which == "scalar":  # 0-d values: NumPy scalars (immutable, reshaped into new arrays) or 0-d arrays
+        zero_d = str(rng.choice(["np.sum({0})", "np.max({0}) * 2.0", "{0}[(0,) * np.ndim({0})]", "np.array(np.mean({0}))",
+                                 "np.where(np.sum({0}) > 0, np.sum({0}), 0.5)", "np.copy(np.min({0}))"]))
+        form = str(rng.choice(["_s = {z}\n_t = _s\n_s += 0.5\n{{out}} = {{0}} * _t + _s",
+                               "_s = {z}\n_w = np.reshape(_s, (1,))\n_w[0] = 0.25\n{{out}} = {{0}} * _s + _w[0]",
+                               "_s = {z}\n_w = _s.reshape(1)\n_w *= 3.0\n{{out}} = {{0}} - _s * _w[0]"]))
+        return [Op(out, form.format(z=zero_d), (a,), "inplace:scalar", block=True)]
     key, tshape = _write_key(st, shape)
     if key is None:
         return None

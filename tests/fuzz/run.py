@@ -259,9 +259,23 @@ def main(argv=None):
     ap.add_argument("--roll-everything", action="store_true",
                     help="roll every run of 2 or more repeated pieces into a scan (jitad.frontend.rolling), "
                          "and fail a program whose roll raises instead of running it unrolled")
+    ap.add_argument("--parallel-everything", action="store_true",
+                    help="compile every loop nest in its parallel form (target 'parallel', numba.prange over "
+                         "chunks, partial reductions), however small: the compiled checks then cover that code")
+    ap.add_argument("--split-everything", action="store_true",
+                    help="compile every graph in the split form (each loop nest a kernel of its own, called from a "
+                         "Python driver), however small")
     args = ap.parse_args(argv)
+    if args.split_everything:
+        from jitad.backend import cache
+        cache.SPLIT_NODES = 0
     if args.roll_everything:
         roll_everything()
+    if args.parallel_everything:
+        import jitad
+        from jitad.backend import codegen
+        codegen.PARALLEL_ELEMENTS = 1
+        jitad.config.target = "parallel"
     logf = open(args.log, "a", encoding="utf-8") if args.log else None
 
     def log(msg):

@@ -162,13 +162,18 @@ def _reverse(make, fun, argnums, has_aux, memory, target):
     """grad or value_and_grad (`make`) of `fun`: one kernel computes the value and the gradient."""
     spec = _argnums_key(argnums)
     single = isinstance(spec, int)
-    transform_for = _per_memory(memory, lambda policy: transform_of(
-        fun, _memory_key(("value_and_grad", spec, has_aux), policy), lambda: _with_memory(Transform(
-            fun, _build_value_and_grad(has_aux, policy), spec, "value_and_grad", "reverse"), policy)))
-    transform = transform_for()
     # the fast paths of both (plain float / array arguments -> the kernel), shared by every wrapper
     # of `fun` with these options; kept per memory policy and target by their key (backend.STATE)
     paths = transform_of(fun, ("fast paths", spec, has_aux, memory), lambda: {"grad": {}, "value_and_grad": {}})
+
+    def made(policy):
+        transform = _with_memory(Transform(fun, _build_value_and_grad(has_aux, policy), spec, "value_and_grad",
+                                           "reverse"), policy)
+        transform.fast_tables += [paths["grad"], paths["value_and_grad"]]  # forgotten with its traces
+        return transform
+    transform_for = _per_memory(memory, lambda policy: transform_of(
+        fun, _memory_key(("value_and_grad", spec, has_aux), policy), lambda: made(policy)))
+    transform = transform_for()
     name = make.__name__
 
     @functools.wraps(fun)
@@ -176,8 +181,9 @@ def _reverse(make, fun, argnums, has_aux, memory, target):
         outs, out_tree, sig = transform_for().run(args, kwargs)
         grads = _unflatten_grads(sig, sig.diff_argnums, single, outs[out_tree.num_leaves:])
         if not kwargs and not has_aux:
-            _install(paths["value_and_grad"], args, transform_for().last, slice(None) if single else None)
-            _install(paths["grad"], args, transform_for().last, 1 if single else slice(1, None))
+            served = transform_for()
+            _install(paths["value_and_grad"], args, served, slice(None) if single else None)
+            _install(paths["grad"], args, served, 1 if single else slice(1, None))
         if name == "grad" and not has_aux:
             return grads
         value = tree_unflatten(out_tree, [_to_python(v) for v in outs[:out_tree.num_leaves]])
@@ -206,13 +212,15 @@ def _shapes(args):
 def _fast_call(fun, fast, slow, target):
     """`slow` (a transform's call), except that calls whose every argument is a Python float or a
     float array of rank >= 1 go straight to the compiled kernel `fast` holds for their types (and
-    shapes): `fast[(settings, *types)]` is `(kernel, part)`, or a `_Shapes` of them; the call
-    returns `kernel(*args)[part]`, or `(outs[0], outs[1:])` for part None (`_install`).
+    shapes): `fast[(settings, *types)]` is `(kernel, part, check)`, or a `_Shapes` of them; the call
+    returns `kernel(*args)[part]`, or `(outs[0], outs[1:])` for part None (`_install`), when `check`
+    is None or says the globals and closure variables the trace read are unchanged.
 
     This is the one Python frame between the user and Numba's dispatcher for such calls, so it is
     written for speed: the key is built from the types alone (explicitly for one and two arguments),
     the settings it depends on are one string (backend.STATE). A call with keyword arguments, on
-    traced values, or inside a trace (its values may belong to it) takes `slow`."""
+    traced values, or inside a trace (its values may belong to it) takes `slow`, and so does a call
+    after a global or closure variable the traces read was rebound (the transform traces again)."""
     get, state, opened = fast.get, backend.STATE, backend.OPEN
     local = ir._local  # this thread's open traces: `ir.builders()` without a call
     own = None if target is None else backend.STATE_ON[backend.check_target(target)]
@@ -226,8 +234,8 @@ def _fast_call(fun, fast, slow, target):
                       else (head, *map(type, args)))
             if hit is not None and type(hit) is _Shapes:
                 hit = hit.get((args[0].shape, args[0].dtype.char) if n == 1 else _shapes(args))
-            if hit is not None:
-                kernel, part = hit
+            if hit is not None and (hit[2] is None or hit[2]()):
+                kernel, part, _ = hit
                 outs = kernel(*args)
                 return outs[part] if part is not None else (outs[0], outs[1:])
         return slow(*args, **kwargs)
@@ -239,9 +247,10 @@ def _settings(own):
     return own[0] if own is not None else backend.STATE_ON[backend.current_target()][0]
 
 
-def _install(fast, args, compiled, part):
-    """Make `compiled` (a kernel that just served a call with `args`; None if none did) the fast path
-    of calls with arguments of the same types and shapes, returning `outs[part]` (see _fast_call)."""
+def _install(fast, args, transform, part):
+    """Make the kernel that just served `transform`'s call with `args` (if one did) the fast path of
+    calls with arguments of the same types and shapes, returning `outs[part]` (see _fast_call)."""
+    compiled = transform.last
     if compiled is None:
         return
     for a in args:
@@ -256,10 +265,11 @@ def _install(fast, args, compiled, part):
     else:
         kernel = compiled.dispatcher
     key = (_settings(None), *map(type, args))
+    entry = (kernel, part, transform.capture_check())
     if np.ndarray in key:
-        fast.setdefault(key, _Shapes())[_shapes(args)] = (kernel, part)
+        fast.setdefault(key, _Shapes())[_shapes(args)] = entry
     else:
-        fast[key] = (kernel, part)
+        fast[key] = entry
 
 
 def _build_value_and_grad(has_aux, memory="store"):
@@ -383,7 +393,9 @@ def jvp_tangents(fun, primals, tangents, fast=None):
         compiled = transform.last_extra
         if key is not None and compiled is not None and not compiled.casts:
             dispatcher, extra = compiled.dispatcher, compiled.extra
-            fast[key] = (lambda *args: dispatcher(*args, *extra)) if extra else dispatcher
+            fast[key] = ((lambda *args: dispatcher(*args, *extra)) if extra else dispatcher, transform)
+            if not any(table is fast for table in transform.fast_tables):
+                transform.fast_tables.append(fast)  # forgotten with the transform's traces
     return tree_unflatten(out_tree, [_to_python(v) for v in outs])
 
 
@@ -403,8 +415,10 @@ def tangents_fast(fast, primals, tangents):
     """The tangents `jvp_tangents(..., fast=fast)` would return, straight from the kernel kept in
     `fast` for calls like this one (a tuple of arrays, one per primal), or None when none is kept."""
     key = _tangents_key(primals, tangents)
-    kernel = None if key is None else fast.get(key)
-    return None if kernel is None else kernel(*primals, *tangents)
+    hit = None if key is None else fast.get(key)
+    if hit is None or not hit[1].captures_ok():  # (a rebound global: the transform traces again)
+        return None
+    return hit[0](*primals, *tangents)
 
 
 def _run_jvp(fun, primals, tangents, tangents_only, with_transform=False):
@@ -468,9 +482,9 @@ def jit(fun, target=None):
     def jitted(*args, **kwargs):
         outs, out_tree, _ = transform.run(args, kwargs)
         if not kwargs and out_tree.kind == optree.PyTreeKind.LEAF:
-            _install(transform.fast, args, transform.last, 0)
+            _install(transform.fast, args, transform, 0)
         elif not kwargs and out_tree.kind == optree.PyTreeKind.TUPLE and out_tree.num_leaves == out_tree.num_children:
-            _install(transform.fast, args, transform.last, slice(None))  # a tuple of arrays and scalars
+            _install(transform.fast, args, transform, slice(None))  # a tuple of arrays and scalars
         return tree_unflatten(out_tree, [_to_python(v) for v in outs])
     call = _fast_call(fun, transform.fast, _on_target(jitted, target), target)
     call.jitad_transform, call.jitad_name, call._jitad_fast = transform, "jit", transform.fast

@@ -41,6 +41,7 @@ from jitad.backend import worker
 from jitad.backend.cache import STATS
 from jitad.errors import InputDtypeError, LeafTypeError, ShapeError, SpecializationError
 from jitad.frontend import guards, linalg_ops, rng, rolling
+from jitad.frontend.captures import Captures
 from jitad.frontend.tracer import Tracer, trace
 from jitad.interpreter import replay
 from jitad.primitives.core import quiet_folding
@@ -415,6 +416,29 @@ class Transform:
         self.last_extra = None  # the same for calls with `extra` arguments (their kernels take them last)
         self.last_draws = ()  # the random draws of the latest call (rng.perform), to pass back as `draws`
         self._nums = {}
+        # what the function read from its globals and closures when last traced (frontend.captures): a
+        # call after one of them was rebound traces again; `fast_tables`: fast paths forgotten then
+        self.captures = None
+        self.fast_tables = [self.fast]
+
+    def captures_ok(self):
+        """Whether the globals and closure variables the traces read still hold what they did."""
+        captures = self.captures
+        return captures is None or captures.unchanged()
+
+    def capture_check(self):
+        """What a fast path calls to know that (None: nothing to check)."""
+        captures = self.captures
+        return captures.unchanged if captures is not None and captures.entries else None
+
+    def forget(self):
+        """Drop every trace and fast path (a global or closure variable they read was rebound)."""
+        self.stages.clear()
+        self.variants.clear()
+        self.latest = self.last = self.last_extra = None
+        self.captures = None
+        for table in self.fast_tables:
+            table.clear()
 
     def diff_argnums(self, nargs):
         """The differentiated arguments of a call with `nargs` positional arguments."""
@@ -490,6 +514,8 @@ class Transform:
         random numbers this run uses again (the sweeps of one Jacobian, both halves of a vjp)."""
         sig = Signature(args, self.diff_argnums(len(args)))
         self.last_extra = None
+        if self.captures is not None and not self.captures.unchanged():
+            self.forget()  # a global or closure variable the traces read now holds another value
         nested = bool(ir.builders()) or any(isinstance(v, Tracer) for v in extra) or \
             any(isinstance(sig.leaves[i], Tracer) for i in sig.traced)
         key = None
@@ -513,6 +539,8 @@ class Transform:
                     self.latest, self.last = other, None
                     return outs, other.meta, sig
         STATS["traces"] += 1
+        if self.captures is None:
+            self.captures = Captures(self.fun)
         stage = self.latest = Stage(self, key)
         stage.n_traced, stage.labels = len(sig.traced), sig.labels(self.fun)
         stage.target = backend.current_target()

@@ -380,3 +380,55 @@ def test_tracing_pauses_the_garbage_collector_and_restores_it():
             assert not gc.isenabled()
         assert not gc.isenabled()
     assert gc.isenabled()
+
+
+BATCH = np.ones(3)
+SCALE = 2.0
+SETTINGS = {"power": 2.0}
+
+
+def _predict(w):
+    return w * BATCH  # a global read by a function the loss calls
+
+
+def test_rebound_globals_and_closure_variables_are_traced_again():
+    """A training loop that rebinds the global its loss reads (`X = next_batch`) got the first
+    batch's gradient forever: the trace had baked the old array in (JAX's jit does the same; autograd
+    sees the new one). The data a function reads from its globals, closure cells, a dict or object
+    they hold, and the functions it calls is recorded at the trace and compared at every call (fast
+    paths too); a change traces again. Writes into a captured array need no new trace (the kernel
+    reads the array)."""
+    global BATCH, SCALE
+    x = np.arange(3.0)
+    box = {"offset": 1.0}
+
+    class Model:
+        pass
+    model = Model()
+    model.w = np.full(3, 0.5)
+
+    def loss(x):
+        return SCALE * np.sum(_predict(x) ** SETTINGS["power"]) + box["offset"] * np.sum(model.w * x)
+
+    def expected(x):
+        return 2 * SCALE * x * BATCH ** 2 + box["offset"] * model.w
+    saved = BATCH, SCALE
+    try:
+        for transform in (jitad.grad(loss), jitad.jit(jitad.grad(loss))):
+            BATCH, SCALE = np.ones(3), 2.0
+            box["offset"], model.w = 1.0, np.full(3, 0.5)
+            np.testing.assert_allclose(transform(x), expected(x))
+            traces = jitad.cache_info()["traces"]
+            transform(x)
+            assert jitad.cache_info()["traces"] == traces  # nothing changed: no new trace
+            BATCH[1] = 4.0  # written in place: the same array, no new trace needed
+            np.testing.assert_allclose(transform(x), expected(x))
+            for change in (lambda: globals().__setitem__("BATCH", np.full(3, 3.0)),
+                           lambda: globals().__setitem__("SCALE", 5.0),
+                           lambda: box.__setitem__("offset", -2.0),
+                           lambda: setattr(model, "w", np.arange(3.0))):
+                change()
+                np.testing.assert_allclose(transform(x), expected(x))
+                np.testing.assert_allclose(transform(x), expected(x))  # and through the fast path
+    finally:
+        BATCH, SCALE = saved

@@ -20,7 +20,7 @@ LAYERS = [
     {"frontend", "frontend.tracer", "frontend.inplace", "frontend.numpy_ops", "frontend.linalg_ops",
      "frontend.scipy_ops", "frontend.scipy_names", "frontend.scipy_code", "frontend.numpy_extra", "frontend.rng",
      "frontend.integrate",
-     "frontend.guards", "frontend.loops", "frontend.rolling"},
+     "frontend.guards", "frontend.loops", "frontend.rolling", "frontend.captures"},
     {"transforms.custom"},
     {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special",
      "backend.kernels_vecmath"},

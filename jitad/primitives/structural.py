@@ -308,10 +308,17 @@ def _shift_window(p, k):
             "shape": (k,) + tuple(p["shape"])}
 
 
+def _whole_window(node, inputs, values):
+    """A slice or pad that keeps every element in place is its operand (a loop's stacked xs[t])."""
+    p = node.params
+    whole = inputs[0].shape == node.shape and not any(p["starts"]) and all(st == 1 for st in p["steps"])
+    return values[0] if whole else None
+
+
 slice_p = _index(
     "slice", _slice_impl, lambda x, starts, steps, shape: (tuple(shape), x.dtype),
     lambda g, x, starts, steps, shape: (pad_p(g, starts=starts, steps=steps, shape=shape_of(x)),),
-    _slice_map, injective=True, symbolic_shape=_slice_dims, batch=shift_params(_shift_window))
+    _slice_map, injective=True, symbolic_shape=_slice_dims, batch=shift_params(_shift_window), simplify=_whole_window)
 
 
 def _pad_impl(g, starts, steps, shape):
@@ -355,7 +362,7 @@ def _pad_dims(node, ins, shapes):
 pad_p = _index(
     "pad", _pad_impl, lambda g, starts, steps, shape: (tuple(shape), g.dtype),
     lambda g, x, starts, steps, shape: (slice_p(g, starts=starts, steps=steps, shape=shape_of(x)),),
-    _pad_map, injective=True, symbolic_shape=_pad_dims, batch=shift_params(_shift_window))
+    _pad_map, injective=True, symbolic_shape=_pad_dims, batch=shift_params(_shift_window), simplify=_whole_window)
 
 
 # diagonal: out[..., k] = x[..., k + max(-offset, 0), k + max(offset, 0)] over (axis1, axis2)

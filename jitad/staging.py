@@ -550,6 +550,7 @@ class Transform:
             worker.warm()  # the compile worker starts (and imports Numba) while this call traces and runs
         with stage.timed("trace", self):
             graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws, roll=not tier_first)
+        self.captures.settle()  # (what the function changed itself while traced is not an input)
         if tier_first and (captured or isinstance(graph.draws, rng.Retraced)):
             tier_first = False
             graph = rolling.roll(graph)

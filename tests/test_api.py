@@ -432,3 +432,19 @@ def test_rebound_globals_and_closure_variables_are_traced_again():
                 np.testing.assert_allclose(transform(x), expected(x))  # and through the fast path
     finally:
         BATCH, SCALE = saved
+
+
+def test_a_function_changing_its_own_globals_is_not_traced_every_call():
+    """What the function changes itself while traced (a call counter, a log list) is a side effect, not
+    an input: checking it would trace again at every call (test_conventions' list of traces did)."""
+    calls, log = {"n": 0}, []
+
+    def loss(x):
+        calls["n"] += 1
+        log.append(1.0)
+        return np.sum(x ** 2)
+    g = jitad.grad(loss)
+    traces = jitad.cache_info()["traces"]
+    for _ in range(4):
+        np.testing.assert_array_equal(g(np.ones(3)), 2.0)
+    assert jitad.cache_info()["traces"] == traces + 1 and calls["n"] == 1 and len(log) == 1

@@ -3,8 +3,9 @@ trace bakes into its graph (an array becomes a constant the kernel takes by refe
 literal). Writes into such an array are seen by every call (the kernel reads it); but rebinding the
 name (`X = next_batch` in a training loop whose loss reads the global X) or changing a number would
 leave a cached trace computing with the old value, silently. `Captures` records what a function's
-code can read when it is traced, and `unchanged()` tells whether each name still holds the same
-array (the same object) or an equal number, so a transform traces again when one does not.
+code can read when it is traced (less what the function changes itself while traced: a counter, a
+log list), and `unchanged()` tells whether each name still holds the same array (the same object)
+or an equal number, so a transform traces again when one does not.
 
 What is followed: the names of the function's code (and of the code of functions defined in it),
 in its globals and closure cells; the items of a dict and the attributes of a plain object bound to
@@ -107,6 +108,22 @@ class Captures:
             items = value if isinstance(value, dict) else _attributes(value)
             if items is not None and len(items) <= 64:
                 self.entries += [(items, key, v) for key, v in items.items() if _is_data(v)]
+
+    def settle(self):
+        """Forget what the function changed itself while it was traced (a counter it increments, a list it
+        appends to): its own side effects are not inputs, and checking them would trace every call."""
+        self.entries = [entry for entry in self.entries if self._holds(*entry)]
+
+    @staticmethod
+    def _holds(where, name, value):
+        if name is None:
+            try:
+                now = where.cell_contents
+            except ValueError:
+                return False
+        else:
+            now = where.get(name, _MISSING)
+        return now is value or _same(value, now)
 
     def unchanged(self):
         for where, name, value in self.entries:

@@ -222,7 +222,8 @@ def test_scipy_lu_is_scipys():
     try:
         for backend in ("reference", "numba"):
             jitad.config.backend = backend
-            for dtype in (np.float64, np.float32):
+            # compiled: float32 (the primitive table's row scipy_lu compiles float64, with its gradients)
+            for dtype in (np.float64, np.float32) if backend == "reference" else (np.float32,):
                 a, b = rng.standard_normal((5, 5)).astype(dtype), rng.standard_normal((2, 3, 3)).astype(dtype)
                 for got, want in zip(jitad.jit(factors)(a, b), factors(a, b)):
                     assert got.dtype == want.dtype

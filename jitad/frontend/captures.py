@@ -112,28 +112,22 @@ class Captures:
     def settle(self):
         """Forget what the function changed itself while it was traced (a counter it increments, a list it
         appends to): its own side effects are not inputs, and checking them would trace every call."""
-        self.entries = [entry for entry in self.entries if self._holds(*entry)]
-
-    @staticmethod
-    def _holds(where, name, value):
-        if name is None:
-            try:
-                now = where.cell_contents
-            except ValueError:
-                return False
-        else:
-            now = where.get(name, _MISSING)
-        return now is value or _same(value, now)
+        self.entries = [entry for entry in self.entries if _holds(*entry)]
 
     def unchanged(self):
-        for where, name, value in self.entries:
-            if name is None:
-                try:
-                    now = where.cell_contents
-                except ValueError:
-                    return False
-            else:
-                now = where.get(name, _MISSING)
-            if now is not value and not _same(value, now):
+        for entry in self.entries:
+            if not _holds(*entry):
                 return False
         return True
+
+
+def _holds(where, name, value):
+    """Whether the name (a cell's content for name None) still holds `value` or an equal one."""
+    if name is None:
+        try:
+            now = where.cell_contents
+        except ValueError:  # (deleted)
+            return False
+    else:
+        now = where.get(name, _MISSING)
+    return now is value or _same(value, now)

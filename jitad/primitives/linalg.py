@@ -427,16 +427,22 @@ sylvester_p = _library("solve_sylvester", _sylvester_impl, _sylvester_shape, _sy
                        lower=_SCHUR)
 
 
-def _sqrtm_impl(a):
-    import scipy.linalg
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SciPy's warning on a singular matrix: its result stands
-        roots = [scipy.linalg.sqrtm(a[index]) for index in np.ndindex(*a.shape[:-2])]
-    if any(np.iscomplexobj(r) and np.any(r.imag != 0) for r in roots):
-        raise UnsupportedOperationError(
-            "scipy.linalg.sqrtm of a matrix with a negative real eigenvalue (its square root is complex)",
-            "jitad differentiates real values only. ")
-    return np.asarray([np.real(r) for r in roots], a.dtype).reshape(a.shape)
+def _real_matrix_function(name, what):
+    """SciPy's `scipy.linalg.<name>` of each matrix of a batch, real (a complex result is a named error;
+    SciPy's warnings on singular or ill-conditioned matrices are dropped: its result stands)."""
+    def impl(a):
+        import scipy.linalg
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            values = [getattr(scipy.linalg, name)(a[index]) for index in np.ndindex(*a.shape[:-2])]
+        if any(np.iscomplexobj(v) and np.any(v.imag != 0) for v in values):
+            raise UnsupportedOperationError(f"scipy.linalg.{name} of {what}", "jitad differentiates real values only. ")
+        return np.asarray([np.real(v) for v in values], a.dtype).reshape(a.shape)
+    impl.__name__ = f"_{name}_impl"
+    return impl
+
+
+_sqrtm_impl = _real_matrix_function("sqrtm", "a matrix with a negative real eigenvalue (its square root is complex)")
 
 
 # X X = A, so X dX + dX X = dA: dX solves a Sylvester equation (its adjoint: the same with Xᵀ)
@@ -447,16 +453,7 @@ sqrtm_p = _library(
 
 
 # --- matrix logarithm: SciPy's logm (inverse scaling and squaring, Schur-based: no compiled lowering) ---
-def _logm_impl(a):
-    import scipy.linalg
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # SciPy's warnings (an inaccurate or singular log): its result stands
-        logs = [scipy.linalg.logm(a[index]) for index in np.ndindex(*a.shape[:-2])]
-    if any(np.iscomplexobj(f) and np.any(f.imag != 0) for f in logs):
-        raise UnsupportedOperationError(
-            "scipy.linalg.logm of a matrix whose logarithm is complex (a negative real eigenvalue)",
-            "jitad differentiates real values only. ")
-    return np.asarray([np.real(f) for f in logs], a.dtype).reshape(a.shape)
+_logm_impl = _real_matrix_function("logm", "a matrix whose logarithm is complex (a negative real eigenvalue)")
 
 
 def _logm_frechet(a, e):

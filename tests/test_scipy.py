@@ -388,3 +388,22 @@ def test_every_way_of_binding_a_scipy_function_before_tracing(tmp_path, monkeypa
     assert dict(vars(helper)) == before[0] and helper.loss.__defaults__ == before[1]  # put back
     assert helper.logsumexp is scipy.special.logsumexp and helper.logpdf.__func__ is type(st.norm).logpdf
     assert type(helper.lse_rows.func) is type(scipy.special.logsumexp) and helper.lse_rows.func is sc.logsumexp
+
+
+def test_special_functions_of_float32_have_scipys_dtype():
+    """Fuzz finding (issue 11's templates): SciPy's special ufuncs do not all follow NumPy's promotion of a
+    Python float beside float32 (rel_entr(x32, 0.8) and kl_div are float32, gammainc(2.0, x32), xlogy(x32, 0.5),
+    expn and yn float64); zeta(3.0, q32) is float32 and factorial of any float32 array float64. jitad gave
+    float64 for the first, float32 for the others: the result has SciPy's dtype now, values and gradients
+    SciPy's (to float32 rounding where SciPy computes in float32)."""
+    x = np.array([0.4, 1.3], dtype=np.float32)
+    funs = [lambda x: sc.rel_entr(x, 0.8), lambda x: sc.kl_div(x, 0.8), lambda x: sc.boxcox(x, 0.5),
+            lambda x: sc.binom(x + 3, 2.0), lambda x: sc.beta(x, 1.5), lambda x: sc.gammainc(2.0, x),
+            lambda x: sc.yn(2, x), lambda x: sc.expn(2, x), lambda x: sc.xlogy(x, 0.5), lambda x: sc.zeta(3.0, x),
+            lambda x: sc.factorial(x), lambda x: sc.sici(x)[1]]
+    for k, fun in enumerate(funs):
+        want, got = fun(x), jitad.jit(fun)(x)
+        assert got.dtype == want.dtype, (k, got.dtype, want.dtype)
+        np.testing.assert_allclose(got, want, rtol=2e-6, err_msg=str(k))
+        g = jitad.grad(lambda x: np.sum(fun(x)))(x)
+        assert g.dtype == np.float32 and np.all(np.isfinite(g)), k

@@ -120,6 +120,30 @@ SPECIAL_UFUNCS.update({
 _registered = []
 
 
+def _scipy_dtypes(ufunc, builder):
+    """`builder` giving the result dtype SciPy's ufunc gives: its loops do not all follow NumPy's rules
+    for a Python float beside a float32 array (gammainc(2.0, x32) is float64, rel_entr(x32, 0.8)
+    float32). The ufunc itself, called on 0-d zeros of the inputs' dtypes (Python scalars as they
+    are), says which; traced inputs are cast to a wider result dtype before the builder runs (SciPy
+    computes in it), and the builder's result is cast to it."""
+    def build(*inputs):
+        probe = [np.zeros((), x.dtype) if is_tracer(x) else
+                 x if isinstance(x, (bool, int, float, complex, np.generic)) else np.zeros((), np.asarray(x).dtype)
+                 for x in inputs]
+        with np.errstate(all="ignore"):
+            expected = ufunc(*probe)
+        expected = [np.asarray(e).dtype for e in (expected if isinstance(expected, tuple) else (expected,))]
+        if expected[0].kind == "f":
+            inputs = tuple(numpy_ops.astype(x, expected[0]) if is_tracer(x) and x.dtype.kind == "f" and
+                           x.dtype.itemsize < expected[0].itemsize else x for x in inputs)
+        result = builder(*inputs)
+        results = result if isinstance(result, tuple) else (result,)
+        results = tuple(numpy_ops.astype(r, d) if (r.dtype if is_tracer(r) else np.asarray(r).dtype) != d else r
+                        for r, d in zip(results, expected))
+        return results if isinstance(result, tuple) else results[0]
+    return build
+
+
 def register_special_ufuncs():
     """Map scipy.special's ufuncs to builders, once SciPy has imported scipy.special."""
     special = sys.modules.get("scipy.special")
@@ -128,7 +152,7 @@ def register_special_ufuncs():
     for name, builder in SPECIAL_UFUNCS.items():
         ufunc = getattr(special, name, None)
         if isinstance(ufunc, np.ufunc):
-            numpy_ops.UFUNCS[ufunc] = builder
+            numpy_ops.UFUNCS[ufunc] = _scipy_dtypes(ufunc, builder)
     _registered.append(special)
 
 
@@ -209,8 +233,12 @@ def zeta(x, q=None, out=None):
     (d/dq = -x zeta(x + 1, q)), in x a NonDifferentiableError."""
     if out is not None:
         raise UnsupportedOperationError("scipy.special.zeta(out=...) on traced values", "Use the returned value. ")
-    x = _float(numpy_ops.asarray(x))
-    return P.riemann_zeta_p(x) if q is None else P.zeta_p(x, _float(numpy_ops.asarray(q)))
+    # SciPy's dtype: NumPy's promotion with Python floats weak (zeta(3.0, q) of a float32 q is float32)
+    dtype = np.result_type(*[v if type(v) in (int, float) else np.zeros((), v.dtype if is_tracer(v) else
+                                                                       np.asarray(v).dtype) for v in (x, q) if v is not None])
+    dtype = dtype if dtype.kind == "f" else np.dtype(np.float64)
+    x = _float(numpy_ops.asarray(x), dtype)
+    return P.riemann_zeta_p(x) if q is None else P.zeta_p(x, _float(numpy_ops.asarray(q), dtype))
 
 
 def multigammaln(a, d):
@@ -837,7 +865,7 @@ def _factorial(n, exact=False, extend="zero"):
         raise UnsupportedOperationError(f"scipy.special.factorial(exact={exact!r}, extend={extend!r}) of traced "
                                         "values", "jitad computes exact=False, extend='zero' (a differentiable "
                                         "float). ")
-    n = _float(numpy_ops.asarray(n))
+    n = _float(numpy_ops.asarray(n), np.float64)  # float64 for any array, as SciPy
     inside = n >= 0
     return np.where(inside, np.exp(P.gammaln_p(np.where(inside, n, 0.0) + 1.0)), 0.0)
 

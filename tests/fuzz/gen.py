@@ -1785,3 +1785,490 @@ def prune(program):
     keep.reverse()
     inputs = [n for n in program.inputs if n in needed] or program.inputs[:1]
     return program.copy(ops=keep, inputs=inputs, values={n: program.values[n] for n in inputs})
+
+
+# --- issue 11's functions and the rest of the coverage table (profiles "new" and "long") ---------
+# Domain maps of a real operand: a probability, a bounded positive value, a value above 1.
+_P = "(0.45 * np.tanh({0}) + 0.5)"        # (0.05, 0.95)
+_POS = "(0.8 * np.tanh({0}) + 1.2)"       # (0.4, 2.0)
+_P1 = _P.replace("{0}", "{1}")
+_POS1 = _POS.replace("{0}", "{1}")
+_SS = "scipy.special."
+
+RECENT_SPECIAL_UNARY = [  # (template, guard)
+    (f"{_SS}betaincinv(2.0, 3.0, {_P})", None), (f"{_SS}betainccinv(1.5, 2.5, {_P})", None),
+    (f"{_SS}betainc(2.0, 3.0, {_P})", None), (f"{_SS}fdtri(3.0, 5.0, {_P})", None),
+    (f"{_SS}zeta(3.0, {_POS})", None), (f"{_SS}zeta(2.5, {_POS} + 0.5)", None),
+    (f"{_SS}poch({_POS}, 1.5)", None), (f"{_SS}poch(2.0, 0.6 * np.tanh({{0}}))", None),
+    (f"{_SS}spence({_POS})", None), (f"{_SS}ellipk(0.9 * np.tanh({{0}}))", None),
+    (f"{_SS}ellipe(0.9 * np.tanh({{0}}))", None), (f"{_SS}sici({{0}})[0]", None), (f"{_SS}sici({_POS})[1]", None),
+    (f"{_SS}fresnel(1.5 * np.tanh({{0}}))[0]", None), (f"{_SS}fresnel(1.5 * np.tanh({{0}}))[1]", None),
+    (f"{_SS}dawsn({{0}})", None), (f"{_SS}owens_t({{0}}, 0.7)", None), (f"{_SS}owens_t(0.4, {{0}})", None),
+    (f"{_SS}huber(0.5, {{0}})", "_g_absmin(np.abs({0}) - 0.5)"), (f"{_SS}pseudo_huber(0.7, {{0}})", None),
+    (f"{_SS}erfcx(np.tanh({{0}}))", None), (f"{_SS}exp1({_POS})", None), (f"{_SS}expi({_POS})", None),
+    (f"{_SS}expi(-{_POS})", None), (f"{_SS}expn(2, {_POS})", None), (f"{_SS}exp10(0.5 * np.tanh({{0}}))", None),
+    (f"{_SS}exp2(np.tanh({{0}}))", None), (f"{_SS}expm1(np.tanh({{0}}))", None), (f"{_SS}log1p({{0}} * {{0}})", None),
+    (f"{_SS}cbrt({{0}})", "_g_absmin({0})"), (f"{_SS}gammainc(2.0, {_POS})", None),
+    (f"{_SS}gammaincc(1.5, {_POS})", None), (f"{_SS}gammaincinv(2.0, {_P})", None),
+    (f"{_SS}gammainccinv(1.5, {_P})", None), (f"{_SS}binom({_POS} + 3.0, 2.0)", None),
+    (f"{_SS}binom(5.0, {_POS})", None), (f"{_SS}comb({_POS} + 3.0, 2.0)", None), (f"{_SS}factorial({_POS})", None),
+    (f"{_SS}gammasgn({{0}}) * {{0}}", "min(_g_frac({0}), _g_absmin({0}))"), (f"{_SS}rgamma(2.0 * np.tanh({{0}}))", None),
+    (f"{_SS}loggamma({_POS})", None), (f"{_SS}psi({_POS})", None), (f"{_SS}boxcox({_POS}, 0.5)", None),
+    (f"{_SS}boxcox({_POS}, -0.3)", None), (f"{_SS}iv(1.0, 2.0 * np.tanh({{0}}))", None),
+    (f"{_SS}ive(2.0, 2.0 * np.tanh({{0}}))", None), (f"{_SS}kv(1.5, {_POS})", None), (f"{_SS}kve(0.5, {_POS})", None),
+    (f"{_SS}jv(1.5, {_POS})", None), (f"{_SS}yv(0.5, {_POS})", None), (f"{_SS}j0({{0}})", None),
+    (f"{_SS}j1({{0}})", None), (f"{_SS}y0({_POS})", None), (f"{_SS}y1({_POS})", None), (f"{_SS}yn(2, {_POS} + 0.3)", None),
+    (f"{_SS}stdtrit(4.0, {_P})", None), (f"{_SS}kl_div({_POS}, 1.1)", None), (f"{_SS}rel_entr({_POS}, 0.8)", None),
+    (f"{_SS}beta({_POS}, 1.5)", None), (f"{_SS}gamma({_POS})", None), (f"{_SS}gammaln({_POS})", None),
+]
+RECENT_SPECIAL_BINARY = [
+    (f"{_SS}poch({_POS}, 0.6 * np.tanh({{1}}))", None), (f"{_SS}owens_t({{0}}, {{1}})", None),
+    (f"{_SS}pseudo_huber({_POS1}, {{0}})", None),
+    (f"{_SS}huber({_POS1}, {{0}})", "_g_absmin(np.abs({0}) - (0.8 * np.tanh({1}) + 1.2))"),
+    (f"{_SS}kl_div({_POS}, {_POS1})", None), (f"{_SS}rel_entr({_POS}, {_POS1})", None),
+    (f"{_SS}beta({_POS}, {_POS1})", None), (f"{_SS}boxcox({_POS}, 0.5 * np.tanh({{1}}))", None),
+    (f"{_SS}binom({_POS} + 3.0, {_POS1})", None), (f"{_SS}xlogy({{0}}, {_POS1})", None),
+]
+
+# scipy.stats: name -> (x domain, constant shapes, traced shapes (with {1}) or None, traced shapes allowed in
+# the cdf/sf/ppf/isf (closed forms) or only in logpdf/pdf (incomplete gamma/beta functions), methods)
+_ALL8 = ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf", "ppf", "isf")
+_REAL_X, _POS_X, _UNIT_X = "{0}", _POS, _P
+RECENT_DISTS = {
+    "norm": (_REAL_X, "", None, True, _ALL8),
+    "t": (_REAL_X, "3.0", "{1} * {1} + 1.0", False, _ALL8),
+    "cauchy": (_REAL_X, "", None, True, _ALL8),
+    "logistic": (_REAL_X, "", None, True, _ALL8),
+    "gumbel_r": (_REAL_X, "", None, True, _ALL8),
+    "laplace": (_REAL_X, "", None, True, _ALL8),
+    "skewnorm": (_REAL_X, "2.0", "{1}", True, ("logpdf", "pdf")),
+    "vonmises": ("(2.5 * np.tanh({0}))", "1.5", "{1} * {1} + 0.5", True, ("logpdf", "pdf")),
+    "truncnorm": ("(0.9 * np.tanh({0}) + 0.2)", "-1.0, 1.5", None, True, ("logpdf", "pdf")),
+    "gamma": (_POS_X, "2.0", "{1} * {1} + 1.0", False, _ALL8),
+    "expon": (_POS_X, "", None, True, _ALL8),
+    "chi2": (_POS_X, "3.0", "{1} * {1} + 1.0", False, _ALL8),
+    "halfnorm": (_POS_X, "", None, True, _ALL8),
+    "lognorm": (_POS_X, "0.7", "{1} * {1} + 0.5", True, _ALL8),
+    "invgamma": (_POS_X, "2.5", "{1} * {1} + 1.0", False, _ALL8),
+    "weibull_min": (_POS_X, "1.5", "{1} * {1} + 0.8", True, _ALL8),
+    "rayleigh": (_POS_X, "", None, True, _ALL8),
+    "invgauss": (_POS_X, "0.8", "{1} * {1} + 0.5", True, ("logpdf", "pdf", "cdf", "logcdf", "sf", "logsf")),
+    "f": (_POS_X, "3.0, 5.0", "{1} * {1} + 2.0, 5.0", False, ("logpdf", "pdf", "ppf", "isf")),
+    "pareto": ("(1.6 + 0.5 * np.tanh({0}))", "2.5", "{1} * {1} + 1.0", True, ("logpdf", "pdf", "ppf", "isf")),
+    "beta": (_UNIT_X, "2.0, 3.0", "{1} * {1} + 1.0, 2.0", False, _ALL8),
+    "uniform": (_UNIT_X, "", None, True, _ALL8),
+}
+# discrete: name -> (counts k, constant shapes before p, traced shape before p (logpmf/pmf) or None, p's map)
+RECENT_DISCRETE = {
+    "poisson": ((0.0, 1.0, 2.0, 4.0), "", None, "({0} * {0} + 0.5)"),
+    "bernoulli": ((0.0, 1.0), "", None, _P),
+    "binom": ((1.0, 2.0, 3.0), "5.0, ", None, _P),
+    "nbinom": ((0.0, 1.0, 3.0), "3.0, ", "{1} * {1} + 1.0, ", _P),
+    "geom": ((1.0, 2.0, 4.0), "", None, _P),
+}
+_DISCRETE_METHODS = ("logpmf", "pmf", "cdf", "logcdf", "sf", "logsf")
+
+
+def _b_recent_stats(st, a):
+    rng = st.rng
+    out = st.fresh()
+    if rng.random() < 0.25:   # discrete: the count is a constant, the probability or rate traced
+        name = str(rng.choice(sorted(RECENT_DISCRETE)))
+        ks, shapes, traced, pmap = RECENT_DISCRETE[name]
+        method = str(rng.choice(_DISCRETE_METHODS))
+        k = float(rng.choice(ks))
+        b = st.partner(a, _broadcastable) if traced and method in ("logpmf", "pmf") and rng.random() < 0.5 else None
+        sh = traced if b is not None else shapes
+        return [Op(out, f"scipy.stats.{name}.{method}({k}, {sh}{pmap})", (a, b) if b else (a,),
+                   f"recent:stats.{name}.{method}")]
+    name = str(rng.choice(sorted(RECENT_DISTS)))
+    xmap, shapes, traced, traced_everywhere, methods = RECENT_DISTS[name]
+    method = str(rng.choice(methods))
+    quantile = method in ("ppf", "isf")
+    b = st.partner(a, _broadcastable) if rng.random() < 0.5 else None
+    args, kw, guard = [_P if quantile else xmap], [], None
+    if b is not None and traced and (traced_everywhere or method in ("logpdf", "pdf")) and rng.random() < 0.5:
+        args.append(traced)
+    elif shapes:
+        args.append(shapes)
+    elif b is not None and rng.random() < 0.5:
+        b = None
+    real_support = xmap == _REAL_X or quantile
+    if b is not None and len(args) == 1 or (b is not None and "{1}" not in args[-1]):
+        if real_support and rng.random() < 0.5:
+            kw.append("loc=0.5 * {1}")
+        else:
+            kw.append("scale=" + _POS1)
+    elif rng.random() < 0.3:
+        kw.append(str(rng.choice(["loc=0.2", "scale=1.3", "loc=-0.3, scale=0.8"])) if real_support else "scale=1.3")
+    text = ", ".join(args + kw)
+    if b is not None and "{1}" not in text:
+        b = None
+    if name == "laplace":
+        if quantile:
+            guard = f"_g_absmin({_P} - 0.5)"
+        else:
+            loc = "0.5 * {1}" if "loc=0.5" in text else ("0.2" if "loc=0.2" in text else
+                                                          ("-0.3" if "loc=-0.3" in text else "0.0"))
+            guard = f"_g_absmin({{0}} - {loc})"
+    return [Op(out, f"scipy.stats.{name}.{method}({text})", (a, b) if b is not None else (a,),
+               f"recent:stats.{name}.{method}", guard)]
+
+
+def _b_recent_multivariate(st):
+    rng = st.rng
+    a = st.pick(lambda v: v.ndim == 1 and 2 <= v.size <= 5)
+    if a is None:
+        return None
+    m = st.shape(a)[0]
+    out = st.fresh()
+    which = str(rng.choice(["multinomial", "multinomial", "mvn", "mvn", "dirichlet"]))
+    if which == "multinomial":
+        counts = [int(c) for c in rng.integers(0, 4, size=m)]
+        method = str(rng.choice(["logpmf", "pmf"]))
+        return [Op(out, f"scipy.stats.multinomial.{method}({counts!r}, {sum(counts)}, scipy.special.softmax({{0}}))",
+                   (a,), f"recent:stats.multinomial.{method}")]
+    if which == "dirichlet":
+        b = st.partner(a, lambda x, y: y == x)
+        alpha = "{1} * {1} + 0.5" if b is not None and rng.random() < 0.6 else "np.linspace(0.8, 2.5, %d)" % m
+        # in float64 (SciPy's simplex check allows 1e-10: a float32 softmax misses it)
+        return [Op(out, f"scipy.stats.dirichlet.logpdf(scipy.special.softmax({{0}}.astype(np.float64)), {alpha})",
+                   (a, b) if "{1}" in alpha else (a,), "recent:stats.dirichlet.logpdf")]
+    method = str(rng.choice(["logpdf", "pdf"]))
+    b = st.partner(a, lambda x, y: y == x)
+    cov = (f"np.outer(np.tanh({{1}}), np.tanh({{1}})) * 0.5 + np.eye({m})" if b is not None and rng.random() < 0.6
+           else f"np.eye({m}) * 1.5 + 0.3")
+    mean = "np.linspace(-0.5, 0.5, %d)" % m
+    return [Op(out, f"scipy.stats.multivariate_normal.{method}({{0}}, {mean}, {cov})",
+               (a, b) if "{1}" in cov else (a,), f"recent:stats.multivariate_normal.{method}")]
+
+
+def _square_texts(m):
+    """Well-conditioned m x m matrices made from an operand: symmetric positive definite from a
+    matrix or a vector, diagonally dominant (no pivoting in LU, no negative real eigenvalues)."""
+    return {"spd": f"(np.tanh({{0}}) @ np.tanh({{0}}).T + 2.0 * np.eye({m}))",
+            "dd": f"(np.tanh({{0}}) + {m}.5 * np.eye({m}))",
+            "spdv": f"(np.outer(np.tanh({{0}}), np.tanh({{0}})) + 1.5 * np.eye({m}))"}
+
+
+def _b_recent_linalg(st):
+    rng = st.rng
+    a = st.pick(lambda v: (v.ndim == 2 and v.shape[0] == v.shape[1] and 1 <= v.shape[0] <= 4) or
+                (v.ndim == 1 and 1 <= v.size <= 4))
+    if a is None:
+        return None
+    m = st.shape(a)[0]
+    tx = _square_texts(m)
+    if len(st.shape(a)) == 1:
+        S = D = tx["spdv"]
+    else:
+        S, D = tx["spd"], tx["dd"]
+    rhs = const_expr(rng, (m,) if rng.random() < 0.5 else (m, 2))
+    b = st.partner(a, lambda x, y: y == (m,) or y == (m, 1) or y == (m, 2))
+    if b is not None and rng.random() < 0.6:
+        rhs = "np.sin({1})"
+    L = "scipy.linalg."
+    cands = [
+        (f"{L}expm(0.5 * np.tanh({{0}}))" if len(st.shape(a)) == 2 else f"{L}expm({S} * 0.3)", None),
+        (f"{L}logm({S})", None), (f"{L}logm({D})", None), (f"{L}sqrtm({S})", None), (f"{L}sqrtm({D})", None),
+        (f"{L}lu({D})[1]", None), (f"{L}lu({D})[2]", None), (f"{L}lu({D}, permute_l=True)[0]", None),
+        (f"{L}lu_factor({D})[0]", None), (f"{L}lu_solve({L}lu_factor({D}), {rhs})", None),
+        (f"{L}inv({D})", None), (f"{L}det({D})", None), (f"{L}solve({S}, {rhs}, assume_a='pos')", None),
+        (f"{L}solve({S}, {rhs}, assume_a='sym')", None), (f"{L}solve({D}, {rhs})", None),
+        (f"{L}solve_triangular(np.triu({D}), {rhs})", None),
+        (f"{L}solve_triangular(np.tril({D}), {rhs}, lower=True)", None),
+        (f"{L}cholesky({S})", None), (f"{L}cholesky({S}, lower=True)", None),
+        (f"{L}cho_solve({L}cho_factor({S}), {rhs})", None), (f"{L}cho_factor({S}, lower=True)[0]", None),
+        (f"{L}eigh({S})[0]", "_g_eiggap(" + S + ")"), (f"{L}eigh({S})[1] ** 2", "_g_eiggap(" + S + ")"),
+        (f"{L}eigvalsh({S})", "_g_eiggap(" + S + ")"), (f"{L}svd({D})[1]", "_g_sv(" + D + ", 'gap')"),
+        (f"{L}svd({D}, compute_uv=False)", "_g_sv(" + D + ", 'gap')"), (f"{L}qr({D})[1]", None),
+        (f"{L}qr({D}, mode='r')[0]", None), (f"{L}norm({D})", None), (f"{L}norm({D}, 1)", "_g_gap(np.sum(np.abs(" + D + "), axis=0))"),
+        (f"{L}solve_sylvester({D}, {S}, np.cos({{0}}))" if len(st.shape(a)) == 2 else
+         f"{L}solve_sylvester({D}, {D}.T, np.ones(({m}, {m})))", None),
+        (f"np.linalg.cond({D})", "_g_sv(" + D + ", 'gap')"), (f"np.linalg.eigh({S})[0]", "_g_eiggap(" + S + ")"),
+        (f"np.linalg.eigh({S}).eigenvectors ** 2", "_g_eiggap(" + S + ")"),
+        (f"np.linalg.lstsq({D}, {rhs}, rcond=None)[0]", None), (f"np.linalg.pinv({D})", "_g_sv(" + D + ", 'gap')"),
+        (f"np.linalg.qr({D})[1]", None), (f"np.linalg.qr({D}).Q", None), (f"np.linalg.svdvals({D})", "_g_sv(" + D + ", 'gap')"),
+        (f"np.linalg.matrix_norm({D})", None), (f"np.linalg.matrix_norm({D}, ord='nuc')", "_g_sv(" + D + ", 'min')"),
+        (f"np.linalg.multi_dot([{D}, {S}, {D}.T])", None), (f"np.linalg.tensorsolve({D}, {rhs})" if "{1}" not in rhs
+                                                            or True else None, None),
+        (f"np.linalg.trace({D})", None), (f"np.linalg.diagonal({S})", None), (f"np.linalg.matrix_transpose({D})", None),
+        (f"np.linalg.matmul({D}, {S})", None), (f"np.linalg.inv({D})", None),
+    ]
+    tmpl, guard = cands[int(rng.integers(len(cands)))]
+    if "tensorsolve" in tmpl and "{1}" not in tmpl and rhs.count("reshape"):
+        return None
+    args = (a, b) if "{1}" in tmpl else (a,)
+    name = tmpl.split("(")[0]
+    return [Op(st.fresh(), tmpl, args, "recent:" + name.replace("scipy.", ""), guard)]
+
+
+def _b_recent_numpy(st, a):
+    rng = st.rng
+    shape = st.shape(a)
+    nd = len(shape)
+    size = math.prod(shape)
+    out = st.fresh()
+    ax = int(rng.integers(-nd, nd)) if nd else None
+    mask = f"(np.arange({size}).reshape{shape} % {int(rng.integers(2, 4))} == 1)" if nd else "True"
+    which = str(rng.choice(["nan", "quantile", "gradient", "interp", "convolve", "einsum", "linspace", "append",
+                            "flip", "rot90", "where_out", "misc", "misc", "poly", "split", "sortlike", "scatter",
+                            "vec", "integrate", "signal", "stack"]))
+    if which == "nan":
+        if nd == 0 or size < 2:
+            return None
+        fn = str(rng.choice(["nanpercentile", "nanquantile", "nansum", "nanmean", "nanvar", "nanstd", "nanprod",
+                             "nancumsum", "nan_to_num", "nanargmax", "nanargmin"]))
+        x = f"np.where({mask}, np.nan, {{0}})"
+        keep = f"{{0}}[~{mask}]"
+        if fn in ("nanpercentile", "nanquantile"):
+            q = "35.0" if fn == "nanpercentile" else "0.35"
+            return [Op(out, f"np.{fn}({x}, {q})", (a,), f"recent:{fn}", f"_g_sortgap({keep}, None)")]
+        if fn == "nan_to_num":
+            return [Op(out, f"np.nan_to_num({x}, nan=0.25) * {{0}}", (a,), "recent:nan_to_num")]
+        if fn in ("nanargmax", "nanargmin"):
+            return [Op(out, f"{{0}} * (np.{fn}({x}) + 1.0)", (a,), f"recent:{fn}", f"_g_gap({keep}, None)")]
+        axis = "" if nd == 1 or rng.random() < 0.4 else f", axis={ax}"
+        guard = f"_g_std(np.where({mask}, 0.0, {{0}}), None)" if fn == "nanstd" else None
+        if fn == "nanstd" and axis:
+            return None
+        return [Op(out, f"np.{fn}({x}{axis})", (a,), f"recent:{fn}", guard)]
+    if which == "quantile":
+        if nd == 0:
+            return None
+        fn = str(rng.choice(["percentile", "quantile"]))
+        q = "[15.0, 60.0]" if fn == "percentile" else "[0.15, 0.6]"
+        method = str(rng.choice(["linear", "weibull", "hazen", "median_unbiased", "normal_unbiased", "inverted_cdf",
+                                 "averaged_inverted_cdf", "closest_observation", "interpolated_inverted_cdf"]))
+        axis = None if rng.random() < 0.4 else ax
+        return [Op(out, f"np.{fn}({{0}}, {q}, axis={axis}, method={method!r})", (a,), f"recent:{fn}/{method}",
+                   f"_g_sortgap({{0}}, {axis})")]
+    if which == "gradient":
+        if nd == 0 or min(shape) < 3:
+            return None
+        if nd >= 2 and rng.random() < 0.5:
+            return [Op(out, "np.stack(np.gradient({0}, 0.5, axis=(0, 1)))", (a,), "recent:gradient")]
+        return [Op(out, f"np.gradient({{0}}, np.cumsum(np.linspace(0.5, 1.0, {shape[ax]})), axis={ax}, edge_order=2)",
+                   (a,), "recent:gradient")]
+    if which == "interp":
+        xp = "np.linspace(-1.0, 1.0, 5)"
+        b = st.partner(a, lambda x, y: y == (5,))
+        if b is not None and rng.random() < 0.6:   # traced fp and traced x
+            return [Op(out, f"np.interp(np.tanh({{0}}), {xp}, {{1}}, period={'None' if rng.random() < 0.7 else 3.0})",
+                       (a, b), "recent:interp", f"_g_knots(np.tanh({{0}}), {xp})" if True else None)]
+        return [Op(out, f"np.interp(np.tanh({{0}}), {xp}, np.sin({xp}), left=0.1, right=-0.2)", (a,), "recent:interp",
+                   f"_g_knots(np.tanh({{0}}), {xp})")]
+    if which == "convolve":
+        if nd != 1:
+            return None
+        b = st.pick(lambda v: v.ndim == 1 and v.size >= 1)
+        fn = str(rng.choice(["np.convolve", "np.correlate", "scipy.signal.convolve", "scipy.signal.correlate",
+                             "scipy.signal.fftconvolve", "scipy.signal.oaconvolve"]))
+        mode = str(rng.choice(["full", "same", "valid"]))
+        return [Op(out, f"{fn}({{0}}, {{1}}, mode={mode!r})", (a, b), "recent:" + fn.replace("scipy.", ""))]
+    if which == "signal":
+        if nd != 2:
+            return None
+        b = st.pick(lambda v: v.ndim == 2)
+        fn = str(rng.choice(["convolve2d", "correlate2d", "convolve", "fftconvolve"]))
+        mode = str(rng.choice(["full", "same", "valid"]))
+        return [Op(out, f"scipy.signal.{fn}({{0}}, {{1}}, mode={mode!r})", (a, b), f"recent:signal.{fn}")]
+    if which == "einsum":
+        if nd == 2 and shape[0] == shape[1]:
+            spec = str(rng.choice(["ii->i", "ii", "ij->ji", "ij,jk->ik", "ij,ij->", "ij,ji->i", "ik,kj,jl->il"]))
+            n_ops = spec.split("->")[0].count(",") + 1
+            opt = str(rng.choice(["", ", optimize=True", ", optimize='greedy'"]))
+            return [Op(out, f"np.einsum({spec!r}, " + ", ".join(["{0}"] * n_ops) + f"{opt})", (a,), "recent:einsum")]
+        if nd >= 1:
+            b = st.partner(a, lambda x, y: len(y) >= 1 and y[-1] == x[-1] and _broadcastable(x[:-1], y[:-1]))
+            spec = str(rng.choice(["...i,...i->...", "...i,...j->...ij", "i...,i...->..."]))
+            if spec == "...i,...j->...ij" and size * st.shape(b)[-1] > MAX_SIZE:
+                return None
+            if spec == "i...,i...->..." and st.shape(b) != shape:
+                return None
+            return [Op(out, f"np.einsum({spec!r}, {{0}}, {{1}})", (a, b), "recent:einsum")]
+        return None
+    if which == "linspace":
+        b = st.partner(a, _broadcastable)
+        num = int(rng.integers(2, 5))
+        if math.prod(np.broadcast_shapes(shape, st.shape(b))) * num > MAX_SIZE:
+            return None
+        ep = str(rng.choice(["", ", endpoint=False", ", axis=-1", ", retstep=True)[0"]))
+        return [Op(out, f"np.linspace({{0}}, {{1}} + 1.5, {num}{ep})", (a, b), "recent:linspace")]
+    if which == "append":
+        b = st.pick()
+        if nd and rng.random() < 0.5:
+            axis_ok = st.partner(a, lambda x, y: len(y) == len(x) and y[1:] == x[1:])
+            if axis_ok is not None:
+                return [Op(out, "np.append({0}, np.sin({1}), axis=0)", (a, axis_ok), "recent:append")]
+        return [Op(out, "np.append({0}, {1})", (a, b), "recent:append")]
+    if which == "flip":
+        if nd < 2:
+            return None
+        return [Op(out, str(rng.choice(["np.fliplr({0})", "np.flipud({0})", "np.flip({0}, (0, -1))"])), (a,),
+                   "recent:flip")]
+    if which == "rot90":
+        if nd < 2:
+            return None
+        k = int(rng.integers(-2, 4))
+        axes = "" if rng.random() < 0.5 else f", axes=({nd - 1}, 0)"
+        return [Op(out, f"np.rot90({{0}}, {k}{axes})", (a,), "recent:rot90")]
+    if which == "where_out":
+        if nd == 0:
+            return None
+        b = st.partner(a, lambda x, y: _broadcastable(x, y) and np.broadcast_shapes(x, y) == x)
+        form = str(rng.choice([f"np.add({{0}}, {{1}}, out=np.zeros({shape}), where={mask})",
+                               f"np.multiply({{0}}, {{1}}, out=np.full({shape}, 0.25), where={mask})",
+                               f"np.sin({{0}}, out=np.ones_like({{0}}), where={mask})",
+                               f"np.exp(np.tanh({{0}}), out={{1}} * 1.0, where={mask})" if st.shape(b) == shape
+                               else f"np.exp(np.tanh({{0}}), out=np.zeros({shape}), where={mask})",
+                               "np.tanh({0}, out=np.zeros_like({0}), where={0} > 0.2)",
+                               f"np.maximum({{0}}, {{1}}, out=np.zeros({shape}), where=~{mask})"]))
+        guard = "_g_absmin({0} - 0.2)" if "> 0.2" in form else ("_g_absmin({0} - {1})" if "maximum" in form else None)
+        return [Op(out, form, (a, b) if "{1}" in form else (a,), "recent:ufunc_where", guard)]
+    if which == "misc":
+        cands = [
+            ("np.absolute({0})", "_g_absmin({0})"), ("np.negative({0})", None), ("np.conjugate({0})", None),
+            ("np.degrees({0})", None), ("np.rad2deg({0})", None), ("np.radians({0})", None),
+            ("np.around({0}, 1) + {0}", "_g_half(10.0 * {0})"), ("np.fix(2.0 * {0}) + {0}", "_g_frac(2.0 * {0})"),
+            ("np.copysign({0}, -1.0)", "_g_absmin({0})"), ("np.copysign(1.5, {0}) * {0}", "_g_absmin({0})"),
+            ("np.heaviside({0}, 0.5) * {0}", "_g_absmin({0})"), ("np.ldexp({0}, 2)", None),
+            ("np.frexp({0})[0]", "_g_absmin(np.log2(np.abs({0})) - np.round(np.log2(np.abs({0}))))"),
+            ("np.modf({0})[0]", "min(_g_frac({0}), _g_absmin({0}))"), ("np.modf(2.0 * {0})[1] + {0}", "_g_frac(2.0 * {0})"),
+            ("np.floor_divide({0}, 0.6) + {0}", "_g_frac({0} / 0.6)"), ("np.nextafter({0}, np.inf)", None),
+            ("np.sinc({0})", None), ("np.imag({0}) + {0}", None), ("np.real_if_close({0})", None),
+            ("np.unwrap(2.0 * {0})", None), ("np.ones_like({0}) * 0.5 + np.full_like({0}, 0.25) * {0}", None),
+            ("np.diagflat({0})", None), ("np.atleast_3d({0})", None), ("np.resize({0}, (7,))", None),
+            ("np.piecewise({0}, [{0} < -0.2, {0} > 0.4], [np.sin, lambda t: t * t, 0.3])",
+             "min(_g_absmin({0} + 0.2), _g_absmin({0} - 0.4))"),
+            ("np.where(np.isclose({0}, 0.5, atol=0.01), 0.0, {0})", "_g_absmin({0} - 0.5)"),
+            ("{0} * np.count_nonzero({0} > 0.1)", "_g_absmin({0} - 0.1)"),
+            ("{0} * np.digitize({0}, [-0.5, 0.0, 0.5])", "_g_knots({0}, [-0.5, 0.0, 0.5])"),
+            ("{0} * np.searchsorted([-0.4, 0.3], np.ravel({0})).reshape(np.shape({0}))", "_g_knots({0}, [-0.4, 0.3])"),
+            ("np.histogram(np.tanh({0}), bins=[-1.0, -0.3, 0.2, 1.0], weights={0} * {0})[0]",
+             "_g_knots(np.tanh({0}), [-0.3, 0.2])"),
+            ("np.where(np.isin(np.arange(%d).reshape(%s), [1, 4]), {0}, -{0})" % (max(size, 1), shape), None),
+            ("{0} * np.signbit({0})", "_g_absmin({0})"),
+        ]
+        tmpl, guard = cands[int(rng.integers(len(cands)))]
+        if ("isin" in tmpl or "diagflat" in tmpl or "resize" in tmpl) and nd == 0:
+            return None
+        return [Op(out, tmpl, (a,), "recent:" + tmpl.split("(")[0].replace("np.", "").replace("{0} * ", ""), guard)]
+    if which == "poly":
+        if nd != 1 or size > 5:
+            return None
+        b = st.pick(lambda v: v.ndim == 1 and 1 <= v.size <= 5)
+        form = str(rng.choice(["np.polyadd({0}, {1})", "np.polysub({0}, {1})", "np.polymul({0}, {1})",
+                               "np.polyder({0})" if size > 1 else "np.polyint({0})", "np.polyint({0}, k=0.5)",
+                               "np.polyfit(np.linspace(-1.0, 1.0, %d), {0}, %d)" % (size, max(size - 2, 0))
+                               if size >= 2 else "np.polyint({0})"]))
+        return [Op(out, form, (a, b) if "{1}" in form else (a,), "recent:" + form.split("(")[0].replace("np.", ""))]
+    if which == "split":
+        if nd < 2 and rng.random() < 0.5:
+            return None
+        fn = str(rng.choice(["hsplit", "vsplit", "dsplit", "unstack"]))
+        if fn == "unstack":
+            return [Op(out, f"np.unstack({{0}}, axis={ax})[0]", (a,), "recent:unstack")] if nd else None
+        axis = {"hsplit": 1 if nd > 1 else 0, "vsplit": 0, "dsplit": 2}[fn]
+        if nd <= axis or shape[axis] < 2 or shape[axis] % 2:
+            return None
+        return [Op(out, f"np.{fn}({{0}}, 2)[{int(rng.integers(2))}]", (a,), f"recent:{fn}")]
+    if which == "sortlike":
+        if nd == 0:
+            return None
+        n = shape[-1]
+        kth = int(rng.integers(n))
+        form = str(rng.choice([f"np.partition({{0}}, {kth})[..., {kth}]",
+                               f"np.take_along_axis({{0}}, np.argsort({{0}}, axis=-1), axis=-1)",
+                               f"np.take_along_axis({{0}}, np.argpartition({{0}}, {kth}, axis=-1), axis=-1)[..., {kth}]",
+                               f"np.take(np.ravel({{0}}), np.lexsort((np.ravel({{0}}),)))",
+                               "np.ravel({0})[np.argmin(np.ravel({0}))] + np.ravel({0})[np.argmax(np.ravel({0}))]"]))
+        guard = "_g_sortgap({0}, -1)" if "lexsort" not in form and "argm" not in form else "_g_sortgap({0}, None)"
+        return [Op(out, form, (a,), "recent:" + form.split("(")[1].replace("np.", "").split(" ")[0] if "take" in form
+                   else "recent:" + form.split("(")[0].replace("np.", ""), guard)]
+    if which == "scatter":
+        if nd == 0:
+            return None
+        form = str(rng.choice([
+            "{out} = {0} * 1.0\nnp.put({out}, [0, -1], [0.5, -0.5])",
+            "{out} = {0} * 1.0\nnp.putmask({out}, %s, np.sin({0}))" % mask,
+            "{out} = {0} * 1.0\nnp.place({out}, %s, [0.25, 0.75])" % mask,
+            "{out} = np.zeros(%s)\nnp.copyto({out}, np.cos({0}), where=%s)" % (shape, mask),
+            "{out} = {0} * 1.0\nnp.put_along_axis({out}, np.zeros(%s, dtype=np.intp), 0.5, axis=-1)"
+            % (shape[:-1] + (1,),),
+            "{out} = np.outer(np.ravel({0})[:3], np.ravel({0})[:3])\nnp.fill_diagonal({out}, np.ravel({0})[:1])",
+            "{out} = np.delete({0}, [0], axis=%d)" % ax if shape[ax] >= 2 else "{out} = np.delete({0}, [])",
+            "{out} = np.bincount([0, 2, 2, 1], weights=np.ravel({0})[:4] if np.size({0}) >= 4 else "
+            "np.resize(np.ravel({0}), 4))",
+        ]))
+        fn = next(f for f in ("putmask", "put_along_axis", "put", "place", "copyto", "fill_diagonal", "delete",
+                              "bincount") if f"np.{f}(" in form)
+        return [Op(out, form, (a,), "recent:" + fn, block=True)]
+    if which == "vec":
+        if nd == 0:
+            return None
+        n = shape[-1]
+        b = st.partner(a, lambda x, y: len(y) >= 1 and y[-1] == x[-1] and _broadcastable(x[:-1], y[:-1]))
+        form = str(rng.choice(["np.vecdot({0}, {1})", "np.linalg.vecdot({0}, {1})",
+                               f"np.matvec({const_expr(rng, (2, n))}, {{0}})", f"np.vecmat({{0}}, {const_expr(rng, (n, 2))})",
+                               "np.matrix_transpose({0})" if nd >= 2 else "np.linalg.outer({0}, {0})",
+                               "np.linalg.vector_norm({0}, axis=-1)", "np.linalg.vector_norm({0}, ord=3)",
+                               "np.linalg.tensordot({0}, {1}, axes=([-1], [-1]))" if nd + len(st.shape(b)) <= 4
+                               else "np.linalg.vecdot({0}, {1})",
+                               "np.linalg.cross({0}, {1})" if n == 3 else "np.vecdot({0}, {0})"]))
+        guard = "_g_min(np.sum({0} * {0}, axis=-1))" if "vector_norm" in form else None
+        if "tensordot" in form and math.prod(shape[:-1] + st.shape(b)[:-1]) > MAX_SIZE:
+            return None
+        return [Op(out, form, (a, b) if "{1}" in form else (a,), "recent:" + form.split("(")[0].replace("np.", ""),
+                   guard)]
+    if which == "integrate":
+        if nd == 0 or shape[ax] < 2:
+            return None
+        n = shape[ax]
+        form = str(rng.choice([f"scipy.integrate.simpson({{0}}, axis={ax})", f"scipy.integrate.simpson({{0}}, dx=0.3, axis={ax})",
+                               f"scipy.integrate.simpson({{0}}, x=np.linspace(0.0, 1.0, {n}) ** 2, axis={ax})",
+                               f"scipy.integrate.trapezoid({{0}}, axis={ax})",
+                               f"scipy.integrate.cumulative_trapezoid({{0}}, axis={ax})",
+                               f"scipy.integrate.cumulative_trapezoid({{0}}, dx=0.5, axis={ax}, initial=0)"]))
+        return [Op(out, form, (a,), "recent:" + form.split("(")[0].replace("scipy.", ""))]
+    # stack-like
+    form = str(rng.choice(["np.dstack([{0}, np.sin({0})])", "np.block([[{0}, {0}], [np.cos({0}), {0}]])" if nd == 2
+                           else "np.block([{0}, {0} * 2.0])" if nd == 1 else "np.hstack([{0}, {0}])",
+                           "np.column_stack([{0}, np.cos({0})])" if nd <= 2 else "np.vstack([{0}, {0}])",
+                           "np.rollaxis({0}, %d)" % (nd - 1) if nd else "np.atleast_1d({0})",
+                           "np.meshgrid(np.ravel({0})[:3], np.ravel({0})[-2:])[0] * np.meshgrid(np.ravel({0})[:3], "
+                           "np.ravel({0})[-2:])[1]",
+                           "np.ascontiguousarray({0}.T) + np.asfortranarray({0})",
+                           "np.apply_along_axis(np.cumsum, -1, {0})" if nd else "np.atleast_2d({0})",
+                           "scipy.linalg.toeplitz(np.ravel({0})[:4])", "scipy.linalg.block_diag({0}, 2.0 * {0})"
+                           if nd <= 2 else "np.vstack([{0}])"]))
+    return [Op(out, form, (a,), "recent:" + form.split("(")[0].replace("np.", "").replace("scipy.", ""))]
+
+
+def b_recent(st):
+    """issue 11's functions (scipy.special, scipy.stats, scipy.linalg, scipy.integrate/signal) and the
+    covered NumPy functions the other families never write, each argument mapped into its domain
+    (tanh-bounded probabilities and positive values) and guarded away from kinks."""
+    rng = st.rng
+    r = rng.random()
+    if r < 0.08:
+        return _b_recent_multivariate(st)
+    if r < 0.2:
+        return _b_recent_linalg(st)
+    a = st.pick()
+    if a is None:
+        return None
+    if r < 0.45:
+        if rng.random() < 0.75:
+            tmpl, guard = RECENT_SPECIAL_UNARY[int(rng.integers(len(RECENT_SPECIAL_UNARY)))]
+            return [Op(st.fresh(), tmpl, (a,), "recent:" + tmpl.split("(")[0].replace("scipy.", ""), guard)]
+        tmpl, guard = RECENT_SPECIAL_BINARY[int(rng.integers(len(RECENT_SPECIAL_BINARY)))]
+        b = st.partner(a, _broadcastable)
+        return [Op(st.fresh(), tmpl, (a, b), "recent:" + tmpl.split("(")[0].replace("scipy.", ""), guard)]
+    if r < 0.7:
+        return _b_recent_stats(st, a)
+    return _b_recent_numpy(st, a)
+
+
+NEW.append((b_recent, 12))
+LONG.append((b_recent, 12))

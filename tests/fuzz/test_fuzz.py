@@ -160,7 +160,7 @@ def test_generator_covers_the_new_features():
     aliases), numpy_extra's functions and scipy.special/stats all appear, and the programs are
     valid NumPy that leave their inputs alone."""
     kinds = set()
-    for s in range(250):
+    for s in range(400):
         p = gen.generate(s, profile="new")
         kinds.update(k.split("/")[0] for k in p.kinds())
         before = {n: gen._copy(v) for n, v in p.values.items()}
@@ -174,6 +174,12 @@ def test_generator_covers_the_new_features():
         assert k in kinds, k
     assert any(k.startswith("special:stats.") for k in kinds)
     assert any(k.startswith("extra:nan") for k in kinds)
+    # issue 11's functions and the other covered ones (gen.b_recent)
+    recent = {k for k in kinds if k.startswith("recent:")}
+    for k in ["recent:special.betaincinv", "recent:special.zeta", "recent:linalg.lu", "recent:linalg.logm",
+              "recent:ufunc_where", "recent:stats.multinomial.logpmf", "recent:integrate.simpson"]:
+        assert k in recent, k
+    assert len({k.split(".")[1] for k in recent if k.startswith("recent:stats.")}) >= 15
 
 
 def test_checks_catch_a_modified_argument(monkeypatch):

@@ -164,3 +164,30 @@ def test_unsupported_scipy_special_ufunc_is_named_as_scipy_s():
     # a SciPy function calling a private ufunc on a traced value: the function's name
     with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.special\.lambertw`"):
         jitad.grad(lambda x: scipy.special.lambertw(x).real)(2.5)
+
+
+def test_errors_inside_a_function_scipy_optimize_calls_name_the_user_s_code():
+    # autograd's fluidsim example: minimize(value_and_grad(objective), ...) where the objective indexes
+    # a constant array with traced positions. The error named `scipy.optimize.minimize`, the caller of
+    # the traced function, as a SciPy function jitad lacks, instead of the indexing and its way out
+    import scipy.optimize
+    table = np.arange(6.0)
+    x0 = np.array([1.5, 2.5])
+
+    def gather(x):
+        return np.sum(table[np.floor(x).astype(int)] * x)
+
+    def unsupported(x):
+        return np.sum(np.linalg.eigvals(np.outer(x, x)).real)
+
+    for minimize in (lambda f: scipy.optimize.minimize(jitad.value_and_grad(f), x0, jac=True),
+                     lambda f: scipy.optimize.newton(lambda r: jitad.grad(f)(np.array([r, 2.5]))[0], 1.5)):
+        with pytest.raises(jitad.ConcretizationError, match="take_along_axis"):
+            minimize(gather)
+        with pytest.raises(jitad.UnsupportedOperationError, match=r"`numpy\.linalg\.eigvals`") as info:
+            minimize(unsupported)
+        assert "scipy" not in str(info.value)
+    # a SciPy function jitad lacks, called by the traced function inside minimize: still named
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.linalg\.signm`"):
+        scipy.optimize.minimize(jitad.value_and_grad(lambda a: np.sum(scipy.linalg.signm(a.reshape(2, 2)))),
+                                np.array([1.1, 0.2, 0.3, 1.4]), jac=True)

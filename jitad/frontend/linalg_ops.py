@@ -723,15 +723,21 @@ def foreign_call_error(frame=None):
 
     `frame`: the innermost frame to look from (default: the caller's).
     """
-    frame, found = frame or sys._getframe(1), None
+    frame, found, left_jitad = frame or sys._getframe(1), None, False
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
-        if module.startswith("scipy."):
+        if module == "jitad" or module.startswith("jitad."):
+            if left_jitad:  # back in jitad (the trace's entry): what called the traced function, such
+                break       # as scipy.optimize.minimize calling value_and_grad(f), is not the culprit
+        elif module.startswith("scipy."):
+            left_jitad = True
             name = frame.f_code.co_name
             if not name.startswith("_") and name not in ("wrapper", "inner", "decorator"):
                 found = (module, frame.f_code.co_qualname, frame.f_locals.get("self"))
-        elif found is not None:
-            break
+        else:
+            left_jitad = True
+            if found is not None:
+                break
         frame = frame.f_back
     if found is None:
         return None

@@ -437,3 +437,24 @@ def test_compiled_guard_raises():
     a, _ = _with_spectrum([1.0, 2.0, 2.0])
     with pytest.raises(jitad.NonDifferentiableError, match="repeated eigenvalue"):
         jitad.grad(lambda a: np.sum(np.linalg.eigh(a)[1][:, 1]))(a)
+
+
+@pytest.mark.usefixtures("reference_backend")
+@pytest.mark.parametrize("lower", [False, True])
+def test_cho_factor_keeps_the_other_triangle_of_a(lower):
+    """Fuzz finding (issue 11's templates): scipy.linalg.cho_factor's c holds the input's entries in the
+    triangle the factor does not use (LAPACK's potrf leaves them); jitad returned zeros there, a silently
+    wrong value (and derivative) of cho_factor(a)[0]. Now SciPy's values, and those entries differentiate
+    as a's; cho_solve with the factor is unchanged."""
+    r = np.random.default_rng(0)
+    a = r.normal(size=(4, 4))
+    a = a @ a.T + 4.0 * np.eye(4)
+    w = np.cos(np.arange(16.0)).reshape(4, 4)
+
+    def f(a):
+        return scipy.linalg.cho_factor(a, lower=lower)[0]
+    np.testing.assert_allclose(jitad.jit(f)(a), f(a), rtol=1e-13)
+    jitad.check_grads(lambda a: np.sum(f(a) * w), (a,), modes=("fwd", "rev"))
+    b = np.arange(4.0)
+    np.testing.assert_allclose(jitad.jit(lambda a: scipy.linalg.cho_solve(scipy.linalg.cho_factor(a, lower=lower), b))(a),
+                               np.linalg.solve(a, b), rtol=1e-12)

@@ -518,8 +518,11 @@ def scipy_cholesky(a, lower=False, overwrite_a=False, check_finite=True):
 
 
 def cho_factor(a, lower=False, overwrite_a=False, check_finite=True):
-    """scipy.linalg.cho_factor: (c, lower); the unused triangle of c is zero here."""
-    return cholesky(a, upper=not lower), lower
+    """scipy.linalg.cho_factor: (c, lower); c's other triangle holds a's entries there, as SciPy's (LAPACK's
+    potrf leaves them; cho_solve reads the factor's triangle only)."""
+    a = _float(a)
+    other = numpy_ops.triu(a, 1) if lower else numpy_ops.tril(a, -1)
+    return cholesky(a, upper=not lower) + other, lower
 
 
 def cho_solve(c_and_lower, b, overwrite_b=False, check_finite=True):

@@ -508,3 +508,29 @@ def test_cross_of_two_vectors_is_numpys():
             jitad.check_grads(fun, (a,), order=2)
     with pytest.raises(jitad.ShapeError, match="dimension must be 2 or 3"):
         jitad.grad(lambda a: np.sum(np.cross(a, a)))(np.ones(4))
+
+
+@pytest.mark.parametrize("shape", [(2, 1), (1, 2), (2, 2), (4, 2), (3, 4), (3, 3)])
+def test_correlate2d_same_centres_as_scipy(shape):
+    """Fuzz finding (issue 11's templates): scipy.signal.correlate2d(mode='same') with a kernel of an even
+    size crops the full correlation at shape // 2, not at (shape - 1) // 2 as scipy.signal.correlate does:
+    jitad gave correlate's window, silently wrong values. Now SciPy's, both operands differentiating."""
+    x = rng.uniform(-1.0, 1.0, (3, 5))
+    v = rng.uniform(-1.0, 1.0, shape)
+
+    def f(x, v):
+        return scipy.signal.correlate2d(x, v, mode="same")
+    np.testing.assert_allclose(jitad.jit(f)(x, v), f(x, v), rtol=1e-13, atol=1e-15)
+    jitad.check_grads(f, (x, v), modes=("fwd", "rev"))
+
+
+def test_delete_of_an_empty_list_deletes_nothing():
+    """Fuzz finding (issue 11's templates): np.delete(x, []) is a copy of x in NumPy (an empty list counts as
+    integer positions); jitad raised IndexError ('arrays used as indices must be of integer type'). An
+    empty float array stays NumPy's IndexError."""
+    x = M
+    for f in (lambda x: np.delete(x, []), lambda x: np.delete(x, [], axis=1), lambda x: np.delete(x, ())):
+        np.testing.assert_array_equal(jitad.jit(f)(x), f(x))
+        np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(f(x) ** 2))(x), 2.0 * x)
+    with pytest.raises(IndexError):
+        jitad.jit(lambda x: np.delete(x, np.array([])))(x)

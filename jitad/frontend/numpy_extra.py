@@ -662,6 +662,9 @@ def correlate2d(in1, in2, mode="full", boundary="fill", fillvalue=0):
     _fill_boundary(boundary, fillvalue, "correlate2d")
     if ops.ndim_of(in1) != 2 or ops.ndim_of(in2) != 2:
         raise ValueError("correlate2d inputs must both be 2-D arrays")
+    if _mode(mode) == "same":  # SciPy's 2-D routine centres 'same' at in2's shape // 2 (correlate: (shape - 1) // 2)
+        a, v, dtype = _common_float(in1, in2)
+        return ops.astype(_crop(_correlate_full(a, v), [m // 2 for m in ops.shape_of(v)], ops.shape_of(a)), dtype)
     return signal_correlate(in1, in2, mode)
 
 
@@ -786,7 +789,10 @@ def delete(arr, obj, axis=None):
     axis = ops.normalize_axis(axis, ops.ndim_of(arr))
     n = ops.shape_of(arr)[axis]
     keep = np.ones(n, bool)
-    keep[np.arange(n)[obj] if isinstance(obj, slice) else np.asarray(_concrete(obj, "np.delete's positions"))] = False
+    positions = np.arange(n)[obj] if isinstance(obj, slice) else np.asarray(_concrete(obj, "np.delete's positions"))
+    if positions.size == 0 and not isinstance(obj, np.ndarray):  # NumPy: an empty list deletes nothing
+        positions = positions.astype(np.intp)
+    keep[positions] = False
     return ops.getitem(arr, (slice(None),) * axis + (np.flatnonzero(keep),))
 
 

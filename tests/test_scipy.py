@@ -407,3 +407,39 @@ def test_special_functions_of_float32_have_scipys_dtype():
         np.testing.assert_allclose(got, want, rtol=2e-6, err_msg=str(k))
         g = jitad.grad(lambda x: np.sum(fun(x)))(x)
         assert g.dtype == np.float32 and np.all(np.isfinite(g)), k
+
+
+def test_cdfs_outside_the_support_have_zero_second_derivatives():
+    """Fuzz finding (issue 11's templates: beta.logcdf with a traced scale, x / scale > 1): the cdf and sf of
+    beta, gamma, chi2 and weibull_min clipped x to the support, so the incomplete beta/gamma function's
+    slope x^(a-1) (1-x)^(b-1) was differentiated at the support's end: 0 * inf = nan in hessians and hvps
+    where the function is constant. Now their second derivatives there are 0, and the values SciPy's."""
+    z = np.array([1.2, 0.5, -0.2])
+    funs = [lambda z: st.beta.cdf(z, 2.0, 3.0), lambda z: st.beta.sf(z, 2.0, 3.0), lambda z: st.gamma.cdf(z, 2.0),
+            lambda z: st.gamma.sf(z, 2.0), lambda z: st.chi2.cdf(z, 3.0), lambda z: st.chi2.sf(z, 3.0),
+            lambda z: st.weibull_min.cdf(z, 1.5), lambda z: st.weibull_min.sf(z, 1.5),
+            lambda z: st.beta.logcdf(0.7, 2.0, 3.0, scale=z * z + 0.3)]
+    for k, f in enumerate(funs):
+        h = jitad.hessian(lambda z: np.sum(f(z)))(z)
+        assert np.all(np.isfinite(h)), k
+        for i in range(3):
+            e = np.zeros(3)
+            e[i] = 1e-5
+            fd = (jitad.grad(lambda z: np.sum(f(z)))(z + e) - jitad.grad(lambda z: np.sum(f(z)))(z - e)) / 2e-5
+            np.testing.assert_allclose(h[i], fd, atol=1e-5, err_msg=str(k))
+    edges = np.array([-1.0, 0.0, 0.3, 1.0, 2.0, np.inf, np.nan])
+    with np.errstate(all="ignore"):
+        for f in funs[:8]:
+            np.testing.assert_allclose(jitad.jit(f)(edges), f(edges), rtol=1e-14, atol=0)
+
+
+def test_t_cdf_differentiates_at_its_centre():
+    """t.cdf/sf/logcdf at x == loc: I_{df/(df+z²)}(df/2, 1/2) has an infinite slope at z = 0 where dx/dz = 0,
+    so jitad's derivatives there were nan (found while fixing the fuzzer's beta.logcdf finding). Now the
+    density at 0 and, to third order, the finite differences' values."""
+    z = np.array([0.0, 0.5, -0.7])
+    for f in (lambda z: st.t.cdf(z, 3.0), lambda z: st.t.sf(z, 3.0), lambda z: st.t.logcdf(z, 2.5, scale=1.5),
+              lambda z: st.t.cdf(0.3, 3.0, loc=z + 0.3)):
+        np.testing.assert_allclose(jitad.jit(f)(z), f(z), rtol=1e-15, atol=1e-16)
+        jitad.check_grads(lambda z: np.sum(f(z)), (z,), order=2, modes=("fwd", "rev"))
+    np.testing.assert_allclose(jitad.grad(lambda z: st.t.cdf(z, 3.0))(0.0), st.t.pdf(0.0, 3.0), rtol=1e-14)

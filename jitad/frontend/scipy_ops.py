@@ -311,18 +311,24 @@ def _positive(z, logpdf):
 
 
 def _t_cdf(z, df):
-    """P(T <= z) = 1 - I_{df/(df+z²)}(df/2, 1/2) / 2 for z >= 0, symmetric below."""
-    tail = 0.5 * P.betainc_p(0.5 * df, 0.5, df / (df + z * z))
-    return np.where(z >= 0, 1.0 - tail, tail)
+    """P(T <= z) = 1 - I_{df/(df+z²)}(df/2, 1/2) / 2 for z >= 0, symmetric below. At z = 0 the incomplete
+    beta function's slope (1-x)^(-1/2) is infinite where dx/dz is 0 (nan derivatives, at x == loc): there,
+    its Taylor polynomial 1/2 + c z (1 - (df+1)/(6 df) z²), c the density at 0 (derivatives exact to 4th order)."""
+    at_zero = z == 0
+    z_away = np.where(at_zero, 1.0, z)
+    tail = 0.5 * P.betainc_p(0.5 * df, 0.5, df / (df + z_away * z_away))
+    c = np.exp(_t_logpdf(0.0 * z, df))
+    return np.where(at_zero, 0.5 + c * z * (1.0 - (df + 1.0) / (6.0 * df) * z * z),
+                    np.where(z_away >= 0, 1.0 - tail, tail))
 
 
 # cdf(z, *shapes) of the standardized variable (sf is 1 - cdf, logcdf and logsf their logs), where
 # the support's edges clip z; incomplete gamma and beta functions: no derivative in a shape parameter
 CDFS = {
     "t": _t_cdf,
-    "gamma": lambda z, a: P.gammainc_p(a, np.maximum(z, 0.0)),
-    "beta": lambda z, a, b: P.betainc_p(a, b, np.clip(z, 0.0, 1.0)),
-    "chi2": lambda z, df: P.gammainc_p(0.5 * df, 0.5 * np.maximum(z, 0.0)),
+    "gamma": lambda z, a: _positive_cdf(z, lambda z: P.gammainc_p(a, z)),
+    "beta": lambda z, a, b: _unit_cdf(z, lambda z: P.betainc_p(a, b, z), 0.0, 1.0),
+    "chi2": lambda z, df: _positive_cdf(z, lambda z: P.gammainc_p(0.5 * df, 0.5 * z)),
     "laplace": lambda z: np.where(z < 0, 0.5 * np.exp(np.minimum(z, 0.0)), 1.0 - 0.5 * np.exp(-np.maximum(z, 0.0))),
     "expon": lambda z: -np.expm1(-np.maximum(z, 0.0)),
     "cauchy": lambda z: 0.5 + np.arctan(z) / math.pi,
@@ -330,7 +336,7 @@ CDFS = {
     "uniform": lambda z: np.clip(z, 0.0, 1.0),
     "halfnorm": lambda z: P.erf_p(np.maximum(z, 0.0) * math.sqrt(0.5)),
     "lognorm": lambda z, s: _positive_cdf(z, lambda z: P.ndtr_p(np.log(z) / s)),
-    "weibull_min": lambda z, c: -np.expm1(-np.maximum(z, 0.0) ** c),
+    "weibull_min": lambda z, c: _positive_cdf(z, lambda z: -np.expm1(-z ** c)),
     "gumbel_r": lambda z: np.exp(-np.exp(-z)),
     "rayleigh": lambda z: -np.expm1(-0.5 * np.maximum(z, 0.0) ** 2),
     "invgamma": lambda z, a: _positive_cdf(z, lambda z: P.gammaincc_p(a, 1.0 / z)),
@@ -376,13 +382,13 @@ def _symmetric_sf(name):
 SFS = {
     "t": _symmetric_sf("t"), "laplace": _symmetric_sf("laplace"), "cauchy": _symmetric_sf("cauchy"),
     "logistic": _symmetric_sf("logistic"),
-    "gamma": lambda z, a: P.gammaincc_p(a, np.maximum(z, 0.0)),
-    "beta": lambda z, a, b: P.betainc_p(b, a, 1.0 - np.clip(z, 0.0, 1.0)),
-    "chi2": lambda z, df: P.gammaincc_p(0.5 * df, 0.5 * np.maximum(z, 0.0)),
+    "gamma": lambda z, a: _positive_cdf(z, lambda z: P.gammaincc_p(a, z), below=1.0),
+    "beta": lambda z, a, b: _unit_cdf(z, lambda z: P.betainc_p(b, a, 1.0 - z), 1.0, 0.0),
+    "chi2": lambda z, df: _positive_cdf(z, lambda z: P.gammaincc_p(0.5 * df, 0.5 * z), below=1.0),
     "expon": lambda z: np.exp(-np.maximum(z, 0.0)),
     "halfnorm": lambda z: P.erfc_p(np.maximum(z, 0.0) * math.sqrt(0.5)),
     "lognorm": lambda z, s: _positive_cdf(z, lambda z: P.ndtr_p(-np.log(z) / s), below=1.0),
-    "weibull_min": lambda z, c: np.exp(-np.maximum(z, 0.0) ** c),
+    "weibull_min": lambda z, c: _positive_cdf(z, lambda z: np.exp(-z ** c), below=1.0),
     "gumbel_r": lambda z: -np.expm1(-np.exp(-z)),
     "rayleigh": lambda z: np.exp(-0.5 * np.maximum(z, 0.0) ** 2),
     "invgamma": lambda z, a: _positive_cdf(z, lambda z: P.gammainc_p(a, 1.0 / z), below=1.0),
@@ -437,9 +443,18 @@ def _quantile(name, method, q, shapes, loc, scale, support):
 
 
 def _positive_cdf(z, cdf, below=0.0):
-    """cdf(z) for z > 0, `below` at z <= 0, nan at nan (SciPy's)."""
+    """cdf(z) for z > 0, `below` at z <= 0, nan at nan (SciPy's). Outside, the formula reads z = 1 and the
+    result is a constant: derivatives 0 to every order (a clip of z to 0 made the incomplete gamma
+    function's slope x^(a-1) differentiate to 0 * inf = nan there)."""
     inside = z > 0
     return np.where(inside, cdf(np.where(inside, z, 1.0)), np.where(np.isnan(z), np.nan, below))
+
+
+def _unit_cdf(z, cdf, below, above):
+    """cdf(z) for 0 < z < 1, `below` at z <= 0, `above` at z >= 1, nan at nan (beta's, as _positive_cdf)."""
+    inside = (z > 0) & (z < 1)
+    return np.where(inside, cdf(np.where(inside, z, 0.5)),
+                    np.where(z <= 0, below, np.where(z >= 1, above, np.nan)))
 # the normal distribution's other methods, of z = (x - loc) / scale (ppf: of the probability q)
 NORM_METHODS = {"cdf": lambda z: P.ndtr_p(z), "logcdf": lambda z: P.log_ndtr_p(z), "sf": lambda z: P.ndtr_p(-z),
                 "logsf": lambda z: P.log_ndtr_p(-z)}

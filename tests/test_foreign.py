@@ -191,3 +191,26 @@ def test_errors_inside_a_function_scipy_optimize_calls_name_the_user_s_code():
     with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.linalg\.signm`"):
         scipy.optimize.minimize(jitad.value_and_grad(lambda a: np.sum(scipy.linalg.signm(a.reshape(2, 2)))),
                                 np.array([1.1, 0.2, 0.3, 1.4]), jac=True)
+
+
+def test_odeint_and_solve_ivp_reached_through_an_attribute_or_a_dict():
+    # autograd's ode_net example with its solver held in a namespace object (as a test harness running
+    # one model with several libraries does): odeint and solve_ivp, unlike the other SciPy functions
+    # jitad implements, kept their own code, so a call through an attribute or a dict was SciPy's
+    # (an UnsupportedOperationError); their code is swapped too now, and jitad's solver calls SciPy's own
+    import scipy.integrate
+    solvers = types.SimpleNamespace(odeint=scipy.integrate.odeint, solve_ivp=scipy.integrate.solve_ivp)
+    by_name = {"odeint": scipy.integrate.odeint}
+    t = np.linspace(0.0, 1.0, 5)
+
+    def f(k):
+        a = solvers.odeint(lambda y, t: -k * y, 1.0, t, rtol=1e-10, atol=1e-12)[-1, 0]
+        b = by_name["odeint"](lambda y, t: -k * y, 1.0, t, rtol=1e-10, atol=1e-12)[-1, 0]
+        c = solvers.solve_ivp(lambda t, y: -k * y, (0.0, 1.0), [1.0], t_eval=t, rtol=1e-10, atol=1e-12).y[0, -1]
+        return a + b + c
+    value, slope = jitad.value_and_grad(f)(0.7)
+    assert value == pytest.approx(3 * np.exp(-0.7), rel=1e-8)
+    assert slope == pytest.approx(-3 * np.exp(-0.7), rel=1e-7)
+    # SciPy's own code again after the trace
+    assert scipy.integrate.odeint.__code__.co_filename.endswith("_odepack_py.py")
+    np.testing.assert_allclose(solvers.odeint(lambda y, t: -0.7 * y, 1.0, t)[-1], np.exp(-0.7), rtol=1e-6)

@@ -29,6 +29,7 @@ import numpy as np
 
 from jitad.frontend import linalg_ops
 from jitad.frontend import numpy_ops
+from jitad.frontend import scipy_code
 from jitad.frontend.tracer import trace
 from jitad import primitives as P
 from jitad.errors import JitadError, ShapeError, UnsupportedOperationError
@@ -57,9 +58,9 @@ def _scipy(name):
     """SciPy's own function (not the dispatcher that stands in its place while jitad traces)."""
     if name == "odeint":
         from scipy.integrate._odepack_py import odeint
-        return odeint
+        return scipy_code.unswapped(odeint)
     from scipy.integrate._ivp.ivp import solve_ivp
-    return solve_ivp
+    return scipy_code.unswapped(solve_ivp)
 
 
 class OdeSystem:

@@ -9,12 +9,13 @@ of SciPy's own code for concrete ones (other threads calling SciPy meanwhile get
 The code comes back when the outermost trace ends.
 
 Only plain Python functions are swapped (not builtins or ufuncs, which jitad reaches through
-`__array_ufunc__`), and not builders that take every call made while tracing (odeint, solve_ivp:
-they call SciPy's own function themselves).
+`__array_ufunc__`). Builders that call SciPy's function themselves (odeint, solve_ivp) reach its
+own code through `unswapped`.
 """
 import types
 
 _DISPATCH = {}  # key -> the dispatcher a trampoline calls
+_OWN_CODE = {}  # id of a swapped function -> its own code, while swapped
 _TRAMPOLINES = {}  # number of free variables -> the code of a trampoline with that many
 
 
@@ -55,7 +56,18 @@ def copy_of(function):
 
 
 def swappable(function, builder):
-    return isinstance(function, types.FunctionType) and not getattr(builder, "while_tracing", False)
+    return isinstance(function, types.FunctionType)
+
+
+def unswapped(function):
+    """`function` running SciPy's own code, also while its code is swapped (for the builders that call
+    SciPy's function themselves, such as odeint's)."""
+    code = _OWN_CODE.get(id(function))
+    if code is None:
+        return function
+    copy = copy_of(function)
+    copy.__code__ = code
+    return copy
 
 
 def _key(function):
@@ -79,6 +91,7 @@ def swap(function, dispatcher, trampoline):
     key = _key(function)
     saved = (function, function.__code__, key)
     _DISPATCH[key] = dispatcher
+    _OWN_CODE[id(function)] = function.__code__
     function.__code__ = trampoline
     return saved
 
@@ -87,3 +100,4 @@ def restore(saved):
     for function, code, key in reversed(saved):
         function.__code__ = code
         _DISPATCH.pop(key, None)
+        _OWN_CODE.pop(id(function), None)

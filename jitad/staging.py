@@ -546,8 +546,6 @@ class Transform:
         stage.target = backend.current_target()
         tier_first = key is not None and backend.config.backend == "numba" and \
             backend.config.compile in ("background", "off") and stage.target != "cuda"
-        if tier_first and backend.config.compile == "background":
-            worker.warm()  # the compile worker starts (and imports Numba) while this call traces and runs
         with stage.timed("trace", self):
             graph, captured, out_tree = trace_user(self.fun, sig, kwargs, draws, roll=not tier_first)
         self.captures.settle()  # (what the function changed itself while traced is not an input)
@@ -690,6 +688,10 @@ class Pending:
         _build_jobs.put((self, first_args))
 
     def _run(self, first_args):
+        # the compile worker starts (and imports Numba) while this thread builds the kernel's source:
+        # from here, after the first result, not before the trace (starting a thread on the caller's
+        # made it wait a scheduling quantum or two: ~5-9 ms of a 20-50 ms first call)
+        worker.warm()
         try:
             self._build(first_args)
         finally:

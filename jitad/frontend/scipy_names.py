@@ -35,13 +35,17 @@ SKIPPED_ROOTS = frozenset(sys.stdlib_module_names) | {
 
 
 def _installed_folders():
+    """The folders of installed code, each as given and resolved (a module's path is resolved only
+    when it is in none of them as given: resolving every loaded module's path cost milliseconds
+    of a first call)."""
     folders = set()
-    for key in ("stdlib", "platstdlib", "purelib", "platlib"):
-        path = sysconfig.get_paths().get(key)
+    paths = sysconfig.get_paths()
+    given = [paths.get(key) for key in ("stdlib", "platstdlib", "purelib", "platlib")]
+    # site-packages folders of other schemes (user site, virtualenvs)
+    given += [path for path in sys.path if os.path.basename(path.rstrip(os.sep)) in ("site-packages", "dist-packages")]
+    for path in given:
         if path:
-            folders.add(os.path.join(os.path.realpath(path), ""))
-    for path in sys.path:  # site-packages folders of other schemes (user site, virtualenvs)
-        if os.path.basename(path.rstrip(os.sep)) in ("site-packages", "dist-packages"):
+            folders.add(os.path.join(path, ""))
             folders.add(os.path.join(os.path.realpath(path), ""))
     return tuple(folders)
 
@@ -61,7 +65,8 @@ def _scanned(name, module):
         if name == "__main__" or (isinstance(path, str) and path):
             if not _INSTALLED:
                 _INSTALLED.append(_installed_folders())
-            scan = name == "__main__" or not os.path.realpath(path).startswith(_INSTALLED[0])
+            scan = name == "__main__" or not (path.startswith(_INSTALLED[0]) or
+                                              os.path.realpath(path).startswith(_INSTALLED[0]))
     _SCANNED[name] = (module, scan)
     return scan
 

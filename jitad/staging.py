@@ -392,6 +392,24 @@ class Stage:
 
 
 # --- a transform of a user function, cached per signature --------------------------------------
+# the signatures whose stages a transform keeps; a new one beyond them drops the oldest (a Python
+# int argument that changes at every call, such as an optimiser's step number, made one stage per
+# call, kept for ever: memory grew without bound)
+STAGE_LIMIT = 64
+# traces told apart only by the values of Python int/bool (or NumPy integer) arguments, after which
+# a transform says so once and builds a new stage's compiled form only when that stage is called
+# again (a value seen once never reuses its kernel; building it cost the caller CPU)
+SCALAR_RETRACES = 8
+_SCALAR_TYPES = (bool, int, np.integer, np.bool_)
+
+
+def _scalar_blind(key):
+    """A signature key with the values of static Python/NumPy integers and bools left out."""
+    trees, parts = key
+    return trees, tuple(("static", part[1]) if part[0] == "static" and issubclass(part[1], _SCALAR_TYPES) else part
+                        for part in parts)
+
+
 class Transform:
     """A transform of a user function, compiled and cached per input signature (one `Stage` each).
 
@@ -420,6 +438,8 @@ class Transform:
         # call after one of them was rebound traces again; `fast_tables`: fast paths forgotten then
         self.captures = None
         self.fast_tables = [self.fast]
+        self.scalar_retraces = 0  # traces that differ from a kept one only in static integer values
+        self.lazy_build = False   # (then a stage's compiled form is built at its second call)
 
     def captures_ok(self):
         """Whether the globals and closure variables the traces read still hold what they did."""
@@ -539,6 +559,8 @@ class Transform:
                     self.latest, self.last = other, None
                     return outs, other.meta, sig
         STATS["traces"] += 1
+        if key is not None:
+            self._count_scalar_retrace(key, sig)
         if self.captures is None:
             self.captures = Captures(self.fun)
         stage = self.latest = Stage(self, key)
@@ -569,7 +591,9 @@ class Transform:
             background = backend.config.compile == "background"
             pending = Pending(stage, counted=background, reroll=lambda g: self._build(g, sig, out_tree)[0])
             outs = pending(values)
-            if background:  # after the first result: the thread would slow it
+            if background and self.lazy_build:
+                pending.deferred = True  # built when this signature is called again
+            elif background:  # after the first result: the thread would slow it
                 pending.build(first_args=values)
             stage.executor = rng.Drawing(pending, graph.draws, len(sig.traced)) if graph.draws else pending
             self._keep(key, stage)
@@ -600,8 +624,36 @@ class Transform:
         self.last, self.last_extra = (None, served) if extra else (served, None)
         return (outs[:-1] if guarded else outs), meta, sig
 
+    def _count_scalar_retrace(self, key, sig):
+        """Count a trace whose key differs from a kept stage's only in integer/bool values; at
+        SCALAR_RETRACES of them, warn once (naming the arguments) and build lazily from then on."""
+        blind = _scalar_blind(key[0])
+        earlier = next((k for k in reversed(self.stages) if k[1:] == key[1:] and _scalar_blind(k[0]) == blind), None)
+        if earlier is None:
+            return
+        self.scalar_retraces += 1
+        if self.scalar_retraces != SCALAR_RETRACES:
+            return
+        self.lazy_build = True
+        names = _parameter_names(self.fun, len(sig.trees))
+        changed = sorted({sig.owner[i] for i, (a, b) in enumerate(zip(key[0][1], earlier[0][1])) if a != b})
+        shown = ", ".join(f"`{names[p]}`" for p in changed) or "an integer argument"
+        warnings.warn(
+            f"jitad: {self.name} of `{getattr(self.fun, '__name__', 'function')}` was traced again "
+            f"{SCALAR_RETRACES} times because the value of {shown} changed: Python ints and bools (and "
+            "NumPy integers) are fixed values of a trace (they may set shapes, loop counts, indices), so "
+            "each new value traces the function again and runs it on the NumPy executor; a compiled "
+            "kernel serves only values that come again. If the value only enters the arithmetic, pass "
+            "it as an array (np.asarray(i) or float(i)) so it is traced as a value.",
+            RuntimeWarning, stacklevel=4)
+
     def _keep(self, key, stage):
-        """Cache `stage` for signature `key`; a guarded one joins the specialisations of `key`."""
+        """Cache `stage` for signature `key`; a guarded one joins the specialisations of `key`.
+        Beyond STAGE_LIMIT signatures the oldest goes."""
+        if key not in self.stages and len(self.stages) >= STAGE_LIMIT:
+            oldest = next(iter(self.stages))
+            del self.stages[oldest]
+            self.variants.pop(oldest, None)
         self.stages[key] = stage
         if stage.graph.guards:
             self.variants.setdefault(key, []).append(stage)
@@ -680,6 +732,7 @@ class Pending:
         self.counted = counted  # NumPy-tier calls are counted while a compiled form is on its way
         self.executor = None
         self.thread = None
+        self.deferred = False  # True: build at the next call (the transform builds lazily)
         self.done = threading.Event()
 
     def build(self, first_args=None):
@@ -735,7 +788,11 @@ class Pending:
             return executor(args)
         if self.counted:
             STATS["numpy_tier_calls"] += 1
-        return run_eagerly(self.body, args)
+        outs = run_eagerly(self.body, args)
+        if self.deferred:  # called again: now the compiled form is worth building
+            self.deferred = False
+            self.build(first_args=list(args))
+        return outs
 
 
 def _preload(executor):

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import warnings
 
 import numpy as np
 import pytest
@@ -448,3 +449,41 @@ def test_numpy_tier_keeps_untaken_where_branches_out_of_the_gradient(fun):
     for numpy_tier, compiled in zip(results["off"], results["eager"]):
         assert np.all(np.isfinite(numpy_tier)), numpy_tier
         np.testing.assert_array_equal(numpy_tier, compiled)
+
+
+def test_an_integer_argument_that_changes_at_every_call(background, monkeypatch):
+    """An optimiser's step number passed as a Python int (autograd's `objective(params, i)`): each
+    value is a trace of its own. The stages kept are bounded (one per call was kept for ever), the
+    transform says once which argument changes, and from then on a stage's compiled form is built
+    only when its value comes again; the values stay NumPy's."""
+    from jitad import staging
+    built = []
+    monkeypatch.setattr(staging.Pending, "build", lambda self, first_args=None: built.append(self))
+    monkeypatch.setattr(staging, "STAGE_LIMIT", 12)
+    X = np.linspace(-1.0, 1.0, 24).reshape(6, 4)
+
+    def objective(w, it):
+        return np.sum((X @ w) ** 2) * (1.0 + 0.0 * it)
+
+    g = jitad.grad(objective)
+    w = np.arange(4.0)
+    with pytest.warns(RuntimeWarning, match=r"traced again 8 times because the value of `it` changed.*np\.asarray"):
+        for it in range(staging.SCALAR_RETRACES + 1):
+            np.testing.assert_allclose(g(w, it), 2.0 * X.T @ (X @ w), rtol=1e-12)
+    assert len(built) == staging.SCALAR_RETRACES  # the ninth value's stage waits for a second call
+    g(w, staging.SCALAR_RETRACES)
+    assert len(built) == staging.SCALAR_RETRACES + 1
+    for it in range(40):
+        g(w, 100 + it)
+    transform = next(t for t in objective._jitad_transforms.values() if hasattr(t, "stages"))
+    assert len(transform.stages) == 12
+    assert len(built) == staging.SCALAR_RETRACES + 1  # values seen once build nothing
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # said once
+        g(w, 1000)
+    # a float changing at every call is a traced value: one trace
+    h = jitad.grad(lambda w, s: np.sum((X @ w) ** 2) * s)
+    traces = cache_info()["traces"]
+    for k in range(10):
+        np.testing.assert_allclose(h(w, 1.0 + k), (1.0 + k) * 2.0 * X.T @ (X @ w), rtol=1e-12)
+    assert cache_info()["traces"] == traces + 1

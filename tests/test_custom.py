@@ -123,9 +123,31 @@ def test_custom_vjp_inside_a_larger_function_under_value_and_grad(rng):
     np.testing.assert_allclose(g, untraced_erf(x) + x * TWO_OVER_SQRT_PI * np.exp(-x ** 2))
 
 
-def test_custom_vjp_cannot_be_differentiated_twice_or_in_forward_mode():
-    with pytest.raises(jitad.NonDifferentiableError, match="second derivative.*`erf`"):
-        jitad.grad(jitad.grad(lambda x: erf(x) * 2.0))(0.3)
+@jitad.custom_vjp
+def opaque_erf(x):
+    return untraced_erf(x)
+
+
+opaque_erf.defvjp(lambda x: (opaque_erf(x), x),
+                  lambda x, g: (g * TWO_OVER_SQRT_PI * np.exp(-untraced_erf(x) * 0.0 - x ** 2),))  # SciPy in bwd
+
+
+def test_custom_vjp_differentiated_twice_where_jitad_traces_its_rules(rng):
+    """fwd and bwd that jitad can trace are inlined as a graph in the adjoint (the function itself may
+    stay untraceable, as erf here): reverse over reverse differentiates them, as JAX's custom_vjp and
+    autograd's defvjp do; a rule jitad cannot trace runs on real arrays, and a second derivative
+    through it is an error. Forward mode through a custom_vjp function is an error either way."""
+    x = 0.3
+    second = -2.0 * x * TWO_OVER_SQRT_PI * np.exp(-x * x) * 2.0
+    np.testing.assert_allclose(jitad.grad(jitad.grad(lambda x: erf(x) * 2.0))(x), second, rtol=1e-12)
+    xs = rng.standard_normal(5)
+    jitad.check_grads(lambda x: jitad.grad(lambda x: np.sum(erf(x) * np.sin(x)))(x), (xs,), modes=("rev",))
+    weights = np.linspace(1.0, 2.0, 6)  # sort's rules: argsort, a gather and a scatter, all traced
+    jitad.check_grads(lambda x: jitad.grad(lambda x: np.sum(sort(x) * weights * x))(x), (rng.standard_normal(6),),
+                      modes=("rev",))
+    np.testing.assert_allclose(jitad.grad(lambda x: opaque_erf(x) * 2.0)(x), TWO_OVER_SQRT_PI * np.exp(-x * x) * 2.0)
+    with pytest.raises(jitad.NonDifferentiableError, match="second derivative.*`opaque_erf`"):
+        jitad.grad(jitad.grad(lambda x: opaque_erf(x) * 2.0))(x)
     with pytest.raises(jitad.NonDifferentiableError, match="forward mode.*`erf`.*custom_jvp"):
         jitad.jvp(erf, (0.3,), (1.0,))
 

@@ -223,7 +223,7 @@ class _Site:
     def output_cotangent(self, g, index):
         """The cotangent of the whole output: g at leaf `index`, zeros elsewhere."""
         leaves = [np.zeros(shape, _float(dtype)) for shape, dtype in self.out_avals]
-        leaves[index] = np.asarray(g)
+        leaves[index] = g if is_tracer(g) else np.asarray(g)
         return optree.tree_unflatten(self.out_tree, leaves)
 
 
@@ -253,11 +253,15 @@ class custom_vjp(_Custom):
     """Give a function its own reverse-mode rule, run on real arrays.
 
     `f.defvjp(fwd, bwd)`: `fwd(*args) -> (out, residuals)`, `bwd(residuals, g) -> tuple`
-    with one cotangent per argument (None for zero). Both run on NumPy arrays, so they may
-    call anything (SciPy, np.sort, ...): this is the way to differentiate a function
-    jitad cannot trace. Called on plain arrays, `f` just runs. Forward mode (jvp, jacfwd,
-    hessian) and second derivatives through `f` raise NonDifferentiableError. Each
-    reverse pass runs fwd and bwd once per output leaf.
+    with one cotangent per argument (None for zero). `f` itself runs on NumPy arrays, so it
+    may call anything (SciPy, np.sort, ...): this is the way to differentiate a function
+    jitad cannot trace. Called on plain arrays, `f` just runs. When jitad can trace fwd and
+    bwd (NumPy and the SciPy functions it implements; no Python branching on their values),
+    their graph is inlined into the adjoint, compiled with it, and differentiated again:
+    second derivatives in reverse mode (grad of grad), as JAX's custom_vjp and autograd's
+    defvjp. Otherwise they run on NumPy arrays at every reverse pass, once per output leaf,
+    and a second derivative through `f` raises NonDifferentiableError. Forward mode (jvp,
+    jacfwd, hessian) through `f` raises NonDifferentiableError either way.
 
     >>> import numpy as np, scipy.special, jitad
     >>> @jitad.custom_vjp
@@ -295,33 +299,79 @@ class custom_vjp(_Custom):
                                         f"`{name}`: its bwd rule runs on real arrays. For higher derivatives "
                                         "use @jitad.custom_jvp with a rule jitad can trace"))
 
+        traced = {}  # output leaf -> the graph of fwd and bwd, or None (they run on real arrays)
+
         def vjp(g, out, y, *args, index):
             if self.bwd is None:
                 raise NonDifferentiableError(f"custom_vjp function `{name}` has no rule: call "
                                              f"{name}.defvjp(fwd, bwd) before differentiating it")
             if bwd_p is None:
                 return (None,) * (1 + len(args))
-            return (None, *skeleton.split(bwd_p(g, *args, index=index)))
+            if index not in traced:
+                traced[index] = self._traced_bwd(site, index)
+            graph = traced[index]
+            if graph is None:
+                return (None, *skeleton.split(bwd_p(g, *args, index=index)))
+            env = replay(graph, [g, *args])
+            result = [None] * len(args)
+            for j, o in zip(skeleton.floats, graph.outputs):
+                result[j] = env[o.id]
+            return (None, *result)
 
         jvp = _not_differentiable(f"forward mode (jvp, jacfwd, hessian) through custom_vjp function `{name}` "
                                   "is not available: a custom_vjp rule gives reverse mode only. Use "
                                   "@jitad.custom_jvp to give a rule that serves both modes")
         return _alias(f"custom_vjp[{name}]", jvp, vjp)
 
+    def _cotangents(self, site, g, arrays, index):
+        """bwd(fwd(*args)[1], the output cotangent) as one cotangent per argument leaf (None for
+        a non-array leaf), checked against the arguments."""
+        name, skeleton = self.__name__, site.skeleton
+        args = skeleton.rebuild(arrays)
+        _, residuals = _pair(self.fwd(*args), "fwd rule", name)
+        cts = self.bwd(residuals, site.output_cotangent(g, index))
+        if not isinstance(cts, (tuple, list)) or len(cts) != len(args):
+            raise TypeError(f"the bwd rule of custom_vjp function `{name}` must return a tuple with one "
+                            f"cotangent per argument ({len(args)}), got {cts!r:.80}")
+        leaves = []
+        for tree, ct in zip(skeleton.tree.children(), cts):
+            leaves.extend([None] * tree.num_leaves if ct is None else tree.flatten_up_to(ct))
+        return leaves
+
+    def _traced_bwd(self, site, index):
+        """The graph (g, *arrays) -> one cotangent per float array argument of fwd and bwd traced,
+        for output leaf `index`; None when jitad cannot trace them (or they close over a traced
+        value): then they run on real arrays, and a second derivative through them is an error."""
+        skeleton, name = site.skeleton, self.__name__
+        shape, dtype = site.out_avals[index]
+
+        def flat(g, *arrays):
+            leaves = self._cotangents(site, g, arrays, index)
+            out = []
+            for j in skeleton.floats:
+                ct, (ct_shape, ct_dtype) = leaves[skeleton.positions[j]], skeleton.avals[j]
+                if ct is None:
+                    ct = np.zeros(ct_shape, ct_dtype)
+                if np.shape(ct) != ct_shape:
+                    raise ShapeError(f"the derivative rule of `{name}` gave a cotangent of shape {np.shape(ct)} "
+                                     f"for an argument of shape {ct_shape}")
+                out.append(ct.astype(ct_dtype) if is_tracer(ct) else np.asarray(ct, ct_dtype))
+            return out
+
+        try:
+            with rng.forbidding(f"custom_vjp function `{name}`"):
+                graph, captured, _ = _trace_flat(flat, [(shape, _float(dtype))] + skeleton.avals)
+        except ShapeError:
+            raise
+        except Exception:  # noqa: BLE001 -- a rule jitad cannot trace runs on real arrays (its errors raise there)
+            return None
+        return None if captured else graph
+
     def _run_bwd(self, site):
         name, skeleton = self.__name__, site.skeleton
-        arg_trees = skeleton.tree.children()
 
         def impl(g, *arrays, index):
-            args = skeleton.rebuild(arrays)
-            _, residuals = _pair(self.fwd(*args), "fwd rule", name)
-            cts = self.bwd(residuals, site.output_cotangent(g, index))
-            if not isinstance(cts, (tuple, list)) or len(cts) != len(args):
-                raise TypeError(f"the bwd rule of custom_vjp function `{name}` must return a tuple with one "
-                                f"cotangent per argument ({len(args)}), got {cts!r:.80}")
-            leaves = []
-            for tree, ct in zip(arg_trees, cts):
-                leaves.extend([None] * tree.num_leaves if ct is None else tree.flatten_up_to(ct))
+            leaves = self._cotangents(site, g, arrays, index)
             return skeleton.concatenate([leaves[i] for i in skeleton.positions], name)
         return impl
 

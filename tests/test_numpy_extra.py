@@ -534,3 +534,19 @@ def test_delete_of_an_empty_list_deletes_nothing():
         np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(f(x) ** 2))(x), 2.0 * x)
     with pytest.raises(IndexError):
         jitad.jit(lambda x: np.delete(x, np.array([])))(x)
+
+
+def test_valid_correlation_of_an_empty_operand_is_scipys_zeros():
+    """Fuzz finding (recent profile seed 307): scipy.signal.correlate2d/convolve2d/correlate/convolve in mode
+    'valid' with an empty operand give zeros of shape |n - m| + 1 in SciPy ((1, 0) against (1, 1): (1, 2));
+    jitad's crop of the empty full correlation gave shape (1, 0)."""
+    a, k = np.zeros((1, 0)), np.array([[-0.9]])
+    for fn in (scipy.signal.correlate2d, scipy.signal.convolve2d, scipy.signal.correlate, scipy.signal.convolve):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)   # (SciPy's own, choosing a method for empty input)
+            want = fn(a, k, mode="valid")
+        got = jitad.jit(lambda a, k: fn(a, k, mode="valid"))(a, k)
+        assert got.shape == want.shape == (1, 2)
+        np.testing.assert_array_equal(got, want)
+        ga, gk = jitad.grad(lambda a, k: np.sum(fn(a, k, mode="valid")), argnums=(0, 1))(a, k)
+        assert ga.shape == (1, 0) and np.array_equal(gk, [[0.0]])

@@ -636,7 +636,10 @@ def signal_correlate(in1, in2, mode="full", method="auto"):
     else:
         if not (all(x >= y for x, y in zip(n, m)) or all(y >= x for x, y in zip(n, m))):
             raise ValueError("For 'valid' mode, one must be at least as large as the other in every dimension")
-        out = _crop(full, [min(x, y) - 1 for x, y in zip(n, m)], [abs(x - y) + 1 for x, y in zip(n, m)])
+        lengths = [abs(x - y) + 1 for x, y in zip(n, m)]
+        if 0 in n or 0 in m:  # an empty operand: SciPy's zeros of the valid shape (|n - m| + 1)
+            return ops.astype(ops.broadcast_to(ops.sum(full) * 0.0, lengths) + 0.0, dtype)
+        out = _crop(full, [min(x, y) - 1 for x, y in zip(n, m)], lengths)
     return ops.astype(out, dtype)
 
 

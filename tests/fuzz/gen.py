@@ -1931,9 +1931,10 @@ def _b_recent_multivariate(st):
     if which == "dirichlet":
         b = st.partner(a, lambda x, y: y == x)
         alpha = "{1} * {1} + 0.5" if b is not None and rng.random() < 0.6 else "np.linspace(0.8, 2.5, %d)" % m
+        method = str(rng.choice(["logpdf", "pdf"]))
         # in float64 (SciPy's simplex check allows 1e-10: a float32 softmax misses it)
-        return [Op(out, f"scipy.stats.dirichlet.logpdf(scipy.special.softmax({{0}}.astype(np.float64)), {alpha})",
-                   (a, b) if "{1}" in alpha else (a,), "recent:stats.dirichlet.logpdf")]
+        return [Op(out, f"scipy.stats.dirichlet.{method}(scipy.special.softmax({{0}}.astype(np.float64)), {alpha})",
+                   (a, b) if "{1}" in alpha else (a,), f"recent:stats.dirichlet.{method}")]
     method = str(rng.choice(["logpdf", "pdf"]))
     b = st.partner(a, lambda x, y: y == x)
     cov = (f"np.outer(np.tanh({{1}}), np.tanh({{1}})) * 0.5 + np.eye({m})" if b is not None and rng.random() < 0.6
@@ -1994,6 +1995,12 @@ def _b_recent_linalg(st):
                                                             or True else None, None),
         (f"np.linalg.trace({D})", None), (f"np.linalg.diagonal({S})", None), (f"np.linalg.matrix_transpose({D})", None),
         (f"np.linalg.matmul({D}, {S})", None), (f"np.linalg.inv({D})", None),
+        (f"np.linalg.tensorinv({S}.reshape(2, 2, 2, 2))" if m == 4 else f"np.linalg.tensorinv({S}, ind=1)", None),
+        (f"{{0}} * np.linalg.matrix_rank({D})", None),
+        (f"{L}solve_banded((1, 1), np.stack([0.3 * np.tanh({{0}}), 3.0 + np.tanh({{0}}), 0.2 * np.cos({{0}})]), "
+         f"np.linspace(0.5, 1.0, {st.shape(a)[-1]}))" if len(st.shape(a)) == 1 else
+         f"{L}solve_banded((0, 1), np.stack([0.3 * np.tanh({{0}}[0]), 3.0 + np.tanh({{0}}[-1])]), np.ones({m}))", None),
+        (f"scipy.integrate.odeint(lambda y, t: -0.5 * y + np.sin(t), np.ravel({{0}}), [0.0, 0.5, 1.0])", None),
     ]
     tmpl, guard = cands[int(rng.integers(len(cands)))]
     if "tensorsolve" in tmpl and "{1}" not in tmpl and rhs.count("reshape"):
@@ -2149,6 +2156,13 @@ def _b_recent_numpy(st, a):
              "_g_knots(np.tanh({0}), [-0.3, 0.2])"),
             ("np.where(np.isin(np.arange(%d).reshape(%s), [1, 4]), {0}, -{0})" % (max(size, 1), shape), None),
             ("{0} * np.signbit({0})", "_g_absmin({0})"),
+            ("np.where(np.logical_and(np.greater({0}, -0.2), np.less_equal({0}, 0.5)), {0} * {0}, np.sin({0}))",
+             "min(_g_absmin({0} + 0.2), _g_absmin({0} - 0.5))"),
+            ("np.where(np.logical_or(np.isnan({0}), np.logical_not(np.isfinite({0} * 0.5))), 0.0, {0}) * "
+             "np.not_equal({0}, 0.7) + np.logical_xor(np.less({0}, 0.1), np.greater_equal({0}, 0.3))",
+             "min(_g_absmin({0} - 0.7), _g_absmin({0} - 0.1), _g_absmin({0} - 0.3))"),
+            ("np.divmod({0}, 0.7)[1] + np.divmod({0}, 0.7)[0]", "_g_frac({0} / 0.7)"),
+            ("np.angle({0}) + {0}", "_g_absmin({0})"), ("np.isinf({0}) + np.equal({0}, 2.0) + {0}", "_g_absmin({0} - 2.0)"),
         ]
         tmpl, guard = cands[int(rng.integers(len(cands)))]
         if ("isin" in tmpl or "diagflat" in tmpl or "resize" in tmpl) and nd == 0:

@@ -550,3 +550,21 @@ def test_valid_correlation_of_an_empty_operand_is_scipys_zeros():
         np.testing.assert_array_equal(got, want)
         ga, gk = jitad.grad(lambda a, k: np.sum(fn(a, k, mode="valid")), argnums=(0, 1))(a, k)
         assert ga.shape == (1, 0) and np.array_equal(gk, [[0.0]])
+
+
+def test_polymul_drops_leading_zeros_as_numpy_or_says_it_cannot():
+    """NumPy's polymul makes each operand a poly1d, which drops leading zero coefficients: the full
+    convolution jitad gave had another length ([0, 0, 0.36] for NumPy's [0.36]; fuzzer, recent
+    profile seed 323232). A constant operand is trimmed as NumPy does; a traced one with a zero
+    leading coefficient is an UnsupportedOperationError (also at a later call, through its guard)."""
+    f = jitad.jit(lambda a, b: np.polymul(a, b))
+    a, b = np.array([1.0, 2.0]), np.array([3.0, 0.5])
+    np.testing.assert_array_equal(f(a, b), np.polymul(a, b))
+    with pytest.raises(jitad.UnsupportedOperationError, match="leading coefficient is 0.*np.convolve"):
+        f(np.array([0.0, 0.6]), b)
+    with pytest.raises(jitad.UnsupportedOperationError, match="leading coefficient is 0"):
+        jitad.jit(lambda a: np.polymul(a, a))(np.array([0.0, 0.6]))
+    constant = np.array([0.0, 0.0, 2.0])
+    h = jitad.jit(lambda a: np.polymul(a, constant))
+    np.testing.assert_array_equal(h(a), np.polymul(a, constant))
+    jitad.check_grads(lambda a: np.polymul(a, constant), (a,), order=2)

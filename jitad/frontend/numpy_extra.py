@@ -940,7 +940,26 @@ def polysub(a1, a2):
 
 
 def polymul(a1, a2):
-    return convolve(a1, a2)
+    """NumPy's: each operand as a poly1d, whose leading zero coefficients are dropped, then convolved.
+    A traced operand whose leading coefficient is exactly 0 would give a result whose length depends
+    on its values (and no derivative in that coefficient): an UnsupportedOperationError. Its test
+    is a guard, so a later call with a zero there traces again and raises too."""
+    return convolve(_poly_trimmed(a1), _poly_trimmed(a2))
+
+
+def _poly_trimmed(a):
+    a = ops.atleast_1d(ops.asarray(a))
+    if is_tracer(a):
+        if ops.ndim_of(a) == 1 and ops.shape_of(a)[0] > 1 and bool(a[0] == 0):
+            raise UnsupportedOperationError(
+                "np.polymul of a traced polynomial whose leading coefficient is 0",
+                "NumPy drops leading zero coefficients, so the result's length would depend on the values. "
+                "Use np.convolve(a1, a2) for the product with every coefficient kept. ")
+        return a
+    a = np.asarray(a)
+    if a.ndim == 1 and a.shape[0] > 1 and a[0] == 0:
+        a = np.poly1d(a).coeffs  # NumPy's trimming of a constant operand
+    return a
 
 
 def polyfit(x, y, deg, rcond=None, full=False, w=None, cov=False):

@@ -2172,7 +2172,9 @@ def _b_recent_numpy(st, a):
         if nd != 1 or size > 5:
             return None
         b = st.pick(lambda v: v.ndim == 1 and 1 <= v.size <= 5)
-        form = str(rng.choice(["np.polyadd({0}, {1})", "np.polysub({0}, {1})", "np.polymul({0}, {1})",
+        # polymul's leading coefficients nonzero: NumPy drops leading zeros (a length jitad refuses to trace)
+        form = str(rng.choice(["np.polyadd({0}, {1})", "np.polysub({0}, {1})",
+                               "np.polymul(np.concatenate(([1.5], {0})), np.concatenate(([-0.75], {1})))",
                                "np.polyder({0})" if size > 1 else "np.polyint({0})", "np.polyint({0}, m=2)",
                                "np.polyfit(np.linspace(-1.0, 1.0, %d), {0}, %d)" % (size, max(size - 2, 0))
                                if size >= 2 else "np.polyint({0})"]))

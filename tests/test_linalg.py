@@ -187,6 +187,49 @@ def test_singular_vectors_at_repeated_and_zero_singular_values():
 
 
 @pytest.mark.usefixtures("reference_backend")
+def test_hessian_of_the_spectral_norm_at_a_rank_deficient_matrix():
+    """‖A‖₂'s gradient u₁v₁ᵀ is differentiable wherever s₁ is simple, also when other singular values
+    are zero (its derivative reads only the pairs (1, j), whose gaps s₁² - s_j² are nonzero). jitad
+    refused it ("svd: forward mode ... cannot differentiate singular vectors") because the tangent
+    touched the zero singular values' vectors, which the weight 0 never uses."""
+    import autograd
+    import autograd.numpy as anp
+    r = np.random.default_rng(3)
+    u, _ = np.linalg.qr(r.standard_normal((5, 3)))
+    v, _ = np.linalg.qr(r.standard_normal((3, 3)))
+    cases = [(r.standard_normal((4, 1)) @ r.standard_normal((1, 3)), (1, 0)),   # rank 1, s = (s1, ~0, ~0)
+             (u @ np.diag([2.0, 1.0, 0.0]) @ v.T, (0, 1)),                       # an exact zero
+             (r.standard_normal((3, 2)) @ r.standard_normal((2, 5)), (0, 1))]    # wide, rank 2
+    for x, axes in cases:
+        f = lambda x: np.linalg.norm(x, ord=2, axis=axes)
+        h = jitad.hessian(f)(x).reshape(x.size, x.size)
+        # central differences of the gradient (exact: the norm is smooth here) and autograd's hessian
+        step, fd = 1e-6, np.empty((x.size, x.size))
+        for i in range(x.size):
+            e = np.zeros(x.size)
+            e[i] = step
+            e = e.reshape(x.shape)
+            fd[:, i] = ((jitad.grad(f)(x + e) - jitad.grad(f)(x - e)) / (2 * step)).ravel()
+        np.testing.assert_allclose(h, fd, atol=1e-7)
+        top = lambda x: anp.linalg.svd(x, full_matrices=False)[1][0]  # autograd's svd rule: finite where s₁ is simple
+        np.testing.assert_allclose(h, autograd.hessian(top)(x).reshape(x.size, x.size), atol=1e-9)
+        t = r.standard_normal(x.shape)
+        np.testing.assert_allclose(jitad.hvp(f, (x,), (t,)), (h @ t.ravel()).reshape(x.shape), atol=1e-12)
+    # where the weights of the zero singular values vary with them (Σs², whose Hessian is 2I), the
+    # derivative is not the weight-0 one: still an error, never a wrong Hessian
+    with pytest.raises(jitad.NonDifferentiableError, match="forward mode"):
+        jitad.hessian(lambda x: np.sum(np.linalg.svd(x, compute_uv=False) ** 2))(cases[1][0])
+    # a repeated nonzero pair with equal constant weights: the nuclear norm is smooth at full rank
+    q, _ = np.linalg.qr(r.standard_normal((3, 3)))
+    h = jitad.hessian(lambda x: np.linalg.norm(x, "nuc"))(q).reshape(9, 9)
+    np.testing.assert_allclose(h, autograd.hessian(lambda x: anp.sum(anp.linalg.svd(x, full_matrices=False)[1]))(
+        q + 1e-3 * np.diag([1.0, 0.0, -1.0])).reshape(9, 9), atol=5e-3)
+    # but Σs³ at a repeated pair needs how the weights split: an error
+    with pytest.raises(jitad.NonDifferentiableError, match="forward mode"):
+        jitad.hessian(lambda x: np.sum(np.linalg.svd(x, compute_uv=False) ** 3))(u @ np.diag([2.0, 2.0, 1.0]) @ v.T)
+
+
+@pytest.mark.usefixtures("reference_backend")
 def test_clear_errors_where_no_derivative_exists():
     singular = np.array([[1.0, 2.0], [2.0, 4.0]])
     assert np.linalg.det(singular) == 0.0 and jitad.vjp(np.linalg.det, singular)[0] == 0.0
@@ -422,6 +465,9 @@ def test_numpy_linalg_kernels_match_numpy(KL):
         np.testing.assert_allclose(KL.pinv(m, 1e-15), np.linalg.pinv(m), **tol)
         for vh in (False, True):
             np.testing.assert_allclose(np.abs(KL.svd_full(m, vh)), np.abs(np.linalg.svd(m)[2 if vh else 0]), **tol)
+        w = rng.standard_normal(shape[:-2] + (min(shape[-2:]),))
+        np.testing.assert_allclose(KL.svd_weighted(KL.svd(m), m, w), L.svd_weighted_p.impl(L.svd_factor_p.impl(m), m, w),
+                                   **tol)
     np.testing.assert_array_equal(KL.first_row(KL.eigh(sym)), KL.eigh(sym)[..., 0, :])
 
 

@@ -362,6 +362,24 @@ def svd(a):
 
 
 @numba.njit(cache=True, nogil=True)
+def svd_weighted(p, a, w):
+    """U diag(w) Vᵀ from the packed reduced SVD `p` of `a`."""
+    m, n = a.shape[-2], a.shape[-1]
+    r = p.shape[-1]
+    p3 = _stack(p)
+    w2 = np.ascontiguousarray(w).reshape((p3.shape[0], r))
+    out = np.empty((p3.shape[0], m, n), a.dtype)
+    for k in range(p3.shape[0]):
+        uw = np.empty((m, r), a.dtype)
+        for i in range(m):
+            for j in range(r):
+                uw[i, j] = p3[k, 1 + i, j] * w2[k, j]
+        vt = np.ascontiguousarray(p3[k, 1 + m:, :].T)
+        out[k] = uw @ vt
+    return out.reshape(a.shape)
+
+
+@numba.njit(cache=True, nogil=True)
 def svd_full(a, vh):
     """U (vh=False) or Vh (vh=True) of the full SVD."""
     m, n = a.shape[-2], a.shape[-1]

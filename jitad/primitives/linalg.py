@@ -18,7 +18,10 @@ Numerical behaviour, where other libraries return NaN:
   basis-independent function there (V diag(w) Vᵀ and V_b V_bᵀ need different limits).
   So the rules check at run time, and raise `NonDifferentiableError` when the vectors'
   cotangent reaches such a column (reverse) or the tangent splits such a value
-  (forward). Elsewhere the adjoint is exact: never a silent NaN.
+  (forward). Elsewhere the adjoint is exact: never a silent NaN. The singular values'
+  adjoint U diag(s̄) Vᵀ is its own node (svd_weighted) whose rules read only the columns
+  s̄ weights, so the Hessian of ‖A‖₂ at a rank-deficient matrix is exact (see
+  _svd_weighted_coefficients for what else it needs).
 - det/slogdet/solve/inv at an exactly singular matrix raise `LinAlgError` (as NumPy's
   solve does); QR needs full column rank and pinv a locally constant (full) rank,
   else `NonDifferentiableError`.
@@ -33,7 +36,7 @@ from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperatio
 
 __all__ = ["logm_p", "schur_factor_p", "schur_part_p", "lu_rows_p", "lu_lower_p", "lu_upper_p", "sqrtm_p", "sylvester_p", "lu_factor_p", "lu_solve_p", "lu_det_p", "lu_slogdet_p", "inv_p", "expm_p", "lu_factors_p", "cholesky_p",
            "solve_triangular_p", "eigh_factor_p", "eigh_values_p", "eigh_vectors_p", "svd_factor_p",
-           "svd_values_p", "svd_vectors_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
+           "svd_values_p", "svd_vectors_p", "svd_weighted_p", "svd_full_p", "qr_factor_p", "qr_q_p", "qr_r_p", "pinv_p",
            "require_small_p"]
 
 
@@ -740,9 +743,9 @@ def _svd_values_jvp(primals, tangents, s):
 
 
 def _svd_values_vjp(g, s, f, a):
-    u, v = _svd_uv(f, a)
     g = np.where(_zero_singular(s), 0.0, _spread(s, g))
-    return None, (u * g[..., None, :]) @ _T(v)  # U diag(s̄) Vᵀ
+    # U diag(s̄) Vᵀ, as one node whose own rules use only the columns s̄ weights (svd_weighted_p)
+    return None, svd_weighted_p(f, a, g)
 
 
 svd_values_p = _library(
@@ -799,6 +802,124 @@ svd_vectors_p = _library(
     "svd_vectors", lambda f, a: f[..., 1:, :].copy(),
     lambda f, a: (a.shape[:-2] + (sum(a.shape[-2:]), min(a.shape[-2:])), a.dtype),
     _svd_vectors_jvp, _svd_vectors_vjp, lambda node, out, ins, ctx: f"{out} = KL.rows_after_first({ins[0]})")
+
+
+def _svd_weighted_impl(f, a, w):
+    m = a.shape[-2]
+    u, v = f[..., 1:1 + m, :], f[..., 1 + m:, :]
+    return ((u * w[..., None, :]) @ _T(v)).astype(a.dtype)
+
+
+def _svd_weighted_shape(f, a, w):
+    return a.shape, a.dtype
+
+
+def _svd_weighted_coefficients(s, w):
+    """(α, β, masks) of the derivative of U diag(w) Vᵀ: inside span(U) ⊗ span(V) it is U (K + dW) Vᵀ,
+    K = α ∘ P + β ∘ Pᵀ with P = Uᵀ dA V.
+
+    With dU = U Ω_U + (I - UUᵀ) dA V S⁻¹ and dV = V Ω_V + (I - VVᵀ) dAᵀ U S⁻¹ (the reduced SVD),
+    K = Ω_U W - W Ω_V, K_ij = F_ij [P_ij (s_j w_j - w_i s_i) + P_ji (s_i w_j - w_i s_j)],
+    F_ij = 1/(s_j² - s_i²). A pair of distinct values never needs more, even when one is zero.
+    Ω_U, Ω_V are undefined where s_i = s_j, but a repeated pair of equal weights enters only
+    through U_b V_bᵀ: K_ij tends to w (P_ij - P_ji)/(s_i + s_j) + c (P_ij + P_ji)/2, where c is
+    the limit of (w_i - w_j)/(s_i - s_j) -- how the weights split with the values, which w alone
+    does not tell (0 for ‖A‖_nuc, 6s for Σs³). Likewise a zero value of weight 0 contributes
+    c_z times the block of dA between the null spaces, c_z the limit of w_z/s_z (0 for ‖A‖₂ at a
+    rank-deficient matrix, 2 for Σs²). So:
+    masks["bad"]: repeated pairs of unequal weights, and zero values of nonzero weight
+      (`used_zero`, rows and columns): no derivative;
+    masks["pair"]: repeated nonzero pairs of equal weights, masks["zero"]: zero values: exact
+      when the weights do not vary with `a` (c = 0), else only if the tangent avoids them.
+    """
+    k = s.shape[-1]
+    repeated, zero = _repeated(s), _zero_singular(s)
+    eye = np.eye(k, dtype=bool)
+    wi, wj, si, sj = w[..., :, None], w[..., None, :], s[..., :, None], s[..., None, :]
+    scale = np.max(np.abs(w), axis=-1, keepdims=True)[..., None]
+    same_w = np.abs(wi - wj) <= (16.0 * max(k, 1) * np.finfo(s.dtype).eps) * scale
+    used_zero = zero & (w != 0)
+    zero_i, zero_j = zero[..., :, None], zero[..., None, :]
+    gaps = _inverse_gaps((sj + si) * (sj - si), repeated | eye)
+    total = si + sj
+    inv_total = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0)
+    mean_w = 0.5 * (wi + wj)
+    equal = repeated & same_w
+    alpha = np.where(equal, mean_w * inv_total, gaps * (sj * wj - wi * si))
+    beta = np.where(equal, -mean_w * inv_total, gaps * (si * wj - wi * sj))
+    masks = {"bad": (repeated & ~same_w) | used_zero[..., :, None] | used_zero[..., None, :],
+             "pair": equal & ~zero_i & ~zero_j, "zero": zero_i & zero_j, "zero_columns": zero[..., None, :]}
+    return alpha, beta, masks
+
+
+def _guard_all(x, checks, message):
+    """x, checked at run time: for each (values, bad) of `checks`, values at `bad` must vanish
+    relative to x, else NonDifferentiableError(message)."""
+    tol = float(np.sqrt(np.finfo(x.dtype).eps))
+    share = None
+    for values, bad in checks:
+        part = _share(np.where(bad, values, 0.0), x)
+        share = part if share is None else np.maximum(share, part)
+    return require_small_p(x, share, tol=tol, message=message)
+
+
+def _split_checks(p, masks, weights_vary):
+    """What of P (= Uᵀ dA V, or Uᵀ Ḡ V in reverse) must vanish: always the entries of `bad`; when
+    the weights may vary with `a`, also the zero-zero block and, on repeated pairs, the part
+    that splits the pair (P_ij + P_ji and P_ii - P_jj)."""
+    checks = [(p, masks["bad"])]
+    if weights_vary:
+        diag = np.sum(p * np.eye(p.shape[-1], dtype=p.dtype), axis=-1)
+        checks += [(p, masks["zero"]), (p + _T(p), masks["pair"]),
+                   (diag[..., :, None] - diag[..., None, :], masks["pair"])]
+    return checks
+
+
+def _svd_weighted_jvp(primals, tangents, out):
+    f, a, w = primals
+    ta, tw = tangents[1], tangents[2]
+    u, v = _svd_uv(f, a)
+    result = None
+    if tw is not None:
+        result = (u * tw[..., None, :]) @ _T(v)  # U diag(dw) Vᵀ
+    if ta is not None:
+        s = svd_values_p(f, a)
+        alpha, beta, masks = _svd_weighted_coefficients(s, w)
+        weights_vary = tw is not None  # None: w does not depend on the differentiated inputs (c = 0)
+        p = _T(u) @ ta @ v
+        p = _guard_all(p, _split_checks(p, masks, weights_vary), _SVD_FORWARD)
+        columns = masks["zero_columns"] if weights_vary else masks["bad"][..., :1, :]
+        rest_u = _guard(ta @ v - u @ p, columns, _SVD_FORWARD)        # (I - UUᵀ) dA V
+        rest_v = _guard(_T(ta) @ u - v @ _T(p), columns, _SVD_FORWARD)  # (I - VVᵀ) dAᵀ U
+        d = (w * _reciprocal_or_zero(s, _zero_singular(s)))[..., None, :]  # W S⁻¹
+        k = alpha * p + beta * _T(p)
+        da = (u @ k + rest_u * d) @ _T(v) + (u * d) @ _T(rest_v)
+        result = da if result is None else result + da
+    return result
+
+
+def _svd_weighted_vjp(g, out, f, a, w):
+    # Reverse mode cannot tell whether w varies with `a` (its cotangent goes on to w's own
+    # rules): it checks as forward mode does when the weights vary.
+    u, v = _svd_uv(f, a)
+    s = svd_values_p(f, a)
+    alpha, beta, masks = _svd_weighted_coefficients(s, w)
+    gv, gtu = g @ v, _T(g) @ u
+    h = _T(u) @ gv                                                                      # Uᵀ Ḡ V
+    gw = np.sum(u * gv, axis=-2)                                                        # diag(Uᵀ Ḡ V)
+    h = _guard_all(h, _split_checks(h, masks, True), _SVD_REVERSE)
+    rest_u = _guard(gv - u @ h, masks["zero_columns"], _SVD_REVERSE)                   # (I - UUᵀ) Ḡ V
+    rest_v = _guard(gtu - v @ _T(h), masks["zero_columns"], _SVD_REVERSE)              # (I - VVᵀ) Ḡᵀ U
+    d = (w * _reciprocal_or_zero(s, _zero_singular(s)))[..., None, :]
+    pbar = alpha * h + _T(beta * h)
+    return None, (u @ pbar + rest_u * d) @ _T(v) + (u * d) @ _T(rest_v), gw
+
+
+# U diag(w) Vᵀ of the reduced SVD of `a` (its factor `f`): the adjoint of the singular values.
+# Its rules differentiate only the columns that w weights (see _svd_weighted_coefficients).
+svd_weighted_p = _library(
+    "svd_weighted", _svd_weighted_impl, _svd_weighted_shape, _svd_weighted_jvp, _svd_weighted_vjp,
+    lambda node, out, ins, ctx: f"{out} = KL.svd_weighted({ins[0]}, {ins[1]}, {ins[2]})")
 
 
 def _svd_full_rule(*args, **params):

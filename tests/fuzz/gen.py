@@ -279,6 +279,16 @@ def _check_value(value, dtype, rng=None):
         raise Reject("too large")
 
 
+def _check_written(value):
+    """An operand a block op may have written into stays finite and well scaled, as op results do
+    (np.exp of a large intermediate written into x, then np.sin(x): finite differences of sin(1e31))."""
+    if isinstance(value, np.ndarray) and value.dtype.kind == "f" and value.size:
+        if not np.all(np.isfinite(value)):
+            raise Reject("non-finite write")
+        if np.max(np.abs(value)) > MAX_ABS:
+            raise Reject("too large a write")
+
+
 def exec_op(op, env, guards=True):
     """Run one op in `env` (a namespace holding np and the variables); returns its value."""
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -320,6 +330,9 @@ def run_numpy(program, values=None, guards=False, check=False):
         v = exec_op(op, env, guards=guards)
         if check:
             _check_value(v, program.dtype)
+            if op.block:  # a write into an operand (inplace:arg, views): later ops read the written array
+                for name in op.args:
+                    _check_written(env.get(name))
     outs = tuple(env[o] for o in program.outputs)
     return outs[0] if len(outs) == 1 else outs
 
@@ -1685,6 +1698,9 @@ def _apply(st, ops):
                 op = item
             value = exec_op(op, st.env, guards=True)
             _check_value(value, st.program.dtype, st.rng)
+            if op.block:
+                for name in op.args:
+                    _check_written(st.env.get(name))
             applied.append(op)
             st.vars.append(op.out)
             if op.kind in ("linalg:spd",):

@@ -137,6 +137,19 @@ def test_generated_programs_are_valid_numpy():
         gen.validate(p)
 
 
+def test_a_write_into_an_operand_is_checked_like_a_result():
+    """An in-place op that writes a huge value into its operand (np.exp of an intermediate near 71,
+    then np.sin of it) is rejected as its result would be: finite differences of sin(1e31) are noise
+    (long seed 515151, program 515151000007, reported AD ~1e31 against FD ~1e4: a false positive)."""
+    x = np.full((3, 2, 3), 0.5)
+    ops = [gen.Op("v8", "{0}[2, 1, 2] = np.exp(np.ravel({1})[5:][:1]).reshape(())\n{out} = np.sin({0})",
+                  ("x0", "x1"), "inplace:arg", block=True)]
+    big = gen.Program(["x0", "x1"], {"x0": x, "x1": np.full(6, 71.7)}, ops, ["v8"], seed=1)
+    with pytest.raises(gen.Reject, match="too large a write"):
+        gen.validate(big)
+    gen.validate(big.copy(values={"x0": x, "x1": np.full(6, 0.7)}))
+
+
 def test_error_programs_raise_in_numpy():
     for s in range(20):
         p = gen.generate(s, error=True)

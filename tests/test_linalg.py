@@ -215,10 +215,14 @@ def test_hessian_of_the_spectral_norm_at_a_rank_deficient_matrix():
         np.testing.assert_allclose(h, autograd.hessian(top)(x).reshape(x.size, x.size), atol=1e-9)
         t = r.standard_normal(x.shape)
         np.testing.assert_allclose(jitad.hvp(f, (x,), (t,)), (h @ t.ravel()).reshape(x.shape), atol=1e-12)
+        np.testing.assert_allclose(jitad.jacrev(jitad.grad(f))(x).reshape(x.size, x.size), h, atol=1e-12)
     # where the weights of the zero singular values vary with them (Σs², whose Hessian is 2I), the
     # derivative is not the weight-0 one: still an error, never a wrong Hessian
+    sum_squares = lambda x: np.sum(np.linalg.svd(x, compute_uv=False) ** 2)
     with pytest.raises(jitad.NonDifferentiableError, match="forward mode"):
-        jitad.hessian(lambda x: np.sum(np.linalg.svd(x, compute_uv=False) ** 2))(cases[1][0])
+        jitad.hessian(sum_squares)(cases[1][0])
+    with pytest.raises(jitad.NonDifferentiableError, match="zero\\) singular value"):
+        jitad.jacrev(jitad.grad(sum_squares))(cases[1][0])
     # a repeated nonzero pair with equal constant weights: the nuclear norm is smooth at full rank
     q, _ = np.linalg.qr(r.standard_normal((3, 3)))
     h = jitad.hessian(lambda x: np.linalg.norm(x, "nuc"))(q).reshape(9, 9)

@@ -898,21 +898,26 @@ def _svd_weighted_jvp(primals, tangents, out):
     return result
 
 
-def _svd_weighted_vjp(g, out, f, a, w):
-    # Reverse mode cannot tell whether w varies with `a` (its cotangent goes on to w's own
-    # rules): it checks as forward mode does when the weights vary.
+def _svd_weighted_vjp(g, out, f, a, w, wanted=None):
+    # wanted[2] False: w does not depend on the differentiated inputs (the AD transform's activity),
+    # so its weights do not vary with `a` (c = 0), as a structurally zero tangent in forward mode
+    weights_vary = wanted is None or wanted[2]
     u, v = _svd_uv(f, a)
     s = svd_values_p(f, a)
     alpha, beta, masks = _svd_weighted_coefficients(s, w)
     gv, gtu = g @ v, _T(g) @ u
     h = _T(u) @ gv                                                                      # Uᵀ Ḡ V
     gw = np.sum(u * gv, axis=-2)                                                        # diag(Uᵀ Ḡ V)
-    h = _guard_all(h, _split_checks(h, masks, True), _SVD_REVERSE)
-    rest_u = _guard(gv - u @ h, masks["zero_columns"], _SVD_REVERSE)                   # (I - UUᵀ) Ḡ V
-    rest_v = _guard(gtu - v @ _T(h), masks["zero_columns"], _SVD_REVERSE)              # (I - VVᵀ) Ḡᵀ U
+    h = _guard_all(h, _split_checks(h, masks, weights_vary), _SVD_REVERSE)
+    columns = masks["zero_columns"] if weights_vary else masks["bad"][..., :1, :]
+    rest_u = _guard(gv - u @ h, columns, _SVD_REVERSE)                                 # (I - UUᵀ) Ḡ V
+    rest_v = _guard(gtu - v @ _T(h), columns, _SVD_REVERSE)                            # (I - VVᵀ) Ḡᵀ U
     d = (w * _reciprocal_or_zero(s, _zero_singular(s)))[..., None, :]
     pbar = alpha * h + _T(beta * h)
     return None, (u @ pbar + rest_u * d) @ _T(v) + (u * d) @ _T(rest_v), gw
+
+
+_svd_weighted_vjp.takes_wanted = True  # the AD transform passes wanted= (see jitad.transforms.ad.vjp_values)
 
 
 # U diag(w) Vᵀ of the reduced SVD of `a` (its factor `f`): the adjoint of the singular values.

@@ -280,6 +280,25 @@ def test_simpson_runs_on_traced_samples_and_points(reference_backend):
         jitad.check_grads(fun, args, order=2, modes=("fwd", "rev"))
 
 
+def test_simpson_of_float32_samples_has_scipys_dtype(reference_backend):
+    """An even number of float32 samples along an axis of a 2-d or larger y, with dx: SciPy adds the last
+    interval's correction in place (`result += alpha * y[-1] + ...`, alpha a float64 0-d array) into
+    _basic_simpson's float32 array, so its result is float32; jitad added out of place and gave float64
+    (recent seed 525252, program 525252000217: simpson(y, dx=0.3, axis=-2) of a (1, 4, 1) float32 y).
+    A 1-d y sums to a NumPy scalar, which SciPy's += does promote: float64 there, as jitad."""
+    import scipy.integrate as si
+    r = np.random.default_rng(5)
+    for shape, axis in (((1, 4, 1), -2), ((2, 6, 3), 1), ((3, 4), -1), ((4,), 0), ((2, 5), 1)):
+        y = r.uniform(-1.0, 1.0, shape).astype(np.float32)
+        for kw in ({"dx": 0.3}, {}):
+            want = si.simpson(y, axis=axis, **kw)
+            got = jitad.jit(lambda y: si.simpson(y, axis=axis, **kw))(y)
+            assert np.asarray(got).dtype == np.asarray(want).dtype, (shape, kw)
+            np.testing.assert_allclose(got, want, rtol=2e-7, atol=1e-7)
+            g = jitad.grad(lambda y: np.sum(si.simpson(y, axis=axis, **kw)))(y)
+            assert g.dtype == np.float32
+
+
 def test_invgauss_and_multinomial_are_scipys():
     """invgauss' logpdf, pdf, cdf, sf, logcdf, logsf (SciPy's formulas: the cdf through its _logcdf) on 2,200
     points, the support's ends, inf and nan: the reference executor equals SciPy (relative 1e-13), compiled

@@ -926,7 +926,10 @@ def _simpson(y, x=None, *, dx=1.0, axis=-1):
     alpha = ratio(2 * h[1] ** 2 + 3 * h[0] * h[1], 6 * (h[1] + h[0]))
     beta = ratio(h[1] ** 2 + 3.0 * h[0] * h[1], 6 * h[0])
     eta = ratio(1 * h[1] ** 3, 6 * h[0] * (h[0] + h[1]))
-    return result + (alpha * y[last] + beta * y[before] - eta * y[third]) + 0.0
+    total = result + (alpha * y[last] + beta * y[before] - eta * y[third])
+    if nd >= 2:  # SciPy's `result += ...` writes into _basic_simpson's array, which keeps its dtype
+        total = numpy_ops.astype(total, result.dtype)  # (float32 y with dx: alpha is a float64 0-d array)
+    return total + 0.0
 
 
 SCIPY_LINALG = {

@@ -76,12 +76,14 @@ class SpecializationError(JitadError):
         lines = sorted({g.where for g in guards})
         super().__init__(
             f"{transform} of `{function}` has been traced for {len(variants)} different paths through "
-            f"its Python control flow on traced values, and this call takes yet another one. The "
-            f"conditions are at {', '.join(lines[:5])}{' ...' if len(lines) > 5 else ''}. Each path "
-            "is traced and compiled for itself; a condition whose outcome (or a loop whose trip count) "
-            "changes from call to call should be written without Python control flow: "
-            "np.where(cond, a, b) for a branch, jitad.while_loop / jitad.fori_loop for a loop. "
-            "Or raise jitad.config.specializations.")
+            f"its Python control flow on traced values (or different boolean masks, np.nonzero or "
+            f"np.unique results), and this call takes yet another one. The conditions are at "
+            f"{', '.join(lines[:5])}{' ...' if len(lines) > 5 else ''}. Each path is traced and compiled "
+            "for itself; a condition whose outcome (or a loop whose trip count) changes from call to "
+            "call should be written without Python control flow: np.where(cond, a, b) for a branch, "
+            "jitad.while_loop / jitad.fori_loop for a loop; a mask that changes, as "
+            "np.sum(np.where(mask, x, 0)) instead of np.sum(x[mask]), or computed with NumPy outside "
+            "the function and passed in as indices. Or raise jitad.config.specializations.")
         self.lines = lines
 
 

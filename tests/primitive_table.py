@@ -873,6 +873,9 @@ EXEMPT = {
     "ode_solve": "scipy.integrate.odeint / solve_ivp: SciPy's integrator on a traced right-hand side, a graph per call "
                  "site (no row of fixed functions reaches it); values, both modes and orders 2 and 3 are checked in "
                  "tests/test_integrate.py",
+    "quad": "scipy.integrate.quad / quad_vec: SciPy's quadrature of a traced integrand, a graph per call site (no "
+            "row of fixed functions reaches it); values, both modes, order 2 against closed forms, traced and "
+            "infinite limits are checked in tests/test_integrate.py",
     "scan": "jitad.scan / fori_loop and the loops jitad rolls: a node whose body is a traced sub-graph (no row of "
             "fixed functions reaches it); values on every executor, both modes, orders 1 and 2, batching and "
             "compiled == reference are checked against the unrolled loops in tests/test_loops.py and "

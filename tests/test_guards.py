@@ -250,3 +250,122 @@ def test_specializations_zero_is_strict(tier, monkeypatch):
         jitad.grad(lambda x: x if x > 0 else -x)(0.5)
     with pytest.raises(ValueError):
         jitad.config.specializations = -1
+
+
+# --- shapes that depend on values: masks, nonzero, unique, bincount (guards on the mask) ------------
+def _fd_at(fun, x, *rest, eps=1e-6):
+    return np.array([(fun(x + eps * e, *rest) - fun(x - eps * e, *rest)) / (2 * eps) for e in np.eye(x.size)])
+
+
+def per_class(x, labels):
+    total = 0.0
+    for k in np.unique(labels):
+        total = total + np.sum(x[labels == k]) ** 2
+    return total + np.sum(x[x > 0.1] ** 3) + np.sum(np.bincount(labels, weights=x) ** 2)
+
+
+def masked_writes(x, labels):
+    y = x.copy()
+    y[x < 0] = x[x < 0] ** 2           # as many values as the mask selects
+    z = np.zeros_like(x)
+    np.add.at(z, labels > 0, 1.0)      # repeated positions of a mask: once each
+    return np.sum(y * np.arange(x.size)) + np.sum(z * x)
+
+
+def index_functions(x, labels):
+    i = np.nonzero(x > 0)[0]
+    j = np.flatnonzero(labels)
+    k = np.argwhere(x < 0)[:, 0]
+    return np.sum(x[i] * 3.0) + np.sum(x[j] ** 2) + np.sum(x[k] ** 3) + np.sum(x[np.where(labels == 2)] * x[0]) + \
+        np.sum(np.compress(labels == 1, x) ** 2) + np.sum(np.extract(x > 0.5, np.sin(x)))
+
+
+@pytest.mark.parametrize("fun", [per_class, masked_writes, index_functions])
+def test_value_dependent_shapes_against_numpy_and_differences(fun, tier):
+    rng = np.random.default_rng(3)
+    g = jitad.value_and_grad(fun)
+    for trial in range(4):
+        x, labels = rng.normal(size=7), rng.integers(0, 3, size=7)
+        if trial == 3:
+            x = -np.abs(x)  # empty masks
+        for _ in range(2):  # a new trace, then the call that checks its guards
+            value, grad = g(x, labels)
+            assert value == pytest.approx(fun(x, labels), rel=1e-13)
+            np.testing.assert_allclose(grad, _fd_at(fun, x, labels), rtol=1e-6, atol=1e-7)
+
+
+def test_index_functions_give_numpys_indices(tier):
+    x = np.array([[0.0, 1.5, -2.0], [3.0, 0.0, 0.0]])
+    got = jitad.jit(lambda x: (np.nonzero(x), x.nonzero(), np.argwhere(x), np.flatnonzero(x), np.where(x > 0),
+                               np.argwhere(np.sum(x))))(x)
+    expected = (np.nonzero(x), x.nonzero(), np.argwhere(x), np.flatnonzero(x), np.where(x > 0),
+                np.argwhere(np.sum(x)))
+    for a, b in zip(jitad.pytrees.tree_leaves(got), jitad.pytrees.tree_leaves(expected)):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype and a.shape == b.shape
+    with pytest.raises(ValueError, match="0d"):
+        jitad.jit(lambda x: np.nonzero(np.sum(x)))(x)
+
+
+@pytest.mark.parametrize("values", [
+    np.array([3, 1, 2, 3, 1, 0, 3]), np.array([2.5, np.nan, -1.0, 2.5, np.nan, 0.0]),
+    np.array([[True, False], [True, True]]), np.array([0.5]), np.zeros((0,))])
+def test_unique_is_numpys_with_every_option(values, tier):
+    options = dict(return_index=True, return_inverse=True, return_counts=True)
+    got = jitad.jit(lambda v: np.unique(v, **options))(values)
+    for a, b in zip(got, np.unique(values, **options)):
+        np.testing.assert_array_equal(a, b)
+        assert a.dtype == b.dtype and a.shape == b.shape
+    np.testing.assert_array_equal(jitad.jit(np.unique)(values), np.unique(values))
+
+
+def test_unique_differentiates_each_value_at_its_first_occurrence(tier):
+    x = np.array([0.3, -1.0, 0.3, 2.0])
+
+    def f(x):
+        u = np.unique(x)
+        return np.sum(u ** 2 * np.arange(1.0, u.size + 1))
+    np.testing.assert_array_equal(jitad.grad(f)(x), [2 * 0.3 * 2, -2.0 * 1, 0.0, 4.0 * 3])
+    y = np.array([0.2, -1.0, 0.3, 2.0])
+    np.testing.assert_allclose(jitad.grad(f)(y), _fd_at(f, y), rtol=1e-7)
+
+
+def test_a_new_mask_is_a_new_trace_and_the_same_mask_is_not(tier):
+    def f(x, labels):
+        return np.sum(x[labels == 1] ** 2) + np.sum(np.bincount(labels, weights=x))
+    g = jitad.grad(f)
+    x = np.arange(1.0, 6.0)
+    before = STATS["traces"]
+    g(x, np.array([0, 1, 1, 2, 0]))
+    g(2 * x, np.array([0, 1, 1, 2, 0]))    # same mask, same largest label: no trace
+    assert STATS["traces"] - before == 1
+    np.testing.assert_array_equal(g(x, np.array([1, 1, 0, 2, 0])), [3.0, 5.0, 1.0, 1.0, 1.0])
+    assert STATS["traces"] - before == 2   # another mask: its own trace
+    np.testing.assert_array_equal(g(x, np.array([0, 1, 1, 2, 0])), [1.0, 5.0, 7.0, 1.0, 1.0])
+    assert STATS["traces"] - before == 2   # the first mask's trace serves again
+    # np.bincount reads only the largest label: the same mask, other labels, no trace
+    np.testing.assert_array_equal(g(x, np.array([2, 1, 1, 0, 0])), [1.0, 5.0, 7.0, 1.0, 1.0])
+    assert STATS["traces"] - before == 2
+
+
+def test_a_mask_that_keeps_changing_is_a_named_error(tier, monkeypatch):
+    monkeypatch.setattr(jitad.config, "specializations", 2)
+    g = jitad.grad(lambda x: np.sum(x[x > 0] ** 2))
+    g(np.array([1.0, -1.0]))
+    g(np.array([-1.0, 1.0]))
+    with pytest.raises(jitad.SpecializationError, match=r"boolean masks.*np\.where\(mask, x, 0\)") as info:
+        g(np.array([1.0, 1.0]))
+    assert f"{THIS_FILE}:" in str(info.value)
+
+
+def test_value_dependent_shapes_inside_a_scan_body_say_why(tier):
+    xs = np.array([[1.0, -2.0], [3.0, 4.0]])
+
+    def f(w):
+        return jitad.scan(lambda c, x: (c + np.sum((w * x)[x > 0]), None), 0.0, xs)[0]
+    with pytest.raises(jitad.ConcretizationError, match=r"boolean mask.*np\.where"):
+        jitad.grad(f)(1.5)
+    with pytest.raises(IndexError):  # NumPy's own error for a mask of the wrong shape
+        jitad.grad(lambda x: np.sum(x[np.ones(2) > 0]))(np.ones(3))
+    with pytest.raises(IndexError):
+        jitad.grad(lambda x: np.sum(x[x[:2] > 0]))(np.ones(3))

@@ -374,3 +374,72 @@ def test_compiled_right_hand_sides_match_the_reference():
 def _kernels_made():
     info = jitad.cache_info()
     return info["numba_compilations"] + info["disk_loads"] + info["kernel_hits"]
+
+
+# --- scipy.integrate.quad and quad_vec -----------------------------------------------------------------
+QUAD_TIGHT = dict(epsabs=1e-13, epsrel=1e-13)
+
+
+def exp_integral(p):
+    """∫ₐᵇ exp(-k x) dx with p = (k, a, b), by quad."""
+    return scipy.integrate.quad(lambda x: np.exp(-p[0] * x), p[1], p[2], **QUAD_TIGHT)[0]
+
+
+def exp_integral_closed(p):
+    return (np.exp(-p[0] * p[1]) - np.exp(-p[0] * p[2])) / p[0]
+
+
+def test_quad_value_and_error_are_scipys():
+    theta = np.array([1.0, 0.5])
+
+    def f(theta):
+        value, error = scipy.integrate.quad(lambda x: np.exp(-theta[0] * x ** 2) * np.cos(theta[1] * x), 0.0, 2.0)
+        return value + 0.0 * error
+    expected = scipy.integrate.quad(lambda x: np.exp(-theta[0] * x ** 2) * np.cos(theta[1] * x), 0.0, 2.0)
+    assert jitad.jit(lambda t: scipy.integrate.quad(lambda x: np.exp(-t[0] * x ** 2) * np.cos(t[1] * x),
+                                                    0.0, 2.0))(theta) == expected
+    assert jitad.value_and_grad(f)(theta)[0] == expected[0]
+
+
+@pytest.mark.parametrize("p", [np.array([0.7, 0.2, 1.5]), np.array([2.0, -1.0, 0.5])])
+def test_quad_derivatives_in_the_integrand_and_the_limits_to_order_two(p):
+    np.testing.assert_allclose(jitad.grad(exp_integral)(p), jitad.grad(exp_integral_closed)(p), rtol=1e-10)
+    np.testing.assert_allclose(jitad.jacfwd(exp_integral)(p), jitad.grad(exp_integral_closed)(p), rtol=1e-10)
+    np.testing.assert_allclose(jitad.hessian(exp_integral)(p), jitad.hessian(exp_integral_closed)(p), rtol=1e-9)
+
+
+def test_quad_over_infinite_limits_with_args_and_points():
+    def normaliser(s):  # ∫ exp(-x²/2s²) dx = s √(2π)
+        return scipy.integrate.quad(lambda x: np.exp(-x ** 2 / (2 * s ** 2)), -np.inf, np.inf)[0]
+    assert jitad.grad(normaliser)(1.5) == pytest.approx(np.sqrt(2 * np.pi), rel=1e-9)
+
+    def moment(c):  # ∫₀¹ c x² dx through args=, and |x - 0.3| with its kink as a break point
+        return scipy.integrate.quad(lambda x, c: c * x ** 2, 0.0, 1.0, args=(c,))[0] + \
+            scipy.integrate.quad(lambda x: c * np.abs(x - 0.3), 0.0, 1.0, points=[0.3])[0]
+    assert jitad.grad(moment)(2.0) == pytest.approx(1 / 3 + (0.3 ** 2 + 0.7 ** 2) / 2, rel=1e-10)
+
+
+def test_quad_vec_of_an_array_integrand():
+    w = np.array([1.0, 2.0])
+
+    def f(w):
+        value, _ = scipy.integrate.quad_vec(lambda x: np.outer(np.sin(w * x), w), 0.0, 1.0, epsrel=1e-12)
+        return np.sum(value * np.array([[1.0, 2.0], [3.0, 4.0]]))
+
+    def closed(w):  # ∫₀¹ sin(w x) dx = (1 - cos w) / w
+        return np.sum(np.outer((1 - np.cos(w)) / w, w) * np.array([[1.0, 2.0], [3.0, 4.0]]))
+    assert jitad.jit(lambda w: scipy.integrate.quad_vec(lambda x: np.outer(np.sin(w * x), w), 0.0, 1.0)[0])(w).shape \
+        == (2, 2)
+    np.testing.assert_allclose(jitad.grad(f)(w), jitad.grad(closed)(w), rtol=1e-9)
+
+
+def test_quad_that_traces_nothing_is_scipys_and_errors_are_named():
+    def f(x):
+        return x * scipy.integrate.quad(np.cos, 0.0, 1.0)[0]
+    assert jitad.grad(f)(2.0) == scipy.integrate.quad(np.cos, 0.0, 1.0)[0]
+    with pytest.raises(UnsupportedOperationError, match=r"quad\(weight=...\)"):
+        jitad.grad(lambda k: scipy.integrate.quad(lambda x: k * x, 0.0, 1.0, weight="cos", wvar=1.0)[0])(1.0)
+    with pytest.raises(ShapeError, match="one number"):
+        jitad.grad(lambda k: scipy.integrate.quad(lambda x: k * np.ones(2) * x, 0.0, 1.0)[0])(1.0)
+    with pytest.raises(jitad.ConcretizationError):  # x is symbolic: np.where, not `if`
+        jitad.grad(lambda k: scipy.integrate.quad(lambda x: k * x if x > 0.5 else k, 0.0, 1.0)[0])(1.0)

@@ -98,6 +98,18 @@ def scalar(tracer, convert, what):
     return result
 
 
+def selection(tracer, what):
+    """The concrete value of a traced boolean or integer array that decides the shape of a
+    result (a boolean mask, the argument of np.nonzero, the order and ties np.unique finds),
+    recorded as a guard on the value, as for `if`: a later call where it differs is traced
+    again for its own values. Such arrays carry no derivative."""
+    if tracer.dtype.kind not in "biu":
+        raise TypeError(f"guards.selection of a {tracer.dtype} array")  # callers compare floats first
+    value = concrete(tracer, what)
+    _record(tracer, "value", value)
+    return value
+
+
 def values(tracer, what):
     """The concrete array of `tracer` for .tolist(): as `scalar`, for a whole array."""
     value = concrete(tracer, what)

@@ -164,27 +164,26 @@ def traced_update(target, key, value):
     value of the last write to it, NumPy's order, found by comparing each written position with
     each position of x; the derivative reaches the written values and the kept old ones. A traced
     boolean mask of the leading axes (x[x < 0] = 0) writes a value that broadcasts over the masked
-    rows: np.where(mask, value, x)."""
+    rows: np.where(mask, value, x); any other write with a traced mask reads the mask from the
+    call's values (a guard, `numpy_ops.mask_value`)."""
     keys = key if isinstance(key, tuple) else (key,)
     value, shape = _cast(resolve(value), target.dtype), target.shape
     if any(is_tracer(k) and k.dtype == bool for k in keys):
-        mask = keys[0]
-        if len(keys) != 1 or not is_tracer(mask) or mask.ndim == 0:
-            raise InPlaceUpdateError("assignment with a traced boolean mask combined with other indices",
-                                     "Index with the mask alone, or use np.where(mask, new, x). ")
-        if mask.shape != shape[:mask.ndim]:
-            raise IndexError(f"boolean index of shape {mask.shape} does not match the indexed array of shape {shape}")
-        rest = shape[mask.ndim:]
-        try:  # the number of rows written depends on the traced mask: the value must fit any number
-            row = numpy_ops.reshape(_fit(value, (1,) + rest), rest)
-        except ValueError:
-            raise InPlaceUpdateError(
-                f"assignment of a value of shape {numpy_ops.shape_of(value)} with a traced boolean mask",
-                "How many entries the mask selects is known only when the function runs, so the value must "
-                f"broadcast to any number of them (a scalar, or one row of shape {rest}); or write "
-                "x = np.where(mask, new, x) with `new` of x's shape. ") from None
-        mask = numpy_ops.reshape(mask, mask.shape + (1,) * len(rest))
-        return numpy_ops.where(mask, numpy_ops.broadcast_to(row, shape), target)
+        mask, row = keys[0], None
+        if len(keys) == 1 and mask.ndim and mask.shape == shape[:mask.ndim]:
+            rest = shape[mask.ndim:]
+            try:  # a value that fits any number of rows (x[x < 0] = 0): np.where, no guard
+                row = numpy_ops.reshape(_fit(value, (1,) + rest), rest)
+            except ValueError:
+                pass
+        if row is None:  # the positions written are read from the call's values (a guard)
+            key = tuple(numpy_ops.mask_value(k, "Assignment with a traced boolean mask")
+                        if is_tracer(k) and k.dtype == bool else k for k in keys)
+            if not _has_tracer(key):
+                return update(target, root_positions(shape)[key], value)
+        else:
+            mask = numpy_ops.reshape(mask, mask.shape + (1,) * len(rest))
+            return numpy_ops.where(mask, numpy_ops.broadcast_to(row, shape), target)
     positions = numpy_ops.getitem(root_positions(shape), key)  # traced: the flat positions written
     block = numpy_ops.shape_of(positions)
     count, size = int(np.prod(block, dtype=np.int64)), target.size
@@ -227,6 +226,9 @@ def setitem(target, key, value, accumulate=False):
     if not positions_of(target).flags.writeable:
         raise ValueError("assignment destination is read-only (NumPy gives a read-only view here: "
                          "a broadcast or a diagonal); write into a copy (.copy()) instead")
+    if accumulate and any(is_tracer(k) and k.dtype == bool for k in (key if isinstance(key, tuple) else (key,))):
+        key = tuple(numpy_ops.mask_value(k, "np.add.at with a traced boolean mask") if is_tracer(k) and
+                    k.dtype == bool else k for k in (key if isinstance(key, tuple) else (key,)))
     if not accumulate and _has_tracer(key):
         new = traced_update(target, resolve_tree(key), value)
         if target._view is None:

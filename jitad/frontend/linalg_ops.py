@@ -730,8 +730,10 @@ def foreign_call_error(frame=None):
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
         if module == "jitad" or module.startswith("jitad."):
-            if left_jitad:  # back in jitad (the trace's entry): what called the traced function, such
+            if left_jitad and frame.f_code.co_name not in ("__array_function__", "__array_ufunc__"):  # back in jitad (the trace's entry): what called the traced function, such
                 break       # as scipy.optimize.minimize calling value_and_grad(f), is not the culprit
+        elif module == "numpy" or module.startswith("numpy."):  # NumPy's Python code that SciPy's calls
+            left_jitad = True                                     # (np.apply_along_axis): look past it
         elif module.startswith("scipy."):
             left_jitad = True
             name = frame.f_code.co_name

@@ -18,7 +18,7 @@ import numpy as np
 
 from jitad import primitives as P
 from jitad.errors import InPlaceUpdateError, ShapeError, UnsupportedOperationError
-from jitad.frontend import inplace
+from jitad.frontend import guards, inplace
 from jitad.frontend import linalg_ops
 from jitad.frontend import numpy_ops as ops
 from jitad.ir import is_tracer
@@ -1494,10 +1494,30 @@ def unravel_index(indices, shape, order="C"):
 
 
 def bincount(x, weights=None, minlength=0):
-    """np.bincount of concrete integer labels with traced weights: a scatter-add, linear in the weights."""
+    """np.bincount: a scatter-add of the weights (or of ones) at the labels, linear in the weights.
+    Traced labels are scattered as they are; only the result's length, max(labels) + 1, is read
+    from the call's values (and their minimum, which NumPy checks), as guards: a later call whose
+    largest label differs is traced again."""
     if is_tracer(x):
-        raise UnsupportedOperationError("np.bincount of traced labels", "The length of its result depends on the "
-                                        "labels' values: pass concrete labels (the weights may be traced). ")
+        if x.dtype.kind not in "biu":
+            raise TypeError(f"Cannot cast array data from dtype('{x.dtype}') to dtype('int64') according to "
+                            "the rule 'safe'")
+        if x.ndim != 1:
+            raise ValueError("object too deep for desired array" if x.ndim > 1 else "object of too small depth "
+                             "for desired array")
+        size = operator.index(minlength)
+        if x.size:
+            if int(x.min()) < 0:
+                raise ValueError("'list' argument must have no negative elements")
+            size = max(int(x.max()) + 1, size)
+        labels = ops.astype(x, np.intp)
+        if weights is None:
+            ones = ops.broadcast_to(np.ones((), np.float64), x.shape)
+            return ops.astype(P.scatter_add_p(ones, labels, axis=0, size=size), np.intp)
+        weights = _float(weights)
+        if ops.shape_of(weights) != x.shape:
+            raise ValueError("The weights and list don't have the same length.")
+        return P.scatter_add_p(ops.astype(weights, np.float64), labels, axis=0, size=size)
     x = np.asarray(x)
     if x.ndim != 1 or (x.size and x.min() < 0):
         raise ValueError("'list' argument must be 1-d of non-negative integers")
@@ -1508,6 +1528,56 @@ def bincount(x, weights=None, minlength=0):
     if ops.shape_of(weights) != x.shape:
         raise ValueError("The weights and list don't have the same length.")
     return P.scatter_add_p(ops.astype(weights, np.float64), x.astype(np.intp), axis=0, size=size)
+
+
+def compress(condition, a, axis=None, out=None):
+    """np.compress: the slices of `a` along `axis` where `condition` is true (a traced condition is
+    read from the call's values and guarded, as a mask: `numpy_ops.mask_value`)."""
+    _no_out("compress", out)
+    condition = ops.asarray(condition)
+    if ops.ndim_of(condition) != 1:
+        raise ValueError("condition must be a 1-d array")
+    flags = ops.mask_value(ops.astype(condition, bool), "np.compress with a traced condition") \
+        if is_tracer(condition) else np.asarray(condition, bool)
+    return take(a, np.nonzero(flags)[0], axis=axis)
+
+
+def extract(condition, arr):
+    """np.extract: the entries of ravel(arr) where ravel(condition) is true (np.compress)."""
+    return compress(ops.ravel(ops.asarray(condition)), ops.ravel(ops.asarray(arr)))
+
+
+def unique(ar, return_index=False, return_inverse=False, return_counts=False, axis=None, *, equal_nan=True,
+           **options):
+    """np.unique of a traced array. Which entries are equal, and their order, are read from the
+    call's values as guards (the stable sorting permutation, and which neighbours in sorted order
+    are equal; a later call where either differs is traced again); the unique values gather the
+    array, each at its first occurrence (the derivative too), and the index, inverse and counts
+    are integer constants: np.unique's own, computed on ranks with the same order and ties."""
+    a = ops.asarray(ar)
+    if not is_tracer(a):
+        return np.unique(a, return_index, return_inverse, return_counts, axis, equal_nan=equal_nan, **options)
+    if axis is not None:
+        raise UnsupportedOperationError("np.unique(axis=...) of a traced array", "Its rows are compared as wholes; "
+                                        "call it on concrete values (np.unique of indices computed outside). ")
+    flat = ops.ravel(a)
+    what = "np.unique of a traced array"
+    ranks = np.zeros(flat.size, np.intp)
+    if flat.size:
+        keys = ops.astype(flat, np.int8) if flat.dtype == bool else flat
+        order = guards.selection(ops.argsort(keys), what)
+        ordered = P.take_p(flat, order, axis=0)
+        ties = P.equal_p(ordered[1:], ordered[:-1])
+        if flat.dtype.kind == "f" and equal_nan:
+            ties = P.logical_or_p(ties, P.logical_and_p(P.isnan_p(ordered[1:]), P.isnan_p(ordered[:-1])))
+        ties = guards.selection(ties, what) if flat.size > 1 else np.zeros(0, bool)
+        ranks[order] = np.cumsum(np.concatenate([[True], ~ties])) - 1
+    # NumPy's own answer for integers ordered and tied as the values are
+    result = np.unique(ranks.reshape(ops.shape_of(a)), True, return_inverse, return_counts, **options)
+    values = P.take_p(flat, result[1], axis=0)
+    extra = [result[1]] if return_index else []
+    extra += list(result[2:])
+    return (values, *extra) if extra else values
 
 
 def resize(a, new_shape):
@@ -1683,7 +1753,8 @@ FUNCTIONS = {
     np.histogram: histogram, np.piecewise: piecewise, np.partition: partition, np.argpartition: argpartition,
     np.unwrap: unwrap, **WRITERS, **WRITERS_MORE, np.unravel_index: unravel_index, np.bincount: bincount,
     np.resize: resize, np.nanargmax: nanargmax, np.nanargmin: nanargmin,
-    np.histogram2d: histogram2d, np.lexsort: lexsort, np.trim_zeros: trim_zeros,
+    np.histogram2d: histogram2d, np.lexsort: lexsort, np.trim_zeros: trim_zeros, np.unique: unique,
+    np.compress: compress, np.extract: extract,
     # (while tracing, np.ascontiguousarray / np.asfortranarray are jitad.frontend.tracer's hooks: NumPy does
     # not dispatch them; these rows list them in the coverage table and serve a direct call)
     np.ascontiguousarray: lambda a, dtype=None, *, like=None: np.ascontiguousarray(a, dtype=dtype),

@@ -13,6 +13,7 @@ import numpy as np
 
 from jitad import primitives as P
 from jitad.errors import AxisError, ShapeError, UnsupportedOperationError
+from jitad.frontend import guards
 from jitad.ir import is_tracer
 
 
@@ -450,9 +451,12 @@ def astype(x, dtype, copy=True, **_):
 
 # --- indexing --------------------------------------------------------------------------------
 def getitem(x, key):
-    """NumPy indexing: basic slices, ints, None, ..., integer arrays and concrete boolean masks."""
+    """NumPy indexing: basic slices, ints, None, ..., integer arrays and boolean masks (a traced
+    mask is read from the trace's values and guarded: `mask_value`)."""
     if not isinstance(key, tuple):
         key = (key,)
+    if any(is_tracer(k) and k.dtype == bool for k in key):
+        key = tuple(mask_value(k) if is_tracer(k) and k.dtype == bool else k for k in key)
     shape = shape_of(x)
     window = _basic_window(key, shape)
     if window is not None:  # ints and slices only (x[t], z[:, :n]): the nodes the general path makes
@@ -463,10 +467,6 @@ def getitem(x, key):
     items = []
     for k in key:
         if is_tracer(k):
-            if k.dtype == bool:
-                raise ShapeError("indexing with a traced boolean mask gives a shape that depends on "
-                                 "the values; use np.where(mask, x, 0) (or compute the mask from "
-                                 "concrete data) instead")
             items.append(("array", k, 1))
         elif isinstance(k, (list, np.ndarray)):
             arr = np.asarray(k)
@@ -1015,13 +1015,39 @@ def tril(x, k=0):
 
 
 # --- elementwise conveniences ------------------------------------------------------------------------
-def _value_dependent(name):
-    """Functions whose result shape depends on the values: jitad's shapes are static."""
-    def builder(*args, **kwargs):
-        raise ShapeError(f"{name} gives a shape that depends on the values, but jitad traces with static "
-                         "shapes; use the three-argument form np.where(cond, x, y) to select values, or "
-                         "compute indices from concrete (non-traced) data")
-    return builder
+def mask_value(mask, what="Indexing with a traced boolean mask"):
+    """The concrete value of a traced boolean array whose True entries decide a result's shape
+    (x[mask], np.nonzero(mask)): the trace reads it from the call's values and records a guard
+    (`guards.selection`), so a later call with another mask is traced again for it (up to
+    jitad.config.specializations masks per input signature). np.where(mask, x, 0) keeps the
+    shape static and needs no guard."""
+    return guards.selection(mask, f"{what} (the result's shape depends on the mask)")
+
+
+def _nonzero_mask(a, name):
+    a = asarray(a)
+    if ndim_of(a) == 0:
+        raise ValueError(f"Calling {name} on 0d arrays is not allowed. Use np.atleast_1d(scalar).nonzero() "
+                         "instead.")
+    return mask_value(a if a.dtype == bool else P.not_equal_p(a, np.zeros((), a.dtype)), f"np.{name} of a traced array")
+
+
+def nonzero(a):
+    """np.nonzero of a traced array: the indices of its nonzero entries, read from the call's
+    values (a guard, `mask_value`); integer constants, no derivative."""
+    return np.nonzero(_nonzero_mask(a, "nonzero"))
+
+
+def argwhere(a):
+    a = asarray(a)
+    if ndim_of(a) == 0:  # NumPy: a 0-d array is treated as 1-d
+        a = reshape(a, (1,))
+        return np.argwhere(_nonzero_mask(a, "argwhere"))[:, :0]
+    return np.argwhere(_nonzero_mask(a, "argwhere"))
+
+
+def flatnonzero(a):
+    return np.flatnonzero(_nonzero_mask(ravel(asarray(a)), "flatnonzero"))
 
 
 def _allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
@@ -1049,7 +1075,7 @@ def _isclose(a, b, rtol, atol, equal_nan):
 
 def where(cond, x=None, y=None):
     if x is None and y is None:
-        _value_dependent("np.where(cond) with one argument")()
+        return nonzero(cond)
     return P.where_p(cond, x, y)
 
 
@@ -1275,8 +1301,7 @@ FUNCTIONS = {
     np.empty_like: zeros_like, np.round: _round, np.around: _round,
     np.any: lambda x, axis=None, out=None, keepdims=False, **_: x.any(axis=axis, keepdims=keepdims),
     np.all: lambda x, axis=None, out=None, keepdims=False, **_: x.all(axis=axis, keepdims=keepdims),
-    np.nonzero: _value_dependent("np.nonzero"), np.argwhere: _value_dependent("np.argwhere"),
-    np.flatnonzero: _value_dependent("np.flatnonzero"), np.unique: _value_dependent("np.unique"),
+    np.nonzero: nonzero, np.argwhere: argwhere, np.flatnonzero: flatnonzero,
     np.isclose: lambda a, b, rtol=1e-05, atol=1e-08, equal_nan=False: _isclose(a, b, rtol, atol, equal_nan),
     np.allclose: _allclose, np.array_equal: _array_equal,
     np.result_type: lambda *args: np.result_type(*[a.dtype if is_tracer(a) else a for a in args]),

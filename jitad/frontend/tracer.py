@@ -188,6 +188,9 @@ class Tracer:
             return self.reshape(-1)[np.ravel_multi_index(args, self.shape) if len(args) > 1 else args[0]].item()
         return guards.scalar(self, lambda v: v.item(), ".item() on a traced value")
 
+    def nonzero(self):
+        return numpy_ops.nonzero(self)
+
     def tolist(self):
         return guards.values(self, ".tolist() on a traced value").tolist()
 
@@ -741,7 +744,8 @@ def trace(fun, avals, concrete=None, differentiated=()):
             raise
         except TypeError as error:
             # a SciPy function passing a traced array to compiled code ("argument 1 must be
-            # numpy.ndarray, not Tracer"): name the SciPy function and the way out
+            # numpy.ndarray, not Tracer"), or writing into a NumPy array in its own code: name
+            # the SciPy function and the way out
             unsupported = _foreign_type_error(error)
             if unsupported is None:
                 raise
@@ -764,8 +768,9 @@ def _ufunc_name(ufunc):
 
 
 def _foreign_type_error(error):
-    """The UnsupportedOperationError for a TypeError about a Tracer raised in SciPy's code, or None."""
-    if "Tracer" not in str(error):
+    """The UnsupportedOperationError for a TypeError about a Tracer (or jitad's own error about an
+    in-place write or a concrete value) raised in SciPy's code, or None."""
+    if not isinstance(error, (InPlaceUpdateError, ConcretizationError)) and "Tracer" not in str(error):
         return None
     tb = error.__traceback__
     while tb.tb_next is not None:

@@ -1,4 +1,4 @@
-"""ODE solves as one primitive whose derivatives are ODE solves again.
+"""ODE solves and quadratures, each one primitive whose derivatives are solves (quadratures) again.
 
 `ode_solve(y0, span, ts, *params, system)` is y(ts) for dy/dt = f(y, t, *params) with
 y(span[0]) = y0: an array (len(ts), len(y0)). The right-hand side f is a traced graph held by
@@ -19,6 +19,7 @@ derivatives of derivatives (grad of grad, hessian) are the same rules applied ag
 """
 import numpy as np
 
+from jitad.primitives import builders as B
 from jitad.primitives.core import Primitive
 
 
@@ -79,4 +80,59 @@ ode_solve_p = Primitive(
     "ode_solve", impl=lambda y0, span, ts, *params, system: system.solve(y0, span, ts, params),
     shape_rule=_solve_shape, jvp=_solve_jvp, vjp=_solve_vjp, kind="callback")
 
-__all__ = ["ode_solve_p"]
+# --- quadrature ------------------------------------------------------------------------------
+# `quad(a, b, *params, integrand)` is [∫ₐᵇ g(x, *params) dx, error estimate]: g is a traced graph
+# held by `integrand` (jitad.frontend.integrate.Integrand) with a vector value of `integrand.m`
+# entries, integrated by SciPy (quad for one entry, quad_vec for more) on real arrays. The error
+# estimate is SciPy's, a diagnostic without a derivative (its tangent and cotangent are zero,
+# as for an integer output). The rules are quadratures again, of integrands `integrand` derives
+# from g's traced jvp and vjp (differentiation under the integral sign, Leibniz's rule at the
+# limits), so derivatives of derivatives are the same rules applied again:
+#   d∫ = ∫ ∂g/∂p ṗ dx + g(b) ḃ - g(a) ȧ,     p̄ = ∫ ḡᵀ ∂g/∂p dx,  ā = -ḡ·g(a),  b̄ = ḡ·g(b).
+def _quad_shape(a, b, *params, integrand):
+    return (integrand.m + 1,), np.dtype(np.float64)
+
+
+def _quad_jvp(primals, tangents, out, integrand):
+    # (jitad.primitives.builders: the rules build IR without the NumPy front-end)
+    (a, b, *params), (da, db, *dparams) = primals, tangents
+    m = integrand.m
+    moving = tuple(j for j, (p, d) in enumerate(zip(params, dparams)) if d is not None and _is_float(p))
+    result = B.full((m,), 0.0, np.float64)
+    if moving:
+        tangent = quad_p(a, b, *params, *[dparams[j] for j in moving], integrand=integrand.tangent(moving))
+        result = B.flat_range(tangent, 0, m)
+    if db is not None:
+        result = B.add(result, B.multiply(integrand.value(b, params), db))
+    if da is not None:
+        result = B.subtract(result, B.multiply(integrand.value(a, params), da))
+    return B.concatenate([result, B.full((1,), 0.0, np.float64)])
+
+
+def _quad_vjp(g, out, a, b, *params, integrand, wanted=None):
+    m = integrand.m
+    wanted = wanted or (True,) * (2 + len(params))
+    g = B.flat_range(g, 0, m)  # the error estimate's cotangent reaches nothing
+    floats = tuple(j for j, p in enumerate(params) if _is_float(p) and wanted[2 + j])
+    cts = [None] * len(params)
+    if floats:
+        pbar = quad_p(a, b, *params, g, integrand=integrand.adjoint(floats))
+        offset = 0
+        for j in floats:
+            shape = B.shape_of(params[j])
+            size = int(np.prod(shape, dtype=np.int64))
+            cts[j] = B.astype(B.reshape(B.flat_range(pbar, offset, size), shape), _dtype(params[j]))
+            offset += size
+
+    def limit(x, sign):
+        return B.multiply(sign, B.sum(B.multiply(g, integrand.value(x, params)), (0,)))
+    return (limit(a, -1.0) if wanted[0] else None, limit(b, 1.0) if wanted[1] else None, *cts)
+
+
+_quad_vjp.takes_wanted = True  # the AD transform passes wanted= (see jitad.transforms.ad.vjp_values)
+
+quad_p = Primitive(
+    "quad", impl=lambda a, b, *params, integrand: integrand.integrate(a, b, params),
+    shape_rule=_quad_shape, jvp=_quad_jvp, vjp=_quad_vjp, kind="callback")
+
+__all__ = ["ode_solve_p", "quad_p"]

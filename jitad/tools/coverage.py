@@ -24,8 +24,7 @@ _NUMPY_NAMESPACES = ("numpy", "numpy.linalg", "numpy.fft")
 
 def _raises_only(builder):
     """Builders that exist only to raise a clear error (a value-dependent shape, a Python bool)."""
-    return getattr(builder, "__qualname__", "").startswith(("_value_dependent",)) or \
-        getattr(builder, "raises_only", False)
+    return getattr(builder, "raises_only", False)
 
 
 def _public_name(obj):

@@ -17,7 +17,7 @@ from jitad.errors import InputDtypeError, NonScalarOutputError, ShapeError
 from jitad.frontend.tracer import Tracer
 from jitad.primitives import control
 from jitad.pytrees import tree_flatten, tree_unflatten
-from jitad.staging import FLOAT_TYPES, Transform, transform_of
+from jitad.staging import FLOAT_TYPES, Transform, argnums_alias, transform_of
 from jitad.transforms import ad
 
 
@@ -132,8 +132,8 @@ def _per_memory(memory, make):
     return transform_for
 
 
-def value_and_grad(fun, argnums=0, has_aux=False, memory=None, target=None):
-    """Return a function computing `(fun(*args), gradient)`.
+def value_and_grad(fun, argnums=0, has_aux=False, memory=None, target=None, *, argnum=None):
+    """Return a function computing `(fun(*args), gradient)` (`argnum=`: autograd's name of argnums).
 
     `memory` ("store", "recompute" or a byte budget; default: jitad.config.memory at each call)
     is what reverse mode through loops keeps (see jitad.config). `target` ("auto", "cpu",
@@ -144,18 +144,18 @@ def value_and_grad(fun, argnums=0, has_aux=False, memory=None, target=None):
     >>> float(v), g.tolist()
     (5.0, [2.0, 4.0])
     """
-    return _reverse(value_and_grad, fun, argnums, has_aux, memory, target)
+    return _reverse(value_and_grad, fun, argnums_alias(argnums, argnum), has_aux, memory, target)
 
 
-def grad(fun, argnums=0, has_aux=False, memory=None, target=None):
-    """Return a function computing the gradient of scalar-valued `fun` (`memory`, `target`: see
-    value_and_grad).
+def grad(fun, argnums=0, has_aux=False, memory=None, target=None, *, argnum=None):
+    """Return a function computing the gradient of scalar-valued `fun` (`memory`, `target`,
+    `argnum`: see value_and_grad).
 
     >>> import numpy as np, jitad
     >>> jitad.grad(lambda x1, x2: x1 * x2 + np.sin(x1), argnums=(0, 1))(2.0, 5.0)
     (4.583853163452858, 2.0)
     """
-    return _reverse(grad, fun, argnums, has_aux, memory, target)
+    return _reverse(grad, fun, argnums_alias(argnums, argnum), has_aux, memory, target)
 
 
 def _reverse(make, fun, argnums, has_aux, memory, target):

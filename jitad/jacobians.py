@@ -19,7 +19,7 @@ from jitad.frontend.tracer import trace
 from jitad.ir import is_tracer
 from jitad.pytrees import tree_flatten
 from jitad.schedule import ELEMENT_BUDGET, MAX_CHUNK, MODES, make_plan
-from jitad.staging import Signature, Transform, normalize_argnums, trace_user, transform_of
+from jitad.staging import Signature, Transform, argnums_alias, normalize_argnums, trace_user, transform_of
 from jitad.sweeps import Layout, assemble, avals, batched_jvp, concat, sweep_body, unflatten_blocks
 from jitad.transforms import ad
 
@@ -92,7 +92,7 @@ def _build_sweeps(mode, chunk_size):
     return build
 
 
-def jacobian(fun, argnums=0, mode="auto", chunk_size=None, target=None):
+def jacobian(fun, argnums=0, mode="auto", chunk_size=None, target=None, *, argnum=None):
     """Return `J(*args)`, the Jacobian of `fun`: for each output leaf and each input leaf of
     `argnums`, a block of shape `out.shape + in.shape`, nested as the output (outside) and
     the arguments (inside). `mode` is "auto" (cheapest by the scheduler's estimate),
@@ -110,39 +110,43 @@ def jacobian(fun, argnums=0, mode="auto", chunk_size=None, target=None):
     >>> J.plan(np.zeros(2)).mode
     'forward'
     """
+    argnums = argnums_alias(argnums, argnum)  # autograd's spelling
     return _JacobianFunction(fun, argnums, mode, chunk_size, target=target, made=(
         jacobian, fun, dict(argnums=argnums, mode=mode, chunk_size=chunk_size, target=target)))
 
 
-def jacfwd(fun, argnums=0, chunk_size=None, target=None):
+def jacfwd(fun, argnums=0, chunk_size=None, target=None, *, argnum=None):
     """The Jacobian by forward mode: ceil(n/k) compiled sweeps of k tangent directions.
 
     >>> import numpy as np, jitad
     >>> jitad.jacfwd(lambda x: x ** 2)(np.array([1.0, 2.0])).tolist()
     [[2.0, 0.0], [0.0, 4.0]]
     """
+    argnums = argnums_alias(argnums, argnum)  # autograd's spelling
     return _JacobianFunction(fun, argnums, "forward", chunk_size, name="jacfwd", target=target, made=(
         jacfwd, fun, dict(argnums=argnums, chunk_size=chunk_size, target=target)))
 
 
-def jacrev(fun, argnums=0, chunk_size=None, target=None):
+def jacrev(fun, argnums=0, chunk_size=None, target=None, *, argnum=None):
     """The Jacobian by reverse mode: ceil(m/k) compiled sweeps of k output cotangents.
 
     >>> import numpy as np, jitad
     >>> jitad.jacrev(lambda x, y: x * y, argnums=(0, 1))(2.0, 3.0)
     (3.0, 2.0)
     """
+    argnums = argnums_alias(argnums, argnum)  # autograd's spelling
     return _JacobianFunction(fun, argnums, "reverse", chunk_size, name="jacrev", target=target, made=(
         jacrev, fun, dict(argnums=argnums, chunk_size=chunk_size, target=target)))
 
 
-def hessian(fun, argnums=0, target=None):
+def hessian(fun, argnums=0, target=None, *, argnum=None):
     """The Hessian of scalar `fun`, forward over reverse: shape `in.shape + in.shape`.
 
     >>> import numpy as np, jitad
     >>> jitad.hessian(lambda x: x[0] ** 2 * x[1])(np.array([1.0, 2.0])).tolist()
     [[4.0, 2.0], [2.0, 0.0]]
     """
+    argnums = argnums_alias(argnums, argnum)  # autograd's spelling
     return _JacobianFunction(jacrev(fun, argnums), argnums, "forward", None, cache_on=fun, name="hessian",
                              describe=_forward_over_reverse, target=target,
                              made=(hessian, fun, dict(argnums=argnums, target=target)))

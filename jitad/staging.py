@@ -64,6 +64,15 @@ def normalize_argnums(argnums, nargs):
     return tuple(a % nargs for a in nums), single
 
 
+def argnums_alias(argnums, argnum):
+    """`argnums`, or autograd's spelling `argnum=` of it (grad(f, argnum=1)) when given."""
+    if argnum is None:
+        return argnums
+    if argnums != 0:
+        raise TypeError("give argnums= or argnum= (autograd's spelling of it), not both")
+    return argnum
+
+
 def _device_array_type(leaf):
     """The dtype of a GPU array (a numba device array, or anything with __cuda_array_interface__:
     CuPy, PyTorch CUDA tensors), else None. No CUDA module is imported."""

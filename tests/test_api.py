@@ -38,6 +38,18 @@ def test_argnums_tuple_gives_a_tuple():
     np.testing.assert_array_equal(gx, Y)
 
 
+def test_argnum_is_autograds_spelling_of_argnums():
+    # autograd's examples call grad(f, argnum=1) (its GAN and negative-binomial examples)
+    np.testing.assert_array_equal(jitad.grad(f3, argnum=1)(X, Y, 0.5), X)
+    assert jitad.value_and_grad(f3, argnum=2)(X, Y, 0.5)[1] == pytest.approx(math.cos(0.5))
+    np.testing.assert_array_equal(jitad.jacobian(f3, argnum=1)(X, Y, 0.5), X)
+    np.testing.assert_array_equal(jitad.jacrev(f3, argnum=(0, 1))(X, Y, 0.5)[1], X)
+    np.testing.assert_array_equal(jitad.jacfwd(f3, argnum=0)(X, Y, 0.5), Y)
+    np.testing.assert_array_equal(jitad.hessian(f3, argnum=1)(X, Y, 0.5), np.zeros((2, 2)))
+    with pytest.raises(TypeError, match="not both"):
+        jitad.grad(f3, 1, argnum=1)
+
+
 def test_argnums_out_of_range():
     with pytest.raises(TypeError, match="argnums"):
         jitad.grad(f3, argnums=3)(X, Y, 0.5)

@@ -128,7 +128,7 @@ def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
 
     for x in (small, big):
         report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), x)
-        assert line.startswith("  auto: serial, the same kernel as target 'cpu': no array reaches"), line
+        assert line.startswith("  auto: serial, the same kernel as target 'cpu': no array computed"), line
         assert "prange" not in report.source
     report, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), huge)
     assert re.match(r"  auto: \d of \d loop nests run on jitad.config.threads = \d+ threads", line), line
@@ -139,7 +139,7 @@ def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
     _, line = target_line(lambda x: np.sum(np.exp(-x * x)), heavy)
     assert re.match(r"  auto: \d of \d loop nests run on", line), line
     _, line = target_line(lambda x: np.sum((1.0 - x[1:] * x[:-1]) ** 2), heavy)
-    assert line.startswith("  auto: serial, the same kernel as target 'cpu': no array reaches"), line
+    assert line.startswith("  auto: serial, the same kernel as target 'cpu': no array computed"), line
     _, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big, target="parallel")
     assert re.match(r"  parallel: \d of \d loop nests run on", line), line
     _, line = target_line(lambda x: np.sum(np.tanh(x) ** 2), big, target="cpu")
@@ -156,6 +156,33 @@ def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
     report, line = target_line(long, big, target="parallel")
     assert report.nests and all("numba.prange(" in nest for nest in report.nests), report.nests
     assert re.match(r"  parallel: \d+ of \d+ loop nests run on", line), line
+
+
+@pytest.mark.usefixtures("compile_off")
+def test_a_long_rolled_loop_stays_serial(monkeypatch):
+    """A loop's stored states are large and its arithmetic per step small: target "auto" counts only
+    the arrays computed elementwise or reduced (backend.largest_computed), so a long rolled loop
+    compiles the serial kernels of a short one (the parallel form would only thread the copies)."""
+    from jitad.backend import codegen
+    if jitad.config.threads < 2:
+        pytest.skip("one thread: target 'auto' is serial")
+    monkeypatch.setattr(jitad.backend, "AUTO_ELEMENTS", codegen.PARALLEL_ELEMENTS)  # less tracing
+    steps = 2 * jitad.backend.AUTO_ELEMENTS // 64
+
+    def rnn(w, xs):  # as jitad rolls a Python loop (compile="off" answers on the unrolled trace)
+        h, _ = jitad.scan(lambda h, x: (np.tanh(h * w + x), None), np.zeros(64), xs)
+        return np.sum(h)
+    xs = np.linspace(-1.0, 1.0, steps * 64).reshape(steps, 64)
+
+    def explained(fun, *args):
+        report = jitad.explain(jitad.value_and_grad(fun), *args, print_report=False)
+        return report, report.split("== target ==\n")[1].splitlines()[0]
+    report, line = explained(rnn, 0.5, xs)
+    assert "scan(" in report and "prange" not in report.source
+    assert line.startswith("  auto: serial, the same kernel as target 'cpu': no array computed"), line
+    big = np.linspace(0.1, 1.0, jitad.backend.AUTO_ELEMENTS)
+    _, line = explained(lambda x: np.sum(x * x), big)  # arithmetic on AUTO_ELEMENTS: threads
+    assert re.match(r"  auto: \d of \d loop nests run on", line), line
 
 
 def test_vectorized_loops_reads_the_llvm_ir_per_loop_nest():

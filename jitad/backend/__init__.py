@@ -6,6 +6,7 @@ import threading
 import warnings
 
 from jitad.frontend import guards, integrate, rolling
+from jitad.ir import Kind
 from jitad.primitives import control
 
 COMPILE_MODES = ("background", "eager", "off")
@@ -67,7 +68,8 @@ class Config:
     target: where compiled kernels run (default: $JITAD_TARGET, else "auto"); a transform's
         `target=` keyword overrides it for its calls:
         "auto"      decided when a kernel is compiled (shapes are known at trace time): a kernel
-                    whose graph holds an array of at least AUTO_ELEMENTS elements is compiled as
+                    whose graph computes an array of at least AUTO_ELEMENTS elements (elementwise
+                    or reduced; copies do not count) is compiled as
                     for "parallel" while `threads` > 1; others as for "cpu" (no parfors compile
                     cost, the same overhead)
         "cpu"       Numba kernels on the CPU, every loop serial
@@ -230,8 +232,8 @@ def compile(graph, target="cpu", labels=None):
     return compile_graph(graph, config.compile, labels=labels, target=resolved(target, graph))
 
 
-# target "auto": a kernel is compiled in the parallel form when its graph holds an array of at
-# least AUTO_ELEMENTS elements, or a costly elementwise function (exp, sin, log, tanh, sqrt, a
+# target "auto": a kernel is compiled in the parallel form when its graph computes an array of at
+# least AUTO_ELEMENTS elements (elementwise, or reduced: `largest_computed`), or a costly elementwise function (exp, sin, log, tanh, sqrt, a
 # division, ...: a primitive declared with inline_cost=EXPENSIVE) of one of at least
 # AUTO_HEAVY_ELEMENTS (then its loop nests of >= codegen.PARALLEL_ELEMENTS run on threads).
 # Measured on the quiet 2-core machine (/tmp/exp/thr2.py: value_and_grad, best of 7 x 10 calls,
@@ -242,14 +244,20 @@ AUTO_ELEMENTS = 1 << 21
 AUTO_HEAVY_ELEMENTS = 1 << 17
 
 
-def largest_array(graph):
-    """The element count of the largest value in `graph` (its inputs' and nodes')."""
-    return max((math.prod(n.shape) for n in (*graph.inputs, *graph.nodes)), default=0)
+def largest_computed(graph):
+    """The element count of the largest loop of arithmetic in `graph`: an elementwise node's
+    value, or the operand of a reduction. Copies (reshapes, slices, pads, a loop's stacked
+    states) and library calls do not count: threads hardly speed up a copy, and the parallel
+    form costs compile time (a 10,000-step rolled loop's stored states are large, its arithmetic
+    small: the serial form, the same kernels as 10 steps)."""
+    sizes = [math.prod(n.shape) for n in graph.nodes if n.prim.kind == Kind.ELEMENTWISE]
+    sizes += [math.prod(n.inputs[0].shape) for n in graph.nodes if n.prim.kind == Kind.REDUCTION and n.inputs]
+    return max(sizes, default=0)
 
 
 def _threads_pay(graph):
     """Whether the parallel form pays for `graph` (see AUTO_ELEMENTS)."""
-    if largest_array(graph) >= AUTO_ELEMENTS:
+    if largest_computed(graph) >= AUTO_ELEMENTS:
         return True
     from jitad.primitives.core import EXPENSIVE
     return any((node.prim.inline_cost or 0) >= EXPENSIVE and math.prod(node.shape) >= AUTO_HEAVY_ELEMENTS
@@ -258,8 +266,8 @@ def _threads_pay(graph):
 
 def resolved(target, graph=None):
     """The form a kernel of `target` is compiled in: "cpu" (serial) or "parallel" (large loop
-    nests on threads). "auto" is "parallel" when jitad.config.threads > 1 and `graph` holds an
-    array of at least AUTO_ELEMENTS elements or a costly elementwise function (inline_cost
+    nests on threads). "auto" is "parallel" when jitad.config.threads > 1 and `graph` computes
+    an array of at least AUTO_ELEMENTS elements (`largest_computed`) or a costly elementwise function (inline_cost
     EXPENSIVE: exp, sin, log, division, ...) of one of at least AUTO_HEAVY_ELEMENTS."""
     if target == "auto":
         return "parallel" if config.threads > 1 and (graph is None or _threads_pay(graph)) else "cpu"

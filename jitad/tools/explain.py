@@ -137,7 +137,8 @@ def _target_text(stage, plan, sources):
     if threads == 1:
         return f"  {target}: serial, since jitad.config.threads = 1 (the largest loop nest has {largest:,} elements)"
     if target == "auto" and backend.resolved(target, stage.optimized) == "cpu":
-        return (f"  auto: serial, the same kernel as target 'cpu': no array reaches backend.AUTO_ELEMENTS = "
+        return (f"  auto: serial, the same kernel as target 'cpu': no array computed (elementwise or reduced) reaches "
+                f"backend.AUTO_ELEMENTS = "
                 f"{backend.AUTO_ELEMENTS:,} elements, nor a costly function (exp, sin, ...) backend.AUTO_HEAVY_ELEMENTS = "
                 f"{backend.AUTO_HEAVY_ELEMENTS:,} (the largest loop nest has {largest:,})")
     return (f"  {target}: serial: no loop nest reaches {threshold} elements (the largest has {largest:,}), "

@@ -9,6 +9,7 @@ Skipped when dask[distributed] is not installed (`pip install "jitad[dask]"`).
 import logging
 import os
 import subprocess
+import shutil
 import sys
 import tempfile
 import threading
@@ -66,6 +67,7 @@ def client():
     finally:
         client.close()
         cluster.close()
+        shutil.rmtree(elsewhere, ignore_errors=True)
 
 
 @pytest.fixture

@@ -20,7 +20,10 @@ import time
 from dataclasses import dataclass, field
 
 if __name__ == "__main__" and not os.environ.get("JITAD_CACHE_DIR"):
+    import atexit
+    import shutil
     os.environ["JITAD_CACHE_DIR"] = tempfile.mkdtemp(prefix="jitad-fuzz-cache-")
+    atexit.register(shutil.rmtree, os.environ["JITAD_CACHE_DIR"], ignore_errors=True)  # the run's own kernels
 
 from . import checks, gen, shrink  # noqa: E402
 

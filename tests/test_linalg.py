@@ -234,6 +234,29 @@ def test_hessian_of_the_spectral_norm_at_a_rank_deficient_matrix():
 
 
 @pytest.mark.usefixtures("reference_backend")
+def test_scipy_det_and_logm_of_float32_are_float64_as_scipys():
+    """scipy.linalg.det returns float64 for a float32 matrix (2-d and batched: its float32 LU's product as a
+    float64) and scipy.linalg.logm float64 (its triangular logarithm computes in float64); jitad kept
+    float32 (np.linalg.det's dtype, logm_p of the float32 matrix). Values within float32's rounding;
+    gradients keep the argument's dtype."""
+    import warnings
+    r = np.random.default_rng(9)
+    a = r.standard_normal((3, 3)).astype(np.float32)
+    spd = (a @ a.T + np.eye(3)).astype(np.float32)
+    batch = r.standard_normal((2, 3, 3)).astype(np.float32)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SciPy's logm warns of its float32 accuracy
+        cases = [(scipy.linalg.det, a), (scipy.linalg.det, batch), (scipy.linalg.logm, spd)]
+        for fun, x in cases:
+            want, got = fun(x), jitad.jit(fun)(x)
+            assert np.asarray(got).dtype == np.asarray(want).dtype == np.float64
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
+            assert jitad.grad(lambda x: np.sum(fun(x)))(x).dtype == np.float32
+    np.testing.assert_allclose(jitad.grad(lambda x: np.sum(scipy.linalg.logm(x)))(spd),
+                               jitad.grad(lambda x: np.sum(scipy.linalg.logm(x)))(spd.astype(np.float64)), rtol=1e-5)
+
+
+@pytest.mark.usefixtures("reference_backend")
 def test_clear_errors_where_no_derivative_exists():
     singular = np.array([[1.0, 2.0], [2.0, 4.0]])
     assert np.linalg.det(singular) == 0.0 and jitad.vjp(np.linalg.det, singular)[0] == 0.0

@@ -99,6 +99,8 @@ def logm(A, disp=None):
                                         "call scipy.linalg.logm(a). ")
     a = _float(A)
     _square(a, "scipy.linalg.logm")
+    if a.dtype != np.float64:  # SciPy's logm of float32 is float64 (its triangular logarithm computes in float64)
+        a = numpy_ops.astype(a, np.float64)
     return P.logm_p(a)
 
 

@@ -936,7 +936,8 @@ SCIPY_LINALG = {
     "toeplitz": _toeplitz, "block_diag": _block_diag,
     "solve": _scipy_solve, "eigh": _scipy_eigh, "svd": _scipy_svd,
     "inv": lambda a, overwrite_a=False, check_finite=True, **_: np.linalg.inv(a),
-    "det": lambda a, overwrite_a=False, check_finite=True: np.linalg.det(a),
+    # SciPy's det returns float64 for every real input (float32: its LAPACK LU in float32, the product as float64)
+    "det": lambda a, overwrite_a=False, check_finite=True: numpy_ops.astype(np.linalg.det(a), np.float64),
     "norm": lambda a, ord=None, axis=None, keepdims=False, check_finite=True: np.linalg.norm(a, ord, axis, keepdims),
     "eigvalsh": lambda a, b=None, *, lower=True, **kw: _scipy_eigh(a, b, lower=lower, eigvals_only=True, **kw),
 }

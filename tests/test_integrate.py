@@ -443,3 +443,14 @@ def test_quad_that_traces_nothing_is_scipys_and_errors_are_named():
         jitad.grad(lambda k: scipy.integrate.quad(lambda x: k * np.ones(2) * x, 0.0, 1.0)[0])(1.0)
     with pytest.raises(jitad.ConcretizationError):  # x is symbolic: np.where, not `if`
         jitad.grad(lambda k: scipy.integrate.quad(lambda x: k * x if x > 0.5 else k, 0.0, 1.0)[0])(1.0)
+
+
+def test_quad_vec_of_a_float32_integrand_is_float32_as_scipys():
+    """Found by the fuzzer's shapes profile (seed 5): SciPy calls the integrand with a Python float, so a
+    float32 integrand's quad_vec is float32; jitad's was float64 (the value is integrated in float64)."""
+    w = np.array([1.0, 2.0], np.float32)
+    for f in (lambda w: scipy.integrate.quad_vec(lambda s: np.sin(s * w), 0.0, 1.0)[0],
+              lambda w: scipy.integrate.quad_vec(lambda s: np.sin(s) * np.sum(w), 0.0, 1.0)[0]):
+        got, expected = jitad.jit(f)(w), f(w)
+        assert np.asarray(got).dtype == np.asarray(expected).dtype and np.shape(got) == np.shape(expected)
+        np.testing.assert_allclose(got, expected, rtol=1e-6)

@@ -569,3 +569,23 @@ def test_compiled_integer_sums_are_exact_and_index():
     assert total == np.sum(b) and type(total) is np.int64 and product == 4
     x = np.array([0.3, 0.7])
     assert jitad.jit(lambda x: np.interp(x[0], [0.0, 1.0], [1.0, 2.0]))(x) == np.interp(0.3, [0.0, 1.0], [1.0, 2.0])
+
+
+def test_any_and_all_of_no_elements_and_a_zero_d_boolean_index(reference_backend):
+    """Found by the fuzzer's shapes profile (seed 5): np.all / np.any (and .all()/.any()) of a traced
+    array with no elements raised 'zero-size array to reduction operation minimum' (NumPy: True and
+    False); and x[x > 0] of a 0-d x, where NumPy adds an axis of length 1 or 0, was 'a 0-d boolean
+    index is not supported'."""
+    for v in (np.zeros(0), np.zeros((0, 3)), np.array([[1.0, -1.0, 2.0]])):
+        for f in (lambda x: np.all(x > 0), lambda x: np.any(x > 0), lambda x: (x > 0).all(axis=0),
+                  lambda x: (x > 0).any(axis=-1)):
+            got, expected = jitad.jit(f)(v), f(v)
+            np.testing.assert_array_equal(got, expected)
+            assert np.shape(got) == np.shape(expected)
+    for v in (np.float64(2.0), np.array(-1.0)):
+        for f in (lambda x: x[x > 0] * 2.0, lambda x: x[np.True_], lambda x: x[np.False_]):
+            got, expected = jitad.jit(f)(v), f(np.asarray(v))
+            np.testing.assert_array_equal(got, expected)
+            assert np.shape(got) == np.shape(expected)
+    assert jitad.grad(lambda x: np.sum(x[x > 0] ** 2))(2.0) == 4.0
+    assert jitad.grad(lambda x: np.sum(x[x > 0] ** 2))(-2.0) == 0.0

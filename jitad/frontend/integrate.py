@@ -435,9 +435,24 @@ def _quadrature(name, func, lo, hi, extra, options, scalar):
         return [numpy_ops.astype(numpy_ops.reshape(out, (-1,)), _F64)]
     graph, captured = trace(fun, [((), _F64)])
     if not captured and not is_tracer(lo) and not is_tracer(hi):
-        return None, None
+        return None, (None, None)
     integrand = Integrand(name, graph, options)
-    return P.quad_p(_limit(lo, name, "lower"), _limit(hi, name, "upper"), *captured, integrand=integrand), shape[0]
+    value = P.quad_p(_limit(lo, name, "lower"), _limit(hi, name, "upper"), *captured, integrand=integrand)
+    return value, (shape[0], None if scalar else _weak_x_dtype(func, extra, graph.outputs[0].dtype))
+
+
+def _weak_x_dtype(func, extra, traced):
+    """The float dtype of func(x, *extra) when SciPy calls it with x a Python float (a weak scalar in
+    NumPy 2, as jitad's tracers treat Python scalars): func traced once more at x = 0.5. `traced`
+    (the dtype with a float64 x) if that fails."""
+    def fun():
+        return [numpy_ops.asarray(func(0.5, *extra))]
+    try:
+        graph, _ = trace(fun, [])
+    except Exception:  # noqa: BLE001 -- a probe only: the integrand's own trace has succeeded
+        return traced
+    dtype = np.dtype(graph.outputs[0].dtype)
+    return dtype if dtype.kind == "f" else _F64
 
 
 def quad(*call_args, **call_kwargs):
@@ -484,12 +499,11 @@ def quad_vec(*call_args, **call_kwargs):
     extra = a["args"] if isinstance(a["args"], tuple) else (a["args"],)
     options = {"epsabs": a["epsabs"], "epsrel": a["epsrel"],
                "points": None if a["points"] is None else tuple(float(p) for p in np.ravel(a["points"]))}
-    out, shape = _quadrature(name, a["f"], a["a"], a["b"], extra, options, scalar=False)
+    out, (shape, dtype) = _quadrature(name, a["f"], a["a"], a["b"], extra, options, scalar=False)
     if out is None:
         return _scipy("quad_vec")(*call_args, **call_kwargs)
-    if int(np.prod(shape)) == 1 and shape == ():
-        return out[0], out[1]
-    return numpy_ops.reshape(out[:-1], shape), out[-1]
+    value = numpy_ops.astype(numpy_ops.reshape(out[:-1], shape), dtype)  # the integrand's float dtype, as SciPy's
+    return value, out[-1]
 
 
 odeint.while_tracing = solve_ivp.while_tracing = True  # the dispatcher sends every call while tracing

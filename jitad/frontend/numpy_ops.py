@@ -457,6 +457,13 @@ def getitem(x, key):
         key = (key,)
     if any(is_tracer(k) and k.dtype == bool for k in key):
         key = tuple(mask_value(k) if is_tracer(k) and k.dtype == bool else k for k in key)
+    if len(key) == 1 and isinstance(key[0], (np.ndarray, np.bool_, bool)) and np.ndim(key[0]) == 0 and \
+            np.asarray(key[0]).dtype == bool:
+        # x[b] with a 0-d boolean (x[x > 0] of a 0-d x): NumPy adds an axis of length 1 (True) or 0 (False)
+        shape = shape_of(x)
+        grown = reshape(x, (1,) + shape)
+        return grown if bool(key[0]) else P.slice_p(grown, starts=(0,) * (len(shape) + 1),
+                                                     steps=(1,) * (len(shape) + 1), shape=(0,) + shape)
     shape = shape_of(x)
     window = _basic_window(key, shape)
     if window is not None:  # ints and slices only (x[t], z[:, :n]): the nodes the general path makes

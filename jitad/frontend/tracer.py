@@ -364,11 +364,11 @@ class Tracer:
     def round(self, decimals=0):
         return numpy_ops._round(self, decimals)
 
-    def any(self, axis=None, keepdims=False):
-        return numpy_ops.amax(numpy_ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims) > 0
+    def any(self, axis=None, keepdims=False):  # (initial=: over no elements, False as NumPy's)
+        return numpy_ops.amax(numpy_ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims, initial=0.0) > 0
 
-    def all(self, axis=None, keepdims=False):
-        return numpy_ops.amin(numpy_ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims) > 0
+    def all(self, axis=None, keepdims=False):  # (over no elements, True)
+        return numpy_ops.amin(numpy_ops.astype(self != 0, np.float64), axis=axis, keepdims=keepdims, initial=1.0) > 0
 
 
 Builder.tracer_type = Tracer

@@ -2311,3 +2311,54 @@ NEW.append((b_recent, 12))
 LONG.append((b_recent, 12))
 # issue 11's functions mostly (b_recent), with a few ops around them
 PROFILES["recent"] = [(b_recent, 20), (b_unary, 3), (b_binary, 4), (b_reduce, 2), (b_index, 2), (b_struct, 2)]
+
+
+# --- shapes that depend on values (guards), and quadrature ------------------------------------------
+def b_shapes(st):
+    """Boolean-mask indexing and writes, np.nonzero / one-argument where / argwhere / flatnonzero,
+    np.unique, np.bincount of traced labels, np.compress / extract (a mask read from the values,
+    guarded: the thresholds are kept away from the values so finite differences keep the mask),
+    and scipy.integrate.quad / quad_vec of an integrand closing over a traced value (tight
+    tolerances: the differences of an adaptive rule)."""
+    rng = st.rng
+    a = st.pick()
+    if a is None:
+        return None
+    shape, nd = tuple(st.shape(a)), len(st.shape(a))
+    t = round(float(rng.uniform(-0.5, 0.5)), 2)
+    near = f"_g_absmin({{0}} - {t})"
+    cands = [
+        (f"np.sum({{0}}[{{0}} > {t}] ** 2) + np.sin({{0}})", near, False),
+        (f"np.cumsum(np.ravel({{0}})[np.ravel({{0}}) < {t}] * 2.0)", near, False),
+        (f"np.ravel({{0}})[np.flatnonzero(np.ravel({{0}}) > {t})] ** 3", near, False),
+        (f"np.sum(np.extract({{0}} > {t}, np.tanh({{0}}))) * {{0}}", near, False),
+        ("np.unique(np.ravel({0}))", "_g_sortgap({0}, None)", False),
+        ("np.unique(np.round(2.0 * {0}), return_counts=True)[1] * np.mean({0})", "_g_half(2.0 * {0})", False),
+        ("np.unique(np.round(2.0 * {0}), return_inverse=True)[1].reshape(-1) * np.ravel({0})", "_g_half(2.0 * {0})",
+         False),
+        ("np.bincount(np.argsort(np.ravel({0})) % 3, weights=np.ravel({0}) ** 2)", "_g_sortgap({0}, None)", False),
+        (f"{{out}} = {{0}} * 1.0\n{{out}}[{{0}} > {t}] = np.cos({{0}}[{{0}} > {t}])", near, True),
+        (f"{{out}} = np.zeros_like({{0}})\nnp.add.at({{out}}, {{0}} < {t}, {{0}} * 0.0 + 1.5)\n{{out}} = {{out}} * {{0}}",
+         near, True),
+        ("np.array(scipy.integrate.quad(lambda s: np.exp(-s * s * np.mean({0} * {0})) * np.cos(s + np.sum({0})), "
+         "0.0, 1.5, epsabs=1e-13, epsrel=1e-13)[0]) * {0}", None, False),
+        ("scipy.integrate.quad_vec(lambda s: np.sin(s * np.tanh({0})), 0.0, 1.0, epsabs=1e-13, epsrel=1e-13)[0]",
+         None, False),
+    ]
+    if nd >= 1:
+        cands += [
+            (f"{{0}}[np.nonzero({{0}} > {t})]", near, False),
+            (f"{{0}}[np.where({{0}} <= {t})] * 2.0", near, False),
+            (f"np.sum({{0}}[tuple(np.argwhere({{0}} > {t}).T)])", near, False),
+            (f"np.compress(np.ravel({{0}})[:{shape[0]}] > {t}, {{0}}, axis=0)", near, False),
+        ]
+    tmpl, guard, block = cands[int(rng.integers(len(cands)))]
+    kind = "shapes:" + ("quad_vec" if "quad_vec" in tmpl else "quad" if "quad" in tmpl else
+                        "write" if block else tmpl.split("(")[0].replace("np.", "").replace("{0}[", "mask"))
+    return [Op(st.fresh(), tmpl, (a,), kind, guard, block=block)]
+
+
+NEW.append((b_shapes, 6))
+LONG.append((b_shapes, 5))
+PROFILES["recent"].append((b_shapes, 6))
+PROFILES["shapes"] = [(b_shapes, 16), (b_unary, 3), (b_binary, 4), (b_reduce, 2), (b_index, 2), (b_struct, 2)]

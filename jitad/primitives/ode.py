@@ -21,6 +21,7 @@ import numpy as np
 
 from jitad.primitives import builders as B
 from jitad.primitives.core import Primitive
+from jitad.primitives.structural import slice_p
 
 
 def _dtype(x):
@@ -36,44 +37,46 @@ def _solve_shape(y0, span, ts, *params, system):
 
 
 def _solve_jvp(primals, tangents, out, system):
+    # (jitad.primitives.builders: the rules build IR without the NumPy front-end)
     (y0, span, ts, *params), (dy0, dspan, dts, *dparams) = primals, tangents
-    n, m = np.shape(y0)[0], np.shape(ts)[0]
+    n, m = B.shape_of(y0)[0], B.shape_of(ts)[0]
     moving = tuple(j for j, (p, d) in enumerate(zip(params, dparams)) if d is not None and _is_float(p))
     result = None
     if dy0 is not None or dspan is not None or moving:
-        s0 = dy0 if dy0 is not None else np.zeros(n)
+        s0 = dy0 if dy0 is not None else B.full((n,), 0.0, np.float64)
         if dspan is not None:
-            s0 = s0 - system.rhs_value(y0, span[0], params) * dspan[0]
-        zs = ode_solve_p(np.concatenate([y0, s0]), span, ts, *params,
+            s0 = B.subtract(s0, B.multiply(system.rhs_value(y0, B.index_first(span, 0), params), B.index_first(dspan, 0)))
+        zs = ode_solve_p(B.concatenate([y0, s0]), span, ts, *params,
                          *[dparams[j] for j in moving], system=system.tangent_system(moving))
-        result = zs[:, n:]
+        result = slice_p(zs, starts=(0, n), steps=(1, 1), shape=(m, n))
     if dts is not None:
-        fs = np.stack([system.rhs_value(out[i], ts[i], params) for i in range(m)])
-        moved = fs * np.reshape(dts, (m, 1))
-        result = moved if result is None else result + moved
-    return result if result is not None else np.zeros((m, n))
+        fs = B.stack([system.rhs_value(B.index_first(out, i), B.index_first(ts, i), params) for i in range(m)])
+        moved = B.multiply(fs, B.reshape(dts, (m, 1)))
+        result = moved if result is None else B.add(result, moved)
+    return result if result is not None else B.full((m, n), 0.0, np.float64)
 
 
 def _solve_vjp(g, out, y0, span, ts, *params, system):
-    n, m = np.shape(y0)[0], np.shape(ts)[0]
+    n, m = B.shape_of(y0)[0], B.shape_of(ts)[0]
     adjoint = system.adjoint_system()
     floats = [j for j, p in enumerate(params) if _is_float(p)]
-    sizes = [int(np.prod(np.shape(params[j]), dtype=np.int64)) for j in floats]
-    a, pbar, tbar = np.zeros(n), np.zeros(sum(sizes)), [None] * m
+    sizes = [int(np.prod(B.shape_of(params[j]), dtype=np.int64)) for j in floats]
+    a, pbar, tbar = B.full((n,), 0.0, np.float64), B.full((sum(sizes),), 0.0, np.float64), [None] * m
     for i in reversed(range(m)):
-        tbar[i] = np.sum(g[i] * system.rhs_value(out[i], ts[i], params))
-        a = a + g[i]
-        t_prev = ts[i - 1] if i else span[0]
-        z0 = np.concatenate([out[i], a, pbar])
-        z = ode_solve_p(z0, np.stack([ts[i], t_prev]), np.reshape(t_prev, (1,)), *params, system=adjoint)[0]
-        a, pbar = z[n:2 * n], z[2 * n:]
-    t0bar = -np.sum(a * system.rhs_value(y0, span[0], params))
+        out_i, t_i = B.index_first(out, i), B.index_first(ts, i)
+        tbar[i] = B.sum(B.multiply(B.index_first(g, i), system.rhs_value(out_i, t_i, params)), (0,))
+        a = B.add(a, B.index_first(g, i))
+        t_prev = B.index_first(ts, i - 1) if i else B.index_first(span, 0)
+        z0 = B.concatenate([out_i, a, pbar])
+        z = B.index_first(ode_solve_p(z0, B.stack([t_i, t_prev]), B.reshape(t_prev, (1,)), *params, system=adjoint), 0)
+        a, pbar = B.flat_range(z, n, n), B.flat_range(z, 2 * n, sum(sizes))
+    t0bar = B.negative(B.sum(B.multiply(a, system.rhs_value(y0, B.index_first(span, 0), params)), (0,)))
     cts, offset = [None] * len(params), 0
     for j, size in zip(floats, sizes):
-        piece = np.reshape(pbar[offset:offset + size], np.shape(params[j]))
-        cts[j] = piece if _dtype(params[j]) == np.float64 else piece.astype(_dtype(params[j]))
+        piece = B.reshape(B.flat_range(pbar, offset, size), B.shape_of(params[j]))
+        cts[j] = B.astype(piece, _dtype(params[j]))
         offset += size
-    return (a, np.stack([t0bar, 0.0 * t0bar]), np.stack(tbar), *cts)
+    return (a, B.stack([t0bar, B.multiply(t0bar, 0.0)]), B.stack(tbar), *cts)
 
 
 ode_solve_p = Primitive(

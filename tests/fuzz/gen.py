@@ -2358,7 +2358,6 @@ def b_shapes(st):
     return [Op(st.fresh(), tmpl, (a,), kind, guard, block=block)]
 
 
-NEW.append((b_shapes, 6))
 LONG.append((b_shapes, 5))
 PROFILES["recent"].append((b_shapes, 6))
 PROFILES["shapes"] = [(b_shapes, 16), (b_unary, 3), (b_binary, 4), (b_reduce, 2), (b_index, 2), (b_struct, 2)]

@@ -326,7 +326,8 @@ def test_unsupported_options_are_errors():
     cases = [
         (lambda x: np.percentile(x, 30, method="hazen"), UnsupportedOperationError, "method='hazen'"),
         (lambda x: np.quantile(x, x[0]), UnsupportedOperationError, "q traced"),
-        (lambda x: np.interp(x, [0.0, 1.0], [1.0, 2.0], period=1.0), UnsupportedOperationError, "period"),
+        (lambda x: np.interp(x, [0.0, 1.0], [1.0, 2.0], period=x[0]), UnsupportedOperationError, "period"),
+        (lambda x: np.interp(x, [0.0, 1.0], [1.0, 2.0], period=0.0), ValueError, "non-zero"),
         (lambda x: np.gradient(x, x), UnsupportedOperationError, "coordinate arrays traced"),
         (lambda x: scipy.signal.convolve2d(x.reshape(1, 5), np.ones((1, 2)), boundary="wrap"),
          UnsupportedOperationError, "boundary='wrap'"),
@@ -568,3 +569,23 @@ def test_polymul_drops_leading_zeros_as_numpy_or_says_it_cannot():
     h = jitad.jit(lambda a: np.polymul(a, constant))
     np.testing.assert_array_equal(h(a), np.polymul(a, constant))
     jitad.check_grads(lambda a: np.polymul(a, constant), (a,), order=2)
+
+
+def test_interp_with_a_period_is_numpys():
+    """np.interp(..., period=) was an UnsupportedOperationError (the fuzz helper, new profile seed 575757):
+    NumPy wraps x and xp into one period and pads one point from each neighbouring period."""
+    x = np.array([-180.0, -170.0, -185.0, 185.0, -10.0, -5.0, 0.0, 365.0]) + 0.3
+    xp, fp = np.array([190.0, -190.0, 350.0, -350.0]), np.array([5.0, 10.0, 3.0, 4.0])
+
+    def f(x, xp, fp):
+        return np.interp(x, xp, fp, period=-360)
+    np.testing.assert_allclose(jitad.jit(f)(x, xp, fp), f(x, xp, fp), rtol=1e-14)
+    g = jitad.grad(lambda x, xp, fp: np.sum(f(x, xp, fp) ** 2), argnums=(0, 1, 2))(x, xp, fp)
+    eps = 1e-6
+    for k, v in enumerate((x, xp, fp)):
+        fd = []
+        for e in np.eye(v.size):
+            args_p, args_m = [x, xp, fp], [x, xp, fp]
+            args_p[k], args_m[k] = v + eps * e, v - eps * e
+            fd.append((np.sum(f(*args_p) ** 2) - np.sum(f(*args_m) ** 2)) / (2 * eps))
+        np.testing.assert_allclose(g[k], fd, rtol=1e-6, atol=1e-6)

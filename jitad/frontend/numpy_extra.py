@@ -285,10 +285,26 @@ def ediff1d(ary, to_end=None, to_begin=None):
 # --- interpolation, quantiles ---------------------------------------------------------------------
 def interp(x, xp, fp, left=None, right=None, period=None):
     """Piecewise-linear interpolation, differentiable in x (the slope), fp and xp (a gather of the
-    interval's ends). Like NumPy: x == xp[-1] gives fp[-1], outside the range `left`/`right`."""
-    if period is not None:
-        raise UnsupportedOperationError("np.interp(period=...)", "Wrap x into one period with np.mod first. ")
+    interval's ends). Like NumPy: x == xp[-1] gives fp[-1], outside the range `left`/`right`; with
+    `period`, x and xp are wrapped into one period (xp sorted, fp with it) and padded by one point at
+    each end from the neighbouring periods, as NumPy does (left and right are then ignored)."""
     x, xp, fp = (ops.astype(ops.asarray(v), np.float64) for v in (x, xp, fp))
+    if period is not None:
+        if is_tracer(period):
+            raise UnsupportedOperationError("np.interp with a traced period", "Pass the period as a number. ")
+        if period == 0:
+            raise ValueError("period must be a non-zero value")
+        period = abs(float(period))
+        if ops.ndim_of(xp) != 1 or ops.ndim_of(fp) != 1:
+            raise ValueError("Data points must be 1-D sequences")
+        if ops.shape_of(fp)[0] != ops.shape_of(xp)[0]:
+            raise ValueError("fp and xp are not of the same length")
+        x, xp = ops.mod(x, period), ops.mod(xp, period)
+        order = ops.argsort(xp)
+        xp, fp = ops.take_along_axis(xp, order, 0), ops.take_along_axis(fp, order, 0)
+        xp = ops.concatenate([ops.getitem(xp, slice(-1, None)) - period, xp, ops.getitem(xp, slice(0, 1)) + period])
+        fp = ops.concatenate([ops.getitem(fp, slice(-1, None)), fp, ops.getitem(fp, slice(0, 1))])
+        left = right = None
     if ops.ndim_of(xp) != 1 or ops.ndim_of(fp) != 1:
         raise ValueError("Data points must be 1-D sequences")
     n = ops.shape_of(xp)[0]

@@ -223,3 +223,31 @@ def test_the_split_drivers_dels_come_after_a_loops_body():
                                            for text, _, depth in out)
     compile(source, "driver", "exec")
     assert source.index("del n") > source.index("c = h(b)") and source.index("del m") > source.index("q = g(s)")
+
+
+def test_a_loops_packed_value_is_read_back_as_views_but_outputs_are_copies():
+    """A scan packs its outputs into one array; reading them back (slice + reshape) is a view of it
+    (no loop, no new array), except for the kernel's own outputs, which callers own: writing into one
+    changes neither another output nor a later call's."""
+    def f(w, xs):
+        h, hs = jitad.scan(lambda h, x: (np.tanh(h * w + x), h * 2.0), np.zeros(3), xs)
+        return h, hs, np.sum(hs ** 2) + np.sum(h)
+    w, xs = 0.7, np.linspace(-1.0, 1.0, 12).reshape(4, 3)
+    vg = jitad.value_and_grad(lambda w, xs: f(w, xs)[2])
+    report = jitad.explain(vg, w, xs, print_report=False)
+    assert "(a view: no copy)" in report.source
+    value, grad = vg(w, xs)
+    jitad.config.backend, saved = "reference", jitad.config.backend
+    try:
+        want = jitad.value_and_grad(lambda w, xs: f(w, xs)[2])(w, xs)
+    finally:
+        jitad.config.backend = saved
+    assert value == pytest.approx(want[0], rel=1e-13) and grad == pytest.approx(want[1], rel=1e-12)
+    jitted = jitad.jit(f)
+    h, hs, total = jitted(w, xs)
+    h_want, hs_want, _ = f(w, xs)
+    hs[...] = 0.0
+    h[...] = -1.0
+    h2, hs2, _ = jitted(w, xs)
+    np.testing.assert_allclose(hs2, hs_want, rtol=1e-13)
+    np.testing.assert_allclose(h2, h_want, rtol=1e-13)

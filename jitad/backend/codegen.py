@@ -28,6 +28,7 @@ import numpy as np
 
 from jitad.backend.fusion import LibraryCall, is_matrix_transpose, plan as make_plan
 from jitad.ir import const_p
+from jitad.primitives.structural import reshape_p, slice_p
 from jitad.ixexpr import Ix, index_tuple
 from jitad.profiling import phase
 
@@ -472,10 +473,11 @@ class KernelWriter:
 
     # --- the kernel -----------------------------------------------------------------------
     def write(self):
+        outputs = {o.id for o in self.graph.outputs}
         for step in self.plan.steps:
             if isinstance(step, LibraryCall):
                 self.library_call(step.node)
-            else:
+            elif not (self.views and self._view(step, outputs)):
                 self.loop_nest(step)
         # an output that is an input or a captured constant is copied: callers own their results
         outs = [f"{self.read_whole(o)}.copy()" if o.ndim and o.prim.kind == "leaf" else self.read_whole(o)
@@ -502,6 +504,42 @@ class KernelWriter:
         parallel = any(isinstance(item, _Nest) and item.parallel for item in self.body)
         return _function_source(params, self._header(), lines, jit=not self.split, helpers=self.helpers,
                                 parallel=parallel)
+
+    views = True  # a nest that only copies a contiguous block of a stored array is a view of it
+
+    def _view(self, step, outputs):
+        """Write `step` as a view when all it does is copy a contiguous block of a C-contiguous
+        array a library call made (a loop's packed value read back, `scan[448:4032].reshape(16,
+        16, 14)`): no loop, no new array. Such arrays are never written after their call, and a
+        view is never a kernel output (callers own their results). True when written so."""
+        if len(step.roots) != 1 or step.roots[0].id in outputs or not step.roots[0].ndim:
+            return False
+        root = step.roots[0]
+        chain, node = [], root
+        while node.id not in self.ready:
+            if node.prim is reshape_p:
+                pass
+            elif node.prim is slice_p and node.inputs[0].ndim == 1 and node.params["steps"] == (1,):
+                pass
+            else:
+                return False
+            chain.append(node)
+            node = node.inputs[0]
+        if self.kinds.get(node.id) != "v" or node.id not in self.contiguous or node.dtype != root.dtype:
+            return False
+        code = self.read_name(node)
+        for op in reversed(chain):
+            if op.prim is slice_p:
+                start = self.dim_code(self.plan.starts.get((op.id, 0), op.params["starts"][0]), self.kernel)
+                code = f"{code}[{start}:{start} + {self.size(op, 0)}]" if start != "0" else f"{code}[:{self.size(op, 0)}]"
+            else:
+                code = f"{code}.reshape({self.shape_code(op)})"
+        name = self.names[root.id] = self.value_name(root, self.kernel)
+        self.kinds[root.id] = "v"
+        self.ready.add(root.id)
+        self.contiguous.add(root.id)
+        self.body.append((f"{name} = {code}", self.describe(root) + " (a view: no copy)"))
+        return True
 
     def _header(self):
         """Comment lines mapping the kernel's arguments to what the caller passes."""
@@ -549,6 +587,8 @@ class KernelWriter:
         self.kinds[node.id] = "v"
         ins = [self.read_whole(i) for i in node.inputs]
         self.ready.add(node.id)
+        if node.prim.contiguous_output and node.ndim:
+            self.contiguous.add(node.id)
         if node.prim.lower is None:
             raise NotImplementedError(f"no compiled lowering for `{node.prim.name}`")
         code = node.prim.lower(node, out, ins, self)

@@ -194,6 +194,8 @@ def _numba_type(dtype):
 class CudaWriter(KernelWriter):
     """The split form of a graph with every nest written as CUDA kernels (see the module docstring)."""
 
+    views = False  # device arrays: every nest is a kernel launch, as before
+
     def __init__(self, graph, labels=None):
         super().__init__(graph, split=True, labels=labels)
         self.kernels = []          # distinct kernel modules' code (kernel + launcher), by nest index

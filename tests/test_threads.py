@@ -162,3 +162,45 @@ def test_threads_setting():
     for bad in (0, -1, True, 2.0, "2", 10 ** 6):
         with pytest.raises(ValueError, match="jitad.config.threads"):
             jitad.config.threads = bad
+
+
+def test_a_kernel_compiles_while_another_thread_traces():
+    """While a thread traces, NumPy's creators (np.empty, ...) are jitad's hooks, process-wide, and
+    Numba typing a kernel (or a helper of jitad.backend's kernel modules) in another thread then can
+    read `np.empty` as the hook: TypingError 'Use of unsupported NumPy function' (found by the fuzzer,
+    long profile seed 585858: a background transform's trace during an eager compile). A compile
+    (`numpy_unhooked`, around a kernel's first call) waits for other threads' traces to end, and a
+    trace waits for a compile to end."""
+    from jitad.frontend import tracer
+    original = np.empty
+    inside, seen = threading.Event(), {}
+
+    def traced():
+        with tracer.numpy_array_hooks():
+            seen["hooked"] = np.empty is not original
+            inside.set()
+            import time
+            time.sleep(0.5)
+    thread = threading.Thread(target=traced)
+    thread.start()
+    inside.wait(10)
+    with tracer.numpy_unhooked():
+        seen["compiling"] = np.empty is original
+        later = threading.Thread(target=traced)
+        later.start()
+        import time
+        time.sleep(0.2)
+        seen["still"] = np.empty is original  # the new trace waits for the compile
+    later.join()
+    thread.join()
+    assert seen == {"hooked": True, "compiling": True, "still": True}
+    assert np.empty is original
+    # and a kernel compiled in this thread while another traces is right
+    x = np.linspace(0.1, 1.0, 7)
+    thread = threading.Thread(target=traced)
+    thread.start()
+    inside.wait(10)
+    grad = jitad.grad(lambda x: np.sum(np.exp(-x) * np.cos(3.0 * x) + x ** 3))(x)
+    thread.join()
+    np.testing.assert_allclose(grad, -np.exp(-x) * np.cos(3 * x) - 3 * np.exp(-x) * np.sin(3 * x) + 3 * x ** 2,
+                               rtol=1e-12)

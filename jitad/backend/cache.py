@@ -411,8 +411,10 @@ class CompiledGraph:
     def _counted_call(self, args):
         before = len(self.numba_dispatcher.signatures)
         hits = sum(self.numba_dispatcher.stats.cache_hits.values())
+        from jitad.frontend.tracer import numpy_unhooked  # noqa: PLC0415
         try:
-            outs = self.direct(args)
+            with numpy_unhooked():  # Numba types the kernel now: not while another thread traces
+                outs = self.direct(args)
         except RecursionError as exc:  # Numba's passes recurse over very deep expressions
             from jitad.errors import CompileError
             raise CompileError(
@@ -566,7 +568,9 @@ class SplitCompiledGraph(CompiledGraph):
 
     def _first_call(self, args):
         self.checked = True
-        return self.direct(args)
+        from jitad.frontend.tracer import numpy_unhooked  # noqa: PLC0415
+        with numpy_unhooked():  # the nests compile at their first calls
+            return self.direct(args)
 
 
 def _nest_requests(split, args):

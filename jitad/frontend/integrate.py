@@ -30,7 +30,7 @@ import numpy as np
 from jitad.frontend import linalg_ops
 from jitad.frontend import numpy_ops
 from jitad.frontend import scipy_code
-from jitad.frontend.tracer import trace
+from jitad.frontend.tracer import trace, tracing_here
 from jitad import primitives as P
 from jitad.errors import JitadError, ShapeError, UnsupportedOperationError
 from jitad.interpreter import evaluate, replay
@@ -81,7 +81,11 @@ class _Derived:
 
     def _executor(self, key, graph):
         """What runs `graph` at each step of the integrator: the backend's executor (compiled, as
-        `RHS_EXECUTOR` makes it) or the reference executor; made once per graph."""
+        `RHS_EXECUTOR` makes it) or the reference executor; made once per graph. Inside a trace
+        (a guard evaluating the solve) the reference executor: no compile under the trace's hooks."""
+        if tracing_here():
+            return lambda args: evaluate(graph, args)
+
         def make():
             made = RHS_EXECUTOR[0](graph) if RHS_EXECUTOR[0] is not None else None
             return made if made is not None else (lambda args: evaluate(graph, args))

@@ -698,26 +698,62 @@ _hooked.update(ascontiguousarray=_contiguous("ascontiguousarray", "C"),
 
 _patch_depth = 0
 _patch_lock = threading.Lock()  # traces may run in several threads (a background transform)
+# NumPy's creators (np.empty, ...) are the hooks above while any thread traces; a Numba compile in
+# this process resolves `np.empty` in generated code by the module's attribute at typing time, so
+# compiles (`numpy_unhooked`) and the hooks' installation exclude each other across threads
+_patch_cond = threading.Condition(_patch_lock)
+_compiling = 0
+_local = threading.local()  # .depth: the traces this thread has open
+
+
+def tracing_here():
+    """Whether this thread is inside a trace (NumPy's creators are jitad's hooks)."""
+    return getattr(_local, "depth", 0) > 0
 
 
 @contextlib.contextmanager
 def numpy_array_hooks():
     global _patch_depth
-    with _patch_lock:
+    mine = getattr(_local, "depth", 0)
+    with _patch_cond:
+        while _compiling and not mine:  # another thread compiles: its Numba typing reads np.*
+            _patch_cond.wait()
         if _patch_depth == 0:
             np.array, np.asarray = _array, _asarray
             for name, hook in _hooked.items():
                 setattr(np, name, hook)
         _patch_depth += 1
+    _local.depth = mine + 1
     try:
         yield
     finally:
-        with _patch_lock:
+        _local.depth = mine
+        with _patch_cond:
             _patch_depth -= 1
             if _patch_depth == 0:
                 np.array, np.asarray = _original_array, _original_asarray
                 for name, original in _originals.items():
                     setattr(np, name, original)
+            _patch_cond.notify_all()
+
+
+@contextlib.contextmanager
+def numpy_unhooked():
+    """Around a Numba compile in this process: waits until no other thread traces, and keeps new
+    traces from installing the hooks until it is done. Inside a trace of this thread there is
+    nothing to wait for (callers evaluate on the reference executor there instead of compiling)."""
+    global _compiling
+    with _patch_cond:
+        if not tracing_here():
+            while _patch_depth > 0:
+                _patch_cond.wait()
+        _compiling += 1
+    try:
+        yield
+    finally:
+        with _patch_cond:
+            _compiling -= 1
+            _patch_cond.notify_all()
 
 
 def trace(fun, avals, concrete=None, differentiated=()):

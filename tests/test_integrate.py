@@ -454,3 +454,15 @@ def test_quad_vec_of_a_float32_integrand_is_float32_as_scipys():
         got, expected = jitad.jit(f)(w), f(w)
         assert np.asarray(got).dtype == np.asarray(expected).dtype and np.shape(got) == np.shape(expected)
         np.testing.assert_allclose(got, expected, rtol=1e-6)
+
+
+def test_quad_of_parameters_with_no_entries():
+    """Found by the long fuzz profile (seed 616161): grad of quad(...)[0] * x with x of shape (0, 2) made
+    an adjoint integrand of no entries, and quad_vec's max-norm of an empty vector raised ValueError."""
+    def g(x):
+        value = scipy.integrate.quad(lambda s: np.exp(-s * s * np.sum(x * x)) * np.cos(s + np.sum(x)), 0.0, 1.5)[0]
+        return np.sum(value * x)
+    value, grad = jitad.value_and_grad(g)(np.zeros((0, 2)))
+    assert value == 0.0 and grad.shape == (0, 2)
+    f = lambda w: np.sum(scipy.integrate.quad_vec(lambda s: np.sin(s * w), 0.0, 1.0)[0]) + np.sum(w)  # noqa: E731
+    assert jitad.value_and_grad(f)(np.zeros(0))[1].shape == (0,)

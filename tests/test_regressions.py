@@ -589,3 +589,25 @@ def test_any_and_all_of_no_elements_and_a_zero_d_boolean_index(reference_backend
             assert np.shape(got) == np.shape(expected)
     assert jitad.grad(lambda x: np.sum(x[x > 0] ** 2))(2.0) == 4.0
     assert jitad.grad(lambda x: np.sum(x[x > 0] ** 2))(-2.0) == 0.0
+
+
+def test_put_into_an_array_not_c_ordered_in_memory(reference_backend):
+    """Found by the recent fuzz profile (seed 626262): np.put(v, [0, -1], ...) with v = moveaxis(x) * 1.0
+    (NumPy keeps the operand's memory order, so v is not C-ordered) was lost: jitad wrote into
+    v.reshape(-1), which for such a v is a copy in NumPy and in jitad, so v kept its values (a silently
+    wrong result). np.put writes a.flat, C order of the elements, whatever the memory order."""
+    def f(x0):
+        v3 = np.moveaxis(x0, -3, -1) * 1.0
+        np.put(v3, [0, -1], [0.5, -0.5])
+        return v3
+    x0 = np.array([[[-0.5, -5.6]], [[-2.9, -2.5]]])
+    np.testing.assert_array_equal(jitad.jit(f)(x0), f(x0))
+    x = np.arange(12.0).reshape(3, 4)
+
+    def g(x):
+        y = x.T * 1.0
+        np.put(y, [0, -1, 5, 5], [9.0, 8.0, 7.0])
+        np.put(y, np.argsort(x[0]), [1.5, 2.5])
+        return y
+    np.testing.assert_array_equal(jitad.jit(g)(x), g(x))
+    jitad.check_grads(lambda x: np.sum(f(x) ** 2), (x0,), order=1)

@@ -1418,8 +1418,19 @@ def put(a, ind, v, mode="raise"):
     count = ops.shape_of(ind)[0]
     if count == 0:
         return
-    flat = a.reshape(-1)  # a view of a: the write reaches a
-    flat[ind] = _cycled(v, count, current.dtype)
+    values = _cycled(v, count, current.dtype)
+    shape = tuple(current.shape)
+    if len(shape) <= 1:
+        flat = a.reshape(-1)  # a view of a 0-d or 1-d a: the write reaches a
+        flat[ind] = values
+        return
+    # a.flat[ind]: C-order positions of a's elements, also when a is not C-ordered in memory (then
+    # a.reshape(-1) is a copy, and a write into it would not reach a): written at their indices
+    if is_tracer(ind):
+        ind = ops.where(P.less_p(ind, 0), ind + size, ind)
+        a[unravel_index(ind, shape)] = values
+    else:
+        a[np.unravel_index(np.where(ind < 0, ind + size, ind), shape)] = values
 
 
 def putmask(a, mask, values):

@@ -19,6 +19,7 @@ import jitad
 from jitad.errors import ShapeError, UnsupportedOperationError
 from jitad.frontend import integrate
 from jitad.frontend.integrate import OdeSolveError
+from jitad.interpreter import evaluate
 
 Y0 = np.array([1.0, -0.5])
 TS = np.linspace(0.0, 2.0, 5)
@@ -466,3 +467,33 @@ def test_quad_of_parameters_with_no_entries():
     assert value == 0.0 and grad.shape == (0, 2)
     f = lambda w: np.sum(scipy.integrate.quad_vec(lambda s: np.sin(s * w), 0.0, 1.0)[0]) + np.sum(w)  # noqa: E731
     assert jitad.value_and_grad(f)(np.zeros(0))[1].shape == (0,)
+
+
+def test_quad_gradient_of_float32_parameters_converges_at_their_precision():
+    """Found by the shapes fuzz profile (seed 737373, programs 9 and 21: 230 s of the run's 285). The
+    adjoint integrand of float32 params has float32's precision (each cotangent is rounded to float32 at
+    every x), and quad_vec, whose rounding test knows float64's eps only, never met epsrel 1.49e-8: it
+    subdivided to its limit, 10000 intervals (210,000 evaluations, a minute), for no better gradient. Its
+    tolerance is now at least 50 eps of the params' dtype, with one adjoint quadrature per dtype, so a
+    float64 param next to float32 ones keeps its accuracy."""
+    calls = []
+
+    def counted(graph):
+        def run(args):
+            calls.append(1)
+            if len(calls) > 5000:
+                raise RuntimeError("the adjoint quadrature does not converge")
+            return evaluate(graph, args)
+        return run
+    integrate.RHS_EXECUTOR[0] = counted  # the autouse fixture restores it
+
+    def f(x, k):
+        return scipy.integrate.quad(lambda s: np.exp(-s * s * np.mean(x * x) * k) * np.cos(s + np.sum(x)), 0.0, 1.5)[0]
+    x = np.array([[-0.91488576, -0.20037484], [1.0216111, -0.54306567]], np.float32)
+    gx, gk = jitad.grad(f, argnums=(0, 1))(x, 1.25)
+    assert gx.dtype == np.float32 and len(calls) < 2000
+    np.testing.assert_allclose(gx, jitad.grad(f)(x.astype(np.float64), 1.25), rtol=2e-6)
+    m, c = np.float64(np.mean(x * x)), np.float64(np.sum(x))  # as the traced integrand has them, in float32
+    dk = scipy.integrate.quad(lambda s: -s * s * m * np.exp(-s * s * m * 1.25) * np.cos(s + c), 0.0, 1.5,
+                              epsabs=1e-14, epsrel=1e-14)[0]
+    assert gk == pytest.approx(dk, rel=1e-10)

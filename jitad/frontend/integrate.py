@@ -368,10 +368,10 @@ class Integrand(_Derived):
         """g(x, *params) recorded into the current trace (or computed, on concrete values)."""
         return replay(self.graph, [x, *params])[self.graph.outputs[0].id]
 
-    def _integrand(self, suffix, fun, avals):
+    def _integrand(self, suffix, fun, avals, options=None):
         graph, captured = trace(lambda *xs: [numpy_ops.astype(numpy_ops.ravel(fun(*xs)), _F64)], avals)
         assert not captured, "a derived integrand uses only its own inputs"
-        return Integrand(f"{self.name} ({suffix})", graph, self.options)
+        return Integrand(f"{self.name} ({suffix})", graph, self.options if options is None else options)
 
     def _avals(self):
         return [(node.shape, node.dtype) for node in self.graph.inputs]
@@ -389,14 +389,21 @@ class Integrand(_Derived):
         return self._made(("tangent", moving), make)
 
     def adjoint(self, floats):
-        """x, *params, ḡ -> ḡᵀ ∂g/∂p for the params j in `floats`, flattened and joined."""
+        """x, *params, ḡ -> ḡᵀ ∂g/∂p for the params j in `floats` (of one dtype: jitad.primitives.ode
+        groups them), flattened and joined. Each cotangent is rounded to its param's dtype at every x,
+        so these values have that dtype's precision only: the relative tolerance is at least SciPy's
+        rounding floor at that precision, 50 eps (quad_vec's own rounding test knows float64's eps only,
+        and for float32 params subdivided to its limit, 10000 intervals, for no better integral)."""
         def make():
             graph = self.graph
 
             def fun(x, *rest):
                 _, (cts,) = ad.vjp_values(graph, [x, *rest[:-1]], [[rest[-1]]], [1 + j for j in floats])
                 return numpy_ops.concatenate([numpy_ops.ravel(numpy_ops.asarray(c)) for c in cts])
-            return self._integrand("adjoint", fun, self._avals() + [((self.m,), _F64)])
+            avals = self._avals()
+            eps = max(float(np.finfo(avals[1 + j][1]).eps) for j in floats)
+            options = {**self.options, "epsrel": max(self.options.get("epsrel") or 0.0, 50 * eps)}
+            return self._integrand("adjoint", fun, avals + [((self.m,), _F64)], options)
         return self._made(("adjoint", floats), make)
 
     def integrate(self, a, b, params):

@@ -112,16 +112,25 @@ def _quad_jvp(primals, tangents, out, integrand):
     return B.concatenate([result, B.full((1,), 0.0, np.float64)])
 
 
+def _by_dtype(params, indices):
+    """`indices` grouped by their params' dtypes, each group in order: the adjoint of float32 params has
+    float32's precision only, and must not set the tolerance of float64 params' (Integrand.adjoint)."""
+    groups = {}
+    for j in indices:
+        groups.setdefault(_dtype(params[j]), []).append(j)
+    return [tuple(group) for group in groups.values()]
+
+
 def _quad_vjp(g, out, a, b, *params, integrand, wanted=None):
     m = integrand.m
     wanted = wanted or (True,) * (2 + len(params))
     g = B.flat_range(g, 0, m)  # the error estimate's cotangent reaches nothing
     floats = tuple(j for j, p in enumerate(params) if _is_float(p) and wanted[2 + j])
     cts = [None] * len(params)
-    if floats:
-        pbar = quad_p(a, b, *params, g, integrand=integrand.adjoint(floats))
+    for group in _by_dtype(params, floats):  # one quadrature per precision (Integrand.adjoint's tolerance)
+        pbar = quad_p(a, b, *params, g, integrand=integrand.adjoint(group))
         offset = 0
-        for j in floats:
+        for j in group:
             shape = B.shape_of(params[j])
             size = int(np.prod(shape, dtype=np.int64))
             cts[j] = B.astype(B.reshape(B.flat_range(pbar, offset, size), shape), _dtype(params[j]))

@@ -351,13 +351,14 @@ def solve_ivp(*call_args, **call_kwargs):
 # --- quadrature ------------------------------------------------------------------------------
 class Integrand(_Derived):
     """g(x, *params) -> float64[m] as a traced graph with inputs (x, *params), and how SciPy
-    integrates it (jitad.primitives.ode's quad): `quad` with the user's options for one entry,
-    `quad_vec` for more (the integrands of the derivative rules, and quad_vec's own). The
-    integrands of the rules are Integrands too, derived when first needed from g's traced jvp
-    (tangent) and vjp (adjoint); they keep the tolerances and break points."""
+    integrates it (jitad.primitives.ode's quad): the user's own call as the user made it (quad, or
+    quad_vec with every option given: `vec_options`, so the value and error are SciPy's); an
+    integrand of the derivative rules with `quad` for one entry, `quad_vec` (max norm, its own
+    limit) for more. Those are Integrands too, derived when first needed from g's traced jvp
+    (tangent) and vjp (adjoint); they keep the tolerances and break points (`options`)."""
 
-    def __init__(self, name, graph, options):
-        self.name, self.graph, self.options = name, graph, options
+    def __init__(self, name, graph, options, vec_options=None):
+        self.name, self.graph, self.options, self.vec_options = name, graph, options, vec_options
         self.m = graph.outputs[0].shape[0]
         self._derived, self._lock = {}, threading.RLock()
 
@@ -415,12 +416,15 @@ class Integrand(_Derived):
         a, b = float(a), float(b)
         options = {k: v for k, v in self.options.items() if v is not None}
         with np.errstate(all="ignore"):
-            if self.m == 1:
+            if self.m == 1 and self.vec_options is None:
                 value, error = _scipy("quad")(lambda x: float(run([np.float64(x), *params])[0][0]), a, b, **options)
                 return np.array([value, error], _F64)
-            options.pop("limit", None)  # quad's count of subintervals; quad_vec's default is its own
-            value, error = _scipy("quad_vec")(lambda x: run([np.float64(x), *params])[0], a, b, norm="max",
-                                              **options)
+            if self.vec_options is None:
+                options.pop("limit", None)  # quad's count of subintervals; quad_vec's default is its own
+                options["norm"] = "max"
+            else:
+                options = {k: v for k, v in self.vec_options.items() if v is not None}
+            value, error = _scipy("quad_vec")(lambda x: run([np.float64(x), *params])[0], a, b, **options)
         return np.concatenate([np.asarray(value, _F64), [error]])
 
 
@@ -432,9 +436,10 @@ def _limit(x, name, which):
     return np.float64(x)
 
 
-def _quadrature(name, func, lo, hi, extra, options, scalar):
+def _quadrature(name, func, lo, hi, extra, options, scalar, vec_options=None):
     """(quad node's value, the integrand's output shape) of ∫ func(x, *extra) dx from lo to hi; None
-    when nothing in it is traced (then SciPy's own function is the answer)."""
+    when nothing in it is traced (then SciPy's own function is the answer). `vec_options`: those of the
+    user's quad_vec call (see Integrand)."""
     shape = []
 
     def fun(x):
@@ -449,7 +454,7 @@ def _quadrature(name, func, lo, hi, extra, options, scalar):
     graph, captured = trace(fun, [((), _F64)])
     if not captured and not is_tracer(lo) and not is_tracer(hi):
         return None, (None, None)
-    integrand = Integrand(name, graph, options)
+    integrand = Integrand(name, graph, options, vec_options)
     value = P.quad_p(_limit(lo, name, "lower"), _limit(hi, name, "upper"), *captured, integrand=integrand)
     return value, (shape[0], None if scalar else _weak_x_dtype(func, extra, graph.outputs[0].dtype))
 
@@ -503,7 +508,8 @@ def quad(*call_args, **call_kwargs):
 
 def quad_vec(*call_args, **call_kwargs):
     """scipy.integrate.quad_vec(f, a, b, ...) on traced values: as `quad`, for an integrand with an
-    array value; returns (integral of f's shape, error estimate), differentiable as quad's."""
+    array value; returns (integral of f's shape, error estimate), differentiable as quad's. Both are
+    SciPy's quad_vec's with the user's options (epsabs, epsrel, points, limit, norm)."""
     name = "scipy.integrate.quad_vec"
     a = _arguments("quad_vec", call_args, call_kwargs)
     if a["full_output"] or a["quadrature"] not in (None, "gk21") or a["workers"] != 1:
@@ -512,7 +518,9 @@ def quad_vec(*call_args, **call_kwargs):
     extra = a["args"] if isinstance(a["args"], tuple) else (a["args"],)
     options = {"epsabs": a["epsabs"], "epsrel": a["epsrel"],
                "points": None if a["points"] is None else tuple(float(p) for p in np.ravel(a["points"]))}
-    out, (shape, dtype) = _quadrature(name, a["f"], a["a"], a["b"], extra, options, scalar=False)
+    vec_options = {**options, "limit": a["limit"], "norm": a["norm"]}
+    out, (shape, dtype) = _quadrature(name, a["f"], a["a"], a["b"], extra, options, scalar=False,
+                                      vec_options=vec_options)
     if out is None:
         return _scipy("quad_vec")(*call_args, **call_kwargs)
     value = numpy_ops.astype(numpy_ops.reshape(out[:-1], shape), dtype)  # the integrand's float dtype, as SciPy's

@@ -24,6 +24,7 @@ LAYERS = [
     {"transforms.custom"},
     {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special",
      "backend.kernels_vecmath"},
+    {"backend.calls"},
     {"backend.codegen"},
     {"backend.cuda_codegen"},
     {"backend.worker"},

@@ -145,6 +145,9 @@ def write_source(folder, digest, source):
     path = os.path.join(folder, f"jitad_{digest}.py")
     if _file_is_intact(path, digest):
         return path
+    # the record of the helpers its machine code calls by address (jitad/backend/calls.py), there
+    # before the source is: a kernel whose source is there and record is not has lost its record
+    os.close(os.open(os.path.join(folder, f"jitad_{digest}.symbols"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600))
     fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp_", suffix=".py")
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:

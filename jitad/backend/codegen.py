@@ -66,6 +66,20 @@ _POWER = re.compile(r"^\((.+) \*\* (.+)\)$")
 _MODULES = (("np", "import numpy as np"), ("K", "from jitad.backend import kernels as K"),
             ("KL", "from jitad.backend import kernels_linalg as KL"),
             ("KB", "from jitad.backend import kernels_bessel as KB"))
+# a compiled function's K and KL call their array-level helpers by address (jitad/backend/calls.py)
+_BY_ADDRESS = {"K": 'K = calls.namespace("K", __file__)', "KL": 'KL = calls.namespace("KL", __file__)'}
+
+
+def _imports(code, jit):
+    """The import statements `code` needs; in a Numba-compiled module (`jit`), K and KL are the
+    namespaces of jitad.backend.calls (their array-level helpers called by address, not linked)."""
+    used = [(alias, statement) for alias, statement in _MODULES if re.search(rf"\b{alias}\.", code)]
+    if not jit:
+        return [statement for _, statement in used]
+    out = [statement for alias, statement in used if alias not in _BY_ADDRESS]
+    by_address = [_BY_ADDRESS[alias] for alias, _ in used if alias in _BY_ADDRESS]
+    out.insert(1 if out and out[0].startswith("import numpy") else 0, "import numba")
+    return out + (["from jitad.backend import calls"] + by_address if by_address else [])
 
 
 def _param_text(value):
@@ -856,7 +870,8 @@ def subkernel(graph):
                            "executor")
     source, consts, fresh, _ = generate(optimized)
     name = f"subkernel_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
-    lines = [line for line in source.splitlines() if not line.startswith(("import ", "from jitad.backend import"))]
+    lines = [line for line in source.splitlines()
+             if not line.startswith(("import ", "from jitad.backend import", *(f"{a} = calls." for a in _BY_ADDRESS)))]
     definition = "\n".join(lines).strip("\n").replace("def kernel(", f"def {name}(", 1)
     info = (name, definition, consts, tuple(fresh) if uses_dims(source) else None)
     _SUBKERNELS[graph] = info
@@ -874,9 +889,8 @@ def _function_source(params, header, lines, jit, helpers=None, parallel=False):
             for text, comment, depth in lines]
     helpers = helpers or {}
     code = "\n".join([text for text, _, _ in lines] + (list(helpers.values()) if jit else []))
-    out = [statement for alias, statement in _MODULES if re.search(rf"\b{alias}\.", code)]
+    out = _imports(code, jit)
     if jit:
-        out.insert(1 if out and out[0].startswith("import numpy") else 0, "import numba")
         for definition in helpers.values():
             out += ["", "", definition]
     elif helpers:
@@ -897,9 +911,7 @@ def _function_source(params, header, lines, jit, helpers=None, parallel=False):
 def _function_module(definition, name):
     """A module of its own for the njit function `name` (with the functions it calls), as
     `cache.load_kernel` loads one: its entry point is `kernel`."""
-    uses = [statement for alias, statement in _MODULES if re.search(rf"\b{alias}\.", definition)]
-    uses.insert(1 if uses and uses[0].startswith("import numpy") else 0, "import numba")
-    return "\n".join(uses + ["", "", definition, "", "", f"kernel = {name}"]) + "\n"
+    return "\n".join(_imports(definition, True) + ["", "", definition, "", "", f"kernel = {name}"]) + "\n"
 
 
 class SplitForm:

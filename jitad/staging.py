@@ -376,6 +376,12 @@ class Stage:
         return tuple(split.nests) if split is not None else ()
 
     @property
+    def nest_numbers(self):
+        """Per call of a split form's nest kernel: (nest index, {the nest's node number: the graph's})."""
+        split = getattr(self.backend, "split", None)
+        return tuple(split.nest_numbers) if split is not None else ()
+
+    @property
     def mode(self):
         """The transform's mode at this signature ("reverse"; a Jacobian's plan's choice)."""
         mode = self._mode

@@ -110,6 +110,34 @@ def test_explain_reads_the_stage_that_ran_and_numbers_nodes_one_way():
 
 
 @pytest.mark.usefixtures("compile_off")
+def test_a_split_forms_nest_numbers_map_to_the_graphs(monkeypatch):
+    """A nest kernel numbers nodes its own way (identical nests share it); explain gives, per call,
+    the graph's number of each: the operation and operands of each `# %k = prim(...)` line are
+    those of the graph's node it maps to."""
+    monkeypatch.setattr(jitad.backend.cache, "SPLIT_NODES", 5)
+
+    def f(x, y):
+        a = np.sin(x) * y
+        return np.sum(np.tanh(a @ y.T) + 1.0) + np.sum(a * a)
+    x, y = np.ones((3, 4)), np.full((3, 4), 0.5)
+    report = jitad.explain(jitad.value_and_grad(f), x, y, print_report=False)
+    assert len(report.nests) >= 3 and len(report.nest_numbers) >= len(report.nests)
+    graph = report.optimized
+    number = graph.numbering()
+    node_of = {number[node.id]: node for node in list(graph.inputs) + list(graph.nodes)}
+    checked = 0
+    for index, numbers in report.nest_numbers:
+        for k, prim, args in re.findall(r"# %(\d+) = (\w+)\(([^)]*)\)", report.nests[index]):
+            node = node_of[numbers[int(k)]]
+            assert node.prim.name == prim, (index, k, prim)
+            operands = [numbers[int(a[1:])] for a in args.split(", ") if a.startswith("%")]
+            assert [number[i.id] for i in node.inputs] == operands, (index, k, prim)
+            checked += 1
+    assert checked > 8
+    assert "its numbers at the driver's call 0 of N0: %0 = %" in report
+
+
+@pytest.mark.usefixtures("compile_off")
 def test_explain_says_which_loop_nests_run_on_threads_and_why(monkeypatch):
     """Target "auto" (the default) compiles a kernel whose graph holds an array of at least
     backend.AUTO_ELEMENTS elements, or a costly function (exp, ...) of backend.AUTO_HEAVY_ELEMENTS, in

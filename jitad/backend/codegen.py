@@ -349,6 +349,7 @@ class KernelWriter:
         self.labels = labels
         self.nests = []           # split: the distinct nest kernels' sources, in first-use order
         self.calls = []           # split: (nest index, driver names passed) per call
+        self.nest_numbers = []    # split: (nest index, {its node number: the graph's}) per call
         self.start_values = {}    # split: start argument name -> its code in the driver
         self._start_names = {}
         self._nest_index = {}     # split: a nest's code -> its index in `nests`
@@ -583,6 +584,10 @@ class KernelWriter:
             index = self._nest_index[code] = len(self.nests)
             self.nests.append(_function_source(function.params, [], lines, jit=True, parallel=nest.parallel))
         self.calls.append((index, function.args))
+        # the nest kernel numbers nodes its own way (identical nests share one kernel): its numbers
+        # here, as the graph's (`explain` prints them under the nest)
+        self.nest_numbers.append((index, {local: self.numbers[nid] for nid, local in function.numbers.items()
+                                          if nid in self.numbers}))
         roots = [self.names[r.id] for r in nest.step.roots]
         call = f"N{index}({', '.join(self.start_values.get(a, a) for a in function.args)})"
         return (f"{', '.join(roots)}, = {call}", "loop nest: " + ", ".join(f"%{self.numbers[r.id]}"
@@ -920,6 +925,7 @@ class SplitForm:
 
     def __init__(self, writer, source):
         self.source, self.nests, self.calls = source, writer.nests, writer.calls
+        self.nest_numbers = writer.nest_numbers  # per call: (nest index, {its node number: the graph's})
         self.consts, self.fresh, self.plan = writer.const_args, writer.plan.fresh, writer.plan
         self._const_values, self._start_values = writer.const_values, writer.start_values
         self._inputs = {name: k for k, name in enumerate(writer.names[n.id] for n in writer.graph.inputs)}

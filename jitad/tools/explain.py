@@ -53,7 +53,8 @@ class Explanation(str):
     `graph` (traced), `draws` (text of the random draws made at each call), `transformed`,
     `passes` ([(name, graph)]), `optimized`, `plan` (the fusion plan), `jacobian_plan` (a
     `JacobianPlan` or None), `source` (the kernel, or the split form's driver), `nests` (the
-    split form's nest kernels), `tier` (what answers calls), `timings` ({phase: seconds} of
+    split form's nest kernels), `nest_numbers` (per driver call of a nest kernel: (its index,
+    {the nest's node number: the graph's number})), `tier` (what answers calls), `timings` ({phase: seconds} of
     building the stage), `profile` (the compile profile's text with `timings=True`, else None),
     `vectorized` ([(kernel, nest comment, True/False/None)] with `vectorization=True`, else None).
     """
@@ -103,18 +104,18 @@ def _generated(stage):
     backend would (`cache.compile_graph`, in the form of the stage's target), when it made none
     (compile="off", backend="reference")."""
     if stage.source is not None:
-        return stage.plan, stage.source, stage.nests
+        return stage.plan, stage.source, stage.nests, stage.nest_numbers
     from jitad.backend import codegen  # noqa: PLC0415 -- only for a graph the backend did not generate
     from jitad.backend.cache import SPLIT_NODES  # noqa: PLC0415
     parallel = getattr(stage, "target", "cpu") != "cuda" and backend.resolved(stage.target, stage.optimized) == "parallel"
     try:
         if len(stage.optimized.nodes) > SPLIT_NODES:
             split = codegen.generate_split(stage.optimized, parallel=parallel)
-            return split.plan, split.source, tuple(split.nests)
+            return split.plan, split.source, tuple(split.nests), tuple(split.nest_numbers)
         source, _, _, plan = codegen.generate(stage.optimized, parallel=parallel)
     except Exception as exc:  # noqa: BLE001 -- e.g. a callback node, which only the reference executor runs
-        return None, f"# no kernel: {type(exc).__name__}: {exc}", ()
-    return plan, source, ()
+        return None, f"# no kernel: {type(exc).__name__}: {exc}", (), ()
+    return plan, source, (), ()
 
 
 def _target_text(stage, plan, sources):
@@ -286,11 +287,15 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
     sections.append(graph_text(stage.transformed))
     for pass_name, g in stage.passes:
         sections += [f"== after pass {pass_name} ==", graph_text(g)]
-    plan, source, nests = _generated(stage)
+    plan, source, nests, nest_numbers = _generated(stage)
     sections += ["== fusion plan ==", plan_text(plan, stage.optimized) if plan is not None else "  (none)",
                  "== generated source ==", source.rstrip()]
     for k, nest in enumerate(nests):
         sections += [f"== nest kernel N{k} (its own node numbers) ==", nest.rstrip()]
+        for call, (index, numbers) in enumerate(nest_numbers):
+            if index == k:  # identical nests share the kernel: each call's numbers
+                sections.append(f"  its numbers at the driver's call {call} of N{k}: "
+                                + ", ".join(f"%{mine} = %{theirs}" for mine, theirs in sorted(numbers.items())))
     sections += ["== target ==", _target_text(stage, plan, [source, *nests])]
     vectorized = None
     if vectorization:
@@ -306,7 +311,7 @@ def explain(fun, *args, transform=None, argnums=0, print_report=True, timings=Fa
     report = Explanation(
         "\n".join(sections), transform=name, mode=mode, function=stage.function, stage=stage, graph=graph,
         draws=draws, transformed=stage.transformed, passes=list(stage.passes), optimized=stage.optimized,
-        plan=plan, jacobian_plan=jacobian_plan, source=source, nests=nests, tier=stage.tier,
+        plan=plan, jacobian_plan=jacobian_plan, source=source, nests=nests, nest_numbers=nest_numbers, tier=stage.tier,
         timings=dict(stage.timings), profile=profile, vectorized=vectorized)
     if print_report:
         print(report)

@@ -122,6 +122,31 @@ def test_matrix_norms_at_zero():
 
 
 @pytest.mark.usefixtures("reference_backend")
+def test_norms_and_rank_of_matrices_with_no_entries_are_numpys():
+    """Found by the long fuzz profile (seed 747474, program 100: grad of svd(x, compute_uv=False) at x of
+    shape (2, 0, 0)). NumPy 2 takes the largest singular value, column sum or row sum with initial=0,
+    so norm(x, 2 / 1 / inf) of a matrix with no entries is 0.0 and matrix_rank is 0; jitad raised
+    'zero-size array to reduction operation maximum', and cond, NumPy's LinAlgError, was that ValueError."""
+    fns = [lambda x: np.linalg.norm(x, 2, axis=(-2, -1)), lambda x: np.linalg.norm(x, 1, axis=(-2, -1)),
+           lambda x: np.linalg.norm(x, np.inf, axis=(-2, -1), keepdims=True), lambda x: np.linalg.matrix_norm(x, ord=2),
+           lambda x: np.linalg.norm(x, np.inf, axis=-1), np.linalg.matrix_rank]
+    for shape in [(0, 0), (3, 0), (0, 3), (2, 0, 3)]:
+        for dtype in (np.float64, np.float32):
+            x = np.zeros(shape, dtype)
+            for f in fns:
+                got, expected = jitad.jit(f)(x), f(x)
+                np.testing.assert_array_equal(got, expected)
+                assert np.shape(got) == np.shape(expected) and np.asarray(got).dtype == np.asarray(expected).dtype
+            for f in fns[:5]:
+                assert jitad.grad(lambda x: np.sum(f(x)))(x).shape == shape
+            with pytest.raises(np.linalg.LinAlgError, match="cond is not defined on empty arrays"):
+                jitad.jit(np.linalg.cond)(x)
+    x = np.array([[1.0, -2.0], [0.5, 3.0]])  # a matrix with entries: as before
+    for f in fns[:5]:
+        np.testing.assert_allclose(jitad.jit(f)(x), f(x), rtol=1e-12)
+
+
+@pytest.mark.usefixtures("reference_backend")
 def test_where_sqrt_has_a_finite_gradient_everywhere():
     f = lambda x: np.sum(np.where(x > 0, np.sqrt(x), 0.0))  # noqa: E731
     x = np.array([-1.0, 0.0, 0.25, 4.0])

@@ -355,11 +355,19 @@ def norm(x, ord=None, axis=None, keepdims=False):
     raise ShapeError("improper number of dimensions to norm")
 
 
+def _largest(x, axis, keepdims=False):
+    """np.amax over `axis` of values >= 0 (|x|, sums of |x|, singular values), 0 when the axis is empty:
+    NumPy 2's norms and matrix_rank take it with initial=0, so a matrix with no entries has norm 0 and
+    rank 0 (initial= only then: the graph of a non-empty one is the plain maximum)."""
+    empty = numpy_ops.shape_of(x)[axis] == 0
+    return numpy_ops.amax(x, axis=axis, keepdims=keepdims, initial=0.0 if empty else None)
+
+
 def _vector_norm(x, ord, axis, keepdims):
     if ord is None or ord == 2:
         return P.safe_sqrt_p(numpy_ops.sum(x * x, axis=axis, keepdims=keepdims))
     if ord == np.inf:
-        return numpy_ops.amax(numpy_ops.absolute(x), axis=axis, keepdims=keepdims)
+        return _largest(numpy_ops.absolute(x), axis, keepdims)
     if ord == -np.inf:
         return numpy_ops.amin(numpy_ops.absolute(x), axis=axis, keepdims=keepdims)
     if ord == 1:
@@ -377,11 +385,11 @@ def _matrix_norm(x, ord, axes, keepdims):
         return P.safe_sqrt_p(numpy_ops.sum(x * x, axis=axes, keepdims=keepdims))
     if ord in (1, -1):
         col_sums = numpy_ops.sum(numpy_ops.absolute(x), axis=row, keepdims=True)
-        pick = numpy_ops.amax if ord == 1 else numpy_ops.amin
+        pick = _largest if ord == 1 else numpy_ops.amin
         result = pick(col_sums, axis=col, keepdims=True)
     elif ord in (np.inf, -np.inf):
         row_sums = numpy_ops.sum(numpy_ops.absolute(x), axis=col, keepdims=True)
-        pick = numpy_ops.amax if ord == np.inf else numpy_ops.amin
+        pick = _largest if ord == np.inf else numpy_ops.amin
         result = pick(row_sums, axis=row, keepdims=True)
     else:
         return matrix_norm(x, ord, axes, keepdims)
@@ -405,7 +413,7 @@ def matrix_norm(x, ord, axes, keepdims):
         raise ShapeError(f"invalid norm order {ord!r} for matrices")
     moved = numpy_ops.moveaxis(_float(x), axes, (-2, -1))
     s = svd(moved, compute_uv=False)
-    result = numpy_ops.sum(s, axis=-1) if ord == "nuc" else (numpy_ops.amax if ord == 2 else numpy_ops.amin)(s, axis=-1)
+    result = numpy_ops.sum(s, axis=-1) if ord == "nuc" else (_largest if ord == 2 else numpy_ops.amin)(s, axis=-1)
     return numpy_ops.expand_dims(result, axes) if keepdims else result
 
 

@@ -1096,6 +1096,8 @@ def angle(z, deg=False):
 def cond(x, p=None):
     """np.linalg.cond: the ratio of extreme singular values (p None, 2, -2), else norm(x, p) norm(inv(x), p)."""
     x = _float(x)
+    if ops.ndim_of(x) >= 2 and 0 in ops.shape_of(x)[-2:]:
+        raise np.linalg.LinAlgError("cond is not defined on empty arrays")  # NumPy's check and message
     if p is None or p in (2, -2):
         s = linalg_ops.svdvals(x)
         big, small = ops.amax(s, axis=-1), ops.amin(s, axis=-1)
@@ -1110,7 +1112,7 @@ def matrix_rank(A, tol=None, hermitian=False, *, rtol=None):
         return ops.astype(ops.amax(ops.astype(P.not_equal_p(A, 0), np.float64)) > 0, np.int64) if \
             ops.ndim_of(A) == 1 else ops.astype(P.not_equal_p(A, 0), np.int64)
     s = linalg_ops.svdvals(A)
-    largest = ops.amax(s, axis=-1, keepdims=True)
+    largest = linalg_ops._largest(s, -1, keepdims=True)
     if tol is None:
         scale = rtol if rtol is not None else max(ops.shape_of(A)[-2:]) * np.finfo(s.dtype).eps
         threshold = largest * scale

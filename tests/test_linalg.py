@@ -147,6 +147,20 @@ def test_norms_and_rank_of_matrices_with_no_entries_are_numpys():
 
 
 @pytest.mark.usefixtures("reference_backend")
+def test_vector_norm_with_an_empty_kept_axis():
+    """np.linalg.vector_norm(x, axis=-1) of x of shape (0, 3) raised 'cannot reshape array of size 0 into
+    shape (0, -1)': the reduced axes were flattened with -1, which no size determines when a kept axis is
+    empty (found with the fix for norms of empty matrices, following seed 747474 of the long profile)."""
+    for shape, kw in [((0, 3), dict(axis=-1)), ((2, 0, 3), dict(axis=(0, 2))), ((0, 3), dict(axis=-1, ord=np.inf)),
+                      ((0, 2, 2), dict(axis=(1, 2), keepdims=True))]:
+        x = np.ones(shape)
+        f = lambda x: np.linalg.vector_norm(x, **kw)  # noqa: E731
+        got, expected = jitad.jit(f)(x), f(x)
+        assert got.shape == expected.shape and got.dtype == expected.dtype
+        assert jitad.grad(lambda x: np.sum(f(x)))(x).shape == shape
+
+
+@pytest.mark.usefixtures("reference_backend")
 def test_where_sqrt_has_a_finite_gradient_everywhere():
     f = lambda x: np.sum(np.where(x > 0, np.sqrt(x), 0.0))  # noqa: E731
     x = np.array([-1.0, 0.0, 0.25, 4.0])

@@ -428,8 +428,10 @@ def _vector_norm_api(x, /, *, axis=None, keepdims=False, ord=2):
     if not axes:
         return numpy_ops.absolute(x)
     moved = numpy_ops.moveaxis(x, axes, tuple(range(nd - len(axes), nd)))
-    flat = numpy_ops.reshape(moved, moved.shape[:nd - len(axes)] + (-1,))
-    result = _vector_norm(flat, ord, nd - len(axes), False)
+    kept = nd - len(axes)
+    # the reduced axes' length spelled out: -1 is ambiguous when a kept axis is empty
+    flat = numpy_ops.reshape(moved, moved.shape[:kept] + (int(np.prod(moved.shape[kept:], dtype=np.int64)),))
+    result = _vector_norm(flat, ord, kept, False)
     if keepdims:
         result = numpy_ops.reshape(result, tuple(1 if i in axes else n for i, n in enumerate(x.shape)))
     return result

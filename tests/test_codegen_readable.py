@@ -253,3 +253,27 @@ def test_a_loops_packed_value_is_read_back_as_views_but_outputs_are_copies():
     h2, hs2, _ = jitted(w, xs)
     np.testing.assert_allclose(hs2, hs_want, rtol=1e-13)
     np.testing.assert_allclose(h2, h_want, rtol=1e-13)
+
+
+def test_rows_of_an_argument_a_library_call_reads_are_a_view_of_it():
+    """`x[1:] @ w` reads rows 1: of the argument x in place (a view, of x's own layout: a transposed
+    x too), never writes x, and gives NumPy's values; a Fortran-ordered x gives the same."""
+    def f(x, w):
+        return np.sum(np.tanh(x[1:] @ w))
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(size=(5, 3)), rng.normal(size=(3, 2))
+    vg = jitad.value_and_grad(f, argnums=(0, 1))
+    report = jitad.explain(vg, x, w, print_report=False)
+    assert re.search(r"= x0\[1:.*\]  # %\d+ = slice\(.*\(a view: no copy\)", report.source), report.source
+    jitad.config.backend, saved = "reference", jitad.config.backend
+    try:
+        want = jitad.value_and_grad(f, argnums=(0, 1))(x, w)
+    finally:
+        jitad.config.backend = saved
+    for x_in in (x, np.asfortranarray(x)):
+        before = x_in.copy()
+        value, (gx, gw) = vg(x_in, w)
+        np.testing.assert_array_equal(x_in, before)
+        assert value == pytest.approx(f(x, w), rel=1e-13) and value == pytest.approx(want[0], rel=1e-13)
+        np.testing.assert_allclose(gx, want[1][0], rtol=1e-12)
+        np.testing.assert_allclose(gw, want[1][1], rtol=1e-12)

@@ -525,22 +525,27 @@ class KernelWriter:
     def _view(self, step, outputs):
         """Write `step` as a view when all it does is copy a contiguous block of a C-contiguous
         array a library call made (a loop's packed value read back, `scan[448:4032].reshape(16,
-        16, 14)`): no loop, no new array. Such arrays are never written after their call, and a
-        view is never a kernel output (callers own their results). True when written so."""
+        16, 14)`), or rows a:b of an argument (`xs[500:]`, a loop's segment of its xs): no loop,
+        no new array. Such arrays are never written after they are made (a lowering writes only
+        into arrays it allocates), and a view is never a kernel output (callers own their
+        results). True when written so."""
         if len(step.roots) != 1 or step.roots[0].id in outputs or not step.roots[0].ndim:
             return False
         root = step.roots[0]
         chain, node = [], root
         while node.id not in self.ready:
-            if node.prim is reshape_p:
-                pass
-            elif node.prim is slice_p and node.inputs[0].ndim == 1 and node.params["steps"] == (1,):
-                pass
+            if node.prim is reshape_p or _leading_slice(node):
+                chain.append(node)
+                node = node.inputs[0]
             else:
                 return False
-            chain.append(node)
-            node = node.inputs[0]
-        if self.kinds.get(node.id) != "v" or node.id not in self.contiguous or node.dtype != root.dtype:
+        if node.dtype != root.dtype:
+            return False
+        if self.kinds.get(node.id) == "x":
+            # rows a:b of an argument (`xs[500:]`): its view, of the argument's layout (not known C)
+            if len(chain) != 1 or chain[0].prim is not slice_p:
+                return False
+        elif self.kinds.get(node.id) != "v" or node.id not in self.contiguous:
             return False
         code = self.read_name(node)
         for op in reversed(chain):
@@ -550,9 +555,10 @@ class KernelWriter:
             else:
                 code = f"{code}.reshape({self.shape_code(op)})"
         name = self.names[root.id] = self.value_name(root, self.kernel)
+        if self.kinds.get(node.id) != "x":
+            self.contiguous.add(root.id)
         self.kinds[root.id] = "v"
         self.ready.add(root.id)
-        self.contiguous.add(root.id)
         self.body.append((f"{name} = {code}", self.describe(root) + " (a view: no copy)"))
         return True
 
@@ -881,6 +887,16 @@ def subkernel(graph):
     info = (name, definition, consts, tuple(fresh) if uses_dims(source) else None)
     _SUBKERNELS[graph] = info
     return info
+
+
+def _leading_slice(node):
+    """Whether `node` is rows a:b (step 1) of its operand: a slice of the first axis only, which
+    of a C-contiguous array is a C-contiguous block."""
+    if node.prim is not slice_p or not node.ndim:
+        return False
+    operand = node.inputs[0]
+    return (all(step == 1 for step in node.params["steps"]) and all(s == 0 for s in node.params["starts"][1:])
+            and tuple(node.shape[1:]) == tuple(operand.shape[1:]))
 
 
 def _function_source(params, header, lines, jit, helpers=None, parallel=False):

@@ -351,6 +351,22 @@ def is_tracer(x):
     return isinstance(x, Builder.tracer_type)
 
 
+def _weak_scalars(args):
+    """Concrete arguments, Python scalars among them given the dtype of the float arrays beside them
+    (NumPy 2's weak scalars: np.where(c, 0.0, x) of a float32 x is float32), as `bind` does for
+    traced operands; the implementations' np.asarray would make them float64 (or int64)."""
+    if not any(type(a) in (float, int) for a in args):
+        return args
+    dtype = None
+    for a in args:
+        kind = getattr(getattr(a, "dtype", None), "kind", None)
+        if kind == "f" and type(a) not in (float, int):
+            dtype = a.dtype if dtype is None else np.promote_types(dtype, a.dtype)
+    if dtype is None:
+        return args
+    return [np.asarray(a, dtype) if type(a) in (float, int) else a for a in args]
+
+
 def bind(prim, args, params):
     """Apply a primitive: record a node if any argument is traced, else compute with NumPy."""
     stack = _local.stack
@@ -361,7 +377,7 @@ def bind(prim, args, params):
             break
     else:  # nothing traced (the NumPy tier runs every op here): fold, unless a trace wants the node
         if prim.foldable or builder is None:
-            return prim.evaluate(args, params)
+            return prim.evaluate(_weak_scalars(args), params)
     nodes = []  # the traced arguments' nodes (None for the others, made constants below)
     traced = False
     weak_dtype = None  # Python scalars take the dtype of a traced float operand (NumPy 2)

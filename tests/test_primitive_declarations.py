@@ -7,8 +7,10 @@ primitive gives the fields its kind needs. Each scan is shown able to fail.
 """
 import ast
 import pathlib
+import sys
 
 import numpy as np
+import pytest
 
 import jitad
 from jitad.ir import Kind, const_p, input_p
@@ -164,3 +166,133 @@ def test_the_scheduler_cost_of_each_family():
                                                               "matmul": 4 * 4 * 3, "reduce_sum": 16}
     solve = costs(lambda x: np.linalg.solve(x, x[:, 0]), (3, 3))
     assert solve["lu_factor"] == 9 * 3 and solve["slice"] == 3
+
+
+# --- rules build IR with primitive builders, never through the NumPy front-end (issue 9, item 2) ---
+def _front_end_codes():
+    """The code the NumPy front-end runs on a traced value: its modules' functions and the tracer's
+    NumPy protocols and the methods that reach them (`@`, `x[...]`, `.astype`, ...: they call into
+    numpy_ops). The arithmetic operators (+, -, *, /, comparisons) bind primitives directly."""
+    import jitad.frontend.linalg_ops
+    import jitad.frontend.numpy_extra
+    import jitad.frontend.numpy_ops
+    import jitad.frontend.scipy_ops
+    from jitad.frontend.tracer import Tracer
+    files = {m.__file__ for m in (jitad.frontend.numpy_ops, jitad.frontend.numpy_extra, jitad.frontend.linalg_ops,
+                                  jitad.frontend.scipy_ops)}
+    return files, {Tracer.__array_function__.__code__, Tracer.__array_ufunc__.__code__}
+
+
+class _FrontEndCalls:
+    """While open: every entry into the NumPy front-end, as 'file:line function -> entry' of the
+    nearest caller outside jitad/frontend/ (the rule that called np.* or used `@`)."""
+
+    def __init__(self):
+        self.files, self.codes = _front_end_codes()
+        self.frontend = str(pathlib.Path(next(iter(self.files))).parent)
+        self.seen = []
+
+    def _profile(self, frame, event, arg):
+        if event != "call" or not (frame.f_code in self.codes or frame.f_code.co_filename in self.files):
+            return
+        caller = frame.f_back
+        while caller is not None and caller.f_code.co_filename.startswith(self.frontend):
+            if caller.f_code in self.codes or caller.f_code.co_filename in self.files:
+                return  # inside the front-end already: its entry was recorded
+            caller = caller.f_back
+        where = "?" if caller is None else \
+            f"{pathlib.Path(caller.f_code.co_filename).name}:{caller.f_lineno} {caller.f_code.co_name}"
+        called = frame.f_locals.get("func", frame.f_locals.get("ufunc")) if frame.f_code in self.codes else None
+        self.seen.append(f"{where} -> {f'np.{called.__name__}' if called is not None else frame.f_code.co_name}")
+
+    def __enter__(self):
+        sys.setprofile(self._profile)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(None)
+
+
+def _derivative_graphs(graph):
+    """The JVP and VJP graphs of `graph` in its float inputs (the AD transform's rules run here)."""
+    from jitad.ir import build_graph
+    from jitad.transforms import ad
+    n, wrt = len(graph.inputs), [i for i, node in enumerate(graph.inputs) if node.dtype.kind == "f"]
+    avals = [(node.shape, node.dtype) for node in graph.inputs]
+    outs = [(node.shape, node.dtype if node.dtype.kind == "f" else np.dtype(np.float64)) for node in graph.outputs]
+
+    def forward(*xs):
+        values, (tangents,) = ad.jvp_values(graph, list(xs[:n]), [list(xs[n:])], wrt)
+        return list(values) + list(tangents)
+
+    def reverse(*xs):
+        return ad.vjp_values(graph, list(xs[:n]), [list(xs[n:])], wrt)[1][0]
+    return (build_graph(forward, avals + [avals[i] for i in wrt])[0],
+            build_graph(reverse, avals + outs)[0])
+
+
+def front_end_calls_of_rules(fun, args, order=2):
+    """Calls into the NumPy front-end made by the JVP and VJP rules that differentiating `fun` at
+    `args` runs, up to `order` (the derivative graphs differentiated again). Tracing `fun` itself
+    goes through the front-end, as user code does: only the transforms are watched."""
+    import optree
+    from jitad.frontend.tracer import trace
+    graph, _ = trace(lambda *xs: optree.tree_leaves(fun(*xs)), [(np.shape(a), np.asarray(a).dtype) for a in args],
+                     concrete=list(args))
+    graphs, calls = [graph], []
+    for _ in range(order):
+        with _FrontEndCalls() as watch:
+            graphs = [d for g in graphs for d in _derivative_graphs(g)]
+        calls += watch.seen
+    return calls
+
+
+def _table_rows():
+    """The primitive table's differentiable rows, but for the custom rules' (their rules are user code,
+    which legitimately goes through the front-end)."""
+    sys.path.insert(0, str(pathlib.Path(__file__).parent))
+    from primitive_table import TABLE
+    return [row for row in TABLE if row.group != "custom" and row.max_order >= 1]
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row.name) for row in _table_rows()])
+def test_rules_do_not_reach_the_numpy_front_end(row):
+    """The derivative rules each row's primitives run (forward and reverse, and those of the
+    derivatives again) bind primitives through jitad.primitives.builders: none calls np.* or `@`
+    on a traced value."""
+    calls = front_end_calls_of_rules(row.fun, row.args(row.shapes[-1]))
+    assert not calls, f"{len(calls)} calls into the NumPy front-end, first ones: {sorted(set(calls))[:12]}"
+
+
+@pytest.mark.parametrize("row", [pytest.param(row, id=row.name) for row in _table_rows()
+                                 if len(row.args(row.shapes[-1])) > 1])
+def test_rules_with_a_constant_operand_do_not_reach_the_numpy_front_end(row):
+    """With one argument differentiated and the others constants, a rule meets NumPy arrays among its
+    operands (a constant's value): an operator whose left operand is one would reach the front-end."""
+    from jitad.errors import ConcretizationError
+    args = row.args(row.shapes[-1])
+    for i, arg in enumerate(args):
+        if np.asarray(arg).dtype.kind != "f":
+            continue
+        try:
+            calls = front_end_calls_of_rules(lambda x: row.fun(*args[:i], x, *args[i + 1:]), [arg], order=1)
+        except ConcretizationError:  # the function cannot take a constant there (ndarray.dot(traced))
+            continue
+        assert not calls, f"argument {i}: calls into the NumPy front-end: {sorted(set(calls))[:12]}"
+
+
+def test_the_front_end_watch_can_fail():
+    """A rule that calls np.swapaxes or `@` on a traced value is caught; one that binds primitives is not."""
+    from jitad.primitives.core import library_call
+    from jitad.primitives.structural import transpose
+
+    def make(swap):
+        return library_call("leaky_transpose", lambda x: np.swapaxes(x, -1, -2).copy(),
+                            lambda x: (x.shape[:-2] + x.shape[-2:][::-1], x.dtype),
+                            jvp=lambda primals, tangents, out: swap(tangents[0]),
+                            vjp=lambda g, out, x: (swap(g),), lower=None, register=False)
+    leaky = make(lambda t: np.swapaxes(t, -1, -2) @ np.eye(2))
+    clean = make(lambda t: transpose(t, (1, 0)))
+    calls = front_end_calls_of_rules(lambda a: leaky(a) @ a, [np.ones((2, 2))], order=1)
+    assert any(c.endswith("-> np.swapaxes") for c in calls) and any(c.endswith("-> matmul") for c in calls), calls
+    assert not front_end_calls_of_rules(lambda a: clean(a) * a, [np.ones((2, 2))], order=1)

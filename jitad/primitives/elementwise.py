@@ -12,7 +12,7 @@ import numpy as np
 
 from jitad.ir import Kind, const_p, is_tracer
 from jitad.primitives.core import CHEAP, EXPENSIVE, Primitive, drop_neutral, elementwise_shape, linear, wrap_like
-from jitad.primitives.structural import broadcast_to, shape_of, unbroadcast, zeros_like
+from jitad.primitives.structural import broadcast_to, full, shape_of, unbroadcast, zeros_like
 
 LN2, LN10 = math.log(2.0), math.log(10.0)
 
@@ -88,8 +88,8 @@ def scale(t, d):
         if d == 1.0:
             return t
         if d == -1.0:
-            return -t
-    return t * d
+            return negative_p(t)
+    return multiply_p(t, d)
 
 
 def mul_cotangent(g, d):
@@ -211,9 +211,9 @@ def _power_scalar(x, exponent):
 
 def _power_scalar_derivative(x, exponent):
     if exponent == 0:
-        return np.zeros_like(x)  # d(x**0)/dx = 0, also at x = 0
+        return zeros_like(x)  # d(x**0)/dx = 0, also at x = 0
     if exponent == 1:
-        return np.ones_like(x)
+        return full(shape_of(x), 1, x.dtype)
     if exponent == 2:
         return 2.0 * x
     return exponent * power_scalar_p(x, exponent=exponent - 1)
@@ -242,13 +242,21 @@ power_scalar_p = Primitive(
 convert_p = Primitive(
     "convert", impl=lambda x, dtype: x.astype(dtype),
     shape_rule=lambda x, dtype: (x.shape, np.dtype(dtype)),
-    jvp=lambda primals, tangents, out, dtype: tangents[0].astype(dtype),
-    vjp=lambda g, out, x, dtype: (g.astype(x.dtype),),
+    jvp=lambda primals, tangents, out, dtype: _convert(tangents[0], dtype),
+    vjp=lambda g, out, x, dtype: (_convert(g, x.dtype),),
     kind=Kind.ELEMENTWISE, scalar=lambda dtype: "np.{dtype}({{0}})".format(dtype=np.dtype(dtype).name),
     simplify=lambda node, inputs, values: values[0] if inputs[0].dtype == node.dtype else None)
 
 
+def _convert(x, dtype):
+    """x as `dtype` (no node when it has it already)."""
+    return x if x.dtype == np.dtype(dtype) else convert_p(x, dtype=dtype)
+
+
 # --- binary -------------------------------------------------------------------------
+# Either operand of a binary primitive may be a NumPy array (a constant: only the other is
+# differentiated), so their derivatives bind primitives instead of using operators, whose
+# NumPy-array left operand would reach the NumPy front-end.
 def _one(*_):
     return 1.0
 
@@ -259,7 +267,7 @@ def _minus_one(*_):
 
 def _select_first(x, y):
     """d max(x, y)/dx: 1 where x wins, 1/2 on ties (the cotangent is split evenly)."""
-    return where_p(x > y, 1.0, where_p(x == y, 0.5, 0.0))
+    return where_p(greater_p(x, y), 1.0, where_p(equal_p(x, y), 0.5, 0.0))
 
 
 add_p = binary("add", np.add, _one, _one, "({0} + {1})", simplify=drop_neutral(0))
@@ -269,11 +277,16 @@ multiply_p = binary("multiply", np.multiply, lambda x, y, o: y, lambda x, y, o: 
                     simplify=drop_neutral(1), short="mul")
 divide_p = binary("divide", np.true_divide, lambda x, y, o: 1.0 / y, lambda x, y, o: -o / y, "({0} / {1})",
                   domain=(0.5, 2.0), inline_cost=EXPENSIVE, short="div")
+def _sum_of_squares(x, y):
+    """x * x + y * y."""
+    return add_p(multiply_p(x, x), multiply_p(y, y))
+
+
 def _power_dx(x, y, o):
     """y x^(y-1), and 0 at x = y = 0 (d(x**0)/dx = 0 also at 0). Only that one point is
     selected away, so at y = 0 elsewhere the value is 0 and its y-derivative 1/x survives."""
-    origin = (y == 0) & (x == 0)
-    return where_p(origin, 0.0, y * np.power(where_p(origin, 1.0, x), y - 1.0))
+    origin = logical_and_p(equal_p(y, 0), equal_p(x, 0))
+    return where_p(origin, 0.0, multiply_p(y, power_p(where_p(origin, 1.0, x), subtract_p(y, 1.0))))
 
 
 power_p = binary(
@@ -281,15 +294,17 @@ power_p = binary(
     lambda x, y, o: where_p(x == 0, 0.0, o * log_p(where_p(x == 0, 1.0, x))),
     "({0} ** {1})", domain=(0.3, 2.0), inline_cost=EXPENSIVE, short="pow")
 arctan2_p = binary("arctan2", np.arctan2,
-                   lambda y, x, o: x / (x * x + y * y), lambda y, x, o: -y / (x * x + y * y),
+                   lambda y, x, o: divide_p(x, _sum_of_squares(x, y)),
+                   lambda y, x, o: divide_p(-y, _sum_of_squares(x, y)),
                    "np.arctan2({0}, {1})", domain=(0.3, 2.0), inline_cost=EXPENSIVE)
 hypot_p = binary("hypot", np.hypot,
-                 lambda x, y, o: where_p(o == 0, 0.0, x / where_p(o == 0, 1.0, o)),
-                 lambda x, y, o: where_p(o == 0, 0.0, y / where_p(o == 0, 1.0, o)),
+                 lambda x, y, o: where_p(o == 0, 0.0, divide_p(x, where_p(o == 0, 1.0, o))),
+                 lambda x, y, o: where_p(o == 0, 0.0, divide_p(y, where_p(o == 0, 1.0, o))),
                  "np.hypot({0}, {1})", inline_cost=EXPENSIVE)
 # C's fmod, exact as NumPy's (x - trunc(x / y) * y rounds: 5.0 fmod 0.1 would be 0, not 0.09999999999999973):
 # out = x - n y for the integer n = (x - out) / y, so d/dx = 1 and d/dy = -n
-fmod_p = binary("fmod", np.fmod, _one, lambda x, y, o: -rint_p((x - o) / y), "np.fmod({0}, {1})",
+fmod_p = binary("fmod", np.fmod, _one, lambda x, y, o: negative_p(rint_p(divide_p(subtract_p(x, o), y))),
+                "np.fmod({0}, {1})",
                 domain=((-2.0, 2.0), (0.7, 0.9)), inline_cost=EXPENSIVE)
 # (NaN-propagating, as NumPy's: Python's max/min drop a NaN that comes second)
 maximum_p = binary("maximum", np.maximum, lambda x, y, o: _select_first(x, y),
@@ -303,7 +318,8 @@ fmax_p = binary("fmax", np.fmax,
 fmin_p = binary("fmin", np.fmin,
                 lambda x, y, o: where_p(isnan_p(y), 1.0, _select_first(-x, -y)),
                 lambda x, y, o: where_p(isnan_p(x), 1.0, _select_first(-y, -x)), "np.fmin({0}, {1})")
-logaddexp_p = binary("logaddexp", np.logaddexp, lambda x, y, o: exp_p(x - o), lambda x, y, o: exp_p(y - o),
+logaddexp_p = binary("logaddexp", np.logaddexp, lambda x, y, o: exp_p(subtract_p(x, o)),
+                     lambda x, y, o: exp_p(subtract_p(y, o)),
                      "np.logaddexp({0}, {1})", inline_cost=EXPENSIVE)
 
 

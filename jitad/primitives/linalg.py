@@ -30,6 +30,7 @@ import warnings
 
 import numpy as np
 
+from jitad.primitives import builders as B
 from jitad.primitives.core import NumpyOnly, library_call
 from jitad.primitives.structural import shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError, ShapeError, UnsupportedOperationError
@@ -41,6 +42,10 @@ __all__ = ["logm_p", "schur_factor_p", "schur_part_p", "lu_rows_p", "lu_lower_p"
 
 
 # --- helpers: shapes, batches, and matrix algebra on traced values --------------------------
+# The rules and the helpers they call run on traced values: they build IR with the builders of
+# jitad.primitives.builders (B), never np.* or `@` (the NumPy front-end). Operators +, -, *, /,
+# comparisons and &, |, ~ bind primitives directly when their left operand is traced; where it
+# may be a NumPy array (a constant cotangent or tangent), B.add / B.multiply / ... are used.
 def _matrix(name, a, square=False):
     if a.ndim < 2:
         raise ShapeError(f"{name}: {a.ndim}-dimensional array given; it needs at least two dimensions")
@@ -72,18 +77,48 @@ def _batched_scalar(node, out, call, ctx):
     return f"{out} = {call}.reshape({ctx.shape_code(node)})"
 
 
-def _T(x):
+_T = B.matrix_transpose  # each matrix of a stack transposed
+_mm = B.matmul  # _mm(a, b, c) = (a @ b) @ c
+
+
+def _np_T(x):
+    """_T of a NumPy array (in the implementations)."""
     return np.swapaxes(x, -1, -2)
+
+
+def _rows(x, start, stop=None):
+    """x[..., start:stop, :]."""
+    return B.axis_range(x, -2, start, stop)
+
+
+def _columns(x, start, stop=None):
+    """x[..., :, start:stop]."""
+    return B.axis_range(x, -1, start, stop)
+
+
+def _as_column(x):
+    """x[..., :, None]: a vector per matrix as a column."""
+    return B.expand_dims(x, -1)
+
+
+def _as_row(x):
+    """x[..., None, :]: a vector per matrix as a row."""
+    return B.expand_dims(x, -2)
+
+
+def _per_matrix(x):
+    """x[..., None, None]: one value per matrix, to scale it."""
+    return B.reshape(x, shape_of(x) + (1, 1))
 
 
 def _sym_from_lower(t):
     """The symmetric matrix that a routine reading only the lower triangle of `t` sees."""
-    return np.tril(t) + _T(np.tril(t, -1))
+    return B.tril(t) + _T(B.tril(t, -1))
 
 
 def _lower_adjoint(m):
     """Transpose of _sym_from_lower: the cotangent reaches the lower triangle only."""
-    return np.tril(m) + np.tril(_T(m), -1)
+    return B.tril(m) + B.tril(_T(m), -1)
 
 
 def _identity_like(a):
@@ -93,28 +128,28 @@ def _identity_like(a):
 
 def _inverse_gaps(diff, bad):
     """1 / diff, and exactly 0 where `bad` (the diagonal and repeated values): no inf, no NaN."""
-    return np.where(bad, 0.0, 1.0 / np.where(bad, 1.0, diff))
+    return B.where(bad, 0.0, 1.0 / B.where(bad, 1.0, diff))
 
 
 def _repeated(w):
     """Boolean (..., k, k): pairs i != j whose values are equal up to rounding."""
-    k = w.shape[-1]
-    scale = np.max(np.abs(w), axis=-1, keepdims=True)[..., None]
-    gap = np.abs(w[..., None, :] - w[..., :, None])
-    return (gap <= (16.0 * max(k, 1) * np.finfo(w.dtype).eps) * scale) & ~np.eye(k, dtype=bool)
+    k = shape_of(w)[-1]
+    scale = _as_column(B.max(B.abs(w), -1, keepdims=True))
+    gap = B.abs(_as_row(w) - _as_column(w))
+    return (gap <= B.multiply(16.0 * max(k, 1) * np.finfo(w.dtype).eps, scale)) & ~np.eye(k, dtype=bool)
 
 
 def _share(bad, full):
     """max|bad| / max|full| per matrix: how much of `full` sits where it must not."""
     tiny = np.finfo(full.dtype).tiny
-    top = np.max(np.abs(full), axis=(-2, -1))
-    return np.max(np.abs(bad), axis=(-2, -1)) / (top + tiny)
+    top = B.max(B.abs(full), (-2, -1))
+    return B.max(B.abs(bad), (-2, -1)) / (top + tiny)
 
 
 def _guard(x, bad, message):
     """x, checked at run time: its entries at `bad` must vanish (relative to x), else raise."""
     tol = float(np.sqrt(np.finfo(x.dtype).eps))
-    return require_small_p(x, _share(np.where(bad, x, 0.0), x), tol=tol, message=message)
+    return require_small_p(x, _share(B.where(bad, x, 0.0), x), tol=tol, message=message)
 
 
 # --- a run-time check that keeps a derivative from being silently wrong ----------------------
@@ -127,7 +162,7 @@ def _require_small_impl(x, r, tol, message):
 require_small_p = _library(
     "require_small", _require_small_impl, lambda x, r, tol, message: (x.shape, x.dtype),
     jvp=lambda primals, tangents, out, tol, message: (
-        tangents[0] if tangents[0] is not None else np.zeros_like(out)),
+        tangents[0] if tangents[0] is not None else B.zeros_like(out)),
     vjp=lambda g, out, x, r, tol, message: (g, None),
     lower=lambda node, out, ins, ctx: (
         f"{out} = KL.require_small({ins[0]}, {ins[1]}, {node.params['tol']!r}, {node.params['message']!r})"))
@@ -170,7 +205,7 @@ def _refuse_lu(*_, **__):
 # the factors `lu` of scipy.linalg.lu_factor(a) as SciPy returns them: reading the packed factor
 # node, with `a` as an operand so that differentiating them is an error, never a zero
 lu_factors_p = _library(
-    "lu_factors", lambda packed, a: np.ascontiguousarray(_T(packed[..., :-1, :])),
+    "lu_factors", lambda packed, a: np.ascontiguousarray(_np_T(packed[..., :-1, :])),
     lambda packed, a: (a.shape, a.dtype), _refuse_lu, _refuse_lu,
     lambda node, out, ins, ctx: f"{out} = KL.lu_factors({ins[0]})")
 
@@ -205,14 +240,14 @@ def _lu_solve_jvp(primals, tangents, out, trans):
     _, ta, tb = tangents
     rhs = tb
     if ta is not None:  # d(op(A) x) = op(dA) x + op(A) dx
-        step = (_T(ta) if trans else ta) @ out
-        rhs = -step if rhs is None else rhs - step
+        step = _mm(_T(ta) if trans else ta, out)
+        rhs = -step if rhs is None else B.subtract(rhs, step)
     return lu_solve_p(lu, a, rhs, trans=trans)
 
 
 def _lu_solve_vjp(g, x, lu, a, b, trans):
     gb = lu_solve_p(lu, a, g, trans=1 - trans)  # the adjoint solve reuses the forward factors
-    ga = -(gb @ _T(x)) if trans == 0 else -(x @ _T(gb))
+    ga = -_mm(gb, _T(x)) if trans == 0 else -_mm(x, _T(gb))
     return None, ga, gb
 
 
@@ -246,13 +281,13 @@ def _lu_permutation(packed, a):
     """P (a = P L U) as a matrix of a's dtype: P[i, p[i]] = 1."""
     n = a.shape[-1]
     rows = lu_rows_p(packed)
-    return (rows[..., :, None] == np.arange(n)).astype(a.dtype)
+    return B.astype(_as_column(rows) == np.arange(n), a.dtype)
 
 
 def _lu_f(packed, a, da):
     """F = L⁻¹ Pᵀ dA U⁻¹."""
     low, up = lu_lower_p(packed, a), lu_upper_p(packed, a)
-    y = solve_triangular_p(low, _T(_lu_permutation(packed, a)) @ da, lower=True, trans=0, unit_diagonal=True)
+    y = solve_triangular_p(low, _mm(_T(_lu_permutation(packed, a)), da), lower=True, trans=0, unit_diagonal=True)
     return _T(solve_triangular_p(up, _T(y), lower=False, trans=1, unit_diagonal=False))
 
 
@@ -261,24 +296,24 @@ def _lu_adjoint(packed, a, g):
     low, up = lu_lower_p(packed, a), lu_upper_p(packed, a)
     z = solve_triangular_p(low, g, lower=True, trans=1, unit_diagonal=True)
     w = _T(solve_triangular_p(up, _T(z), lower=False, trans=0, unit_diagonal=False))
-    return _lu_permutation(packed, a) @ w
+    return _mm(_lu_permutation(packed, a), w)
 
 
 def _lu_part(packed, a, lower):
     n = packed.shape[-1]
-    lu = _T(packed[..., :n, :])
+    lu = _np_T(packed[..., :n, :])
     return np.tril(lu, -1) + np.eye(n, dtype=lu.dtype) if lower else np.triu(lu)
 
 
 lu_lower_p = _library(
     "lu_lower", lambda packed, a: _lu_part(packed, a, True), lambda packed, a: (a.shape, a.dtype),
-    jvp=lambda primals, tangents, out: out @ np.tril(_lu_f(primals[0], primals[1], tangents[1]), -1),
-    vjp=lambda g, out, packed, a: (None, _lu_adjoint(packed, a, np.tril(_T(out) @ g, -1))),
+    jvp=lambda primals, tangents, out: _mm(out, B.tril(_lu_f(primals[0], primals[1], tangents[1]), -1)),
+    vjp=lambda g, out, packed, a: (None, _lu_adjoint(packed, a, B.tril(_mm(_T(out), g), -1))),
     lower=lambda node, out, ins, ctx: f"{out} = KL.lu_lower({ins[0]})")
 lu_upper_p = _library(
     "lu_upper", lambda packed, a: _lu_part(packed, a, False), lambda packed, a: (a.shape, a.dtype),
-    jvp=lambda primals, tangents, out: np.triu(_lu_f(primals[0], primals[1], tangents[1])) @ out,
-    vjp=lambda g, out, packed, a: (None, _lu_adjoint(packed, a, np.triu(g @ _T(out)))),
+    jvp=lambda primals, tangents, out: _mm(B.triu(_lu_f(primals[0], primals[1], tangents[1])), out),
+    vjp=lambda g, out, packed, a: (None, _lu_adjoint(packed, a, B.triu(_mm(g, _T(out))))),
     lower=lambda node, out, ins, ctx: f"{out} = KL.lu_upper({ins[0]})")
 
 
@@ -306,14 +341,14 @@ def _lu_det_impl(lu, a):
 
 
 def _trace_of_solve(lu, a, ta):
-    return np.trace(lu_solve_p(lu, a, ta, trans=0), axis1=-2, axis2=-1)
+    return B.trace(lu_solve_p(lu, a, ta, trans=0))
 
 
 # d det A = det A · tr(A⁻¹ dA);  ∂det/∂A = det A · A⁻ᵀ
 lu_det_p = _library(
     "lu_det", _lu_det_impl, lambda lu, a: (a.shape[:-2], a.dtype),
     jvp=lambda primals, tangents, out: out * _trace_of_solve(primals[0], primals[1], tangents[1]),
-    vjp=lambda g, out, lu, a: (None, (g * out)[..., None, None] * _inverse_transpose(lu, a)),
+    vjp=lambda g, out, lu, a: (None, B.multiply(_per_matrix(B.multiply(g, out)), _inverse_transpose(lu, a))),
     lower=lambda node, out, ins, ctx: _batched_scalar(node, out, f"KL.lu_det({ins[0]})", ctx))
 
 
@@ -324,14 +359,14 @@ def _lu_slogdet_impl(lu, a, part):
 
 def _slogdet_jvp(primals, tangents, out, part):
     if part == "sign":
-        return np.zeros_like(out)  # piecewise constant
+        return B.zeros_like(out)  # piecewise constant
     return _trace_of_solve(primals[0], primals[1], tangents[1])
 
 
 def _slogdet_vjp(g, out, lu, a, part):
     if part == "sign":
         return None, None
-    return None, g[..., None, None] * _inverse_transpose(lu, a)  # ∂log|det A|/∂A = A⁻ᵀ
+    return None, B.multiply(_per_matrix(g), _inverse_transpose(lu, a))  # ∂log|det A|/∂A = A⁻ᵀ
 
 
 lu_slogdet_p = _library(
@@ -350,8 +385,8 @@ def _square_shape(name):
 
 inv_p = _library(
     "inv", np.linalg.inv, _square_shape("inv"),
-    jvp=lambda primals, tangents, out: -(out @ tangents[0] @ out),
-    vjp=lambda g, out, a: (-(_T(out) @ g @ _T(out)),),
+    jvp=lambda primals, tangents, out: -_mm(out, tangents[0], out),
+    vjp=lambda g, out, a: (-_mm(_T(out), g, _T(out)),),
     lower=lambda node, out, ins, ctx: f"{out} = KL.inv({ins[0]})")
 
 
@@ -364,12 +399,12 @@ def _expm_impl(a):
 def _block_frechet(f, a, e):
     """L_f(A, E), the derivative of a primary matrix function f at A in the direction E: the top-right
     block of f([[A, E], [0, A]]) (Mathias 1996). Linear in E, and differentiable again (it is f)."""
-    n = a.shape[-1]
-    shape = np.broadcast_shapes(a.shape, e.shape)
-    a, e = np.broadcast_to(a, shape), np.broadcast_to(e, shape)
-    top = np.concatenate([a, e], axis=-1)
-    bottom = np.concatenate([np.zeros(shape, a.dtype), a], axis=-1)
-    return f(np.concatenate([top, bottom], axis=-2))[..., :n, n:]
+    n = shape_of(a)[-1]
+    shape = np.broadcast_shapes(shape_of(a), shape_of(e))
+    a, e = B.broadcast_to(a, shape), B.broadcast_to(e, shape)
+    top = B.concatenate([a, e], axis=-1)
+    bottom = B.concatenate([B.full(shape, 0, a.dtype), a], axis=-1)
+    return _columns(_rows(f(B.concatenate([top, bottom], axis=-2)), 0, n), n)
 
 
 def _expm_frechet(a, e):
@@ -411,17 +446,18 @@ def _sylvester_shape(a, b, q):
 def _sylvester_jvp(primals, tangents, out):
     """A dX + dX B = dQ - dA X - X dB."""
     (a, b, q), (da, db, dq) = primals, tangents
-    rhs = [t for t in (dq, None if da is None else -(da @ out), None if db is None else -(out @ db)) if t is not None]
+    rhs = [t for t in (dq, None if da is None else -_mm(da, out), None if db is None else -_mm(out, db))
+           if t is not None]
     total = rhs[0]
     for term in rhs[1:]:
-        total = total + term
+        total = B.add(total, term)
     return sylvester_p(a, b, total)  # (the batch axes broadcast)
 
 
 def _sylvester_vjp(g, out, a, b, q):
     """Y = the solution with Aᵀ, Bᵀ and the cotangent: Q̄ = Y, Ā = -Y Xᵀ, B̄ = -Xᵀ Y."""
     y = sylvester_p(_T(a), _T(b), g)
-    return (unbroadcast(-(y @ _T(out)), shape_of(a)), unbroadcast(-(_T(out) @ y), shape_of(b)),
+    return (unbroadcast(-_mm(y, _T(out)), shape_of(a)), unbroadcast(-_mm(_T(out), y), shape_of(b)),
             unbroadcast(y, shape_of(q)))
 
 
@@ -506,7 +542,7 @@ schur_part_p = _library(
 # --- triangular solve (reads one triangle, like SciPy) ------------------------------------------
 def _triangle(x, lower, unit_diagonal):
     k = 1 if unit_diagonal else 0
-    return np.tril(x, -k) if lower else np.triu(x, k)
+    return B.tril(x, -k) if lower else B.triu(x, k)
 
 
 def _solve_triangular_impl(t, b, lower, trans, unit_diagonal):
@@ -533,14 +569,14 @@ def _solve_triangular_jvp(primals, tangents, out, lower, trans, unit_diagonal):
     rhs = tb
     if tt is not None:
         part = _triangle(tt, lower, unit_diagonal)
-        step = (_T(part) if trans else part) @ out
-        rhs = -step if rhs is None else rhs - step
+        step = _mm(_T(part) if trans else part, out)
+        rhs = -step if rhs is None else B.subtract(rhs, step)
     return solve_triangular_p(t, rhs, lower=lower, trans=trans, unit_diagonal=unit_diagonal)
 
 
 def _solve_triangular_vjp(g, x, t, b, lower, trans, unit_diagonal):
     gb = solve_triangular_p(t, g, lower=lower, trans=1 - trans, unit_diagonal=unit_diagonal)
-    g_op = -(gb @ _T(x))
+    g_op = -_mm(gb, _T(x))
     return _triangle(_T(g_op) if trans else g_op, lower, unit_diagonal), gb
 
 
@@ -562,11 +598,11 @@ def _cholesky_jvp(primals, tangents, out):
     L, n = out, out.shape[-1]
     y = solve_triangular_p(L, _sym_from_lower(tangents[0]), lower=True, trans=0, unit_diagonal=False)
     x = _T(solve_triangular_p(L, _T(y), lower=True, trans=0, unit_diagonal=False))
-    return L @ (x * _phi(n, L.dtype))
+    return _mm(L, x * _phi(n, L.dtype))
 
 
 def _cholesky_vjp(g, L, a):
-    p = (_T(L) @ g) * _phi(L.shape[-1], L.dtype)
+    p = _mm(_T(L), g) * _phi(L.shape[-1], L.dtype)
     z = solve_triangular_p(L, p, lower=True, trans=1, unit_diagonal=False)            # L⁻ᵀ Φ(Lᵀ L̄)
     m = _T(solve_triangular_p(L, _T(z), lower=True, trans=1, unit_diagonal=False))    # ... L⁻¹
     return (_lower_adjoint(m),)
@@ -632,30 +668,30 @@ def _tie_average(values):
     singular values) is split evenly among them. Exact for every symmetric function of
     a repeated group; for one member of it (which has no derivative) a subgradient.
     """
-    k = values.shape[-1]
-    same = (_repeated(values) | np.eye(k, dtype=bool)).astype(values.dtype)
-    return same / np.sum(same, axis=-1, keepdims=True)
+    k = shape_of(values)[-1]
+    same = B.astype(_repeated(values) | np.eye(k, dtype=bool), values.dtype)
+    return same / B.sum(same, -1, keepdims=True)
 
 
 def _spread(values, g):
     """Σ_i B_ij g_i with B = _tie_average(values): the transpose of B applied to a cotangent."""
-    return np.sum(_tie_average(values) * g[..., :, None], axis=-2)
+    return B.sum(_tie_average(values) * _as_column(g), -2)
 
 
 def _gather(values, t):
     """Σ_j B_ij t_j: B applied to a tangent."""
-    return np.sum(_tie_average(values) * t[..., None, :], axis=-1)
+    return B.sum(_tie_average(values) * _as_row(t), -1)
 
 
 def _values_jvp_eigh(primals, tangents, w):
     f, a = primals
     v = eigh_vectors_p(f, a)
-    return _gather(w, np.sum(v * (_sym_from_lower(tangents[1]) @ v), axis=-2))  # diag(Vᵀ dS V)
+    return _gather(w, B.sum(v * _mm(_sym_from_lower(tangents[1]), v), -2))  # diag(Vᵀ dS V)
 
 
 def _values_vjp_eigh(g, w, f, a):
     v = eigh_vectors_p(f, a)
-    return None, _lower_adjoint((v * _spread(w, g)[..., None, :]) @ _T(v))  # V diag(w̄) Vᵀ, lower triangle
+    return None, _lower_adjoint(_mm(v * _as_row(_spread(w, g)), _T(v)))  # V diag(w̄) Vᵀ, lower triangle
 
 
 eigh_values_p = _library(
@@ -665,27 +701,27 @@ eigh_values_p = _library(
 
 def _in_repeated_group(repeated):
     """(..., 1, k): columns whose value repeats."""
-    return np.max(repeated.astype(np.float64), axis=-1)[..., None, :] > 0
+    return _as_row(B.max(B.astype(repeated, np.float64), -1)) > 0
 
 
 def _vectors_jvp_eigh(primals, tangents, v):
     f, a = primals
     w = eigh_values_p(f, a)
     repeated = _repeated(w)
-    y = _T(v) @ _sym_from_lower(tangents[1]) @ v
+    y = _mm(_T(v), _sym_from_lower(tangents[1]), v)
     y = _guard(y, repeated, _EIGH_FORWARD)
-    gaps = _inverse_gaps(w[..., None, :] - w[..., :, None], repeated | np.eye(w.shape[-1], dtype=bool))
-    return v @ (gaps * y)  # dV = V (F ∘ Vᵀ dS V), F_ij = 1/(w_j - w_i)
+    gaps = _inverse_gaps(_as_row(w) - _as_column(w), repeated | np.eye(shape_of(w)[-1], dtype=bool))
+    return _mm(v, gaps * y)  # dV = V (F ∘ Vᵀ dS V), F_ij = 1/(w_j - w_i)
 
 
 def _vectors_vjp_eigh(g, v, f, a):
     w = eigh_values_p(f, a)
     repeated = _repeated(w)
     g = _guard(g, _in_repeated_group(repeated), _EIGH_REVERSE)
-    gaps = _inverse_gaps(w[..., None, :] - w[..., :, None], repeated | np.eye(w.shape[-1], dtype=bool))
-    x = _T(v) @ g
+    gaps = _inverse_gaps(_as_row(w) - _as_column(w), repeated | np.eye(shape_of(w)[-1], dtype=bool))
+    x = _mm(_T(v), g)
     x = 0.5 * (x - _T(x))  # only the antisymmetric part of Vᵀ V̄ reaches a symmetric dS
-    return None, _lower_adjoint(v @ (gaps * x) @ _T(v))
+    return None, _lower_adjoint(_mm(v, gaps * x, _T(v)))
 
 
 eigh_vectors_p = _library(
@@ -709,7 +745,7 @@ def _svd_factor_impl(a):
     m, n = a.shape[-2:]
     u, s, vh = np.linalg.svd(a, full_matrices=False)
     packed = np.empty(a.shape[:-2] + (1 + m + n, min(m, n)), a.dtype)
-    packed[..., 0, :], packed[..., 1:1 + m, :], packed[..., 1 + m:, :] = s, u, _T(vh)
+    packed[..., 0, :], packed[..., 1:1 + m, :], packed[..., 1 + m:, :] = s, u, _np_T(vh)
     return packed
 
 
@@ -727,23 +763,23 @@ svd_factor_p = _library(
 def _svd_uv(f, a):
     uv = svd_vectors_p(f, a)
     m = a.shape[-2]
-    return uv[..., :m, :], uv[..., m:, :]
+    return _rows(uv, 0, m), _rows(uv, m)
 
 
 def _zero_singular(s):
     """Singular values that are zero up to rounding: kinks like |x| at 0, derivative 0 by convention."""
-    k = s.shape[-1]
-    return s <= 16.0 * max(k, 1) * np.finfo(s.dtype).eps * np.max(s, axis=-1, keepdims=True)
+    k = shape_of(s)[-1]
+    return s <= B.multiply(16.0 * max(k, 1) * np.finfo(s.dtype).eps, B.max(s, -1, keepdims=True))
 
 
 def _svd_values_jvp(primals, tangents, s):
     u, v = _svd_uv(*primals)
-    ds = _gather(s, np.sum(u * (tangents[1] @ v), axis=-2))  # diag(Uᵀ dA V)
-    return np.where(_zero_singular(s), 0.0, ds)
+    ds = _gather(s, B.sum(u * _mm(tangents[1], v), -2))  # diag(Uᵀ dA V)
+    return B.where(_zero_singular(s), 0.0, ds)
 
 
 def _svd_values_vjp(g, s, f, a):
-    g = np.where(_zero_singular(s), 0.0, _spread(s, g))
+    g = B.where(_zero_singular(s), 0.0, _spread(s, g))
     # U diag(s̄) Vᵀ, as one node whose own rules use only the columns s̄ weights (svd_weighted_p)
     return None, svd_weighted_p(f, a, g)
 
@@ -756,46 +792,46 @@ svd_values_p = _library(
 def _singular_gaps(s):
     """(F, repeated, zero): F_ij = 1/(s_j² - s_i²) off the diagonal and repeated pairs, else 0."""
     repeated, zero = _repeated(s), _zero_singular(s)
-    k = s.shape[-1]
-    diff = (s[..., None, :] + s[..., :, None]) * (s[..., None, :] - s[..., :, None])
+    k = shape_of(s)[-1]
+    diff = (_as_row(s) + _as_column(s)) * (_as_row(s) - _as_column(s))
     return _inverse_gaps(diff, repeated | np.eye(k, dtype=bool)), repeated, zero
 
 
 def _reciprocal_or_zero(s, zero):
-    return np.where(zero, 0.0, 1.0 / np.where(zero, 1.0, s))
+    return B.where(zero, 0.0, 1.0 / B.where(zero, 1.0, s))
 
 
 def _svd_vectors_jvp(primals, tangents, uv):
     f, a = primals
     ta = tangents[1]
     m = a.shape[-2]
-    u, v = uv[..., :m, :], uv[..., m:, :]
+    u, v = _rows(uv, 0, m), _rows(uv, m)
     s = svd_values_p(f, a)
     gaps, repeated, zero = _singular_gaps(s)
-    p = _T(u) @ ta @ v
-    touches_zero = zero[..., :, None] | zero[..., None, :]
+    p = _mm(_T(u), ta, v)
+    touches_zero = _as_column(zero) | _as_row(zero)
     p = _guard(p, repeated | touches_zero, _SVD_FORWARD)
-    sinv = _reciprocal_or_zero(s, zero)[..., None, :]
-    rest_u = _guard(ta @ v - u @ p, zero[..., None, :], _SVD_FORWARD)       # (I - UUᵀ) dA V
-    rest_v = _guard(_T(ta) @ u - v @ _T(p), zero[..., None, :], _SVD_FORWARD)  # (I - VVᵀ) dAᵀ U
-    col, row = s[..., None, :], s[..., :, None]
-    du = u @ (gaps * (p * col + row * _T(p))) + rest_u * sinv
-    dv = v @ (gaps * (row * p + _T(p) * col)) + rest_v * sinv
-    return np.concatenate([du, dv], axis=-2)
+    sinv = _as_row(_reciprocal_or_zero(s, zero))
+    rest_u = _guard(_mm(ta, v) - _mm(u, p), _as_row(zero), _SVD_FORWARD)       # (I - UUᵀ) dA V
+    rest_v = _guard(_mm(_T(ta), u) - _mm(v, _T(p)), _as_row(zero), _SVD_FORWARD)  # (I - VVᵀ) dAᵀ U
+    col, row = _as_row(s), _as_column(s)
+    du = _mm(u, gaps * (p * col + row * _T(p))) + rest_u * sinv
+    dv = _mm(v, gaps * (row * p + _T(p) * col)) + rest_v * sinv
+    return B.concatenate([du, dv], axis=-2)
 
 
 def _svd_vectors_vjp(g, uv, f, a):
     m = a.shape[-2]
-    u, v = uv[..., :m, :], uv[..., m:, :]
+    u, v = _rows(uv, 0, m), _rows(uv, m)
     s = svd_values_p(f, a)
     gaps, repeated, zero = _singular_gaps(s)
-    g = _guard(g, _in_repeated_group(repeated) | zero[..., None, :], _SVD_REVERSE)
-    gu, gv = g[..., :m, :], g[..., m:, :]
-    xu, xv = _T(u) @ gu, _T(v) @ gv
+    g = _guard(g, _in_repeated_group(repeated) | _as_row(zero), _SVD_REVERSE)
+    gu, gv = _rows(g, 0, m), _rows(g, m)
+    xu, xv = _mm(_T(u), gu), _mm(_T(v), gv)
     # Ā = U [F ∘ ((Xu - Xuᵀ) S + S (Xv - Xvᵀ))] Vᵀ + (I - UUᵀ) Ū S⁻¹ Vᵀ + U S⁻¹ V̄ᵀ (I - VVᵀ)
-    y = (xu - _T(xu)) * s[..., None, :] + s[..., :, None] * (xv - _T(xv))
-    sinv = _reciprocal_or_zero(s, zero)[..., None, :]
-    return None, (u @ (gaps * y) + (gu - u @ xu) * sinv) @ _T(v) + (u * sinv) @ _T(gv - v @ xv)
+    y = (xu - _T(xu)) * _as_row(s) + _as_column(s) * (xv - _T(xv))
+    sinv = _as_row(_reciprocal_or_zero(s, zero))
+    return None, _mm(_mm(u, gaps * y) + (gu - _mm(u, xu)) * sinv, _T(v)) + _mm(u * sinv, _T(gv - _mm(v, xv)))
 
 
 svd_vectors_p = _library(
@@ -807,7 +843,7 @@ svd_vectors_p = _library(
 def _svd_weighted_impl(f, a, w):
     m = a.shape[-2]
     u, v = f[..., 1:1 + m, :], f[..., 1 + m:, :]
-    return ((u * w[..., None, :]) @ _T(v)).astype(a.dtype)
+    return ((u * w[..., None, :]) @ _np_T(v)).astype(a.dtype)
 
 
 def _svd_weighted_shape(f, a, w):
@@ -832,23 +868,23 @@ def _svd_weighted_coefficients(s, w):
     masks["pair"]: repeated nonzero pairs of equal weights, masks["zero"]: zero values: exact
       when the weights do not vary with `a` (c = 0), else only if the tangent avoids them.
     """
-    k = s.shape[-1]
+    k = shape_of(s)[-1]
     repeated, zero = _repeated(s), _zero_singular(s)
     eye = np.eye(k, dtype=bool)
-    wi, wj, si, sj = w[..., :, None], w[..., None, :], s[..., :, None], s[..., None, :]
-    scale = np.max(np.abs(w), axis=-1, keepdims=True)[..., None]
-    same_w = np.abs(wi - wj) <= (16.0 * max(k, 1) * np.finfo(s.dtype).eps) * scale
+    wi, wj, si, sj = _as_column(w), _as_row(w), _as_column(s), _as_row(s)
+    scale = _as_column(B.max(B.abs(w), -1, keepdims=True))
+    same_w = B.abs(B.subtract(wi, wj)) <= B.multiply(16.0 * max(k, 1) * np.finfo(s.dtype).eps, scale)
     used_zero = zero & (w != 0)
-    zero_i, zero_j = zero[..., :, None], zero[..., None, :]
+    zero_i, zero_j = _as_column(zero), _as_row(zero)
     gaps = _inverse_gaps((sj + si) * (sj - si), repeated | eye)
     total = si + sj
-    inv_total = np.where(total > 0, 1.0 / np.where(total > 0, total, 1.0), 0.0)
-    mean_w = 0.5 * (wi + wj)
+    inv_total = B.where(total > 0, 1.0 / B.where(total > 0, total, 1.0), 0.0)
+    mean_w = B.multiply(0.5, B.add(wi, wj))
     equal = repeated & same_w
-    alpha = np.where(equal, mean_w * inv_total, gaps * (sj * wj - wi * si))
-    beta = np.where(equal, -mean_w * inv_total, gaps * (si * wj - wi * sj))
-    masks = {"bad": (repeated & ~same_w) | used_zero[..., :, None] | used_zero[..., None, :],
-             "pair": equal & ~zero_i & ~zero_j, "zero": zero_i & zero_j, "zero_columns": zero[..., None, :]}
+    alpha = B.where(equal, B.multiply(mean_w, inv_total), gaps * (sj * wj - B.multiply(wi, si)))
+    beta = B.where(equal, B.multiply(-mean_w, inv_total), gaps * (si * wj - B.multiply(wi, sj)))
+    masks = {"bad": (repeated & ~same_w) | _as_column(used_zero) | _as_row(used_zero),
+             "pair": equal & ~zero_i & ~zero_j, "zero": zero_i & zero_j, "zero_columns": _as_row(zero)}
     return alpha, beta, masks
 
 
@@ -858,8 +894,8 @@ def _guard_all(x, checks, message):
     tol = float(np.sqrt(np.finfo(x.dtype).eps))
     share = None
     for values, bad in checks:
-        part = _share(np.where(bad, values, 0.0), x)
-        share = part if share is None else np.maximum(share, part)
+        part = _share(B.where(bad, values, 0.0), x)
+        share = part if share is None else B.maximum(share, part)
     return require_small_p(x, share, tol=tol, message=message)
 
 
@@ -869,9 +905,9 @@ def _split_checks(p, masks, weights_vary):
     that splits the pair (P_ij + P_ji and P_ii - P_jj)."""
     checks = [(p, masks["bad"])]
     if weights_vary:
-        diag = np.sum(p * np.eye(p.shape[-1], dtype=p.dtype), axis=-1)
+        diag = B.sum(p * np.eye(shape_of(p)[-1], dtype=p.dtype), -1)
         checks += [(p, masks["zero"]), (p + _T(p), masks["pair"]),
-                   (diag[..., :, None] - diag[..., None, :], masks["pair"])]
+                   (_as_column(diag) - _as_row(diag), masks["pair"])]
     return checks
 
 
@@ -881,19 +917,19 @@ def _svd_weighted_jvp(primals, tangents, out):
     u, v = _svd_uv(f, a)
     result = None
     if tw is not None:
-        result = (u * tw[..., None, :]) @ _T(v)  # U diag(dw) Vᵀ
+        result = _mm(u * _as_row(tw), _T(v))  # U diag(dw) Vᵀ
     if ta is not None:
         s = svd_values_p(f, a)
         alpha, beta, masks = _svd_weighted_coefficients(s, w)
         weights_vary = tw is not None  # None: w does not depend on the differentiated inputs (c = 0)
-        p = _T(u) @ ta @ v
+        p = _mm(_T(u), ta, v)
         p = _guard_all(p, _split_checks(p, masks, weights_vary), _SVD_FORWARD)
-        columns = masks["zero_columns"] if weights_vary else masks["bad"][..., :1, :]
-        rest_u = _guard(ta @ v - u @ p, columns, _SVD_FORWARD)        # (I - UUᵀ) dA V
-        rest_v = _guard(_T(ta) @ u - v @ _T(p), columns, _SVD_FORWARD)  # (I - VVᵀ) dAᵀ U
-        d = (w * _reciprocal_or_zero(s, _zero_singular(s)))[..., None, :]  # W S⁻¹
+        columns = masks["zero_columns"] if weights_vary else _rows(masks["bad"], 0, 1)
+        rest_u = _guard(_mm(ta, v) - _mm(u, p), columns, _SVD_FORWARD)        # (I - UUᵀ) dA V
+        rest_v = _guard(_mm(_T(ta), u) - _mm(v, _T(p)), columns, _SVD_FORWARD)  # (I - VVᵀ) dAᵀ U
+        d = _as_row(B.multiply(w, _reciprocal_or_zero(s, _zero_singular(s))))  # W S⁻¹
         k = alpha * p + beta * _T(p)
-        da = (u @ k + rest_u * d) @ _T(v) + (u * d) @ _T(rest_v)
+        da = _mm(_mm(u, k) + rest_u * d, _T(v)) + _mm(u * d, _T(rest_v))
         result = da if result is None else result + da
     return result
 
@@ -905,16 +941,16 @@ def _svd_weighted_vjp(g, out, f, a, w, wanted=None):
     u, v = _svd_uv(f, a)
     s = svd_values_p(f, a)
     alpha, beta, masks = _svd_weighted_coefficients(s, w)
-    gv, gtu = g @ v, _T(g) @ u
-    h = _T(u) @ gv                                                                      # Uᵀ Ḡ V
-    gw = np.sum(u * gv, axis=-2)                                                        # diag(Uᵀ Ḡ V)
+    gv, gtu = _mm(g, v), _mm(_T(g), u)
+    h = _mm(_T(u), gv)                                                                  # Uᵀ Ḡ V
+    gw = B.sum(u * gv, -2)                                                              # diag(Uᵀ Ḡ V)
     h = _guard_all(h, _split_checks(h, masks, weights_vary), _SVD_REVERSE)
-    columns = masks["zero_columns"] if weights_vary else masks["bad"][..., :1, :]
-    rest_u = _guard(gv - u @ h, columns, _SVD_REVERSE)                                 # (I - UUᵀ) Ḡ V
-    rest_v = _guard(gtu - v @ _T(h), columns, _SVD_REVERSE)                            # (I - VVᵀ) Ḡᵀ U
-    d = (w * _reciprocal_or_zero(s, _zero_singular(s)))[..., None, :]
+    columns = masks["zero_columns"] if weights_vary else _rows(masks["bad"], 0, 1)
+    rest_u = _guard(gv - _mm(u, h), columns, _SVD_REVERSE)                             # (I - UUᵀ) Ḡ V
+    rest_v = _guard(gtu - _mm(v, _T(h)), columns, _SVD_REVERSE)                        # (I - VVᵀ) Ḡᵀ U
+    d = _as_row(B.multiply(w, _reciprocal_or_zero(s, _zero_singular(s))))
     pbar = alpha * h + _T(beta * h)
-    return None, (u @ pbar + rest_u * d) @ _T(v) + (u * d) @ _T(rest_v), gw
+    return None, _mm(_mm(u, pbar) + rest_u * d, _T(v)) + _mm(u * d, _T(rest_v)), gw
 
 
 _svd_weighted_vjp.takes_wanted = True  # the AD transform passes wanted= (see jitad.transforms.ad.vjp_values)
@@ -955,7 +991,7 @@ def _qr_factor_impl(a):
     m, n = a.shape[-2:]
     q, r = np.linalg.qr(a)
     packed = np.empty(a.shape[:-2] + (m + n, min(m, n)), a.dtype)
-    packed[..., :m, :], packed[..., m:, :] = q, _T(r)
+    packed[..., :m, :], packed[..., m:, :] = q, _np_T(r)
     return packed
 
 
@@ -976,30 +1012,31 @@ def _right_solve(x, r, transpose):
 
 
 def _full_rank(r):
-    d = np.abs(np.diagonal(r, axis1=-2, axis2=-1))
-    deficient = d <= (16.0 * max(r.shape[-1], 1) * np.finfo(r.dtype).eps) * np.max(d, axis=-1, keepdims=True)
-    return r if deficient.shape[-1] == 0 else require_small_p(
-        r, np.max(deficient.astype(r.dtype), axis=-1), tol=0.5, message=_QR_RANK)
+    d = B.abs(B.diagonal(r))
+    tol = 16.0 * max(shape_of(r)[-1], 1) * np.finfo(r.dtype).eps
+    deficient = d <= B.multiply(tol, B.max(d, -1, keepdims=True))
+    return r if shape_of(deficient)[-1] == 0 else require_small_p(
+        r, B.max(B.astype(deficient, r.dtype), -1), tol=0.5, message=_QR_RANK)
 
 
 def _qr_square_jvp(q, r, da):
     """(dQ, dR) for A = QR with A m × k, m >= k (R square)."""
     b = _right_solve(da, r, transpose=False)   # dA R⁻¹
-    c = _T(q) @ b
-    low = np.tril(c, -1)
+    c = _mm(_T(q), b)
+    low = B.tril(c, -1)
     omega = low - _T(low)                      # Qᵀ dQ, antisymmetric
-    return q @ omega + b - q @ c, (c - omega) @ r
+    return _mm(q, omega) + b - _mm(q, c), _mm(c - omega, r)
 
 
 def _qr_square_vjp(q, r, gq, gr):
     """Ā = (Q̄ + Q copyltu(M)) R⁻ᵀ with M = R R̄ᵀ - Q̄ᵀ Q, for m >= k (either cotangent may be None)."""
     terms = []
     if gr is not None:
-        terms.append(r @ _T(gr))
+        terms.append(_mm(r, _T(gr)))
     if gq is not None:
-        terms.append(-(_T(gq) @ q))
+        terms.append(-_mm(_T(gq), q))
     m = terms[0] if len(terms) == 1 else terms[0] + terms[1]
-    b = q @ _sym_from_lower(m)
+    b = _mm(q, _sym_from_lower(m))
     if gq is not None:
         b = b + gq
     return _right_solve(b, r, transpose=True)
@@ -1009,31 +1046,33 @@ def _qr_parts(f, a):
     q, r = qr_q_p(f, a), _full_rank(qr_r_p(f, a))
     k = a.shape[-2]
     wide = a.shape[-1] > k  # A = [X | Y] with X square: Q, R_X from X, and R_Y = Qᵀ Y
-    return q, (r[..., :, :k] if wide else r), wide, k
+    return q, (_columns(r, 0, k) if wide else r), wide, k
 
 
 def _qr_jvp(primals, tangents, out, want):
     f, a = primals
     ta = tangents[1]
     q, rx, wide, k = _qr_parts(f, a)
-    dq, drx = _qr_square_jvp(q, rx, ta[..., :, :k] if wide else ta)
+    dq, drx = _qr_square_jvp(q, rx, _columns(ta, 0, k) if wide else ta)
     if want == "q":
         return dq
     if not wide:
         return drx
-    return np.concatenate([drx, _T(dq) @ a[..., :, k:] + _T(q) @ ta[..., :, k:]], axis=-1)
+    return B.concatenate([drx, _mm(_T(dq), _columns(a, k)) + _mm(_T(q), _columns(ta, k))], axis=-1)
 
 
 def _qr_vjp(g, out, f, a, want):
     q, rx, wide, k = _qr_parts(f, a)
     if want == "q":
         gx = _qr_square_vjp(q, rx, g, None)
-        return None, (np.concatenate([gx, np.zeros_like(a[..., :, k:])], axis=-1) if wide else gx)
+        if not wide:
+            return None, gx
+        return None, B.concatenate([gx, B.full(shape_of(a)[:-1] + (shape_of(a)[-1] - k,), 0, a.dtype)], axis=-1)
     if not wide:
         return None, _qr_square_vjp(q, rx, None, g)
-    grx, gry = g[..., :, :k], g[..., :, k:]
-    gx = _qr_square_vjp(q, rx, a[..., :, k:] @ _T(gry), grx)
-    return None, np.concatenate([gx, q @ gry], axis=-1)
+    grx, gry = _columns(g, 0, k), _columns(g, k)
+    gx = _qr_square_vjp(q, rx, _mm(_columns(a, k), _T(gry)), grx)
+    return None, B.concatenate([gx, _mm(q, gry)], axis=-1)
 
 
 qr_q_p = _library(
@@ -1056,20 +1095,22 @@ _PINV_RANK = ("pinv: the matrix is rank-deficient (at the pinv cutoff), where th
 
 
 def _full_rank_pinv(p, a, value):
-    rank = np.sum(p * _T(a), axis=(-2, -1))  # tr(A⁺A) = rank(A)
+    rank = B.sum(p * _T(a), (-2, -1))  # tr(A⁺A) = rank(A)
     return require_small_p(value, min(a.shape[-2:]) - rank, tol=0.5, message=_PINV_RANK)
 
 
 def _pinv_jvp(primals, tangents, p, rcond):
     (a,), (ta,) = primals, tangents
     tt = _T(ta)
-    dp = -(p @ ta @ p) + p @ _T(p) @ (tt - (tt @ a) @ p) + (tt - p @ (a @ tt)) @ _T(p) @ p
+    dp = -_mm(p, ta, p) + _mm(p, _T(p), B.subtract(tt, _mm(tt, a, p))) + \
+        _mm(B.subtract(tt, _mm(p, _mm(a, tt))), _T(p), p)
     return _full_rank_pinv(p, a, dp)
 
 
 def _pinv_vjp(g, p, a, rcond):
     gt, pt = _T(g), _T(p)
-    ga = -(pt @ g @ pt) + (gt - a @ (p @ gt)) @ p @ pt + pt @ p @ (gt - (gt @ p) @ a)
+    ga = -_mm(pt, g, pt) + _mm(B.subtract(gt, _mm(a, _mm(p, gt))), p, pt) + \
+        _mm(pt, p, B.subtract(gt, _mm(gt, p, a)))
     return (_full_rank_pinv(p, a, ga),)
 
 

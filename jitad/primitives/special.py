@@ -11,9 +11,9 @@ import numpy as np
 
 from jitad.ir import Kind
 from jitad.primitives.core import EXPENSIVE, NumpyOnly, Primitive, elementwise_shape
-from jitad.primitives.elementwise import (_zero_derivative, abs_p, binary, comparison, cos_p, exp_p, log1p_p, log_p,
-                                         mul_cotangent, scale, sin_p, sqrt_p,
-                                         sign_p, unary, where_p)
+from jitad.primitives.elementwise import (_zero_derivative, abs_p, add_p, binary, comparison, cos_p, divide_p,
+                                         equal_p, exp_p, less_equal_p, log1p_p, log_p, logical_and_p, mul_cotangent,
+                                         multiply_p, scale, sin_p, sqrt_p, sign_p, subtract_p, unary, where_p)
 from jitad.primitives.structural import broadcast_to, shape_of, unbroadcast
 from jitad.errors import NonDifferentiableError
 
@@ -79,8 +79,11 @@ polygamma_p = Primitive(
     jvp=lambda primals, tangents, out, n: scale(tangents[0], polygamma_p(primals[0], n=n + 1)),
     vjp=lambda g, out, x, n: (mul_cotangent(g, polygamma_p(x, n=n + 1)),),
     kind=Kind.ELEMENTWISE, scalar=lambda n: f"K.polygamma({int(n)}, {{0}})", domain=(0.5, 3.0))
-betaln_p = binary("betaln", _scipy("betaln"), lambda a, b, o: digamma_p(a) - digamma_p(a + b),
-                  lambda a, b, o: digamma_p(b) - digamma_p(a + b), "K.betaln({0}, {1})", domain=(0.5, 3.0))
+# (either operand of a binary primitive may be a NumPy array, a constant: their slopes bind primitives
+# where an operator's NumPy-array left operand would reach the NumPy front-end)
+betaln_p = binary("betaln", _scipy("betaln"), lambda a, b, o: subtract_p(digamma_p(a), digamma_p(add_p(a, b))),
+                  lambda a, b, o: subtract_p(digamma_p(b), digamma_p(add_p(a, b))), "K.betaln({0}, {1})",
+                  domain=(0.5, 3.0))
 
 # --- error function and the normal distribution --------------------------------------------------
 erf_p = unary("erf", _scipy("erf"), lambda x, y: _TWO_OVER_SQRT_PI * exp_p(-x * x), "K.erf({0})")
@@ -132,7 +135,7 @@ def in_last_argument(name, np_fn, derivative, scalar, domain, refusal=None, lowe
 
 def _gamma_density(a, x, out):
     """x^(a-1) e^-x / Γ(a), the x-derivative of P(a, x)."""
-    return exp_p((a - 1.0) * log_p(x) - x - gammaln_p(a))
+    return exp_p(multiply_p(a - 1.0, log_p(x)) - x - gammaln_p(a))
 
 
 gammainc_p = in_last_argument("gammainc", _scipy("gammainc"), _gamma_density, "K.gammainc({0}, {1})",
@@ -142,7 +145,7 @@ gammaincc_p = in_last_argument("gammaincc", _scipy("gammaincc"), lambda a, x, ou
 # d I_x(a, b) / dx = x^(a-1) (1-x)^(b-1) / B(a, b)
 betainc_p = in_last_argument(
     "betainc", _scipy("betainc"),
-    lambda a, b, x, out: exp_p((a - 1.0) * log_p(x) + (b - 1.0) * log1p_p(-x) - betaln_p(a, b)),
+    lambda a, b, x, out: exp_p(multiply_p(a - 1.0, log_p(x)) + multiply_p(b - 1.0, log1p_p(-x)) - betaln_p(a, b)),
     "K.betainc({0}, {1}, {2})", ((0.5, 3.0), (0.5, 3.0), (0.1, 0.9)))
 
 # --- floating-point structure (np.nextafter, np.frexp) --------------------------------------------
@@ -154,10 +157,10 @@ frexp_exponent_p = comparison("frexp_exponent", lambda x: np.frexp(x)[1], "K.fre
 # --- information: x log y with 0 log 0 = 0 ------------------------------------------------------
 # xlogy(0, y) = 0 for every y, so its y-derivative there is 0 (also at y = 0, where x / y is not)
 xlogy_p = binary("xlogy", _scipy("xlogy"), lambda x, y, o: log_p(y),
-                 lambda x, y, o: where_p(x == 0, 0.0, x / _safe(x == 0, y)), "K.xlogy({0}, {1})",
+                 lambda x, y, o: where_p(x == 0, 0.0, divide_p(x, _safe(x == 0, y))), "K.xlogy({0}, {1})",
                  domain=((-2.0, 2.0), (0.3, 3.0)))
 xlog1py_p = binary("xlog1py", _scipy("xlog1py"), lambda x, y, o: log1p_p(y),
-                   lambda x, y, o: where_p(x == 0, 0.0, x / _safe(x == 0, 1.0 + y)), "K.xlog1py({0}, {1})",
+                   lambda x, y, o: where_p(x == 0, 0.0, divide_p(x, _safe(x == 0, 1.0 + y))), "K.xlog1py({0}, {1})",
                    domain=((-2.0, 2.0), (-0.5, 2.0)))
 entr_p = unary("entr", _scipy("entr"), lambda x, y: -(log_p(x) + 1.0), "K.entr({0})", domain=(0.1, 3.0))
 
@@ -213,7 +216,7 @@ yn_p = _bessel("yn", lambda n, x, out: 0.5 * (yn_p(n - 1.0, x) - yn_p(n + 1.0, x
 # --- the inverses in x of the regularized incomplete gamma functions: x = P^-1(a, y), Q^-1(a, y) -----
 # dx/dy = 1 / (dP/dx) = Γ(a) x^(1-a) e^x (negated for Q); in the shape a: a NonDifferentiableError
 def _incomplete_gamma_inverse_slope(a, y, x):
-    return exp_p(gammaln_p(a) + (1.0 - a) * log_p(x) + x)
+    return exp_p(add_p(gammaln_p(a), multiply_p(1.0 - a, log_p(x))) + x)
 
 
 gammaincinv_p = in_last_argument("gammaincinv", _scipy("gammaincinv"), _incomplete_gamma_inverse_slope,
@@ -241,8 +244,8 @@ expn_p = in_last_argument("expn", _scipy("expn"), _expn_slope, "KB.expn({0}, {1}
 
 # --- the quantile of Student's t: t = stdtrit(df, p), dt/dp = 1 / pdf(t) ---------------------------
 def _stdtrit_slope(df, p, t):
-    log_pdf = (gammaln_p(0.5 * (df + 1.0)) - gammaln_p(0.5 * df) - 0.5 * log_p(df * math.pi)
-               - 0.5 * (df + 1.0) * log1p_p(t * t / df))
+    log_pdf = subtract_p(gammaln_p(0.5 * (df + 1.0)) - gammaln_p(0.5 * df) - 0.5 * log_p(df * math.pi),
+                         multiply_p(0.5 * (df + 1.0), log1p_p(divide_p(t * t, df))))
     return exp_p(-log_pdf)
 
 
@@ -253,7 +256,7 @@ stdtrit_p = in_last_argument("stdtrit", _scipy("stdtrit"), _stdtrit_slope, "KB.s
 # --- the inverses in x of the regularized incomplete beta function: x = I^-1(a, b, y), and its complement -
 # dx/dy = 1 / (dI/dx) = B(a, b) x^(1-a) (1-x)^(1-b) (negated for the complement); none in a and b
 def _incomplete_beta_inverse_slope(a, b, y, x):
-    return exp_p(betaln_p(a, b) + (1.0 - a) * log_p(x) + (1.0 - b) * log1p_p(-x))
+    return exp_p(add_p(betaln_p(a, b), multiply_p(1.0 - a, log_p(x))) + multiply_p(1.0 - b, log1p_p(-x)))
 
 
 betaincinv_p = in_last_argument("betaincinv", _scipy("betaincinv"), _incomplete_beta_inverse_slope,
@@ -265,8 +268,8 @@ betainccinv_p = in_last_argument("betainccinv", _scipy("betainccinv"),
 
 # --- the quantile of the F distribution: x = fdtri(dfn, dfd, p), dx/dp = 1 / pdf(x) ------------------
 def _fdtri_slope(m, n, p, x):
-    log_pdf = (0.5 * m * log_p(m) + 0.5 * n * log_p(n) + (0.5 * m - 1.0) * log_p(x)
-               - 0.5 * (m + n) * log_p(n + m * x) - betaln_p(0.5 * m, 0.5 * n))
+    log_pdf = (add_p(0.5 * m * log_p(m) + 0.5 * n * log_p(n), multiply_p(0.5 * m - 1.0, log_p(x)))
+               - multiply_p(0.5 * (m + n), log_p(add_p(n, multiply_p(m, x)))) - betaln_p(0.5 * m, 0.5 * n))
     return exp_p(-log_pdf)
 
 
@@ -289,7 +292,8 @@ def _riemann_zeta(x):
 _ZETA = NumpyOnly("SciPy's zeta is not exported by scipy.special.cython_special")
 _ZETA_IN_X = ("scipy.special.zeta(x, q) has no closed-form derivative in x (jitad differentiates the Hurwitz zeta "
               "function in q only): pass x as a constant, or give your own rule with jitad.custom_vjp")
-zeta_p = in_last_argument("zeta", _zeta, lambda x, q, out: -x * zeta_p(x + 1.0, q), None, ((1.5, 4.0), (0.5, 3.0)),
+zeta_p = in_last_argument("zeta", _zeta, lambda x, q, out: multiply_p(-x, zeta_p(x + 1.0, q)), None,
+                          ((1.5, 4.0), (0.5, 3.0)),
                           refusal=_ZETA_IN_X, lower=_ZETA)
 
 
@@ -304,8 +308,8 @@ riemann_zeta_p = Primitive("riemann_zeta", impl=_riemann_zeta, shape_rule=elemen
 
 
 # --- the Pochhammer symbol (z)_m = Γ(z + m) / Γ(z): ∂z = (z)_m (ψ(z + m) - ψ(z)), ∂m = (z)_m ψ(z + m) ---
-poch_p = binary("poch", _scipy("poch"), lambda z, m, out: out * (digamma_p(z + m) - digamma_p(z)),
-                lambda z, m, out: out * digamma_p(z + m), "KB.poch({0}, {1})", domain=((0.5, 3.0), (-0.4, 2.0)),
+poch_p = binary("poch", _scipy("poch"), lambda z, m, out: out * subtract_p(digamma_p(add_p(z, m)), digamma_p(z)),
+                lambda z, m, out: out * digamma_p(add_p(z, m)), "KB.poch({0}, {1})", domain=((0.5, 3.0), (-0.4, 2.0)),
                 inline_cost=EXPENSIVE)
 
 
@@ -382,24 +386,26 @@ dawsn_p = unary("dawsn", _scipy("dawsn"), lambda x, y: 1.0 - 2.0 * x * y, "KB.da
 # --- Owen's T function T(h, a) = 1/2π ∫_0^a e^(-h²(1+t²)/2) / (1+t²) dt ----------------------------------
 # ∂h = -φ(h) erf(ah/√2) / 2, ∂a = e^(-h²(1+a²)/2) / (2π (1+a²))
 owens_t_p = binary("owens_t", _scipy("owens_t"),
-                   lambda h, a, out: (-0.5 / _SQRT_2PI) * exp_p(-0.5 * h * h) * erf_p(a * h * math.sqrt(0.5)),
-                   lambda h, a, out: exp_p(-0.5 * h * h * (1.0 + a * a)) / ((2.0 * math.pi) * (1.0 + a * a)),
+                   lambda h, a, out: multiply_p((-0.5 / _SQRT_2PI) * exp_p(-0.5 * h * h),
+                                                erf_p(multiply_p(a, h) * math.sqrt(0.5))),
+                   lambda h, a, out: divide_p(exp_p(multiply_p(-0.5 * h * h, 1.0 + a * a)),
+                                              (2.0 * math.pi) * (1.0 + a * a)),
                    "KB.owens_t({0}, {1})", inline_cost=EXPENSIVE)
 
 
 # --- Huber losses of a residual r with threshold delta (inf for delta < 0: its derivatives are NaN there) ---
 # huber: r²/2 for |r| <= delta, delta (|r| - delta/2) beyond: ∂r = r or delta sign(r), ∂delta = 0 or |r| - delta
 def _huber_slopes(delta, r):
-    inside = abs_p(r) <= delta
+    inside = less_equal_p(abs_p(r), delta)
     invalid = delta < 0
-    return (where_p(invalid, np.nan, where_p(inside, 0.0, abs_p(r) - delta)),
-            where_p(invalid, np.nan, where_p(inside, r, delta * sign_p(r))))
+    return (where_p(invalid, np.nan, where_p(inside, 0.0, subtract_p(abs_p(r), delta))),
+            where_p(invalid, np.nan, where_p(inside, r, multiply_p(delta, sign_p(r)))))
 
 
 # pseudo_huber = delta² (√(1 + (r/delta)²) - 1) = delta r² / (h + delta), h = √(delta² + r²):
 # ∂r = r delta / h, ∂delta = r⁴ / ((h + delta)² h) (its limit |r| at delta = 0; 0 at delta = r = 0)
 def _pseudo_huber_slopes(delta, r):
-    zero = (delta == 0) & (r == 0)
+    zero = logical_and_p(equal_p(delta, 0), equal_p(r, 0))
     d, x = where_p(zero, 1.0, delta), where_p(zero, 1.0, r)
     h = sqrt_p(d * d + x * x)
     invalid = delta < 0
@@ -454,10 +460,10 @@ def _binom_slopes(n, k, out):
     untaken branch is inf or NaN at any order. At a negative integer n, binom is NaN (SciPy's) and
     so are its slopes."""
     low_k = k < -0.5
-    z = n - k + 1.0
+    z = subtract_p(n, k) + 1.0
     low_z = z < 0.5
     # k >= -1/2 and z < 1/2: P rgamma'(z), |P| <= 1 here
-    near = ~low_k & low_z
+    near = logical_and_p(~low_k, low_z)
     n1, k1 = _pick(near, n, 1.0), _pick(near, k, 2.5)
     p = gammasgn_p(n1 + 1.0) * exp_p(gammaln_p(n1 + 1.0) - gammaln_p(k1 + 1.0))
     d = where_p(low_z, p * _rgamma_slope_below_one(n1 - k1 + 1.0), -digamma_p(_pick(low_z, 1.0, z)) * out)

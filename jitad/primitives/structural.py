@@ -106,8 +106,10 @@ reduce_sum_p = reduction("reduce_sum", lambda x, axes: np.sum(x, axis=axes),
 
 
 def _argext_mask(x, out, axes):
-    """Where x attains the extremum, divided by how many entries tie (even split)."""
-    hit = (x == _expand(out, shape_of(x), axes)).astype(x.dtype)
+    """Where x attains the extremum, divided by how many entries tie (even split). The boolean hits
+    become x's dtype by a product with a one of that dtype (convert_p is elementwise's, which builds
+    on this module): exact, and no call into the NumPy front-end."""
+    hit = (x == _expand(out, shape_of(x), axes)) * np.ones((), x.dtype)
     return hit / _expand(reduce_sum_p(hit, axes=axes), shape_of(x), axes)
 
 
@@ -136,21 +138,31 @@ def _prod_others(x, axes):
     perm = kept + list(axes)
     lead = tuple(shape[a] for a in kept)
     n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
-    values = np.reshape(np.transpose(x, perm), lead + (n,))
+    values = reshape(transpose(x, perm), lead + (n,))
     width = 1 << max(n - 1, 0).bit_length()  # pad with ones to a power of two
     if width > n:
-        values = np.concatenate([values, np.ones(lead + (width - n,), x.dtype)], axis=-1)
+        values = concatenate_p(values, np.ones(lead + (width - n,), x.dtype), axis=len(lead))
     levels = [values]
-    while levels[-1].shape[-1] > 1:
-        pairs = np.reshape(levels[-1], lead + (levels[-1].shape[-1] // 2, 2))
-        levels.append(pairs[..., 0] * pairs[..., 1])
+    while shape_of(levels[-1])[-1] > 1:
+        first, second = _halves(levels[-1], lead)
+        levels.append(first * second)
     others = np.ones(lead + (1,), x.dtype)
     for level in reversed(levels[:-1]):
-        pairs = np.reshape(level, lead + (level.shape[-1] // 2, 2))
-        others = np.reshape(np.stack([others * pairs[..., 1], others * pairs[..., 0]], axis=-1),
-                            lead + (level.shape[-1],))
-    others = np.reshape(others[..., :n], lead + tuple(shape[a] for a in axes))
-    return np.transpose(others, tuple(np.argsort(perm)))
+        first, second = _halves(level, lead)
+        # (second * others, not others * second: `others` starts as a NumPy array; the product commutes exactly)
+        pairs = [reshape(half * others, lead + (shape_of(level)[-1] // 2, 1)) for half in (second, first)]
+        others = reshape(concatenate_p(*pairs, axis=len(lead) + 1), lead + (shape_of(level)[-1],))
+    part = others if n == shape_of(others)[-1] else \
+        slice_p(others, starts=(0,) * (len(lead) + 1), steps=(1,) * (len(lead) + 1), shape=lead + (n,))
+    return transpose(reshape(part, lead + tuple(shape[a] for a in axes)), tuple(np.argsort(perm)))
+
+
+def _halves(level, lead):
+    """The entries of even and of odd positions along the last axis of `level` (of even length)."""
+    pairs = reshape(level, lead + (shape_of(level)[-1] // 2, 2))
+    rank = len(lead) + 2
+    return [reshape(slice_p(pairs, starts=(0,) * (rank - 1) + (k,), steps=(1,) * rank,
+                            shape=shape_of(pairs)[:-1] + (1,)), shape_of(pairs)[:-1]) for k in (0, 1)]
 
 
 reduce_prod_p = reduction(

@@ -32,7 +32,7 @@ def active_nodes(graph, wrt):
 
 def _fit(value, node):
     """A cotangent or tangent with the node's shape and dtype."""
-    shape = value.shape if type(value) is np.ndarray else np.shape(value)
+    shape = B.shape_of(value)
     if shape != node.shape:
         value = B.unbroadcast(value, node.shape) if len(shape) >= node.ndim else B.broadcast_to(value, node.shape)
     if node.dtype.kind == "f" and getattr(value, "dtype", node.dtype) != node.dtype:
@@ -118,7 +118,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt, given=None, memory="store"):
 def _accumulate(ct, node, value):
     """Partial adjoints from every use of a value are summed."""
     value = _fit(value, node)
-    ct[node.id] = value if node.id not in ct else ct[node.id] + value
+    ct[node.id] = value if node.id not in ct else B.add(ct[node.id], value)
 
 
 def is_leaf(node):

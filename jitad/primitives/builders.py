@@ -85,8 +85,16 @@ def sum(x, axes, keepdims=False):  # noqa: A001 (the name of the operation)
     return _reduce(reduce_sum_p, x, axes, keepdims)
 
 
-def max(x, axes, keepdims=False):  # noqa: A001 (the name of the operation)
-    """The largest entry over `axes` (as np.max's axis=; an empty axis raises, as NumPy)."""
+def max(x, axes, keepdims=False, empty=None):  # noqa: A001 (the name of the operation)
+    """The largest entry over `axes` (as np.max's axis=). Over axes with no entries NumPy raises;
+    with `empty` given, the result is `empty` there (as np.max(initial=empty) for values that are
+    all >= empty, such as the absolute values or the flags the derivative rules take maxima of)."""
+    shape = shape_of(x)
+    if empty is not None and any(shape[a] == 0 for a in _axes(axes, len(shape))):
+        reduced = _axes(axes, len(shape))
+        out = tuple(1 if i in reduced else n for i, n in enumerate(shape)) if keepdims else \
+            tuple(n for i, n in enumerate(shape) if i not in reduced)
+        return full(out, empty, x.dtype)
     return _reduce(reduce_max_p, x, axes, keepdims)
 
 

@@ -134,7 +134,7 @@ def _inverse_gaps(diff, bad):
 def _repeated(w):
     """Boolean (..., k, k): pairs i != j whose values are equal up to rounding."""
     k = shape_of(w)[-1]
-    scale = _as_column(B.max(B.abs(w), -1, keepdims=True))
+    scale = _as_column(B.max(B.abs(w), -1, keepdims=True, empty=0.0))
     gap = B.abs(_as_row(w) - _as_column(w))
     return (gap <= B.multiply(16.0 * max(k, 1) * np.finfo(w.dtype).eps, scale)) & ~np.eye(k, dtype=bool)
 
@@ -142,8 +142,8 @@ def _repeated(w):
 def _share(bad, full):
     """max|bad| / max|full| per matrix: how much of `full` sits where it must not."""
     tiny = np.finfo(full.dtype).tiny
-    top = B.max(B.abs(full), (-2, -1))
-    return B.max(B.abs(bad), (-2, -1)) / (top + tiny)
+    top = B.max(B.abs(full), (-2, -1), empty=0.0)
+    return B.max(B.abs(bad), (-2, -1), empty=0.0) / (top + tiny)
 
 
 def _guard(x, bad, message):
@@ -701,7 +701,7 @@ eigh_values_p = _library(
 
 def _in_repeated_group(repeated):
     """(..., 1, k): columns whose value repeats."""
-    return _as_row(B.max(B.astype(repeated, np.float64), -1)) > 0
+    return _as_row(B.max(B.astype(repeated, np.float64), -1, empty=0.0)) > 0
 
 
 def _vectors_jvp_eigh(primals, tangents, v):
@@ -769,7 +769,7 @@ def _svd_uv(f, a):
 def _zero_singular(s):
     """Singular values that are zero up to rounding: kinks like |x| at 0, derivative 0 by convention."""
     k = shape_of(s)[-1]
-    return s <= B.multiply(16.0 * max(k, 1) * np.finfo(s.dtype).eps, B.max(s, -1, keepdims=True))
+    return s <= B.multiply(16.0 * max(k, 1) * np.finfo(s.dtype).eps, B.max(s, -1, keepdims=True, empty=0.0))
 
 
 def _svd_values_jvp(primals, tangents, s):
@@ -872,7 +872,7 @@ def _svd_weighted_coefficients(s, w):
     repeated, zero = _repeated(s), _zero_singular(s)
     eye = np.eye(k, dtype=bool)
     wi, wj, si, sj = _as_column(w), _as_row(w), _as_column(s), _as_row(s)
-    scale = _as_column(B.max(B.abs(w), -1, keepdims=True))
+    scale = _as_column(B.max(B.abs(w), -1, keepdims=True, empty=0.0))
     same_w = B.abs(B.subtract(wi, wj)) <= B.multiply(16.0 * max(k, 1) * np.finfo(s.dtype).eps, scale)
     used_zero = zero & (w != 0)
     zero_i, zero_j = _as_column(zero), _as_row(zero)
@@ -1014,7 +1014,7 @@ def _right_solve(x, r, transpose):
 def _full_rank(r):
     d = B.abs(B.diagonal(r))
     tol = 16.0 * max(shape_of(r)[-1], 1) * np.finfo(r.dtype).eps
-    deficient = d <= B.multiply(tol, B.max(d, -1, keepdims=True))
+    deficient = d <= B.multiply(tol, B.max(d, -1, keepdims=True, empty=0.0))
     return r if shape_of(deficient)[-1] == 0 else require_small_p(
         r, B.max(B.astype(deficient, r.dtype), -1), tol=0.5, message=_QR_RANK)
 

@@ -17,12 +17,6 @@ KNOWN = [
     # fixed in session 3: float32-vander-cov-dtype, float32-quantile-dtype,
     # view-or-copy-of-trivial-ops (writes through np.positive/np.conj/x ** 1/astype(copy=False)/...)
     # and layout-of-ufunc-results (a ufunc result of a transposed view is Fortran-ordered, as in NumPy)
-    ("empty-matrix-svd-eigh-rules",
-     "derivatives of svd / eigh of matrices with no entries (k = 0 values): the rules' scales and checks in "
-     "jitad/primitives/linalg.py (_repeated, _share, _in_repeated_group, _zero_singular, "
-     "_svd_weighted_coefficients) take np.max over the empty axis (long profile, seed 747474, program 100)",
-     lambda f: f.exc == "ValueError" and "zero-size array to reduction operation maximum" in f.message
-     and any(k.startswith("linalg:") for k in f.program.kinds())),
 ]
 
 

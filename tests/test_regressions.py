@@ -406,6 +406,24 @@ def test_logsumexp_with_a_python_weight_keeps_float32():
     np.testing.assert_allclose(out, scipy.special.logsumexp(x, b=0.7), rtol=1e-6)
 
 
+def test_logsumexp_of_no_terms_is_scipys_minus_infinity(reference_backend):
+    """Found by a sweep of functions on empty arrays after the long fuzz profile's finding (seed 747474):
+    scipy.special.logsumexp of an array with no entries raised 'zero-size array to reduction operation
+    maximum' (the shift); SciPy gives -inf of the reduced shape (sign -1 with return_sign), float32 kept."""
+    for shape, kw in [((0,), {}), ((3, 0), dict(axis=-1)), ((3, 0), dict(axis=0)),
+                      ((0, 3), dict(axis=1, keepdims=True)), ((3, 0), dict(axis=-1, return_sign=True)),
+                      ((3, 0), dict(axis=-1, b=np.ones((3, 0))))]:
+        for dtype in (np.float64, np.float32):
+            a = np.ones(shape, dtype)
+            f = lambda a: scipy.special.logsumexp(a, **kw)  # noqa: E731
+            got, expected = jitad.jit(f)(a), f(a)
+            pairs = zip(got, expected) if kw.get("return_sign") else [(got, expected)]
+            for g, e in pairs:
+                np.testing.assert_array_equal(g, e)
+                assert np.shape(g) == np.shape(e) and np.asarray(g).dtype == np.asarray(e).dtype
+            assert jitad.grad(lambda a: np.sum(f(a)[0] if kw.get("return_sign") else f(a)))(a).shape == shape
+
+
 def test_compiled_maximum_and_minimum_propagate_nan_and_pick_as_numpy(monkeypatch):
     """Found in session 4: compiled np.maximum/np.minimum were Python's max/min, which drop a NaN
     that comes second ([1, nan] gave 1) and keep the first of two equal values (signed zeros)."""

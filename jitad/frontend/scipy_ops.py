@@ -177,6 +177,10 @@ def logsumexp(a, axis=None, b=None, keepdims=False, return_sign=False):
         a = numpy_ops.reshape(a, (1,))
         b = b if b is None else numpy_ops.reshape(b, (1,))
     axes = _reduce_axes(a, axis)
+    if 0 in numpy_ops.shape_of(a):  # no terms: SciPy's own branch, -inf (sign -1) of the reduced shape
+        out = np.full(tuple(1 if i in axes else n for i, n in enumerate(numpy_ops.shape_of(a))), -np.inf, a.dtype)
+        out = out if keepdims else np.squeeze(out, axis=axes)
+        return (out, np.sign(out)) if return_sign else out
     weighted = a if b is None else np.where(b != 0, a, -np.inf)  # a zero weight leaves its entry out
     shift = P.finite_shift_p(numpy_ops.amax(weighted, axis=axes, keepdims=True))
     if b is None:

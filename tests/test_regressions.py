@@ -629,3 +629,20 @@ def test_put_into_an_array_not_c_ordered_in_memory(reference_backend):
         return y
     np.testing.assert_array_equal(jitad.jit(g)(x), g(x))
     jitad.check_grads(lambda x: np.sum(f(x) ** 2), (x0,), order=1)
+
+
+def test_bincount_of_no_labels_is_numpys_intp_zeros(reference_backend):
+    """Found by the sweep of functions on empty arrays (after seed 747474 of the long fuzz profile):
+    np.bincount of an empty list with weights is NumPy's early return, intp zeros of length minlength
+    whatever the weights; jitad's was float64 (a wrong dtype)."""
+    w = np.zeros(0)
+    for labels in (np.zeros(0, np.int64), np.zeros(0, np.int32)):
+        for f, args in ((lambda w: np.bincount(labels, weights=w, minlength=2), (w,)),
+                        (lambda lab, w: np.bincount(lab, weights=w, minlength=3), (labels, w))):
+            got, expected = jitad.jit(f)(*args), f(*args)
+            np.testing.assert_array_equal(got, expected)
+            assert got.dtype == expected.dtype and got.shape == expected.shape
+            assert jitad.grad(lambda *a: np.sum(f(*a) * 1.0), argnums=len(args) - 1)(*args).shape == (0,)
+    labels, w = np.array([1, 0, 1]), np.array([0.5, 1.0, 2.0], np.float32)  # with labels: float64 sums, as before
+    got = jitad.jit(lambda w: np.bincount(labels, weights=w))(w)
+    assert got.dtype == np.float64 and np.array_equal(got, np.bincount(labels, weights=w))

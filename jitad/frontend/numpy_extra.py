@@ -1543,20 +1543,25 @@ def bincount(x, weights=None, minlength=0):
         if weights is None:
             ones = ops.broadcast_to(np.ones((), np.float64), x.shape)
             return ops.astype(P.scatter_add_p(ones, labels, axis=0, size=size), np.intp)
-        weights = _float(weights)
-        if ops.shape_of(weights) != x.shape:
-            raise ValueError("The weights and list don't have the same length.")
-        return P.scatter_add_p(ops.astype(weights, np.float64), labels, axis=0, size=size)
+        return _weighted_counts(weights, labels, size)
     x = np.asarray(x)
     if x.ndim != 1 or (x.size and x.min() < 0):
         raise ValueError("'list' argument must be 1-d of non-negative integers")
     size = max(int(x.max()) + 1 if x.size else 0, operator.index(minlength))
     if weights is None:
         return np.bincount(x, minlength=minlength)
+    return _weighted_counts(weights, x.astype(np.intp), size)
+
+
+def _weighted_counts(weights, labels, size):
+    """np.bincount with weights: the float64 sum of the weights at each label. An empty list is NumPy's
+    early return, intp zeros whatever the weights (not even their length is checked)."""
+    if not ops.shape_of(labels)[0]:
+        return np.zeros(size, np.intp)
     weights = _float(weights)
-    if ops.shape_of(weights) != x.shape:
+    if ops.shape_of(weights) != ops.shape_of(labels):
         raise ValueError("The weights and list don't have the same length.")
-    return P.scatter_add_p(ops.astype(weights, np.float64), x.astype(np.intp), axis=0, size=size)
+    return P.scatter_add_p(ops.astype(weights, np.float64), labels, axis=0, size=size)
 
 
 def compress(condition, a, axis=None, out=None):

@@ -646,3 +646,21 @@ def test_bincount_of_no_labels_is_numpys_intp_zeros(reference_backend):
     labels, w = np.array([1, 0, 1]), np.array([0.5, 1.0, 2.0], np.float32)  # with labels: float64 sums, as before
     got = jitad.jit(lambda w: np.bincount(labels, weights=w))(w)
     assert got.dtype == np.float64 and np.array_equal(got, np.bincount(labels, weights=w))
+
+
+def test_nan_order_statistics_of_no_values_are_numpys(reference_backend):
+    """Found by the sweep of functions on empty arrays (after seed 747474 of the long fuzz profile):
+    np.nanmedian / nanquantile / nanpercentile of an array with no entries raised IndexError 'cannot do a
+    non-empty take from an empty axes'. NumPy returns np.nanmean(a, axis) there (NaN, and no q axis)."""
+    fns = [lambda x: np.nanmedian(x), lambda x: np.nanmedian(x, axis=0),
+           lambda x: np.nanquantile(x, [0.2, 0.7], axis=-1),
+           lambda x: np.nanpercentile(x, [10.0, 50.0], axis=0, keepdims=True)]
+    with np.errstate(all="ignore"), pytest.warns(RuntimeWarning):  # NumPy's 'Mean of empty slice'
+        for shape in [(0,), (0, 3), (3, 0), (2, 0, 2)]:
+            for dtype in (np.float64, np.float32):
+                x = np.zeros(shape, dtype)
+                for f in fns:
+                    got, expected = jitad.jit(f)(x), f(x)
+                    np.testing.assert_array_equal(got, expected)
+                    assert np.shape(got) == np.shape(expected) and np.asarray(got).dtype == np.asarray(expected).dtype
+                    assert jitad.grad(lambda x: np.nansum(f(x)))(x).shape == shape

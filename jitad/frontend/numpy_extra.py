@@ -1029,6 +1029,8 @@ def nanquantile(a, q, axis=None, out=None, overwrite_input=False, method="linear
     out_dtype = _numpy_dtype(np.nanpercentile if _name == "nanpercentile" else np.nanquantile,
                              np.zeros((2,), a.dtype), q_given)
     shape = ops.shape_of(a)
+    if 0 in shape:  # NumPy's own branch for an array of no values: nanmean over the axes (NaN, no q axis)
+        return nanmean(a, axis=axis, keepdims=keepdims)
     axes = ops._axes(axis, len(shape))
     kept = [d for d in range(len(shape)) if d not in axes]
     n = int(np.prod([shape[d] for d in axes], dtype=np.int64))

@@ -39,13 +39,18 @@ from numba.np.numpy_support import from_dtype
 from jitad.backend import kernels, kernels_linalg
 
 MODULES = {"K": kernels, "KL": kernels_linalg}
-# the helpers that work on whole arrays (called once per kernel call, not per element)
-BY_ADDRESS = {
-    "K": ("bmm", "dot", "take3", "scatter_add3", "cumsum3", "argsort_rows"),
-    "KL": ("lu_factor", "lu_solve", "lu_det", "lu_slogdet", "solve_triangular", "lu_factors", "lu_lower",
-           "lu_upper", "lu_rows", "inv", "cholesky", "eigh", "eigh_evd", "eigh_evr", "svd", "svd_weighted",
-           "svd_full", "qr", "pinv", "first_row", "rows_after_first", "qr_q", "qr_r", "expm"),
-}
+
+
+def _array_helpers(module):
+    """The helpers a kernels module defines itself (not those it re-exports) and does not force
+    inline: its array-level ones (K.dot, KL.inv, ...: called once per kernel call, not per element)."""
+    from numba.core.registry import CPUDispatcher
+    return tuple(name for name, value in vars(module).items()
+                 if isinstance(value, CPUDispatcher) and not name.startswith("_")
+                 and value.py_func.__module__ == module.__name__ and not value.targetoptions.get("forceinline"))
+
+
+BY_ADDRESS = {alias: _array_helpers(module) for alias, module in MODULES.items()}
 
 _SLOTS = 1 << 14        # table entries (key, address); a key lives in one of _PROBES slots from key % _SLOTS
 _PROBES = 8

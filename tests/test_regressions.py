@@ -664,3 +664,18 @@ def test_nan_order_statistics_of_no_values_are_numpys(reference_backend):
                     np.testing.assert_array_equal(got, expected)
                     assert np.shape(got) == np.shape(expected) and np.asarray(got).dtype == np.asarray(expected).dtype
                     assert jitad.grad(lambda x: np.nansum(f(x)))(x).shape == shape
+
+
+def test_cond_of_a_non_square_matrix_raises_numpys_linalg_error():
+    """Found by the fuzz helper (session 13): np.linalg.cond(x, p) for p other than None and +-2
+    inverts x; of a non-square x jitad raised its own ShapeError (from inv), which `except
+    np.linalg.LinAlgError` does not catch. NumPy checks first and raises LinAlgError."""
+    x = np.ones((2, 3))
+    for p in (1, -1, np.inf, -np.inf, "fro", "nuc"):
+        with pytest.raises(np.linalg.LinAlgError, match="must be square"):
+            np.linalg.cond(x, p)
+        with pytest.raises(np.linalg.LinAlgError, match="must be square"):
+            jitad.jit(lambda x: np.linalg.cond(x, p))(x)
+    for p in (None, 2, -2):  # the singular values: defined for any shape
+        np.testing.assert_allclose(jitad.jit(lambda x: np.linalg.cond(x, p))(x + np.eye(2, 3)),
+                                   np.linalg.cond(x + np.eye(2, 3), p), rtol=1e-12)

@@ -1104,6 +1104,9 @@ def cond(x, p=None):
         s = linalg_ops.svdvals(x)
         big, small = ops.amax(s, axis=-1), ops.amin(s, axis=-1)
         return small / big if p == -2 else big / small
+    shape = ops.shape_of(x)
+    if len(shape) >= 2 and shape[-1] != shape[-2]:  # NumPy's check (before inv), and its message
+        raise np.linalg.LinAlgError("Last 2 dimensions of the array must be square")
     return linalg_ops.norm(x, p, axis=(-2, -1)) * linalg_ops.norm(linalg_ops.inv(x), p, axis=(-2, -1))
 
 

@@ -350,6 +350,7 @@ class KernelWriter:
         self.nests = []           # split: the distinct nest kernels' sources, in first-use order
         self.calls = []           # split: (nest index, driver names passed) per call
         self.nest_numbers = []    # split: (nest index, {its node number: the graph's}) per call
+        self.argument_views = set()  # rows of an argument read in place (`_view`): of the argument's layout
         self.start_values = {}    # split: start argument name -> its code in the driver
         self._start_names = {}
         self._nest_index = {}     # split: a nest's code -> its index in `nests`
@@ -557,6 +558,8 @@ class KernelWriter:
         name = self.names[root.id] = self.value_name(root, self.kernel)
         if self.kinds.get(node.id) != "x":
             self.contiguous.add(root.id)
+        else:
+            self.argument_views.add(root.id)
         self.kinds[root.id] = "v"
         self.ready.add(root.id)
         self.body.append((f"{name} = {code}", self.describe(root) + " (a view: no copy)"))
@@ -603,8 +606,10 @@ class KernelWriter:
         if node.prim is const_p and node.id not in self.const_ids:
             return _literal(node.value[()])
         if node.id not in self.ready and is_matrix_transpose(node):
-            inner = self.read_whole(node.inputs[0])
-            return f"np.ascontiguousarray({inner}).T" if node.inputs[0].prim.kind == "leaf" else f"{inner}.T"
+            inner, operand = self.read_whole(node.inputs[0]), node.inputs[0]
+            # an argument (or rows of one, `_view`) has any layout: C before it is transposed
+            of_argument = operand.prim.kind == "leaf" or operand.id in self.argument_views
+            return f"np.ascontiguousarray({inner}).T" if of_argument else f"{inner}.T"
         return self.whole_name(node)
 
     def library_call(self, node):

@@ -16,7 +16,7 @@ LAYERS = [
     {"primitives", "primitives.core", "primitives.elementwise", "primitives.structural",
      "primitives.linalg", "primitives.special", "primitives.ode", "primitives.control", "primitives.builders"},
     {"interpreter", "passes"},
-    {"transforms", "transforms.ad", "transforms.batching"},
+    {"transforms", "transforms.ad", "transforms.batching", "transforms.loops"},
     {"frontend", "frontend.tracer", "frontend.inplace", "frontend.numpy_ops", "frontend.linalg_ops",
      "frontend.scipy_ops", "frontend.scipy_names", "frontend.scipy_code", "frontend.numpy_extra", "frontend.rng",
      "frontend.integrate",

@@ -296,3 +296,49 @@ def test_the_front_end_watch_can_fail():
     calls = front_end_calls_of_rules(lambda a: leaky(a) @ a, [np.ones((2, 2))], order=1)
     assert any(c.endswith("-> np.swapaxes") for c in calls) and any(c.endswith("-> matmul") for c in calls), calls
     assert not front_end_calls_of_rules(lambda a: clean(a) * a, [np.ones((2, 2))], order=1)
+
+
+def _loop_program(w, xs):
+    """A scan with a per-step input (and a per-step output of it alone) and a fori_loop, through w."""
+    import jitad
+    carry, (ys, ones) = jitad.scan(lambda c, x: (np.tanh(c * w + x), (c * x, 2.0 * x)), np.zeros(3), xs)
+    carry = jitad.fori_loop(0, 3, lambda i, c: c * w + 0.1, carry)
+    return np.sum(carry) + np.sum(ys) + np.sum(ones)
+
+
+def _while_program(w, xs):
+    """A while_loop through w (its reverse pass differentiates once: see primitives/control.py)."""
+    import jitad
+    carry, _ = jitad.while_loop(lambda s: s[1] < 2, lambda s: (np.sin(s[0]) * w, s[1] + 1), (xs[0], 0))
+    return np.sum(carry)
+
+
+@pytest.mark.parametrize("memory", ["store", "recompute", 200])
+def test_loop_bodies_derivatives_do_not_reach_the_numpy_front_end(memory):
+    """The bodies of a loop's derivatives (its jvp, reverse sweep, checkpointed segments under a
+    memory policy) are built at the IR level (jitad.transforms.loops), as the rules are."""
+    from jitad.primitives.control import memory_policy
+    w, xs = np.array([0.3, -0.2, 0.5]), np.linspace(-1.0, 1.0, 24).reshape(8, 3)
+    with memory_policy(memory):
+        calls = front_end_calls_of_rules(_loop_program, [w, xs]) + \
+            front_end_calls_of_rules(_while_program, [w, xs], order=1)
+    assert not calls, f"calls into the NumPy front-end: {sorted(set(calls))[:12]}"
+
+
+def test_batched_loop_bodies_do_not_reach_the_numpy_front_end():
+    """A scan and a while loop batched in w (transforms.batching, as jacobian's batched tangents run
+    them; a per-step output of the unbatched xs alone is broadcast), and their derivatives, are built at
+    the IR level."""
+    from jitad.frontend.tracer import trace
+    from jitad.ir import build_graph
+    from jitad.transforms.batching import batch_replay
+    w, xs = np.array([0.3, -0.2, 0.5]), np.linspace(-1.0, 1.0, 24).reshape(8, 3)
+    avals = [((2,) + w.shape, w.dtype), (xs.shape, xs.dtype)]
+    graphs = [trace(lambda a, b: [program(a, b)], [(w.shape, w.dtype), (xs.shape, xs.dtype)], concrete=[w, xs])[0]
+              for program in (_loop_program, _while_program)]
+    with _FrontEndCalls() as watch:
+        for graph in graphs:
+            batched, _ = build_graph(lambda a, b: batch_replay(graph, [a, b], [True, False], 2)[0], avals)
+            if graph is graphs[0]:
+                _derivative_graphs(batched)
+    assert not watch.seen, f"calls into the NumPy front-end: {sorted(set(watch.seen))[:12]}"

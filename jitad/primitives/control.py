@@ -128,7 +128,7 @@ class Body:
     A Body is a primitive parameter: nodes with the same Body object and inputs are one node.
 
     Tracing and evaluating graphs belong to later layers: `rules` is the module that derives
-    bodies and runs them (jitad.frontend.loops, which sets it when it is imported).
+    bodies and runs them (jitad.transforms.loops, which sets it when it is imported).
     """
 
     rules = None
@@ -527,7 +527,9 @@ def _same(body, value, key, make):
 
 
 def _sliced(body, values, start, r):
-    return [_same(body, v, ("slice", start, r), lambda v: v[start:start + r]) for v in values]
+    def rows(v):
+        return B.axis_range(v, 0, start, start + r) if is_tracer(v) else v[start:start + r]
+    return [_same(body, v, ("slice", start, r), rows) for v in values]
 
 
 def _joined(rest, last, reverse):

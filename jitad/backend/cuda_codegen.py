@@ -54,22 +54,34 @@ class CudaUnsupportedError(UnsupportedOperationError):
         self.name = name
 
 
-# NumPy scalar calls in the elementwise templates -> CUDA device code (math module or a helper below)
-_NP_CALLS = {
-    "sin": "math.sin", "cos": "math.cos", "tan": "math.tan", "arcsin": "math.asin", "arccos": "math.acos",
-    "arctan": "math.atan", "arctan2": "math.atan2", "sinh": "math.sinh", "cosh": "math.cosh", "tanh": "math.tanh",
-    "arcsinh": "math.asinh", "arccosh": "math.acosh", "arctanh": "math.atanh", "exp": "math.exp",
-    "expm1": "math.expm1", "log": "math.log", "log1p": "math.log1p", "log2": "math.log2", "log10": "math.log10",
-    "sqrt": "math.sqrt", "hypot": "math.hypot", "isnan": "math.isnan", "isinf": "math.isinf",
-    "isfinite": "math.isfinite", "floor": "d_floor", "ceil": "d_ceil", "trunc": "d_trunc", "rint": "d_rint",
-    "sign": "d_sign", "cbrt": "d_cbrt", "exp2": "d_exp2", "fmax": "d_fmax", "fmin": "d_fmin",
-    "logaddexp": "d_logaddexp", "logaddexp2": "d_logaddexp2", "fmod": "math.fmod",
-    # scalar type conversions stay NumPy's (Numba types them on the device)
-    "float64": "np.float64", "float32": "np.float32", "int64": "np.int64", "int32": "np.int32",
-    "bool_": "np.bool_", "uint8": "np.uint8",
-}
-_K_CALLS = {"nmax": "d_nmax", "nmin": "d_nmin", "erf": "math.erf", "erfc": "math.erfc", "gamma": "math.gamma",
-            "gammaln": "math.lgamma", "log_expit": "d_log_expit", "ndtr": "d_ndtr"}
+# The elementwise templates' scalar calls on the device (`device_function`): a device helper below
+# named d_<name> when there is one; else NumPy's name for a function of Python's `math` module that
+# Numba's CUDA target provides (libdevice) is that function; else the few NumPy names that differ
+# from math's (and scipy.special's K helpers) are renamed. A primitive whose scalar code calls
+# np.<f> or K.<f> for such an f needs nothing here.
+_DEVICE_MATH = frozenset({
+    "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh", "acosh", "atanh",
+    "exp", "expm1", "log", "log1p", "log2", "log10", "sqrt", "hypot", "isnan", "isinf", "isfinite", "fmod",
+    "erf", "erfc", "gamma", "lgamma"})
+_RENAMED = {"arcsin": "asin", "arccos": "acos", "arctan": "atan", "arctan2": "atan2", "arcsinh": "asinh",
+            "arccosh": "acosh", "arctanh": "atanh", "gammaln": "lgamma"}
+# scalar type conversions stay NumPy's (Numba types them on the device)
+_CONVERSIONS = frozenset({"float64", "float32", "int64", "int32", "bool_", "uint8"})
+_NP_CALLS = {}  # explicit overrides: NumPy name -> device code (tests put a wrong kernel here)
+
+
+def device_function(module, name):
+    """The device code for the CPU templates' call `module.name` (module "np" or "K"), or None."""
+    if module == "np" and name in _NP_CALLS:
+        return _NP_CALLS[name]
+    if module == "np" and name in _CONVERSIONS:
+        return f"np.{name}"
+    if f"d_{name}" in _DEVICE_HELPERS:
+        return f"d_{name}"
+    name = _RENAMED.get(name, name)
+    return f"math.{name}" if name in _DEVICE_MATH else None
+
+
 _CALL = re.compile(r"\b(np|K|KL|KB|math)\.(\w+)(\(?)")
 
 # device functions the kernels may call, defined in the module when used
@@ -217,9 +229,9 @@ class CudaWriter(KernelWriter):
                     if name in ("inf", "nan", "pi", "e"):
                         return match.group(0)
                     self._unsupported(node_id, f"np.{name}")
-                target = _NP_CALLS.get(name)
+                target = device_function("np", name)
             elif module == "K":
-                target = _K_CALLS.get(name)
+                target = device_function("K", name)
             else:
                 target = None
             if target is None:

@@ -37,7 +37,7 @@ import warnings
 import numpy as np
 
 from jitad import backend, ir
-from jitad.backend import worker
+from jitad.backend import allocator, worker
 from jitad.backend.cache import STATS
 from jitad.errors import InputDtypeError, LeafTypeError, ShapeError, SpecializationError
 from jitad.frontend import guards, linalg_ops, rng, rolling
@@ -574,6 +574,7 @@ class Transform:
                     self.latest, self.last = other, None
                     return outs, other.meta, sig
         STATS["traces"] += 1
+        allocator.keep_freed_memory()  # (once per process: see jitad/backend/allocator.py)
         if key is not None:
             self._count_scalar_retrace(key, sig)
         if self.captures is None:

@@ -22,7 +22,7 @@ LAYERS = [
      "frontend.integrate",
      "frontend.guards", "frontend.loops", "frontend.rolling", "frontend.captures"},
     {"transforms.custom"},
-    {"backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special",
+    {"backend.allocator", "backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special",
      "backend.kernels_vecmath"},
     {"backend.calls"},
     {"backend.codegen"},

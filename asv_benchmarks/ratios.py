@@ -18,11 +18,11 @@ import sys
 import time
 
 if __package__:
-    from . import _cases, bench_backend, bench_jacobians, bench_linalg
+    from . import _cases, bench_backend, bench_cpu_targets, bench_jacobians, bench_linalg
     from ._common import jax_or_none
 else:
     sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-    from asv_benchmarks import _cases, bench_backend, bench_jacobians, bench_linalg
+    from asv_benchmarks import _cases, bench_backend, bench_cpu_targets, bench_jacobians, bench_linalg
     from asv_benchmarks._common import jax_or_none
 
 import jitad  # noqa: E402
@@ -211,7 +211,11 @@ def groups():
         [Ratio("grad/one_solve", "jitad_grad", ["numpy_solve"], _always(lambda v: v <= 2.5), "<=2.5"),
          Ratio("grad/handwritten", "jitad_grad", ["scipy_handwritten"]),
          Ratio("grad/jax", "jitad_grad", ["jax_grad"])])
-    return [value_and_grad, overhead, sweep, bottleneck, floor, hessian, hvp, trace_inv, solve]
+    cpu_targets = Group(
+        "issue 13 targets: jitad against JAX's jit, each with its default threads",
+        bench_cpu_targets.ROWS, bench_cpu_targets.IMPLS, bench_cpu_targets.prepare,
+        [Ratio("jitad/jax", "jitad", ["jax"], _always(lambda v: v <= 0.8), "<=0.8")])
+    return [value_and_grad, overhead, sweep, bottleneck, floor, hessian, hvp, trace_inv, solve, cpu_targets]
 
 
 def _overhead(impl):

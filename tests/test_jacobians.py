@@ -387,6 +387,55 @@ def test_compiled_hvp_fast_path(rng, monkeypatch):
     assert len(slow) == 5
 
 
+@pytest.mark.usefixtures("compiled")
+def test_compiled_jacobian_fast_path(rng, monkeypatch):
+    """After a call on float arrays whose Jacobian is one sweep, jacobian / hessian go straight to the
+    kernel that served it: the same values, a fresh C-contiguous array each call, and the slow path
+    for other shapes and settings and after a variable the trace read is rebound."""
+    from jitad.staging import Transform
+    A = rng.standard_normal((5, 4))
+    s = 2.0
+
+    def f(x):
+        return np.tanh(A @ x) * s
+
+    def g(x):
+        return np.sum(x ** 3) * np.sum(np.sin(x))
+    x = rng.standard_normal(4)
+    jacobian = lambda x, s: (1 - np.tanh(A @ x) ** 2)[:, None] * A * s  # noqa: E731
+    jitad.config.backend = "reference"
+    expected_h = jitad.hessian(g)(x)
+    jitad.config.backend = "numba"
+    slow = []
+    run = Transform.run
+    monkeypatch.setattr(Transform, "run", lambda self, *a, **k: slow.append(1) or run(self, *a, **k))
+    J, H = jitad.jacobian(f), jitad.hessian(g)
+    outs = []
+    for call in range(3):
+        outs.append(J(x))
+        np.testing.assert_allclose(outs[-1], jacobian(x, 2.0), rtol=1e-12)
+        np.testing.assert_allclose(H(x), expected_h, rtol=1e-12)
+        assert outs[-1].flags.c_contiguous and not np.shares_memory(outs[-1], x)
+    assert len(slow) == 3  # the first calls alone took the transforms' path (hessian's: two, jacrev's too)
+    assert not np.shares_memory(outs[0], outs[1])
+    outs[1][:] = 0.0  # the caller's array: the next call does not see it
+    np.testing.assert_allclose(J(x), jacobian(x, 2.0), rtol=1e-12)
+    s = 3.0  # rebound: the fast path's check fails, the transform traces again
+    np.testing.assert_allclose(J(x), jacobian(x, 3.0), rtol=1e-12)
+    y = rng.standard_normal(4)
+    np.testing.assert_allclose(J(y), jacobian(y, 3.0), rtol=1e-12)
+    np.testing.assert_allclose(J(y[:4:2].repeat(2)), jacobian(y[:4:2].repeat(2), 3.0), rtol=1e-12)
+    assert len(slow) == 4  # (new values of the same shape: the kernel directly)
+    np.testing.assert_allclose(J(x.astype(np.float32)), jacobian(x, 3.0), rtol=1e-5)
+    assert len(slow) == 5
+    jitad.config.backend = "reference"  # the fast path is kept per settings
+    try:
+        np.testing.assert_allclose(J(x), jacobian(x, 3.0), rtol=1e-12)
+    finally:
+        jitad.config.backend = "numba"
+    assert len(slow) == 6
+
+
 # --- the mode comparison script -------------------------------------------------------------------
 def test_modes_script_quick_run_writes_csv_and_png(tmp_path, capsys):
     from jitad.tools.modes import main

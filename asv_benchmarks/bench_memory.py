@@ -74,6 +74,16 @@ contiguous block of a library call's output is `packed[a:b].reshape(...)`). Same
 host (a fuzzer and the suite running), before -> after: compiled peak RSS of a call stored 7932 ->
 4412 KiB, recompute 1480 -> 1476 KiB, budget 2836 -> 3008 KiB (its copies are elsewhere: the
 budget form's peak is still above its budget); per call, checkpointed / stored 1.48 -> 1.53.
+
+2026-12-03, later: a checkpointed segment reads its rows of the xs as a view (`dynamic_slice` at
+its traced start) instead of gathering them (500 rows = 1000 KiB per outer segment), and the
+levels of checkpoints add W's cotangent into one array they lend each other (codegen
+`KernelWriter.may_take`) instead of a new sum and a copy per segment. Same command, before ->
+after: compiled peak RSS of a call stored 4416 -> 4264-4480 KiB, recompute 1544 -> 448-576 KiB,
+budget 3008 -> 576 KiB (the gradient it returns is 512 KiB of it); per call (--rounds 9, both
+with jitad's allocator) 48.0 / 61.4 / 67.4 ms -> 45.2 / 57.1 / 62.7 ms, checkpointed / stored
+1.41 -> 1.39. The peak runs with jitad's allocator off (JITAD_KEEP_MEMORY=0: it keeps freed
+memory on purpose, which hides a call's peak).
 """
 import argparse
 import gc
@@ -216,8 +226,9 @@ def call_peak(fn, args):
 def peak_in_subprocess(form, steps, straight=False):
     """`call_peak` of `form`'s compiled gradient in a fresh process (the kernel from the disk cache)
     whose malloc returns every block of 64 KiB or more to the system when it is freed: glibc
-    otherwise keeps freed blocks, and the RSS before a call would already hold the last call's."""
-    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536")
+    otherwise keeps freed blocks, and the RSS before a call would already hold the last call's
+    (jitad.backend.allocator, which keeps them on purpose, is switched off there)."""
+    env = dict(os.environ, MALLOC_MMAP_THRESHOLD_="65536", JITAD_KEEP_MEMORY="0")  # jitad's allocator: off
     out = subprocess.run([sys.executable, os.path.abspath(__file__), "--peak", form, "--steps", str(steps)]
                          + (["--straight"] if straight else []),
                          env=env, capture_output=True, text=True, check=True, timeout=3600)

@@ -365,6 +365,7 @@ def _direct_rows():
             [((2, 3),)]),
         Row("take_p", lambda x: P.take_p(x, idx, axis=1), [((2, 3),)]),
         Row("scatter_add_p", lambda g: P.scatter_add_p(g, idx, axis=1, size=3), [((2, 4),)]),
+        Row("dynamic_slice_p", lambda x: P.dynamic_slice_p(x, np.int64(1), axis=1, size=2), [((2, 4),)]),
         Row("safe_sqrt_p", lambda x: P.safe_sqrt_p(x), [((3,),)], (0.1, 3.0)),
         Row("convert_p", lambda x: np.sin(x.astype(np.float64)), [((3,),)], (-1.0, 1.0), np.float32),
     ]

@@ -28,7 +28,7 @@ import numpy as np
 
 from jitad.backend.fusion import LibraryCall, is_matrix_transpose, plan as make_plan
 from jitad.ir import const_p
-from jitad.primitives.structural import reshape_p, slice_p
+from jitad.primitives.structural import dynamic_slice_p, reshape_p, slice_p
 from jitad.ixexpr import Ix, index_tuple
 from jitad.profiling import phase
 
@@ -339,8 +339,14 @@ class _Nest:
 class KernelWriter:
     """Writes the kernel for one plan. Names: x* inputs, c* constants, `<prim><number>` values."""
 
-    def __init__(self, graph, split=False, labels=None, parallel=False):
+    def __init__(self, graph, split=False, labels=None, parallel=False, donated=()):
         self.graph = graph
+        # inputs (positions) the caller lends: a loop may write into them in place (`may_take`)
+        self.donated = {graph.inputs[k].id for k in donated}
+        self.owned = set()        # views of arrays a loop took over (`alias`): its only reader may take them
+        self.aliases = {}         # library call id -> [(start, size, name)]: elements read from `name`
+        self.made = set()         # library calls whose value is an array their lowering allocates (a loop's)
+        self._readers = None
         self.parallel = parallel  # target "parallel": large loop nests run on several threads
         # split: each loop nest is a kernel of its own, in canonical form (its arrays, sizes and
         # slice starts are arguments), called from a plain Python driver; a nest repeated by a
@@ -427,12 +433,13 @@ class KernelWriter:
         self._const_nodes.setdefault(name, [])
         return name
 
-    def call_subkernel(self, graph, args):
+    def call_subkernel(self, graph, args, donated=()):
         """Code calling `graph` compiled as an njit function of its own (a loop's body), defined once
         in this kernel's module before the kernel, on the argument codes `args` (0-d values as
         scalars); it returns the tuple of the graph's outputs. Its constants become arguments of
-        this kernel."""
-        name, definition, values, fresh = subkernel(graph)
+        this kernel. `donated`: positions of arrays the caller lends it (it reads them nowhere after
+        the call): the function may write into them and return them."""
+        name, definition, values, fresh = subkernel(graph, tuple(donated))
         self.helpers.setdefault(name, definition)
         extra = [self.constant(v) for v in values]
         if fresh is not None:
@@ -443,6 +450,57 @@ class KernelWriter:
         """Node's whole value as `function` (default: the one being written) reads it."""
         name = self.whole_name(node)
         return (function or self.fn).outer(name, self.kinds[node.id])
+
+    # --- arrays a loop updates in place (jitad.primitives.control: a running sum of cotangents) ----
+    def readers(self, node):
+        """(consumer, position) pairs reading `node`'s value in the graph."""
+        if self._readers is None:
+            self._readers = {}
+            for n in self.graph.nodes:
+                for k, i in enumerate(n.inputs):
+                    self._readers.setdefault(i.id, []).append((n, k))
+        return self._readers.get(node.id, [])
+
+    def may_take(self, node, position, start, size):
+        """Whether library call `node` may take over the array of its input `position` (write into it
+        in place) and leave elements start ... start + size - 1 of its own value unwritten, read from
+        that array instead (`alias`). Yes when nothing else reads that array: it is an input the caller
+        lent (`donated`) or a view of an array another call took over (`owned`), read by `node` alone,
+        and not an output; and every read of those elements is their view, whole (`aliasable`)."""
+        operand = node.inputs[position]
+        if self.split or operand.id not in self.donated | self.owned:
+            return False
+        if [(n.id, k) for n, k in self.readers(operand)] != [(node.id, position)]:
+            return False
+        return all(o.id != operand.id for o in self.graph.outputs) and self.aliasable(node, start, size)
+
+    def aliasable(self, node, start, size):
+        """Whether elements start ... start + size - 1 of `node`'s flat value are read only as one
+        slice of exactly them (reshaped or not), the one root of its loop nest: `_view` then writes
+        it as a view of the array `alias` names."""
+        outputs = {o.id for o in self.graph.outputs}
+        if not self.views or node.id in outputs:
+            return False
+        for reader, _ in self.readers(node):
+            if reader.prim is not slice_p or reader.ndim != 1 or reader.params["steps"] != (1,):
+                return False
+            first, n = reader.params["starts"][0], reader.shape[0]
+            if first + n <= start or first >= start + size:
+                continue  # other elements (another carry)
+            if (first, n) != (start, size):
+                return False
+            root, after = reader, self.readers(reader)
+            if len(after) == 1 and after[0][0].prim is reshape_p and reader.id not in outputs:
+                root, after = after[0][0], []
+            if after or not any(not isinstance(step, LibraryCall) and [r.id for r in step.roots] == [root.id]
+                                for step in self.plan.steps):
+                return False
+        return True
+
+    def alias(self, node, start, size, name):
+        """Elements start ... start + size - 1 of library call `node`'s value are the array `name`
+        (C-contiguous, of any shape), which the call took over (`may_take`)."""
+        self.aliases.setdefault(node.id, []).append((start, size, name))
 
     # --- sizes ----------------------------------------------------------------------------
     def dim_code(self, dim, function=None):
@@ -492,12 +550,15 @@ class KernelWriter:
         outputs = {o.id for o in self.graph.outputs}
         for step in self.plan.steps:
             if isinstance(step, LibraryCall):
-                self.library_call(step.node)
+                if not (self.views and self._rows_view(step.node, outputs)):
+                    self.library_call(step.node)
             elif not (self.views and self._view(step, outputs)):
                 self.loop_nest(step)
         # an output that is an input or a captured constant is copied: callers own their results
         outs = [f"{self.read_whole(o)}.copy()" if o.ndim and o.prim.kind == "leaf" else self.read_whole(o)
                 for o in self.graph.outputs]
+        # one array returned twice is copied: a loop may lend each of its carries to the next step
+        outs = [f"{o}.copy()" if o in outs[:k] and g.ndim else o for k, (o, g) in enumerate(zip(outs, self.graph.outputs))]
         # a node takes the vectorisable exp/expm1/tanh in every nest if it can in one
         fast = set()
         for item in self.body:
@@ -527,10 +588,12 @@ class KernelWriter:
         """Write `step` as a view when all it does is copy a contiguous block of a C-contiguous
         array a library call made (a loop's packed value read back, `scan[448:4032].reshape(16,
         16, 14)`), or rows a:b of an argument (`xs[500:]`, a loop's segment of its xs): no loop,
-        no new array. Such arrays are never written after they are made (a lowering writes only
-        into arrays it allocates), and a view is never a kernel output (callers own their
-        results). True when written so."""
-        if len(step.roots) != 1 or step.roots[0].id in outputs or not step.roots[0].ndim:
+        no new array. Such arrays are never written after they are made while another value reads
+        them (a lowering writes only into arrays it allocates, or takes over from their one reader:
+        `may_take`), and a view is never a kernel output (callers own their results), but for the
+        array a loop took over (`alias`: this kernel's, or lent to it by its caller). True when
+        written so."""
+        if len(step.roots) != 1 or not step.roots[0].ndim:
             return False
         root = step.roots[0]
         chain, node = [], root
@@ -540,10 +603,13 @@ class KernelWriter:
                 node = node.inputs[0]
             else:
                 return False
-        if node.dtype != root.dtype:
+        if chain and node.id in self.aliases and self._alias_view(root, chain, node):
+            return True
+        if root.id in outputs or node.dtype != root.dtype:
             return False
-        if self.kinds.get(node.id) == "x":
-            # rows a:b of an argument (`xs[500:]`): its view, of the argument's layout (not known C)
+        of_argument = self.kinds.get(node.id) == "x" or node.id in self.argument_views - self.owned
+        if of_argument:
+            # rows a:b of an argument (`xs[500:]`) or of a view of one: a view of the argument's layout
             if len(chain) != 1 or chain[0].prim is not slice_p:
                 return False
         elif self.kinds.get(node.id) != "v" or node.id not in self.contiguous:
@@ -556,13 +622,56 @@ class KernelWriter:
             else:
                 code = f"{code}.reshape({self.shape_code(op)})"
         name = self.names[root.id] = self.value_name(root, self.kernel)
-        if self.kinds.get(node.id) != "x":
-            self.contiguous.add(root.id)
-        else:
-            self.argument_views.add(root.id)
+        (self.argument_views if of_argument else self.contiguous).add(root.id)
+        first = chain[-1]
+        if node.id in self.made and first.prim is slice_p and first.ndim == 1 and \
+                self.aliasable(node, first.params["starts"][0], first.shape[0]):
+            self.owned.add(root.id)  # the only read of those elements of an array a loop made: takeable
         self.kinds[root.id] = "v"
         self.ready.add(root.id)
         self.body.append((f"{name} = {code}", self.describe(root) + " (a view: no copy)"))
+        return True
+
+    def _alias_view(self, root, chain, node):
+        """`root`, a slice of library call `node`'s value (reshaped or not) that is an array the call
+        took over (`alias`): that array, reshaped. It may be an output: the array is this kernel's
+        or one its caller lent it. A read of other elements is not a view of it (False)."""
+        first = chain[-1]
+        for start, size, name in self.aliases[node.id]:
+            if first.prim is slice_p and first.ndim == 1 and (first.params["starts"][0], first.shape[0]) == (start, size):
+                break
+        else:
+            return False
+        code = f"{name}.reshape(({size},))"
+        for op in reversed(chain[:-1]):
+            code = f"{code}.reshape({self.shape_code(op)})"
+        name = self.names[root.id] = self.value_name(root, self.kernel)
+        self.owned.add(root.id)
+        self.argument_views.add(root.id)  # C-contiguous, but of a type Numba may not know as C
+        self.kinds[root.id] = "v"
+        self.ready.add(root.id)
+        self.body.append((f"{name} = {code}", self.describe(root) + " (the array the loop updated in place)"))
+        return True
+
+    def _rows_view(self, node, outputs):
+        """Write rows s:s + k at a traced start s of a stored array (`dynamic_slice` along axis 0: a
+        checkpointed loop's segment of its xs) as a view of it, as `_view` does for a static start,
+        under its conditions: the array is never written after it is made, and a view is never a
+        kernel output. The view has the array's layout (C when the array is known C). True when
+        written so."""
+        if node.prim is not dynamic_slice_p or node.params["axis"] != 0 or node.id in outputs:
+            return False
+        x, start = node.inputs
+        if x.id not in self.ready or x.prim is const_p and x.id not in self.const_ids:
+            return False
+        array, first = self.read_whole(x), self.read_whole(start)
+        known_c = x.id in self.contiguous or self.is_contiguous(x, array)
+        name = self.names[node.id] = self.value_name(node, self.kernel)
+        (self.contiguous if known_c else self.argument_views).add(node.id)
+        self.kinds[node.id] = "v"
+        self.ready.add(node.id)
+        self.body.append((f"{name} = {array}[{first}:{first} + {self.size(node, 0)}]",
+                          self.describe(node) + " (a view: no copy)"))
         return True
 
     def _header(self):
@@ -866,15 +975,16 @@ class KernelWriter:
                      for a, n in enumerate(inp.shape))
 
 
-_SUBKERNELS = weakref.WeakKeyDictionary()  # graph -> subkernel(graph), while the graph lives
+_SUBKERNELS = weakref.WeakKeyDictionary()  # graph -> {donated: subkernel(graph, donated)}, while the graph lives
 
 
-def subkernel(graph):
+def subkernel(graph, donated=()):
     """(name, definition, constant values, fresh sizes or None) of `graph` as an njit function of its
-    own (`KernelWriter.call_subkernel`), made once per graph: the graph after its pass pipeline
-    as a kernel (its constants are its trailing arguments), renamed `subkernel_<hash>`, without
-    the imports."""
-    info = _SUBKERNELS.get(graph)
+    own (`KernelWriter.call_subkernel`), made once per graph and `donated` (the positions of inputs
+    it may write into): the graph after its pass pipeline as a kernel (its constants are its
+    trailing arguments), renamed `subkernel_<hash>`, without the imports."""
+    made = _SUBKERNELS.setdefault(graph, {})
+    info = made.get(donated)
     if info is not None:
         return info
     from jitad.errors import CompileError
@@ -884,13 +994,13 @@ def subkernel(graph):
         raise CompileError("a loop body calls back into Python (an untraceable custom rule or an ODE solve), "
                            "which a compiled loop cannot do; jitad.config.compile = 'off' runs it on the NumPy "
                            "executor")
-    source, consts, fresh, _ = generate(optimized)
+    source, consts, fresh, _ = generate(optimized, donated=donated)
     name = f"subkernel_{hashlib.sha256(source.encode()).hexdigest()[:12]}"
     lines = [line for line in source.splitlines()
              if not line.startswith(("import ", "from jitad.backend import", *(f"{a} = calls." for a in _BY_ADDRESS)))]
     definition = "\n".join(lines).strip("\n").replace("def kernel(", f"def {name}(", 1)
     info = (name, definition, consts, tuple(fresh) if uses_dims(source) else None)
-    _SUBKERNELS[graph] = info
+    made[donated] = info
     return info
 
 
@@ -1026,11 +1136,12 @@ def generate_split(graph, labels=None, parallel=False):
     return SplitForm(writer, writer.write())
 
 
-def generate(graph, labels=None, parallel=False):
+def generate(graph, labels=None, parallel=False, donated=()):
     """Returns (source, constant arguments, fresh sizes, plan). `labels`: optional text per
     graph input for the kernel's header, say the caller's argument path (default `input k`).
     `parallel` (target "parallel"): loop nests of at least PARALLEL_ELEMENTS elements run their
-    outer loop on several threads, where each chunk of it writes elements of its own."""
-    writer = KernelWriter(graph, labels=labels, parallel=parallel)
+    outer loop on several threads, where each chunk of it writes elements of its own.
+    `donated`: positions of inputs the caller lends (a loop's body: `KernelWriter.may_take`)."""
+    writer = KernelWriter(graph, labels=labels, parallel=parallel, donated=donated)
     source = writer.write()
     return source, writer.const_args, writer.plan.fresh, writer.plan

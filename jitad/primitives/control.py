@@ -32,7 +32,8 @@ per body, kept on the `Body`):
   <= k; the last in execution order). The forward pass is an outer scan over the segments whose
   body runs an inner scan of k steps and outputs the carry its segment starts from (c
   checkpoints stored), then a scan over the last r steps. The segment bodies take the xs (and
-  the ys' cotangents) whole, as consts, and gather their k rows: nothing of size n is copied.
+  the ys' cotangents) whole, as consts, and read their k rows at a traced start (`dynamic_slice`;
+  compiled, a view of them): nothing is copied.
   The reverse pass reverses the last r steps first (stored, or checkpointed again), then an
   outer scan over the segments in the
   opposite direction whose body re-runs its segment forward from the checkpoint, storing its k
@@ -59,7 +60,10 @@ its own, defined in the kernel's module before the kernel and called from a `for
 Constants of a body become arguments of the kernel. A carry the body updates as carry + increment
 (the adjoint's running sums of cotangents) is a buffer the loop adds the increment to in place (its slot
 of the loop's packed value when their dtypes agree: no copy at the end),
-an outer-product increment (W's cotangent in W @ h) in one pass without storing it.
+an outer-product increment (W's cotangent in W @ h) in one pass without storing it. A checkpointed
+reverse pass's levels hand such a sum on (`_lent`): the loop of a level lends it to its body, whose
+nested loop adds into it, and a loop takes over an init array nothing else reads (`_buffers`,
+codegen `KernelWriter.may_take`): one array from the first step to the last, summed in order.
 """
 import contextlib
 import functools
@@ -73,8 +77,8 @@ from jitad.errors import NonDifferentiableError
 from jitad.ir import Graph, Kind, current_builder, is_tracer
 from jitad.primitives import builders as B
 from jitad.primitives.core import Primitive, dtype_code
-from jitad.primitives.elementwise import add_p
-from jitad.primitives.structural import matmul_p
+from jitad.primitives.elementwise import add_p, convert_p
+from jitad.primitives.structural import matmul_p, reshape_p, slice_p
 
 __all__ = ["scan_p", "while_p", "while_vjp_p", "Body", "Layout", "memory_policy", "check_memory", "plan",
            "describe", "held_bytes"]
@@ -783,6 +787,7 @@ def _lower_scan(node, out, ins, ctx):
     ys = [f"{out}_y{j}" for j in range(len(body.y_avals))]
     step, k = f"{out}_i", f"{out}_k"
     lines = [f"{out} = np.empty({layout.total}, {dtype_code(layout.dtype)})"]
+    ctx.made.add(node.id)  # `out` is this loop's array: the only view of one of its carries may be taken over
     lines += [f"{c} = {v}" for c, v in zip(carry, init)]
     order = f"range({length} - 1, -1, -1)" if reverse else f"range({length})"
     args = [step, *carry, *[f"{x}[{step}]" for x in xs], *consts]
@@ -793,25 +798,14 @@ def _lower_scan(node, out, ins, ctx):
         return _indented(_store(out, f"{layout.slots[nc + j][0]} + {step} * {size}", shape, value, k))
     source = body.recorded_from
     increments = _increments(body) if source is None else {}
-    in_place = set()  # increment carries whose buffer is their slot of `out`: no copy at the end
-    for j in increments:  # a buffer of its own, added to in place
-        (shape, dtype), size = body.carry_avals[j], int(np.prod(body.carry_avals[j][0], dtype=np.int64))
-        if dtype != layout.dtype:
-            lines += [f"{carry[j]} = np.copy({carry[j]})", f"{carry[j]}_f = {carry[j]}.reshape({size})"]
-            continue
-        start = layout.slots[j][0]
-        in_place.add(j)
-        lines += [f"{carry[j]}_f = {out}[{start}:{start + size}]",
-                  f"{k}_v = np.ascontiguousarray({carry[j]}).reshape({size})",
-                  f"for {k} in range({size}):",
-                  f"    {carry[j]}_f[{k}] = {k}_v[{k}]",
-                  f"{carry[j]} = {carry[j]}_f.reshape({shape!r})"]
+    lent = set(_lent(body)) if source is None else set()
+    in_place, taken = _buffers(node, out, carry, increments, lent, lines, ctx)
     lines.append(f"for {step} in {order}:")
     if source is None:
         graph = _accumulating(body).graph if increments else body.graph
         outer = [j for j in increments if _outer_factors(increments[j])]
         targets = [f"{c}_inc" if j in increments else c for j, c in enumerate(carry)]
-        call = ctx.call_subkernel(graph, args)
+        call = ctx.call_subkernel(graph, args, donated=[1 + j for j in sorted(lent)])
         lines.append(f"    {_targets(targets + ys + [f'{carry[j]}_inc2' for j in outer])} = {call}")
         for j in increments:
             c, (shape, _) = carry[j], body.carry_avals[j]
@@ -835,9 +829,41 @@ def _lower_scan(node, out, ins, ctx):
         for j, y in enumerate(ys[:own]):
             lines += stack(j, y)
     for j, c in enumerate(carry):
-        if j not in in_place:
+        if j in taken:  # its slot of `out` is left unwritten: readers read the array itself
+            ctx.alias(node, layout.slots[j][0], layout.slots[j][1], c)
+        elif j not in in_place:
             lines += _store(out, layout.slots[j][0], layout.avals[j][0], c, k)
     return "\n".join(lines)
+
+
+def _buffers(node, out, carry, increments, lent, lines, ctx):
+    """Lines (appended to `lines`) giving the loop an array of its own for each carry it adds into in
+    place (`increments`) or lends to its body (`lent`, which it narrows to the carries it can lend):
+    the init's array when the loop may take it over (`ctx.may_take`; then its slot of `out` is
+    left unwritten), else its slot of `out` holding a copy of the init. Returns (increment carries
+    whose buffer is their slot: no copy at the end, carries whose init the loop took over)."""
+    body = node.params["body"]
+    layout, k = body.scan_layout(node.params["length"]), f"{out}_k"
+    in_place, taken = set(), set()
+    for j in sorted(set(increments) | lent):
+        (shape, dtype), size, c = body.carry_avals[j], int(np.prod(body.carry_avals[j][0], dtype=np.int64)), carry[j]
+        if dtype != layout.dtype:
+            if j in increments:
+                lines += [f"{c} = np.copy({c})", f"{c}_f = {c}.reshape({size})"]
+            lent.discard(j)  # a carry lent to the body is its slot of `out` or an array taken over
+            continue
+        start = layout.slots[j][0]
+        if ctx.may_take(node, j, start, size):
+            taken.add(j)
+            lines += [f"{c}_f = {c}.reshape({size})"] if j in increments else []
+            continue
+        in_place |= {j} if j in increments else set()
+        lines += [f"{c}_f = {out}[{start}:{start + size}]",
+                  f"{k}_v = np.ascontiguousarray({c}).reshape({size})",
+                  f"for {k} in range({size}):",
+                  f"    {c}_f[{k}] = {k}_v[{k}]",
+                  f"{c} = {c}_f.reshape({shape!r})"]
+    return in_place, taken
 
 
 def _increments(body):
@@ -854,6 +880,35 @@ def _increments(body):
         if other is not None and other is not carried and other.shape == node.shape and other.dtype == node.dtype:
             found[j] = other
     return found
+
+
+def _lent(body):
+    """The float array carries (not `_increments`) the body hands to a nested scan, their only
+    reader, which adds into them in place or hands them on again, and reads back from a nested
+    scan's value: a checkpointed reverse pass's running sums of the consts' cotangents through its
+    levels. The compiled loop lends them to its body (codegen `may_take`), so every level adds
+    into one array, in the order "store" does. The body returns the array lent or one a nested scan
+    made (a scan's value is never a view of another array): lending it again is safe."""
+    def make(body):
+        graph, found = body.graph, []
+        increments = _increments(body)
+        for j in range(body.n_carry):
+            carried = graph.inputs[body.lead + j]
+            if j in increments or carried.ndim == 0 or not _is_float(carried.dtype):
+                continue
+            uses = [(n, p) for n in graph.nodes for p, i in enumerate(n.inputs) if i is carried]
+            uses += [(None, None) for o in graph.outputs if o is carried]
+            if len(uses) != 1 or uses[0][0] is None or uses[0][0].prim is not scan_p:
+                continue
+            (inner, p), = uses
+            nested, out = inner.params["body"], graph.outputs[j]
+            while out.prim in (reshape_p, slice_p, convert_p):
+                out = out.inputs[0]
+            # the new carry is read from a nested scan's value (the array lent, or one the scan made)
+            if out.prim is scan_p and p < nested.n_carry and (p in _increments(nested) or p in _lent(nested)):
+                found.append(j)
+        return tuple(found)
+    return body._made("lent", make)
 
 
 def _outer_factors(node):

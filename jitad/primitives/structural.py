@@ -490,6 +490,48 @@ scatter_add_p = linear(
     lower=_lower_scatter_add, batch=shift_params(shift_axis), cost=size_cost, short="scatter")
 
 
+# dynamic_slice: x[start:start + size] along `axis` at a traced int start (a checkpointed loop's
+# segment reads its rows of the xs so, jitad.transforms.loops). Invariant, kept by its callers:
+# 0 <= start <= x.shape[axis] - size (the reference executor checks it). Compiled: a copy, or rows
+# s:s + size of the stored operand read in place (codegen `KernelWriter._rows_view`).
+def _dynamic_slice_impl(x, start, axis, size):
+    start = int(start)
+    if not 0 <= start <= x.shape[axis] - size:
+        raise IndexError(f"dynamic_slice: rows {start}:{start + size} of an axis of {x.shape[axis]}")
+    return x[(slice(None),) * axis + (slice(start, start + size),)].copy()
+
+
+def _dynamic_slice_shape(x, start, axis, size):
+    if start.ndim != 0 or np.dtype(start.dtype).kind not in "iu":
+        raise ShapeError(f"dynamic_slice: the start must be an integer scalar, got {start.dtype}{tuple(start.shape)}")
+    if not 0 <= size <= x.shape[axis]:
+        raise ShapeError(f"dynamic_slice: {size} rows of an axis of {x.shape[axis]}")
+    return x.shape[:axis] + (size,) + x.shape[axis + 1:], x.dtype
+
+
+def _dynamic_slice_transpose(g, x, start, axis, size):
+    """The cotangent g scattered back to rows start ... start + size - 1 (zero elsewhere)."""
+    rows = start + np.arange(size, dtype=np.int64)  # a traced start's operator: an add node
+    return scatter_add_p(g, rows, axis=axis, size=shape_of(x)[axis]), None
+
+
+def _lower_dynamic_slice(node, out, ins, ctx):
+    axis, start = node.params["axis"], ins[1]
+    index = ", ".join([":"] * axis + [f"{start}:{start} + {ctx.size(node, axis)}"])
+    return f"{out} = {ins[0]}[{index}].copy()"
+
+
+def _dynamic_slice_dims(node, ins, shapes):
+    axis = node.params["axis"]
+    return ins[0][:axis] + (shapes.fresh_dim(node.params["size"]),) + ins[0][axis + 1:]
+
+
+dynamic_slice_p = linear(
+    "dynamic_slice", _dynamic_slice_impl, _dynamic_slice_shape, _dynamic_slice_transpose,
+    lower=_lower_dynamic_slice, symbolic_shape=_dynamic_slice_dims, batch=shift_params(shift_axis),
+    cost=size_cost, contiguous_output=True, short="rows")
+
+
 # argsort along the last axis: an integer result, so no derivative; sort = gather by it.
 argsort_p = library_call(
     "argsort", lambda x: np.argsort(x, axis=-1, kind="stable"), lambda x: (x.shape, np.dtype(np.int64)),

@@ -14,7 +14,7 @@ from jitad.interpreter import evaluate, replay
 from jitad.ir import build_graph
 from jitad.primitives import builders as B
 from jitad.primitives.control import Body, floats, reverse_scan, scan_p, split
-from jitad.primitives.structural import take_p
+from jitad.primitives.structural import dynamic_slice_p
 from jitad.transforms import batching
 from jitad.transforms.ad import jvp_values, vjp_values
 
@@ -100,9 +100,10 @@ def shifted_body(body, offset):
 
 
 def _rows(values, s, k, start):
-    """Rows start + s*k ... of each array in `values` (a gather: no copy of the whole array)."""
-    rows = B.add(_first(s, k, start), np.arange(k))
-    return [take_p(v, rows, axis=0) for v in values]
+    """Rows start + s*k ... start + s*k + k - 1 of each array in `values`: a dynamic slice, which a
+    compiled segment reads in place (a view of the whole array, no copy of its k rows)."""
+    first = _first(s, k, start)
+    return [dynamic_slice_p(v, first, axis=0, size=k) for v in values]
 
 
 def _first(s, k, start):

@@ -260,8 +260,8 @@ def _threads_pay(graph):
     if largest_computed(graph) >= AUTO_ELEMENTS:
         return True
     from jitad.primitives.core import EXPENSIVE
-    return any((node.prim.inline_cost or 0) >= EXPENSIVE and math.prod(node.shape) >= AUTO_HEAVY_ELEMENTS
-               for node in graph.nodes)
+    return any(node.prim.kind == Kind.ELEMENTWISE and node.prim.inline_cost >= EXPENSIVE and
+               math.prod(node.shape) >= AUTO_HEAVY_ELEMENTS for node in graph.nodes)
 
 
 def resolved(target, graph=None):

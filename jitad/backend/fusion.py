@@ -16,7 +16,7 @@ kernel does not embed the sizes it was traced at and is reused for new sizes.
 from dataclasses import dataclass, field
 
 from jitad.ir import Kind, const_p
-from jitad.primitives.core import EXPENSIVE
+from jitad.primitives.core import EXPENSIVE, own_inline_cost
 from jitad.primitives.elementwise import add_p
 from jitad.primitives.structural import is_matrix_transpose
 
@@ -203,8 +203,7 @@ def inline_cost(node, materialized, memo):
     if node.id in materialized or node.prim.kind is Kind.LEAF:
         cost = 0
     else:
-        own = node.prim.inline_cost
-        cost = own + sum(inline_cost(i, materialized, memo) for i in node.inputs)
+        cost = own_inline_cost(node) + sum(inline_cost(i, materialized, memo) for i in node.inputs)
     memo[node.id] = cost
     return cost
 
@@ -407,8 +406,8 @@ def _shared_expensive(graph, materialized, steps, owner):
         # or a transcendental that three or more nests read (a softmax's exp(L - m) in the
         # forward sum and two adjoint nests), or two when its array is small: computed once, read back
         if len(where) > 1 and cost >= RECOMPUTE_LIMIT or \
-                len(where) > 2 and by_id[node_id].prim.inline_cost >= EXPENSIVE or \
-                len(where) > 1 and by_id[node_id].prim.inline_cost >= EXPENSIVE and by_id[node_id].size <= SMALL_STORE:
+                len(where) > 2 and own_inline_cost(by_id[node_id]) >= EXPENSIVE or \
+                len(where) > 1 and own_inline_cost(by_id[node_id]) >= EXPENSIVE and by_id[node_id].size <= SMALL_STORE:
             extra.add(node_id)
     return extra
 

@@ -29,6 +29,13 @@ REGISTRY = {}
 # relative cost of recomputing one element of a node inline, for fusion's decisions
 CHEAP, EXPENSIVE = 1, 4
 
+
+def own_inline_cost(node):
+    """The cost of computing one element of `node` from its inputs' (its primitive's `inline_cost`:
+    a number, or a function of the node for a primitive whose cost depends on its shapes)."""
+    cost = node.prim.inline_cost
+    return cost(node) if callable(cost) else cost
+
 # kind -> the fields a declaration of that kind must give (besides impl and shape_rule)
 REQUIRED = {
     Kind.ELEMENTWISE: ("scalar", "inline_cost"),

@@ -39,6 +39,7 @@ CASES = {
     # structural library primitives
     "cumsum": (lambda x: np.cumsum(x, axis=1), [(2, 3)]),
     "take": (lambda x: x[:, idx] * 2.0, [(2, 3)]),
+    "dynamic_slice": (lambda x: jitad.primitives.dynamic_slice_p(x, np.int64(1), axis=1, size=2) * 2.0, [(2, 4)]),
     "scatter_add": (lambda g: jitad.primitives.scatter_add_p(g, idx, axis=1, size=3), [(2, 4)]),
     "concatenate": (lambda x, y: np.concatenate([x, y, x], axis=0), [(2, 3), (1, 3)]),
     # matmul: batch folded into rows, into columns, a column vector, and both batched / stacked

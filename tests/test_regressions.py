@@ -679,3 +679,26 @@ def test_cond_of_a_non_square_matrix_raises_numpys_linalg_error():
     for p in (None, 2, -2):  # the singular values: defined for any shape
         np.testing.assert_allclose(jitad.jit(lambda x: np.linalg.cond(x, p))(x + np.eye(2, 3)),
                                    np.linalg.cond(x + np.eye(2, 3), p), rtol=1e-12)
+
+
+def test_a_select_whose_zero_branch_gave_the_shape_keeps_it_in_the_adjoint():
+    """Long fuzz seed 141414, program 91: the adjoint of np.where(c, a, 0) times a derivative is taken
+    inside the select (so an untaken lane stays 0, not 0 * inf); when the zero branch was a size-1
+    array that gave the select its shape (a 0-d c and a), that product lost the shape and the next
+    rule raised IndexError on the NumPy tier (first calls) and while tracing."""
+    def g(x0, x1):
+        v1 = scipy.special.boxcox(0.8 * np.tanh(x0[-2::2]) + 1.2, 0.5)
+        v3 = np.logaddexp(np.linspace(1.14, -0.56, 1), v1[0] * 0.5)
+        return np.sum(np.where(1.47 > v3, 1.47, 2.0 * v3) * np.cos(np.arange(1) * 1.7 + 0.3))
+    args = (np.array([[-1.0871012847480626]]), 0.6419336792451034)
+    saved = jitad.config.backend, jitad.config.compile
+    try:
+        jitad.config.backend = "reference"
+        expected = jitad.value_and_grad(g, argnums=(0, 1))(*args)
+        jitad.config.backend, jitad.config.compile = "numba", "off"  # the NumPy tier: rules on arrays
+        tier = jitad.value_and_grad(g, argnums=(0, 1))(*args)
+    finally:
+        jitad.config.backend, jitad.config.compile = saved
+    np.testing.assert_allclose(tier[0], expected[0], rtol=1e-14)
+    np.testing.assert_allclose(tier[1][0], expected[1][0], rtol=1e-14)
+    assert np.shape(tier[1][0]) == (1, 1) and float(tier[1][1]) == 0.0

@@ -105,15 +105,22 @@ def mul_cotangent(g, d):
         cond, a, b = g.node.inputs
         wrap = g.builder.wrap
         if _is_zero(b):
-            return where_p(wrap(cond), wrap(a) * d, 0.0)
+            return _shaped(where_p(wrap(cond), wrap(a) * d, 0.0), g, d)
         if _is_zero(a):
-            return where_p(wrap(cond), 0.0, wrap(b) * d)
+            return _shaped(where_p(wrap(cond), 0.0, wrap(b) * d), g, d)
     elif _selects.table is not None:
         found = _selects.table.get(id(g))
         if found is not None and found[0]() is g:
             _, cond, other, zero_second = found
-            return where_p(cond, other * d, 0.0) if zero_second else where_p(cond, 0.0, other * d)
+            return _shaped(where_p(cond, other * d, 0.0) if zero_second else where_p(cond, 0.0, other * d), g, d)
     return scale(g, d)
+
+
+def _shaped(product, g, d):
+    """The select's product with the shape g * d has: the zero branch may be what gave g its shape
+    (a size-1 array of zeros, where(c, a, np.zeros((1, 1))) of a 0-d c and a)."""
+    shape = np.broadcast_shapes(shape_of(g), shape_of(d))
+    return product if shape_of(product) == shape else broadcast_to(product, shape)
 
 
 def _is_zero(node):

@@ -157,7 +157,7 @@ def threshold_table(sizes=tuple(2 ** k for k in range(14, 21)), repeat=15):
     try:
         out = {}
         for name, fun in NESTS.items():
-            serial, parallel = jitad.value_and_grad(fun), jitad.value_and_grad(fun, target="parallel")
+            serial, parallel = jitad.value_and_grad(fun, target="cpu"), jitad.value_and_grad(fun, target="parallel")
             for n in sizes:
                 x = np.random.default_rng(0).uniform(-1, 1, n)
                 calls = {"serial": lambda: serial(x), "parallel": lambda: parallel(x)}
@@ -175,6 +175,67 @@ def threshold_table(sizes=tuple(2 ** k for k in range(14, 21)), repeat=15):
         return out
     finally:
         codegen.PARALLEL_ELEMENTS = saved
+
+
+# --- parallel kernels next to OpenBLAS's threads -----------------------------------------------
+_MIXED = """
+import json, os, statistics, sys, time
+sys.path.insert(0, {root!r})
+import numpy as np
+import jitad
+jitad.config.compile = "eager"
+from asv_benchmarks import _cases
+rng = np.random.default_rng(0)
+sizes = [64, 256, 256, 10]
+params = [(rng.standard_normal((m, n)) / np.sqrt(m), rng.standard_normal(n)) for m, n in zip(sizes[:-1], sizes[1:])]
+X, T = rng.standard_normal((512, 64)), rng.standard_normal((512, 10))
+A, B = rng.standard_normal((256, 256)), rng.standard_normal((256, 256))
+x = rng.uniform(-1, 1, 2 ** 18)
+mlp = {{t: jitad.value_and_grad(_cases.mlp(np), target=t) for t in ("cpu", "auto")}}
+elementwise = jitad.value_and_grad(_cases.elementwise(np), target="parallel")
+calls = {{"mlp_B512_cpu": lambda: mlp["cpu"](params, X, T), "mlp_B512_auto": lambda: mlp["auto"](params, X, T),
+         "matmul_then_parallel_kernel": lambda: (A @ B, elementwise(x)), "matmul": lambda: A @ B,
+         "parallel_kernel": lambda: elementwise(x)}}
+out = {{}}
+for name, call in calls.items():
+    call()
+    times = []
+    for _ in range({repeat}):
+        t0 = time.perf_counter()
+        for _ in range(10):
+            call()
+        times.append((time.perf_counter() - t0) / 10)
+    out[name] = statistics.median(times)
+print(json.dumps(out))
+"""
+
+
+def mixed_with_blas(policy=None, repeat=7):
+    """Seconds per call, in a fresh process where OpenBLAS and jitad have their default threads, of:
+    the MLP B = 512 value_and_grad on the cpu and auto targets (auto: parallel loop nests between
+    OpenBLAS's products), a 256x256 `A @ B` followed by a parallel kernel, and each alone.
+    `policy`: OMP_WAIT_POLICY for the child (None: unset, jitad's own choice)."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "OMP_WAIT_POLICY",
+                        "GOMP_SPINCOUNT", "NUMBA_NUM_THREADS")}
+    if policy:
+        env["OMP_WAIT_POLICY"] = policy
+    out = subprocess.run([sys.executable, "-c", _MIXED.format(root=ROOT, repeat=repeat)], env=env,
+                         capture_output=True, text=True, timeout=900, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+class TrackMixedWithBlas:
+    """The MLP B = 512 value_and_grad on the default target (a parallel kernel whose loop nests
+    alternate with OpenBLAS's products), in a fresh process with default threads, over the same on the
+    serial target. GNU OpenMP's spinning idle threads made it 8x; jitad has them wait passively."""
+    unit = "ratio"
+    timeout = 900
+    number = repeat = 1
+
+    def track_auto_over_cpu(self):
+        times = mixed_with_blas()
+        return times["mlp_B512_auto"] / times["mlp_B512_cpu"]
 
 
 def _best(call, repeat):
@@ -197,8 +258,10 @@ def main(argv=None):
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"{threads} threads available; load average {load:.1f} at start (best of {repeat}, interleaved)")
 
-    print("\nvalue_and_grad, ms per call: target cpu | parallel, 1 thread | parallel, "
-          f"{threads} threads | speedup of {threads} threads over 1 (issue 13: >= 1.7 on elementwise_1e6)")
+    print("\nvalue_and_grad, ms per call: target cpu (what jitad.config.threads = 1 runs) | parallel, 1 thread | "
+          f"parallel, {threads} threads | speedup of {threads} threads over jitad with 1 thread (cpu; issue 13: "
+          ">= 1.7 on elementwise_1e6) | of the parallel form"
+          f"'s {threads} threads over its 1")
     for case in CASES:
         calls = {"cpu": _value_and_grad(case, "cpu"), "parallel": _value_and_grad(case, "parallel")}
         best = {}
@@ -208,12 +271,19 @@ def main(argv=None):
                 best[(run, n)] = min(best.get((run, n), float("inf")), _best(calls[run], 1))
         jitad.config.threads = threads
         row = [best[("cpu", 1)], best[("parallel", 1)], best[("parallel", threads)]]
-        print(f"  {case:<16}" + "".join(f"{t * 1e3:10.2f}" for t in row) + f"{row[1] / row[2]:10.2f}x")
+        print(f"  {case:<16}" + "".join(f"{t * 1e3:10.2f}" for t in row) + f"{row[0] / row[2]:10.2f}x"
+              f"{row[1] / row[2]:10.2f}x")
 
     print("\nthreshold: value_and_grad serial | chunked on all threads, us per call (parallel/serial)")
     for (name, n), (serial, parallel) in threshold_table(repeat=repeat).items():
         print(f"  {name:<16} n = 2^{int(np.log2(n)):<3}{serial * 1e6:11.1f}{parallel * 1e6:11.1f}"
               f"{parallel / serial:8.2f}")
+
+    print("\nnext to OpenBLAS's threads, ms per call in a fresh process with default threads: "
+          "OMP_WAIT_POLICY unset (jitad sets PASSIVE) | ACTIVE (GNU OpenMP's spinning, before jitad set it)")
+    mixed = {policy: mixed_with_blas(policy, repeat=repeat) for policy in (None, "ACTIVE")}
+    for name in mixed[None]:
+        print(f"  {name:<28}" + "".join(f"{mixed[p][name] * 1e3:10.2f}" for p in (None, "ACTIVE")))
 
     call = _value_and_grad("elementwise_1e6", "cpu")
     print("\nnogil: two user threads calling one cpu-target kernel (elementwise_1e6): wall time over one "

@@ -1,12 +1,17 @@
 """The ratios the team quotes: the asv cases timed side by side in ONE process.
 
-    python asv_benchmarks/ratios.py [--quick] [--only SUBSTRING ...]
+    python asv_benchmarks/ratios.py [--quick] [--only SUBSTRING ...] [--threads one|pinned|default]
 
 For each row (a case), every implementation is prepared (compiled, warm), then the
 implementations are timed in interleaved rounds (the order rotates each round) and the
 median per-call time of the rounds is kept, so a noisy neighbour slows all of them
 alike. First calls are timed in fresh `python` subprocesses. The last column of each
 table says whether the issue's target is met ("ok") or not ("MISS").
+
+Threads (asv_benchmarks/__init__.py): by default every peer is given one BLAS/XLA thread, except
+the groups whose targets are stated for each peer's default threads (issue 13's), which run in a
+child process with nothing set. `--threads pinned` pins the whole run to one CPU (the only way to
+keep JAX 0.10 on one core); `--threads default` runs every group with default threads.
 """
 import argparse
 import gc
@@ -45,9 +50,10 @@ class Ratio:
 class Group:
     """`limit`: optional (impl, seconds) the impl's time per call must not exceed."""
 
-    def __init__(self, title, rows, impls, prepare, ratios, note=None, limit=None):
+    def __init__(self, title, rows, impls, prepare, ratios, note=None, limit=None, threads=None):
         self.title, self.rows, self.impls = title, rows, impls
         self.prepare, self.ratios, self.note, self.limit = prepare, ratios, note, limit
+        self.threads = threads  # "default": timed with every peer's default threads unless --threads says
 
 
 def _batch(call, number):
@@ -63,8 +69,13 @@ def _batch(call, number):
             gc.enable()
 
 
-def measure(calls, rounds, min_batch):
-    """Median seconds per call of each callable, timed in interleaved rounds."""
+def measure(calls, rounds, min_batch, pause=0.0):
+    """Median seconds per call of each callable, timed in interleaved rounds.
+
+    `pause`: seconds to sleep before each batch, so that the worker threads of the peer timed
+    before (OpenBLAS's spin for ~2**28 cycles after a GEMM; XLA's and Numba's pools) are asleep
+    and do not take the cores from the next peer (with default threads: JAX's MLP measured
+    3.8 ms right after jitad's batch, 2.0 ms alone)."""
     numbers = {}
     for name, call in calls.items():
         number = 1
@@ -78,6 +89,8 @@ def measure(calls, rounds, min_batch):
     order = list(calls)
     for r in range(rounds):
         for name in order[r % len(order):] + order[:r % len(order)]:
+            if pause:
+                time.sleep(pause)
             samples[name].append(_batch(calls[name], numbers[name]) / numbers[name])
     return {name: statistics.median(s) for name, s in samples.items()}
 
@@ -112,7 +125,8 @@ def run_group(group, rounds, min_batch):
                 calls[impl] = group.prepare(row, impl)
             except NotImplementedError as error:
                 skipped.append((impl, str(error).splitlines()[0][:80]))
-        times = measure(calls, rounds, min_batch) if calls else {}
+        from asv_benchmarks import THREADS
+        times = measure(calls, rounds, min_batch, 0.3 if THREADS == "default" else 0.0) if calls else {}
         cells = [row] + [fmt_time(times.get(impl)) for impl in group.impls]
         for ratio in group.ratios:
             v = ratio.value(times)
@@ -214,7 +228,8 @@ def groups():
     cpu_targets = Group(
         "issue 13 targets: jitad against JAX's jit, each with its default threads",
         bench_cpu_targets.ROWS, bench_cpu_targets.IMPLS, bench_cpu_targets.prepare,
-        [Ratio("jitad/jax", "jitad", ["jax"], _always(lambda v: v <= 0.8), "<=0.8")])
+        [Ratio("jitad/jax", "jitad", ["jax"], _always(lambda v: v <= 0.8), "<=0.8")],
+        threads="default")
     return [value_and_grad, overhead, sweep, bottleneck, floor, hessian, hvp, trace_inv, solve, cpu_targets]
 
 
@@ -289,11 +304,47 @@ def new_sizes():
     return misses
 
 
+MISSES = "ratios.py child misses: "
+
+
+def run_group_in_child(group, opts):
+    """Run `group` in a fresh `python ratios.py` with the thread variables this package set removed."""
+    from asv_benchmarks import SET_HERE
+    env = {k: v for k, v in os.environ.items() if k not in SET_HERE}
+    env["JITAD_BENCH_THREADS"] = group.threads
+    argv = [sys.executable, os.path.abspath(__file__), "--child", "--only", group.title] + \
+        (["--quick"] if opts.quick else [])
+    out = subprocess.run(argv, env=env, capture_output=True, text=True)
+    if out.returncode:
+        print(out.stdout, out.stderr, sep="\n")
+        return [f"{group.title}: the child process failed ({out.returncode})"]
+    lines = out.stdout.splitlines()
+    misses = json.loads(next(line for line in lines if line.startswith(MISSES))[len(MISSES):])
+    start = next(i for i, line in enumerate(lines) if line.startswith("## "))
+    print()
+    print(f"(in a child process with every peer's default threads: "
+          f"{lines[0].split(';')[-1].strip()})")
+    print("\n".join(line for line in lines[start:] if not line.startswith(MISSES)).rstrip())
+    return misses
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer rounds, shorter batches")
     parser.add_argument("--only", nargs="*", default=None, help="run only groups whose title contains one of these")
+    parser.add_argument("--threads", choices=["one", "pinned", "default"], default=None,
+                        help="one BLAS/XLA thread per peer (default), the whole run pinned to one CPU, "
+                             "or every peer's default threads for every group")
+    parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     opts = parser.parse_args(argv)
+    from asv_benchmarks import THREADS
+    if opts.threads is not None and opts.threads != THREADS:
+        # the thread variables act only before NumPy is imported: run again with them set
+        from asv_benchmarks import SET_HERE
+        env = {k: v for k, v in os.environ.items() if k not in SET_HERE}
+        env["JITAD_BENCH_THREADS"] = opts.threads
+        sys.exit(subprocess.run([sys.executable, os.path.abspath(__file__)] + (argv or sys.argv[1:]),
+                                env=env).returncode)
     rounds, min_batch, sub_rounds = (5, 0.01, 1) if opts.quick else (15, 0.05, 3)
     import numba
     import numpy as np
@@ -301,12 +352,19 @@ def main(argv=None):
     print(f"jitad {jitad.__version__}, numpy {np.__version__}, numba {numba.__version__}, "
           f"jax {'(not installed)' if jax is None else jax[0].__version__}; "
           f"OPENBLAS_NUM_THREADS={os.environ.get('OPENBLAS_NUM_THREADS')}, "
-          f"JITAD_CACHE_DIR={os.environ.get('JITAD_CACHE_DIR')}")
+          f"JITAD_CACHE_DIR={os.environ.get('JITAD_CACHE_DIR')}, threads: {THREADS}"
+          + (f" (pinned to CPU {sorted(os.sched_getaffinity(0))})" if THREADS == "pinned" else ""))
     print(f"{rounds} interleaved rounds, batches of >= {min_batch * 1e3:.0f} ms, median per call")
     misses = []
     selected = [g for g in groups() if opts.only is None or any(s in g.title for s in opts.only)]
     for group in selected:
-        misses += run_group(group, rounds, min_batch)
+        if group.threads and opts.threads is None and group.threads != THREADS and not opts.child:
+            misses += run_group_in_child(group, opts)
+        else:
+            misses += run_group(group, rounds, min_batch)
+    if opts.child:
+        print(MISSES + json.dumps(misses))
+        return
     if opts.only is None or any(s in "first call" for s in opts.only):
         misses += first_calls(sub_rounds)
     if opts.only is None or any(s in "new size" for s in opts.only):

@@ -157,6 +157,35 @@ def test_workqueue_layer_runs_parallel_kernels_one_at_a_time(parallel_vg):
     assert out.returncode == 0 and out.stdout.split() == ["ok", "workqueue"], out.stderr[-2000:]
 
 
+_WAIT_POLICY = """
+import os, sys
+sys.path.insert(0, {tests!r})
+import numpy as np, jitad, test_threads
+before = os.environ.get("OMP_WAIT_POLICY")
+vg = jitad.value_and_grad(test_threads.both_losses, target="parallel")
+vg(np.ones(test_threads.BIG))
+import numba
+print(before, os.environ.get("OMP_WAIT_POLICY"), numba.threading_layer())
+"""
+
+
+@pytest.mark.parametrize("user", [None, "ACTIVE"])
+def test_openmp_threads_wait_passively_unless_the_user_says(parallel_vg, user):
+    """GNU OpenMP's idle threads spin by default, as OpenBLAS's do after a product: alternating the two
+    (a product in a parallel kernel, or NumPy's `@` between parallel kernels) made an MLP's gradient
+    8x slower (asv_benchmarks/bench_threads.py, TimeMixedWithBlas). Loading a parallel kernel sets
+    OMP_WAIT_POLICY=PASSIVE before Numba starts OpenMP, unless the user chose a policy."""
+    parallel_vg(np.ones(BIG))  # compiled into the session's disk cache: the child loads it
+    env = {k: v for k, v in os.environ.items() if k not in ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")}
+    env.update({"JITAD_COMPILE": "eager"}, **({"OMP_WAIT_POLICY": user} if user else {}))
+    env.pop("NUMBA_THREADING_LAYER", None)
+    out = subprocess.run([sys.executable, "-c", _WAIT_POLICY.format(tests=os.path.dirname(__file__))], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    before, after, layer = out.stdout.split()
+    assert (before, after) == (str(user), user or "PASSIVE")
+
+
 def test_threads_setting():
     assert jitad.config.threads >= 1
     for bad in (0, -1, True, 2.0, "2", 10 ** 6):

@@ -240,13 +240,12 @@ def compile(graph, target="cpu", labels=None):
 # the serial kernel against the parallel form on 2 threads): sum(sin(x) x + exp(-x^2) + log1p(x^2))
 # gains 1.40x at 2^16 elements, 1.48x at 2^17, 1.59-1.77x from 2^18; Rosenbrock (multiplies and
 # adds, memory-bound) loses below 2^21 (0.66-0.81x at 2^16-2^20) and gains 1.29x at 2^21.
-# Measured again (session 15, /tmp/s15/rosen_big.py, median of 7 x 3 calls, OMP_WAIT_POLICY=PASSIVE):
-# Rosenbrock's serial kernel 1.47 ms against 4.2 ms in the parallel form at 2^21, 24.8 against 20.4
-# ms at 2^22, 41.8 against 37.8 at 2^23: hence 2^22. (The parallel form's 1-D chunk loops index with
-# `i0` from `range(lo, hi)`, whose sign LLVM cannot prove, so Numba's negative-index wraparound stays
-# in the loop and the loads vectorise as gathers: a Rosenbrock-like sum 1.0 ms against 0.15 ms
-# serial on one thread. 2-D nests hoist it out of their inner loop.)
-AUTO_ELEMENTS = 1 << 22
+# Measured again (session 15, /tmp/s15/rosen_big.py, median of 7 x 3 calls, OMP_WAIT_POLICY=PASSIVE),
+# after the parallel form's one-dimensional chunks index unsigned (codegen.unsigned_outer_index; before,
+# they vectorised as gathers and Rosenbrock's was 2.5-2.9x slower than serial even at 2^21): Rosenbrock
+# serial against parallel 0.31 / 0.29 ms at 2^19, 0.76 / 0.54 at 2^20, 1.68 / 1.07 at 2^21, 20.2 / 14.3
+# at 2^22; sum(x*x) 0.86x at 2^19, 0.64x at 2^20 (bench_threads' threshold table): hence 2^20.
+AUTO_ELEMENTS = 1 << 20
 AUTO_HEAVY_ELEMENTS = 1 << 17
 
 

@@ -7,9 +7,10 @@ import numpy as np
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _innermost_user_frame():
-    """The innermost stack frame outside jitad (and outside NumPy/SciPy, which the user called)."""
-    frame = sys._getframe(1)
+def _innermost_user_frame(frame=None):
+    """The innermost stack frame outside jitad (and outside NumPy/SciPy, which the user called),
+    from `frame` outwards (default: the caller's)."""
+    frame = frame or sys._getframe(1)
     while frame is not None:
         filename = frame.f_code.co_filename
         library = "numpy" in filename or f"{os.sep}scipy{os.sep}" in filename
@@ -25,9 +26,10 @@ def user_frame():
     return f"{frame.f_code.co_filename}:{frame.f_lineno}" if frame is not None else ""
 
 
-def _where():
-    """' (in `fun`, at file:line)': the user's function and line an error comes from."""
-    frame = _innermost_user_frame()
+def _where(start=None):
+    """' (in `fun`, at file:line)': the user's function and line an error comes from (looked for from
+    the frame `start` outwards: an error's own traceback, caught after the stack unwound)."""
+    frame = _innermost_user_frame(start)
     if frame is None:
         return ""
     location = f"{frame.f_code.co_filename}:{frame.f_lineno}"
@@ -42,9 +44,9 @@ class JitadError(Exception):
 class UnsupportedOperationError(JitadError, TypeError):
     """A NumPy function or ufunc that jitad has no derivative rule for."""
 
-    def __init__(self, name, detail=""):
+    def __init__(self, name, detail="", frame=None):
         super().__init__(
-            f"jitad does not support `{name}` on traced values{_where()}. {detail}"
+            f"jitad does not support `{name}` on traced values{_where(frame)}. {detail}"
             "Wrap the code that calls it in a function decorated with @jitad.custom_vjp "
             "(or @jitad.custom_jvp) and give its derivative rule; the rule runs on real "
             "arrays and may call any NumPy or SciPy function.")

@@ -60,6 +60,21 @@ def test_unsupported_scipy_function_reading_an_ndarray_attribute_is_named():
     np.testing.assert_array_equal(jitad.grad(probe)(a), np.ones_like(a))
 
 
+def test_scipy_compiled_code_rejecting_a_traced_array_by_value_is_named():
+    """scipy.signal.lfilter hands x to compiled code, which raised a bare ValueError ("could not
+    convert b, a, and x to a common type"): the error names the SciPy function and the user's line."""
+    import scipy.signal
+
+    def loss(x):
+        return np.sum(scipy.signal.lfilter([0.5, 0.3], [1.0, -0.2], x) ** 2)
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.signal\.lfilter` on traced values "
+                       r"\(in `loss`, at .*test_foreign\.py:\d+\).*custom_vjp") as caught:
+        jitad.grad(loss)(np.linspace(0.0, 1.0, 8))
+    assert isinstance(caught.value.__cause__, ValueError)
+    with pytest.raises(ValueError, match="my own"):  # a ValueError of the user's own code stays theirs
+        jitad.grad(lambda x: np.sum(x) + float("my own"))(np.ones(3))
+
+
 def test_complex_tests_on_traced_values_are_constants():
     # autograd's programs branch on np.iscomplex(x) before choosing a formula; traced values are real
     def fun(x):

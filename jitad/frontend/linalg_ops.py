@@ -738,6 +738,7 @@ def foreign_call_error(frame=None):
 
     `frame`: the innermost frame to look from (default: the caller's).
     """
+    start = frame  # an error's traceback frame: where to look for the user's line from
     frame, found, left_jitad = frame or sys._getframe(1), None, False
     while frame is not None:
         module = frame.f_globals.get("__name__", "")
@@ -773,4 +774,4 @@ def foreign_call_error(frame=None):
                   f"globals, closures, default arguments), but this call reached SciPy's own function "
                   f"through another object (a dict, a list, an attribute), which needs concrete arrays: "
                   f"call it as `{shown}(...)` inside the traced code. ")
-    return UnsupportedOperationError(shown, detail)
+    return UnsupportedOperationError(shown, detail, frame=start)

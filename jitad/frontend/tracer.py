@@ -777,7 +777,12 @@ def trace(fun, avals, concrete=None, differentiated=()):
             # ("setting an array element with a sequence"); show jitad's own error instead.
             if isinstance(error.__cause__, JitadError):
                 raise error.__cause__ from None
-            raise
+            # a SciPy function handing a traced array to compiled code that rejects it by its value
+            # (scipy.signal.lfilter: "could not convert b, a, and x to a common type")
+            unsupported = _foreign_value_error(error)
+            if unsupported is None:
+                raise
+            raise unsupported from error
         except TypeError as error:
             # a SciPy function passing a traced array to compiled code ("argument 1 must be
             # numpy.ndarray, not Tracer"), or writing into a NumPy array in its own code: name
@@ -812,6 +817,22 @@ def _foreign_type_error(error):
     while tb.tb_next is not None:
         tb = tb.tb_next
     return linalg_ops.foreign_call_error(tb.tb_frame)
+
+
+def _foreign_value_error(error):
+    """The UnsupportedOperationError for a ValueError raised by compiled code that a SciPy function
+    called with a traced array (the innermost Python frame is SciPy's and holds a Tracer), or None."""
+    tb = error.__traceback__
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    frame = tb.tb_frame
+    if not frame.f_globals.get("__name__", "").startswith("scipy."):
+        return None
+    values = list(frame.f_locals.values())
+    values += [v for value in values if isinstance(value, (tuple, list)) for v in value]
+    if not any(is_tracer(value) for value in values):
+        return None
+    return linalg_ops.foreign_call_error(frame)
 
 
 def _to_node(builder, value):

@@ -75,6 +75,15 @@ def test_scipy_compiled_code_rejecting_a_traced_array_by_value_is_named():
         jitad.grad(lambda x: np.sum(x) + float("my own"))(np.ones(3))
 
 
+def test_a_scipy_stats_function_behind_its_axis_nan_policy_decorator_is_named():
+    """scipy.stats wraps most functions in `axis_nan_policy_wrapper`: the error named the wrapper."""
+    x = np.linspace(0.1, 1.0, 5)
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.stats\.ttest_1samp` on traced"):
+        jitad.grad(lambda x: scipy.stats.ttest_1samp(x, 0.0).statistic)(x)
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"`scipy\.stats\.iqr` on traced"):
+        jitad.grad(lambda x: scipy.stats.iqr(x))(x)
+
+
 def test_complex_tests_on_traced_values_are_constants():
     # autograd's programs branch on np.iscomplex(x) before choosing a formula; traced values are real
     def fun(x):

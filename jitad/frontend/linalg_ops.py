@@ -750,7 +750,10 @@ def foreign_call_error(frame=None):
         elif module.startswith("scipy."):
             left_jitad = True
             name = frame.f_code.co_name
-            if not name.startswith("_") and name not in ("wrapper", "inner", "decorator"):
+            wrapped = frame.f_locals.get("hypotest_fun_in") if name == "axis_nan_policy_wrapper" else None
+            if callable(wrapped):  # scipy.stats' axis/nan_policy decorator: the function it wraps (entropy, skew)
+                found = (getattr(wrapped, "__module__", module), wrapped.__qualname__, None)
+            elif not name.startswith("_") and name not in ("inner", "decorator") and not name.endswith("wrapper"):
                 found = (module, frame.f_code.co_qualname, frame.f_locals.get("self"))
         else:
             left_jitad = True

@@ -399,16 +399,25 @@ def jvp_tangents(fun, primals, tangents, fast=None):
     return tree_unflatten(out_tree, [_to_python(v) for v in outs])
 
 
-def _tangents_key(primals, tangents):
-    """The fast-path key of a jvp call whose primals and tangents are float arrays (rank >= 1) of the
-    same shapes and dtypes, outside any trace, with no target scope open; else None."""
-    if ir._local.stack or backend.OPEN[0] or len(primals) != len(tangents):
+def fast_key(arrays):
+    """The key a fast path (a kernel kept for calls like this one) files a call under: the settings it
+    depends on and the arrays' shapes and dtypes, when every argument is a float array of rank >= 1
+    and the call is outside any trace and any target scope; else None."""
+    if ir._local.stack or backend.OPEN[0] or not arrays:
         return None
-    for p, t in zip(primals, tangents):
-        if type(p) is not np.ndarray or type(t) is not np.ndarray or not p.ndim or p.dtype.kind != "f" \
-                or p.shape != t.shape or p.dtype != t.dtype:
+    for a in arrays:
+        if type(a) is not np.ndarray or not a.ndim or a.dtype.kind != "f":
             return None
-    return backend.STATE[0], tuple((p.shape, p.dtype.char) for p in primals)
+    return backend.STATE[0], tuple((a.shape, a.dtype.char) for a in arrays)
+
+
+def _tangents_key(primals, tangents):
+    """The fast-path key of a jvp call whose tangents are arrays of its primals' shapes and dtypes."""
+    key = fast_key(primals)
+    if key is None or len(primals) != len(tangents) or any(
+            type(t) is not np.ndarray or t.shape != p.shape or t.dtype != p.dtype for p, t in zip(primals, tangents)):
+        return None
+    return key
 
 
 def tangents_fast(fast, primals, tangents):

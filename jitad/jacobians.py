@@ -12,8 +12,8 @@ import functools
 
 import numpy as np
 
-from jitad import backend, ir
-from jitad.api import grad, jvp_tangents, scalar_output, tangents_fast
+from jitad import backend
+from jitad.api import fast_key, grad, jvp_tangents, scalar_output, tangents_fast
 from jitad.errors import JitadError
 from jitad.frontend.tracer import trace
 from jitad.ir import is_tracer
@@ -54,7 +54,7 @@ class _JacobianFunction:
             with backend.using_target(self.target):
                 return self._jacobian(args, kwargs)
         if not kwargs:
-            key = _fast_key(args)
+            key = fast_key(args)
             hit = None if key is None else self.jitad_transform.fast.get(key)
             if hit is not None and (hit[2] is None or hit[2]()):
                 kernel, finish, _ = hit
@@ -81,7 +81,7 @@ class _JacobianFunction:
         """Calls with arguments of these shapes go straight to the kernel that just served, when it
         computes the whole Jacobian in one sweep of one float array input and output: the block is
         `assemble`'s J reshaped, as `unflatten_blocks` makes it (checked against this call's)."""
-        key = _fast_key(args)
+        key = fast_key(args)
         if key is None or served is None or served.casts or plan.num_sweeps != 1 or not single or \
                 len(layout.wrt) != 1 or len(layout.outputs.shapes) != 1 or type(out) is not np.ndarray:
             return
@@ -111,17 +111,6 @@ class _JacobianFunction:
 
 
 _ZERO = np.int64(0)  # the first direction of a sweep
-
-
-def _fast_key(args):
-    """The fast-path key of a call whose arguments are all float arrays of rank >= 1, outside any
-    trace and any target scope (with the settings it depends on), else None."""
-    if ir._local.stack or backend.OPEN[0] or not args:
-        return None
-    for a in args:
-        if type(a) is not np.ndarray or not a.ndim or a.dtype.kind != "f":
-            return None
-    return backend.STATE[0], tuple((a.shape, a.dtype.char) for a in args)
 
 
 def _plan_mode(meta):

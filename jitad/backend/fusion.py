@@ -403,8 +403,9 @@ def _shared_expensive(graph, materialized, steps, owner):
     by_id = {n.id: n for n in graph.nodes}
     for node_id, where in used_in.items():
         cost = inline_cost(by_id[node_id], materialized, memo)
-        # or a transcendental that three or more nests read (a softmax's exp(L - m) in the
-        # forward sum and two adjoint nests), or two when its array is small: computed once, read back
+        # or a value costly in itself (own_inline_cost EXPENSIVE: a transcendental, a division, a
+        # reshape that merges or splits axes) that three or more nests read (a softmax's exp(L - m) in
+        # the forward sum and two adjoint nests), or two when its array is small: computed once, read back
         if len(where) > 1 and cost >= RECOMPUTE_LIMIT or \
                 len(where) > 2 and own_inline_cost(by_id[node_id]) >= EXPENSIVE or \
                 len(where) > 1 and own_inline_cost(by_id[node_id]) >= EXPENSIVE and by_id[node_id].size <= SMALL_STORE:

@@ -19,7 +19,7 @@ LAYERS = [
     {"transforms", "transforms.ad", "transforms.batching", "transforms.loops"},
     {"frontend", "frontend.tracer", "frontend.inplace", "frontend.numpy_ops", "frontend.linalg_ops",
      "frontend.scipy_ops", "frontend.scipy_names", "frontend.scipy_code", "frontend.numpy_extra", "frontend.rng",
-     "frontend.integrate",
+     "frontend.integrate", "frontend.scipy_stats",
      "frontend.guards", "frontend.loops", "frontend.rolling", "frontend.captures"},
     {"transforms.custom"},
     {"backend.allocator", "backend.stats", "backend.fusion", "backend.kernels", "backend.kernels_linalg", "backend.kernels_special",

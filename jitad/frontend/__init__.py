@@ -7,3 +7,4 @@ quantiles, nan-reductions, convolutions, np.r_/np.c_) and scipy.signal's. Each i
 """
 from jitad.frontend import numpy_ops, linalg_ops, scipy_ops, numpy_extra  # noqa: F401  (registration, in order)
 from jitad.frontend import integrate  # noqa: F401  (scipy.integrate.odeint, solve_ivp)
+from jitad.frontend import scipy_stats  # noqa: F401  (scipy.stats descriptive statistics, scipy.optimize.rosen)

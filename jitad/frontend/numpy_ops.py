@@ -1289,7 +1289,42 @@ UFUNCS.update({
     np.deg2rad: _deg2rad, np.radians: _deg2rad, np.rad2deg: _rad2deg, np.degrees: _rad2deg,
 })
 
-UFUNC_REDUCE = {np.add: sum, np.multiply: prod, np.maximum: amax, np.minimum: amin}
+def _logaddexp_reduce(base2):
+    """np.logaddexp.reduce (np.logaddexp2.reduce): shift + log(sum(exp(x - shift))) with the largest
+    entry as the shift, made 0 where it is not finite (all -inf: -inf; an inf: inf; a NaN: NaN, as
+    NumPy's pairwise logaddexp). The shift is a constant to AD: the derivative is the softmax."""
+    name = "np.logaddexp2.reduce" if base2 else "np.logaddexp.reduce"
+
+    def reduce(x, axis=0, dtype=None, keepdims=False, **others):
+        for key in others:  # initial= (where= with out= reaches here as where=True: nothing to do)
+            if key != "where" or others[key] is not True:
+                raise UnsupportedOperationError(f"{name}({key}=...)", f"jitad implements {name}(x, axis, dtype, "
+                                                "keepdims); concatenate an initial value to x, or mask with np.where "
+                                                "(-inf leaves an entry out). ")
+        x = asarray(x)
+        if dtype is not None:
+            x = astype(x, dtype)
+        elif x.dtype.kind != "f":
+            x = astype(x, np.float64)
+        if x.ndim == 0 and (axis is None or axis in (0, -1, ())):  # NumPy reduces a 0-d array to itself
+            return x
+        axes = _axes(axis, x.ndim)
+        shape = shape_of(x)
+        if any(shape[i] == 0 for i in axes):  # the identity of logaddexp: -inf
+            kept = tuple(1 if i in axes else n for i, n in enumerate(shape))
+            out = np.full(kept, -np.inf, x.dtype)
+            return out if keepdims else out.reshape(tuple(n for i, n in enumerate(shape) if i not in axes))
+        shift = P.finite_shift_p(amax(x, axis=axes, keepdims=True))
+        if base2:
+            out = P.log2_p(sum(P.exp2_p(x - shift), axis=axes, keepdims=True)) + shift
+        else:
+            out = P.log_p(sum(P.exp_p(x - shift), axis=axes, keepdims=True)) + shift
+        return out if keepdims else squeeze(out, axis=axes)
+    return reduce
+
+
+UFUNC_REDUCE = {np.add: sum, np.multiply: prod, np.maximum: amax, np.minimum: amin,
+                np.logaddexp: _logaddexp_reduce(False), np.logaddexp2: _logaddexp_reduce(True)}
 UFUNC_ACCUMULATE = {}  # ufunc -> builder of ufunc.accumulate(x, axis=0, dtype=None) (filled by numpy_extra)
 
 FUNCTIONS = {

@@ -55,8 +55,8 @@ def rows():
         add("scipy.special", name)
     for (module, name), builder in linalg_ops.SCIPY_FUNCTIONS.items():
         public = ".".join(p for p in module.split(".") if not p.startswith("_"))
-        if public == "scipy.stats" or _raises_only(builder):
-            continue  # the distributions are listed from scipy_ops' tables below
+        if (public == "scipy.stats" and "." in name) or _raises_only(builder):
+            continue  # the distributions' methods are listed from scipy_ops' tables below
         if name.endswith(".__getitem__"):  # numpy's AxisConcatenator: the np.r_ and np.c_ objects
             add("numpy", "r_"), add("numpy", "c_")
         else:

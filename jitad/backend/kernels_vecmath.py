@@ -198,9 +198,25 @@ def fexpm1(x):
 
 
 @numba.njit(**_JIT)
+def _expm1_nonnegative(v):
+    """expm1(v) for 0 <= v <= 40 (not NaN): fexpm1 without the paths this range never takes (clamps,
+    2^k beyond 2^60, overflow, v < -40, tiny v: there k = 0 and the polynomial returns v), the same
+    bits in a quarter fewer operations (tanh's loop 157 -> 122 us per 65,536, /tmp/s15/tanh2.py)."""
+    k = np.floor(v * _LOG2E + 0.5)
+    hi = v - k * _LN2_HI  # exact
+    lo = k * _LN2_LO
+    r = hi - lo
+    c = (hi - r) - lo
+    q = _expm1_reduced(r)
+    q = q + (c + c * q)
+    p = _pow2(k)
+    return p * q + (p - 1.0)  # 2^k (1 + q) - 1
+
+
+@numba.njit(**_JIT)
 def ftanh(x):
     """tanh(x) = t / (t + 2) with t = expm1(2|x|), sign restored; vectorisable."""
-    t = fexpm1(2.0 * min(np.abs(x), 20.0))
+    t = _expm1_nonnegative(2.0 * min(np.abs(x), 20.0))
     d = t + 2.0
     q = t / d
     y = np.copysign(q - q * (_two_sum_err(t, 2.0, d) / d), x)  # t / (t + 2) with t + 2 unrounded
@@ -212,7 +228,7 @@ def fsinh(x):
     """sinh(x), vectorisable: (t + t / (t + 1)) / 2 with t = expm1(|x|), e^|x| / 2 from |x| > 22
     (scaled, so no overflow before 710.47...), sign restored."""
     a = np.abs(x)
-    t = fexpm1(min(a, 22.0))
+    t = _expm1_nonnegative(min(a, 22.0))
     y = 0.5 * (t + t / (t + 1.0))
     k, q = _exp_split(a)
     y = _scale(1.0 + q, k - 1.0) if a > 22.0 else y

@@ -69,13 +69,8 @@ def _batch(call, number):
             gc.enable()
 
 
-def measure(calls, rounds, min_batch, pause=0.0):
-    """Median seconds per call of each callable, timed in interleaved rounds.
-
-    `pause`: seconds to sleep before each batch, so that the worker threads of the peer timed
-    before (OpenBLAS's spin for ~2**28 cycles after a GEMM; XLA's and Numba's pools) are asleep
-    and do not take the cores from the next peer (with default threads: JAX's MLP measured
-    3.8 ms right after jitad's batch, 2.0 ms alone)."""
+def measure(calls, rounds, min_batch):
+    """Median seconds per call of each callable, timed in interleaved rounds."""
     numbers = {}
     for name, call in calls.items():
         number = 1
@@ -89,8 +84,6 @@ def measure(calls, rounds, min_batch, pause=0.0):
     order = list(calls)
     for r in range(rounds):
         for name in order[r % len(order):] + order[:r % len(order)]:
-            if pause:
-                time.sleep(pause)
             samples[name].append(_batch(calls[name], numbers[name]) / numbers[name])
     return {name: statistics.median(s) for name, s in samples.items()}
 
@@ -113,20 +106,67 @@ def print_table(header, rows):
         print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)))
 
 
-def run_group(group, rounds, min_batch):
+_APART = """
+import json, sys
+sys.path.insert(0, {root!r})
+from asv_benchmarks import ratios
+group = next(g for g in ratios.groups() if g.title == {title!r})
+try:
+    call = group.prepare({row!r}, {impl!r})
+except NotImplementedError as error:
+    print("ratios.py apart: " + json.dumps(str(error).splitlines()[0][:80]))
+else:
+    print("ratios.py apart: " + json.dumps(ratios.measure({{"x": call}}, {rounds}, {min_batch})["x"]))
+"""
+
+
+def measure_apart(group, row, rounds, min_batch, processes):
+    """Median seconds per call of each implementation of `row`, each timed in processes of its own
+    (`processes` per implementation, alternating), and the skipped ones' reasons. With default
+    threads, peers in one process slow each other (one's idle threads spinning on the cores the
+    other needs, a thread pool gone to sleep between batches): JAX's MLP measured 3.0-3.6 ms
+    interleaved with jitad in one process, 2.0-2.35 ms alone."""
+    samples, skipped = {impl: [] for impl in group.impls}, {}
+    for p in range(processes):
+        order = group.impls[p % len(group.impls):] + group.impls[:p % len(group.impls)]
+        for impl in order:
+            if impl in skipped:
+                continue
+            code = _APART.format(root=os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                                 title=group.title, row=row, impl=impl, rounds=rounds, min_batch=min_batch)
+            out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+            lines = [line for line in out.stdout.splitlines() if line.startswith("ratios.py apart: ")]
+            if out.returncode or not lines:
+                skipped[impl] = f"failed: {out.stderr.strip().splitlines()[-1][:80] if out.stderr.strip() else out.returncode}"
+                continue
+            value = json.loads(lines[-1][len("ratios.py apart: "):])
+            if isinstance(value, str):
+                skipped[impl] = value
+            else:
+                samples[impl].append(value)
+    return {impl: statistics.median(v) for impl, v in samples.items() if v}, list(skipped.items())
+
+
+def run_group(group, rounds, min_batch, processes=3):
     print(f"\n## {group.title}")
+    from asv_benchmarks import THREADS
+    if THREADS == "default":
+        print(f"(each implementation timed in processes of its own: the median of {processes} processes, "
+              "alternating, each the median of its interleaved rounds)")
     header = ["case"] + group.impls + [r.label for r in group.ratios] + (["note"] if group.note else []) + \
         (["target"] if group.limit else [])
     table, misses = [], []
     for row in group.rows:
         calls, skipped = {}, []
-        for impl in group.impls:
-            try:
-                calls[impl] = group.prepare(row, impl)
-            except NotImplementedError as error:
-                skipped.append((impl, str(error).splitlines()[0][:80]))
-        from asv_benchmarks import THREADS
-        times = measure(calls, rounds, min_batch, 0.3 if THREADS == "default" else 0.0) if calls else {}
+        if THREADS == "default":
+            times, skipped = measure_apart(group, row, rounds, min_batch, processes)
+        else:
+            for impl in group.impls:
+                try:
+                    calls[impl] = group.prepare(row, impl)
+                except NotImplementedError as error:
+                    skipped.append((impl, str(error).splitlines()[0][:80]))
+            times = measure(calls, rounds, min_batch) if calls else {}
         cells = [row] + [fmt_time(times.get(impl)) for impl in group.impls]
         for ratio in group.ratios:
             v = ratio.value(times)
@@ -361,7 +401,7 @@ def main(argv=None):
         if group.threads and opts.threads is None and group.threads != THREADS and not opts.child:
             misses += run_group_in_child(group, opts)
         else:
-            misses += run_group(group, rounds, min_batch)
+            misses += run_group(group, rounds, min_batch, 1 if opts.quick else 3)
     if opts.child:
         print(MISSES + json.dumps(misses))
         return

@@ -483,6 +483,15 @@ def _check_program(program, xs, only, second_order, use_autograd, stats, jacobia
         J = E = None
         if need_fd:
             J, E = fd_jacobian(flat.f, flat.x, FD_STEP)
+            if dtype == np.float32 and not np.allclose(_flat(expected).astype(np.float64), flat.f(flat.x), rtol=1e-3,
+                                                       atol=1e-3 * (1.0 + scale), equal_nan=True):
+                # the differences are taken in float64, jitad differentiates the float32 program: where the
+                # two programs part (an iterated sin of values near 1e9, loops seed 303030001322: jitad's
+                # float32 gradient is the one along NumPy's float32 values, 1.9e8 where float64's is 1.3e8)
+                # they say nothing of it. An infinite error estimate passes every finite derivative and
+                # still fails a NaN or inf one where the differences are finite.
+                E = np.full_like(E, np.inf)
+                stats.skipped += 1
 
         jf = jitad.jit(f)
 

@@ -702,3 +702,16 @@ def test_a_select_whose_zero_branch_gave_the_shape_keeps_it_in_the_adjoint():
     np.testing.assert_allclose(tier[0], expected[0], rtol=1e-14)
     np.testing.assert_allclose(tier[1][0], expected[1][0], rtol=1e-14)
     assert np.shape(tier[1][0]) == (1, 1) and float(tier[1][1]) == 0.0
+
+
+def test_factorial_of_a_float32_numpy_scalar_is_float32(reference_backend):
+    """SciPy's factorial takes a NumPy scalar through its scalar path (gamma(n + 1) in the scalar's
+    dtype) and an array through its array path (float64): a ufunc's result on a 0-d float32 array is a
+    float32 scalar, so NumPy's program gave float32 where jitad gave float64 (fuzzer, profile 'new',
+    seed 303030000820)."""
+    def f(x):
+        return scipy.special.factorial(0.8 * np.tanh(x) + 1.2)
+    for x in (np.array(0.2, np.float32), np.float32(0.2), np.array(0.2), np.array([0.2, 0.5], np.float32)):
+        want, got = f(x), jitad.jit(f)(x)
+        assert np.asarray(got).dtype == np.asarray(want).dtype, (x, got, want)
+        np.testing.assert_allclose(got, want, rtol=1e-6)  # float32 arithmetic before the factorial

@@ -884,9 +884,14 @@ def _factorial(n, exact=False, extend="zero"):
         raise UnsupportedOperationError(f"scipy.special.factorial(exact={exact!r}, extend={extend!r}) of traced "
                                         "values", "jitad computes exact=False, extend='zero' (a differentiable "
                                         "float). ")
-    n = _float(numpy_ops.asarray(n), np.float64)  # float64 for any array, as SciPy
+    # float64 for any array, as SciPy; a float32 NumPy scalar (what a ufunc makes of a 0-d float32
+    # array) goes through SciPy's scalar path, gamma(n + 1) in float32 (float64 only at its special
+    # values n < 0, 0, 1 and NaN, a dtype that depends on the value: jitad keeps float32 there too)
+    scalar32 = is_tracer(n) and n._scalar and n.dtype == np.float32
+    n = _float(numpy_ops.asarray(n), np.float64)
     inside = n >= 0
-    return np.where(inside, np.exp(P.gammaln_p(np.where(inside, n, 0.0) + 1.0)), 0.0)
+    out = np.where(inside, np.exp(P.gammaln_p(np.where(inside, n, 0.0) + 1.0)), 0.0)
+    return numpy_ops.astype(out, np.float32) if scalar32 else out
 
 
 def _simpson(y, x=None, *, dx=1.0, axis=-1):

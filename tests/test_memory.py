@@ -11,6 +11,8 @@ import math
 import os
 import platform
 import re
+import subprocess
+import sys
 import warnings
 
 import numpy as np
@@ -331,4 +333,22 @@ def test_a_compiled_budget_call_allocates_little_beyond_what_it_holds(config):
     jitad.config.backend, jitad.config.compile = "numba", "eager"
     fn = jitad.grad(tanh_rnn, memory=BUDGET)
     np.testing.assert_allclose(fn(*args), expected, rtol=1e-12, atol=1e-14)
-    assert _call_peak(fn, args) < 5 * args[0].nbytes
+    # measured in a fresh process (the kernel from the session's disk cache): in the suite's long-lived
+    # process the same call once peaked at 704 KiB, against 452 KiB alone, from the state earlier tests
+    # left (the peak counts every page the process touches during the call)
+    out = subprocess.run([sys.executable, "-c", _PEAK_CHILD.format(tests=os.path.dirname(__file__))],
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert int(out.stdout.split()[-1]) < 5 * args[0].nbytes, out.stdout
+
+
+_PEAK_CHILD = """
+import sys
+sys.path.insert(0, {tests!r})
+import jitad, test_memory as T
+jitad.config.backend, jitad.config.compile = "numba", "eager"
+args = T.tanh_rnn_args()
+fn = jitad.grad(T.tanh_rnn, memory=T.BUDGET)
+fn(*args)
+print(T._call_peak(fn, args))
+"""

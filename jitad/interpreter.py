@@ -45,16 +45,26 @@ def _evaluator(graph):
     return run
 
 
-def replay(graph, args, rewrite=None):
+def replay(graph, args, rewrite=None, keep=None):
     """Re-emit `graph` into the current trace with `args` as its inputs (inlining).
 
     Returns the environment node id -> value, so AD transforms can read every
     intermediate value. With concrete args this constant-folds to NumPy. A pass that
     changes some nodes gives `rewrite(node, input_values)`, returning the value to use
-    instead, or None to emit the node as it is.
+    instead, or None to emit the node as it is. `keep` (a set of node ids): the environment
+    holds only those, the inputs and the constants once their last reader has run (the
+    others are freed as the replay goes: a loop of n writes into an array of n holds one
+    version of it, not n).
     """
     env = {node.id: a for node, a in zip(graph.inputs, args)}
-    for node in graph.nodes:
+    nodes = graph.nodes
+    last = None
+    if keep is not None:
+        last = {}
+        for k, node in enumerate(nodes):
+            for i in node.inputs:
+                last[i.id] = k
+    for k, node in enumerate(nodes):
         if node.id in env:
             continue
         if node.prim is const_p:
@@ -63,4 +73,9 @@ def replay(graph, args, rewrite=None):
         values = [env[i.id] for i in node.inputs]
         value = rewrite(node, values) if rewrite is not None else None
         env[node.id] = value if value is not None else node.prim.bind(*values, **node.params)
+        if last is not None:
+            del values
+            for i in node.inputs:
+                if last[i.id] == k and i.id not in keep and i.prim is not input_p and i.prim is not const_p:
+                    env.pop(i.id, None)
     return env

@@ -135,7 +135,7 @@ def update(root, positions, value, accumulate=False):
         new = root_flat + P.scatter_add_p(values, flat, axis=0, size=size)
         return numpy_ops.reshape(new, shape)
     # plain assignment: of repeated positions the last write wins, as in NumPy
-    reversed_first = np.unique(flat[::-1], return_index=True)[1]
+    reversed_first = np.unique(flat[::-1], return_index=True)[1] if flat.size > 1 else flat
     if reversed_first.size != flat.size:
         keep = np.sort(flat.size - 1 - reversed_first)
         flat, values = flat[keep], numpy_ops.getitem(values, keep)

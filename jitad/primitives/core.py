@@ -93,19 +93,21 @@ class Primitive:
     library call's result is C-contiguous; `simplify(node, inputs, values)` an
     algebraic identity (the value to use instead of the node, or None); `ufunc` the NumPy
     ufunc the front-end maps to it; `short` its name in generated code (`mul`, `sum`).
-    `domain` is the test domain of safe inputs.
+    `domain` is the test domain of safe inputs. `vjp_reads`: the operands whose values the vjp
+    rule reads (indices; it reads the others' shapes and dtypes at most, and not the output's
+    value); None, the default: every operand and the output. The reverse pass frees the rest early.
     """
 
     __slots__ = ("name", "kind", "impl", "shape_rule", "jvp_rule", "vjp_rule", "differentiable", "foldable",
                  "domain", "scalar", "inline_cost", "ufunc", "accumulate", "index_map", "injective", "lower",
                  "kernel_module", "stored_operands", "contiguous_output", "symbolic_shape", "batch", "cost",
-                 "simplify", "short")
+                 "simplify", "short", "vjp_reads")
 
     def __init__(self, name, *, impl, shape_rule, jvp=None, vjp=None, kind=Kind.LIBRARY, scalar=None,
                  differentiable=True, foldable=True, domain=None, inline_cost=None, ufunc=None,
                  accumulate=None, index_map=None, injective=False, lower=None, kernel_module="K",
                  stored_operands=None, contiguous_output=False, symbolic_shape=None, batch=None, cost=None,
-                 simplify=None, short=None, register=True):
+                 simplify=None, short=None, vjp_reads=None, register=True):
         kind = Kind(kind)
         if inline_cost is None:
             inline_cost = {Kind.ELEMENTWISE: CHEAP, Kind.INDEX: 0}.get(kind)
@@ -115,7 +117,8 @@ class Primitive:
             inline_cost=inline_cost, ufunc=ufunc, accumulate=accumulate, index_map=index_map,
             injective=injective, lower=lower, kernel_module=kernel_module, stored_operands=stored_operands,
             contiguous_output=contiguous_output, symbolic_shape=symbolic_shape, batch=batch,
-            cost=cost or _DEFAULT_COST.get(kind, size_cost), simplify=simplify, short=short or name)
+            cost=cost or _DEFAULT_COST.get(kind, size_cost), simplify=simplify, short=short or name,
+            vjp_reads=vjp_reads)
         for key, value in fields.items():
             setattr(self, key, value)
         if register:

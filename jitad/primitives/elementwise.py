@@ -4,6 +4,7 @@ The factories `unary`, `binary` and `comparison` derive a primitive's JVP and VJ
 derivatives; their rules build IR with primitives (`where_p`, `broadcast_to`, `unbroadcast`).
 """
 import contextlib
+import functools
 import math
 import threading
 import weakref
@@ -110,9 +111,9 @@ def mul_cotangent(g, d):
             return _shaped(where_p(wrap(cond), 0.0, wrap(b) * d), g, d)
     elif _selects.table is not None:
         found = _selects.table.get(id(g))
-        if found is not None and found[0]() is g:
-            _, cond, other, zero_second = found
-            return _shaped(where_p(cond, other * d, 0.0) if zero_second else where_p(cond, 0.0, other * d), g, d)
+        if found is not None and found[0]() is g:  # g is the other branch where `cond` picks it
+            _, cond, zero_second = found
+            return _shaped(where_p(cond, g * d, 0.0) if zero_second else where_p(cond, 0.0, g * d), g, d)
     return scale(g, d)
 
 
@@ -129,8 +130,10 @@ def _is_zero(node):
 
 class _Selects(threading.local):
     """While the NumPy tier runs a transform (`eager_selects`): id of each array np.where's
-    implementation made with a zero scalar branch -> (weak reference to it, condition, the other
-    branch, whether the zero is the second branch), the facts mul_cotangent reads off a where node."""
+    implementation made with a zero scalar branch -> (weak reference to it, condition, whether the
+    zero is the second branch), the facts mul_cotangent reads off a where node. The other branch is
+    not held: where the condition picks it, the select's own values are it (holding it kept a chain
+    of every cotangent of a loop of writes alive, each select holding the one before)."""
     table = None
 
 
@@ -151,11 +154,20 @@ def _where_impl(cond, a, b):
     out = np.where(cond, a, b)
     table = _selects.table
     if table is not None and isinstance(out, np.ndarray):
-        for zero, other, zero_second in ((b, a, True), (a, b, False)):
+        for zero, zero_second in ((b, True), (a, False)):
             if np.size(zero) == 1 and np.asarray(zero).item() == 0:
-                table[id(out)] = (weakref.ref(out), cond, other, zero_second)
+                key = id(out)
+                table[key] = (weakref.ref(out, functools.partial(_forget_select, table, key)), cond, zero_second)
                 break
     return out
+
+
+def _forget_select(table, key, ref):
+    """The entry of a select that died goes with it (a reverse pass of n in-place writes makes 2n
+    selects of the whole array)."""
+    found = table.get(key)
+    if found is not None and found[0] is ref:
+        del table[key]
 
 
 # Vectorisable replacements (jitad.backend.kernels) for C-library calls: used in loop nests that
@@ -349,7 +361,7 @@ def _where_shape(cond, a, b):
 
 
 where_p = Primitive("where", impl=_where_impl, shape_rule=_where_shape, jvp=_where_jvp, vjp=_where_vjp,
-                    kind=Kind.ELEMENTWISE, scalar="({1} if {0} else {2})")
+                    kind=Kind.ELEMENTWISE, scalar="({1} if {0} else {2})", vjp_reads=(0,))
 
 # --- predicates: boolean results, no derivative -------------------------------------
 greater_p = comparison("greater", np.greater, "({0} > {1})", short="gt")

@@ -78,12 +78,13 @@ def vjp_values(graph, primals, cotangent_sets, wrt, given=None, memory="store"):
     `given`: {node id: value} of nodes computed already (a loop's stored residuals), used instead.
     `memory` (the top-level graph's policy, see `segment_plan`): "store" keeps every value the
     rules read; else the graph's straight-line part is cut into segments run again in reverse."""
-    env = replay(graph, primals, (lambda node, values: given.get(node.id)) if given else None)
-    outs = [env[o.id] for o in graph.outputs]
     active = active_nodes(graph, wrt)
-    results = []
-    order = [n for n in reversed(graph.nodes) if n.id in active and n.prim.kind is not Kind.LEAF]
     plan = None if memory == "store" else segment_plan(graph, active, memory)
+    keep = _read_in_reverse(graph, active) if plan is None else None
+    env = replay(graph, primals, (lambda node, values: given.get(node.id)) if given else None, keep=keep)
+    outs = [env[o.id] for o in graph.outputs]
+    results = []
+    order = _sweep_order(graph, active)
     values = None if plan is None else _Recomputed(plan, env)
     for cotangents in cotangent_sets:
         ct = {}
@@ -101,7 +102,7 @@ def vjp_values(graph, primals, cotangent_sets, wrt, given=None, memory="store"):
             if plan is not None:
                 values.enter(node)
             if plan is None:
-                in_cts = rule(g, env[node.id], *[env[i.id] for i in node.inputs], **params)
+                in_cts = rule(g, _held(env, node), *[_held(env, i) for i in node.inputs], **params)
             else:
                 in_cts = rule(g, values.value(node), *[values.value(i) for i in node.inputs], **params)
             for inp, c in zip(node.inputs, in_cts):
@@ -113,6 +114,57 @@ def vjp_values(graph, primals, cotangent_sets, wrt, given=None, memory="store"):
             grads.append(ct[node.id] if node.id in ct else B.full(node.shape, 0, node.dtype))
         results.append(grads)
     return outs, results
+
+
+def _sweep_order(graph, active):
+    """The order the reverse pass visits the active nodes: each after all its active consumers,
+    depth first from the outputs, a node's first operand first, so that a cotangent is used soon
+    after it is made. (In the trace's order, the value each step of a loop of writes x[i] = v
+    broadcasts came before the whole chain of writes, so its cotangent, an array of x's size,
+    waited for the chain's end: n of them at once.)"""
+    nodes = [n for n in graph.nodes if n.id in active and n.prim.kind is not Kind.LEAF]
+    waiting = {n.id: 0 for n in nodes}
+    for node in nodes:
+        for i in {i.id for i in node.inputs}:
+            if i in waiting:
+                waiting[i] += 1
+    stack = [n for n in nodes if waiting[n.id] == 0]
+    order = []
+    while stack:
+        node = stack.pop()
+        order.append(node)
+        seen = set()
+        for i in reversed(node.inputs):
+            if i.id in waiting and i.id not in seen:
+                seen.add(i.id)
+                waiting[i.id] -= 1
+                if waiting[i.id] == 0:
+                    stack.append(i)
+    return order
+
+
+def _read_in_reverse(graph, active):
+    """The ids of the values the reverse pass reads (the rules' operands and outputs, as the
+    primitives' `vjp_reads` declare them) and the graph's outputs: what the forward pass keeps."""
+    read = {o.id for o in graph.outputs}
+    for node in graph.nodes:
+        if node.id in active and node.prim.kind is not Kind.LEAF:
+            reads = node.prim.vjp_reads
+            if reads is None:
+                read.add(node.id)
+                read.update(i.id for i in node.inputs)
+            else:
+                read.update(node.inputs[k].id for k in reads)
+    return read
+
+
+def _held(env, node):
+    """A value of the forward pass, or, for one it freed (its rules read its shape and dtype at
+    most), zeros of that shape and dtype that take no memory (a broadcast view)."""
+    value = env.get(node.id)
+    if value is None:
+        value = np.broadcast_to(np.zeros((), node.dtype), node.shape)
+    return value
 
 
 def _accumulate(ct, node, value):

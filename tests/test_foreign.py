@@ -240,3 +240,34 @@ def test_odeint_and_solve_ivp_reached_through_an_attribute_or_a_dict():
     # SciPy's own code again after the trace
     assert scipy.integrate.odeint.__code__.co_filename.endswith("_odepack_py.py")
     np.testing.assert_allclose(solvers.odeint(lambda y, t: -0.7 * y, 1.0, t)[-1], np.exp(-0.7), rtol=1e-6)
+
+
+def test_numpy_functions_take_their_arguments_by_numpys_names():
+    """Keyword arguments spelled as NumPy spells them reached jitad's implementations, whose parameters
+    are named differently: np.swapaxes(x, axis1=0, axis2=2) and np.sum(a=x) were TypeErrors, and
+    np.row_stack (NumPy 2 passes dtype=None, casting='same_kind' on to np.vstack) failed on every
+    call. A keyword jitad does not implement is named unless it is NumPy's default."""
+    x = np.random.default_rng(3).standard_normal((3, 4, 5))
+    w = np.arange(12.0).reshape(4, 3)
+
+    def f(x):
+        return np.sum(np.swapaxes(x, axis1=0, axis2=2)[1] * w)
+    g = jitad.grad(f)(x)
+    want = np.zeros_like(x)
+    want[:, :, 1] = w.T
+    np.testing.assert_array_equal(g, want)
+
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(a=x ** 2))(x), 2 * x)
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(np.moveaxis(a=x, source=0, destination=-1)[0]))(x),
+                                  np.broadcast_to(np.arange(4) == 0, (5, 4)).T[None].repeat(3, 0) * 1.0)
+
+    def stacked(x):
+        return np.sum(np.vstack((x, 2.0 * x), dtype=None, casting="same_kind") ** 2)
+    np.testing.assert_allclose(jitad.grad(stacked)(x[0]), 10.0 * x[0])
+    if hasattr(np, "row_stack"):
+        with pytest.warns(DeprecationWarning):
+            np.testing.assert_allclose(jitad.grad(lambda x: np.sum(np.row_stack((x, 2.0 * x)) ** 2))(x[0]),
+                                       10.0 * x[0])
+
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"np\.vstack\(dtype="):
+        jitad.grad(lambda x: np.sum(np.vstack((x, x), dtype=np.float32)))(x[0])

@@ -127,7 +127,7 @@ class Tracer:
             raise linalg_ops.foreign_call_error() or UnsupportedOperationError(f"{module}.{func.__name__}")
         out = kwargs.pop("out", None)
         args, kwargs = inplace.resolve_tree(args), {k: inplace.resolve_tree(v) for k, v in kwargs.items()}
-        result = builder(*args, **kwargs)
+        result = builder(*args, **(_builder_keywords(func, builder, kwargs) if kwargs else kwargs))
         if out is not None:
             return inplace.write_out(out, result, f"np.{func.__name__}")
         if func in _VIEW_FUNCTIONS and args and is_tracer(args[0]):
@@ -561,6 +561,66 @@ def _conversion_error(what):
                 "for rows, np.take_along_axis(table.ravel(), i * table.shape[1] + j, axis=0) for entries "
                 "(np.take dispatches on the table only)")
     return error or ConcretizationError(what)
+
+
+_NO_MAP = object()
+_argument_maps = {}  # NumPy function -> {NumPy parameter name: the builder's name for it (None: it has none)}
+
+
+def _argument_map(func, builder):
+    """How NumPy's parameter names of `func` are named by jitad's `builder` (the same position; a
+    keyword-only one the same name);
+    _NO_MAP where either signature is unknown or the builder takes *args (its keywords pass through)."""
+    found = _argument_maps.get(func)
+    if found is None:
+        import inspect
+        try:
+            numpy_params = list(inspect.signature(func).parameters.values())
+            builder_params = list(inspect.signature(builder).parameters.values())
+        except (TypeError, ValueError):
+            numpy_params = builder_params = None
+        if numpy_params is None or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in builder_params):
+            found = _NO_MAP
+        else:
+            builder_names = [p.name for p in builder_params]
+            found = {}
+            for i, p in enumerate(numpy_params):
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    continue
+                if p.kind is not p.KEYWORD_ONLY and i < len(builder_names):
+                    found[p.name] = builder_names[i]  # by position, as positional arguments pass: `a` is `x`
+                else:
+                    found[p.name] = p.name if p.name in builder_names else None
+            found = (found, {p.name: p.default for p in numpy_params})
+        _argument_maps[func] = found
+    return found
+
+
+def _builder_keywords(func, builder, kwargs):
+    """A call's keyword arguments by NumPy's names (np.swapaxes(x, axis1=0, axis2=1), np.sum(a=x),
+    vstack(tup, dtype=None, casting=...) as np.row_stack makes it) renamed to the builder's names; a
+    keyword the builder does not take is dropped when it is NumPy's default, else an
+    UnsupportedOperationError names it (instead of a TypeError from jitad's own code)."""
+    found = _argument_map(func, builder)
+    if found is _NO_MAP:
+        return kwargs
+    names, defaults = found
+    if all(names.get(k, k) == k for k in kwargs):
+        return kwargs  # NumPy's names are the builder's (unknown names: NumPy's TypeError, as before)
+    renamed = {}
+    for k, v in kwargs.items():
+        if k not in names:
+            renamed[k] = v
+            continue
+        target = names[k]
+        if target is None:
+            default = defaults.get(k)
+            if v is default or (isinstance(v, (str, type(None), bool, int)) and type(v) is type(default)
+                                and v == default):
+                continue
+            raise UnsupportedOperationError(f"np.{func.__name__}({k}={v!r})")
+        renamed[target] = v
+    return renamed
 
 
 # np.array and np.asarray are not dispatched through __array_function__, yet users build

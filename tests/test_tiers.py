@@ -490,3 +490,25 @@ def test_an_integer_argument_that_changes_at_every_call(background, monkeypatch)
     for k in range(10):
         np.testing.assert_allclose(h(w, 1.0 + k), (1.0 + k) * 2.0 * X.T @ (X @ w), rtol=1e-12)
     assert cache_info()["traces"] == traces + 1
+
+
+def test_numpy_tier_takes_python_number_arguments_as_arrays():
+    """The NumPy tier (the first calls of compile="background", all of compile="off") handed a Python
+    float argument to the derivative rules as it came: d(x**0)/dx, whose rule reads x.dtype, raised
+    AttributeError: 'float' object has no attribute 'dtype' for grad(lambda x: x ** 0.0)(0.0) on the
+    default backend (autograd's test_scalar_ops::test_power_arg0, run compiled by a helper session).
+    Its inputs are now arrays of the graph's input dtypes, as the other executors make them."""
+    saved = jitad.config.compile
+    try:
+        jitad.config.compile = "off"
+        for fun in (lambda x: np.power(x, 0.0), lambda x: x ** 0 + 2.0 * x):
+            want = 0.0 if fun(3.0) == 1.0 else 2.0
+            for x in (0.0, 2.0, np.float64(0.0), np.array(1.5)):
+                g = jitad.grad(fun)(x)
+                assert g == want and np.asarray(g).dtype == np.float64, (x, g)
+                assert jitad.grad(jitad.grad(fun))(x) == 0.0
+                v, g = jitad.value_and_grad(fun)(x)
+                assert v == fun(x) and g == want
+        assert isinstance(jitad.jit(lambda x: x)(1.5), (np.ndarray, np.generic))
+    finally:
+        jitad.config.compile = saved

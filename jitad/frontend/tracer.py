@@ -756,6 +756,36 @@ _hooked.update(ascontiguousarray=_contiguous("ascontiguousarray", "C"),
                asfortranarray=_contiguous("asfortranarray", "F"))
 
 
+def _array_like_arguments(module, name, positions):
+    """np.mean([x, x + 2]), np.linalg.norm((x, y)), np.append([[x, ...]], ...): NumPy dispatches on a
+    list's type, not on the traced values inside it, and converts it to an array of concrete values
+    (a ConcretizationError). While tracing, the hook makes such a list one stacked traced array first
+    (as np.array([...]) of it), then calls NumPy's function, which dispatches to jitad."""
+    original = getattr(module, name)
+    names = tuple(n for _, n in positions)
+
+    def traced_list(v):
+        return isinstance(v, (list, tuple)) and numpy_ops._contains_tracer(v)
+
+    def make(*args, **kwargs):
+        if any(traced_list(a) for a in args[:len(positions)]) or any(traced_list(kwargs.get(n)) for n in names):
+            args = tuple(_asarray(a) if i < len(positions) and traced_list(a) else a for i, a in enumerate(args))
+            kwargs = {k: _asarray(v) if k in names and traced_list(v) else v for k, v in kwargs.items()}
+        return original(*args, **kwargs)
+    make.__name__ = make.__qualname__ = name
+    make.__wrapped__ = original
+    return original, make
+
+
+_ARRAY_LIKE_FIRST = ("mean", "sum", "prod", "std", "var", "max", "min", "amax", "amin", "average", "median",
+                     "cumsum", "cumprod", "ptp", "nanmean", "nansum", "nanstd", "nanvar", "nanmax", "nanmin")
+_module_hooks = []  # (module, name, original, hook): the same, on np and np.linalg
+for _name in _ARRAY_LIKE_FIRST:
+    _module_hooks.append((np, _name) + _array_like_arguments(np, _name, [(0, "a")]))
+_module_hooks.append((np, "append") + _array_like_arguments(np, "append", [(0, "arr"), (1, "values")]))
+_module_hooks.append((np.linalg, "norm") + _array_like_arguments(np.linalg, "norm", [(0, "x")]))
+
+
 _patch_depth = 0
 _patch_lock = threading.Lock()  # traces may run in several threads (a background transform)
 # NumPy's creators (np.empty, ...) are the hooks above while any thread traces; a Numba compile in
@@ -782,6 +812,8 @@ def numpy_array_hooks():
             np.array, np.asarray = _array, _asarray
             for name, hook in _hooked.items():
                 setattr(np, name, hook)
+            for module, name, _, hook in _module_hooks:
+                setattr(module, name, hook)
         _patch_depth += 1
     _local.depth = mine + 1
     try:
@@ -794,6 +826,8 @@ def numpy_array_hooks():
                 np.array, np.asarray = _original_array, _original_asarray
                 for name, original in _originals.items():
                     setattr(np, name, original)
+                for module, name, original, _ in _module_hooks:
+                    setattr(module, name, original)
             _patch_cond.notify_all()
 
 

@@ -274,6 +274,7 @@ def _shape_rows():
             + np.take_along_axis(x, np.argsort(x, axis=0), axis=0) * np.sort(x, axis=None)[:4], [((3, 4),)]),
         Row("median_ptp", lambda x: np.median(x) * np.median(x, axis=1) + np.ptp(x, axis=0)[:3].sum(),
             [((3, 4),)]),
+        Row("real_if_close", lambda x: np.real_if_close(x) * x + np.real_if_close(np.sin(x), tol=1000), [((3, 4),), ((),)]),
         Row("fmod_real_imag", lambda x: np.fmod(x * 5.0, 0.7) + np.real(x) * np.conj(x) + np.imag(x), [((3, 4),)],
             domain=(0.02, 0.12)),  # 5x stays below 0.7: no jump of fmod inside a finite-difference step
         Row("cross_kron", lambda x: np.cross(x[:, :3], x[:, 1:]).sum() * np.kron(x[:2, :2], x[1:, 2:]), [((3, 4),)]),

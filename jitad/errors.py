@@ -7,14 +7,28 @@ import numpy as np
 _PKG_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__)) + os.sep
+
+
+def _library_dirs():
+    """NumPy's and (once imported) SciPy's package folders: their frames are not the user's code."""
+    dirs = [_PKG_DIR + os.sep, _NUMPY_DIR]
+    scipy = sys.modules.get("scipy")
+    if getattr(scipy, "__file__", None):
+        dirs.append(os.path.dirname(os.path.abspath(scipy.__file__)) + os.sep)
+    return tuple(dirs)
+
+
 def _innermost_user_frame(frame=None):
     """The innermost stack frame outside jitad (and outside NumPy/SciPy, which the user called),
-    from `frame` outwards (default: the caller's)."""
+    from `frame` outwards (default: the caller's). Libraries are told by their package folders: a
+    user's file whose name holds "numpy" (test_numpy.py, numpy_models/) is the user's."""
     frame = frame or sys._getframe(1)
+    libraries = _library_dirs()
     while frame is not None:
         filename = frame.f_code.co_filename
-        library = "numpy" in filename or f"{os.sep}scipy{os.sep}" in filename
-        if not os.path.abspath(filename).startswith(_PKG_DIR) and not library:
+        library = filename.startswith("<__array_function__") or os.path.abspath(filename).startswith(libraries)
+        if not library:
             return frame
         frame = frame.f_back
     return None

@@ -730,6 +730,16 @@ def run_eagerly(body, args):
     return [np.array(o) if id(o) in ids else o for o in outs]
 
 
+def _as_arrays(args, avals):
+    """The NumPy tier's inputs as the graph types them: a Python number argument becomes a 0-d
+    array of its input's dtype (the derivative rules read .dtype of their inputs; the compiled and
+    reference executors convert the same way)."""
+    if all(isinstance(a, (np.ndarray, np.generic)) for a in args):
+        return args
+    return [a if isinstance(a, (np.ndarray, np.generic)) or aval is None else np.asarray(a, aval[1])
+            for a, aval in zip(args, list(avals) + [None] * (len(args) - len(avals)))]
+
+
 class Pending:
     """A stage whose graph is being built: calls run its body eagerly (`run_eagerly`, the NumPy
     tier) while a background thread traces the transformed graph, optimises it and hands it to
@@ -804,7 +814,7 @@ class Pending:
             return executor(args)
         if self.counted:
             STATS["numpy_tier_calls"] += 1
-        outs = run_eagerly(self.body, args)
+        outs = run_eagerly(self.body, _as_arrays(args, self.stage.avals))
         if self.deferred:  # called again: now the compiled form is worth building
             self.deferred = False
             self.build(first_args=list(args))

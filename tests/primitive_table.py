@@ -274,6 +274,7 @@ def _shape_rows():
             + np.take_along_axis(x, np.argsort(x, axis=0), axis=0) * np.sort(x, axis=None)[:4], [((3, 4),)]),
         Row("median_ptp", lambda x: np.median(x) * np.median(x, axis=1) + np.ptp(x, axis=0)[:3].sum(),
             [((3, 4),)]),
+        Row("real_if_close", lambda x: np.real_if_close(x) * x + np.real_if_close(np.sin(x), tol=1000), [((3, 4),), ((),)]),
         Row("fmod_real_imag", lambda x: np.fmod(x * 5.0, 0.7) + np.real(x) * np.conj(x) + np.imag(x), [((3, 4),)],
             domain=(0.02, 0.12)),  # 5x stays below 0.7: no jump of fmod inside a finite-difference step
         Row("cross_kron", lambda x: np.cross(x[:, :3], x[:, 1:]).sum() * np.kron(x[:2, :2], x[1:, 2:]), [((3, 4),)]),
@@ -329,6 +330,10 @@ def _product_rows():
         Row("einsum_transpose", lambda a: np.einsum("ij->ji", a), [((2, 3),)], d),
         Row("einsum_sum", lambda a: np.einsum("ijk->j", a), [((2, 3, 4),)], d),
         Row("einsum_three", lambda a, b, c: np.einsum("ij,jk,k->i", a, b, c), [((2, 3), (3, 4), (4,))], d),
+        Row("einsum_sublists", lambda a, b: np.einsum(a, [0, 1], b, [1, 2], [0, 2]) + np.einsum(a, [1, 0], b, [0, 2]),
+            [((2, 3), (3, 2)), ((3, 3), (3, 3))], d),
+        Row("einsum_sublists_ellipsis", lambda a, b: np.einsum(a, [Ellipsis, 0, 1], b, [Ellipsis, 1, 2], [Ellipsis, 0, 2]),
+            [((2, 2, 3), (2, 3, 4)), ((2, 3), (2, 3, 4))], d),
         Row("multi_dot", lambda a, b, c: np.linalg.multi_dot([a, b, c]), [((2, 3), (3, 4), (4, 2))], d),
         Row("trace", np.trace, [((3, 3),), ((2, 4),), ((3, 2),)]),
         Row("trace_offset_axes", lambda x: np.trace(x, offset=1) + np.trace(x, -1, 1, 2).sum() + x.trace(),

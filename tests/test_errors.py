@@ -198,3 +198,22 @@ def test_leaked_tracer():
     jitad.grad(f)(X)
     with pytest.raises(jitad.JitadError, match="escaped"):
         jitad.grad(lambda y: np.sum(y * leaked[0]))(X)
+
+
+def test_a_user_file_whose_path_holds_numpy_is_named_as_the_user_s_code(tmp_path, monkeypatch):
+    """Frames were taken for NumPy's own when "numpy" appeared anywhere in their file name, so an
+    error raised in a user's test_numpy.py or numpy_models/ named the caller's line instead (autograd's
+    test_numpy.py run through jitad reported pytest's own frame). NumPy and SciPy are told by their
+    package folders now."""
+    folder = tmp_path / "numpy_models"
+    folder.mkdir()
+    (folder / "my_numpy_model.py").write_text(
+        "import numpy as np\n"
+        "def loss(x):\n"
+        "    return np.sum(x) + np.int64(x[0])\n")
+    monkeypatch.syspath_prepend(str(folder))
+    import importlib
+    model = importlib.import_module("my_numpy_model")
+    with pytest.raises(jitad.ConcretizationError) as info:
+        jitad.grad(model.loss)(np.ones(3))
+    assert f"(in `loss`, at {folder / 'my_numpy_model.py'}:3)" in str(info.value)

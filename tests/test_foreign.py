@@ -240,3 +240,61 @@ def test_odeint_and_solve_ivp_reached_through_an_attribute_or_a_dict():
     # SciPy's own code again after the trace
     assert scipy.integrate.odeint.__code__.co_filename.endswith("_odepack_py.py")
     np.testing.assert_allclose(solvers.odeint(lambda y, t: -0.7 * y, 1.0, t)[-1], np.exp(-0.7), rtol=1e-6)
+
+
+def test_numpy_functions_take_their_arguments_by_numpys_names():
+    """Keyword arguments spelled as NumPy spells them reached jitad's implementations, whose parameters
+    are named differently: np.swapaxes(x, axis1=0, axis2=2) and np.sum(a=x) were TypeErrors, and
+    np.row_stack (NumPy 2 passes dtype=None, casting='same_kind' on to np.vstack) failed on every
+    call. A keyword jitad does not implement is named unless it is NumPy's default."""
+    x = np.random.default_rng(3).standard_normal((3, 4, 5))
+    w = np.arange(12.0).reshape(4, 3)
+
+    def f(x):
+        return np.sum(np.swapaxes(x, axis1=0, axis2=2)[1] * w)
+    g = jitad.grad(f)(x)
+    want = np.zeros_like(x)
+    want[:, :, 1] = w.T
+    np.testing.assert_array_equal(g, want)
+
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(a=x ** 2))(x), 2 * x)
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(np.moveaxis(a=x, source=0, destination=-1)[0]))(x),
+                                  np.broadcast_to(np.arange(4) == 0, (5, 4)).T[None].repeat(3, 0) * 1.0)
+
+    def stacked(x):
+        return np.sum(np.vstack((x, 2.0 * x), dtype=None, casting="same_kind") ** 2)
+    np.testing.assert_allclose(jitad.grad(stacked)(x[0]), 10.0 * x[0])
+    if hasattr(np, "row_stack"):
+        with pytest.warns(DeprecationWarning):
+            np.testing.assert_allclose(jitad.grad(lambda x: np.sum(np.row_stack((x, 2.0 * x)) ** 2))(x[0]),
+                                       10.0 * x[0])
+
+    with pytest.raises(jitad.UnsupportedOperationError, match=r"np\.vstack\(dtype="):
+        jitad.grad(lambda x: np.sum(np.vstack((x, x), dtype=np.float32)))(x[0])
+
+
+def test_reductions_of_a_list_of_traced_values():
+    """np.mean([x, x + 2]), np.std((x, y)), np.linalg.norm([x, x + 2]), np.append of nested lists:
+    NumPy dispatches on the list, not the traced values in it, and made an array of concrete values
+    (a ConcretizationError); autograd's test_numpy/test_linalg *_list_of_boxes write them. They
+    are one stacked traced array now, as np.array([...]) of the list is."""
+    assert jitad.grad(lambda x: np.mean([x, x + 2.0]))(0.0) == 1.0
+    assert jitad.grad(lambda x: np.mean((x, x + 2.0)))(0.0) == 1.0
+    assert jitad.grad(lambda x: np.std([x, x + 2.0]))(0.0) == 0.0
+    assert jitad.grad(lambda x: np.var((x, 3.0 * x)))(1.0) == 2.0  # var = x**2: 2x
+    assert jitad.grad(lambda x: np.linalg.norm([x, x + 2.0]))(0.0) == 1.0
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.max([x[0], 2.0 * x[1]], axis=0))(np.array([1.0, 2.0])),
+                                  [0.0, 2.0])
+    np.testing.assert_array_equal(jitad.grad(lambda x: np.sum(a=[x, x ** 2]))(3.0), 7.0)
+
+    weights = np.arange(9.0).reshape(3, 3)
+
+    def appended(a, b):
+        return np.sum(np.append(a, b, axis=0) * weights)
+    value, (ga, gb) = jitad.value_and_grad(appended, argnums=(0, 1))([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]],
+                                                                        [[7.0, 8.0, 9.0]])
+    assert value == appended(np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]), np.array([[7.0, 8.0, 9.0]]))
+    np.testing.assert_array_equal(np.array(ga), weights[:2])
+    np.testing.assert_array_equal(np.array(gb), weights[2:])
+    # outside a trace NumPy's own functions are in place again
+    assert np.mean([1.0, 2.0]) == 1.5 and np.mean.__name__ == "mean" and not hasattr(np.mean, "__code__")

@@ -525,3 +525,23 @@ def test_numpy_tier_holds_one_version_of_an_array_written_in_a_loop():
     expected = 2 * out * np.cos(x) * np.roll(x, 1) + np.roll(2 * out * np.sin(x), -1)
     np.testing.assert_allclose(g, expected, rtol=1e-12, atol=1e-14)
     assert peak < 12e6, f"{peak / 1e6:.1f} MB held by one call (an array is {8 * n / 1e3:.0f} kB)"
+def test_numpy_tier_takes_python_number_arguments_as_arrays():
+    """The NumPy tier (the first calls of compile="background", all of compile="off") handed a Python
+    float argument to the derivative rules as it came: d(x**0)/dx, whose rule reads x.dtype, raised
+    AttributeError: 'float' object has no attribute 'dtype' for grad(lambda x: x ** 0.0)(0.0) on the
+    default backend (autograd's test_scalar_ops::test_power_arg0, run compiled by a helper session).
+    Its inputs are now arrays of the graph's input dtypes, as the other executors make them."""
+    saved = jitad.config.compile
+    try:
+        jitad.config.compile = "off"
+        for fun in (lambda x: np.power(x, 0.0), lambda x: x ** 0 + 2.0 * x):
+            want = 0.0 if fun(3.0) == 1.0 else 2.0
+            for x in (0.0, 2.0, np.float64(0.0), np.array(1.5)):
+                g = jitad.grad(fun)(x)
+                assert g == want and np.asarray(g).dtype == np.float64, (x, g)
+                assert jitad.grad(jitad.grad(fun))(x) == 0.0
+                v, g = jitad.value_and_grad(fun)(x)
+                assert v == fun(x) and g == want
+        assert isinstance(jitad.jit(lambda x: x)(1.5), (np.ndarray, np.generic))
+    finally:
+        jitad.config.compile = saved

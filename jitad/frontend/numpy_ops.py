@@ -847,6 +847,28 @@ def tensordot(a, b, axes=2):
     return reshape(P.matmul_p(a2, b2), tuple(sa[i] for i in free_a) + tuple(sb[j] for j in free_b))
 
 
+def _einsum_sublists(args):
+    """The string form of einsum's sublist form (operand, sublist, operand, sublist, ..., [output]):
+    axis labels 0..51 are NumPy's letters a-z, A-Z; Ellipsis is `...`."""
+    letters = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+    def spec(sublist):
+        out = []
+        for label in sublist:
+            if label is Ellipsis:
+                out.append("...")
+            elif isinstance(label, (int, np.integer)) and not isinstance(label, bool) and 0 <= label < 52:
+                out.append(letters[label])
+            else:
+                raise ValueError(f"einsum: subscript in a sublist must be Ellipsis or an int in [0, 52), got {label!r}")
+        return "".join(out)
+    operands, specs = list(args[0:len(args) - len(args) % 2:2]), [spec(s) for s in args[1::2]]
+    subscripts = ",".join(specs)
+    if len(args) % 2:
+        subscripts += "->" + spec(args[-1])
+    return subscripts, operands
+
+
 def einsum(subscripts, *operands, optimize=False, out=None, dtype=None, order="K", casting="safe"):
     """einsum by diagonals, sums, transposes and (batched) matmuls, so it differentiates and compiles.
 
@@ -857,8 +879,8 @@ def einsum(subscripts, *operands, optimize=False, out=None, dtype=None, order="K
     if out is not None:
         from jitad.errors import InPlaceUpdateError
         raise InPlaceUpdateError("np.einsum(out=...) with a traced value")
-    if not isinstance(subscripts, str):
-        raise UnsupportedOperationError("einsum in sublist form", "Use the string form. ")
+    if not isinstance(subscripts, str):  # sublist form: einsum(x, [0, 1], y, [1, 2], [0, 2])
+        subscripts, operands = _einsum_sublists((subscripts,) + operands)
     operands = [asarray(x) for x in operands]
     specs, output = _einsum_parse(subscripts.replace(" ", ""), operands)
     operands, specs = _einsum_broadcast(operands, specs, output)
@@ -1352,6 +1374,7 @@ FUNCTIONS = {
     # traced values are never complex: these are constants (autograd's programs test them before squaring)
     np.iscomplexobj: lambda x: False, np.isrealobj: lambda x: True,
     np.iscomplex: lambda x: np.zeros(shape_of(x), bool), np.isreal: lambda x: np.ones(shape_of(x), bool),
+    np.real_if_close: lambda a, tol=100: asarray(a),  # a real array: NumPy returns it as it is
 }
 
 

@@ -127,7 +127,7 @@ class Tracer:
             raise linalg_ops.foreign_call_error() or UnsupportedOperationError(f"{module}.{func.__name__}")
         out = kwargs.pop("out", None)
         args, kwargs = inplace.resolve_tree(args), {k: inplace.resolve_tree(v) for k, v in kwargs.items()}
-        result = builder(*args, **kwargs)
+        result = builder(*args, **(_builder_keywords(func, builder, kwargs) if kwargs else kwargs))
         if out is not None:
             return inplace.write_out(out, result, f"np.{func.__name__}")
         if func in _VIEW_FUNCTIONS and args and is_tracer(args[0]):
@@ -563,6 +563,66 @@ def _conversion_error(what):
     return error or ConcretizationError(what)
 
 
+_NO_MAP = object()
+_argument_maps = {}  # NumPy function -> {NumPy parameter name: the builder's name for it (None: it has none)}
+
+
+def _argument_map(func, builder):
+    """How NumPy's parameter names of `func` are named by jitad's `builder` (the same position; a
+    keyword-only one the same name);
+    _NO_MAP where either signature is unknown or the builder takes *args (its keywords pass through)."""
+    found = _argument_maps.get(func)
+    if found is None:
+        import inspect
+        try:
+            numpy_params = list(inspect.signature(func).parameters.values())
+            builder_params = list(inspect.signature(builder).parameters.values())
+        except (TypeError, ValueError):
+            numpy_params = builder_params = None
+        if numpy_params is None or any(p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in builder_params):
+            found = _NO_MAP
+        else:
+            builder_names = [p.name for p in builder_params]
+            found = {}
+            for i, p in enumerate(numpy_params):
+                if p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD):
+                    continue
+                if p.kind is not p.KEYWORD_ONLY and i < len(builder_names):
+                    found[p.name] = builder_names[i]  # by position, as positional arguments pass: `a` is `x`
+                else:
+                    found[p.name] = p.name if p.name in builder_names else None
+            found = (found, {p.name: p.default for p in numpy_params})
+        _argument_maps[func] = found
+    return found
+
+
+def _builder_keywords(func, builder, kwargs):
+    """A call's keyword arguments by NumPy's names (np.swapaxes(x, axis1=0, axis2=1), np.sum(a=x),
+    vstack(tup, dtype=None, casting=...) as np.row_stack makes it) renamed to the builder's names; a
+    keyword the builder does not take is dropped when it is NumPy's default, else an
+    UnsupportedOperationError names it (instead of a TypeError from jitad's own code)."""
+    found = _argument_map(func, builder)
+    if found is _NO_MAP:
+        return kwargs
+    names, defaults = found
+    if all(names.get(k, k) == k for k in kwargs):
+        return kwargs  # NumPy's names are the builder's (unknown names: NumPy's TypeError, as before)
+    renamed = {}
+    for k, v in kwargs.items():
+        if k not in names:
+            renamed[k] = v
+            continue
+        target = names[k]
+        if target is None:
+            default = defaults.get(k)
+            if v is default or (isinstance(v, (str, type(None), bool, int)) and type(v) is type(default)
+                                and v == default):
+                continue
+            raise UnsupportedOperationError(f"np.{func.__name__}({k}={v!r})")
+        renamed[target] = v
+    return renamed
+
+
 # np.array and np.asarray are not dispatched through __array_function__, yet users build
 # residual vectors with np.array([expr, expr, ...]). While tracing, jitad wraps them so
 # that a (nested) list holding traced values becomes one stacked node.
@@ -696,6 +756,36 @@ _hooked.update(ascontiguousarray=_contiguous("ascontiguousarray", "C"),
                asfortranarray=_contiguous("asfortranarray", "F"))
 
 
+def _array_like_arguments(module, name, positions):
+    """np.mean([x, x + 2]), np.linalg.norm((x, y)), np.append([[x, ...]], ...): NumPy dispatches on a
+    list's type, not on the traced values inside it, and converts it to an array of concrete values
+    (a ConcretizationError). While tracing, the hook makes such a list one stacked traced array first
+    (as np.array([...]) of it), then calls NumPy's function, which dispatches to jitad."""
+    original = getattr(module, name)
+    names = tuple(n for _, n in positions)
+
+    def traced_list(v):
+        return isinstance(v, (list, tuple)) and numpy_ops._contains_tracer(v)
+
+    def make(*args, **kwargs):
+        if any(traced_list(a) for a in args[:len(positions)]) or any(traced_list(kwargs.get(n)) for n in names):
+            args = tuple(_asarray(a) if i < len(positions) and traced_list(a) else a for i, a in enumerate(args))
+            kwargs = {k: _asarray(v) if k in names and traced_list(v) else v for k, v in kwargs.items()}
+        return original(*args, **kwargs)
+    make.__name__ = make.__qualname__ = name
+    make.__wrapped__ = original
+    return original, make
+
+
+_ARRAY_LIKE_FIRST = ("mean", "sum", "prod", "std", "var", "max", "min", "amax", "amin", "average", "median",
+                     "cumsum", "cumprod", "ptp", "nanmean", "nansum", "nanstd", "nanvar", "nanmax", "nanmin")
+_module_hooks = []  # (module, name, original, hook): the same, on np and np.linalg
+for _name in _ARRAY_LIKE_FIRST:
+    _module_hooks.append((np, _name) + _array_like_arguments(np, _name, [(0, "a")]))
+_module_hooks.append((np, "append") + _array_like_arguments(np, "append", [(0, "arr"), (1, "values")]))
+_module_hooks.append((np.linalg, "norm") + _array_like_arguments(np.linalg, "norm", [(0, "x")]))
+
+
 _patch_depth = 0
 _patch_lock = threading.Lock()  # traces may run in several threads (a background transform)
 # NumPy's creators (np.empty, ...) are the hooks above while any thread traces; a Numba compile in
@@ -722,6 +812,8 @@ def numpy_array_hooks():
             np.array, np.asarray = _array, _asarray
             for name, hook in _hooked.items():
                 setattr(np, name, hook)
+            for module, name, _, hook in _module_hooks:
+                setattr(module, name, hook)
         _patch_depth += 1
     _local.depth = mine + 1
     try:
@@ -734,6 +826,8 @@ def numpy_array_hooks():
                 np.array, np.asarray = _original_array, _original_asarray
                 for name, original in _originals.items():
                     setattr(np, name, original)
+                for module, name, original, _ in _module_hooks:
+                    setattr(module, name, original)
             _patch_cond.notify_all()
 
 

@@ -525,6 +525,8 @@ def test_numpy_tier_holds_one_version_of_an_array_written_in_a_loop():
     expected = 2 * out * np.cos(x) * np.roll(x, 1) + np.roll(2 * out * np.sin(x), -1)
     np.testing.assert_allclose(g, expected, rtol=1e-12, atol=1e-14)
     assert peak < 12e6, f"{peak / 1e6:.1f} MB held by one call (an array is {8 * n / 1e3:.0f} kB)"
+
+
 def test_numpy_tier_takes_python_number_arguments_as_arrays():
     """The NumPy tier (the first calls of compile="background", all of compile="off") handed a Python
     float argument to the derivative rules as it came: d(x**0)/dx, whose rule reads x.dtype, raised

@@ -715,3 +715,27 @@ def test_factorial_of_a_float32_numpy_scalar_is_float32(reference_backend):
         want, got = f(x), jitad.jit(f)(x)
         assert np.asarray(got).dtype == np.asarray(want).dtype, (x, got, want)
         np.testing.assert_allclose(got, want, rtol=1e-6)  # float32 arithmetic before the factorial
+
+
+def test_forward_mode_through_an_empty_reduction_is_zero_not_nan(reference_backend):
+    """A value with no entries carries no derivative: np.sum(x[:0] ** 2) is 0 for every x. Forward mode
+    kept it active, so the rule of what followed multiplied its empty-sum tangent (0) by a factor that is
+    infinite at 0: np.linalg.vector_norm(x, ord=3) of an empty x (sum(|x|^3) ** (1/3)) had jvp NaN where
+    the derivative is 0 (fuzzer, profile 'new', seed 737373000620), and added to x[0] the NaN spoiled
+    d/dx0 = 1 in jvp and jacfwd (reverse mode was right: its cotangent goes into an empty array)."""
+    empty = np.zeros((0, 1))
+    _, tangent = jitad.jvp(lambda x: np.linalg.vector_norm(x, ord=3), (empty,), (empty,))
+    assert float(tangent) == 0.0
+    x = np.array([0.4, 0.7])
+    funcs = [lambda x: np.linalg.vector_norm(x[:0], ord=3) + x[0],
+             lambda x: np.sum(x[:0] ** 2) ** (1 / 3) + x[0],
+             lambda x: (x[:0] @ x[1:1]) ** (1 / 3) + x[0],
+             lambda x: np.einsum("i,i->", x[:0], x[:0]) ** (1 / 3) + x[0],
+             lambda x: np.sqrt(np.prod(x[:0]) - 1.0) + x[0],
+             lambda x: np.sqrt(np.sum(np.abs(x[:0]))) + 2.0 * x[1]]
+    for k, f in enumerate(funcs):
+        want = np.array([1.0, 0.0]) if k < 5 else np.array([0.0, 2.0])
+        np.testing.assert_array_equal(jitad.jacfwd(f)(x), want)
+        np.testing.assert_array_equal(jitad.jvp(f, (x,), (np.array([1.0, 1.0]),))[1], want.sum())
+        np.testing.assert_array_equal(jitad.grad(f)(x), want)
+        np.testing.assert_array_equal(jitad.hessian(f)(x), np.zeros((2, 2)))

@@ -400,3 +400,34 @@ def test_numpy_tier_runs_the_unrolled_trace_first():
                 np.testing.assert_allclose(g, ref, rtol=1e-10, atol=1e-12)
     finally:
         jitad.config.compile = saved
+
+
+@pytest.mark.xfail(strict=True, reason="open (fuzz16): a loop writing into np.zeros, traced twice in one "
+                   "function, does not roll (rolling._Rebuild._scan: KeyError on a position _writes removed)")
+def test_a_loop_function_called_twice_rolls(numpy_tier):
+    """Found by the fuzzer with --roll-everything (compiled.vag, seed 848484000018; G_aux calls the
+    program's f twice). One call of f rolls; two calls in one trace (g(x) + g(2x)) make the region's
+    body read a position that the write collapse (_writes) removed: the roll raises, and the whole
+    program runs unrolled (right values, a graph that grows with the trip count)."""
+    n = 40
+
+    def f(x):
+        v = np.zeros((n,))
+        for i in range(n):
+            v[i] = x[i] * 0.5 + (v[i - 1] * 0.7 if i else 0.0)
+        return v
+
+    def g(x):
+        return np.sum(f(x) * np.cos(np.arange(n) * 1.7 + 0.3))
+
+    def two(x):
+        return g(x) + g(x * 2.0)
+    x = np.linspace(0.1, 1.0, n)
+    before = rolling.counts["failed"]
+    try:
+        value, grad = jitad.value_and_grad(two)(x)
+        assert value == pytest.approx(two(x), rel=1e-12)
+        failed = rolling.counts["failed"] - before
+    finally:
+        rolling.counts["failed"] = before   # this test checks the failure itself (not the fixture)
+    assert failed == 0, "the roll raised: the program ran unrolled"

@@ -19,10 +19,15 @@ from jitad.primitives import Primitive, builders as B, control
 
 def active_nodes(graph, wrt):
     """Ids of nodes that depend on the differentiated inputs through differentiable primitives.
-    Integer and boolean values carry no derivative (x.astype(int) is a step function, like floor)."""
+    Integer and boolean values carry no derivative (x.astype(int) is a step function, like floor),
+    and neither does a value with no entries: its tangent is the empty array, a zero, so what is
+    computed from it does not vary (np.sum(x[:0]) is 0 for every x). Left active, the rules of what
+    follows multiply that zero by their own factors, and a factor that is infinite there made a NaN
+    tangent: np.sum(x[:0] ** 2) ** (1/3) (an empty vector_norm of ord=3) has derivative 0 (the power's
+    factor is inf at 0). The differentiated inputs themselves stay active, empty or not."""
     active = {graph.inputs[i].id for i in wrt}
     for node in graph.nodes:
-        if node.prim.differentiable and node.dtype.kind == "f":
+        if node.prim.differentiable and node.dtype.kind == "f" and node.size:
             for i in node.inputs:
                 if i.id in active:
                     active.add(node.id)

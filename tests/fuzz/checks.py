@@ -404,6 +404,7 @@ class Stats:
         self.programs = 0
         self.checks = 0
         self.skipped = 0
+        self.peer_crashes = []   # (seed, what happened): autograd crashed or hung its child process
         self.failures = []
         self.counts = {}
 
@@ -615,7 +616,7 @@ def _check_program(program, xs, only, second_order, use_autograd, stats, jacobia
 
         if use_autograd and _autograd is not None and grads is not None and want("autograd.grad") and \
                 dtype == np.float64 and not program.in_place:
-            ag = _autograd_grads(program, xs)
+            ag = _autograd_grads(program, xs, stats)
             # autograd has bugs of its own (and FD may be inconclusive): a disagreement counts
             # only where autograd agrees with finite differences
             if ag is not None and J is not None and [np.shape(a) for a in ag] == [np.shape(x) for x in xs] and \
@@ -699,13 +700,86 @@ def _np_g(program, xs):
         return g(*[gen._copy(x) for x in xs])
 
 
-def _autograd_grads(program, xs):
+def _autograd_grads_here(program, xs):
     try:
         _, g = make_functions(program, np_module=_anp)
         return [np.asarray(_autograd.grad(g, k)(*[np.asarray(x, float) if not isinstance(x, float) else x
                                                   for x in xs]), dtype=float) for k in range(len(xs))]
     except Exception:
         return None   # autograd cannot run this program: nothing to compare
+
+
+PEER_TIMEOUT = 120.0   # seconds an autograd comparison may take before it counts as a hung peer
+
+
+class PeerCrashed(Exception):
+    """The peer (autograd) killed or hung the process it ran in: nothing to compare, not jitad's failure."""
+
+
+def in_child(fn, timeout=PEER_TIMEOUT):
+    """fn() in a forked child process; its (picklable) result, or PeerCrashed when the child died of a
+    signal (autograd segfaults on some programs), exited without a result, or ran past `timeout`.
+    Where fork is unavailable, fn() runs here."""
+    import multiprocessing
+    if "fork" not in multiprocessing.get_all_start_methods():
+        return fn()
+    ctx = multiprocessing.get_context("fork")
+    receive, send = ctx.Pipe(duplex=False)
+
+    def child():
+        import faulthandler
+        faulthandler.disable()   # a crash is reported by the parent, without the child's stack dump
+        receive.close()
+        try:
+            out = ("ok", fn())
+        except BaseException as e:   # noqa: BLE001 - reported to the parent
+            out = ("error", f"{type(e).__name__}: {e}")
+        send.send(out)
+        send.close()
+    proc = ctx.Process(target=child, daemon=True)
+    proc.start()
+    send.close()
+    try:
+        if not receive.poll(timeout):
+            raise PeerCrashed(f"no answer within {timeout:.0f} s" if proc.is_alive() else
+                              f"the process died (exit code {_exit_text(proc)})")
+        try:
+            status, value = receive.recv()
+        except EOFError:
+            proc.join(5)
+            raise PeerCrashed(f"the process died (exit code {_exit_text(proc)})") from None
+    finally:
+        receive.close()
+        if proc.is_alive():
+            proc.kill()
+        proc.join(5)
+    if status == "error":
+        raise RuntimeError(value)
+    return value
+
+
+def _exit_text(proc):
+    proc.join(5)
+    code = proc.exitcode
+    if code is not None and code < 0:
+        import signal
+        try:
+            return f"{code}, {signal.Signals(-code).name}"
+        except ValueError:
+            return str(code)
+    return str(code)
+
+
+def _autograd_grads(program, xs, stats=None):
+    """autograd's gradients of g, computed in a child process so that a crash of autograd itself (a
+    segfault on one structural program) becomes a recorded skip instead of the end of the run."""
+    try:
+        return in_child(lambda: _autograd_grads_here(program, xs))
+    except PeerCrashed as e:
+        if stats is not None:
+            stats.skipped += 1
+            stats.peer_crashes.append((program.seed, str(e)))
+        return None
 
 
 def program_scale(program):

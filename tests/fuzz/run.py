@@ -51,12 +51,16 @@ class Result:
     batches: int = 0
     fuzzer_errors: int = 0
     counts: dict = field(default_factory=dict)
+    peer_crashes: list = field(default_factory=list)   # (seed, what): autograd crashed its child process
 
     def summary(self):
         lines = [f"{self.programs} programs ({self.error_programs} error programs), {self.checks} checks "
                  f"({self.compiled_checks} compiled, {self.batches} batches), {self.failures} failures, "
                  f"{len(self.findings)} distinct, {self.seconds:.1f} s" +
                  (f", {self.fuzzer_errors} FUZZER ERRORS" if self.fuzzer_errors else "")]
+        if self.peer_crashes:
+            lines.append(f"  autograd (the peer) crashed on {len(self.peer_crashes)} program(s), comparison skipped: "
+                         + ", ".join(f"seed {s_} ({what})" for s_, what in self.peer_crashes[:5]))
         for sig, fd in sorted(self.findings.items(), key=lambda kv: (kv[1].failure.unsupported, -kv[1].count)):
             tag = "[unsupported] " if fd.failure.unsupported else ""
             f = fd.failure
@@ -178,6 +182,7 @@ def fuzz(n_programs, seed=0, batch=4, compiled=True, compiled_every=8, stages=ch
             continue
         res.programs += 1
         res.error_programs += int(program.expect_error)
+        crashes_before = len(stats.peer_crashes)
         try:
             fails, ref = checks.check_program(program, second_order=(s % second_order_every == 0), stats=stats,
                                               use_autograd=use_autograd)
@@ -185,6 +190,9 @@ def fuzz(n_programs, seed=0, batch=4, compiled=True, compiled_every=8, stages=ch
             log(f"  FUZZER ERROR on seed {s}: {type(e).__name__}: {e}")
             res.fuzzer_errors += 1
             continue
+        finally:
+            for s_, what in stats.peer_crashes[crashes_before:]:
+                log(f"  PEER CRASHED: autograd on seed {s_}: {what}; its comparison is skipped")
         for fl in fails:
             try:
                 record(fl)
@@ -204,6 +212,7 @@ def fuzz(n_programs, seed=0, batch=4, compiled=True, compiled_every=8, stages=ch
     res.checks = stats.checks + cstats.checks
     res.compiled_checks = cstats.checks
     res.counts = {**stats.counts, **cstats.counts}
+    res.peer_crashes = list(stats.peer_crashes)
     res.seconds = time.time() - t0
     return res
 

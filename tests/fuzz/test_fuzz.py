@@ -383,3 +383,33 @@ def test_found_clip_scalar_first_argument_dtype():
                     dtype="float32")
     fails, _ = checks.check_program(p, only={"forward.jit"})
     assert not fails, "\n".join(f.report() for f in fails)
+
+
+def test_a_crashing_peer_is_a_recorded_skip_not_the_end_of_the_run(monkeypatch):
+    """autograd itself segfaults on one structural program, which killed the whole run (structural runs
+    needed --no-autograd). The comparison runs in a forked child: a child killed by a signal (or hung)
+    is a recorded 'peer crashed' skip, and the checks of jitad go on; a peer that answers is compared."""
+    import os
+    import signal
+
+    assert checks.in_child(lambda: [np.arange(3.0)])[0].tolist() == [0.0, 1.0, 2.0]
+    with pytest.raises(checks.PeerCrashed, match="SIGSEGV"):
+        checks.in_child(lambda: os.kill(os.getpid(), signal.SIGSEGV))
+    with pytest.raises(checks.PeerCrashed, match="no answer"):
+        checks.in_child(lambda: time.sleep(30), timeout=0.5)
+
+    if checks._autograd is None:
+        pytest.skip("autograd is not installed")
+    p = gen.Program(["x0"], {"x0": np.array([0.3, -0.7, 1.1])}, [gen.Op("v0", "np.sin({0})", ("x0",), "unary:sin")],
+                    ["v0"], seed=5)
+    stats = checks.Stats()
+    fails, _ = checks.check_program(p, stats=stats, second_order=False)
+    assert not fails and stats.counts.get("autograd.grad") == 1 and not stats.peer_crashes
+
+    monkeypatch.setattr(checks, "_autograd_grads_here", lambda program, xs: os.kill(os.getpid(), signal.SIGSEGV))
+    stats = checks.Stats()
+    fails, _ = checks.check_program(p, stats=stats, second_order=False)
+    assert not fails and "autograd.grad" not in stats.counts and stats.counts.get("grad.fd") == 1
+    assert stats.peer_crashes == [(5, stats.peer_crashes[0][1])] and "SIGSEGV" in stats.peer_crashes[0][1]
+    res = run.fuzz(1, seeds=[p.seed], compiled=False, log=lambda *a: None)   # the runner reports it
+    assert res.programs == 1 and res.fuzzer_errors == 0

@@ -216,19 +216,36 @@ def fd_jacobian(fun, x, h):
     Where f(x) is finite but a step lands where f is not (log of a value that changes sign within
     h of x: an iterated sin of x^-2 moved by 2 in 1e-5, seed 202020003307), the column is taken
     again with steps 1e3 and 1e6 times smaller before NaN is kept (then the check fails: a
-    derivative that finite differences cannot see stays reported)."""
+    derivative that finite differences cannot see stays reported).
+
+    Where the two estimates of a column disagree by more than 1e-6 of their size (a function that
+    oscillates within h: an iterated sin(v) x at x = 195, derivative 3.28e8 by mpmath, FD -7.6e6,
+    loops profile seed 181818001333), steps 1e2, 1e4 and 1e6 times smaller are tried too and the column
+    whose estimates agree best is kept: the differences get more accurate, never looser."""
     cols, errs = [], []
     finite_at_x = bool(np.all(np.isfinite(fun(x))))
+
+    def column(e, step):
+        d1 = (fun(x + step * e) - fun(x - step * e)) / (2 * step)
+        d2 = (fun(x + step / 2 * e) - fun(x - step / 2 * e)) / step
+        return d1, d2
+
     for j in range(x.size):
         e = np.zeros_like(x)
         e[j] = 1.0
         for step in (h, h * 1e-3, h * 1e-6):
-            d1 = (fun(x + step * e) - fun(x - step * e)) / (2 * step)
-            d2 = (fun(x + step / 2 * e) - fun(x - step / 2 * e)) / step
+            d1, d2 = column(e, step)
             if not finite_at_x or np.all(np.isfinite(d1)) and np.all(np.isfinite(d2)):
                 break
+        err = np.abs(d2 - d1)
+        if finite_at_x and np.all(np.isfinite(err)) and np.any(err > 1e-6 * (1.0 + np.abs(d2))):
+            for smaller in (step * 1e-2, step * 1e-4, step * 1e-6):
+                s1, s2 = column(e, smaller)
+                serr = np.abs(s2 - s1)
+                if np.all(np.isfinite(serr)) and np.max(serr) < np.max(err):
+                    d1, d2, err = s1, s2, serr
         cols.append((4 * d2 - d1) / 3)
-        errs.append(np.abs(d2 - d1))
+        errs.append(err)
     m = fun(x).size
     if not cols:
         return np.zeros((m, 0)), np.zeros((m, 0))

@@ -413,3 +413,21 @@ def test_a_crashing_peer_is_a_recorded_skip_not_the_end_of_the_run(monkeypatch):
     assert stats.peer_crashes == [(5, stats.peer_crashes[0][1])] and "SIGSEGV" in stats.peer_crashes[0][1]
     res = run.fuzz(1, seeds=[p.seed], compiled=False, log=lambda *a: None)   # the runner reports it
     assert res.programs == 1 and res.fuzzer_errors == 0
+
+
+def test_differences_of_a_function_that_oscillates_within_the_step_take_smaller_steps():
+    """An iterated sin(v) x at x = 195: its derivative is 3.28e8 (mpmath 328008179.0594), the
+    differences at the default step gave -7.6e6 and failed jitad's exact gradient (loops profile,
+    seed 181818001333). Where a column's two estimates disagree, smaller steps are tried."""
+    def f(x):
+        v = x
+        for _ in range(4):
+            v = np.sin(v) * x + 0.5 * v
+        return v * np.cos(0.3)
+    J, E = checks.fd_jacobian(f, np.array([195.15768074204442]), checks.FD_STEP)
+    assert abs(J[0, 0] / 328008179.0594 - 1) < 1e-4, J
+    checks.compare_fd("grad", np.array([328008179.0594]), J.ravel(), E.ravel())  # the exact derivative passes
+    with pytest.raises(checks.Mismatch):
+        checks.compare_fd("grad", np.array([-7598560.3]), J.ravel(), E.ravel())  # the old differences do not
+    smooth = checks.fd_jacobian(np.exp, np.array([0.5]), checks.FD_STEP)[0]
+    assert abs(smooth[0, 0] / np.exp(0.5) - 1) < 1e-9

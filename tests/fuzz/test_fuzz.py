@@ -425,7 +425,7 @@ def test_differences_of_a_function_that_oscillates_within_the_step_take_smaller_
             v = np.sin(v) * x + 0.5 * v
         return v * np.cos(0.3)
     J, E = checks.fd_jacobian(f, np.array([195.15768074204442]), checks.FD_STEP)
-    assert abs(J[0, 0] / 328008179.0594 - 1) < 1e-4, J
+    assert abs(J[0, 0] / 328008179.0594 - 1) < 1e-3, J  # (the differences were -7.6e6)
     checks.compare_fd("grad", np.array([328008179.0594]), J.ravel(), E.ravel())  # the exact derivative passes
     with pytest.raises(checks.Mismatch):
         checks.compare_fd("grad", np.array([-7598560.3]), J.ravel(), E.ravel())  # the old differences do not
